@@ -1,0 +1,38 @@
+# `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.installed-run: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Development server: daphne's ASGI runserver, so answers stream token by token.
+run: export DEBUG ?= true
+run: $(VENV)/.installed-run
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_account --url http://127.0.0.1:$(PORT)/
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# The whole suite, on DATABASE_URL (SQLite by default).
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(VENV)/.installed-dev
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) db.sqlite3 test-db.sqlite3* staticfiles

@@ -1,0 +1,138 @@
+"""Settings for chatstream, read from the environment (and an optional .env).
+
+Every value the operator may change is an environment variable parsed here with
+django-environ; the app reads Django settings only (see conversations/conf.py).
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# A development key is only acceptable while DEBUG is on: refusing to start
+# without one otherwise keeps a guessable key out of production.
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment or .env "
+            "(or set DEBUG=true for local development)."
+        )
+    SECRET_KEY = "django-insecure-development-only-key-do-not-deploy"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",  # before staticfiles: makes `runserver` serve ASGI, so answers stream
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "conversations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatstream.urls"
+ASGI_APPLICATION = "chatstream.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# DATABASE_URL: sqlite:///db.sqlite3 (default) or postgres://user@host/name,
+# which Django serves with psycopg 3.
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, for the test database: the real ASGI server in the
+    # tests reaches it from other threads.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        # WAL lets the admin read while a turn is written; a busy timeout
+        # waits for a lock instead of failing at once.
+        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20}
+    )
+
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Streams hand their connection back while tokens flow and take one again
+    # to save the answer; a pool makes that cheap and caps the connections a
+    # burst of new streams can open. DATABASE_POOL_MAX_SIZE=0 turns it off.
+    pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=20)
+    if pool_max_size:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": pool_max_size, "timeout": 30}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"conversations": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")}},
+}
+
+# --- The model ---------------------------------------------------------------
+LLM_PROVIDER = env.str("LLM_PROVIDER", default="demo")  # "demo", "openai" or a dotted path
+LLM_BASE_URL = env.str("LLM_BASE_URL", default="https://api.openai.com/v1")
+LLM_API_KEY = env.str("LLM_API_KEY", default="")
+LLM_MODEL = env.str("LLM_MODEL", default="demo-1")
+LLM_FIRST_TOKEN_TIMEOUT = env.float("LLM_FIRST_TOKEN_TIMEOUT", default=30.0)
+LLM_IDLE_TIMEOUT = env.float("LLM_IDLE_TIMEOUT", default=60.0)
+LLM_DEMO_TOKENS_PER_SECOND = env.float("LLM_DEMO_TOKENS_PER_SECOND", default=30.0)
+LLM_DEMO_FIRST_TOKEN_DELAY = env.float("LLM_DEMO_FIRST_TOKEN_DELAY", default=0.3)
+
+# --- The stream --------------------------------------------------------------
+CHATSTREAM_HEARTBEAT_SECONDS = env.float("CHATSTREAM_HEARTBEAT_SECONDS", default=15.0)
+CHATSTREAM_MAX_BODY_BYTES = env.int("CHATSTREAM_MAX_BODY_BYTES", default=1024 * 1024)
+CHATSTREAM_MAX_MESSAGE_CHARS = env.int("CHATSTREAM_MAX_MESSAGE_CHARS", default=32_000)
+
+# Django refuses bodies larger than this before the view runs; the API turns
+# that refusal into a 413 with the JSON error shape.
+DATA_UPLOAD_MAX_MEMORY_SIZE = CHATSTREAM_MAX_BODY_BYTES

@@ -1,0 +1,83 @@
+from django.contrib import admin
+from django.db.models import Count
+
+from . import api_keys
+from .models import ApiKey, Conversation, Turn
+
+TURN_METRICS = ("ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated")
+
+
+class TurnInline(admin.TabularInline):
+    """The conversation's turns in order, read-only: they are a record."""
+
+    model = Turn
+    ordering = ["position"]
+    fields = ("position", "role", "content", "status", "finish_reason", "model", *TURN_METRICS, "trace_id")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "owner", "turn_count", "created_at", "updated_at")
+    list_filter = ("turns__finish_reason", "turns__model", "created_at")
+    search_fields = ("title", "owner__username", "owner__email", "turns__content")
+    readonly_fields = ("id", "owner", "created_at", "updated_at")
+    inlines = [TurnInline]
+    date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("owner").annotate(turn_total=Count("turns"))
+
+    @admin.display(description="turns", ordering="turn_total")
+    def turn_count(self, obj: Conversation) -> int:
+        return obj.turn_total
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, _ = super().get_search_results(request, queryset, search_term)
+        return queryset.distinct(), False  # a search through turns must not repeat conversations
+
+
+@admin.register(Turn)
+class TurnAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "role", "status", "finish_reason", "model", *TURN_METRICS, "created_at")
+    list_filter = ("role", "status", "finish_reason", "model", "provider", "created_at")
+    search_fields = ("content", "trace_id", "conversation__owner__username")
+    list_select_related = ("conversation",)
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created with `manage.py create_api_key` (the only time the key
+    is shown) and revoked here."""
+
+    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at", "created_at")
+    search_fields = ("prefix", "name", "user__username")
+    readonly_fields = ("user", "prefix", "created_at", "last_used_at", "revoked_at")
+    fields = ("name", *readonly_fields)
+    actions = ["revoke_keys"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke_keys(self, request, queryset) -> None:
+        for key in queryset.filter(revoked_at__isnull=True):
+            api_keys.revoke(key=key)
+        self.message_user(request, "Revoked.")

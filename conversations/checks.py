@@ -1,0 +1,44 @@
+"""System checks: a misconfiguration fails at start-up with a sentence that names the fix."""
+
+from urllib.parse import urlsplit
+
+from django.core.checks import Error, register
+
+from .conf import conf
+from .providers import PROVIDERS, load_provider_class
+
+
+@register()
+def check_llm_settings(app_configs, **kwargs) -> list[Error]:
+    errors = []
+    try:
+        load_provider_class(conf.LLM_PROVIDER)
+    except (ImportError, ValueError):
+        errors.append(
+            Error(
+                f"LLM_PROVIDER {conf.LLM_PROVIDER!r} is not a known provider.",
+                hint=f"Use one of {', '.join(sorted(PROVIDERS))} or the dotted path of a Provider class.",
+                id="conversations.E001",
+            )
+        )
+    if conf.LLM_PROVIDER != "demo":
+        url = urlsplit(conf.LLM_BASE_URL)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            errors.append(
+                Error(
+                    f"LLM_BASE_URL {conf.LLM_BASE_URL!r} is not an http(s) URL.",
+                    hint="Set LLM_BASE_URL to the server's API root, e.g. http://127.0.0.1:8000/v1.",
+                    id="conversations.E002",
+                )
+            )
+        if not conf.LLM_MODEL:
+            errors.append(
+                Error("LLM_MODEL is empty.", hint="Set LLM_MODEL to a model the server serves.", id="conversations.E003")
+            )
+    for name in ("LLM_FIRST_TOKEN_TIMEOUT", "LLM_IDLE_TIMEOUT", "CHATSTREAM_HEARTBEAT_SECONDS"):
+        if getattr(conf, name) <= 0:
+            errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))
+    for name in ("CHATSTREAM_MAX_BODY_BYTES", "CHATSTREAM_MAX_MESSAGE_CHARS"):
+        if getattr(conf, name) <= 0:
+            errors.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
+    return errors

@@ -1,0 +1,57 @@
+"""Typed access to chatstream's settings, with their defaults.
+
+The values come from the environment through chatstream/settings.py; code in
+this app reads them here, never from os.environ, so tests can override them
+with Django's `override_settings`.
+"""
+
+from django.conf import settings
+
+
+class Settings:
+    @property
+    def LLM_PROVIDER(self) -> str:
+        return getattr(settings, "LLM_PROVIDER", "demo")
+
+    @property
+    def LLM_BASE_URL(self) -> str:
+        return getattr(settings, "LLM_BASE_URL", "https://api.openai.com/v1")
+
+    @property
+    def LLM_API_KEY(self) -> str:
+        return getattr(settings, "LLM_API_KEY", "")
+
+    @property
+    def LLM_MODEL(self) -> str:
+        return getattr(settings, "LLM_MODEL", "demo-1")
+
+    @property
+    def LLM_FIRST_TOKEN_TIMEOUT(self) -> float:
+        return float(getattr(settings, "LLM_FIRST_TOKEN_TIMEOUT", 30.0))
+
+    @property
+    def LLM_IDLE_TIMEOUT(self) -> float:
+        return float(getattr(settings, "LLM_IDLE_TIMEOUT", 60.0))
+
+    @property
+    def LLM_DEMO_TOKENS_PER_SECOND(self) -> float:
+        return float(getattr(settings, "LLM_DEMO_TOKENS_PER_SECOND", 30.0))
+
+    @property
+    def LLM_DEMO_FIRST_TOKEN_DELAY(self) -> float:
+        return float(getattr(settings, "LLM_DEMO_FIRST_TOKEN_DELAY", 0.3))
+
+    @property
+    def CHATSTREAM_HEARTBEAT_SECONDS(self) -> float:
+        return float(getattr(settings, "CHATSTREAM_HEARTBEAT_SECONDS", 15.0))
+
+    @property
+    def CHATSTREAM_MAX_BODY_BYTES(self) -> int:
+        return int(getattr(settings, "CHATSTREAM_MAX_BODY_BYTES", 1024 * 1024))
+
+    @property
+    def CHATSTREAM_MAX_MESSAGE_CHARS(self) -> int:
+        return int(getattr(settings, "CHATSTREAM_MAX_MESSAGE_CHARS", 32_000))
+
+
+conf = Settings()

@@ -1,0 +1,77 @@
+"""chatstream's exceptions. Providers map library errors onto these at their
+edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
+
+    ChatstreamError
+    ├── ApiError                  - a request the API refuses (JSON error, status)
+    └── UpstreamError             - the model call failed; `code` goes to the client
+        ├── UpstreamUnavailable   - connection refused, reset, DNS, TLS
+        ├── UpstreamStatusError   - the server answered 4xx/5xx
+        │   └── UpstreamRateLimited  - 429, with `retry_after` seconds if given
+        ├── UpstreamProtocolError - not an OpenAI-compatible event stream
+        ├── UpstreamIncomplete    - the stream ended before a finish reason
+        └── UpstreamTimeout       - no first token, or silence, past the limit
+"""
+
+
+class ChatstreamError(Exception):
+    """Base of every error chatstream raises on purpose."""
+
+
+class ApiError(ChatstreamError):
+    """A request the API refuses; rendered as {"error": {"code", "message"}}."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class UpstreamError(ChatstreamError):
+    """The model call failed."""
+
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The model server could not be reached."""
+
+    code = "upstream_unavailable"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The model server answered with an error status."""
+
+    code = "upstream_status"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamRateLimited(UpstreamStatusError):
+    """The model server said 429 Too Many Requests."""
+
+    code = "upstream_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status=429)
+        self.retry_after = retry_after
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The model server's answer is not an OpenAI-compatible event stream."""
+
+    code = "upstream_protocol"
+
+
+class UpstreamIncomplete(UpstreamError):
+    """The stream ended before the model gave a finish reason."""
+
+    code = "upstream_incomplete"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The model was silent for longer than allowed."""
+
+    code = "upstream_timeout"

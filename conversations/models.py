@@ -1,0 +1,110 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    # Positions are handed out under a row lock, two at a time (the user's
+    # message and the answer to it), so concurrent messages never collide even
+    # though the answer's row is only written when its stream ends.
+    next_position = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.id}"
+
+
+class Turn(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"  # the model finished its answer
+        INTERRUPTED = "interrupted"  # cut short: length, filter, cancel, client gone
+        FAILED = "failed"  # an error ended it; error_code says which
+
+    class FinishReason(models.TextChoices):
+        STOP = "stop"
+        LENGTH = "length"
+        CONTENT_FILTER = "content_filter"
+        CANCELLED = "cancelled"
+        CLIENT_DISCONNECTED = "client_disconnected"
+        ERROR = "error"
+
+    # Made in Python so the stream can name the answer's turn before its row
+    # exists: the row is written once, when the stream ends.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    position = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    finish_reason = models.CharField(max_length=32, choices=FinishReason.choices, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_detail = models.TextField(blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
+    trace_id = models.CharField(max_length=64, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(null=True, blank=True)
+    tokens_out = models.PositiveIntegerField(null=True, blank=True)
+    tokens_estimated = models.BooleanField(default=False, help_text="The upstream sent no usage; counts are estimates")
+    malformed_chunks = models.PositiveIntegerField(default=0, help_text="Upstream chunks skipped as unreadable")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["conversation", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "position"], name="turn_unique_position"),
+        ]
+        indexes = [
+            models.Index(fields=["finish_reason"], name="turn_finish_reason"),
+            models.Index(fields=["model"], name="turn_model"),
+            models.Index(fields=["created_at"], name="turn_created_at"),
+            models.Index(fields=["trace_id"], name="turn_trace_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.position} of {self.conversation_id}"
+
+    @property
+    def time_per_output_token_ms(self) -> float | None:
+        """Mean gap between output tokens after the first, the usual TPOT."""
+        if self.duration_ms is None or self.ttft_ms is None or not self.tokens_out or self.tokens_out < 2:
+            return None
+        return (self.duration_ms - self.ttft_ms) / (self.tokens_out - 1)
+
+
+class ApiKey(models.Model):
+    """A per-user key for `Authorization: Bearer`. Only its hash is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, for lookup and display")
+    hashed_secret = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,25 @@
+"""Model providers: a small base class and one module per implementation."""
+
+from django.utils.module_loading import import_string
+
+from ..conf import conf
+from .base import Completion, Message, Provider
+
+PROVIDERS = {
+    "demo": "conversations.providers.demo.DemoProvider",
+    "openai": "conversations.providers.openai.OpenAIProvider",
+}
+
+__all__ = ["PROVIDERS", "Completion", "Message", "Provider", "get_provider", "load_provider_class"]
+
+
+def load_provider_class(name: str) -> type[Provider]:
+    """A short name from PROVIDERS, or the dotted path of a Provider subclass."""
+    cls = import_string(PROVIDERS.get(name, name))
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ValueError(f"{name!r} is not a Provider")
+    return cls
+
+
+def get_provider() -> Provider:
+    return load_provider_class(conf.LLM_PROVIDER).from_settings()

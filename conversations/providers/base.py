@@ -1,0 +1,46 @@
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TypedDict
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+@dataclass
+class Completion:
+    """What a provider learns about a call besides its text, filled in as the
+    stream goes, so the relay can read it however the stream ended."""
+
+    model: str
+    finish_reason: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    malformed_chunks: int = 0
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token for English text: used only where the
+    upstream reports no usage, and the turn is then marked as estimated."""
+    return max(1, round(len(text) / 4)) if text else 0
+
+
+class Provider:
+    """Streams one answer. Subclasses implement `stream()`."""
+
+    name = "base"
+
+    def __init__(self, *, model: str) -> None:
+        self.model = model
+
+    @classmethod
+    def from_settings(cls) -> "Provider":
+        raise NotImplementedError
+
+    def stream(self, messages: list[Message], completion: Completion) -> AsyncIterator[str]:
+        """Yield the answer's text as it is produced and record the finish
+        reason and usage on `completion`. Raise an UpstreamError subclass on
+        failure. Closing the iterator (or cancelling the task reading it) must
+        release the upstream request at once."""
+        raise NotImplementedError

@@ -1,0 +1,68 @@
+"""An offline model for development and tests: no network, deterministic.
+
+It answers in readable markdown built from the user's own words, at a steady
+pace, so the whole product (streaming, cancel, persistence) can be tried with
+nothing else running.
+"""
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from ..conf import conf
+from .base import Completion, Message, Provider, estimate_tokens
+
+_WORD = re.compile(r"[\w'-]+")
+_TOKEN = re.compile(r"\s*\S+|\s+")  # a word with the spaces before it
+
+
+def compose_answer(question: str) -> str:
+    words = _WORD.findall(question)
+    longest = max(words, key=len) if words else "nothing"
+    keywords = sorted({w.lower() for w in words if len(w) > 3})[:5] or ["(none)"]
+    quoted = " ".join(question.split())[:200]
+    return (
+        f'You asked: "{quoted}". Here is what the demo model can tell about it.\n\n'
+        f"- **Words:** {len(words)}, in {len(question)} characters\n"
+        f"- **Longest word:** `{longest}`\n"
+        f"- **Keywords:** {', '.join(keywords)}\n\n"
+        "The same text, shouted back by a line of Python:\n\n"
+        "```python\n"
+        f"print({quoted!r}.upper())\n"
+        "```\n\n"
+        "This answer comes from the offline demo model. "
+        "Set `LLM_PROVIDER=openai` and `LLM_BASE_URL` to talk to a real one."
+    )
+
+
+def split_tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+class DemoProvider(Provider):
+    name = "demo"
+
+    def __init__(self, *, model: str, tokens_per_second: float, first_token_delay: float) -> None:
+        super().__init__(model=model)
+        self.pace = 1 / tokens_per_second if tokens_per_second > 0 else 0.0
+        self.first_token_delay = first_token_delay
+
+    @classmethod
+    def from_settings(cls) -> "DemoProvider":
+        return cls(
+            model=conf.LLM_MODEL if conf.LLM_PROVIDER == "demo" else "demo-1",
+            tokens_per_second=conf.LLM_DEMO_TOKENS_PER_SECOND,
+            first_token_delay=conf.LLM_DEMO_FIRST_TOKEN_DELAY,
+        )
+
+    async def stream(self, messages: list[Message], completion: Completion) -> AsyncIterator[str]:
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        tokens = split_tokens(compose_answer(question))
+        completion.tokens_in = sum(estimate_tokens(m["content"]) for m in messages)
+        await asyncio.sleep(self.first_token_delay)
+        for index, token in enumerate(tokens):
+            if index:
+                await asyncio.sleep(self.pace)
+            completion.tokens_out = index + 1
+            yield token
+        completion.finish_reason = "stop"

@@ -1,0 +1,260 @@
+"""The life of one answer: the model call runs in its own task, the response
+reads from it, and the task alone saves the turn when the stream ends.
+
+    view ──start()──▶ generation task ──provider.stream()──▶ upstream
+      ▲                    │ appends text, wakes the reader
+      └──── follow() ◀─────┘ (coalesces whatever is pending into one delta)
+
+Whatever ends the stream (finish, error, timeout, cancel, client gone), the
+task records why, saves the turn once under `asyncio.shield`, and only then
+lets the reader send the final event. See ARCHITECTURE.md.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from . import services
+from .db import release_connections
+from .conf import conf
+from .exceptions import UpstreamError, UpstreamTimeout
+from .models import Turn
+from .providers import Completion, Provider
+from .providers.base import estimate_tokens
+
+logger = logging.getLogger(__name__)
+
+START, DELTA, HEARTBEAT, DONE, ERROR = "start", "delta", "heartbeat", "done", "error"
+FinishReason = Turn.FinishReason
+
+# Text the model produced that the reader has not taken yet. Past this the
+# task stops reading the upstream (TCP pushes back on the model server), so a
+# stalled client cannot make the process buffer without bound.
+MAX_BACKLOG_CHARS = 256 * 1024
+
+# Tasks hold only weak references from the loop; keep running answers alive.
+_running: set[asyncio.Task] = set()
+
+
+class AnswerRelay:
+    def __init__(self, *, prepared: services.PreparedTurn, provider: Provider, trace_id: str, received_at: float):
+        self.prepared = prepared
+        self.provider = provider
+        self.trace_id = trace_id
+        self.received_at = received_at  # time.monotonic() when the request arrived
+        self.completion = Completion(model=provider.model)
+        self.length = 0  # characters produced so far: the event ids
+        self.finish_reason = ""
+        self.error: UpstreamError | None = None
+        self.answer: services.Answer | None = None
+        self._parts: list[str] = []
+        self._delivered = 0  # characters the reader has taken
+        self._first_token_at: float | None = None
+        self._saving = False
+        self._ended = False
+        self._cancel_reason = FinishReason.CLIENT_DISCONNECTED
+        self._reader_waiter: asyncio.Future | None = None
+        self._producer_waiter: asyncio.Future | None = None
+        self._task: asyncio.Task | None = None
+
+    # --- control --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"answer {self.prepared.answer_turn_id}")
+        _running.add(self._task)
+        self._task.add_done_callback(_running.discard)
+
+    def cancel(self, reason: str = FinishReason.CANCELLED) -> None:
+        """Stop the model call; the turn is saved with `reason`. Once the save
+        has begun there is nothing left to stop."""
+        if self._task is not None and not self._task.done() and not self._saving:
+            self._cancel_reason = reason
+            self._task.cancel()
+
+    async def close(self) -> None:
+        """Called when the response ends for any reason: a reader that leaves
+        early cancels the model call, then waits until the turn is saved. The
+        shield keeps a second cancellation from abandoning the save."""
+        self.cancel(FinishReason.CLIENT_DISCONNECTED)
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    # --- the generation task --------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._relay_tokens()
+        except asyncio.CancelledError:
+            # Not re-raised: this task's whole job is to save the turn, and
+            # finishing normally is how it says the turn is saved.
+            self.finish_reason = self._cancel_reason
+        except UpstreamError as exc:
+            self.finish_reason, self.error = FinishReason.ERROR, exc
+        except Exception as exc:
+            logger.exception("answer failed trace_id=%s", self.trace_id)
+            self.finish_reason, self.error = FinishReason.ERROR, UpstreamError(f"Internal error: {exc!r}")
+        else:
+            self.finish_reason = self.completion.finish_reason or FinishReason.STOP
+        self._saving = True
+        try:
+            await asyncio.shield(self._save())
+        finally:
+            self._ended = True
+            self._wake_reader()
+
+    async def _relay_tokens(self) -> None:
+        loop = asyncio.get_running_loop()
+        idle = conf.LLM_IDLE_TIMEOUT
+        stream = self.provider.stream(self.prepared.messages, self.completion)
+        try:
+            async with aclosing(stream), asyncio.timeout(conf.LLM_FIRST_TOKEN_TIMEOUT) as deadline:
+                async for text in stream:
+                    if self._first_token_at is None:
+                        self._first_token_at = time.monotonic()
+                    self._parts.append(text)
+                    self.length += len(text)
+                    self._wake_reader()
+                    if self.length - self._delivered > MAX_BACKLOG_CHARS:
+                        deadline.reschedule(None)  # waiting on our reader is not model silence
+                        await self._wait_for_reader()
+                    deadline.reschedule(loop.time() + idle)
+        except TimeoutError as exc:
+            if self._first_token_at is None:
+                raise UpstreamTimeout(f"No first token within {conf.LLM_FIRST_TOKEN_TIMEOUT:g} s.") from exc
+            raise UpstreamTimeout(f"The model was silent for more than {idle:g} s.") from exc
+
+    async def _save(self) -> None:
+        self.answer = self._answer()
+        try:
+            await sync_to_async(_record_and_release)(prepared=self.prepared, answer=self.answer)
+        except Exception:
+            logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.prepared.answer_turn_id)
+            return
+        logger.info(
+            "answer saved trace_id=%s turn=%s finish_reason=%s ttft_ms=%s duration_ms=%s tokens_out=%s",
+            self.trace_id,
+            self.prepared.answer_turn_id,
+            self.finish_reason,
+            self.answer.ttft_ms,
+            self.answer.duration_ms,
+            self.answer.tokens_out,
+        )
+
+    def _answer(self) -> services.Answer:
+        ended_at = time.monotonic()
+        completion = self.completion
+        content = "".join(self._parts)
+        estimated = completion.tokens_out is None or completion.tokens_in is None
+        return services.Answer(
+            content=content,
+            finish_reason=self.finish_reason,
+            model=completion.model,
+            provider=self.provider.name,
+            trace_id=self.trace_id,
+            ttft_ms=_ms(self._first_token_at - self.received_at) if self._first_token_at else None,
+            duration_ms=_ms(ended_at - self.received_at),
+            # Each chunk of an OpenAI-style stream carries about one token.
+            tokens_out=completion.tokens_out if completion.tokens_out is not None else len(self._parts),
+            tokens_in=(
+                completion.tokens_in
+                if completion.tokens_in is not None
+                else sum(estimate_tokens(m["content"]) for m in self.prepared.messages)
+            ),
+            tokens_estimated=estimated,
+            malformed_chunks=completion.malformed_chunks,
+            error_code=self.error.code if self.error else "",
+            error_detail=str(self.error) if self.error else "",
+        )
+
+    # --- the reader -----------------------------------------------------------
+
+    async def follow(self, heartbeat: float) -> AsyncIterator[tuple[str, Any, int | None]]:
+        """(kind, data, id) for the response to encode: `start`, then deltas
+        that carry everything produced since the last one, heartbeats after
+        `heartbeat` seconds of silence, and `done` or `error` once saved."""
+        yield START, self._start_data(), 0
+        taken = 0
+        while True:
+            if taken < len(self._parts):
+                text = "".join(self._parts[taken:])
+                taken = len(self._parts)
+                self._delivered = self.length
+                self._wake_producer()
+                yield DELTA, text, self.length
+            elif self._ended:
+                yield self._final_event()
+                return
+            elif not await self._wait_for_producer(heartbeat):
+                yield HEARTBEAT, None, None
+
+    def _start_data(self) -> dict[str, Any]:
+        return {
+            "turn_id": str(self.prepared.answer_turn_id),
+            "conversation_id": str(self.prepared.conversation_id),
+            "trace_id": self.trace_id,
+            "model": self.provider.model,
+        }
+
+    def _final_event(self) -> tuple[str, dict[str, Any], int]:
+        answer = self.answer
+        assert answer is not None
+        if self.error is not None:
+            return ERROR, {"code": self.error.code, "message": str(self.error), "finish_reason": FinishReason.ERROR}, self.length
+        return (
+            DONE,
+            {
+                "finish_reason": answer.finish_reason,
+                "usage": {
+                    "tokens_in": answer.tokens_in,
+                    "tokens_out": answer.tokens_out,
+                    "estimated": answer.tokens_estimated,
+                },
+                "ttft_ms": answer.ttft_ms,
+                "duration_ms": answer.duration_ms,
+            },
+            self.length,
+        )
+
+    # --- hand-over between the two sides ---------------------------------------
+
+    async def _wait_for_producer(self, timeout: float) -> bool:
+        """Wait for text or the end; False if `timeout` passed in silence."""
+        self._reader_waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._reader_waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._reader_waiter = None
+
+    async def _wait_for_reader(self) -> None:
+        self._producer_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._producer_waiter
+        finally:
+            self._producer_waiter = None
+
+    def _wake_reader(self) -> None:
+        if self._reader_waiter is not None and not self._reader_waiter.done():
+            self._reader_waiter.set_result(None)
+
+    def _wake_producer(self) -> None:
+        if self._producer_waiter is not None and not self._producer_waiter.done():
+            self._producer_waiter.set_result(None)
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _record_and_release(*, prepared: services.PreparedTurn, answer: services.Answer) -> None:
+    services.record_answer(prepared=prepared, answer=answer)
+    # The save may run after the request that started it has finished (a
+    # client that vanished mid-write), so it hands its connection back itself.
+    release_connections()

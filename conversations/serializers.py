@@ -1,0 +1,38 @@
+"""Models as the API's JSON."""
+
+from typing import Any
+
+from .models import Conversation, Turn
+
+
+def conversation_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.pk),
+        "title": conversation.title,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def turn_json(turn: Turn) -> dict[str, Any]:
+    return {
+        "id": str(turn.pk),
+        "position": turn.position,
+        "role": turn.role,
+        "content": turn.content,
+        "status": turn.status,
+        "finish_reason": turn.finish_reason or None,
+        "error_code": turn.error_code or None,
+        "model": turn.model or None,
+        "ttft_ms": turn.ttft_ms,
+        "duration_ms": turn.duration_ms,
+        "tokens_in": turn.tokens_in,
+        "tokens_out": turn.tokens_out,
+        "tokens_estimated": turn.tokens_estimated,
+        "trace_id": turn.trace_id or None,
+        "created_at": turn.created_at.isoformat(),
+    }
+
+
+def conversation_detail_json(conversation: Conversation, turns: list[Turn]) -> dict[str, Any]:
+    return {**conversation_json(conversation), "turns": [turn_json(turn) for turn in turns]}

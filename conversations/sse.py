@@ -1,0 +1,54 @@
+"""Wire encoding of stream events: Server-Sent Events and NDJSON. No Django here.
+
+Event ids are the answer's length in characters after the event, so a client
+that reconnects with `Last-Event-ID: n` can be served `content[n:]` from a live
+stream or from the saved turn alike.
+"""
+
+import re
+
+import orjson
+
+SSE_CONTENT_TYPE = "text/event-stream"
+NDJSON_CONTENT_TYPE = "application/x-ndjson"
+
+# Sent the moment the response starts, so proxies and clients see a first byte
+# before the model has said anything.
+SSE_OPENING = b": stream open\n\n"
+SSE_HEARTBEAT = b": heartbeat\n\n"
+NDJSON_HEARTBEAT = b'{"type":"heartbeat"}\n'
+
+
+# Only CR, LF and CRLF end an SSE line; str.splitlines() would also split on
+# U+2028 and friends, which JSON carries unescaped.
+_SSE_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _single_line(value: str) -> str:
+    # A newline in `event:` or `id:` would end the field and break framing.
+    return value.replace("\r", "").replace("\n", "")
+
+
+def encode_sse(event: str, data: dict, id: int | str | None = None) -> bytes:
+    """One SSE event. JSON never contains a raw newline, but any that reached
+    `data` would still be split into several `data:` lines, as the spec wants."""
+    lines = [f"event: {_single_line(event)}"]
+    if id is not None:
+        lines.append(f"id: {_single_line(str(id))}")
+    payload = orjson.dumps(data).decode()
+    lines.extend(f"data: {line}" for line in _SSE_LINE_BREAK.split(payload))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def encode_ndjson(event: str, data: dict, id: int | str | None = None) -> bytes:
+    """The same event as one JSON object on one line, with `type` and `id`."""
+    return orjson.dumps({"type": event, "id": id, **data}) + b"\n"
+
+
+def encode_sse_delta(text: str, id: int) -> bytes:
+    """The hot path's `delta` event, built without a dict per token."""
+    return b"event: delta\nid: %d\ndata: {\"text\":%b}\n\n" % (id, orjson.dumps(text))
+
+
+def encode_ndjson_delta(text: str, id: int) -> bytes:
+    return b'{"type":"delta","id":%d,"text":%b}\n' % (id, orjson.dumps(text))

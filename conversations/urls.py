@@ -1,0 +1,12 @@
+from django.urls import path, re_path
+
+from .views import api, errors
+
+app_name = "api"
+
+urlpatterns = [
+    path("conversations", api.conversations, name="conversations"),
+    path("conversations/<str:conversation_id>", api.conversation, name="conversation"),
+    path("conversations/<str:conversation_id>/messages", api.messages, name="messages"),
+    re_path(r"", errors.api_not_found),  # JSON, not an HTML page, for unknown API paths
+]

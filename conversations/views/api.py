@@ -1,0 +1,109 @@
+"""The JSON and streaming API, used by the browser UI and by scripts."""
+
+import time
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .. import selectors, services
+from ..conf import conf
+from ..db import release_connections
+from ..exceptions import ApiError
+from ..models import Conversation
+from ..providers import get_provider
+from ..relay import AnswerRelay
+from ..serializers import conversation_detail_json, conversation_json
+from .errors import api_view, not_found, parse_id
+from .streaming import stream_response, trace_id_for
+
+PAGE_SIZE = 20
+
+
+def _json_body(request: HttpRequest) -> dict:
+    try:
+        body = orjson.loads(request.body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    return body
+
+
+def _message_content(request: HttpRequest) -> str:
+    content = _json_body(request).get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise ApiError(400, "invalid_content", 'Send {"content": "<your message>"} with a non-empty string.')
+    if len(content) > conf.CHATSTREAM_MAX_MESSAGE_CHARS:
+        raise ApiError(
+            400, "content_too_long", f"The message has {len(content)} characters; the limit is {conf.CHATSTREAM_MAX_MESSAGE_CHARS}."
+        )
+    return content
+
+
+def _conversation_page(user, page_number: str) -> dict:
+    paginator = Paginator(selectors.owned_conversations(owner=user), PAGE_SIZE)
+    try:
+        page = paginator.page(page_number)
+    except (EmptyPage, PageNotAnInteger):
+        raise ApiError(400, "invalid_page", f"Pages run from 1 to {paginator.num_pages}.") from None
+    return {
+        "count": paginator.count,
+        "page": page.number,
+        "pages": paginator.num_pages,
+        "results": [conversation_json(c) for c in page.object_list],
+    }
+
+
+@api_view("GET", "POST")
+async def conversations(request: HttpRequest, user) -> HttpResponse:
+    if request.method == "POST":
+        title = _json_body(request).get("title", "")
+        if not isinstance(title, str):
+            raise ApiError(400, "invalid_title", "The title must be a string.")
+        conversation = await sync_to_async(services.create_conversation)(owner=user, title=title)
+        return JsonResponse(conversation_json(conversation), status=201)
+    return JsonResponse(await sync_to_async(_conversation_page)(user, request.GET.get("page", "1")))
+
+
+def _detail(user, conversation_id) -> dict:
+    conversation = selectors.conversation_with_turns(owner=user, conversation_id=conversation_id)
+    return conversation_detail_json(conversation, conversation.ordered_turns)
+
+
+def _delete(user, conversation_id) -> None:
+    services.delete_conversation(conversation=selectors.owned_conversations(owner=user).get(pk=conversation_id))
+
+
+@api_view("GET", "DELETE")
+async def conversation(request: HttpRequest, user, conversation_id: str) -> HttpResponse:
+    pk = parse_id(conversation_id)
+    try:
+        if request.method == "DELETE":
+            await sync_to_async(_delete)(user, pk)
+            return HttpResponse(status=204)
+        return JsonResponse(await sync_to_async(_detail)(user, pk))
+    except Conversation.DoesNotExist:
+        raise not_found() from None
+
+
+def _start_turn(**kwargs) -> services.PreparedTurn:
+    prepared = services.start_turn(**kwargs)
+    release_connections()  # nothing touches the database again until the answer is saved
+    return prepared
+
+
+@api_view("POST")
+async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResponse:
+    """Save the user's message, then stream the model's answer."""
+    received_at = time.monotonic()
+    pk = parse_id(conversation_id)
+    content = _message_content(request)
+    try:
+        prepared = await sync_to_async(_start_turn)(owner=user, conversation_id=pk, content=content)
+    except Conversation.DoesNotExist:
+        raise not_found() from None
+    relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id_for(request), received_at=received_at)
+    relay.start()
+    return stream_response(request, relay)

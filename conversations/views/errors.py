@@ -1,0 +1,82 @@
+"""The API's one error shape: {"error": {"code": ..., "message": ...}}."""
+
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from .. import api_keys
+from ..exceptions import ApiError
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def error_response(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def not_found(what: str = "conversation") -> ApiError:
+    return ApiError(404, f"{what}_not_found", f"No {what} with that id belongs to you.")
+
+
+def parse_id(value: str, what: str = "conversation") -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found(what) from None
+
+
+def _csrf_failed(request: HttpRequest) -> bool:
+    # The API views are csrf_exempt so that an unauthenticated request gets a
+    # 401 rather than a CSRF 403; session requests are checked here instead.
+    return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {}) is not None
+
+
+async def authenticate(request: HttpRequest):
+    """The user behind a Bearer key or the session; ApiError(401) for neither."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        user = await sync_to_async(api_keys.user_for_key)(key.strip())
+        if user is None:
+            raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.")
+        return user
+    user = await request.auser()
+    if not user.is_authenticated:
+        raise ApiError(401, "not_authenticated", "Log in, or send `Authorization: Bearer <api key>`.")
+    if request.method not in SAFE_METHODS and _csrf_failed(request):
+        raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken.")
+    return user
+
+
+def api_view(*methods: str) -> Callable:
+    """Async API view: method check (405), authentication (401/403), and every
+    ApiError or oversized body turned into the JSON error shape."""
+
+    def decorator(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method not in methods:
+                response = error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                user = await authenticate(request)
+                return await view(request, user, *args, **kwargs)
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message)
+            except RequestDataTooBig:
+                return error_response(413, "body_too_large", "The request body is larger than the server accepts.")
+
+        return wrapper
+
+    return decorator
+
+
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(404, "not_found", f"There is no API endpoint at {request.path}.")

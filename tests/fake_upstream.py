@@ -1,0 +1,172 @@
+"""A fake OpenAI-compatible model server, for tests and benchmarks.
+
+It speaks `POST /v1/chat/completions` with `stream: true` exactly as OpenAI
+does (`chat.completion.chunk` objects, a usage chunk when
+`stream_options.include_usage` is set, then `data: [DONE]`), with a settable
+first-token delay, pace, length and failures, and records what it was sent
+and when each client went away.
+
+    python -m tests.fake_upstream --port 9100 --first-token-delay 0.05 --pace 0.02
+"""
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Behaviour:
+    first_token_delay: float = 0.0
+    pace: float = 0.0  # seconds between tokens
+    tokens: int = 20
+    finish_reason: str | None = "stop"  # None: end cleanly without one
+    status: int = 200  # anything else: an OpenAI-style error body
+    retry_after: str | None = None
+    cut_after: int | None = None  # drop the connection after this many tokens
+    malformed_at: tuple[int, ...] = ()  # send an unreadable chunk before these tokens
+    content_type: str = "text/event-stream"
+    tokens_per_chunk: int = 1
+    text: str | None = None  # answer text; default "t0 t1 t2 …"
+
+    def pieces(self) -> list[str]:
+        if self.text is not None:
+            return [self.text[i : i + 4] for i in range(0, len(self.text), 4)]
+        return [f"t{i} " for i in range(self.tokens)]
+
+
+@dataclass
+class Call:
+    body: dict
+    started_at: float
+    tokens_sent: int = 0
+    disconnected_at: float | None = None  # time.monotonic() when the client left early
+    finished_at: float | None = None
+
+
+class CutStream(Exception):
+    """Raised inside the app to make the server drop the connection mid-body."""
+
+
+@dataclass
+class FakeUpstream:
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    calls: list[Call] = field(default_factory=list)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
+            await _send_json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            return
+        call = Call(body=json.loads(body), started_at=time.monotonic())
+        self.calls.append(call)
+        behaviour = self.behaviour
+        if behaviour.status != 200:
+            headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
+            await _send_json(send, behaviour.status, {"error": {"message": f"fake failure {behaviour.status}", "type": "server_error"}}, headers)
+            return
+        watcher = asyncio.create_task(_watch_disconnect(receive, call))
+        try:
+            await self._stream(send, call, behaviour)
+            call.finished_at = time.monotonic()
+        finally:
+            watcher.cancel()
+
+    async def _stream(self, send, call: Call, behaviour: Behaviour) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", behaviour.content_type.encode())]})
+        model = call.body.get("model", "fake")
+        await asyncio.sleep(behaviour.first_token_delay)
+        pieces = behaviour.pieces()
+        step = behaviour.tokens_per_chunk
+        for index in range(0, len(pieces), step):
+            if index:
+                await asyncio.sleep(behaviour.pace)
+            if behaviour.cut_after is not None and index >= behaviour.cut_after:
+                raise CutStream
+            if index in behaviour.malformed_at:
+                await _send_body(send, b"data: {not json\n\n")
+            call.tokens_sent = index + step
+            await _send_body(send, _event(_chunk(model, {"content": "".join(pieces[index : index + step])})))
+        if behaviour.finish_reason is not None:
+            await _send_body(send, _event(_chunk(model, {}, behaviour.finish_reason)))
+            if call.body.get("stream_options", {}).get("include_usage"):
+                usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
+                await _send_body(send, _event({**_chunk(model, None), "choices": [], "usage": usage}))
+            await _send_body(send, b"data: [DONE]\n\n")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def closed_within(self, seconds: float) -> bool:
+        """Did the last call's client go away and have we noticed within `seconds`?"""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.calls and self.calls[-1].disconnected_at is not None:
+                return True
+            time.sleep(0.005)
+        return False
+
+
+def _chunk(model: str, delta: dict | None, finish_reason: str | None = None) -> dict:
+    choice = {"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [choice] if delta is not None else [],
+    }
+
+
+def _event(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _send_body(send, data: bytes) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _watch_disconnect(receive, call: Call) -> None:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        call.disconnected_at = time.monotonic()
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--first-token-delay", type=float, default=0.05)
+    parser.add_argument("--pace", type=float, default=0.02)
+    parser.add_argument("--tokens", type=int, default=100)
+    args = parser.parse_args()
+    app = FakeUpstream(Behaviour(first_token_delay=args.first_token_delay, pace=args.pace, tokens=args.tokens))
+    # Calls are not recorded in a long-running process: memory stays flat.
+    app.calls = _Discard()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+class _Discard(list):
+    def append(self, item) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""Settings for the test suite: the project's own, with a throwaway key."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
+
+from chatstream.settings import *  # noqa: E402,F403
+
+# Hashing a password the fast way keeps log-in tests quick; no real password is stored.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,161 @@
+"""The JSON API through a real ASGI server: statuses, shapes, ownership, keys."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+
+from conversations import api_keys
+from conversations.models import ApiKey, Conversation, Turn
+
+from .conftest import parse_sse
+
+
+def error_code(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    return body["error"]["code"]
+
+
+def test_create_list_show_delete(alice, upstream):
+    upstream.behaviour.tokens = 3
+    conversation_id = alice.new_conversation()
+    alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"}).read()
+
+    listing = alice.client.get("/api/conversations").json()
+    assert listing["count"] == 1 and listing["results"][0]["id"] == conversation_id
+    detail = alice.client.get(f"/api/conversations/{conversation_id}").json()
+    assert detail["title"] == "Hi"
+    assert [(t["position"], t["role"]) for t in detail["turns"]] == [(0, "user"), (1, "assistant")]
+    answer = detail["turns"][1]
+    assert answer["content"] == "t0 t1 t2 " and answer["finish_reason"] == "stop" and answer["status"] == "complete"
+    for key in ("id", "model", "ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated", "trace_id", "created_at"):
+        assert key in answer
+
+    assert alice.client.delete(f"/api/conversations/{conversation_id}").status_code == 204
+    assert not Conversation.objects.filter(pk=conversation_id).exists()
+
+
+def test_list_is_newest_first_and_paginated(alice):
+    ids = [alice.new_conversation() for _ in range(23)]
+    first = alice.client.get("/api/conversations").json()
+    assert (first["count"], first["pages"], len(first["results"])) == (23, 2, 20)
+    assert first["results"][0]["id"] == ids[-1]
+    second = alice.client.get("/api/conversations", params={"page": 2}).json()
+    assert [c["id"] for c in second["results"]] == ids[2::-1]
+    assert error_code(alice.client.get("/api/conversations", params={"page": 9})) == "invalid_page"
+
+
+def test_foreign_and_unknown_conversations_are_404(alice, bob):
+    theirs = bob.new_conversation()
+    for path in (f"/api/conversations/{theirs}", "/api/conversations/not-a-uuid"):
+        assert alice.client.get(path).status_code == 404
+    response = alice.client.post(f"/api/conversations/{theirs}/messages", json={"content": "hi"})
+    assert response.status_code == 404 and error_code(response) == "conversation_not_found"
+    assert alice.client.delete(f"/api/conversations/{theirs}").status_code == 404
+    assert Turn.objects.count() == 0 and Conversation.objects.filter(pk=theirs).exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "invalid_json"),
+        (b"{}", "invalid_content"),
+        (b'{"content": "   "}', "invalid_content"),
+        (b'{"content": 42}', "invalid_content"),
+    ],
+)
+def test_bad_message_bodies_are_400(alice, body, code):
+    conversation_id = alice.new_conversation()
+    response = alice.client.post(f"/api/conversations/{conversation_id}/messages", content=body)
+    assert response.status_code == 400 and error_code(response) == code
+    assert Turn.objects.count() == 0
+
+
+def test_too_long_message_is_400(alice, settings):
+    settings.CHATSTREAM_MAX_MESSAGE_CHARS = 10
+    conversation_id = alice.new_conversation()
+    response = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "x" * 11})
+    assert response.status_code == 400 and error_code(response) == "content_too_long"
+
+
+def test_body_over_the_limit_is_413(alice, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    conversation_id = alice.new_conversation()
+    response = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "x" * 200})
+    assert response.status_code == 413 and error_code(response) == "body_too_large"
+
+
+def test_wrong_method_is_405_with_allow(alice):
+    response = alice.client.put("/api/conversations")
+    assert response.status_code == 405 and error_code(response) == "method_not_allowed"
+    assert response.headers["Allow"] == "GET, POST"
+
+
+def test_unknown_api_path_is_json_404(alice):
+    response = alice.client.get("/api/nope")
+    assert response.status_code == 404 and error_code(response) == "not_found"
+
+
+def test_no_credentials_is_401_before_csrf(live):
+    with httpx.Client(base_url=live.url) as anonymous:
+        for response in (anonymous.get("/api/conversations"), anonymous.post("/api/conversations", json={})):
+            assert response.status_code == 401 and error_code(response) == "not_authenticated"
+
+
+def test_revoked_and_wrong_keys_are_401(alice):
+    api_keys.revoke(key=ApiKey.objects.get(user=alice.user))
+    assert error_code(alice.client.get("/api/conversations")) == "invalid_api_key"
+    wrong = alice.key[:-2] + "xx"
+    response = alice.client.get("/api/conversations", headers={"Authorization": f"Bearer {wrong}"})
+    assert response.status_code == 401
+
+
+def test_api_key_is_stored_hashed(alice):
+    stored = ApiKey.objects.get(user=alice.user)
+    assert alice.key not in (stored.prefix, stored.hashed_secret)
+    assert alice.key.startswith(f"cs_{stored.prefix}_")
+
+
+@contextmanager
+def session_client(live, username: str) -> Iterator[httpx.Client]:
+    """A client logged in through the login form, as a browser would."""
+    get_user_model().objects.create_user(username=username, password="pw-" + username)
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        _log_in(client, username)
+        yield client
+
+
+def _log_in(client: httpx.Client, username: str) -> None:
+    login_page = client.get("/accounts/login/")
+    token = client.cookies["csrftoken"]
+    assert login_page.status_code == 200
+    response = client.post(
+        "/accounts/login/", data={"username": username, "password": "pw-" + username, "csrfmiddlewaretoken": token}
+    )
+    assert response.status_code == 302, response.text
+
+
+def test_session_writes_need_csrf(live, upstream):
+    upstream.behaviour.tokens = 2
+    with session_client(live, "carol") as client:
+        refused = client.post("/api/conversations", json={})
+        assert refused.status_code == 403 and error_code(refused) == "csrf_failed"
+        headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+        created = client.post("/api/conversations", json={"title": "Mine"}, headers=headers)
+        assert created.status_code == 201 and created.json()["title"] == "Mine"
+        assert client.get("/api/conversations").json()["count"] == 1
+        streamed = client.post(f"/api/conversations/{created.json()['id']}/messages", json={"content": "hi"}, headers=headers)
+        assert [e["event"] for e in parse_sse(streamed.text)][-1] == "done"
+
+
+def test_chat_page_needs_login(live):
+    with httpx.Client(base_url=live.url) as anonymous:
+        response = anonymous.get("/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/accounts/login/")
+    with session_client(live, "dave") as client:
+        page = client.get("/")
+    assert page.status_code == 200 and "chat.js" in page.text

@@ -1,0 +1,39 @@
+"""The wire encoders, without Django."""
+
+import json
+
+from conversations import sse
+
+from .conftest import parse_sse
+
+
+def test_event_has_name_id_and_json_data():
+    raw = sse.encode_sse("start", {"turn_id": "t"}, id=0).decode()
+    assert raw == 'event: start\nid: 0\ndata: {"turn_id":"t"}\n\n'
+
+
+def test_delta_fast_path_matches_the_general_encoder():
+    text = 'line one\nline "two"\r\n data: 🎉 \u2028 </script>'
+    assert sse.encode_sse_delta(text, 42) == sse.encode_sse("delta", {"text": text}, id=42)
+
+
+def test_hostile_text_never_breaks_framing():
+    text = "a\n\nevent: error\ndata: {}\n\nid: 9\r\r\n: comment 😀"
+    events = parse_sse(sse.encode_sse_delta(text, 7).decode())
+    assert events == [{"event": "delta", "id": "7", "data": {"text": text}}]
+
+
+def test_newlines_are_stripped_from_event_and_id():
+    raw = sse.encode_sse("evil\nevent: x", {}, id="1\n2").decode()
+    assert raw.splitlines()[:2] == ["event: evilevent: x", "id: 12"]
+
+
+def test_ndjson_is_one_line_with_type_and_id():
+    line = sse.encode_ndjson("done", {"finish_reason": "stop"}, id=5)
+    assert line.count(b"\n") == 1 and line.endswith(b"\n")
+    assert json.loads(line) == {"type": "done", "id": 5, "finish_reason": "stop"}
+
+
+def test_ndjson_delta_matches_the_general_encoder():
+    text = "x\ny \u2028 😀"
+    assert json.loads(sse.encode_ndjson_delta(text, 3)) == json.loads(sse.encode_ndjson("delta", {"text": text}, id=3))
