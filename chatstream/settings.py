@@ -22,8 +22,7 @@ SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set it in the environment or .env "
-            "(or set DEBUG=true for local development)."
+            "SECRET_KEY is not set. Set it in the environment or .env (or set DEBUG=true for local development)."
         )
     SECRET_KEY = "django-insecure-development-only-key-do-not-deploy"
 
@@ -87,7 +86,11 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # burst of new streams can open. DATABASE_POOL_MAX_SIZE=0 turns it off.
     pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=20)
     if pool_max_size:
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": pool_max_size, "timeout": 30}
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": pool_max_size,
+            "timeout": 30,
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

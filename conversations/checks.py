@@ -33,7 +33,9 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
             )
         if not conf.LLM_MODEL:
             errors.append(
-                Error("LLM_MODEL is empty.", hint="Set LLM_MODEL to a model the server serves.", id="conversations.E003")
+                Error(
+                    "LLM_MODEL is empty.", hint="Set LLM_MODEL to a model the server serves.", id="conversations.E003"
+                )
             )
     for name in ("LLM_FIRST_TOKEN_TIMEOUT", "LLM_IDLE_TIMEOUT", "CHATSTREAM_HEARTBEAT_SECONDS"):
         if getattr(conf, name) <= 0:

@@ -18,9 +18,10 @@ from contextlib import aclosing
 from typing import Any
 
 from asgiref.sync import sync_to_async
+
 from . import services
-from .db import release_connections
 from .conf import conf
+from .db import release_connections
 from .exceptions import UpstreamError, UpstreamTimeout
 from .models import Turn
 from .providers import Completion, Provider
@@ -203,7 +204,11 @@ class AnswerRelay:
         answer = self.answer
         assert answer is not None
         if self.error is not None:
-            return ERROR, {"code": self.error.code, "message": str(self.error), "finish_reason": FinishReason.ERROR}, self.length
+            return (
+                ERROR,
+                {"code": self.error.code, "message": str(self.error), "finish_reason": FinishReason.ERROR},
+                self.length,
+            )
         return (
             DONE,
             {

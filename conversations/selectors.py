@@ -25,4 +25,3 @@ def prompt_messages(*, conversation: Conversation) -> list[Message]:
     """The history sent to the model: every turn with text, in order."""
     rows = conversation.turns.exclude(content="").order_by("position").values_list("role", "content")
     return [{"role": role, "content": content} for role, content in rows]
-

@@ -7,7 +7,8 @@ import uuid
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.utils import timezone
 
 from . import selectors
 from .models import Conversation, Turn
@@ -74,9 +75,7 @@ def start_turn(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: 
         conversation.title = _title_from(content)
         update_fields.append("title")
     conversation.save(update_fields=update_fields)
-    user_turn = Turn.objects.create(
-        conversation=conversation, position=position, role=Turn.Role.USER, content=content
-    )
+    user_turn = Turn.objects.create(conversation=conversation, position=position, role=Turn.Role.USER, content=content)
     return PreparedTurn(
         conversation_id=conversation.pk,
         user_turn_id=user_turn.pk,
@@ -94,23 +93,20 @@ def status_for(finish_reason: str) -> str:
     return Turn.Status.INTERRUPTED
 
 
+@transaction.atomic
 def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Turn | None:
     """Write the answer's turn: once, when its stream has ended, however it
     ended. Returns None if the conversation was deleted meanwhile."""
-    try:
-        with transaction.atomic():
-            turn = Turn.objects.create(
-                id=prepared.answer_turn_id,
-                conversation_id=prepared.conversation_id,
-                position=prepared.answer_position,
-                role=Turn.Role.ASSISTANT,
-                status=status_for(answer.finish_reason),
-                **vars(answer),
-            )
-            Conversation.objects.filter(pk=prepared.conversation_id).update(updated_at=turn.created_at)
-    except IntegrityError:
-        if Conversation.objects.filter(pk=prepared.conversation_id).exists():
-            raise
+    # Touching the conversation first also locks its row (on PostgreSQL), so a
+    # delete cannot slip in between this check and the insert.
+    if not Conversation.objects.filter(pk=prepared.conversation_id).update(updated_at=timezone.now()):
         logger.info("conversation %s was deleted while answering; answer dropped", prepared.conversation_id)
         return None
-    return turn
+    return Turn.objects.create(
+        id=prepared.answer_turn_id,
+        conversation_id=prepared.conversation_id,
+        position=prepared.answer_position,
+        role=Turn.Role.ASSISTANT,
+        status=status_for(answer.finish_reason),
+        **vars(answer),
+    )

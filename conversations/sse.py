@@ -47,7 +47,7 @@ def encode_ndjson(event: str, data: dict, id: int | str | None = None) -> bytes:
 
 def encode_sse_delta(text: str, id: int) -> bytes:
     """The hot path's `delta` event, built without a dict per token."""
-    return b"event: delta\nid: %d\ndata: {\"text\":%b}\n\n" % (id, orjson.dumps(text))
+    return b'event: delta\nid: %d\ndata: {"text":%b}\n\n' % (id, orjson.dumps(text))
 
 
 def encode_ndjson_delta(text: str, id: int) -> bytes:

@@ -94,7 +94,13 @@ def parse_sse(raw: str) -> list[dict]:
             else:
                 fields[name] = value
         if fields["data"]:
-            events.append({"event": fields.get("event", "message"), "id": fields.get("id"), "data": json.loads("\n".join(fields["data"]))})
+            events.append(
+                {
+                    "event": fields.get("event", "message"),
+                    "id": fields.get("id"),
+                    "data": json.loads("\n".join(fields["data"])),
+                }
+            )
     return events
 
 

@@ -29,10 +29,12 @@ class Behaviour:
     content_type: str = "text/event-stream"
     tokens_per_chunk: int = 1
     text: str | None = None  # answer text; default "t0 t1 t2 …"
+    piece_chars: int = 4  # how `text` is cut into tokens
 
     def pieces(self) -> list[str]:
         if self.text is not None:
-            return [self.text[i : i + 4] for i in range(0, len(self.text), 4)]
+            size = self.piece_chars
+            return [self.text[i : i + size] for i in range(0, len(self.text), size)]
         return [f"t{i} " for i in range(self.tokens)]
 
 
@@ -66,7 +68,12 @@ class FakeUpstream:
         behaviour = self.behaviour
         if behaviour.status != 200:
             headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
-            await _send_json(send, behaviour.status, {"error": {"message": f"fake failure {behaviour.status}", "type": "server_error"}}, headers)
+            await _send_json(
+                send,
+                behaviour.status,
+                {"error": {"message": f"fake failure {behaviour.status}", "type": "server_error"}},
+                headers,
+            )
             return
         watcher = asyncio.create_task(_watch_disconnect(receive, call))
         try:
@@ -76,7 +83,13 @@ class FakeUpstream:
             watcher.cancel()
 
     async def _stream(self, send, call: Call, behaviour: Behaviour) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", behaviour.content_type.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", behaviour.content_type.encode())],
+            }
+        )
         model = call.body.get("model", "fake")
         await asyncio.sleep(behaviour.first_token_delay)
         pieces = behaviour.pieces()
@@ -129,7 +142,13 @@ async def _send_body(send, data: bytes) -> None:
 
 
 async def _send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *(headers or [])],
+        }
+    )
     await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
 
 

@@ -31,7 +31,17 @@ def test_create_list_show_delete(alice, upstream):
     assert [(t["position"], t["role"]) for t in detail["turns"]] == [(0, "user"), (1, "assistant")]
     answer = detail["turns"][1]
     assert answer["content"] == "t0 t1 t2 " and answer["finish_reason"] == "stop" and answer["status"] == "complete"
-    for key in ("id", "model", "ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated", "trace_id", "created_at"):
+    for key in (
+        "id",
+        "model",
+        "ttft_ms",
+        "duration_ms",
+        "tokens_in",
+        "tokens_out",
+        "tokens_estimated",
+        "trace_id",
+        "created_at",
+    ):
         assert key in answer
 
     assert alice.client.delete(f"/api/conversations/{conversation_id}").status_code == 204
@@ -148,7 +158,9 @@ def test_session_writes_need_csrf(live, upstream):
         created = client.post("/api/conversations", json={"title": "Mine"}, headers=headers)
         assert created.status_code == 201 and created.json()["title"] == "Mine"
         assert client.get("/api/conversations").json()["count"] == 1
-        streamed = client.post(f"/api/conversations/{created.json()['id']}/messages", json={"content": "hi"}, headers=headers)
+        streamed = client.post(
+            f"/api/conversations/{created.json()['id']}/messages", json={"content": "hi"}, headers=headers
+        )
         assert [e["event"] for e in parse_sse(streamed.text)][-1] == "done"
 
 

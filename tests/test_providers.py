@@ -53,7 +53,9 @@ def test_openai_sends_the_openai_request(openai, upstream):
     assert body["model"] == "fake-model" and body["messages"] == MESSAGES
 
 
-@pytest.mark.parametrize(("upstream_reason", "reason"), [("length", "length"), ("content_filter", "content_filter"), ("tool_calls", "stop")])
+@pytest.mark.parametrize(
+    ("upstream_reason", "reason"), [("length", "length"), ("content_filter", "content_filter"), ("tool_calls", "stop")]
+)
 def test_openai_maps_finish_reasons(openai, upstream, upstream_reason, reason):
     upstream.behaviour = Behaviour(tokens=3, finish_reason=upstream_reason)
     assert collect(openai)[1].finish_reason == reason

@@ -37,7 +37,9 @@ def _message_content(request: HttpRequest) -> str:
         raise ApiError(400, "invalid_content", 'Send {"content": "<your message>"} with a non-empty string.')
     if len(content) > conf.CHATSTREAM_MAX_MESSAGE_CHARS:
         raise ApiError(
-            400, "content_too_long", f"The message has {len(content)} characters; the limit is {conf.CHATSTREAM_MAX_MESSAGE_CHARS}."
+            400,
+            "content_too_long",
+            f"The message has {len(content)} characters; the limit is {conf.CHATSTREAM_MAX_MESSAGE_CHARS}.",
         )
     return content
 
@@ -104,6 +106,8 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
         prepared = await sync_to_async(_start_turn)(owner=user, conversation_id=pk, content=content)
     except Conversation.DoesNotExist:
         raise not_found() from None
-    relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id_for(request), received_at=received_at)
+    relay = AnswerRelay(
+        prepared=prepared, provider=get_provider(), trace_id=trace_id_for(request), received_at=received_at
+    )
     relay.start()
     return stream_response(request, relay)

@@ -23,6 +23,5 @@ class Command(BaseCommand):
             user.set_password(PASSWORD)
             user.save()
         self.stdout.write(
-            f"\nchatstream is starting at {url}\n"
-            f"  log in as {USERNAME} / {PASSWORD}   (admin: {url}admin/)\n"
+            f"\nchatstream is starting at {url}\n  log in as {USERNAME} / {PASSWORD}   (admin: {url}admin/)\n"
         )

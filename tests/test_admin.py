@@ -1,0 +1,76 @@
+"""Staff review conversations in the admin."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from conversations import api_keys, services
+from conversations.models import ApiKey, Conversation, Turn
+
+
+@pytest.fixture
+def staff_client(client, db):
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def conversation(db) -> Conversation:
+    owner = get_user_model().objects.create_user("erin")
+    prepared = services.start_turn(
+        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="Find me <b>this</b>"
+    )
+    services.record_answer(
+        prepared=prepared,
+        answer=services.Answer(
+            content="An answer",
+            finish_reason="client_disconnected",
+            model="m-1",
+            provider="openai",
+            trace_id="trace-1",
+            ttft_ms=40,
+            duration_ms=900,
+            tokens_in=5,
+            tokens_out=12,
+            tokens_estimated=True,
+        ),
+    )
+    return Conversation.objects.get(pk=prepared.conversation_id)
+
+
+def test_conversation_list_search_and_filters(staff_client, conversation):
+    url = reverse("admin:conversations_conversation_changelist")
+    assert staff_client.get(url).status_code == 200
+    found = staff_client.get(url, {"q": "this"})
+    assert found.status_code == 200 and str(conversation.pk) in found.text
+    assert staff_client.get(url, {"q": "erin"}).context["cl"].result_count == 1
+    assert staff_client.get(url, {"q": "nothing-like-it"}).context["cl"].result_count == 0
+    filtered = staff_client.get(url, {"turns__finish_reason": "client_disconnected"})
+    assert filtered.context["cl"].result_count == 1
+
+
+def test_conversation_page_shows_turns_in_order_read_only(staff_client, conversation):
+    page = staff_client.get(reverse("admin:conversations_conversation_change", args=[conversation.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert text.index("Find me &lt;b&gt;this&lt;/b&gt;") < text.index("An answer")
+    assert "trace-1" in text
+
+
+def test_turn_list_has_metric_columns_and_filters(staff_client, conversation):
+    url = reverse("admin:conversations_turn_changelist")
+    page = staff_client.get(url, {"finish_reason": "client_disconnected", "model": "m-1"})
+    assert page.status_code == 200 and page.context["cl"].result_count == 1
+    for column in ("column-ttft_ms", "column-tokens_out", "column-finish_reason"):
+        assert column in page.text
+    turn = Turn.objects.get(role="assistant")
+    assert staff_client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).status_code == 200
+
+
+def test_api_keys_listed_and_revoked(staff_client, conversation):
+    key, _ = api_keys.create_api_key(user=conversation.owner, name="laptop")
+    url = reverse("admin:conversations_apikey_changelist")
+    assert key.prefix in staff_client.get(url).text
+    staff_client.post(url, {"action": "revoke_keys", "_selected_action": [key.pk]})
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None

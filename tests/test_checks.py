@@ -1,0 +1,40 @@
+"""Misconfiguration fails at start-up with a sentence that names the fix."""
+
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from conversations.checks import check_llm_settings
+
+
+def ids(errors) -> list[str]:
+    return [error.id for error in errors]
+
+
+def test_defaults_pass():
+    assert check_llm_settings(None) == []
+
+
+def test_unknown_provider(settings):
+    settings.LLM_PROVIDER = "gpt-magic"
+    errors = check_llm_settings(None)
+    assert ids(errors) == ["conversations.E001"] and "demo, openai" in errors[0].hint
+
+
+def test_bad_base_url_for_openai(settings):
+    settings.LLM_PROVIDER, settings.LLM_BASE_URL = "openai", "localhost:8000"
+    assert ids(check_llm_settings(None)) == ["conversations.E002"]
+
+
+def test_non_positive_timeouts_and_limits(settings):
+    settings.LLM_IDLE_TIMEOUT, settings.CHATSTREAM_MAX_BODY_BYTES = 0, -1
+    assert ids(check_llm_settings(None)) == ["conversations.E004", "conversations.E005"]
+
+
+def test_manage_check_fails_on_misconfiguration(settings):
+    settings.LLM_PROVIDER = "nope"
+    try:
+        call_command("check")
+    except SystemCheckError as exc:
+        assert "conversations.E001" in str(exc)
+    else:
+        raise AssertionError("check passed with a bad LLM_PROVIDER")

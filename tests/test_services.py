@@ -1,0 +1,105 @@
+"""Writes: the user's message before the model, the answer once at the end."""
+
+import threading
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import IntegrityError, connections
+
+from conversations import api_keys, services
+from conversations.models import Conversation, Turn
+from conversations.views.api import _start_turn
+
+
+def answer(**overrides) -> services.Answer:
+    fields = {
+        "content": "partial",
+        "finish_reason": "cancelled",
+        "model": "m",
+        "provider": "openai",
+        "trace_id": "t",
+        "ttft_ms": 1,
+        "duration_ms": 2,
+        "tokens_in": 3,
+        "tokens_out": 4,
+        "tokens_estimated": False,
+    }
+    return services.Answer(**{**fields, **overrides})
+
+
+@pytest.fixture
+def owner(db):
+    return get_user_model().objects.create_user("frank")
+
+
+def test_start_turn_saves_the_message_and_reserves_the_answer(owner):
+    conversation = services.create_conversation(owner=owner)
+    first = services.start_turn(owner=owner, conversation_id=conversation.pk, content="one\ntwo")
+    second = services.start_turn(owner=owner, conversation_id=conversation.pk, content="three")
+    # The second message never takes the first answer's place, unsaved as it is.
+    assert (first.answer_position, second.answer_position) == (1, 3)
+    assert list(Turn.objects.values_list("position", "content")) == [(0, "one\ntwo"), (2, "three")]
+    assert Conversation.objects.get(pk=conversation.pk).title == "one two"
+    assert second.messages == [{"role": "user", "content": "one\ntwo"}, {"role": "user", "content": "three"}]
+
+
+def test_foreign_conversation_is_not_found(owner):
+    stranger = get_user_model().objects.create_user("grace")
+    conversation = services.create_conversation(owner=stranger)
+    with pytest.raises(Conversation.DoesNotExist):
+        services.start_turn(owner=owner, conversation_id=conversation.pk, content="hi")
+    assert not Turn.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "status"),
+    [("stop", "complete"), ("length", "interrupted"), ("client_disconnected", "interrupted"), ("error", "failed")],
+)
+def test_record_answer_sets_status(owner, finish_reason, status):
+    prepared = services.start_turn(
+        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="q"
+    )
+    turn = services.record_answer(prepared=prepared, answer=answer(finish_reason=finish_reason))
+    assert (turn.pk, turn.position, turn.status) == (prepared.answer_turn_id, 1, status)
+
+
+def test_an_answer_is_written_once(owner):
+    prepared = services.start_turn(
+        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="q"
+    )
+    services.record_answer(prepared=prepared, answer=answer())
+    with pytest.raises(IntegrityError):
+        services.record_answer(prepared=prepared, answer=answer())
+
+
+def test_answer_to_a_deleted_conversation_is_dropped(owner):
+    conversation = services.create_conversation(owner=owner)
+    prepared = services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
+    conversation.delete()
+    assert services.record_answer(prepared=prepared, answer=answer()) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_start_turn_releases_the_database_connection():
+    owner = get_user_model().objects.create_user("heidi")
+    conversation = services.create_conversation(owner=owner)
+    seen = {}
+
+    def in_a_request_thread():
+        _start_turn(owner=owner, conversation_id=conversation.pk, content="q")
+        seen["open"] = [c.alias for c in connections.all(initialized_only=True) if c.connection is not None]
+
+    thread = threading.Thread(target=in_a_request_thread)
+    thread.start()
+    thread.join()
+    assert seen["open"] == []
+
+
+def test_create_api_key_command_prints_a_working_key(owner, capsys):
+    call_command("create_api_key", "frank", "--name", "cli")
+    key = capsys.readouterr().out.strip()
+    assert api_keys.user_for_key(key) == owner
+    assert api_keys.user_for_key(key + "x") is None
+    assert api_keys.user_for_key("cs_" + uuid.uuid4().hex) is None
