@@ -1,0 +1,136 @@
+"""The relay's life cycle, driven directly: cancellation at any await leaves
+exactly one saved turn."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+
+from conversations import services
+from conversations.models import Turn
+from conversations.providers import Completion, Message, Provider
+from conversations.relay import DELTA, DONE, HEARTBEAT, START, AnswerRelay
+
+
+class PacedProvider(Provider):
+    """Yields `count` tokens, `pace` seconds apart."""
+
+    name = "paced"
+
+    def __init__(self, *, count: int, pace: float) -> None:
+        super().__init__(model="paced-1")
+        self.count, self.pace = count, pace
+        self.closed = False
+
+    async def stream(self, messages: list[Message], completion: Completion) -> AsyncIterator[str]:
+        try:
+            for index in range(self.count):
+                await asyncio.sleep(self.pace)
+                yield f"w{index} "
+            completion.finish_reason = "stop"
+        finally:
+            self.closed = True
+
+
+@pytest.fixture
+def prepared(transactional_db) -> services.PreparedTurn:
+    owner = get_user_model().objects.create_user("ivan")
+    conversation = services.create_conversation(owner=owner)
+    return services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
+
+
+def relay_for(prepared, provider) -> AnswerRelay:
+    return AnswerRelay(prepared=prepared, provider=provider, trace_id="t", received_at=0.0)
+
+
+async def read(relay: AnswerRelay, deltas: int, heartbeat: float = 10) -> list[tuple]:
+    """Follow the relay like a response would, stopping after `deltas` deltas."""
+    events = []
+    try:
+        async for event in relay.follow(heartbeat):
+            events.append(event)
+            if event[0] == DELTA and sum(e[0] == DELTA for e in events) == deltas:
+                return events
+    finally:
+        await relay.close()
+    return events
+
+
+def answers(prepared) -> list[Turn]:
+    return list(Turn.objects.filter(conversation_id=prepared.conversation_id, role="assistant"))
+
+
+@pytest.mark.parametrize("attempt", range(20))
+def test_cancelled_twice_still_saves_once(prepared, attempt):
+    provider = PacedProvider(count=1000, pace=0.002)
+
+    async def scenario():
+        relay = relay_for(prepared, provider)
+        relay.start()
+        reader = asyncio.create_task(read(relay, deltas=10_000))
+        await asyncio.sleep(0.01 + attempt * 0.003)
+        reader.cancel()  # the client is gone...
+        await asyncio.sleep(attempt * 0.0005)
+        reader.cancel()  # ...and the server cancels again while the turn is saved
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        async with asyncio.timeout(5):
+            await relay._task
+
+    asyncio.run(scenario())
+    (turn,) = answers(prepared)
+    assert turn.finish_reason == "client_disconnected" and provider.closed
+    assert turn.content == "".join(f"w{i} " for i in range(len(turn.content.split())))
+
+
+def test_a_reader_that_falls_behind_gets_tokens_together(prepared):
+    async def scenario():
+        relay = relay_for(prepared, PacedProvider(count=50, pace=0))
+        relay.start()
+        events = []
+        async for event in relay.follow(heartbeat=10):
+            events.append(event)
+            await asyncio.sleep(0.01)  # a slow client
+        return events
+
+    events = asyncio.run(scenario())
+    kinds = [kind for kind, _, _ in events]
+    assert kinds[0] == START and kinds[-1] == DONE and kinds.count(DELTA) < 50
+    assert "".join(data for kind, data, _ in events if kind == DELTA) == answers(prepared)[0].content
+
+
+def test_heartbeat_events_during_silence(prepared):
+    async def scenario():
+        relay = relay_for(prepared, PacedProvider(count=1, pace=0.2))
+        relay.start()
+        return await read(relay, deltas=99, heartbeat=0.03)
+
+    events = asyncio.run(scenario())
+    assert [kind for kind, _, _ in events].count(HEARTBEAT) >= 3
+    assert events[-1][0] == DONE
+
+
+def test_cancel_from_the_server_side_is_recorded(prepared):
+    async def scenario():
+        relay = relay_for(prepared, PacedProvider(count=100, pace=0.01))
+        relay.start()
+        await asyncio.sleep(0.05)
+        relay.cancel()
+        return [event async for event in relay.follow(heartbeat=10)]
+
+    events = asyncio.run(scenario())
+    assert events[-1][0] == DONE and events[-1][1]["finish_reason"] == "cancelled"
+    assert answers(prepared)[0].status == "interrupted"
+
+
+def test_the_final_event_follows_the_save(prepared):
+    async def scenario():
+        relay = relay_for(prepared, PacedProvider(count=3, pace=0))
+        relay.start()
+        async for kind, _, _ in relay.follow(heartbeat=10):
+            if kind == DONE:
+                return await sync_to_async(answers)(prepared)
+
+    assert len(asyncio.run(scenario())) == 1
