@@ -30,6 +30,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	SECRET_KEY=lint $(VENV)/bin/mypy conversations chatstream
 
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench

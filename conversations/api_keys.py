@@ -10,7 +10,7 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from .models import ApiKey
@@ -25,14 +25,14 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiKey, str]:
+def create_api_key(*, user: User, name: str = "") -> tuple[ApiKey, str]:
     """Make a key and return it with its only readable copy."""
     prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     key = ApiKey.objects.create(user=user, name=name, prefix=prefix, hashed_secret=_hash(secret))
     return key, f"{KEY_PREFIX}{prefix}_{secret}"
 
 
-def user_for_key(raw: str) -> AbstractBaseUser | None:
+def user_for_key(raw: str) -> User | None:
     """The active user a presented key belongs to, or None."""
     if not raw.startswith(KEY_PREFIX):
         return None

@@ -49,7 +49,7 @@ class AnswerRelay:
         self.received_at = received_at  # time.monotonic() when the request arrived
         self.completion = Completion(model=provider.model)
         self.length = 0  # characters produced so far: the event ids
-        self.finish_reason = ""
+        self.finish_reason: str = ""
         self.error: UpstreamError | None = None
         self.answer: services.Answer | None = None
         self._parts: list[str] = []
@@ -57,7 +57,7 @@ class AnswerRelay:
         self._first_token_at: float | None = None
         self._saving = False
         self._ended = False
-        self._cancel_reason = FinishReason.CLIENT_DISCONNECTED
+        self._cancel_reason: str = FinishReason.CLIENT_DISCONNECTED
         self._reader_waiter: asyncio.Future | None = None
         self._producer_waiter: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
@@ -173,7 +173,7 @@ class AnswerRelay:
 
     # --- the reader -----------------------------------------------------------
 
-    async def follow(self, heartbeat: float) -> AsyncIterator[tuple[str, Any, int | None]]:
+    async def follow(self, heartbeat: float) -> AsyncIterator[tuple[str, Any, int]]:
         """(kind, data, id) for the response to encode: `start`, then deltas
         that carry everything produced since the last one, heartbeats after
         `heartbeat` seconds of silence, and `done` or `error` once saved."""
@@ -190,7 +190,7 @@ class AnswerRelay:
                 yield self._final_event()
                 return
             elif not await self._wait_for_producer(heartbeat):
-                yield HEARTBEAT, None, None
+                yield HEARTBEAT, None, self.length
 
     def _start_data(self) -> dict[str, Any]:
         return {

@@ -3,22 +3,21 @@ indistinguishable from a missing one."""
 
 import uuid
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
-from .models import Conversation
+from .models import Conversation, Turn
 from .providers import Message
 
 
-def owned_conversations(*, owner: AbstractBaseUser) -> QuerySet[Conversation]:
+def owned_conversations(*, owner: User) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner=owner)
 
 
-def conversation_with_turns(*, owner: AbstractBaseUser, conversation_id: uuid.UUID) -> Conversation:
+def conversation_with_turns(*, owner: User, conversation_id: uuid.UUID) -> tuple[Conversation, list[Turn]]:
     """Raises Conversation.DoesNotExist for a missing or foreign id."""
     conversation = owned_conversations(owner=owner).get(pk=conversation_id)
-    conversation.ordered_turns = list(conversation.turns.order_by("position"))
-    return conversation
+    return conversation, list(conversation.turns.order_by("position"))
 
 
 def prompt_messages(*, conversation: Conversation) -> list[Message]:

@@ -6,7 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -50,7 +50,7 @@ class Answer:
     error_detail: str = ""
 
 
-def create_conversation(*, owner: AbstractBaseUser, title: str = "") -> Conversation:
+def create_conversation(*, owner: User, title: str = "") -> Conversation:
     return Conversation.objects.create(owner=owner, title=title[:200])
 
 
@@ -64,7 +64,7 @@ def _title_from(content: str) -> str:
 
 
 @transaction.atomic
-def start_turn(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str) -> PreparedTurn:
+def start_turn(*, owner: User, conversation_id: uuid.UUID, content: str) -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
     model is called. Raises Conversation.DoesNotExist for a foreign id."""
     conversation = selectors.owned_conversations(owner=owner).select_for_update().get(pk=conversation_id)

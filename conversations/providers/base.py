@@ -1,4 +1,4 @@
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -38,7 +38,7 @@ class Provider:
     def from_settings(cls) -> "Provider":
         raise NotImplementedError
 
-    def stream(self, messages: list[Message], completion: Completion) -> AsyncIterator[str]:
+    def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[str, None]:
         """Yield the answer's text as it is produced and record the finish
         reason and usage on `completion`. Raise an UpstreamError subclass on
         failure. Closing the iterator (or cancelling the task reading it) must

@@ -7,7 +7,7 @@ nothing else running.
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from ..conf import conf
 from .base import Completion, Message, Provider, estimate_tokens
@@ -55,7 +55,7 @@ class DemoProvider(Provider):
             first_token_delay=conf.LLM_DEMO_FIRST_TOKEN_DELAY,
         )
 
-    async def stream(self, messages: list[Message], completion: Completion) -> AsyncIterator[str]:
+    async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[str, None]:
         question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         tokens = split_tokens(compose_answer(question))
         completion.tokens_in = sum(estimate_tokens(m["content"]) for m in messages)

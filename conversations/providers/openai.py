@@ -8,7 +8,7 @@ relayed token. Library errors are mapped to chatstream's at this edge.
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 import orjson
@@ -119,7 +119,7 @@ class OpenAIProvider(Provider):
             }
         )
 
-    async def stream(self, messages: list[Message], completion: Completion) -> AsyncIterator[str]:
+    async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[str, None]:
         request = shared_client().build_request(
             "POST", self.url, content=self._body(messages), headers={**self.headers, "Content-Type": "application/json"}
         )
@@ -139,7 +139,7 @@ class OpenAIProvider(Provider):
         if completion.finish_reason is None:
             raise UpstreamIncomplete("The model's stream ended before it gave a finish reason.")
 
-    async def _texts(self, response: httpx.Response, completion: Completion) -> AsyncIterator[str]:
+    async def _texts(self, response: httpx.Response, completion: Completion) -> AsyncGenerator[str, None]:
         try:
             async for event in EventSource(response).aiter_sse():
                 if event.data == "[DONE]":

@@ -5,7 +5,7 @@ import time
 import orjson
 from asgiref.sync import sync_to_async
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .. import selectors, services
 from ..conf import conf
@@ -70,8 +70,8 @@ async def conversations(request: HttpRequest, user) -> HttpResponse:
 
 
 def _detail(user, conversation_id) -> dict:
-    conversation = selectors.conversation_with_turns(owner=user, conversation_id=conversation_id)
-    return conversation_detail_json(conversation, conversation.ordered_turns)
+    conversation, turns = selectors.conversation_with_turns(owner=user, conversation_id=conversation_id)
+    return conversation_detail_json(conversation, turns)
 
 
 def _delete(user, conversation_id) -> None:
@@ -97,7 +97,7 @@ def _start_turn(**kwargs) -> services.PreparedTurn:
 
 
 @api_view("POST")
-async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResponse:
+async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResponseBase:
     """Save the user's message, then stream the model's answer."""
     received_at = time.monotonic()
     pk = parse_id(conversation_id)

@@ -3,8 +3,10 @@
 import functools
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -31,26 +33,30 @@ def parse_id(value: str, what: str = "conversation") -> uuid.UUID:
         raise not_found(what) from None
 
 
+def _unused_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse()
+
+
 def _csrf_failed(request: HttpRequest) -> bool:
     # The API views are csrf_exempt so that an unauthenticated request gets a
     # 401 rather than a CSRF 403; session requests are checked here instead.
-    return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {}) is not None
+    return CsrfViewMiddleware(_unused_view).process_view(request, _unused_view, (), {}) is not None
 
 
-async def authenticate(request: HttpRequest):
+async def authenticate(request: HttpRequest) -> User:
     """The user behind a Bearer key or the session; ApiError(401) for neither."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        user = await sync_to_async(api_keys.user_for_key)(key.strip())
-        if user is None:
+        key_user = await sync_to_async(api_keys.user_for_key)(key.strip())
+        if key_user is None:
             raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.")
-        return user
+        return key_user
     user = await request.auser()
     if not user.is_authenticated:
         raise ApiError(401, "not_authenticated", "Log in, or send `Authorization: Bearer <api key>`.")
     if request.method not in SAFE_METHODS and _csrf_failed(request):
         raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken.")
-    return user
+    return cast(User, user)
 
 
 def api_view(*methods: str) -> Callable:
