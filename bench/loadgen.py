@@ -6,10 +6,12 @@ spends is taken from the server being measured. It runs in its own process:
 
     python -m bench.loadgen SPEC.json
 
-The spec names the target, the requests and how to send them; the result,
-written to spec["out"], holds time to first token and the gaps between token
-events per stream, plus this process's own CPU time, so the bench can say what
-the client cost. Every request says `Connection: close`: one stream, one
+The spec names the target and a list of workers, each a list of requests.
+Each worker is a closed loop, one stream after another, so N workers keep N
+streams in flight; their starts are staggered so that arrivals are steady. The
+result, written to spec["out"], holds time to first token and the gaps between
+token events, plus this process's own CPU time, so the bench can say what the
+client cost. Every request says `Connection: close`: one stream, one
 connection, and the end of the body is also the end of the socket.
 """
 
@@ -48,7 +50,8 @@ def build_request(host: str, port: int, path: str, body: bytes, headers: dict[st
 def _dechunk(buf: bytes) -> tuple[bytes, bytes, bool]:
     """Decode the whole chunks at the front of a chunked body: (their data,
     the undecoded rest, whether the last chunk was seen)."""
-    parts, pos = [], 0
+    parts: list[bytes] = []
+    pos = 0
     while (eol := buf.find(b"\r\n", pos)) >= 0:
         size = int(buf[pos:eol].split(b";", 1)[0], 16)
         if size == 0:
@@ -78,8 +81,10 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[bool, bytes, float]:
 
 async def read_events(reader: asyncio.StreamReader):
     """Yield (arrival time, complete events) once per socket read that
-    completed any event. Events are raw bytes without the blank line."""
+    completed any event, and first (head time, []) for the response head.
+    Events are raw bytes without the blank line."""
     chunked, buf, now = await _read_head(reader)
+    yield now, []
     pending = b""
     while True:
         if chunked:
@@ -103,6 +108,8 @@ async def read_events(reader: asyncio.StreamReader):
 @dataclass
 class Stream:
     started: float = 0.0
+    head: float | None = None  # when the response head arrived
+    ended: float = 0.0
     arrivals: list[float] = field(default_factory=list)
     tokens: int = 0
     done: bool = False
@@ -129,65 +136,86 @@ def _note_event(stream: Stream, event: bytes, now: float, marker: bytes, kind: s
 async def one_stream(spec: dict, request: bytes, stream: Stream) -> None:
     """Send one request and note when each token event arrives. The clock
     starts before connecting: accepting the connection is the server's work too."""
-    marker, kind, first_only = MARKERS[spec["kind"]], spec["kind"], spec.get("first_only", False)
+    marker, kind = MARKERS[spec["kind"]], spec["kind"]
     stream.started = time.perf_counter()
-    reader, writer = await asyncio.open_connection(spec["host"], spec["port"])
     try:
-        writer.write(request)
-        async with aclosing(read_events(reader)) as batches:
-            async for now, events in batches:
-                for event in events:
-                    _note_event(stream, event, now, marker, kind)
-                if first_only and stream.arrivals:
-                    return
-        if not stream.done and stream.error is None:
-            stream.error = "stream ended without its final event"
-    finally:
-        writer.close()
-
-
-async def _guarded(spec: dict, request: bytes, stream: Stream, delay: float) -> None:
-    await asyncio.sleep(delay)
-    try:
-        await one_stream(spec, request, stream)
+        reader, writer = await asyncio.open_connection(spec["host"], spec["port"])
+        try:
+            writer.write(request)
+            async with aclosing(read_events(reader)) as batches:
+                async for now, events in batches:
+                    if stream.head is None:
+                        stream.head = now
+                    for event in events:
+                        _note_event(stream, event, now, marker, kind)
+            if not stream.done and stream.error is None:
+                stream.error = "stream ended without its final event"
+        finally:
+            writer.close()
     except (OSError, HttpError, ValueError, KeyError) as exc:
         stream.error = f"{type(exc).__name__}: {exc}"
+    stream.ended = time.perf_counter()
 
 
-async def run(spec: dict) -> list[Stream]:
-    """All requests at once, their starts spread evenly over spec["spread"]
-    seconds; or one after another with a pause when spec["sequential"]."""
-    requests = [
-        build_request(spec["host"], spec["port"], path, body.encode(), spec.get("headers", {}))
-        for path, body in spec["requests"]
-    ]
-    streams = [Stream() for _ in requests]
+async def worker(spec: dict, requests: list[bytes], start: float, stop_at: float, streams: list[Stream]) -> None:
+    """A closed loop: one stream at a time, back to back, cycling through this
+    worker's requests, until `streams_per_worker` or no new start after `stop_at`."""
+    await asyncio.sleep(max(0.0, start - time.perf_counter()))
+    limit = spec.get("streams_per_worker")
+    for count in range(limit or 1 << 30):
+        if time.perf_counter() >= stop_at:
+            return
+        stream = Stream()
+        streams.append(stream)
+        await one_stream(spec, requests[count % len(requests)], stream)
+        await asyncio.sleep(spec.get("pause", 0.0))
+
+
+async def run(spec: dict) -> tuple[list[Stream], float]:
+    """Start the workers spread evenly over spec["stagger"] seconds, so that
+    arrivals are steady from the start; return the streams and the start time."""
+    host, port, headers = spec["host"], spec["port"], spec.get("headers", {})
+    workers = [[build_request(host, port, path, body.encode(), headers) for path, body in w] for w in spec["workers"]]
+    step = spec.get("stagger", 0.0) / len(workers)
+    t0 = time.perf_counter() + 0.05
+    stop_at = t0 + spec["run_for"] if spec.get("run_for") else float("inf")
+    streams: list[Stream] = []
     try:
         async with asyncio.timeout(spec["timeout"]):
-            if spec.get("sequential"):
-                for request, stream in zip(requests, streams, strict=True):
-                    await _guarded(spec, request, stream, 0)
-                    await asyncio.sleep(spec.get("pause", 0.05))
-            else:
-                step = spec.get("spread", 0.0) / len(requests)
-                await asyncio.gather(
-                    *(_guarded(spec, r, s, i * step) for i, (r, s) in enumerate(zip(requests, streams, strict=True)))
-                )
+            await asyncio.gather(
+                *(worker(spec, reqs, t0 + i * step, stop_at, streams) for i, reqs in enumerate(workers))
+            )
     except TimeoutError:
         for stream in streams:
             if not stream.done and stream.error is None:
-                stream.error = f"timed out after {spec['timeout']:g} s"
-    return streams
+                stream.error, stream.ended = f"timed out after {spec['timeout']:g} s", time.perf_counter()
+    return streams, t0
 
 
-def result(streams: list[Stream], cpu_s: float, wall_s: float) -> dict:
+def mean_open(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """Mean number of the (from, to) spans open during [start, end]."""
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in spans) / (end - start)
+
+
+def result(streams: list[Stream], t0: float, window: list[float] | None, cpu_s: float, wall_s: float) -> dict:
+    """Totals over every stream; latency figures only from the steady-state
+    window (seconds after t0): streams started in it, gaps ending in it."""
+    start, end = (t0 + window[0], t0 + window[1]) if window else (float("-inf"), float("inf"))
     ok = [s for s in streams if s.error is None]
     return {
         "streams": len(streams),
         "ok": len(ok),
         "errors": sorted({s.error for s in streams if s.error})[:5],
-        "ttft_ms": [(s.arrivals[0] - s.started) * 1000 for s in ok if s.arrivals],
-        "gaps_ms": [(b - a) * 1000 for s in ok for a, b in pairwise(s.arrivals)],
+        "ttft_ms": [(s.arrivals[0] - s.started) * 1000 for s in ok if s.arrivals and start <= s.started <= end],
+        "gaps_ms": [(b - a) * 1000 for s in ok for a, b in pairwise(s.arrivals) if start <= b <= end],
+        # Streams in flight (request sent, not ended) and streaming (between
+        # their first and last token): a server that queues requests keeps
+        # the first high and the second low.
+        "in_flight": mean_open([(s.started, s.ended) for s in streams], start, end) if window else None,
+        "streaming": mean_open([(s.arrivals[0], s.arrivals[-1]) for s in ok if s.arrivals], start, end)
+        if window
+        else None,
+        "head_ms": [(s.head - s.started) * 1000 for s in ok if s.head and start <= s.started <= end],
         "tokens": sum(s.tokens for s in ok),
         "events": sum(len(s.arrivals) for s in ok),
         "cpu_s": cpu_s,
@@ -207,9 +235,9 @@ def _event_loop_runner():
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
     cpu, wall = time.process_time(), time.perf_counter()
-    streams = _event_loop_runner()(run(spec))
+    streams, t0 = _event_loop_runner()(run(spec))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    Path(spec["out"]).write_text(json.dumps(result(streams, cpu, wall)))
+    Path(spec["out"]).write_text(json.dumps(result(streams, t0, spec.get("window"), cpu, wall)))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ def rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
 
 
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def cpu_layout(pin: bool) -> dict[str, set[int] | None]:
     """Which CPUs each role may use. With two or more CPUs and `pin`, the
     process being measured gets CPU 0 to itself, and the harness (fake
@@ -56,7 +60,7 @@ def cpu_layout(pin: bool) -> dict[str, set[int] | None]:
 def describe_layout(layout: dict[str, set[int] | None]) -> str:
     if layout["measured"] is None:
         return "not pinned"
-    return f"measured process on CPU {sorted(layout['measured'])}, harness on CPU {sorted(layout['harness'])}"
+    return f"measured process on CPU {sorted(layout['measured'])}, harness on CPU {sorted(layout['harness'] or ())}"
 
 
 def _child_setup(cpus: set[int] | None):
@@ -118,6 +122,7 @@ class Service:
             stop(self.proc)
 
     def _wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -142,19 +147,20 @@ def fake_upstream(port: int, *, log_dir: Path, cpus, first_token_delay: float, p
 
 def run_worker(module: str, spec: dict, *, work_dir: Path, cpus=None, timeout: float, watch=()) -> tuple[dict, dict]:
     """Run `python -m <module> <spec file>` and return the JSON it writes to
-    spec["out"], with the peak RSS of each pid in `watch` while it ran.
+    spec["out"], with the peak RSS and thread count of each pid in `watch`
+    while it ran: {pid: {"rss": bytes, "threads": n}}.
 
     Spec and result travel through files: a pipe could fill up while we poll."""
     stamp = f"{os.getpid()}-{time.monotonic_ns()}"
     spec_path, out_path = Path(work_dir) / f"spec-{stamp}.json", Path(work_dir) / f"out-{stamp}.json"
     spec_path.write_text(json.dumps({**spec, "out": str(out_path)}))
-    peaks = dict.fromkeys(watch, 0)
+    peaks = {pid: {"rss": 0, "threads": 0} for pid in watch}
     proc = popen([PYTHON, "-m", module, str(spec_path)], cpus=cpus)
     deadline = time.monotonic() + timeout
     try:
         while proc.poll() is None:
-            for pid in peaks:
-                peaks[pid] = max(peaks[pid], rss_bytes(pid))
+            for pid, peak in peaks.items():
+                peak["rss"], peak["threads"] = max(peak["rss"], rss_bytes(pid)), max(peak["threads"], thread_count(pid))
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{module} ran past {timeout:g} s")
             time.sleep(0.05)

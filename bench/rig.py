@@ -1,0 +1,221 @@
+"""The processes of the relay benchmark and rounds of streams against them.
+
+    fake upstream (first token after 50 ms, then one every 20 ms, N tokens)
+    app under uvicorn, DEBUG=false, SQLite in a temporary directory
+    a second fake upstream (2 tokens) and app, only for time to first token
+        at 1 stream: 30 sequential whole streams then take seconds, not minutes
+    the load client (bench/loadgen.py), a fresh process per round
+
+All on 127.0.0.1 and free ports, all stopped on the way out. A round reads the
+servers' CPU time from /proc before and after, and their peak RSS and thread
+count while it runs.
+"""
+
+import json
+import os
+import subprocess
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from . import procs
+from .stats import per_thousand, summary
+
+FIRST_TOKEN_DELAY, PACE = 0.05, 0.02
+TTFT_TOKENS = 2  # the short upstream behind the time-to-first-token app
+PROMPT = "Tell me a long story about relays."
+DIRECT_BODY = json.dumps(
+    {
+        "model": "fake",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": True,
+        "stream_options": {"include_usage": True},  # as the provider asks
+    }
+)
+SETTLE_S = 0.2  # after a round, for closes and saves to finish before CPU is read
+
+
+def app_env(tmp: Path, upstream_port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "chatstream.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": "bench",
+        "ALLOWED_HOSTS": procs.HOST,
+        "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": f"http://{procs.HOST}:{upstream_port}/v1",
+        "LLM_MODEL": "fake",
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [procs.PYTHON, "manage.py", *args], cwd=procs.ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def prepare_database(env: dict[str, str]) -> str:
+    """Migrate, make a user, and return a fresh API key for it."""
+    manage(env, "migrate", "--noinput")
+    create_user = "from django.contrib.auth import get_user_model; get_user_model().objects.create_user('bench')"
+    manage(env, "shell", "-c", create_user)
+    return manage(env, "create_api_key", "bench").strip().splitlines()[-1]
+
+
+def uvicorn_app(port: int, env: dict[str, str], *, log_dir: Path, cpus) -> procs.Service:
+    argv = [procs.PYTHON, "-m", "uvicorn", "chatstream.asgi:application", "--host", procs.HOST, "--port", str(port)]
+    argv += ["--log-level", "warning", "--no-access-log"]
+    return procs.Service(f"app {port}", argv, port, log_dir=log_dir, env=env, cpus=cpus)
+
+
+class Rig:
+    """The running processes, and rounds of streams against them."""
+
+    def __init__(self, size: dict, layout: dict, work_dir: Path):
+        self.size, self.layout, self.work_dir = size, layout, work_dir
+        self.stack = ExitStack()
+
+    def __enter__(self) -> "Rig":
+        try:
+            self._start()
+        except BaseException:
+            self.stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.close()
+
+    def _start(self) -> None:
+        harness, measured, tmp = self.layout["harness"], self.layout["measured"], self.work_dir
+        timing = {"first_token_delay": FIRST_TOKEN_DELAY, "pace": PACE}
+        self.upstream = self._enter(
+            procs.fake_upstream(procs.free_port(), log_dir=tmp, cpus=harness, tokens=self.size["tokens"], **timing)
+        )
+        self.short_upstream = self._enter(
+            procs.fake_upstream(procs.free_port(), log_dir=tmp, cpus=harness, tokens=TTFT_TOKENS, **timing)
+        )
+        env = app_env(tmp, self.upstream.port)
+        self.key = prepare_database(env)
+        self.app = self._enter(uvicorn_app(procs.free_port(), env, log_dir=tmp, cpus=measured))
+        short_env = app_env(tmp, self.short_upstream.port)
+        self.ttft_app = self._enter(uvicorn_app(procs.free_port(), short_env, log_dir=tmp, cpus=measured))
+        self.http = self.stack.enter_context(httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30))
+
+    def _enter(self, service: procs.Service) -> procs.Service:
+        return self.stack.enter_context(service)
+
+    # --- setup outside the timed part ------------------------------------------
+
+    def new_conversations(self, app: procs.Service, count: int) -> list[str]:
+        url = f"http://{procs.HOST}:{app.port}/api/conversations"
+        ids = []
+        for _ in range(count):
+            response = self.http.post(url, json={})
+            response.raise_for_status()
+            ids.append(response.json()["id"])
+        return ids
+
+    def _workers(self, kind: str, app: procs.Service, workers: int, per_worker: int) -> list[list[list[str]]]:
+        """Each worker's requests. A relay worker gets its own conversations;
+        several streams may share one (its history grows, as a chat does)."""
+        if kind == "direct":
+            return [[["/v1/chat/completions", DIRECT_BODY]]] * workers
+        body = json.dumps({"content": PROMPT})
+        ids = iter(self.new_conversations(app, workers * per_worker))
+        return [[[f"/api/conversations/{next(ids)}/messages", body] for _ in range(per_worker)] for _ in range(workers)]
+
+    # --- rounds ----------------------------------------------------------------
+
+    def stream_seconds(self, tokens: int) -> float:
+        return FIRST_TOKEN_DELAY + tokens * PACE
+
+    def steady(self, kind: str, streams: int) -> dict:
+        """`streams` workers in closed loops against the main app (or the
+        upstream), starts staggered over one stream's length so arrivals are
+        steady; figures from the next `window_streams` stream lengths."""
+        length = self.stream_seconds(self.size["tokens"])
+        window = [length, length * (1 + self.size["window_streams"])]
+        spec = {"stagger": length, "run_for": window[1], "window": window}
+        timeout = 20 + window[1] + 3 * length + streams * 0.02
+        return self._round(kind, self._workers(kind, self.app, streams, 1), spec, timeout, ttft=False)
+
+    def sequential(self, kind: str, samples: int) -> dict:
+        """One short stream at a time through the TTFT pair, `samples` times,
+        with a short pause between."""
+        spec = {"streams_per_worker": samples, "pause": 0.05}
+        timeout = 20 + samples * (self.stream_seconds(TTFT_TOKENS) + 0.05) * 3
+        return self._round(kind, self._workers(kind, self.ttft_app, 1, samples), spec, timeout, ttft=True)
+
+    def _round(self, kind: str, workers: list, spec: dict, timeout: float, *, ttft: bool) -> dict:
+        """Run the load client once, with the servers' CPU time and peak RSS."""
+        app, upstream = (self.ttft_app, self.short_upstream) if ttft else (self.app, self.upstream)
+        target = app if kind == "relay" else upstream
+        spec |= {
+            "host": procs.HOST,
+            "port": target.port,
+            "kind": kind,
+            "headers": {"Authorization": f"Bearer {self.key}"} if kind == "relay" else {},
+            "workers": workers,
+            "timeout": timeout,
+        }
+        pids = (app.pid, upstream.pid)
+        idle = {pid: procs.rss_bytes(pid) for pid in pids}
+        cpu = {pid: procs.cpu_seconds(pid) for pid in pids}
+        outcome, peaks = procs.run_worker(
+            "bench.loadgen", spec, work_dir=self.work_dir, cpus=self.layout["harness"], timeout=timeout + 15, watch=pids
+        )
+        time.sleep(SETTLE_S)
+        cpu = {pid: procs.cpu_seconds(pid) - before for pid, before in cpu.items()}
+        return _round_record(
+            kind, outcome, cpu=cpu, idle=idle, peaks=peaks, app=app.pid, upstream=upstream.pid, workers=len(workers)
+        )
+
+    def warm_up(self) -> None:
+        """First requests pay for imports, pools and caches; keep them out of the figures."""
+        for kind in ("relay", "direct"):
+            self.sequential(kind, 5)
+        self._round("relay", self._workers("relay", self.app, 5, 1), {"streams_per_worker": 1}, 30, ttft=False)
+
+
+def _round_record(kind: str, outcome: dict, *, cpu, idle, peaks, app: int, upstream: int, workers: int) -> dict:
+    wall = outcome["wall_s"]
+    tokens = outcome["tokens"]
+
+    def usage(pid: int, who: str) -> dict:
+        return {
+            f"{who}_cpu_s": cpu[pid],
+            f"{who}_cpu_pct": cpu[pid] / wall * 100,
+            f"{who}_cpu_s_per_1k_tokens": per_thousand(cpu[pid], tokens),
+            f"{who}_rss_idle": idle[pid],
+            f"{who}_rss_peak": peaks[pid]["rss"],
+            f"{who}_threads_peak": peaks[pid]["threads"],
+        }
+
+    record = {
+        "kind": kind,
+        "workers": workers,
+        "streams": outcome["streams"],
+        "ok": outcome["ok"],
+        "errors": outcome["errors"],
+        "in_flight": outcome["in_flight"],
+        "streaming": outcome["streaming"],
+        "ttft_ms": summary(outcome["ttft_ms"]),
+        "head_ms": summary(outcome["head_ms"]),
+        "gap_ms": summary(outcome["gaps_ms"]),
+        "tokens": tokens,
+        "events": outcome["events"],
+        "wall_s": wall,
+        "client_cpu_s": outcome["cpu_s"],
+        "client_cpu_pct": outcome["cpu_s"] / wall * 100,
+        "client_cpu_s_per_1k_tokens": per_thousand(outcome["cpu_s"], tokens),
+        **usage(upstream, "upstream"),
+    }
+    # A direct round leaves the app idle: its numbers would only be noise.
+    return record | (usage(app, "app") if kind == "relay" else {"app_cpu_pct": None})
