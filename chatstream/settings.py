@@ -39,14 +39,16 @@ INSTALLED_APPS = [
     "conversations",
 ]
 
+# Django's stock middleware, with the hooks that do no I/O run on the event
+# loop rather than in a thread (see chatstream/middleware.py).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chatstream.middleware.Security",
+    "chatstream.middleware.Session",
+    "chatstream.middleware.Common",
+    "chatstream.middleware.Csrf",
+    "chatstream.middleware.Authentication",
+    "chatstream.middleware.Messages",
+    "chatstream.middleware.XFrameOptions",
 ]
 
 ROOT_URLCONF = "chatstream.urls"
@@ -77,7 +79,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         # WAL lets the admin read while a turn is written; a busy timeout
         # waits for a lock instead of failing at once.
-        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20}
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
     )
 
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":

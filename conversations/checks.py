@@ -2,6 +2,7 @@
 
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.checks import Error, register
 
 from .conf import conf
@@ -43,4 +44,12 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
     for name in ("CHATSTREAM_MAX_BODY_BYTES", "CHATSTREAM_MAX_MESSAGE_CHARS"):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
+    if settings.CSRF_USE_SESSIONS and "chatstream.middleware.Csrf" in settings.MIDDLEWARE:
+        errors.append(
+            Error(
+                "CSRF_USE_SESSIONS needs the session, which chatstream.middleware.Csrf does not load off the event loop.",
+                hint="Leave CSRF_USE_SESSIONS off, or use django.middleware.csrf.CsrfViewMiddleware.",
+                id="conversations.E006",
+            )
+        )
     return errors

@@ -158,8 +158,7 @@ class AnswerRelay:
             trace_id=self.trace_id,
             ttft_ms=_ms(self._first_token_at - self.received_at) if self._first_token_at else None,
             duration_ms=_ms(ended_at - self.received_at),
-            # Each chunk of an OpenAI-style stream carries about one token.
-            tokens_out=completion.tokens_out if completion.tokens_out is not None else len(self._parts),
+            tokens_out=completion.tokens_out if completion.tokens_out is not None else completion.deltas,
             tokens_in=(
                 completion.tokens_in
                 if completion.tokens_in is not None

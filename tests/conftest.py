@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 
 from conversations import api_keys
 from conversations.models import Conversation, Turn
+from conversations.providers.openai import close_shared_session
 
 from .fake_upstream import Behaviour, FakeUpstream
 from .servers import ServerThread
@@ -38,6 +39,7 @@ def app_server():
 
     with ServerThread(application) as server:
         yield server
+        server.run(close_shared_session())  # the upstream connections the app kept open
 
 
 @pytest.fixture

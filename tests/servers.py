@@ -1,5 +1,6 @@
 """Real servers on loopback for the tests: uvicorn in a thread."""
 
+import asyncio
 import threading
 import time
 
@@ -22,6 +23,11 @@ class ServerThread:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.01)
         return self
+
+    def run(self, coroutine, timeout: float = 10):
+        """Run a coroutine on the server's event loop and return its result."""
+        loop = self.server.servers[0].get_loop()
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
 
     def __exit__(self, *exc_info) -> None:
         self.server.should_exit = True

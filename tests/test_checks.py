@@ -38,3 +38,8 @@ def test_manage_check_fails_on_misconfiguration(settings):
         assert "conversations.E001" in str(exc)
     else:
         raise AssertionError("check passed with a bad LLM_PROVIDER")
+
+
+def test_inline_csrf_middleware_refuses_session_tokens(settings):
+    settings.CSRF_USE_SESSIONS = True
+    assert ids(check_llm_settings(None)) == ["conversations.E006"]

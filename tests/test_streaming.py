@@ -27,23 +27,27 @@ def post_and_read(api_user, content: str = "Hello", **kwargs) -> tuple[str, list
 
 def test_headers_and_first_byte(alice, upstream):
     upstream.behaviour = Behaviour(first_token_delay=0.5, tokens=2)
-    with stream(alice, alice.new_conversation()) as response:
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
         first = next(response.iter_raw())
         assert response.headers["Content-Type"] == "text/event-stream"
         assert response.headers["Cache-Control"] == "no-cache, no-transform"
         assert response.headers["X-Accel-Buffering"] == "no"
         # Sent before the model's first token: proxies see a live response.
-        assert first.startswith(b": stream open\n\n") and not upstream.calls[-1].tokens_sent
+        assert first.startswith(b": stream open\n\n") and all(call.tokens_sent == 0 for call in upstream.calls)
+    wait_for_answer(conversation_id)  # saved as the client left, before the test's database goes
 
 
 def test_tokens_arrive_before_the_answer_ends(alice, upstream):
     upstream.behaviour = Behaviour(pace=0.05, tokens=20)
-    with stream(alice, alice.new_conversation()) as response:
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
         for line in response.iter_lines():
             if line == "event: delta":
                 break
         # The client holds a token while the model is still producing.
         assert upstream.calls[-1].finished_at is None and upstream.calls[-1].tokens_sent < 20
+    wait_for_answer(conversation_id)
 
 
 def test_events_ids_and_the_saved_turn_agree(alice, upstream):

@@ -18,6 +18,7 @@ class Completion:
     tokens_in: int | None = None
     tokens_out: int | None = None
     malformed_chunks: int = 0
+    deltas: int = 0  # pieces of text received: about one token each in OpenAI-style streams
 
 
 def estimate_tokens(text: str) -> int:

@@ -63,6 +63,6 @@ class DemoProvider(Provider):
         for index, token in enumerate(tokens):
             if index:
                 await asyncio.sleep(self.pace)
-            completion.tokens_out = index + 1
+            completion.tokens_out = completion.deltas = index + 1
             yield token
         completion.finish_reason = "stop"
