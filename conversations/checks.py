@@ -47,7 +47,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
     if settings.CSRF_USE_SESSIONS and "chatstream.middleware.Csrf" in settings.MIDDLEWARE:
         errors.append(
             Error(
-                "CSRF_USE_SESSIONS needs the session, which chatstream.middleware.Csrf does not load off the event loop.",
+                "CSRF_USE_SESSIONS needs a session load, which chatstream.middleware.Csrf cannot do on the loop.",
                 hint="Leave CSRF_USE_SESSIONS off, or use django.middleware.csrf.CsrfViewMiddleware.",
                 id="conversations.E006",
             )
