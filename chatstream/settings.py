@@ -141,6 +141,8 @@ LLM_DEMO_FIRST_TOKEN_DELAY = env.float("LLM_DEMO_FIRST_TOKEN_DELAY", default=0.3
 CHATSTREAM_HEARTBEAT_SECONDS = env.float("CHATSTREAM_HEARTBEAT_SECONDS", default=15.0)
 CHATSTREAM_MAX_BODY_BYTES = env.int("CHATSTREAM_MAX_BODY_BYTES", default=1024 * 1024)
 CHATSTREAM_MAX_MESSAGE_CHARS = env.int("CHATSTREAM_MAX_MESSAGE_CHARS", default=32_000)
+# Threads (each with one open database connection) that run the API's ORM work.
+CHATSTREAM_DB_THREADS = env.int("CHATSTREAM_DB_THREADS", default=4)
 
 # Django refuses bodies larger than this before the view runs; the API turns
 # that refusal into a 413 with the JSON error shape.

@@ -50,6 +50,10 @@ class Settings:
         return int(getattr(settings, "CHATSTREAM_MAX_BODY_BYTES", 1024 * 1024))
 
     @property
+    def CHATSTREAM_DB_THREADS(self) -> int:
+        return int(getattr(settings, "CHATSTREAM_DB_THREADS", 4))
+
+    @property
     def CHATSTREAM_MAX_MESSAGE_CHARS(self) -> int:
         return int(getattr(settings, "CHATSTREAM_MAX_MESSAGE_CHARS", 32_000))
 

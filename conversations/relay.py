@@ -17,11 +17,9 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from . import services
 from .conf import conf
-from .db import release_connections
+from .db import run_db
 from .exceptions import UpstreamError, UpstreamTimeout
 from .models import Turn
 from .providers import Completion, Provider
@@ -131,7 +129,7 @@ class AnswerRelay:
     async def _save(self) -> None:
         self.answer = self._answer()
         try:
-            await sync_to_async(_record_and_release)(prepared=self.prepared, answer=self.answer)
+            await run_db(services.record_answer, prepared=self.prepared, answer=self.answer)
         except Exception:
             logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.prepared.answer_turn_id)
             return
@@ -255,10 +253,3 @@ class AnswerRelay:
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
-
-
-def _record_and_release(*, prepared: services.PreparedTurn, answer: services.Answer) -> None:
-    services.record_answer(prepared=prepared, answer=answer)
-    # The save may run after the request that started it has finished (a
-    # client that vanished mid-write), so it hands its connection back itself.
-    release_connections()

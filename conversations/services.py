@@ -1,5 +1,5 @@
 """Writes. Each function is one transaction, keyword-only and typed, and is
-called from async code through `sync_to_async` (Django's ORM is sync, and a
+called from async code through `db.run_db` (Django's ORM is sync, and a
 transaction must stay on one thread)."""
 
 import logging

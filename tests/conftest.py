@@ -6,11 +6,21 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from conversations import api_keys
+from conversations.db import close_worker_connections
 from conversations.models import Conversation, Turn
 from conversations.providers.openai import close_shared_session
 
 from .fake_upstream import Behaviour, FakeUpstream
 from .servers import ServerThread
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_threads(django_db_setup, django_db_blocker):
+    """The app's database threads keep their connections open; close them
+    before the test database is dropped."""
+    yield
+    with django_db_blocker.unblock():
+        close_worker_connections()
 
 
 @pytest.fixture(scope="session")

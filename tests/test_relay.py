@@ -5,11 +5,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 
 from conversations import services
-from conversations.db import release_connections
+from conversations.db import run_db
 from conversations.models import Turn
 from conversations.providers import Completion, Message, Provider
 from conversations.relay import DELTA, DONE, HEARTBEAT, START, AnswerRelay
@@ -61,14 +60,6 @@ async def read(relay: AnswerRelay, deltas: int, heartbeat: float = 10) -> list[t
 
 def answers(prepared) -> list[Turn]:
     return list(Turn.objects.filter(conversation_id=prepared.conversation_id, role="assistant"))
-
-
-def answers_and_release(prepared) -> list[Turn]:
-    """`answers` from a worker thread, which then lets go of its connection."""
-    try:
-        return answers(prepared)
-    finally:
-        release_connections()
 
 
 @pytest.mark.parametrize("attempt", range(20))
@@ -140,6 +131,6 @@ def test_the_final_event_follows_the_save(prepared):
         relay.start()
         async for kind, _, _ in relay.follow(heartbeat=10):
             if kind == DONE:
-                return await sync_to_async(answers_and_release)(prepared)
+                return await run_db(answers, prepared)
 
     assert len(asyncio.run(scenario())) == 1

@@ -1,16 +1,14 @@
 """Writes: the user's message before the model, the answer once at the end."""
 
-import threading
 import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import IntegrityError, connections
+from django.db import IntegrityError
 
 from conversations import api_keys, services
 from conversations.models import Conversation, Turn
-from conversations.views.api import _start_turn
 
 
 def answer(**overrides) -> services.Answer:
@@ -79,22 +77,6 @@ def test_answer_to_a_deleted_conversation_is_dropped(owner):
     prepared = services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
     conversation.delete()
     assert services.record_answer(prepared=prepared, answer=answer()) is None
-
-
-@pytest.mark.django_db(transaction=True)
-def test_start_turn_releases_the_database_connection():
-    owner = get_user_model().objects.create_user("heidi")
-    conversation = services.create_conversation(owner=owner)
-    seen = {}
-
-    def in_a_request_thread():
-        _start_turn(owner=owner, conversation_id=conversation.pk, content="q")
-        seen["open"] = [c.alias for c in connections.all(initialized_only=True) if c.connection is not None]
-
-    thread = threading.Thread(target=in_a_request_thread)
-    thread.start()
-    thread.join()
-    assert seen["open"] == []
 
 
 def test_create_api_key_command_prints_a_working_key(owner, capsys):

@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from contextlib import ExitStack
 
 import pytest
 
@@ -268,3 +269,28 @@ def test_many_concurrent_streams_each_saved_once(alice, upstream):
     expected = "".join(f"t{i} " for i in range(40))
     assert all(texts[i] == expected == saved_answer(i).content for i in ids)
     assert Turn.objects.filter(role="assistant").count() == 20
+
+
+def test_streams_hold_no_database_connection(alice, upstream, settings):
+    """Twenty answers streaming at once use only the few database threads'
+    connections (counted on PostgreSQL, where a connection is a server process)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("connections are counted on PostgreSQL")
+    upstream.behaviour = Behaviour(first_token_delay=0.3, pace=0.05, tokens=10)
+    ids = [alice.new_conversation() for _ in range(20)]
+    with ExitStack() as streams:
+        bodies = [streams.enter_context(stream(alice, i)).iter_raw() for i in ids]
+        for body in bodies:
+            next(body)  # every stream has begun
+        time.sleep(0.2)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            (open_connections,) = cursor.fetchone()
+        for body in bodies:
+            for _ in body:
+                pass
+    # The database threads' connections, this test's own, and the pool's spare.
+    assert open_connections <= settings.CHATSTREAM_DB_THREADS + 2
+    assert all(wait_for_answer(i).finish_reason == "stop" for i in ids)

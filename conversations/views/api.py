@@ -3,13 +3,12 @@
 import time
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .. import selectors, services
 from ..conf import conf
-from ..db import release_connections
+from ..db import run_db
 from ..exceptions import ApiError
 from ..models import Conversation
 from ..providers import get_provider
@@ -64,9 +63,9 @@ async def conversations(request: HttpRequest, user) -> HttpResponse:
         title = _json_body(request).get("title", "")
         if not isinstance(title, str):
             raise ApiError(400, "invalid_title", "The title must be a string.")
-        conversation = await sync_to_async(services.create_conversation)(owner=user, title=title)
+        conversation = await run_db(services.create_conversation, owner=user, title=title)
         return JsonResponse(conversation_json(conversation), status=201)
-    return JsonResponse(await sync_to_async(_conversation_page)(user, request.GET.get("page", "1")))
+    return JsonResponse(await run_db(_conversation_page, user, request.GET.get("page", "1")))
 
 
 def _detail(user, conversation_id) -> dict:
@@ -83,17 +82,11 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
     pk = parse_id(conversation_id)
     try:
         if request.method == "DELETE":
-            await sync_to_async(_delete)(user, pk)
+            await run_db(_delete, user, pk)
             return HttpResponse(status=204)
-        return JsonResponse(await sync_to_async(_detail)(user, pk))
+        return JsonResponse(await run_db(_detail, user, pk))
     except Conversation.DoesNotExist:
         raise not_found() from None
-
-
-def _start_turn(**kwargs) -> services.PreparedTurn:
-    prepared = services.start_turn(**kwargs)
-    release_connections()  # nothing touches the database again until the answer is saved
-    return prepared
 
 
 @api_view("POST")
@@ -103,7 +96,7 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     pk = parse_id(conversation_id)
     content = _message_content(request)
     try:
-        prepared = await sync_to_async(_start_turn)(owner=user, conversation_id=pk, content=content)
+        prepared = await run_db(services.start_turn, owner=user, conversation_id=pk, content=content)
     except Conversation.DoesNotExist:
         raise not_found() from None
     relay = AnswerRelay(

@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user
 from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -13,6 +13,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import api_keys
+from ..db import run_db
 from ..exceptions import ApiError
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -47,11 +48,13 @@ async def authenticate(request: HttpRequest) -> User:
     """The user behind a Bearer key or the session; ApiError(401) for neither."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        key_user = await sync_to_async(api_keys.user_for_key)(key.strip())
+        key_user = await run_db(api_keys.user_for_key, key.strip())
         if key_user is None:
             raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.")
         return key_user
-    user = await request.auser()
+    # The session and its user are read on a database thread too, so the
+    # request's own thread never opens a connection it would keep.
+    user = await run_db(get_user, request)
     if not user.is_authenticated:
         raise ApiError(401, "not_authenticated", "Log in, or send `Authorization: Bearer <api key>`.")
     if request.method not in SAFE_METHODS and _csrf_failed(request):
