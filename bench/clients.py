@@ -79,23 +79,24 @@ async def httpx_sse(base_url: str) -> AsyncIterator[Reader]:
 async def app_provider(base_url: str) -> AsyncIterator[Reader]:
     """(a') The app's own OpenAIProvider.stream(), whatever it is today."""
     from conversations.providers.base import Completion
-    from conversations.providers.openai import OpenAIProvider, shared_client
+    from conversations.providers.openai import OpenAIProvider, close_shared_session
 
     provider = OpenAIProvider(model=MODEL, base_url=base_url, api_key="x")
 
     async def read(limit: int | None) -> int:
-        tokens = 0
-        async with aclosing(provider.stream(MESSAGES, Completion(model=MODEL))) as texts:
+        # The provider hands on each network read's text in one piece, so
+        # tokens are counted from the completion, not from the pieces.
+        completion = Completion(model=MODEL)
+        async with aclosing(provider.stream(MESSAGES, completion)) as texts:
             async for _ in texts:
-                tokens += 1
-                if tokens == limit:
+                if limit is not None and completion.deltas >= limit:
                     break
-        return tokens
+        return completion.deltas
 
     try:
         yield read
     finally:
-        await shared_client().aclose()
+        await close_shared_session()
 
 
 @asynccontextmanager
@@ -204,8 +205,8 @@ async def raw_asyncio(base_url: str) -> AsyncIterator[Reader]:
 
 # name: (label, factory, Python module it needs, is it a candidate?)
 CLIENTS = {
-    "httpx-sse": ("(a) httpx + httpx-sse, as the provider does", httpx_sse, "httpx_sse", True),
-    "app-provider": ("(a') the app's OpenAIProvider.stream()", app_provider, "httpx_sse", True),
+    "httpx-sse": ("(a) httpx + httpx-sse", httpx_sse, "httpx_sse", True),
+    "app-provider": ("(a') the app's OpenAIProvider.stream() (aiohttp)", app_provider, "aiohttp", True),
     "openai-sdk": ("(b) openai SDK, AsyncOpenAI stream=True", openai_sdk, "openai", True),
     "httpx-lines": ("(c) httpx aiter_lines + orjson", httpx_lines, "httpx", True),
     "aiohttp": ("(d) aiohttp line iterator + orjson", aiohttp_lines, "aiohttp", True),

@@ -2,6 +2,7 @@
 development and by uvicorn in production. There is no WSGI entry point on
 purpose: a WSGI server would buffer every answer whole."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -9,3 +10,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatstream.settings")
 
 application = get_asgi_application()
+
+# Everything loaded so far (Django, the URLconf, the models) lives as long as
+# the process. Moving it out of the collector's sight keeps full collections
+# short: otherwise each one pauses every open stream for ~50 ms (bench/).
+gc.collect()
+gc.freeze()
