@@ -6,6 +6,8 @@ stream or from the saved turn alike.
 """
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 
@@ -52,3 +54,19 @@ def encode_sse_delta(text: str, id: int) -> bytes:
 
 def encode_ndjson_delta(text: str, id: int) -> bytes:
     return b'{"type":"delta","id":%d,"text":%b}\n' % (id, orjson.dumps(text))
+
+
+@dataclass(frozen=True)
+class WireFormat:
+    """How one kind of stream response writes the relay's events."""
+
+    content_type: str
+    opening: bytes  # sent the moment the response starts
+    heartbeat: bytes
+    event: Callable[[str, dict, int], bytes]
+    delta: Callable[[str, int], bytes]
+
+
+SSE = WireFormat(SSE_CONTENT_TYPE, SSE_OPENING, SSE_HEARTBEAT, encode_sse, encode_sse_delta)
+# NDJSON has no comments: its first line is the `start` event, sent at once.
+NDJSON = WireFormat(NDJSON_CONTENT_TYPE, b"", NDJSON_HEARTBEAT, encode_ndjson, encode_ndjson_delta)

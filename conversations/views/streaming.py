@@ -29,40 +29,25 @@ def prefers_ndjson(request: HttpRequest) -> bool:
     return quality(sse.NDJSON_CONTENT_TYPE) > quality(sse.SSE_CONTENT_TYPE)
 
 
-async def _sse_body(relay: AnswerRelay, heartbeat: float) -> AsyncIterator[bytes]:
-    yield sse.SSE_OPENING
+async def _body(relay: AnswerRelay, heartbeat: float, wire: sse.WireFormat) -> AsyncIterator[bytes]:
+    if wire.opening:
+        yield wire.opening
     try:
         async for kind, data, event_id in relay.follow(heartbeat):
             if kind == DELTA:
-                yield sse.encode_sse_delta(data, event_id)
+                yield wire.delta(data, event_id)
             elif kind == HEARTBEAT:
-                yield sse.SSE_HEARTBEAT
+                yield wire.heartbeat
             else:
-                yield sse.encode_sse(kind, data, event_id)
-    finally:
-        await relay.close()
-
-
-async def _ndjson_body(relay: AnswerRelay, heartbeat: float) -> AsyncIterator[bytes]:
-    try:
-        async for kind, data, event_id in relay.follow(heartbeat):
-            if kind == DELTA:
-                yield sse.encode_ndjson_delta(data, event_id)
-            elif kind == HEARTBEAT:
-                yield sse.NDJSON_HEARTBEAT
-            else:
-                yield sse.encode_ndjson(kind, data, event_id)
+                yield wire.event(kind, data, event_id)
     finally:
         await relay.close()
 
 
 def stream_response(request: HttpRequest, relay: AnswerRelay) -> StreamingHttpResponse:
-    heartbeat = conf.CHATSTREAM_HEARTBEAT_SECONDS
-    if prefers_ndjson(request):
-        body, content_type = _ndjson_body(relay, heartbeat), sse.NDJSON_CONTENT_TYPE
-    else:
-        body, content_type = _sse_body(relay, heartbeat), sse.SSE_CONTENT_TYPE
-    response = StreamingHttpResponse(body, content_type=content_type)
+    wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
+    body = _body(relay, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire)
+    response = StreamingHttpResponse(body, content_type=wire.content_type)
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each chunk on at once
     response["X-Request-ID"] = relay.trace_id
