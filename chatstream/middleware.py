@@ -23,9 +23,8 @@ from django.utils.deprecation import MiddlewareMixin
 
 
 class InlineHooks(MiddlewareMixin):
-    """Runs the hooks named in `inline_hooks` on the event loop."""
-
-    inline_hooks: frozenset[str] = frozenset({"process_request", "process_response"})
+    """Runs the middleware's hooks on the event loop; a subclass whose hook
+    may do I/O overrides `_call` to send that case to a thread."""
 
     async def __acall__(self, request):
         response = None
@@ -37,10 +36,11 @@ class InlineHooks(MiddlewareMixin):
         return response
 
     async def _call(self, name: str, *args):
-        hook = getattr(self, name)
-        if name in self.inline_hooks:
-            return hook(*args)
-        return await sync_to_async(hook, thread_sensitive=True)(*args)
+        return getattr(self, name)(*args)
+
+
+async def _in_thread(hook, *args):
+    return await sync_to_async(hook, thread_sensitive=True)(*args)
 
 
 class Security(InlineHooks, SecurityMiddleware):
@@ -53,7 +53,7 @@ class Session(InlineHooks, SessionMiddleware):
     async def _call(self, name: str, *args):
         request = args[0]
         if name == "process_response" and (request.session.modified or settings.SESSION_SAVE_EVERY_REQUEST):
-            return await sync_to_async(self.process_response, thread_sensitive=True)(*args)
+            return await _in_thread(self.process_response, *args)
         return getattr(self, name)(*args)
 
 
@@ -62,7 +62,7 @@ class Common(InlineHooks, CommonMiddleware):
 
 
 class Csrf(InlineHooks, CsrfViewMiddleware):
-    # Reads and sets the CSRF cookie (not CSRF_USE_SESSIONS, checked at start-up).
+    # Reads and sets the CSRF cookie (not CSRF_USE_SESSIONS: check E006).
     async def process_view(self, request, callback, callback_args, callback_kwargs):
         return CsrfViewMiddleware.process_view(self, request, callback, callback_args, callback_kwargs)
 
@@ -78,7 +78,7 @@ class Messages(InlineHooks, MessageMiddleware):
     async def _call(self, name: str, *args):
         storage = getattr(args[0], "_messages", None)
         if name == "process_response" and storage is not None and (storage.used or storage.added_new):
-            return await sync_to_async(self.process_response, thread_sensitive=True)(*args)
+            return await _in_thread(self.process_response, *args)
         return getattr(self, name)(*args)
 
 

@@ -74,3 +74,26 @@ def test_api_keys_listed_and_revoked(staff_client, conversation):
     assert key.prefix in staff_client.get(url).text
     staff_client.post(url, {"action": "revoke_keys", "_selected_action": [key.pk]})
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+
+
+def test_admin_under_the_asgi_server(live):
+    """Log-in, a changelist and an action with its message, through the real
+    server: the session and messages middleware save in a thread there."""
+    import httpx
+
+    get_user_model().objects.create_superuser("staff", "staff@example.com", "pw-staff")
+    key, _ = api_keys.create_api_key(user=get_user_model().objects.get(username="staff"), name="old")
+    with httpx.Client(base_url=live.url, follow_redirects=True, timeout=30) as browser:
+        browser.get("/admin/login/")
+        browser.post(
+            "/admin/login/?next=/admin/",
+            data={"username": "staff", "password": "pw-staff", "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
+        )
+        url = reverse("admin:conversations_apikey_changelist")
+        assert key.prefix in browser.get(url).text
+        token = browser.cookies["csrftoken"]
+        done = browser.post(
+            url, data={"action": "revoke_keys", "_selected_action": [key.pk], "csrfmiddlewaretoken": token}
+        )
+        assert done.status_code == 200 and "Revoked." in done.text
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
