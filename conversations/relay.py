@@ -53,6 +53,8 @@ class AnswerRelay:
         self._parts: list[str] = []
         self._delivered = 0  # characters the reader has taken
         self._first_token_at: float | None = None
+        self._running = False  # the task has taken its first step
+        self._stop_requested = False  # the first reason given is the one saved
         self._saving = False
         self._ended = False
         self._cancel_reason: str = FinishReason.CLIENT_DISCONNECTED
@@ -63,6 +65,7 @@ class AnswerRelay:
     # --- control --------------------------------------------------------------
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name=f"answer {self.prepared.answer_turn_id}")
         _running.add(self._task)
         self._task.add_done_callback(_running.discard)
@@ -70,9 +73,17 @@ class AnswerRelay:
     def cancel(self, reason: str = FinishReason.CANCELLED) -> None:
         """Stop the model call; the turn is saved with `reason`. Once the save
         has begun there is nothing left to stop."""
-        if self._task is not None and not self._task.done() and not self._saving:
-            self._cancel_reason = reason
+        if self._task is None or self._task.done() or self._saving or self._stop_requested:
+            return
+        self._cancel_reason, self._stop_requested = reason, True
+        # A task cancelled before its first step never runs its body, and so
+        # would save nothing: that one starts, sees the request and stops.
+        if self._running:
             self._task.cancel()
+
+    def cancel_threadsafe(self, reason: str) -> None:
+        """`cancel` from another thread (Django closes responses on one)."""
+        self._loop.call_soon_threadsafe(self.cancel, reason)
 
     async def close(self) -> None:
         """Called when the response ends for any reason: a reader that leaves
@@ -85,7 +96,10 @@ class AnswerRelay:
     # --- the generation task --------------------------------------------------
 
     async def _run(self) -> None:
+        self._running = True
         try:
+            if self._stop_requested:
+                raise asyncio.CancelledError
             await self._relay_tokens()
         except asyncio.CancelledError:
             # Not re-raised: this task's whole job is to save the turn, and

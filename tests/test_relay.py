@@ -12,6 +12,8 @@ from conversations.db import run_db
 from conversations.models import Turn
 from conversations.providers import Completion, Message, Provider
 from conversations.relay import DELTA, DONE, HEARTBEAT, START, AnswerRelay
+from conversations.views.api import _answer_abandoned
+from conversations.views.streaming import AnswerStreamResponse
 
 
 class PacedProvider(Provider):
@@ -134,3 +136,54 @@ def test_the_final_event_follows_the_save(prepared):
                 return await run_db(answers, prepared)
 
     assert len(asyncio.run(scenario())) == 1
+
+
+@pytest.mark.parametrize("reason", ["cancelled", "client_disconnected"])
+def test_cancel_before_the_task_first_runs_still_saves(prepared, reason):
+    provider = PacedProvider(count=10, pace=0.01)
+
+    async def scenario():
+        relay = relay_for(prepared, provider)
+        relay.start()
+        relay.cancel(reason)  # before the task has taken its first step
+        await relay.close()
+
+    asyncio.run(scenario())
+    (turn,) = answers(prepared)
+    assert (turn.finish_reason, turn.content) == (reason, "")
+
+
+def test_a_response_closed_unread_cancels_its_answer(prepared):
+    """Django closes a response whose client left before its body was read;
+    that alone stops the model and saves the turn."""
+    provider = PacedProvider(count=1000, pace=0.01)
+
+    async def scenario():
+        relay = relay_for(prepared, provider)
+        relay.start()
+        response = AnswerStreamResponse(relay, iter(()), content_type="text/event-stream")
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(response.close)  # as Django does, on a thread
+        async with asyncio.timeout(5):
+            await relay.close()
+
+    asyncio.run(scenario())
+    (turn,) = answers(prepared)
+    assert turn.finish_reason == "client_disconnected" and provider.closed
+
+
+def test_a_message_abandoned_while_saved_gets_an_empty_answer(transactional_db):
+    """The client left during the message's save: the message stays, and so
+    does an empty answer marked as the client's doing; the model is not called."""
+    owner = get_user_model().objects.create_user("judy")
+    conversation = services.create_conversation(owner=owner)
+
+    async def scenario():
+        start = asyncio.ensure_future(
+            run_db(services.start_turn, owner=owner, conversation_id=conversation.pk, content="q")
+        )
+        await _answer_abandoned(start, "t", 0.0)
+
+    asyncio.run(scenario())
+    rows = Turn.objects.filter(conversation=conversation).values_list("role", "content", "finish_reason")
+    assert list(rows) == [("user", "q", ""), ("assistant", "", "client_disconnected")]

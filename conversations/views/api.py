@@ -1,5 +1,6 @@
 """The JSON and streaming API, used by the browser UI and by scripts."""
 
+import asyncio
 import time
 
 import orjson
@@ -12,7 +13,7 @@ from ..db import run_db
 from ..exceptions import ApiError
 from ..models import Conversation
 from ..providers import get_provider
-from ..relay import AnswerRelay
+from ..relay import AnswerRelay, FinishReason
 from ..serializers import conversation_detail_json, conversation_json
 from .errors import api_view, not_found, parse_id
 from .streaming import stream_response, trace_id_for
@@ -95,12 +96,29 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     received_at = time.monotonic()
     pk = parse_id(conversation_id)
     content = _message_content(request)
+    trace_id = trace_id_for(request)
+    start = asyncio.ensure_future(run_db(services.start_turn, owner=user, conversation_id=pk, content=content))
     try:
-        prepared = await run_db(services.start_turn, owner=user, conversation_id=pk, content=content)
+        prepared = await asyncio.shield(start)
     except Conversation.DoesNotExist:
         raise not_found() from None
-    relay = AnswerRelay(
-        prepared=prepared, provider=get_provider(), trace_id=trace_id_for(request), received_at=received_at
-    )
+    except asyncio.CancelledError:
+        await _answer_abandoned(start, trace_id, received_at)
+        raise
+    relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id, received_at=received_at)
     relay.start()
     return stream_response(request, relay)
+
+
+async def _answer_abandoned(start: asyncio.Future, trace_id: str, received_at: float) -> None:
+    """The client left while its message was being saved. The message stays,
+    so its answer's turn is written too, empty and marked as the client's
+    doing, without calling the model."""
+    try:
+        prepared = await start
+    except Conversation.DoesNotExist:
+        return
+    relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id, received_at=received_at)
+    relay.start()
+    relay.cancel(FinishReason.CLIENT_DISCONNECTED)
+    await relay.close()

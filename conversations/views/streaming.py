@@ -8,7 +8,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 
 from .. import sse
 from ..conf import conf
-from ..relay import DELTA, HEARTBEAT, AnswerRelay
+from ..relay import DELTA, HEARTBEAT, AnswerRelay, FinishReason
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -44,10 +44,24 @@ async def _body(relay: AnswerRelay, heartbeat: float, wire: sse.WireFormat) -> A
         await relay.close()
 
 
+class AnswerStreamResponse(StreamingHttpResponse):
+    """A stream that stops its answer when Django closes it. If the client
+    left before the body was ever read, the body's own cleanup never runs;
+    Django still closes the response (on a thread), and that cancels it."""
+
+    def __init__(self, relay: AnswerRelay, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.relay = relay
+
+    def close(self) -> None:
+        self.relay.cancel_threadsafe(FinishReason.CLIENT_DISCONNECTED)  # a no-op once the turn is saved
+        super().close()
+
+
 def stream_response(request: HttpRequest, relay: AnswerRelay) -> StreamingHttpResponse:
     wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
     body = _body(relay, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire)
-    response = StreamingHttpResponse(body, content_type=wire.content_type)
+    response = AnswerStreamResponse(relay, body, content_type=wire.content_type)
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each chunk on at once
     response["X-Request-ID"] = relay.trace_id
