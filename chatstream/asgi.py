@@ -5,11 +5,19 @@ purpose: a WSGI server would buffer every answer whole."""
 import gc
 import os
 
+from django.core import checks
 from django.core.asgi import get_asgi_application
+from django.core.management.base import SystemCheckError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatstream.settings")
 
 application = get_asgi_application()
+
+# `runserver` runs the system checks before it serves; uvicorn does not, so a
+# misconfiguration (conversations/checks.py) stops the process here instead.
+serious = [message for message in checks.run_checks() if message.is_serious()]
+if serious:
+    raise SystemCheckError("\n".join(str(message) for message in serious))
 
 # Everything loaded so far (Django, the URLconf, the models) lives as long as
 # the process. Moving it out of the collector's sight keeps full collections
