@@ -52,10 +52,9 @@ def _text(chunk: dict) -> str | None:
 
 
 @asynccontextmanager
-async def httpx_sse(base_url: str) -> AsyncIterator[Reader]:
-    """(a) What conversations/providers/openai.py does, inlined."""
+async def _httpx_reader(base_url: str, payloads) -> AsyncIterator[Reader]:
+    """A candidate over httpx; `payloads(response)` yields each event's data."""
     import httpx
-    from httpx_sse import EventSource
 
     timeout = httpx.Timeout(connect=10.0, read=None, write=10.0, pool=10.0)
     async with httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=None)) as client:
@@ -63,16 +62,26 @@ async def httpx_sse(base_url: str) -> AsyncIterator[Reader]:
         async def read(limit: int | None) -> int:
             tokens = 0
             async with client.stream("POST", f"{base_url}/chat/completions", content=BODY, headers=HEADERS) as response:
-                async for event in EventSource(response).aiter_sse():
-                    if event.data == "[DONE]":
+                async for data in payloads(response):
+                    if data == "[DONE]":
                         break
-                    if _text(orjson.loads(event.data)):
+                    if _text(orjson.loads(data)):
                         tokens += 1
                         if tokens == limit:
                             break
             return tokens
 
         yield read
+
+
+def httpx_sse(base_url: str):
+    """(a) httpx with httpx-sse, the provider's client before aiohttp was measured."""
+    from httpx_sse import EventSource
+
+    def payloads(response):
+        return (event.data async for event in EventSource(response).aiter_sse())
+
+    return _httpx_reader(base_url, payloads)
 
 
 @asynccontextmanager
@@ -125,29 +134,13 @@ async def openai_sdk(base_url: str) -> AsyncIterator[Reader]:
         await client.close()
 
 
-@asynccontextmanager
-async def httpx_lines(base_url: str) -> AsyncIterator[Reader]:
+def httpx_lines(base_url: str):
     """(c) httpx without an SSE library: aiter_lines and `data: ` lines."""
-    import httpx
 
-    timeout = httpx.Timeout(connect=10.0, read=None, write=10.0, pool=10.0)
-    async with httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=None)) as client:
+    def payloads(response):
+        return (line[6:] async for line in response.aiter_lines() if line.startswith("data: "))
 
-        async def read(limit: int | None) -> int:
-            tokens = 0
-            async with client.stream("POST", f"{base_url}/chat/completions", content=BODY, headers=HEADERS) as response:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    if line == "data: [DONE]":
-                        break
-                    if _text(orjson.loads(line[6:])):
-                        tokens += 1
-                        if tokens == limit:
-                            break
-            return tokens
-
-        yield read
+    return _httpx_reader(base_url, payloads)
 
 
 @asynccontextmanager

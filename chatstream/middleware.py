@@ -4,9 +4,9 @@ Under ASGI, Django wraps each `process_request` and `process_response` of a
 `MiddlewareMixin` in `sync_to_async`: a hop to a thread and back, twice per
 middleware and request. For the middleware below those hooks only read
 headers and set attributes or headers, so they run inline instead; a streaming
-request then reaches its view with far less latency and CPU. Anything that
-could do I/O keeps its thread: SessionMiddleware's process_response (saves the
-session) is not inlined. If a hook here ever touched the database, Django's
+request then reaches its view with far less latency and CPU. A hook that
+could do I/O keeps its thread whenever it might: the session's save when the
+session changed, the messages' store when messages were read or added. If a hook here ever touched the database, Django's
 async-safety check would raise SynchronousOnlyOperation rather than block.
 """
 
@@ -23,24 +23,22 @@ from django.utils.deprecation import MiddlewareMixin
 
 
 class InlineHooks(MiddlewareMixin):
-    """Runs the middleware's hooks on the event loop; a subclass whose hook
-    may do I/O overrides `_call` to send that case to a thread."""
+    """Runs the middleware's hooks on the event loop; a subclass whose
+    process_response may do I/O says when in `response_needs_thread`."""
 
     async def __acall__(self, request):
         response = None
         if hasattr(self, "process_request"):
-            response = await self._call("process_request", request)
+            response = self.process_request(request)
         response = response or await self.get_response(request)
         if hasattr(self, "process_response"):
-            response = await self._call("process_response", request, response)
+            if self.response_needs_thread(request):
+                return await sync_to_async(self.process_response, thread_sensitive=True)(request, response)
+            response = self.process_response(request, response)
         return response
 
-    async def _call(self, name: str, *args):
-        return getattr(self, name)(*args)
-
-
-async def _in_thread(hook, *args):
-    return await sync_to_async(hook, thread_sensitive=True)(*args)
+    def response_needs_thread(self, request) -> bool:
+        return False
 
 
 class Security(InlineHooks, SecurityMiddleware):
@@ -50,11 +48,8 @@ class Security(InlineHooks, SecurityMiddleware):
 class Session(InlineHooks, SessionMiddleware):
     # Creating the lazy session store is free; saving it is database work,
     # needed only when the session changed (API keys never touch it).
-    async def _call(self, name: str, *args):
-        request = args[0]
-        if name == "process_response" and (request.session.modified or settings.SESSION_SAVE_EVERY_REQUEST):
-            return await _in_thread(self.process_response, *args)
-        return getattr(self, name)(*args)
+    def response_needs_thread(self, request) -> bool:
+        return request.session.modified or settings.SESSION_SAVE_EVERY_REQUEST
 
 
 class Common(InlineHooks, CommonMiddleware):
@@ -75,11 +70,9 @@ class Authentication(InlineHooks, AuthenticationMiddleware):
 class Messages(InlineHooks, MessageMiddleware):
     # Attaching the storage is free; storing messages may load the session,
     # needed only when messages were read or added.
-    async def _call(self, name: str, *args):
-        storage = getattr(args[0], "_messages", None)
-        if name == "process_response" and storage is not None and (storage.used or storage.added_new):
-            return await _in_thread(self.process_response, *args)
-        return getattr(self, name)(*args)
+    def response_needs_thread(self, request) -> bool:
+        storage = getattr(request, "_messages", None)
+        return storage is not None and (storage.used or storage.added_new)
 
 
 class XFrameOptions(InlineHooks, XFrameOptionsMiddleware):

@@ -50,7 +50,6 @@ def shared_session() -> aiohttp.ClientSession:
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             # Read timeouts are the relay's (first token, idle), not aiohttp's.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            json_serialize=lambda value: orjson.dumps(value).decode(),
         )
         _sessions[loop] = session
     return session
@@ -71,7 +70,7 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 async def _error_for_status(response: aiohttp.ClientResponse) -> UpstreamError:
-    body = (await response.content.read(2000)) if response.content else b""
+    body = await response.content.read(2000)
     try:
         detail = orjson.loads(body)["error"]["message"]
     except (orjson.JSONDecodeError, KeyError, TypeError):

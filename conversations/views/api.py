@@ -13,7 +13,7 @@ from ..db import run_db
 from ..exceptions import ApiError
 from ..models import Conversation
 from ..providers import get_provider
-from ..relay import AnswerRelay, FinishReason
+from ..relay import AnswerRelay
 from ..serializers import conversation_detail_json, conversation_json
 from .errors import api_view, not_found, parse_id
 from .streaming import stream_response, trace_id_for
@@ -120,5 +120,4 @@ async def _answer_abandoned(start: asyncio.Future, trace_id: str, received_at: f
         return
     relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id, received_at=received_at)
     relay.start()
-    relay.cancel(FinishReason.CLIENT_DISCONNECTED)
-    await relay.close()
+    await relay.close()  # cancels as client_disconnected before the model is called, then saves
