@@ -51,6 +51,19 @@ def _text(chunk: dict) -> str | None:
     return (choices[0].get("delta") or {}).get("content") if choices else None
 
 
+async def _count_tokens(payloads: AsyncIterator[str | bytes], limit: int | None) -> int:
+    """Parse each event's data and count the chunks with text, up to `limit`."""
+    tokens = 0
+    async for data in payloads:
+        if data in ("[DONE]", b"[DONE]"):
+            break
+        if _text(orjson.loads(data)):
+            tokens += 1
+            if tokens == limit:
+                break
+    return tokens
+
+
 @asynccontextmanager
 async def _httpx_reader(base_url: str, payloads) -> AsyncIterator[Reader]:
     """A candidate over httpx; `payloads(response)` yields each event's data."""
@@ -60,16 +73,8 @@ async def _httpx_reader(base_url: str, payloads) -> AsyncIterator[Reader]:
     async with httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=None)) as client:
 
         async def read(limit: int | None) -> int:
-            tokens = 0
             async with client.stream("POST", f"{base_url}/chat/completions", content=BODY, headers=HEADERS) as response:
-                async for data in payloads(response):
-                    if data == "[DONE]":
-                        break
-                    if _text(orjson.loads(data)):
-                        tokens += 1
-                        if tokens == limit:
-                            break
-            return tokens
+                return await _count_tokens(payloads(response), limit)
 
         yield read
 
@@ -151,19 +156,9 @@ async def aiohttp_lines(base_url: str) -> AsyncIterator[Reader]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def read(limit: int | None) -> int:
-            tokens = 0
             async with session.post(f"{base_url}/chat/completions", data=BODY, headers=HEADERS) as response:
-                async for raw in response.content:
-                    if not raw.startswith(b"data: "):
-                        continue
-                    data = raw[6:].strip()
-                    if data == b"[DONE]":
-                        break
-                    if _text(orjson.loads(data)):
-                        tokens += 1
-                        if tokens == limit:
-                            break
-            return tokens
+                lines = (raw[6:].strip() async for raw in response.content if raw.startswith(b"data: "))
+                return await _count_tokens(lines, limit)
 
         yield read
 

@@ -6,8 +6,9 @@ middleware and request. For the middleware below those hooks only read
 headers and set attributes or headers, so they run inline instead; a streaming
 request then reaches its view with far less latency and CPU. A hook that
 could do I/O keeps its thread whenever it might: the session's save when the
-session changed, the messages' store when messages were read or added. If a hook here ever touched the database, Django's
-async-safety check would raise SynchronousOnlyOperation rather than block.
+session changed, the messages' store when messages were read or added. If a
+hook here ever touched the database, Django's async-safety check would raise
+SynchronousOnlyOperation rather than block.
 """
 
 from asgiref.sync import sync_to_async
