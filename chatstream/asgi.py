@@ -5,13 +5,16 @@ purpose: a WSGI server would buffer every answer whole."""
 import gc
 import os
 
+import django
 from django.core import checks
-from django.core.asgi import get_asgi_application
 from django.core.management.base import SystemCheckError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatstream.settings")
+django.setup(set_prefix=False)  # as get_asgi_application() does
 
-application = get_asgi_application()
+from chatstream.handler import ChatstreamASGIHandler  # noqa: E402  (needs the apps loaded)
+
+application = ChatstreamASGIHandler()
 
 # `runserver` runs the system checks before it serves; uvicorn does not, so a
 # misconfiguration (conversations/checks.py) stops the process here instead.
