@@ -11,6 +11,7 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth.models import User
+from django.db import connection
 from django.utils import timezone
 
 from .models import ApiKey
@@ -32,18 +33,29 @@ def create_api_key(*, user: User, name: str = "") -> tuple[ApiKey, str]:
     return key, f"{KEY_PREFIX}{prefix}_{secret}"
 
 
+# The one query behind every Bearer request, written out: the ORM takes ten
+# times as long to build this join as the database takes to run it (bench/).
+_USER_FOR_PREFIX = """
+    SELECT u.*, k.id AS key_id, k.hashed_secret AS key_hash,
+           (k.last_used_at IS NULL OR k.last_used_at < %s) AS key_stale
+    FROM conversations_apikey k JOIN auth_user u ON u.id = k.user_id
+    WHERE k.prefix = %s AND k.revoked_at IS NULL
+"""
+
+
 def user_for_key(raw: str) -> User | None:
     """The active user a presented key belongs to, or None."""
     if not raw.startswith(KEY_PREFIX):
         return None
     prefix, _, secret = raw[len(KEY_PREFIX) :].partition("_")
-    key = ApiKey.objects.select_related("user").filter(prefix=prefix, revoked_at__isnull=True).first()
-    if key is None or not hmac.compare_digest(key.hashed_secret, _hash(secret)) or not key.user.is_active:
-        return None
     now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return key.user
+    stale_before = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
+    user = next(iter(User.objects.raw(_USER_FOR_PREFIX, [stale_before, prefix])), None)
+    if user is None or not hmac.compare_digest(user.key_hash, _hash(secret)) or not user.is_active:
+        return None
+    if user.key_stale:
+        ApiKey.objects.filter(pk=user.key_id).update(last_used_at=now)
+    return user
 
 
 def revoke(*, key: ApiKey) -> None:

@@ -7,7 +7,6 @@ from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from .models import Conversation, Turn
-from .providers import Message
 
 
 def owned_conversations(*, owner: User) -> QuerySet[Conversation]:
@@ -18,9 +17,3 @@ def conversation_with_turns(*, owner: User, conversation_id: uuid.UUID) -> tuple
     """Raises Conversation.DoesNotExist for a missing or foreign id."""
     conversation = owned_conversations(owner=owner).get(pk=conversation_id)
     return conversation, list(conversation.turns.order_by("position"))
-
-
-def prompt_messages(*, conversation: Conversation) -> list[Message]:
-    """The history sent to the model: every turn with text, in order."""
-    rows = conversation.turns.exclude(content="").order_by("position").values_list("role", "content")
-    return [{"role": role, "content": content} for role, content in rows]

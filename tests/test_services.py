@@ -1,6 +1,7 @@
 """Writes: the user's message before the model, the answer once at the end."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -8,7 +9,7 @@ from django.core.management import call_command
 from django.db import IntegrityError
 
 from conversations import api_keys, services
-from conversations.models import Conversation, Turn
+from conversations.models import ApiKey, Conversation, Turn
 
 
 def answer(**overrides) -> services.Answer:
@@ -85,3 +86,39 @@ def test_create_api_key_command_prints_a_working_key(owner, capsys):
     assert api_keys.user_for_key(key) == owner
     assert api_keys.user_for_key(key + "x") is None
     assert api_keys.user_for_key("cs_" + uuid.uuid4().hex) is None
+
+
+def test_api_key_lookup_checks_the_user_and_records_use_sparingly(owner):
+    key, raw = api_keys.create_api_key(user=owner)
+    assert api_keys.user_for_key(raw) == owner
+    first_use = ApiKey.objects.get(pk=key.pk).last_used_at
+    assert first_use is not None
+    api_keys.user_for_key(raw)  # within a minute: no write
+    assert ApiKey.objects.get(pk=key.pk).last_used_at == first_use
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=first_use - timedelta(minutes=2))
+    api_keys.user_for_key(raw)
+    assert ApiKey.objects.get(pk=key.pk).last_used_at > first_use
+
+    owner.is_active = False
+    owner.save()
+    assert api_keys.user_for_key(raw) is None
+    owner.is_active = True
+    owner.save()
+    api_keys.revoke(key=key)
+    assert api_keys.user_for_key(raw) is None
+
+
+def test_prompt_history_holds_both_roles_in_order_without_empty_answers(owner):
+    conversation = services.create_conversation(owner=owner)
+    first = services.start_turn(owner=owner, conversation_id=conversation.pk, content="one")
+    services.record_answer(prepared=first, answer=answer(content="reply"))
+    second = services.start_turn(owner=owner, conversation_id=conversation.pk, content="two")
+    services.record_answer(prepared=second, answer=answer(content=""))  # cancelled before any token
+    third = services.start_turn(owner=owner, conversation_id=conversation.pk, content="three")
+    assert third.messages == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "reply"},
+        {"role": "user", "content": "two"},
+        {"role": "user", "content": "three"},
+    ]
+    assert third.answer_position == 5
