@@ -24,6 +24,7 @@ from .exceptions import UpstreamError, UpstreamTimeout
 from .models import Turn
 from .providers import Completion, Provider
 from .providers.base import estimate_tokens
+from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -120,25 +121,36 @@ class AnswerRelay:
             self._wake_reader()
 
     async def _relay_tokens(self) -> None:
-        loop = asyncio.get_running_loop()
-        idle = conf.LLM_IDLE_TIMEOUT
         stream = self.provider.stream(self.prepared.messages, self.completion)
         try:
-            async with aclosing(stream), asyncio.timeout(conf.LLM_FIRST_TOKEN_TIMEOUT) as deadline:
-                async for text in stream:
-                    if self._first_token_at is None:
-                        self._first_token_at = time.monotonic()
-                    self._parts.append(text)
-                    self.length += len(text)
-                    self._wake_reader()
-                    if self.length - self._delivered > MAX_BACKLOG_CHARS:
-                        deadline.reschedule(None)  # waiting on our reader is not model silence
-                        await self._wait_for_reader()
-                    deadline.reschedule(loop.time() + idle)
+            async with aclosing(stream), asyncio.timeout(None) as deadline:
+                silence = Watchdog(conf.LLM_FIRST_TOKEN_TIMEOUT, lambda: self._model_silent(deadline))
+                try:
+                    await self._take_tokens(stream, silence)
+                finally:
+                    silence.cancel()
         except TimeoutError as exc:
             if self._first_token_at is None:
                 raise UpstreamTimeout(f"No first token within {conf.LLM_FIRST_TOKEN_TIMEOUT:g} s.") from exc
-            raise UpstreamTimeout(f"The model was silent for more than {idle:g} s.") from exc
+            raise UpstreamTimeout(f"The model was silent for more than {conf.LLM_IDLE_TIMEOUT:g} s.") from exc
+
+    async def _take_tokens(self, stream: AsyncIterator[str], silence: Watchdog) -> None:
+        async for text in stream:
+            if self._first_token_at is None:
+                self._first_token_at = time.monotonic()
+                silence.restart(conf.LLM_IDLE_TIMEOUT)
+            silence.touch()
+            self._parts.append(text)
+            self.length += len(text)
+            self._wake_reader()
+            if self.length - self._delivered > MAX_BACKLOG_CHARS:
+                await self._wait_for_reader()
+                silence.touch()
+
+    def _model_silent(self, deadline: asyncio.Timeout) -> None:
+        # Waiting on our own reader is not the model's silence.
+        if self._producer_waiter is None:
+            deadline.reschedule(self._loop.time())  # expires now: TimeoutError in _relay_tokens
 
     async def _save(self) -> None:
         self.answer = self._answer()
@@ -189,19 +201,34 @@ class AnswerRelay:
         that carry everything produced since the last one, heartbeats after
         `heartbeat` seconds of silence, and `done` or `error` once saved."""
         yield START, self._start_data(), 0
+        beat_due = False
+
+        def beat() -> None:
+            nonlocal beat_due
+            beat_due = True
+            self._wake_reader()
+
+        quiet = Watchdog(heartbeat, beat)
         taken = 0
-        while True:
-            if taken < len(self._parts):
-                text = "".join(self._parts[taken:])
-                taken = len(self._parts)
-                self._delivered = self.length
-                self._wake_producer()
-                yield DELTA, text, self.length
-            elif self._ended:
-                yield self._final_event()
-                return
-            elif not await self._wait_for_producer(heartbeat):
-                yield HEARTBEAT, None, self.length
+        try:
+            while True:
+                if taken < len(self._parts):
+                    text = "".join(self._parts[taken:])
+                    taken = len(self._parts)
+                    self._delivered = self.length
+                    self._wake_producer()
+                    quiet.touch()
+                    yield DELTA, text, self.length
+                elif self._ended:
+                    yield self._final_event()
+                    return
+                elif beat_due:
+                    beat_due = False
+                    yield HEARTBEAT, None, self.length
+                else:
+                    await self._wait_for_producer()
+        finally:
+            quiet.cancel()
 
     def _start_data(self) -> dict[str, Any]:
         return {
@@ -237,15 +264,11 @@ class AnswerRelay:
 
     # --- hand-over between the two sides ---------------------------------------
 
-    async def _wait_for_producer(self, timeout: float) -> bool:
-        """Wait for text or the end; False if `timeout` passed in silence."""
-        self._reader_waiter = asyncio.get_running_loop().create_future()
+    async def _wait_for_producer(self) -> None:
+        """Wait for text, the end, or a heartbeat that is due."""
+        self._reader_waiter = self._loop.create_future()
         try:
-            async with asyncio.timeout(timeout):
-                await self._reader_waiter
-            return True
-        except TimeoutError:
-            return False
+            await self._reader_waiter
         finally:
             self._reader_waiter = None
 
