@@ -222,8 +222,10 @@ def figures(ttft1: dict, main: dict, levels: list[dict], tokens: int) -> list[di
     ]
 
 
-def run(*, quick: bool = False, pin: bool = True) -> dict:
+def run(*, quick: bool = False, pin: bool = True, tokens: int | None = None) -> dict:
     size = SIZES["quick" if quick else "full"] | {"first_token_delay": FIRST_TOKEN_DELAY, "pace": PACE}
+    if tokens is not None:
+        size["tokens"] = tokens  # longer answers: each ramp level takes longer, so fewer fit the budget
     layout = procs.cpu_layout(pin)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, Rig(size, layout, Path(tmp)) as rig:
@@ -267,8 +269,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about 45 s")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
+    parser.add_argument("--tokens", type=int, help="tokens per answer (default 100; --quick 50)")
     args = parser.parse_args()
-    results = run(quick=args.quick, pin=args.pin)
+    results = run(quick=args.quick, pin=args.pin, tokens=args.tokens)
     report.print_relay(results)
     print(f"results: {report.save({'relay': results}, 'relay')}")
 
