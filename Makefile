@@ -16,11 +16,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Development server: daphne's ASGI runserver, so answers stream token by token.
+# Development server: daphne's ASGI runserver, so answers stream token by
+# token, and beside it the task worker that keeps conversations' memory.
+# Ctrl-C (or the server exiting) stops both.
 run: export DEBUG ?= true
 run: $(VENV)/.installed-run
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_account --url http://127.0.0.1:$(PORT)/
+	$(PY) manage.py db_worker --interval 0.5 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # The whole suite, on DATABASE_URL (SQLite by default).

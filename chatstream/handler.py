@@ -43,9 +43,11 @@ class ChatstreamASGIHandler(ASGIHandler):
         # database connections) have nothing to do on the event loop's thread.
         signals.request_started.send(sender=self.__class__, scope=scope)
         try:
-            request, response = self.create_request(scope, body_file)
+            request, refusal = self.create_request(scope, body_file)
+            response: HttpResponseBase | None = refusal
             if request is None:
-                await self.send_response(response, send)
+                assert refusal is not None  # create_request gives one or the other
+                await self.send_response(refusal, send)
             else:
                 response = await self._respond_unless_client_leaves(request, receive, send)
         finally:

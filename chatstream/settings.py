@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
     "conversations",
 ]
 
@@ -136,6 +138,9 @@ LLM_FIRST_TOKEN_TIMEOUT = env.float("LLM_FIRST_TOKEN_TIMEOUT", default=30.0)
 LLM_IDLE_TIMEOUT = env.float("LLM_IDLE_TIMEOUT", default=60.0)
 LLM_DEMO_TOKENS_PER_SECOND = env.float("LLM_DEMO_TOKENS_PER_SECOND", default=30.0)
 LLM_DEMO_FIRST_TOKEN_DELAY = env.float("LLM_DEMO_FIRST_TOKEN_DELAY", default=0.3)
+LLM_MEMORY_MODEL = env.str("LLM_MEMORY_MODEL", default="")  # the memory's model; LLM_MODEL when empty
+LLM_CONTEXT_TOKENS = env.int("LLM_CONTEXT_TOKENS", default=8000)  # prompt budget: memory plus recent turns
+LLM_SYSTEM_PROMPT = env.str("LLM_SYSTEM_PROMPT", default="You are a helpful assistant. Answer in markdown.")
 
 # --- The stream --------------------------------------------------------------
 CHATSTREAM_HEARTBEAT_SECONDS = env.float("CHATSTREAM_HEARTBEAT_SECONDS", default=15.0)
@@ -143,6 +148,20 @@ CHATSTREAM_MAX_BODY_BYTES = env.int("CHATSTREAM_MAX_BODY_BYTES", default=1024 * 
 CHATSTREAM_MAX_MESSAGE_CHARS = env.int("CHATSTREAM_MAX_MESSAGE_CHARS", default=32_000)
 # Threads (each with one open database connection) that run the API's ORM work.
 CHATSTREAM_DB_THREADS = env.int("CHATSTREAM_DB_THREADS", default=4)
+# Memory updates: a failed model call is tried again after BACKOFF, 2x BACKOFF,
+# 4x BACKOFF... seconds, ATTEMPTS times in all, then the memory is marked failed.
+CHATSTREAM_MEMORY_ATTEMPTS = env.int("CHATSTREAM_MEMORY_ATTEMPTS", default=4)
+CHATSTREAM_MEMORY_BACKOFF_SECONDS = env.float("CHATSTREAM_MEMORY_BACKOFF_SECONDS", default=2.0)
+
+# Background tasks go through the django-tasks API; the backend is a setting.
+# The default keeps jobs in the project's database (`manage.py db_worker` runs
+# them). See the README to move them to Redis (RQ) instead.
+TASKS = {
+    "default": {
+        "BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend"),
+        "QUEUES": ["default"],
+    }
+}
 
 # Django refuses bodies larger than this before the view runs; the API turns
 # that refusal into a 413 with the JSON error shape.

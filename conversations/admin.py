@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
 
-from . import api_keys
-from .models import ApiKey, Conversation, Turn
+from . import api_keys, memory
+from .models import ApiKey, Conversation, ConversationMemory, Turn
 
 TURN_METRICS = ("ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated")
 
@@ -25,17 +27,86 @@ class TurnInline(admin.TabularInline):
         return False
 
 
+MEMORY_FIELDS = (
+    "status",
+    "version",
+    "covers_position",
+    "summary",
+    "facts",
+    "model",
+    "error",
+    "failed_attempts",
+    "updated_at",
+    "jobs",
+)
+
+
+class MemoryInline(admin.StackedInline):
+    """The memory the background task keeps; "Update memory now" refreshes it."""
+
+    model = ConversationMemory
+    fields = MEMORY_FIELDS
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="background jobs")
+    def jobs(self, obj: ConversationMemory) -> str:
+        return format_html(
+            '<a href="{}">all task results</a>', reverse("admin:django_tasks_database_dbtaskresult_changelist")
+        )
+
+
+@admin.register(ConversationMemory)
+class ConversationMemoryAdmin(admin.ModelAdmin):
+    list_display = ("conversation", "status", "version", "covers_position", "failed_attempts", "updated_at")
+    list_filter = ("status", "updated_at")
+    search_fields = ("summary", "conversation__title", "conversation__owner__username")
+    readonly_fields = ("conversation", *MEMORY_FIELDS)
+    fields = readonly_fields
+    list_select_related = ("conversation",)
+    actions = ["update_memory_now"]
+    jobs = MemoryInline.jobs
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Update memory now")
+    def update_memory_now(self, request, queryset) -> None:
+        _enqueue_updates(self, request, queryset.values_list("conversation_id", flat=True))
+
+
+def _enqueue_updates(model_admin: admin.ModelAdmin, request, conversation_ids) -> None:
+    ids = list(conversation_ids)
+    for conversation_id in ids:
+        memory.enqueue_update(conversation_id)
+    model_admin.message_user(request, f"Queued {len(ids)} memory update(s); a worker (manage.py db_worker) runs them.")
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "owner", "turn_count", "created_at", "updated_at")
+    list_display = ("__str__", "owner", "turn_count", "memory_status", "created_at", "updated_at")
     list_filter = ("turns__finish_reason", "turns__model", "created_at")
     search_fields = ("title", "owner__username", "owner__email", "turns__content")
     readonly_fields = ("id", "owner", "created_at", "updated_at")
-    inlines = [TurnInline]
+    inlines = [MemoryInline, TurnInline]
     date_hierarchy = "created_at"
+    actions = ["update_memory_now"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("owner").annotate(turn_total=Count("turns"))
+        queryset = super().get_queryset(request).select_related("owner", "memory")
+        return queryset.annotate(turn_total=Count("turns"))
+
+    @admin.display(description="memory", ordering="memory__status")
+    def memory_status(self, obj: Conversation) -> str:
+        memory = getattr(obj, "memory", None)
+        return f"{memory.status} v{memory.version}" if memory else "empty"
+
+    @admin.action(description="Update memory now")
+    def update_memory_now(self, request, queryset) -> None:
+        _enqueue_updates(self, request, queryset.values_list("pk", flat=True))
 
     @admin.display(description="turns", ordering="turn_total")
     def turn_count(self, obj: Conversation) -> int:

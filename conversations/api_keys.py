@@ -51,10 +51,13 @@ def user_for_key(raw: str) -> User | None:
     now = timezone.now()
     stale_before = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
     user = next(iter(User.objects.raw(_USER_FOR_PREFIX, [stale_before, prefix])), None)
-    if user is None or not hmac.compare_digest(user.key_hash, _hash(secret)) or not user.is_active:
+    if user is None or not user.is_active:
         return None
-    if user.key_stale:
-        ApiKey.objects.filter(pk=user.key_id).update(last_used_at=now)
+    key_hash, key_stale, key_id = user.key_hash, user.key_stale, user.key_id  # type: ignore[attr-defined]  # SELECT … AS
+    if not hmac.compare_digest(key_hash, _hash(secret)):
+        return None
+    if key_stale:
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
     return user
 
 

@@ -57,5 +57,25 @@ class Settings:
     def CHATSTREAM_MAX_MESSAGE_CHARS(self) -> int:
         return int(getattr(settings, "CHATSTREAM_MAX_MESSAGE_CHARS", 32_000))
 
+    @property
+    def LLM_MEMORY_MODEL(self) -> str:
+        return getattr(settings, "LLM_MEMORY_MODEL", "") or self.LLM_MODEL
+
+    @property
+    def LLM_CONTEXT_TOKENS(self) -> int:
+        return int(getattr(settings, "LLM_CONTEXT_TOKENS", 8000))
+
+    @property
+    def LLM_SYSTEM_PROMPT(self) -> str:
+        return getattr(settings, "LLM_SYSTEM_PROMPT", "You are a helpful assistant. Answer in markdown.")
+
+    @property
+    def CHATSTREAM_MEMORY_ATTEMPTS(self) -> int:
+        return int(getattr(settings, "CHATSTREAM_MEMORY_ATTEMPTS", 4))
+
+    @property
+    def CHATSTREAM_MEMORY_BACKOFF_SECONDS(self) -> float:
+        return float(getattr(settings, "CHATSTREAM_MEMORY_BACKOFF_SECONDS", 2.0))
+
 
 conf = Settings()

@@ -61,6 +61,8 @@ class Turn(models.Model):
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     tokens_estimated = models.BooleanField(default=False, help_text="The upstream sent no usage; counts are estimates")
     malformed_chunks = models.PositiveIntegerField(default=0, help_text="Upstream chunks skipped as unreadable")
+    prompt_turns = models.PositiveIntegerField(null=True, blank=True, help_text="Earlier turns sent with the prompt")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Estimated tokens of the prompt")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -85,6 +87,38 @@ class Turn(models.Model):
         if self.duration_ms is None or self.ttft_ms is None or not self.tokens_out or self.tokens_out < 2:
             return None
         return (self.duration_ms - self.ttft_ms) / (self.tokens_out - 1)
+
+
+class ConversationMemory(models.Model):
+    """A rolling summary of a conversation and the facts its user stated,
+    kept by a background task (conversations/memory.py) so that a prompt
+    needs only the memory and the latest turns, not the whole history."""
+
+    class Status(models.TextChoices):
+        EMPTY = "empty"  # nothing covered yet
+        CURRENT = "current"  # the last update succeeded
+        RETRYING = "retrying"  # the last model call failed; another attempt is queued
+        FAILED = "failed"  # every attempt failed; the next turn tries again
+
+    conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, primary_key=True, related_name="memory")
+    summary = models.TextField(blank=True)
+    facts = models.JSONField(default=list, blank=True)
+    # Compare-and-set: an update writes only over the version it read, so two
+    # workers updating one conversation cannot lose each other's work.
+    version = models.PositiveIntegerField(default=0)
+    covers_position = models.IntegerField(default=-1, help_text="Position of the last turn the memory includes")
+    covers_turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.EMPTY)
+    error = models.TextField(blank=True)
+    failed_attempts = models.PositiveIntegerField(default=0)
+    model = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "conversation memories"
+
+    def __str__(self) -> str:
+        return f"memory v{self.version} of {self.conversation_id}"
 
 
 class ApiKey(models.Model):

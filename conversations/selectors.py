@@ -15,5 +15,5 @@ def owned_conversations(*, owner: User) -> QuerySet[Conversation]:
 
 def conversation_with_turns(*, owner: User, conversation_id: uuid.UUID) -> tuple[Conversation, list[Turn]]:
     """Raises Conversation.DoesNotExist for a missing or foreign id."""
-    conversation = owned_conversations(owner=owner).get(pk=conversation_id)
+    conversation = owned_conversations(owner=owner).select_related("memory").get(pk=conversation_id)
     return conversation, list(conversation.turns.order_by("position"))

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from .models import Conversation, Turn
+from .models import Conversation, ConversationMemory, Turn
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
@@ -29,10 +29,31 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "tokens_in": turn.tokens_in,
         "tokens_out": turn.tokens_out,
         "tokens_estimated": turn.tokens_estimated,
+        "prompt_turns": turn.prompt_turns,
+        "prompt_tokens": turn.prompt_tokens,
         "trace_id": turn.trace_id or None,
         "created_at": turn.created_at.isoformat(),
     }
 
 
+def memory_json(memory: ConversationMemory | None) -> dict[str, Any]:
+    if memory is None:
+        memory = ConversationMemory()  # not made yet: nothing covered
+    return {
+        "summary": memory.summary,
+        "facts": memory.facts,
+        "version": memory.version,
+        "covers_turn": str(memory.covers_turn_id) if memory.covers_turn_id else None,
+        "covers_position": memory.covers_position if memory.covers_position >= 0 else None,
+        "status": memory.status,
+        "error": memory.error or None,
+        "updated_at": memory.updated_at.isoformat() if memory.updated_at else None,
+    }
+
+
 def conversation_detail_json(conversation: Conversation, turns: list[Turn]) -> dict[str, Any]:
-    return {**conversation_json(conversation), "turns": [turn_json(turn) for turn in turns]}
+    return {
+        **conversation_json(conversation),
+        "memory": memory_json(getattr(conversation, "memory", None)),
+        "turns": [turn_json(turn) for turn in turns],
+    }

@@ -2,15 +2,21 @@
 called from async code through `db.run_db` (Django's ORM is sync, and a
 transaction must stay on one thread)."""
 
+import functools
+import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import memory
+from .conf import conf
 from .models import Conversation, Turn
+from .prompt import Prompt, assemble
 from .providers import Message
 
 logger = logging.getLogger(__name__)
@@ -28,6 +34,8 @@ class PreparedTurn:
     answer_turn_id: uuid.UUID
     answer_position: int
     messages: list[Message]
+    prompt_turns: int = 0
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,10 +82,11 @@ _RESERVE_POSITIONS = """
     RETURNING next_position - 2
 """
 _TOUCH_CONVERSATION = "UPDATE conversations_conversation SET updated_at = %s WHERE id = %s"
-_PROMPT_HISTORY = """
+_MEMORY = "SELECT summary, facts FROM conversations_conversationmemory WHERE conversation_id = %s"
+_NEWEST_TURNS_FIRST = """
     SELECT role, content FROM conversations_turn
     WHERE conversation_id = %s AND content <> ''
-    ORDER BY position
+    ORDER BY position DESC
 """
 
 
@@ -102,15 +111,35 @@ def start_turn(*, owner: User, conversation_id: uuid.UUID, content: str) -> Prep
         user_turn = Turn.objects.create(
             conversation_id=conversation_id, position=position, role=Turn.Role.USER, content=content
         )
-        cursor.execute(_PROMPT_HISTORY, [_db_id(conversation_id)])
-        messages: list[Message] = [{"role": role, "content": text} for role, text in cursor.fetchall()]
+        built = _prompt(cursor, conversation_id)
     return PreparedTurn(
         conversation_id=conversation_id,
         user_turn_id=user_turn.pk,
         answer_turn_id=uuid.uuid4(),
         answer_position=position + 1,
-        messages=messages,
+        messages=built.messages,
+        prompt_turns=built.turns,
+        prompt_tokens=built.tokens,
     )
+
+
+def _prompt(cursor, conversation_id: uuid.UUID) -> Prompt:
+    """The memory, then the newest turns, read only as far as the budget goes."""
+    cursor.execute(_MEMORY, [_db_id(conversation_id)])
+    summary, facts = cursor.fetchone() or ("", "[]")
+    cursor.execute(_NEWEST_TURNS_FIRST, [_db_id(conversation_id)])
+    return assemble(
+        system=conf.LLM_SYSTEM_PROMPT,
+        summary=summary,
+        facts=json.loads(facts) if isinstance(facts, str) else facts,  # text on SQLite, JSON on PostgreSQL
+        newest_first=_rows(cursor),
+        budget=conf.LLM_CONTEXT_TOKENS,
+    )
+
+
+def _rows(cursor, batch: int = 50) -> Iterator[tuple[str, str]]:
+    while rows := cursor.fetchmany(batch):
+        yield from rows
 
 
 def status_for(finish_reason: str) -> str:
@@ -133,11 +162,16 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Turn | None:
     if not touched:
         logger.info("conversation %s was deleted while answering; answer dropped", prepared.conversation_id)
         return None
+    # Queued only if this transaction commits: a rolled-back answer queues
+    # nothing, a committed one exactly one update.
+    transaction.on_commit(functools.partial(memory.enqueue_update, prepared.conversation_id))
     return Turn.objects.create(
         id=prepared.answer_turn_id,
         conversation_id=prepared.conversation_id,
         position=prepared.answer_position,
         role=Turn.Role.ASSISTANT,
         status=status_for(answer.finish_reason),
+        prompt_turns=prepared.prompt_turns,
+        prompt_tokens=prepared.prompt_tokens,
         **vars(answer),
     )

@@ -2,7 +2,8 @@
 
 It speaks `POST /v1/chat/completions` with `stream: true` exactly as OpenAI
 does (`chat.completion.chunk` objects, a usage chunk when
-`stream_options.include_usage` is set, then `data: [DONE]`), with a settable
+`stream_options.include_usage` is set, then `data: [DONE]`), and without it
+(one `chat.completion` object, as the memory task asks), with a settable
 first-token delay, pace, length and failures, and records what it was sent
 and when each client went away.
 
@@ -75,6 +76,10 @@ class FakeUpstream:
                 headers,
             )
             return
+        if not call.body.get("stream"):
+            await _send_json(send, 200, _completion(call.body.get("model", "fake"), "".join(behaviour.pieces())))
+            call.finished_at = time.monotonic()
+            return
         watcher = asyncio.create_task(_watch_disconnect(receive, call))
         try:
             await self._stream(send, call, behaviour)
@@ -130,6 +135,17 @@ def _chunk(model: str, delta: dict | None, finish_reason: str | None = None) -> 
         "model": model,
         "system_fingerprint": "fp_fake",
         "choices": [choice] if delta is not None else [],
+    }
+
+
+def _completion(model: str, content: str) -> dict:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
     }
 
 

@@ -97,3 +97,24 @@ def test_admin_under_the_asgi_server(live):
         )
         assert done.status_code == 200 and "Revoked." in done.text
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+
+
+def test_memory_is_shown_and_can_be_updated_now(staff_client, conversation):
+    from django_tasks_db.models import DBTaskResult
+
+    from conversations.models import ConversationMemory
+
+    ConversationMemory.objects.create(conversation=conversation, summary="They talked about <relays>.", version=3)
+    page = staff_client.get(reverse("admin:conversations_conversation_change", args=[conversation.pk]))
+    assert "They talked about &lt;relays&gt;." in page.content.decode()
+    listing = staff_client.get(reverse("admin:conversations_conversation_changelist"))
+    assert "empty v0" not in listing.content.decode() and "empty v3" in listing.content.decode()
+
+    changelist = reverse("admin:conversations_conversation_changelist")
+    done = staff_client.post(changelist, {"action": "update_memory_now", "_selected_action": [conversation.pk]})
+    assert done.status_code == 302
+    job = DBTaskResult.objects.get()
+    assert job.task_path == "conversations.memory.update_memory" and job.args_kwargs["args"] == [str(conversation.pk)]
+    jobs_page = staff_client.get(reverse("admin:django_tasks_database_dbtaskresult_changelist"))
+    assert jobs_page.status_code == 200
+    assert staff_client.get(reverse("admin:conversations_conversationmemory_changelist")).status_code == 200

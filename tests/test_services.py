@@ -41,7 +41,7 @@ def test_start_turn_saves_the_message_and_reserves_the_answer(owner):
     assert (first.answer_position, second.answer_position) == (1, 3)
     assert list(Turn.objects.values_list("position", "content")) == [(0, "one\ntwo"), (2, "three")]
     assert Conversation.objects.get(pk=conversation.pk).title == "one two"
-    assert second.messages == [{"role": "user", "content": "one\ntwo"}, {"role": "user", "content": "three"}]
+    assert second.messages[1:] == [{"role": "user", "content": "one\ntwo"}, {"role": "user", "content": "three"}]
 
 
 def test_foreign_conversation_is_not_found(owner):
@@ -115,7 +115,8 @@ def test_prompt_history_holds_both_roles_in_order_without_empty_answers(owner):
     second = services.start_turn(owner=owner, conversation_id=conversation.pk, content="two")
     services.record_answer(prepared=second, answer=answer(content=""))  # cancelled before any token
     third = services.start_turn(owner=owner, conversation_id=conversation.pk, content="three")
-    assert third.messages == [
+    assert third.messages[0]["role"] == "system"
+    assert third.messages[1:] == [
         {"role": "user", "content": "one"},
         {"role": "assistant", "content": "reply"},
         {"role": "user", "content": "two"},

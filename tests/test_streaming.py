@@ -85,7 +85,9 @@ def test_history_is_sent_as_the_prompt(alice, upstream):
     for content in ("first question", "second question"):
         with stream(alice, conversation_id, content) as response:
             response.read()
-    assert upstream.calls[-1].body["messages"] == [
+    system, *history = upstream.calls[-1].body["messages"]
+    assert system["role"] == "system"
+    assert history == [
         {"role": "user", "content": "first question"},
         {"role": "assistant", "content": "t0 t1 "},
         {"role": "user", "content": "second question"},

@@ -2,6 +2,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TypedDict
 
+from ..conf import conf
+
 
 class Message(TypedDict):
     role: str
@@ -28,7 +30,8 @@ def estimate_tokens(text: str) -> int:
 
 
 class Provider:
-    """Streams one answer. Subclasses implement `stream()`."""
+    """Streams one answer, and keeps a conversation's memory. Subclasses
+    implement `stream()`, and `complete()` or `remember()`."""
 
     name = "base"
 
@@ -45,3 +48,20 @@ class Provider:
         failure. Closing the iterator (or cancelling the task reading it) must
         release the upstream request at once."""
         raise NotImplementedError
+
+    async def complete(self, messages: list[Message], *, model: str) -> str:
+        """One whole (not streamed) answer from `model`. Raise an
+        UpstreamError subclass on failure."""
+        raise NotImplementedError
+
+    @property
+    def memory_model(self) -> str:
+        return conf.LLM_MEMORY_MODEL
+
+    async def remember(self, summary: str, facts: list[str], turns: list[Message]) -> tuple[str, list[str]]:
+        """The memory updated with `turns`: (summary, facts). By default the
+        memory model (LLM_MEMORY_MODEL) writes it."""
+        from .memory_prompt import memory_request, parse_memory_reply  # it builds on this module
+
+        reply = await self.complete(memory_request(summary, facts, turns), model=conf.LLM_MEMORY_MODEL)
+        return parse_memory_reply(reply)

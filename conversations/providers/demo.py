@@ -11,8 +11,15 @@ from collections.abc import AsyncGenerator
 
 from ..conf import conf
 from .base import Completion, Message, Provider, estimate_tokens
+from .memory_prompt import MAX_FACTS
 
 _WORD = re.compile(r"[\w'-]+")
+# Sentences in which a user tells something lasting about themselves.
+_FACT = re.compile(
+    r"\b(?:I am|I'm|my name is|I live|I work|I like|I love|I prefer|I use|I have|my \w+ is)\b[^.!?\n]*",
+    re.IGNORECASE,
+)
+SUMMARY_LINES = 12
 _TOKEN = re.compile(r"\s*\S+|\s+")  # a word with the spaces before it
 
 
@@ -66,3 +73,28 @@ class DemoProvider(Provider):
             completion.tokens_out = completion.deltas = index + 1
             yield token
         completion.finish_reason = "stop"
+
+    @property
+    def memory_model(self) -> str:
+        return self.model
+
+    async def remember(self, summary: str, facts: list[str], turns: list[Message]) -> tuple[str, list[str]]:
+        """An extractive memory, offline and deterministic: one line per
+        question asked, the latest few kept, and the user's sentences about
+        themselves as facts."""
+        return extract_memory(summary, facts, turns)
+
+
+def extract_memory(summary: str, facts: list[str], turns: list[Message]) -> tuple[str, list[str]]:
+    lines = summary.splitlines()
+    found = list(facts)
+    for turn in turns:
+        if turn["role"] != "user":
+            continue
+        text = " ".join(turn["content"].split())
+        lines.append(f"- The user asked: {text[:120]}{'…' if len(text) > 120 else ''}")
+        for match in _FACT.finditer(text):
+            fact = match.group(0).strip()
+            if fact.lower() not in {known.lower() for known in found}:
+                found.append(fact)
+    return "\n".join(lines[-SUMMARY_LINES:]), found[-MAX_FACTS:]

@@ -36,6 +36,7 @@ FINISH_REASONS = {
     "function_call": "stop",
 }
 DONE = b"[DONE]"
+COMPLETE_TIMEOUT_SECONDS = 120  # a whole non-streamed answer (memory updates)
 
 # One session, and so one connection pool, per event loop: a session's
 # connections belong to the loop that opened them.
@@ -156,6 +157,27 @@ class OpenAIProvider(Provider):
                 response.close()
         if completion.finish_reason is None:
             raise UpstreamIncomplete("The model's stream ended before it gave a finish reason.")
+
+    async def complete(self, messages: list[Message], *, model: str) -> str:
+        """A non-streamed answer, for background work (the memory). Its own
+        session: the worker calls it from a short-lived event loop."""
+        body = orjson.dumps({"model": model, "messages": messages, "stream": False})
+        headers = {**self.headers, "Accept": "application/json"}
+        timeout = aiohttp.ClientTimeout(total=COMPLETE_TIMEOUT_SECONDS, sock_connect=10)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(self.url, data=body, headers=headers) as response,
+            ):
+                if response.status >= 400:
+                    raise await _error_for_status(response)
+                payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamUnavailable(f"Could not get an answer from {self.url}: {exc!r}") from exc
+        try:
+            return orjson.loads(payload)["choices"][0]["message"]["content"] or ""
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+            raise UpstreamProtocolError(f"The model server sent no chat completion: {payload[:200]!r}") from exc
 
     async def _texts(self, response: aiohttp.ClientResponse, completion: Completion) -> AsyncGenerator[str, None]:
         parser = SSEParser()
