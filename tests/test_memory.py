@@ -209,3 +209,21 @@ def test_demo_memory_is_extractive_and_bounded():
     assert len(lines) == 12 and lines[-1] == "- The user asked: Question 29?"
     assert facts == ["I like tea"]
     assert extract_memory(summary, facts, turns[:1])[1] == ["I like tea"]  # no duplicate fact
+
+
+def test_a_job_left_running_by_a_killed_worker_is_covered_by_the_next(owner, conversation):
+    exchange(owner, conversation, "asked before the crash")
+    stuck = DBTaskResult.objects.get()
+    stuck.claim("worker-that-died")  # claimed, then the process was killed: nothing else was written
+    assert memory_of_or_none(conversation) is None
+
+    exchange(owner, conversation, "asked after it")
+    run_worker()
+
+    memory = memory_of(conversation)
+    assert memory.covers_position == 3 and "asked before the crash" in memory.summary
+    assert DBTaskResult.objects.get(pk=stuck.pk).status == "RUNNING"  # left for staff to see in the admin
+
+
+def memory_of_or_none(conversation) -> ConversationMemory | None:
+    return ConversationMemory.objects.filter(conversation=conversation).first()
