@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+# The browser tests drive Debian's Chromium (never a downloaded one).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench clean
 
@@ -27,8 +30,12 @@ run: $(VENV)/.installed-run
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-# The whole suite, on DATABASE_URL (SQLite by default).
-test: $(VENV)/.installed-dev
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+# The whole suite, on DATABASE_URL (SQLite by default), browser tests included.
+test: $(VENV)/.installed-dev $(CHROMIUM)
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-dev

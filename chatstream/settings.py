@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "chatstream.middleware.Authentication",
     "chatstream.middleware.Messages",
     "chatstream.middleware.XFrameOptions",
+    "chatstream.middleware.ContentSecurityPolicy",
 ]
 
 ROOT_URLCONF = "chatstream.urls"

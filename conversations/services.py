@@ -61,6 +61,12 @@ def create_conversation(*, owner: User, title: str = "") -> Conversation:
     return Conversation.objects.create(owner=owner, title=title[:200])
 
 
+def rename_conversation(*, conversation: Conversation, title: str) -> Conversation:
+    conversation.title = title.strip()[:200]
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
 def delete_conversation(*, conversation: Conversation) -> None:
     conversation.delete()
 

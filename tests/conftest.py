@@ -45,9 +45,12 @@ def upstream(upstream_server, settings) -> FakeUpstream:
 
 @pytest.fixture(scope="session")
 def app_server():
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
     from chatstream.asgi import application
 
-    with ServerThread(application) as server:
+    # Static files as `runserver` serves them (in production, the proxy does).
+    with ServerThread(ASGIStaticFilesHandler(application)) as server:
         yield server
         server.run(close_shared_session())  # the upstream connections the app kept open
 

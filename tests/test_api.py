@@ -171,3 +171,31 @@ def test_chat_page_needs_login(live):
     with session_client(live, "dave") as client:
         page = client.get("/")
     assert page.status_code == 200 and "chat.js" in page.text
+
+
+def test_rename(alice, bob):
+    conversation_id = alice.new_conversation()
+    renamed = alice.client.patch(f"/api/conversations/{conversation_id}", json={"title": "  Plans  "})
+    assert renamed.status_code == 200 and renamed.json()["title"] == "Plans"
+    assert error_code(alice.client.patch(f"/api/conversations/{conversation_id}", json={"title": 3})) == "invalid_title"
+    foreign = bob.client.patch(f"/api/conversations/{conversation_id}", json={"title": "Mine now"})
+    assert foreign.status_code == 404
+    assert Conversation.objects.get(pk=conversation_id).title == "Plans"
+
+
+def test_sign_up_logs_in_and_pages_carry_a_security_policy(live):
+    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+        form = browser.get("/accounts/signup/")
+        assert form.status_code == 200 and "script-src 'self'" in form.headers["Content-Security-Policy"]
+        created = browser.post(
+            "/accounts/signup/",
+            data={
+                "username": "erin",
+                "password1": "a-long-enough-password-1",
+                "password2": "a-long-enough-password-1",
+                "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+            },
+        )
+        assert created.status_code == 302 and created.headers["Location"] == "/"
+        assert browser.get("/").status_code == 200  # logged in
+    assert get_user_model().objects.filter(username="erin").exists()

@@ -61,10 +61,7 @@ def _conversation_page(user, page_number: str) -> dict:
 @api_view("GET", "POST")
 async def conversations(request: HttpRequest, user) -> HttpResponse:
     if request.method == "POST":
-        title = _json_body(request).get("title", "")
-        if not isinstance(title, str):
-            raise ApiError(400, "invalid_title", "The title must be a string.")
-        conversation = await run_db(services.create_conversation, owner=user, title=title)
+        conversation = await run_db(services.create_conversation, owner=user, title=_title(request))
         return JsonResponse(conversation_json(conversation), status=201)
     return JsonResponse(await run_db(_conversation_page, user, request.GET.get("page", "1")))
 
@@ -78,13 +75,27 @@ def _delete(user, conversation_id) -> None:
     services.delete_conversation(conversation=selectors.owned_conversations(owner=user).get(pk=conversation_id))
 
 
-@api_view("GET", "DELETE")
+def _rename(user, conversation_id, title: str) -> dict:
+    conversation = selectors.owned_conversations(owner=user).get(pk=conversation_id)
+    return conversation_json(services.rename_conversation(conversation=conversation, title=title))
+
+
+def _title(request: HttpRequest) -> str:
+    title = _json_body(request).get("title", "")
+    if not isinstance(title, str):
+        raise ApiError(400, "invalid_title", "The title must be a string.")
+    return title
+
+
+@api_view("GET", "PATCH", "DELETE")
 async def conversation(request: HttpRequest, user, conversation_id: str) -> HttpResponse:
     pk = parse_id(conversation_id)
     try:
         if request.method == "DELETE":
             await run_db(_delete, user, pk)
             return HttpResponse(status=204)
+        if request.method == "PATCH":
+            return JsonResponse(await run_db(_rename, user, pk, _title(request)))
         return JsonResponse(await run_db(_detail, user, pk))
     except Conversation.DoesNotExist:
         raise not_found() from None

@@ -1,90 +1,254 @@
-// A plain page that streams: post a message, read the SSE answer with
-// fetch + getReader as it arrives, and Stop with an AbortController.
-const api = document.querySelector("#chat").dataset.api;
+// The chat page: a sidebar of conversations, the current one's turns, and
+// answers read from the SSE stream as they arrive (fetch + getReader, never
+// response.text()), rendered as sanitized markdown at most once a frame.
+import markdownit from "./vendor/markdown-it.js";
+import DOMPurify from "./vendor/purify.js";
+
+const app = document.querySelector("#app");
+const api = app.dataset.api;
+const list = document.querySelector("#conversations");
 const turns = document.querySelector("#turns");
+const empty = document.querySelector("#empty");
 const form = document.querySelector("#composer");
 const input = document.querySelector("#message");
+const sendButton = document.querySelector("#send");
 const stopButton = document.querySelector("#stop");
-let conversationId = null;
-let controller = null;
+const itemTemplate = document.querySelector("#conversation-item");
+
+// Raw HTML in model output stays text (html: false); the result is still
+// sanitized, so nothing the model writes can run in this page.
+const md = markdownit({ html: false, linkify: true });
+
+let current = null; // the open conversation's id
+let controller = null; // aborts the answer being streamed
+
+// --- the API -------------------------------------------------------------------
 
 function csrfToken() {
   return document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1] ?? "";
 }
 
-async function postJSON(url, body, signal) {
-  return fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "text/event-stream" },
-    body: JSON.stringify(body),
-    signal,
+async function call(method, url, body, extra = {}) {
+  const response = await fetch(url, {
+    method,
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), ...extra.headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: extra.signal,
   });
+  if (!response.ok) {
+    const error = await response.json().catch(() => null);
+    throw new Error(error?.error?.message ?? `The server answered ${response.status}.`);
+  }
+  return response;
 }
 
-function addTurn(role, text) {
-  const li = document.createElement("li");
-  li.className = role;
-  li.append(document.createTextNode(text));
-  turns.append(li);
-  return li;
+const getJSON = async (url) => (await call("GET", url)).json();
+
+// --- the sidebar -----------------------------------------------------------------
+
+async function loadConversations() {
+  const page = await getJSON(api);
+  list.replaceChildren(...page.results.map(conversationItem));
 }
 
-// Split a growing buffer into SSE events; the last, unfinished one stays.
+function conversationItem(conversation) {
+  const item = itemTemplate.content.firstElementChild.cloneNode(true);
+  const link = item.querySelector(".open");
+  link.textContent = conversation.title || "New conversation";
+  link.href = `#${conversation.id}`;
+  item.classList.toggle("current", conversation.id === current);
+  item.querySelector(".rename").addEventListener("click", () => rename(conversation));
+  item.querySelector(".delete").addEventListener("click", () => remove(conversation));
+  return item;
+}
+
+async function rename(conversation) {
+  const title = prompt("Rename the conversation", conversation.title);
+  if (title === null) return;
+  await call("PATCH", `${api}/${conversation.id}`, { title });
+  await loadConversations();
+}
+
+async function remove(conversation) {
+  if (!confirm(`Delete "${conversation.title || "this conversation"}"?`)) return;
+  await call("DELETE", `${api}/${conversation.id}`);
+  if (conversation.id === current) location.hash = "";
+  await loadConversations();
+}
+
+// --- turns -----------------------------------------------------------------------
+
+function addTurn(role) {
+  const item = document.createElement("li");
+  item.className = role;
+  const body = document.createElement("div");
+  body.className = "body";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  item.append(body, meta);
+  turns.append(item);
+  empty.hidden = true;
+  return item;
+}
+
+function showUser(text) {
+  addTurn("user").querySelector(".body").textContent = text;
+}
+
+function renderMarkdown(body, text) {
+  body.innerHTML = DOMPurify.sanitize(md.render(text));
+  for (const pre of body.querySelectorAll("pre")) {
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "copy";
+    copy.textContent = "Copy";
+    pre.prepend(copy);
+  }
+}
+
+function metrics(answer) {
+  const parts = [];
+  if (answer.ttft_ms != null) parts.push(`first token ${answer.ttft_ms} ms`);
+  const generating = (answer.duration_ms - answer.ttft_ms) / 1000;
+  if (answer.tokens_out > 1 && generating > 0) parts.push(`${((answer.tokens_out - 1) / generating).toFixed(1)} tokens/s`);
+  if (answer.tokens_out != null) parts.push(`${answer.tokens_out} tokens`);
+  return parts.join(" · ");
+}
+
+const STOPPED = new Set(["cancelled", "client_disconnected"]);
+
+function showSavedAnswer(turn) {
+  const item = addTurn("assistant");
+  renderMarkdown(item.querySelector(".body"), turn.content);
+  const status = STOPPED.has(turn.finish_reason) ? "Stopped · " : turn.finish_reason === "length" ? "Cut at the length limit · " : "";
+  item.querySelector(".meta").textContent = status + metrics(turn);
+  if (turn.status === "failed") item.classList.add("failed");
+}
+
+async function openConversation(id) {
+  controller?.abort();
+  current = id;
+  turns.replaceChildren();
+  empty.hidden = false;
+  if (id) {
+    const conversation = await getJSON(`${api}/${id}`);
+    for (const turn of conversation.turns) {
+      if (turn.role === "user") showUser(turn.content);
+      else showSavedAnswer(turn);
+    }
+  }
+  for (const item of list.children) item.classList.toggle("current", item.querySelector(".open").hash === `#${id}`);
+  input.focus();
+}
+
+// --- one streamed answer ---------------------------------------------------------
+
+// A turn whose text is re-rendered at most once per animation frame, however
+// fast the tokens come.
+class Answer {
+  constructor() {
+    this.item = addTurn("assistant");
+    this.body = this.item.querySelector(".body");
+    this.meta = this.item.querySelector(".meta");
+    this.text = "";
+    this.frame = 0;
+    this.item.classList.add("streaming");
+  }
+
+  append(text) {
+    this.text += text;
+    this.frame ||= requestAnimationFrame(() => this.render());
+  }
+
+  render() {
+    this.frame = 0;
+    renderMarkdown(this.body, this.text);
+  }
+
+  end(status, { failed = false, retry = null } = {}) {
+    cancelAnimationFrame(this.frame);
+    this.render();
+    this.item.classList.remove("streaming");
+    this.item.classList.toggle("failed", failed);
+    this.meta.textContent = status;
+    if (retry) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "retry";
+      button.textContent = "Retry";
+      button.addEventListener("click", () => { button.remove(); retry(); });
+      this.meta.append(" ", button);
+    }
+  }
+}
+
+// SSE events from a stream of decoded text, across chunk boundaries.
 function* takeEvents(state) {
   let end;
   while ((end = state.buffer.indexOf("\n\n")) !== -1) {
     const block = state.buffer.slice(0, end);
     state.buffer = state.buffer.slice(end + 2);
-    const event = { type: "message", data: [] };
+    let type = "message";
+    const data = [];
     for (const line of block.split("\n")) {
-      if (line.startsWith("event: ")) event.type = line.slice(7);
-      else if (line.startsWith("data: ")) event.data.push(line.slice(6));
+      if (line.startsWith("event:")) type = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
     }
-    if (event.data.length) yield { type: event.type, data: JSON.parse(event.data.join("\n")) };
+    if (data.length) yield { type, data: JSON.parse(data.join("\n")) };
   }
 }
 
-async function streamAnswer(response, li) {
-  const text = li.firstChild;
-  const meta = document.createElement("span");
-  meta.className = "meta";
-  li.append(meta);
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+async function readAnswer(response, answer) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
   const state = { buffer: "" };
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) break;
-    state.buffer += value;
+    if (done) return null; // the stream ended without a final event: it was cut
+    state.buffer += decoder.decode(value, { stream: true }).replaceAll("\r\n", "\n");
     for (const event of takeEvents(state)) {
-      if (event.type === "delta") text.appendData(event.data.text);
-      else if (event.type === "done") meta.textContent = `${event.data.finish_reason} · first token ${event.data.ttft_ms} ms · ${event.data.usage.tokens_out} tokens`;
-      else if (event.type === "error") { li.classList.add("failed"); meta.textContent = `Error: ${event.data.message}`; }
+      if (event.type === "delta") answer.append(event.data.text);
+      else if (event.type === "done" || event.type === "error") return event;
     }
   }
 }
 
 async function send(content) {
-  if (!conversationId) {
-    const created = await postJSON(api, {});
-    conversationId = (await created.json()).id;
+  if (!current) {
+    const created = await (await call("POST", api, {})).json();
+    current = created.id;
+    history.replaceState(null, "", `#${current}`);
   }
-  addTurn("user", content);
-  const li = addTurn("assistant", "");
+  showUser(content);
+  const answer = new Answer();
+  const retry = () => send(content);
   controller = new AbortController();
-  stopButton.hidden = false;
+  setStreaming(true);
   try {
-    const response = await postJSON(`${api}/${conversationId}/messages`, { content }, controller.signal);
-    if (!response.ok) throw new Error((await response.json()).error.message);
-    await streamAnswer(response, li);
+    const response = await call("POST", `${api}/${current}/messages`, { content }, {
+      signal: controller.signal,
+      headers: { Accept: "text/event-stream" },
+    });
+    const final = await readAnswer(response, answer);
+    if (final === null) answer.end("The connection was cut before the answer ended.", { failed: true, retry });
+    else if (final.type === "error") answer.end(`Error: ${final.data.message}`, { failed: true, retry });
+    else answer.end((STOPPED.has(final.data.finish_reason) ? "Stopped · " : "") + metrics({ ...final.data, tokens_out: final.data.usage.tokens_out }));
   } catch (error) {
-    const meta = li.querySelector(".meta") ?? li.appendChild(document.createElement("span"));
-    meta.className = "meta";
-    meta.textContent = error.name === "AbortError" ? "Stopped." : `Error: ${error.message}`;
+    if (error.name === "AbortError") answer.end("Stopped");
+    else answer.end(`Error: ${error.message}`, { failed: true, retry });
   } finally {
-    stopButton.hidden = true;
     controller = null;
+    setStreaming(false);
+    loadConversations(); // a first message gives the conversation its title
   }
 }
+
+function setStreaming(streaming) {
+  stopButton.hidden = !streaming;
+  sendButton.disabled = streaming;
+}
+
+// --- wiring ----------------------------------------------------------------------
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -94,7 +258,26 @@ form.addEventListener("submit", (event) => {
   send(content);
 });
 input.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") controller?.abort();
 });
 stopButton.addEventListener("click", () => controller?.abort());
+document.querySelector("#new-chat").addEventListener("click", () => { location.hash = ""; });
+turns.addEventListener("click", (event) => {
+  const copy = event.target.closest(".copy");
+  if (!copy) return;
+  navigator.clipboard?.writeText(copy.parentElement.querySelector("code")?.textContent ?? "").catch(() => {});
+  copy.textContent = "Copied";
+});
+window.addEventListener("hashchange", () => openConversation(location.hash.slice(1) || null));
+window.addEventListener("pagehide", () => controller?.abort()); // leaving the page stops the answer
+
+await loadConversations();
+await openConversation(location.hash.slice(1) || null);
+sendButton.disabled = false; // Send is off in the HTML until this module runs
+app.dataset.ready = "true";

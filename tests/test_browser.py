@@ -1,0 +1,160 @@
+"""The chat UI end to end: Debian's Chromium, headless, driven by Playwright,
+against the app under uvicorn and the fake upstream.
+
+Playwright never downloads a browser here: it launches /usr/bin/chromium
+(`make test` installs Debian's package when it is missing).
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import Page, expect, sync_playwright
+
+from conversations.models import Conversation, Turn
+
+from .conftest import wait_for_answer
+from .fake_upstream import Behaviour
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+MARKDOWN_ANSWER = (
+    "Here is **code**:\n\n```python\nprint('hi')\n```\n\n"
+    "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+    '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+)
+
+
+# Module-scoped: while Playwright's sync API runs, this thread has an event
+# loop, and Django refuses ORM calls from it in the tests that follow.
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live, monkeypatch) -> Page:
+    # Playwright's sync API keeps an event loop on this thread; the test's own
+    # ORM calls are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    get_user_model().objects.create_user("uma", password="uma-password")
+    context = browser.new_context(base_url=live.url, viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", "uma")
+    page.fill("input[name=password]", "uma-password")
+    page.click("button[type=submit]")
+    expect(page.locator("#app[data-ready=true]")).to_be_attached()
+    yield page
+    context.close()
+    assert not errors, errors  # no script error on the page, ever
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#message", text)
+    page.press("#message", "Enter")
+
+
+def answers(page: Page):
+    return page.locator("#turns > li.assistant")
+
+
+def test_an_answer_streams_in_as_markdown_and_stays_after_reload(page, upstream):
+    upstream.behaviour = Behaviour(text=MARKDOWN_ANSWER, piece_chars=3, pace=0.03, first_token_delay=0.2)
+    send(page, "Show me some code")
+    expect(page.locator("#turns > li.user")).to_have_text("Show me some code")  # at once
+
+    expect(answers(page).first.locator(".body")).to_contain_text("Here", timeout=5000)
+    assert upstream.calls[-1].finished_at is None  # tokens shown while the model is still writing
+
+    meta = answers(page).first.locator(".meta")
+    expect(meta).to_contain_text(re.compile(r"first token \d+ ms · [\d.]+ tokens/s"), timeout=10_000)
+    body = answers(page).first.locator(".body")
+    expect(body.locator("pre code")).to_have_text("print('hi')\n")
+    expect(body.locator("pre .copy")).to_be_visible()
+    expect(body.locator("strong")).to_have_text("code")
+    expect(body.locator("td").first).to_have_text("1")
+    expect(body).to_contain_text("<script>window.pwned = 1</script>")  # shown as text
+    assert page.evaluate("window.pwned") is None
+    assert body.locator("script, img").count() == 0
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "chat.png", full_page=True)
+
+    page.reload()
+    expect(page.locator("#app[data-ready=true]")).to_be_attached()
+    expect(page.locator("#turns > li")).to_have_count(2)
+    expect(answers(page).first.locator("pre code")).to_have_text("print('hi')\n")
+    expect(page.locator("#conversations li.current .open")).to_have_text("Show me some code")
+
+
+def test_stop_keeps_the_partial_answer(page, upstream):
+    upstream.behaviour = Behaviour(pace=0.05, tokens=400)
+    send(page, "Talk for a while")
+    expect(answers(page).first.locator(".body")).to_contain_text("t3", timeout=5000)
+    page.keyboard.press("Escape")  # the same as the Stop button
+    expect(answers(page).first.locator(".meta")).to_have_text("Stopped")
+    shown = answers(page).first.locator(".body").inner_text()
+
+    conversation = Conversation.objects.get()
+    saved = wait_for_answer(str(conversation.pk))
+    assert saved.finish_reason == "client_disconnected" and 0 < len(saved.content) < 400 * 4
+    assert upstream.closed_within(1.0)
+    assert shown.strip() and saved.content.startswith(shown.strip().split()[0])
+
+    page.reload()
+    expect(answers(page).first.locator(".meta")).to_contain_text("Stopped")
+
+
+def test_an_upstream_error_is_shown_with_retry(page, upstream):
+    upstream.behaviour = Behaviour(status=500)
+    send(page, "Will this work?")
+    failed = page.locator("#turns > li.assistant.failed")
+    expect(failed.locator(".meta")).to_contain_text("Error: The model server answered 500")
+    upstream.behaviour = Behaviour(tokens=3)
+    failed.locator(".retry").click()
+    expect(answers(page).last.locator(".body")).to_have_text("t0 t1 t2")
+    expect(page.locator("#turns > li.user")).to_have_count(2)
+    assert Turn.objects.filter(role="assistant").count() == 2
+
+
+def test_the_sidebar_opens_renames_and_deletes(page, upstream):
+    upstream.behaviour = Behaviour(tokens=2)
+    for question in ("first chat", "second chat"):
+        page.click("#new-chat")
+        send(page, question)
+        expect(answers(page).first.locator(".meta")).to_contain_text("tokens")
+    items = page.locator("#conversations li .open")
+    expect(items).to_have_text(["second chat", "first chat"])  # newest first
+
+    items.nth(1).click()
+    expect(page.locator("#turns > li.user")).to_have_text("first chat")
+
+    page.once("dialog", lambda dialog: dialog.accept("Renamed"))
+    page.locator("#conversations li").nth(1).locator(".rename").click()
+    expect(items).to_have_text(["Renamed", "second chat"])  # a rename is an update: it moves up
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#conversations li").nth(1).locator(".delete").click()
+    expect(items).to_have_text(["Renamed"])
+    assert Conversation.objects.count() == 1
+
+
+def test_a_phone_sized_screen_and_the_security_policy(page):
+    page.set_viewport_size({"width": 390, "height": 800})
+    response = page.goto("/")
+    expect(page.locator("#app[data-ready=true]")).to_be_attached()
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.locator("#message")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
