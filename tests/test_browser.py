@@ -158,3 +158,5 @@ def test_a_phone_sized_screen_and_the_security_policy(page):
     assert "script-src 'self'" in response.headers["content-security-policy"]
     expect(page.locator("#message")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "chat-phone.png")
