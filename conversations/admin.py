@@ -6,7 +6,7 @@ from django.utils.html import format_html
 from . import api_keys, memory
 from .models import ApiKey, Conversation, ConversationMemory, Turn
 
-TURN_METRICS = ("ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated")
+TURN_METRICS = ("ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated", "cancel_latency_ms")
 
 
 class TurnInline(admin.TabularInline):

@@ -61,6 +61,12 @@ class Turn(models.Model):
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     tokens_estimated = models.BooleanField(default=False, help_text="The upstream sent no usage; counts are estimates")
     malformed_chunks = models.PositiveIntegerField(default=0, help_text="Upstream chunks skipped as unreadable")
+    cancel_latency_ms = models.FloatField(
+        null=True, blank=True, help_text="From the cancel (or the client leaving) to the upstream request closed"
+    )
+    tokens_after_cancel = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Text pieces the upstream sent after the cancel"
+    )
     prompt_turns = models.PositiveIntegerField(null=True, blank=True, help_text="Earlier turns sent with the prompt")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Estimated tokens of the prompt")
     created_at = models.DateTimeField(auto_now_add=True)

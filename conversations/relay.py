@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from . import services
+from . import registry, services
 from .conf import conf
 from .db import run_db
 from .exceptions import UpstreamError, UpstreamTimeout
@@ -59,6 +59,9 @@ class AnswerRelay:
         self._saving = False
         self._ended = False
         self._cancel_reason: str = FinishReason.CLIENT_DISCONNECTED
+        self._cancelled_at: float | None = None  # time.monotonic() of the cancel
+        self._upstream_closed_at: float | None = None
+        self._deltas_at_cancel = 0
         self._reader_waiter: asyncio.Future | None = None
         self._producer_waiter: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
@@ -70,6 +73,7 @@ class AnswerRelay:
         self._task = asyncio.create_task(self._run(), name=f"answer {self.prepared.answer_turn_id}")
         _running.add(self._task)
         self._task.add_done_callback(_running.discard)
+        registry.add(self)
 
     def cancel(self, reason: str = FinishReason.CANCELLED) -> None:
         """Stop the model call; the turn is saved with `reason`. Once the save
@@ -77,6 +81,7 @@ class AnswerRelay:
         if self._task is None or self._task.done() or self._saving or self._stop_requested:
             return
         self._cancel_reason, self._stop_requested = reason, True
+        self._cancelled_at, self._deltas_at_cancel = time.monotonic(), self.completion.deltas
         # A task cancelled before its first step never runs its body, and so
         # would save nothing: that one starts, sees the request and stops.
         if self._running:
@@ -91,8 +96,7 @@ class AnswerRelay:
         early cancels the model call, then waits until the turn is saved. The
         shield keeps a second cancellation from abandoning the save."""
         self.cancel(FinishReason.CLIENT_DISCONNECTED)
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        await self.wait_saved()
 
     # --- the generation task --------------------------------------------------
 
@@ -101,7 +105,7 @@ class AnswerRelay:
         try:
             if self._stop_requested:
                 raise asyncio.CancelledError
-            await self._relay_tokens()
+            await self._relay_and_close()
         except asyncio.CancelledError:
             # Not re-raised: this task's whole job is to save the turn, and
             # finishing normally is how it says the turn is saved.
@@ -118,6 +122,7 @@ class AnswerRelay:
             await asyncio.shield(self._save())
         finally:
             self._ended = True
+            registry.remove(self)
             self._wake_reader()
 
     async def _relay_tokens(self) -> None:
@@ -133,6 +138,14 @@ class AnswerRelay:
             if self._first_token_at is None:
                 raise UpstreamTimeout(f"No first token within {conf.LLM_FIRST_TOKEN_TIMEOUT:g} s.") from exc
             raise UpstreamTimeout(f"The model was silent for more than {conf.LLM_IDLE_TIMEOUT:g} s.") from exc
+
+    async def _relay_and_close(self) -> None:
+        try:
+            await self._relay_tokens()
+        finally:
+            # The provider's stream is closed by now: for a cancel, this is
+            # when the upstream learned of it.
+            self._upstream_closed_at = time.monotonic()
 
     async def _take_tokens(self, stream: AsyncIterator[str], silence: Watchdog) -> None:
         async for text in stream:
@@ -190,9 +203,21 @@ class AnswerRelay:
             ),
             tokens_estimated=estimated,
             malformed_chunks=completion.malformed_chunks,
+            cancel_latency_ms=self._cancel_latency_ms(),
+            tokens_after_cancel=completion.deltas - self._deltas_at_cancel if self._cancelled_at else None,
             error_code=self.error.code if self.error else "",
             error_detail=str(self.error) if self.error else "",
         )
+
+    def _cancel_latency_ms(self) -> float | None:
+        if self._cancelled_at is None or self._upstream_closed_at is None:
+            return None  # not cancelled, or cancelled before the model was called
+        return round((self._upstream_closed_at - self._cancelled_at) * 1000, 3)
+
+    async def wait_saved(self) -> None:
+        """Until the turn is saved (for a cancel request to report on it)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
 
     # --- the reader -----------------------------------------------------------
 

@@ -29,6 +29,8 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "tokens_in": turn.tokens_in,
         "tokens_out": turn.tokens_out,
         "tokens_estimated": turn.tokens_estimated,
+        "cancel_latency_ms": turn.cancel_latency_ms,
+        "tokens_after_cancel": turn.tokens_after_cancel,
         "prompt_turns": turn.prompt_turns,
         "prompt_tokens": turn.prompt_tokens,
         "trace_id": turn.trace_id or None,

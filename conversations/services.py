@@ -30,6 +30,7 @@ class PreparedTurn:
     connection is held while tokens flow."""
 
     conversation_id: uuid.UUID
+    owner_id: int
     user_turn_id: uuid.UUID
     answer_turn_id: uuid.UUID
     answer_position: int
@@ -53,6 +54,8 @@ class Answer:
     tokens_out: int | None
     tokens_estimated: bool
     malformed_chunks: int = 0
+    cancel_latency_ms: float | None = None
+    tokens_after_cancel: int | None = None
     error_code: str = ""
     error_detail: str = ""
 
@@ -120,6 +123,7 @@ def start_turn(*, owner: User, conversation_id: uuid.UUID, content: str) -> Prep
         built = _prompt(cursor, conversation_id)
     return PreparedTurn(
         conversation_id=conversation_id,
+        owner_id=owner.pk,
         user_turn_id=user_turn.pk,
         answer_turn_id=uuid.uuid4(),
         answer_position=position + 1,

@@ -104,14 +104,14 @@ def test_stop_keeps_the_partial_answer(page, upstream):
     send(page, "Talk for a while")
     expect(answers(page).first.locator(".body")).to_contain_text("t3", timeout=5000)
     page.keyboard.press("Escape")  # the same as the Stop button
-    expect(answers(page).first.locator(".meta")).to_have_text("Stopped")
+    expect(answers(page).first.locator(".meta")).to_contain_text("Stopped")
     shown = answers(page).first.locator(".body").inner_text()
 
     conversation = Conversation.objects.get()
     saved = wait_for_answer(str(conversation.pk))
-    assert saved.finish_reason == "client_disconnected" and 0 < len(saved.content) < 400 * 4
+    assert saved.finish_reason == "cancelled" and 0 < len(saved.content) < 400 * 4
+    assert saved.content.startswith(shown.strip())  # the page shows what was saved
     assert upstream.closed_within(1.0)
-    assert shown.strip() and saved.content.startswith(shown.strip().split()[0])
 
     page.reload()
     expect(answers(page).first.locator(".meta")).to_contain_text("Stopped")

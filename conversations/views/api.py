@@ -7,13 +7,13 @@ import orjson
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
-from .. import selectors, services
+from .. import registry, selectors, services
 from ..conf import conf
 from ..db import run_db
 from ..exceptions import ApiError
-from ..models import Conversation
+from ..models import Conversation, Turn
 from ..providers import get_provider
-from ..relay import AnswerRelay
+from ..relay import AnswerRelay, FinishReason
 from ..serializers import conversation_detail_json, conversation_json
 from .errors import api_view, not_found, parse_id
 from .streaming import stream_response, trace_id_for
@@ -132,3 +132,32 @@ async def _answer_abandoned(start: asyncio.Future, trace_id: str, received_at: f
     relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id, received_at=received_at)
     relay.start()
     await relay.close()  # cancels as client_disconnected before the model is called, then saves
+
+
+def _finished_turn(user, turn_id) -> Turn:
+    return Turn.objects.get(pk=turn_id, role=Turn.Role.ASSISTANT, conversation__owner=user)
+
+
+@api_view("POST")
+async def cancel_turn(request: HttpRequest, user, turn_id: str) -> HttpResponse:
+    """Stop an answer being generated (from any tab or script): the upstream
+    request is closed and the turn saved as `cancelled`."""
+    pk = parse_id(turn_id, "turn")
+    relay = registry.find(pk)
+    if relay is None or relay.prepared.owner_id != user.pk:
+        try:
+            turn = await run_db(_finished_turn, user, pk)
+        except Turn.DoesNotExist:
+            raise not_found("turn") from None
+        raise ApiError(409, "turn_finished", f"The answer has already ended ({turn.finish_reason}).")
+    relay.cancel(FinishReason.CANCELLED)
+    await relay.wait_saved()
+    answer = relay.answer
+    return JsonResponse(
+        {
+            "turn_id": str(pk),
+            "finish_reason": relay.finish_reason,
+            "cancel_latency_ms": answer.cancel_latency_ms if answer else None,
+            "tokens_after_cancel": answer.tokens_after_cancel if answer else None,
+        }
+    )

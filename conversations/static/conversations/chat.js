@@ -21,6 +21,7 @@ const md = markdownit({ html: false, linkify: true });
 
 let current = null; // the open conversation's id
 let controller = null; // aborts the answer being streamed
+let streaming = null; // that answer: its turn id arrives with the `start` event
 
 // --- the API -------------------------------------------------------------------
 
@@ -207,7 +208,8 @@ async function readAnswer(response, answer) {
     if (done) return null; // the stream ended without a final event: it was cut
     state.buffer += decoder.decode(value, { stream: true }).replaceAll("\r\n", "\n");
     for (const event of takeEvents(state)) {
-      if (event.type === "delta") answer.append(event.data.text);
+      if (event.type === "start") answer.turnId = event.data.turn_id;
+      else if (event.type === "delta") answer.append(event.data.text);
       else if (event.type === "done" || event.type === "error") return event;
     }
   }
@@ -222,6 +224,7 @@ async function send(content) {
   showUser(content);
   const answer = new Answer();
   const retry = () => send(content);
+  streaming = answer;
   controller = new AbortController();
   setStreaming(true);
   try {
@@ -238,14 +241,29 @@ async function send(content) {
     else answer.end(`Error: ${error.message}`, { failed: true, retry });
   } finally {
     controller = null;
+    streaming = null;
     setStreaming(false);
     loadConversations(); // a first message gives the conversation its title
   }
 }
 
-function setStreaming(streaming) {
-  stopButton.hidden = !streaming;
-  sendButton.disabled = streaming;
+function setStreaming(on) {
+  stopButton.hidden = !on;
+  sendButton.disabled = on;
+}
+
+// Stop asks the server to cancel the answer (it closes the model's request and
+// the stream ends with `cancelled`); before the turn has an id, or if that
+// fails, dropping the connection stops it too.
+async function stop() {
+  const answer = streaming;
+  if (!answer) return;
+  if (!answer.turnId) return controller?.abort();
+  try {
+    await call("POST", app.dataset.cancel.replace("TURN", answer.turnId));
+  } catch {
+    controller?.abort();
+  }
 }
 
 // --- wiring ----------------------------------------------------------------------
@@ -264,9 +282,9 @@ input.addEventListener("keydown", (event) => {
   }
 });
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape") controller?.abort();
+  if (event.key === "Escape") stop();
 });
-stopButton.addEventListener("click", () => controller?.abort());
+stopButton.addEventListener("click", stop);
 document.querySelector("#new-chat").addEventListener("click", () => { location.hash = ""; });
 turns.addEventListener("click", (event) => {
   const copy = event.target.closest(".copy");

@@ -1,0 +1,24 @@
+"""The answers this process is generating, by turn id, so that a request
+other than the one that started an answer (a Stop from another tab, staff)
+can find it. One process's view only: sharing it across processes is the
+Redis layer's job."""
+
+import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .relay import AnswerRelay
+
+_generating: dict[uuid.UUID, "AnswerRelay"] = {}
+
+
+def add(relay: "AnswerRelay") -> None:
+    _generating[relay.prepared.answer_turn_id] = relay
+
+
+def remove(relay: "AnswerRelay") -> None:
+    _generating.pop(relay.prepared.answer_turn_id, None)
+
+
+def find(turn_id: uuid.UUID) -> "AnswerRelay | None":
+    return _generating.get(turn_id)
