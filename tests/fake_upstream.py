@@ -191,8 +191,15 @@ def main() -> None:
     parser.add_argument("--first-token-delay", type=float, default=0.05)
     parser.add_argument("--pace", type=float, default=0.02)
     parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument(
+        "--token-chars", type=int, help="make each token this many characters (default: 't0 ', 't1 '...)"
+    )
     args = parser.parse_args()
-    app = FakeUpstream(Behaviour(first_token_delay=args.first_token_delay, pace=args.pace, tokens=args.tokens))
+    behaviour = Behaviour(first_token_delay=args.first_token_delay, pace=args.pace, tokens=args.tokens)
+    if args.token_chars:
+        words = "lorem ipsum dolor sit amet " * (args.token_chars * args.tokens // 27 + 1)
+        behaviour.text, behaviour.piece_chars = words[: args.token_chars * args.tokens], args.token_chars
+    app = FakeUpstream(behaviour)
     # Calls are not recorded in a long-running process: memory stays flat.
     app.calls = _Discard()
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
