@@ -18,6 +18,7 @@ from contextlib import aclosing
 from typing import Any
 
 from . import registry, services
+from .answer_text import AnswerText
 from .conf import conf
 from .db import run_db
 from .exceptions import UpstreamError, UpstreamTimeout
@@ -47,11 +48,10 @@ class AnswerRelay:
         self.trace_id = trace_id
         self.received_at = received_at  # time.monotonic() when the request arrived
         self.completion = Completion(model=provider.model)
-        self.length = 0  # characters produced so far: the event ids
+        self.text = AnswerText()
         self.finish_reason: str = ""
         self.error: UpstreamError | None = None
         self.answer: services.Answer | None = None
-        self._parts: list[str] = []
         self._delivered = 0  # characters the reader has taken
         self._first_token_at: float | None = None
         self._running = False  # the task has taken its first step
@@ -65,6 +65,11 @@ class AnswerRelay:
         self._reader_waiter: asyncio.Future | None = None
         self._producer_waiter: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
+
+    @property
+    def length(self) -> int:
+        """Characters produced so far: the event ids."""
+        return self.text.length
 
     # --- control --------------------------------------------------------------
 
@@ -153,8 +158,7 @@ class AnswerRelay:
                 self._first_token_at = time.monotonic()
                 silence.restart(conf.LLM_IDLE_TIMEOUT)
             silence.touch()
-            self._parts.append(text)
-            self.length += len(text)
+            self.text.append(text)
             self._wake_reader()
             if self.length - self._delivered > MAX_BACKLOG_CHARS:
                 await self._wait_for_reader()
@@ -185,7 +189,7 @@ class AnswerRelay:
     def _answer(self) -> services.Answer:
         ended_at = time.monotonic()
         completion = self.completion
-        content = "".join(self._parts)
+        content = str(self.text)
         estimated = completion.tokens_out is None or completion.tokens_in is None
         return services.Answer(
             content=content,
@@ -234,16 +238,16 @@ class AnswerRelay:
             self._wake_reader()
 
         quiet = Watchdog(heartbeat, beat)
-        taken = 0
+        sent = 0
         try:
             while True:
-                if taken < len(self._parts):
-                    text = "".join(self._parts[taken:])
-                    taken = len(self._parts)
-                    self._delivered = self.length
+                if sent < self.length:
+                    text = self.text.since(sent)
+                    sent = self.length
+                    self._delivered = sent
                     self._wake_producer()
                     quiet.touch()
-                    yield DELTA, text, self.length
+                    yield DELTA, text, sent
                 elif self._ended:
                     yield self._final_event()
                     return
