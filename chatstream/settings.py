@@ -149,6 +149,10 @@ CHATSTREAM_MAX_BODY_BYTES = env.int("CHATSTREAM_MAX_BODY_BYTES", default=1024 * 
 CHATSTREAM_MAX_MESSAGE_CHARS = env.int("CHATSTREAM_MAX_MESSAGE_CHARS", default=32_000)
 # Threads (each with one open database connection) that run the API's ORM work.
 CHATSTREAM_DB_THREADS = env.int("CHATSTREAM_DB_THREADS", default=4)
+# When the last reader of an answer goes: "cancel" stops the model at once;
+# "continue" lets it run this many seconds for the client to come back.
+CHATSTREAM_ON_DISCONNECT = env.str("CHATSTREAM_ON_DISCONNECT", default="cancel")
+CHATSTREAM_RESUME_GRACE_SECONDS = env.float("CHATSTREAM_RESUME_GRACE_SECONDS", default=30.0)
 # Memory updates: a failed model call is tried again after BACKOFF, 2x BACKOFF,
 # 4x BACKOFF... seconds, ATTEMPTS times in all, then the memory is marked failed.
 CHATSTREAM_MEMORY_ATTEMPTS = env.int("CHATSTREAM_MEMORY_ATTEMPTS", default=4)

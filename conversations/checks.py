@@ -38,7 +38,12 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                     "LLM_MODEL is empty.", hint="Set LLM_MODEL to a model the server serves.", id="conversations.E003"
                 )
             )
-    for name in ("LLM_FIRST_TOKEN_TIMEOUT", "LLM_IDLE_TIMEOUT", "CHATSTREAM_HEARTBEAT_SECONDS"):
+    for name in (
+        "LLM_FIRST_TOKEN_TIMEOUT",
+        "LLM_IDLE_TIMEOUT",
+        "CHATSTREAM_HEARTBEAT_SECONDS",
+        "CHATSTREAM_RESUME_GRACE_SECONDS",
+    ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))
     for name in ("CHATSTREAM_MAX_BODY_BYTES", "CHATSTREAM_MAX_MESSAGE_CHARS"):
@@ -50,6 +55,14 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 "CSRF_USE_SESSIONS needs a session load, which chatstream.middleware.Csrf cannot do on the loop.",
                 hint="Leave CSRF_USE_SESSIONS off, or use django.middleware.csrf.CsrfViewMiddleware.",
                 id="conversations.E006",
+            )
+        )
+    if conf.CHATSTREAM_ON_DISCONNECT not in ("cancel", "continue"):
+        errors.append(
+            Error(
+                f"CHATSTREAM_ON_DISCONNECT {conf.CHATSTREAM_ON_DISCONNECT!r} is not a policy.",
+                hint='Use "cancel" (stop the model when the client goes) or "continue" (wait for it to come back).',
+                id="conversations.E007",
             )
         )
     return errors

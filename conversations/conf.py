@@ -77,5 +77,13 @@ class Settings:
     def CHATSTREAM_MEMORY_BACKOFF_SECONDS(self) -> float:
         return float(getattr(settings, "CHATSTREAM_MEMORY_BACKOFF_SECONDS", 2.0))
 
+    @property
+    def CHATSTREAM_ON_DISCONNECT(self) -> str:
+        return getattr(settings, "CHATSTREAM_ON_DISCONNECT", "cancel")
+
+    @property
+    def CHATSTREAM_RESUME_GRACE_SECONDS(self) -> float:
+        return float(getattr(settings, "CHATSTREAM_RESUME_GRACE_SECONDS", 30.0))
+
 
 conf = Settings()

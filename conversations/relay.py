@@ -13,7 +13,7 @@ lets the reader send the final event. See ARCHITECTURE.md.
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -62,7 +62,9 @@ class AnswerRelay:
         self._cancelled_at: float | None = None  # time.monotonic() of the cancel
         self._upstream_closed_at: float | None = None
         self._deltas_at_cancel = 0
-        self._reader_waiter: asyncio.Future | None = None
+        self._changed: asyncio.Future | None = None  # completed when there is news for readers
+        self._followers = 0
+        self._grace: asyncio.TimerHandle | None = None  # `continue` mode: the wait for a reader to come back
         self._producer_waiter: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
 
@@ -92,16 +94,35 @@ class AnswerRelay:
         if self._running:
             self._task.cancel()
 
-    def cancel_threadsafe(self, reason: str) -> None:
-        """`cancel` from another thread (Django closes responses on one)."""
-        self._loop.call_soon_threadsafe(self.cancel, reason)
+    def release(self) -> None:
+        """A reader is gone. If it was the last and the answer is still being
+        generated, CHATSTREAM_ON_DISCONNECT decides: `cancel` stops the model
+        call at once; `continue` lets it run for CHATSTREAM_RESUME_GRACE_SECONDS
+        so the client can come back (GET /api/turns/<id>/events), and cancels
+        it if nobody has."""
+        if self._followers or self._saving or self._grace is not None:
+            return
+        if conf.CHATSTREAM_ON_DISCONNECT == "continue" and self._task is not None and not self._task.done():
+            self._grace = self._loop.call_later(conf.CHATSTREAM_RESUME_GRACE_SECONDS, self._grace_over)
+        else:
+            self.cancel(FinishReason.CLIENT_DISCONNECTED)
+
+    def release_threadsafe(self) -> None:
+        """`release` from another thread (Django may close responses on one)."""
+        self._loop.call_soon_threadsafe(self.release)
 
     async def close(self) -> None:
-        """Called when the response ends for any reason: a reader that leaves
-        early cancels the model call, then waits until the turn is saved. The
-        shield keeps a second cancellation from abandoning the save."""
-        self.cancel(FinishReason.CLIENT_DISCONNECTED)
-        await self.wait_saved()
+        """Called when a response ends for any reason: releases the answer,
+        and if that stopped it, waits until the turn is saved (shielded, so a
+        second cancellation cannot abandon the save)."""
+        self.release()
+        if not self._followers and self._grace is None:
+            await self.wait_saved()
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if not self._followers:
+            self.cancel(FinishReason.CANCELLED)
 
     # --- the generation task --------------------------------------------------
 
@@ -128,7 +149,7 @@ class AnswerRelay:
         finally:
             self._ended = True
             registry.remove(self)
-            self._wake_reader()
+            self._wake_readers()
 
     async def _relay_tokens(self) -> None:
         stream = self.provider.stream(self.prepared.messages, self.completion)
@@ -159,7 +180,7 @@ class AnswerRelay:
                 silence.restart(conf.LLM_IDLE_TIMEOUT)
             silence.touch()
             self.text.append(text)
-            self._wake_reader()
+            self._wake_readers()
             if self.length - self._delivered > MAX_BACKLOG_CHARS:
                 await self._wait_for_reader()
                 silence.touch()
@@ -225,26 +246,33 @@ class AnswerRelay:
 
     # --- the reader -----------------------------------------------------------
 
-    async def follow(self, heartbeat: float) -> AsyncIterator[tuple[str, Any, int]]:
-        """(kind, data, id) for the response to encode: `start`, then deltas
-        that carry everything produced since the last one, heartbeats after
-        `heartbeat` seconds of silence, and `done` or `error` once saved."""
-        yield START, self._start_data(), 0
+    async def follow(self, heartbeat: float, after: int = 0) -> AsyncGenerator[tuple[str, Any, int], None]:
+        """(kind, data, id) for a response to encode: `start` (for a reader
+        from the beginning), then deltas that carry everything produced since
+        the last one (or since character `after`, for a reader resuming),
+        heartbeats after `heartbeat` seconds of silence, and `done` or `error`
+        once saved. Several readers may follow one answer."""
+        if not after:
+            yield START, self._start_data(), 0
         beat_due = False
 
         def beat() -> None:
             nonlocal beat_due
             beat_due = True
-            self._wake_reader()
+            self._wake_readers()
 
         quiet = Watchdog(heartbeat, beat)
-        sent = 0
+        sent = min(after, self.length)
+        self._followers += 1
+        if self._grace is not None:  # a reader came back in time
+            self._grace.cancel()
+            self._grace = None
         try:
             while True:
                 if sent < self.length:
                     text = self.text.since(sent)
                     sent = self.length
-                    self._delivered = sent
+                    self._delivered = max(self._delivered, sent)
                     self._wake_producer()
                     quiet.touch()
                     yield DELTA, text, sent
@@ -257,6 +285,7 @@ class AnswerRelay:
                 else:
                     await self._wait_for_producer()
         finally:
+            self._followers -= 1
             quiet.cancel()
 
     def _start_data(self) -> dict[str, Any]:
@@ -268,38 +297,18 @@ class AnswerRelay:
         }
 
     def _final_event(self) -> tuple[str, dict[str, Any], int]:
-        answer = self.answer
-        assert answer is not None
-        if self.error is not None:
-            return (
-                ERROR,
-                {"code": self.error.code, "message": str(self.error), "finish_reason": FinishReason.ERROR},
-                self.length,
-            )
-        return (
-            DONE,
-            {
-                "finish_reason": answer.finish_reason,
-                "usage": {
-                    "tokens_in": answer.tokens_in,
-                    "tokens_out": answer.tokens_out,
-                    "estimated": answer.tokens_estimated,
-                },
-                "ttft_ms": answer.ttft_ms,
-                "duration_ms": answer.duration_ms,
-            },
-            self.length,
-        )
+        assert self.answer is not None
+        return final_event(self.answer, self.length)
 
     # --- hand-over between the two sides ---------------------------------------
 
     async def _wait_for_producer(self) -> None:
-        """Wait for text, the end, or a heartbeat that is due."""
-        self._reader_waiter = self._loop.create_future()
-        try:
-            await self._reader_waiter
-        finally:
-            self._reader_waiter = None
+        """Wait for text, the end, or a heartbeat that is due. Readers share
+        one future; each waits through a shield, so a reader that is
+        cancelled does not cancel it for the others."""
+        if self._changed is None:
+            self._changed = self._loop.create_future()
+        await asyncio.shield(self._changed)
 
     async def _wait_for_reader(self) -> None:
         self._producer_waiter = asyncio.get_running_loop().create_future()
@@ -308,13 +317,30 @@ class AnswerRelay:
         finally:
             self._producer_waiter = None
 
-    def _wake_reader(self) -> None:
-        if self._reader_waiter is not None and not self._reader_waiter.done():
-            self._reader_waiter.set_result(None)
+    def _wake_readers(self) -> None:
+        if self._changed is not None:
+            self._changed.set_result(None)
+            self._changed = None
 
     def _wake_producer(self) -> None:
         if self._producer_waiter is not None and not self._producer_waiter.done():
             self._producer_waiter.set_result(None)
+
+
+def final_event(answer: Any, length: int) -> tuple[str, dict[str, Any], int]:
+    """The `done` or `error` event for a saved answer: a services.Answer, or
+    a Turn read back from the database (they share these fields)."""
+    if answer.finish_reason == FinishReason.ERROR:
+        data = {"code": answer.error_code, "message": answer.error_detail, "finish_reason": FinishReason.ERROR}
+        return ERROR, data, length
+    usage = {"tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "estimated": answer.tokens_estimated}
+    data = {
+        "finish_reason": answer.finish_reason,
+        "usage": usage,
+        "ttft_ms": answer.ttft_ms,
+        "duration_ms": answer.duration_ms,
+    }
+    return DONE, data, length
 
 
 def _ms(seconds: float) -> int:

@@ -16,7 +16,7 @@ from ..providers import get_provider
 from ..relay import AnswerRelay, FinishReason
 from ..serializers import conversation_detail_json, conversation_json
 from .errors import api_view, not_found, parse_id
-from .streaming import stream_response, trace_id_for
+from .streaming import saved_stream_response, stream_response, trace_id_for
 
 PAGE_SIZE = 20
 
@@ -161,3 +161,32 @@ async def cancel_turn(request: HttpRequest, user, turn_id: str) -> HttpResponse:
             "tokens_after_cancel": answer.tokens_after_cancel if answer else None,
         }
     )
+
+
+def _resume_offset(request: HttpRequest) -> int:
+    """Where the client's copy of the answer ends: `Last-Event-ID` (what an
+    EventSource sends on reconnect) or `?after=`; 0 for the whole answer."""
+    given = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
+    try:
+        offset = int(given)
+    except ValueError:
+        offset = -1
+    if offset < 0:
+        raise ApiError(400, "invalid_event_id", "Last-Event-ID (or ?after=) must be an event id: a whole number >= 0.")
+    return offset
+
+
+@api_view("GET")
+async def turn_events(request: HttpRequest, user, turn_id: str) -> HttpResponseBase:
+    """An answer's events after the client's last one: followed live while it
+    is being generated, replayed from the database once it is saved."""
+    pk = parse_id(turn_id, "turn")
+    after = _resume_offset(request)
+    relay = registry.find(pk)
+    if relay is not None and relay.prepared.owner_id == user.pk:
+        return stream_response(request, relay, after)
+    try:
+        turn = await run_db(_finished_turn, user, pk)
+    except Turn.DoesNotExist:
+        raise not_found("turn") from None
+    return saved_stream_response(request, turn, after)

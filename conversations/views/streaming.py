@@ -3,12 +3,15 @@
 import re
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
 
 from django.http import HttpRequest, StreamingHttpResponse
 
 from .. import sse
 from ..conf import conf
-from ..relay import DELTA, HEARTBEAT, AnswerRelay, FinishReason
+from ..models import Turn
+from ..relay import DELTA, HEARTBEAT, START, AnswerRelay, final_event
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -29,19 +32,43 @@ def prefers_ndjson(request: HttpRequest) -> bool:
     return quality(sse.NDJSON_CONTENT_TYPE) > quality(sse.SSE_CONTENT_TYPE)
 
 
-async def _body(relay: AnswerRelay, heartbeat: float, wire: sse.WireFormat) -> AsyncIterator[bytes]:
+async def _body(relay: AnswerRelay, heartbeat: float, wire: sse.WireFormat, after: int) -> AsyncIterator[bytes]:
     if wire.opening:
         yield wire.opening
     try:
-        async for kind, data, event_id in relay.follow(heartbeat):
-            if kind == DELTA:
-                yield wire.delta(data, event_id)
-            elif kind == HEARTBEAT:
-                yield wire.heartbeat
-            else:
-                yield wire.event(kind, data, event_id)
+        # aclosing: this reader is counted out before the answer is released.
+        async with aclosing(relay.follow(heartbeat, after)) as events:
+            async for kind, data, event_id in events:
+                if kind == DELTA:
+                    yield wire.delta(data, event_id)
+                elif kind == HEARTBEAT:
+                    yield wire.heartbeat
+                else:
+                    yield wire.event(kind, data, event_id)
     finally:
         await relay.close()
+
+
+async def _saved_body(turn: Turn, wire: sse.WireFormat, after: int) -> AsyncIterator[bytes]:
+    """A finished answer replayed from its row: the same events a live
+    reader would have had after character `after`."""
+    if wire.opening:
+        yield wire.opening
+    length = len(turn.content)
+    if not after:
+        yield wire.event(START, saved_start_data(turn), 0)
+    if after < length:
+        yield wire.delta(turn.content[after:], length)
+    yield wire.event(*final_event(turn, length))
+
+
+def saved_start_data(turn: Turn) -> dict[str, Any]:
+    return {
+        "turn_id": str(turn.pk),
+        "conversation_id": str(turn.conversation_id),
+        "trace_id": turn.trace_id,
+        "model": turn.model,
+    }
 
 
 class AnswerStreamResponse(StreamingHttpResponse):
@@ -54,15 +81,24 @@ class AnswerStreamResponse(StreamingHttpResponse):
         self.relay = relay
 
     def close(self) -> None:
-        self.relay.cancel_threadsafe(FinishReason.CLIENT_DISCONNECTED)  # a no-op once the turn is saved
+        self.relay.release_threadsafe()  # a no-op once the turn is saved
         super().close()
 
 
-def stream_response(request: HttpRequest, relay: AnswerRelay) -> StreamingHttpResponse:
-    wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
-    body = _body(relay, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire)
-    response = AnswerStreamResponse(relay, body, content_type=wire.content_type)
+def _stream_headers(response: StreamingHttpResponse, trace_id: str) -> StreamingHttpResponse:
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each chunk on at once
-    response["X-Request-ID"] = relay.trace_id
+    response["X-Request-ID"] = trace_id
     return response
+
+
+def stream_response(request: HttpRequest, relay: AnswerRelay, after: int = 0) -> StreamingHttpResponse:
+    wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
+    body = _body(relay, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire, after)
+    return _stream_headers(AnswerStreamResponse(relay, body, content_type=wire.content_type), relay.trace_id)
+
+
+def saved_stream_response(request: HttpRequest, turn: Turn, after: int) -> StreamingHttpResponse:
+    wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
+    body = _saved_body(turn, wire, min(after, len(turn.content)))
+    return _stream_headers(StreamingHttpResponse(body, content_type=wire.content_type), turn.trace_id)

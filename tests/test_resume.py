@@ -1,0 +1,118 @@
+"""Resume: GET /api/turns/<id>/events after a dropped connection, from a live
+answer or a saved one, with no text missing or repeated."""
+
+import json
+import threading
+
+import pytest
+
+from .conftest import parse_sse, saved_answer, wait_for_answer
+from .fake_upstream import Behaviour
+from .test_streaming import stream
+
+
+def read_until_deltas(lines, count: int) -> tuple[str, str, int]:
+    """(turn id, text, id of the last event) after `count` deltas."""
+    turn_id, event, text, last_id, deltas = None, None, "", 0, 0
+    for line in lines:
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("id: "):
+            last_id = int(line[4:])
+        elif line.startswith("data: "):
+            data = json.loads(line[6:])
+            if event == "start":
+                turn_id = data["turn_id"]
+            elif event == "delta":
+                text += data["text"]
+                deltas += 1
+                if deltas == count:
+                    return turn_id, text, last_id
+    raise AssertionError("the stream ended early")
+
+
+def text_and_final(events: list[dict]) -> tuple[str, dict]:
+    return "".join(e["data"]["text"] for e in events if e["event"] == "delta"), events[-1]
+
+
+@pytest.mark.parametrize("dropped_after", [1, 3, 7, 20])
+def test_a_dropped_client_resumes_from_its_last_event(alice, upstream, settings, dropped_after):
+    settings.CHATSTREAM_ON_DISCONNECT = "continue"
+    upstream.behaviour = Behaviour(pace=0.01, tokens=60)
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
+        turn_id, before, last_id = read_until_deltas(response.iter_lines(), dropped_after)
+    assert last_id == len(before)  # an event id is the answer's length after it
+
+    resumed = alice.client.get(f"/api/turns/{turn_id}/events", headers={"Last-Event-ID": str(last_id)})
+    events = parse_sse(resumed.text)
+    after, final = text_and_final(events)
+    assert events[0]["event"] != "start"  # the client had it
+    assert final["event"] == "done" and final["data"]["finish_reason"] == "stop"
+    assert before + after == saved_answer(conversation_id).content  # nothing missing, nothing twice
+    assert all(int(e["id"]) > last_id for e in events if e["event"] == "delta")
+
+
+@pytest.mark.parametrize("after", [0, 5, 9])
+def test_a_saved_answer_is_replayed_from_the_database(alice, upstream, after):
+    upstream.behaviour = Behaviour(tokens=3)  # "t0 t1 t2 ": 9 characters
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
+        live = parse_sse(response.read().decode())
+    turn_id = live[0]["data"]["turn_id"]
+
+    replay = parse_sse(alice.client.get(f"/api/turns/{turn_id}/events", params={"after": after}).text)
+    text, final = text_and_final(replay)
+    assert text == "t0 t1 t2 "[after:]
+    assert final == live[-1]  # the same `done`, with the same id
+    assert (replay[0] == live[0]) == (after == 0)  # `start` only for a reader from the beginning
+
+    ndjson = alice.client.get(
+        f"/api/turns/{turn_id}/events", params={"after": after}, headers={"Accept": "application/x-ndjson"}
+    )
+    assert ndjson.headers["Content-Type"] == "application/x-ndjson"
+    assert json.loads(ndjson.text.splitlines()[-1])["type"] == "done"
+
+
+def test_a_second_reader_follows_a_live_answer(alice, upstream):
+    upstream.behaviour = Behaviour(pace=0.01, tokens=80)
+    conversation_id = alice.new_conversation()
+    second: dict = {}
+    with stream(alice, conversation_id) as response:
+        lines = response.iter_lines()
+        turn_id, first_text, _ = read_until_deltas(lines, 2)
+
+        def follow() -> None:
+            second["events"] = parse_sse(alice.client.get(f"/api/turns/{turn_id}/events").text)
+
+        reader = threading.Thread(target=follow)
+        reader.start()
+        rest = parse_sse("\n".join(lines) + "\n")
+        reader.join(timeout=10)
+    saved = saved_answer(conversation_id).content
+    assert first_text + text_and_final(rest)[0] == saved
+    text, final = text_and_final(second["events"])
+    assert second["events"][0]["event"] == "start" and text == saved and final["event"] == "done"
+
+
+def test_continue_mode_cancels_when_nobody_comes_back(alice, upstream, settings):
+    settings.CHATSTREAM_ON_DISCONNECT = "continue"
+    settings.CHATSTREAM_RESUME_GRACE_SECONDS = 0.3
+    upstream.behaviour = Behaviour(pace=0.02, tokens=1000)
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
+        read_until_deltas(response.iter_lines(), 2)
+    assert not upstream.closed_within(0.15)  # still generating for a reader to come back
+    turn = wait_for_answer(conversation_id, timeout=5)
+    assert turn.finish_reason == "cancelled" and upstream.calls[-1].disconnected_at is not None
+
+
+def test_resume_refuses_foreign_unknown_and_malformed(alice, bob, upstream):
+    upstream.behaviour = Behaviour(tokens=2)
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
+        turn_id = parse_sse(response.read().decode())[0]["data"]["turn_id"]
+    assert bob.client.get(f"/api/turns/{turn_id}/events").status_code == 404
+    assert alice.client.get("/api/turns/nope/events").status_code == 404
+    bad = alice.client.get(f"/api/turns/{turn_id}/events", headers={"Last-Event-ID": "x"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_event_id"
