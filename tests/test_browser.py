@@ -160,3 +160,22 @@ def test_a_phone_sized_screen_and_the_security_policy(page):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "chat-phone.png")
+
+
+def test_a_cut_stream_resumes_from_the_last_event(page, upstream):
+    upstream.behaviour = Behaviour(tokens=40)
+
+    def cut_after_a_few_events(route) -> None:
+        # The whole answer reaches the test; the page gets its first events
+        # and then an end without `done`, as when a connection drops.
+        response = route.fetch()
+        blocks = response.text().split("\n\n")
+        route.fulfill(response=response, body="\n\n".join(blocks[:6]) + "\n\n")
+
+    page.route("**/messages", cut_after_a_few_events)
+    send(page, "Keep going")
+    meta = answers(page).first.locator(".meta")
+    expect(meta).to_contain_text("tokens", timeout=10_000)  # ended with `done` after resuming
+    saved = wait_for_answer(str(Conversation.objects.get().pk))
+    expect(answers(page).first.locator(".body")).to_have_text(saved.content.strip())
+    assert saved.content.count("t39 ") == 1

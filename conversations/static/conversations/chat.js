@@ -153,6 +153,8 @@ class Answer {
     this.meta = this.item.querySelector(".meta");
     this.text = "";
     this.frame = 0;
+    this.turnId = null;
+    this.lastId = 0; // the id of the last event read: where a resume starts
     this.item.classList.add("streaming");
   }
 
@@ -190,12 +192,14 @@ function* takeEvents(state) {
     const block = state.buffer.slice(0, end);
     state.buffer = state.buffer.slice(end + 2);
     let type = "message";
+    let id = null;
     const data = [];
     for (const line of block.split("\n")) {
       if (line.startsWith("event:")) type = line.slice(6).trim();
+      else if (line.startsWith("id:")) id = Number(line.slice(3).trim());
       else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
     }
-    if (data.length) yield { type, data: JSON.parse(data.join("\n")) };
+    if (data.length) yield { type, id, data: JSON.parse(data.join("\n")) };
   }
 }
 
@@ -208,11 +212,45 @@ async function readAnswer(response, answer) {
     if (done) return null; // the stream ended without a final event: it was cut
     state.buffer += decoder.decode(value, { stream: true }).replaceAll("\r\n", "\n");
     for (const event of takeEvents(state)) {
+      if (event.id !== null) answer.lastId = event.id;
       if (event.type === "start") answer.turnId = event.data.turn_id;
       else if (event.type === "delta") answer.append(event.data.text);
       else if (event.type === "done" || event.type === "error") return event;
     }
   }
+}
+
+// The stream broke (network change, sleep, proxy): a read error or an end
+// without a final event. Null then; a Stop still throws AbortError.
+async function readOrNull(response, answer) {
+  try {
+    return await readAnswer(response, answer);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    return null;
+  }
+}
+
+// Ask for the rest after the last event id, backing off between tries; the
+// server sends exactly what is missing, from the live answer or the saved one.
+const RESUME_DELAYS_MS = [250, 500, 1000, 2000, 4000];
+
+async function resume(answer) {
+  for (const delay of RESUME_DELAYS_MS) {
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    answer.meta.textContent = "Reconnecting…";
+    try {
+      const response = await call("GET", app.dataset.events.replace("TURN", answer.turnId), undefined, {
+        signal: controller.signal,
+        headers: { Accept: "text/event-stream", "Last-Event-ID": String(answer.lastId) },
+      });
+      const final = await readOrNull(response, answer);
+      if (final) return final;
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+    }
+  }
+  return null;
 }
 
 async function send(content) {
@@ -232,7 +270,8 @@ async function send(content) {
       signal: controller.signal,
       headers: { Accept: "text/event-stream" },
     });
-    const final = await readAnswer(response, answer);
+    let final = await readOrNull(response, answer);
+    if (final === null && answer.turnId) final = await resume(answer);
     if (final === null) answer.end("The connection was cut before the answer ended.", { failed: true, retry });
     else if (final.type === "error") answer.end(`Error: ${final.data.message}`, { failed: true, retry });
     else answer.end((STOPPED.has(final.data.finish_reason) ? "Stopped · " : "") + metrics({ ...final.data, tokens_out: final.data.usage.tokens_out }));
