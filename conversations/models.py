@@ -67,6 +67,10 @@ class Turn(models.Model):
     tokens_after_cancel = models.PositiveIntegerField(
         null=True, blank=True, help_text="Text pieces the upstream sent after the cancel"
     )
+    # A user's message: the key its client sent (one message per key and
+    # conversation) and the id of its answer, so a repeat finds the answer.
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    reply_id = models.UUIDField(null=True, blank=True, editable=False)
     prompt_turns = models.PositiveIntegerField(null=True, blank=True, help_text="Earlier turns sent with the prompt")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Estimated tokens of the prompt")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -76,6 +80,11 @@ class Turn(models.Model):
         ordering = ["conversation", "position"]
         constraints = [
             models.UniqueConstraint(fields=["conversation", "position"], name="turn_unique_position"),
+            models.UniqueConstraint(
+                fields=["conversation", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="turn_unique_idempotency_key",
+            ),
         ]
         indexes = [
             models.Index(fields=["finish_reason"], name="turn_finish_reason"),

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import memory
@@ -107,10 +107,40 @@ def _db_now():
     return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
-@transaction.atomic
-def start_turn(*, owner: User, conversation_id: uuid.UUID, content: str) -> PreparedTurn:
+class DuplicateMessage(Exception):
+    """This conversation already has a message with the client's Idempotency-Key."""
+
+    def __init__(self, reply_id: uuid.UUID) -> None:
+        super().__init__(reply_id)
+        self.reply_id = reply_id
+
+
+def start_turn(*, owner: User, conversation_id: uuid.UUID, content: str, idempotency_key: str = "") -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
-    model is called. Raises Conversation.DoesNotExist for a foreign id."""
+    model is called. Raises Conversation.DoesNotExist for a foreign id, and
+    DuplicateMessage for a key already used in this conversation (checked
+    first; the unique constraint settles two that arrive together)."""
+    if idempotency_key:
+        _raise_if_duplicate(owner, conversation_id, idempotency_key)
+    try:
+        return _start_turn(owner=owner, conversation_id=conversation_id, content=content, key=idempotency_key)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        _raise_if_duplicate(owner, conversation_id, idempotency_key)
+        raise
+
+
+def _raise_if_duplicate(owner: User, conversation_id: uuid.UUID, key: str) -> None:
+    earlier = Turn.objects.filter(conversation_id=conversation_id, conversation__owner=owner, idempotency_key=key)
+    reply_id = earlier.values_list("reply_id", flat=True).first()
+    if reply_id is not None:
+        raise DuplicateMessage(reply_id)
+
+
+@transaction.atomic
+def _start_turn(*, owner: User, conversation_id: uuid.UUID, content: str, key: str) -> PreparedTurn:
+    answer_turn_id = uuid.uuid4()
     with connection.cursor() as cursor:
         cursor.execute(_RESERVE_POSITIONS, [_db_now(), _title_from(content), _db_id(conversation_id), owner.pk])
         reserved = cursor.fetchone()
@@ -118,14 +148,19 @@ def start_turn(*, owner: User, conversation_id: uuid.UUID, content: str) -> Prep
             raise Conversation.DoesNotExist
         position = reserved[0]
         user_turn = Turn.objects.create(
-            conversation_id=conversation_id, position=position, role=Turn.Role.USER, content=content
+            conversation_id=conversation_id,
+            position=position,
+            role=Turn.Role.USER,
+            content=content,
+            idempotency_key=key,
+            reply_id=answer_turn_id,
         )
         built = _prompt(cursor, conversation_id)
     return PreparedTurn(
         conversation_id=conversation_id,
         owner_id=owner.pk,
         user_turn_id=user_turn.pk,
-        answer_turn_id=uuid.uuid4(),
+        answer_turn_id=answer_turn_id,
         answer_position=position + 1,
         messages=built.messages,
         prompt_turns=built.turns,

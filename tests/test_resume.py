@@ -6,6 +6,8 @@ import threading
 
 import pytest
 
+from conversations.models import Conversation, Turn
+
 from .conftest import parse_sse, saved_answer, wait_for_answer
 from .fake_upstream import Behaviour
 from .test_streaming import stream
@@ -116,3 +118,47 @@ def test_resume_refuses_foreign_unknown_and_malformed(alice, bob, upstream):
     assert alice.client.get("/api/turns/nope/events").status_code == 404
     bad = alice.client.get(f"/api/turns/{turn_id}/events", headers={"Last-Event-ID": "x"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_event_id"
+
+
+def post_with_key(api_user, conversation_id: str, key: str) -> list[dict]:
+    response = api_user.client.post(
+        f"/api/conversations/{conversation_id}/messages",
+        json={"content": "Only once"},
+        headers={"Idempotency-Key": key},
+    )
+    return parse_sse(response.text)
+
+
+def test_a_repeated_message_gets_the_first_answer(alice, upstream):
+    upstream.behaviour = Behaviour(tokens=5)
+    conversation_id = alice.new_conversation()
+    first = post_with_key(alice, conversation_id, "message-1")
+    again = post_with_key(alice, conversation_id, "message-1")
+    assert again[0]["data"]["turn_id"] == first[0]["data"]["turn_id"]
+    assert text_and_final(again) == text_and_final(first)
+    assert len(upstream.calls) == 1
+    post_with_key(alice, conversation_id, "message-2")  # a new key is a new message
+    assert len(upstream.calls) == 2
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_the_same_message_twice_at_once_starts_one_answer(alice, upstream, attempt):
+    upstream.behaviour = Behaviour(pace=0.01, tokens=30)
+    conversation_id = alice.new_conversation()
+    results: list[list[dict]] = []
+    start = threading.Barrier(2)
+
+    def post() -> None:
+        start.wait()
+        results.append(post_with_key(alice, conversation_id, "double-click"))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=15)
+    assert len(results) == 2 and len(upstream.calls) == 1
+    assert results[0][0]["data"]["turn_id"] == results[1][0]["data"]["turn_id"]
+    assert text_and_final(results[0])[0] == text_and_final(results[1])[0] == saved_answer(conversation_id).content
+    assert Turn.objects.filter(conversation_id=conversation_id).count() == 2
+    assert Conversation.objects.get(pk=conversation_id).next_position == 2  # no position lost to the repeat

@@ -108,17 +108,45 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     pk = parse_id(conversation_id)
     content = _message_content(request)
     trace_id = trace_id_for(request)
-    start = asyncio.ensure_future(run_db(services.start_turn, owner=user, conversation_id=pk, content=content))
+    key = _idempotency_key(request)
+    start = asyncio.ensure_future(
+        run_db(services.start_turn, owner=user, conversation_id=pk, content=content, idempotency_key=key)
+    )
     try:
         prepared = await asyncio.shield(start)
     except Conversation.DoesNotExist:
         raise not_found() from None
+    except services.DuplicateMessage as duplicate:
+        return await _answer_to_repeat(request, user, duplicate.reply_id)
     except asyncio.CancelledError:
         await _answer_abandoned(start, trace_id, received_at)
         raise
     relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id, received_at=received_at)
     relay.start()
     return stream_response(request, relay)
+
+
+def _idempotency_key(request: HttpRequest) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 200:
+        raise ApiError(400, "invalid_idempotency_key", "The Idempotency-Key header is longer than 200 characters.")
+    return key
+
+
+async def _answer_to_repeat(request: HttpRequest, user, reply_id) -> HttpResponseBase:
+    """A message sent again with the same Idempotency-Key: the first one's
+    answer, followed live or replayed, never a second model call."""
+    relay = registry.find(reply_id)
+    if relay is not None:
+        return stream_response(request, relay)
+    try:
+        turn = await run_db(_finished_turn, user, reply_id)
+    except Turn.DoesNotExist:
+        # Between the first message's commit and its answer starting: rare.
+        raise ApiError(
+            409, "duplicate_in_progress", "This message is already being answered; retry in a moment."
+        ) from None
+    return saved_stream_response(request, turn, 0)
 
 
 async def _answer_abandoned(start: asyncio.Future, trace_id: str, received_at: float) -> None:
