@@ -62,7 +62,7 @@ class AnswerRelay:
         self._cancelled_at: float | None = None  # time.monotonic() of the cancel
         self._upstream_closed_at: float | None = None
         self._deltas_at_cancel = 0
-        self._changed: asyncio.Future | None = None  # completed when there is news for readers
+        self._waiting: list[asyncio.Future] = []  # readers waiting for news
         self._followers = 0
         self._grace: asyncio.TimerHandle | None = None  # `continue` mode: the wait for a reader to come back
         self._producer_waiter: asyncio.Future | None = None
@@ -303,12 +303,11 @@ class AnswerRelay:
     # --- hand-over between the two sides ---------------------------------------
 
     async def _wait_for_producer(self) -> None:
-        """Wait for text, the end, or a heartbeat that is due. Readers share
-        one future; each waits through a shield, so a reader that is
-        cancelled does not cancel it for the others."""
-        if self._changed is None:
-            self._changed = self._loop.create_future()
-        await asyncio.shield(self._changed)
+        """Wait for text, the end, or a heartbeat that is due. Each reader
+        waits on a future of its own, so cancelling one touches no other."""
+        waiter = self._loop.create_future()
+        self._waiting.append(waiter)
+        await waiter
 
     async def _wait_for_reader(self) -> None:
         self._producer_waiter = asyncio.get_running_loop().create_future()
@@ -318,9 +317,10 @@ class AnswerRelay:
             self._producer_waiter = None
 
     def _wake_readers(self) -> None:
-        if self._changed is not None:
-            self._changed.set_result(None)
-            self._changed = None
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():  # a cancelled reader's
+                waiter.set_result(None)
 
     def _wake_producer(self) -> None:
         if self._producer_waiter is not None and not self._producer_waiter.done():

@@ -187,3 +187,23 @@ def test_a_message_abandoned_while_saved_gets_an_empty_answer(transactional_db):
     asyncio.run(scenario())
     rows = Turn.objects.filter(conversation=conversation).values_list("role", "content", "finish_reason")
     assert list(rows) == [("user", "q", ""), ("assistant", "", "client_disconnected")]
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_a_reader_cancelled_mid_wait_does_not_disturb_another(prepared, attempt):
+    async def scenario():
+        relay = relay_for(prepared, PacedProvider(count=40, pace=0.002))
+        relay.start()
+
+        async def collect() -> list:
+            return [event async for event in relay.follow(heartbeat=10)]
+
+        leaving = asyncio.create_task(collect())
+        staying = asyncio.create_task(collect())
+        await asyncio.sleep(0.005 + attempt * 0.003)
+        leaving.cancel()  # the other reader keeps the answer alive (relay.close is not called here)
+        return await staying
+
+    events = asyncio.run(scenario())
+    text = "".join(data for kind, data, _ in events if kind == DELTA)
+    assert events[-1][0] == DONE and text == answers(prepared)[0].content == "".join(f"w{i} " for i in range(40))
