@@ -136,17 +136,24 @@ def _idempotency_key(request: HttpRequest) -> str:
 async def _answer_to_repeat(request: HttpRequest, user, reply_id) -> HttpResponseBase:
     """A message sent again with the same Idempotency-Key: the first one's
     answer, followed live or replayed, never a second model call."""
-    relay = registry.find(reply_id)
-    if relay is not None:
-        return stream_response(request, relay)
+    response = await _answer_events(request, user, reply_id, after=0)
+    if response is None:  # between the first message's commit and its answer starting: rare
+        raise ApiError(409, "duplicate_in_progress", "This message is already being answered; retry in a moment.")
+    return response
+
+
+async def _answer_events(request: HttpRequest, user, turn_id, *, after: int) -> HttpResponseBase | None:
+    """An answer's events after character `after`: followed live if this
+    process is generating it, replayed from its row once saved; None if the
+    user has no such answer."""
+    relay = registry.find(turn_id)
+    if relay is not None and relay.prepared.owner_id == user.pk:
+        return stream_response(request, relay, after)
     try:
-        turn = await run_db(_finished_turn, user, reply_id)
+        turn = await run_db(_finished_turn, user, turn_id)
     except Turn.DoesNotExist:
-        # Between the first message's commit and its answer starting: rare.
-        raise ApiError(
-            409, "duplicate_in_progress", "This message is already being answered; retry in a moment."
-        ) from None
-    return saved_stream_response(request, turn, 0)
+        return None
+    return saved_stream_response(request, turn, after)
 
 
 async def _answer_abandoned(start: asyncio.Future, trace_id: str, received_at: float) -> None:
@@ -208,13 +215,7 @@ def _resume_offset(request: HttpRequest) -> int:
 async def turn_events(request: HttpRequest, user, turn_id: str) -> HttpResponseBase:
     """An answer's events after the client's last one: followed live while it
     is being generated, replayed from the database once it is saved."""
-    pk = parse_id(turn_id, "turn")
-    after = _resume_offset(request)
-    relay = registry.find(pk)
-    if relay is not None and relay.prepared.owner_id == user.pk:
-        return stream_response(request, relay, after)
-    try:
-        turn = await run_db(_finished_turn, user, pk)
-    except Turn.DoesNotExist:
-        raise not_found("turn") from None
-    return saved_stream_response(request, turn, after)
+    response = await _answer_events(request, user, parse_id(turn_id, "turn"), after=_resume_offset(request))
+    if response is None:
+        raise not_found("turn")
+    return response
