@@ -22,3 +22,8 @@ def remove(relay: "AnswerRelay") -> None:
 
 def find(turn_id: uuid.UUID) -> "AnswerRelay | None":
     return _generating.get(turn_id)
+
+
+def in_conversation(conversation_id: uuid.UUID) -> list["AnswerRelay"]:
+    """The answers this process is generating in one conversation."""
+    return [relay for relay in _generating.values() if relay.prepared.conversation_id == conversation_id]

@@ -179,3 +179,21 @@ def test_a_cut_stream_resumes_from_the_last_event(page, upstream):
     saved = wait_for_answer(str(Conversation.objects.get().pk))
     expect(answers(page).first.locator(".body")).to_have_text(saved.content.strip())
     assert saved.content.count("t39 ") == 1
+
+
+def test_a_second_tab_follows_the_answer_being_written(page, upstream):
+    upstream.behaviour = Behaviour(pace=0.03, tokens=60)
+    send(page, "Write slowly")
+    expect(answers(page).first.locator(".body")).to_contain_text("t2", timeout=5000)
+
+    other = page.context.new_page()
+    other.goto(page.url)  # the same conversation: its id is in the address
+    expect(other.locator("#app[data-ready=true]")).to_be_attached()
+    expect(other.locator("#turns > li.user")).to_have_text("Write slowly")
+    expect(answers(other).first).to_have_class(re.compile("streaming"))  # joined while it was being written
+    expect(answers(other).first.locator(".meta")).to_contain_text("tokens", timeout=10_000)
+
+    saved = wait_for_answer(str(Conversation.objects.get().pk))
+    for tab in (page, other):
+        expect(answers(tab).first.locator(".body")).to_have_text(saved.content.strip())
+    other.close()

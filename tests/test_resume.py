@@ -162,3 +162,15 @@ def test_the_same_message_twice_at_once_starts_one_answer(alice, upstream, attem
     assert text_and_final(results[0])[0] == text_and_final(results[1])[0] == saved_answer(conversation_id).content
     assert Turn.objects.filter(conversation_id=conversation_id).count() == 2
     assert Conversation.objects.get(pk=conversation_id).next_position == 2  # no position lost to the repeat
+
+
+def test_the_conversation_names_answers_still_being_generated(alice, upstream):
+    upstream.behaviour = Behaviour(pace=0.01, tokens=50)
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
+        lines = response.iter_lines()
+        turn_id, _, _ = read_until_deltas(lines, 1)
+        during = alice.client.get(f"/api/conversations/{conversation_id}").json()
+        assert parse_sse("\n".join(lines) + "\n")[-1]["event"] == "done"
+    assert during["generating"] == [{"turn_id": turn_id, "position": 1}]
+    assert alice.client.get(f"/api/conversations/{conversation_id}").json()["generating"] == []

@@ -96,7 +96,14 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
             return HttpResponse(status=204)
         if request.method == "PATCH":
             return JsonResponse(await run_db(_rename, user, pk, _title(request)))
-        return JsonResponse(await run_db(_detail, user, pk))
+        detail = await run_db(_detail, user, pk)
+        # Answers still being generated have no row yet: a page opened now
+        # (a reload, a second tab) follows them with GET /api/turns/<id>/events.
+        detail["generating"] = [
+            {"turn_id": str(relay.prepared.answer_turn_id), "position": relay.prepared.answer_position}
+            for relay in registry.in_conversation(pk)
+        ]
+        return JsonResponse(detail)
     except Conversation.DoesNotExist:
         raise not_found() from None
 

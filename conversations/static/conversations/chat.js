@@ -137,6 +137,7 @@ async function openConversation(id) {
       if (turn.role === "user") showUser(turn.content);
       else showSavedAnswer(turn);
     }
+    for (const answer of conversation.generating) follow(answer.turn_id);
   }
   for (const item of list.children) item.classList.toggle("current", item.querySelector(".open").hash === `#${id}`);
   input.focus();
@@ -260,16 +261,29 @@ async function send(content) {
     history.replaceState(null, "", `#${current}`);
   }
   showUser(content);
+  const open = (signal) =>
+    call("POST", `${api}/${current}/messages`, { content }, { signal, headers: { Accept: "text/event-stream" } });
+  await streamInto(new Answer(), open, () => send(content));
+}
+
+// An answer still being generated when the page opened (a reload, a second
+// tab): follow it from its first event.
+async function follow(turnId) {
   const answer = new Answer();
-  const retry = () => send(content);
+  answer.turnId = turnId;
+  const open = (signal) =>
+    call("GET", app.dataset.events.replace("TURN", turnId), undefined, { signal, headers: { Accept: "text/event-stream" } });
+  await streamInto(answer, open, null);
+}
+
+// Read one answer's stream into its turn, resuming after a break, until its
+// final event; `retry` (if any) is offered when it fails.
+async function streamInto(answer, open, retry) {
   streaming = answer;
   controller = new AbortController();
   setStreaming(true);
   try {
-    const response = await call("POST", `${api}/${current}/messages`, { content }, {
-      signal: controller.signal,
-      headers: { Accept: "text/event-stream" },
-    });
+    const response = await open(controller.signal);
     let final = await readOrNull(response, answer);
     if (final === null && answer.turnId) final = await resume(answer);
     if (final === null) answer.end("The connection was cut before the answer ended.", { failed: true, retry });
@@ -336,5 +350,5 @@ window.addEventListener("pagehide", () => controller?.abort()); // leaving the p
 
 await loadConversations();
 await openConversation(location.hash.slice(1) || null);
-sendButton.disabled = false; // Send is off in the HTML until this module runs
+setStreaming(streaming !== null); // Send is off in the HTML until this module runs
 app.dataset.ready = "true";
