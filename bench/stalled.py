@@ -115,7 +115,7 @@ def _close(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def run(*, pin: bool = True, streams: int = 50) -> dict:
+def run(*, pin: bool = True, streams: int = 50, token_chars: int = TOKEN_CHARS) -> dict:
     layout = procs.cpu_layout(pin)
     with tempfile.TemporaryDirectory(prefix="bench-stalled-") as tmp_name:
         tmp = Path(tmp_name)
@@ -127,7 +127,7 @@ def run(*, pin: bool = True, streams: int = 50) -> dict:
             first_token_delay=0,
             pace=0,
             tokens=TOKENS,
-            token_chars=TOKEN_CHARS,
+            token_chars=token_chars,
         )
         with upstream:
             env = app_env(tmp, upstream_port)
@@ -139,7 +139,7 @@ def run(*, pin: bool = True, streams: int = 50) -> dict:
     return {
         "streams": streams,
         "tokens": TOKENS,
-        "token_chars": TOKEN_CHARS,
+        "token_chars": token_chars,
         "layout": procs.describe_layout(layout),
         "results": results,
     }
@@ -169,9 +169,10 @@ def print_results(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=50)
+    parser.add_argument("--token-chars", type=int, default=TOKEN_CHARS, help="characters per token")
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     args = parser.parse_args()
-    results = run(pin=args.pin, streams=args.streams)
+    results = run(pin=args.pin, streams=args.streams, token_chars=args.token_chars)
     print_results(results)
     print(f"results: {report.save({'stalled': results}, 'stalled')}")
 
