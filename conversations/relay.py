@@ -131,7 +131,7 @@ class AnswerRelay:
         try:
             if self._stop_requested:
                 raise asyncio.CancelledError
-            await self._relay_and_close()
+            await self._relay_tokens()
         except asyncio.CancelledError:
             # Not re-raised: this task's whole job is to save the turn, and
             # finishing normally is how it says the turn is saved.
@@ -164,12 +164,8 @@ class AnswerRelay:
             if self._first_token_at is None:
                 raise UpstreamTimeout(f"No first token within {conf.LLM_FIRST_TOKEN_TIMEOUT:g} s.") from exc
             raise UpstreamTimeout(f"The model was silent for more than {conf.LLM_IDLE_TIMEOUT:g} s.") from exc
-
-    async def _relay_and_close(self) -> None:
-        try:
-            await self._relay_tokens()
         finally:
-            # The provider's stream is closed by now: for a cancel, this is
+            # aclosing has closed the provider's stream: for a cancel, this is
             # when the upstream learned of it.
             self._upstream_closed_at = time.monotonic()
 

@@ -92,13 +92,17 @@ def _stream_headers(response: StreamingHttpResponse, trace_id: str) -> Streaming
     return response
 
 
+def _wire(request: HttpRequest) -> sse.WireFormat:
+    return sse.NDJSON if prefers_ndjson(request) else sse.SSE
+
+
 def stream_response(request: HttpRequest, relay: AnswerRelay, after: int = 0) -> StreamingHttpResponse:
-    wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
+    wire = _wire(request)
     body = _body(relay, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire, after)
     return _stream_headers(AnswerStreamResponse(relay, body, content_type=wire.content_type), relay.trace_id)
 
 
 def saved_stream_response(request: HttpRequest, turn: Turn, after: int) -> StreamingHttpResponse:
-    wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
+    wire = _wire(request)
     body = _saved_body(turn, wire, min(after, len(turn.content)))
     return _stream_headers(StreamingHttpResponse(body, content_type=wire.content_type), turn.trace_id)

@@ -232,6 +232,14 @@ async function readOrNull(response, answer) {
   }
 }
 
+// An answer's events after event id `after` (0: from its start).
+function answerEvents(turnId, after, signal) {
+  return call("GET", app.dataset.events.replace("TURN", turnId), undefined, {
+    signal,
+    headers: { Accept: "text/event-stream", "Last-Event-ID": String(after) },
+  });
+}
+
 // Ask for the rest after the last event id, backing off between tries; the
 // server sends exactly what is missing, from the live answer or the saved one.
 const RESUME_DELAYS_MS = [250, 500, 1000, 2000, 4000];
@@ -241,10 +249,7 @@ async function resume(answer) {
     await new Promise((resolve) => setTimeout(resolve, delay));
     answer.meta.textContent = "Reconnecting…";
     try {
-      const response = await call("GET", app.dataset.events.replace("TURN", answer.turnId), undefined, {
-        signal: controller.signal,
-        headers: { Accept: "text/event-stream", "Last-Event-ID": String(answer.lastId) },
-      });
+      const response = await answerEvents(answer.turnId, answer.lastId, controller.signal);
       const final = await readOrNull(response, answer);
       if (final) return final;
     } catch (error) {
@@ -271,9 +276,7 @@ async function send(content) {
 async function follow(turnId) {
   const answer = new Answer();
   answer.turnId = turnId;
-  const open = (signal) =>
-    call("GET", app.dataset.events.replace("TURN", turnId), undefined, { signal, headers: { Accept: "text/event-stream" } });
-  await streamInto(answer, open, null);
+  await streamInto(answer, (signal) => answerEvents(turnId, 0, signal), null);
 }
 
 // Read one answer's stream into its turn, resuming after a break, until its
