@@ -158,6 +158,23 @@ CHATSTREAM_RESUME_GRACE_SECONDS = env.float("CHATSTREAM_RESUME_GRACE_SECONDS", d
 CHATSTREAM_MEMORY_ATTEMPTS = env.int("CHATSTREAM_MEMORY_ATTEMPTS", default=4)
 CHATSTREAM_MEMORY_BACKOFF_SECONDS = env.float("CHATSTREAM_MEMORY_BACKOFF_SECONDS", default=2.0)
 
+# --- Several processes ---------------------------------------------------------
+# REDIS_URL (redis://host:6379/0) shares answers being generated between
+# processes: their journal in Redis Streams, live events and cancels over the
+# Channels layer. Unset, one process serves everything from memory.
+REDIS_URL = env.str("REDIS_URL", default="")
+# An answer's journal keeps at most this many entries (each a run of text).
+CHATSTREAM_JOURNAL_MAX_ENTRIES = env.int("CHATSTREAM_JOURNAL_MAX_ENTRIES", default=10_000)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # A reader that falls behind by more than `capacity` messages
+            # loses some; it notices the gap and reads it from the journal.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "chatstream", "capacity": 1000},
+        }
+    }
+
 # Background tasks go through the django-tasks API; the backend is a setting.
 # The default keeps jobs in the project's database (`manage.py db_worker` runs
 # them). See the README to move them to Redis (RQ) instead.

@@ -85,5 +85,13 @@ class Settings:
     def CHATSTREAM_RESUME_GRACE_SECONDS(self) -> float:
         return float(getattr(settings, "CHATSTREAM_RESUME_GRACE_SECONDS", 30.0))
 
+    @property
+    def REDIS_URL(self) -> str:
+        return getattr(settings, "REDIS_URL", "")
+
+    @property
+    def CHATSTREAM_JOURNAL_MAX_ENTRIES(self) -> int:
+        return int(getattr(settings, "CHATSTREAM_JOURNAL_MAX_ENTRIES", 10_000))
+
 
 conf = Settings()

@@ -13,6 +13,7 @@ lets the reader send the final event. See ARCHITECTURE.md.
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -67,6 +68,18 @@ class AnswerRelay:
         self._grace: asyncio.TimerHandle | None = None  # `continue` mode: the wait for a reader to come back
         self._producer_waiter: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
+
+    @property
+    def turn_id(self) -> uuid.UUID:
+        return self.prepared.answer_turn_id
+
+    @property
+    def owner_id(self) -> int:
+        return self.prepared.owner_id
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     @property
     def length(self) -> int:
@@ -235,6 +248,11 @@ class AnswerRelay:
             return None  # not cancelled, or cancelled before the model was called
         return round((self._upstream_closed_at - self._cancelled_at) * 1000, 3)
 
+    async def stop(self) -> None:
+        """Cancel (a Stop from any tab) and wait until the turn is saved."""
+        self.cancel(FinishReason.CANCELLED)
+        await self.wait_saved()
+
     async def wait_saved(self) -> None:
         """Until the turn is saved (for a cancel request to report on it)."""
         if self._task is not None:
@@ -242,14 +260,18 @@ class AnswerRelay:
 
     # --- the reader -----------------------------------------------------------
 
-    async def follow(self, heartbeat: float, after: int = 0) -> AsyncGenerator[tuple[str, Any, int], None]:
+    async def follow(
+        self, heartbeat: float | None, after: int = 0, *, reader: bool = True
+    ) -> AsyncGenerator[tuple[str, Any, int], None]:
         """(kind, data, id) for a response to encode: `start` (for a reader
         from the beginning), then deltas that carry everything produced since
         the last one (or since character `after`, for a reader resuming),
-        heartbeats after `heartbeat` seconds of silence, and `done` or `error`
-        once saved. Several readers may follow one answer."""
+        heartbeats after `heartbeat` seconds of silence (none if None), and
+        `done` or `error` once saved. Several readers may follow one answer.
+        A follower that is not a client's `reader` (the Redis journal's
+        publisher) does not keep the answer alive."""
         if not after:
-            yield START, self._start_data(), 0
+            yield START, self.start_data(), 0
         beat_due = False
 
         def beat() -> None:
@@ -257,12 +279,10 @@ class AnswerRelay:
             beat_due = True
             self._wake_readers()
 
-        quiet = Watchdog(heartbeat, beat)
+        quiet = Watchdog(heartbeat, beat) if heartbeat is not None else None
         sent = min(after, self.length)
-        self._followers += 1
-        if self._grace is not None:  # a reader came back in time
-            self._grace.cancel()
-            self._grace = None
+        if reader:
+            self.attach()
         try:
             while True:
                 if sent < self.length:
@@ -270,7 +290,8 @@ class AnswerRelay:
                     sent = self.length
                     self._delivered = max(self._delivered, sent)
                     self._wake_producer()
-                    quiet.touch()
+                    if quiet is not None:
+                        quiet.touch()
                     yield DELTA, text, sent
                 elif self._ended:
                     yield self._final_event()
@@ -281,10 +302,23 @@ class AnswerRelay:
                 else:
                     await self._wait_for_producer()
         finally:
-            self._followers -= 1
-            quiet.cancel()
+            if reader:
+                self._followers -= 1
+            if quiet is not None:
+                quiet.cancel()
 
-    def _start_data(self) -> dict[str, Any]:
+    def attach(self) -> None:
+        """One more reader (here, or in another process through Redis)."""
+        self._followers += 1
+        if self._grace is not None:  # a reader came back in time
+            self._grace.cancel()
+            self._grace = None
+
+    def detach(self) -> None:
+        """A reader in another process has gone (`release` follows)."""
+        self._followers = max(0, self._followers - 1)
+
+    def start_data(self) -> dict[str, Any]:
         return {
             "turn_id": str(self.prepared.answer_turn_id),
             "conversation_id": str(self.prepared.conversation_id),

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from conversations.models import Conversation, Turn
 
 from .conftest import wait_for_answer
+from .cut_proxy import CutProxy
 from .fake_upstream import Behaviour
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -197,3 +198,29 @@ def test_a_second_tab_follows_the_answer_being_written(page, upstream):
     for tab in (page, other):
         expect(answers(tab).first.locator(".body")).to_have_text(saved.content.strip())
     other.close()
+
+
+@pytest.mark.parametrize("policy", ["cancel", "continue"])
+def test_the_network_cut_mid_answer_and_restored(page, live, upstream, settings, policy):
+    settings.CHATSTREAM_ON_DISCONNECT = policy
+    upstream.behaviour = Behaviour(pace=0.02, tokens=150)
+    resumes: list[str] = []
+    page.on("request", lambda request: "/events" in request.url and resumes.append(request.url))
+    with CutProxy(int(live.url.rsplit(":", 1)[1])) as network:
+        page.goto(network.url + "/")  # the session cookie is the host's, whatever the port
+        expect(page.locator("#app[data-ready=true]")).to_be_attached()
+        send(page, "Through a tunnel")
+        body, meta = answers(page).first.locator(".body"), answers(page).first.locator(".meta")
+        expect(body).to_contain_text("t5", timeout=5000)
+        network.cut()
+        expect(meta).to_contain_text("Reconnecting", timeout=5000)
+        page.wait_for_timeout(500)  # the first retry fails too
+        network.restore()
+        expect(meta).to_contain_text("tokens", timeout=15_000)
+
+    saved = wait_for_answer(str(Conversation.objects.get().pk))
+    expect(body).to_have_text(saved.content.strip())
+    assert resumes  # the page asked for the rest after the cut
+    # `cancel`: the cut stopped the model and the page shows what was saved;
+    # `continue`: the model went on and the page caught up with all of it.
+    assert saved.finish_reason == ("client_disconnected" if policy == "cancel" else "stop")

@@ -7,18 +7,22 @@ import orjson
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
-from .. import registry, selectors, services
+from .. import selectors, services
 from ..conf import conf
 from ..db import run_db
 from ..exceptions import ApiError
+from ..live import live_answers
 from ..models import Conversation, Turn
 from ..providers import get_provider
-from ..relay import AnswerRelay, FinishReason
+from ..relay import AnswerRelay
 from ..serializers import conversation_detail_json, conversation_json
 from .errors import api_view, not_found, parse_id
 from .streaming import saved_stream_response, stream_response, trace_id_for
 
 PAGE_SIZE = 20
+# A repeated message waits up to REPEAT_LOOKUPS x REPEAT_LOOKUP_PAUSE seconds
+# for the first one's answer to start.
+REPEAT_LOOKUPS, REPEAT_LOOKUP_PAUSE = 40, 0.05
 
 
 def _json_body(request: HttpRequest) -> dict:
@@ -99,10 +103,7 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
         detail = await run_db(_detail, user, pk)
         # Answers still being generated have no row yet: a page opened now
         # (a reload, a second tab) follows them with GET /api/turns/<id>/events.
-        detail["generating"] = [
-            {"turn_id": str(relay.prepared.answer_turn_id), "position": relay.prepared.answer_position}
-            for relay in registry.in_conversation(pk)
-        ]
+        detail["generating"] = await live_answers().generating_in(pk)
         return JsonResponse(detail)
     except Conversation.DoesNotExist:
         raise not_found() from None
@@ -130,6 +131,7 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
         raise
     relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id, received_at=received_at)
     relay.start()
+    await live_answers().publish(relay)
     return stream_response(request, relay)
 
 
@@ -143,19 +145,23 @@ def _idempotency_key(request: HttpRequest) -> str:
 async def _answer_to_repeat(request: HttpRequest, user, reply_id) -> HttpResponseBase:
     """A message sent again with the same Idempotency-Key: the first one's
     answer, followed live or replayed, never a second model call."""
-    response = await _answer_events(request, user, reply_id, after=0)
-    if response is None:  # between the first message's commit and its answer starting: rare
-        raise ApiError(409, "duplicate_in_progress", "This message is already being answered; retry in a moment.")
-    return response
+    # The first message's answer may not be findable yet: its row is
+    # committed a moment before its process starts and shares the answer.
+    for _ in range(REPEAT_LOOKUPS):
+        response = await _answer_events(request, user, reply_id, after=0)
+        if response is not None:
+            return response
+        await asyncio.sleep(REPEAT_LOOKUP_PAUSE)
+    raise ApiError(409, "duplicate_in_progress", "This message is already being answered; retry in a moment.")
 
 
 async def _answer_events(request: HttpRequest, user, turn_id, *, after: int) -> HttpResponseBase | None:
     """An answer's events after character `after`: followed live if this
     process is generating it, replayed from its row once saved; None if the
     user has no such answer."""
-    relay = registry.find(turn_id)
-    if relay is not None and relay.prepared.owner_id == user.pk:
-        return stream_response(request, relay, after)
+    live = await live_answers().find(turn_id)
+    if live is not None and live.owner_id == user.pk:
+        return stream_response(request, live, after)
     try:
         turn = await run_db(_finished_turn, user, turn_id)
     except Turn.DoesNotExist:
@@ -185,22 +191,24 @@ async def cancel_turn(request: HttpRequest, user, turn_id: str) -> HttpResponse:
     """Stop an answer being generated (from any tab or script): the upstream
     request is closed and the turn saved as `cancelled`."""
     pk = parse_id(turn_id, "turn")
-    relay = registry.find(pk)
-    if relay is None or relay.prepared.owner_id != user.pk:
+    live = await live_answers().find(pk)
+    if live is None or live.owner_id != user.pk:
         try:
             turn = await run_db(_finished_turn, user, pk)
         except Turn.DoesNotExist:
             raise not_found("turn") from None
         raise ApiError(409, "turn_finished", f"The answer has already ended ({turn.finish_reason}).")
-    relay.cancel(FinishReason.CANCELLED)
-    await relay.wait_saved()
-    answer = relay.answer
+    await live.stop()  # here, or in the process generating it
+    try:
+        turn = await run_db(_finished_turn, user, pk)
+    except Turn.DoesNotExist:
+        raise ApiError(504, "cancel_unconfirmed", "The answer was told to stop but is not saved yet.") from None
     return JsonResponse(
         {
             "turn_id": str(pk),
-            "finish_reason": relay.finish_reason,
-            "cancel_latency_ms": answer.cancel_latency_ms if answer else None,
-            "tokens_after_cancel": answer.tokens_after_cancel if answer else None,
+            "finish_reason": turn.finish_reason,
+            "cancel_latency_ms": turn.cancel_latency_ms,
+            "tokens_after_cancel": turn.tokens_after_cancel,
         }
     )
 

@@ -10,8 +10,9 @@ from django.http import HttpRequest, StreamingHttpResponse
 
 from .. import sse
 from ..conf import conf
+from ..live import LiveAnswer
 from ..models import Turn
-from ..relay import DELTA, HEARTBEAT, START, AnswerRelay, final_event
+from ..relay import DELTA, HEARTBEAT, START, final_event
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -32,7 +33,7 @@ def prefers_ndjson(request: HttpRequest) -> bool:
     return quality(sse.NDJSON_CONTENT_TYPE) > quality(sse.SSE_CONTENT_TYPE)
 
 
-async def _body(relay: AnswerRelay, heartbeat: float, wire: sse.WireFormat, after: int) -> AsyncIterator[bytes]:
+async def _body(relay: LiveAnswer, heartbeat: float, wire: sse.WireFormat, after: int) -> AsyncIterator[bytes]:
     if wire.opening:
         yield wire.opening
     try:
@@ -76,7 +77,7 @@ class AnswerStreamResponse(StreamingHttpResponse):
     left before the body was ever read, the body's own cleanup never runs;
     Django still closes the response (on a thread), and that cancels it."""
 
-    def __init__(self, relay: AnswerRelay, *args, **kwargs) -> None:
+    def __init__(self, relay: LiveAnswer, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.relay = relay
 
@@ -96,7 +97,7 @@ def _wire(request: HttpRequest) -> sse.WireFormat:
     return sse.NDJSON if prefers_ndjson(request) else sse.SSE
 
 
-def stream_response(request: HttpRequest, relay: AnswerRelay, after: int = 0) -> StreamingHttpResponse:
+def stream_response(request: HttpRequest, relay: LiveAnswer, after: int = 0) -> StreamingHttpResponse:
     wire = _wire(request)
     body = _body(relay, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire, after)
     return _stream_headers(AnswerStreamResponse(relay, body, content_type=wire.content_type), relay.trace_id)
