@@ -65,4 +65,12 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 id="conversations.E007",
             )
         )
+    if conf.REDIS_URL and urlsplit(conf.REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+        errors.append(
+            Error(
+                f"REDIS_URL {conf.REDIS_URL!r} is not a Redis URL.",
+                hint="Use redis://host:6379/0 (rediss:// for TLS), or leave it empty for a single process.",
+                id="conversations.E008",
+            )
+        )
     return errors

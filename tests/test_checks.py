@@ -43,3 +43,11 @@ def test_manage_check_fails_on_misconfiguration(settings):
 def test_inline_csrf_middleware_refuses_session_tokens(settings):
     settings.CSRF_USE_SESSIONS = True
     assert ids(check_llm_settings(None)) == ["conversations.E006"]
+
+
+def test_redis_url_must_be_a_redis_url(settings):
+    settings.REDIS_URL = "127.0.0.1:6379"
+    errors = check_llm_settings(None)
+    assert ids(errors) == ["conversations.E008"] and "redis://" in errors[0].hint
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+    assert check_llm_settings(None) == []
