@@ -139,6 +139,14 @@ LLM_FIRST_TOKEN_TIMEOUT = env.float("LLM_FIRST_TOKEN_TIMEOUT", default=30.0)
 LLM_IDLE_TIMEOUT = env.float("LLM_IDLE_TIMEOUT", default=60.0)
 LLM_DEMO_TOKENS_PER_SECOND = env.float("LLM_DEMO_TOKENS_PER_SECOND", default=30.0)
 LLM_DEMO_FIRST_TOKEN_DELAY = env.float("LLM_DEMO_FIRST_TOKEN_DELAY", default=0.3)
+# Before any text has reached the client, a failed call is tried again
+# LLM_RETRIES times (transient failures: unreachable, 5xx, 429, timeouts) after
+# BACKOFF, 2x BACKOFF... seconds with jitter, or the server's Retry-After (up
+# to MAX_WAIT), then each of LLM_FALLBACK_MODELS in turn (comma-separated).
+LLM_RETRIES = env.int("LLM_RETRIES", default=2)
+LLM_RETRY_BACKOFF_SECONDS = env.float("LLM_RETRY_BACKOFF_SECONDS", default=0.5)
+LLM_RETRY_MAX_WAIT_SECONDS = env.float("LLM_RETRY_MAX_WAIT_SECONDS", default=10.0)
+LLM_FALLBACK_MODELS = env.list("LLM_FALLBACK_MODELS", default=[])
 LLM_MEMORY_MODEL = env.str("LLM_MEMORY_MODEL", default="")  # the memory's model; LLM_MODEL when empty
 LLM_CONTEXT_TOKENS = env.int("LLM_CONTEXT_TOKENS", default=8000)  # prompt budget: memory plus recent turns
 LLM_SYSTEM_PROMPT = env.str("LLM_SYSTEM_PROMPT", default="You are a helpful assistant. Answer in markdown.")

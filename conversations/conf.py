@@ -93,5 +93,21 @@ class Settings:
     def CHATSTREAM_JOURNAL_MAX_ENTRIES(self) -> int:
         return int(getattr(settings, "CHATSTREAM_JOURNAL_MAX_ENTRIES", 10_000))
 
+    @property
+    def LLM_RETRIES(self) -> int:
+        return int(getattr(settings, "LLM_RETRIES", 2))
+
+    @property
+    def LLM_RETRY_BACKOFF_SECONDS(self) -> float:
+        return float(getattr(settings, "LLM_RETRY_BACKOFF_SECONDS", 0.5))
+
+    @property
+    def LLM_RETRY_MAX_WAIT_SECONDS(self) -> float:
+        return float(getattr(settings, "LLM_RETRY_MAX_WAIT_SECONDS", 10.0))
+
+    @property
+    def LLM_FALLBACK_MODELS(self) -> list[str]:
+        return list(getattr(settings, "LLM_FALLBACK_MODELS", []))
+
 
 conf = Settings()

@@ -67,6 +67,9 @@ class Turn(models.Model):
     tokens_after_cancel = models.PositiveIntegerField(
         null=True, blank=True, help_text="Text pieces the upstream sent after the cancel"
     )
+    attempts = models.JSONField(
+        default=list, blank=True, help_text="Model calls that failed before this answer: model, error code, message"
+    )
     # A user's message: the key its client sent (one message per key and
     # conversation) and the id of its answer, so a repeat finds the answer.
     idempotency_key = models.CharField(max_length=200, blank=True)

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from . import registry, services
+from . import registry, retries, services
 from .answer_text import AnswerText
 from .conf import conf
 from .db import run_db
@@ -53,6 +53,7 @@ class AnswerRelay:
         self.finish_reason: str = ""
         self.error: UpstreamError | None = None
         self.answer: services.Answer | None = None
+        self.attempts: list[dict[str, str]] = []  # failed model calls, for the turn
         self._delivered = 0  # characters the reader has taken
         self._first_token_at: float | None = None
         self._running = False  # the task has taken its first step
@@ -144,7 +145,7 @@ class AnswerRelay:
         try:
             if self._stop_requested:
                 raise asyncio.CancelledError
-            await self._relay_tokens()
+            await self._call_model()
         except asyncio.CancelledError:
             # Not re-raised: this task's whole job is to save the turn, and
             # finishing normally is how it says the turn is saved.
@@ -163,6 +164,31 @@ class AnswerRelay:
             self._ended = True
             registry.remove(self)
             self._wake_readers()
+
+    async def _call_model(self) -> None:
+        """The model call, tried again and then with each fallback model while
+        no token has come (retries.py); every failed try is recorded."""
+        models = [self.provider.model, *conf.LLM_FALLBACK_MODELS]
+        for index, model in enumerate(models):
+            try:
+                async for attempt in retries.retrying(before_text=lambda: self._first_token_at is None):
+                    with attempt:
+                        await self._try_model(model)
+                return
+            except UpstreamError:
+                if self._first_token_at is not None or index == len(models) - 1:
+                    raise
+                logger.warning("falling back trace_id=%s from=%s to=%s", self.trace_id, model, models[index + 1])
+
+    async def _try_model(self, model: str) -> None:
+        self.completion = Completion(model=model)
+        self._upstream_closed_at = None
+        try:
+            await self._relay_tokens()
+        except UpstreamError as exc:
+            self.attempts.append({"model": model, "code": exc.code, "message": str(exc)[:500]})
+            logger.warning("model call failed trace_id=%s model=%s code=%s: %s", self.trace_id, model, exc.code, exc)
+            raise
 
     async def _relay_tokens(self) -> None:
         stream = self.provider.stream(self.prepared.messages, self.completion)
@@ -241,6 +267,7 @@ class AnswerRelay:
             tokens_after_cancel=completion.deltas - self._deltas_at_cancel if self._cancelled_at else None,
             error_code=self.error.code if self.error else "",
             error_detail=str(self.error) if self.error else "",
+            attempts=self.attempts,
         )
 
     def _cancel_latency_ms(self) -> float | None:

@@ -24,6 +24,7 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "finish_reason": turn.finish_reason or None,
         "error_code": turn.error_code or None,
         "model": turn.model or None,
+        "attempts": turn.attempts,
         "ttft_ms": turn.ttft_ms,
         "duration_ms": turn.duration_ms,
         "tokens_in": turn.tokens_in,

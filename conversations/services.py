@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
@@ -58,6 +58,7 @@ class Answer:
     tokens_after_cancel: int | None = None
     error_code: str = ""
     error_detail: str = ""
+    attempts: list[dict[str, str]] = field(default_factory=list)  # failed model calls before this answer
 
 
 def create_conversation(*, owner: User, title: str = "") -> Conversation:

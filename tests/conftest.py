@@ -36,6 +36,7 @@ def upstream(upstream_server, settings) -> FakeUpstream:
     """The fake model server, reset, with the app pointed at it."""
     app: FakeUpstream = upstream_server.app
     app.behaviour = Behaviour()
+    app.by_model.clear()
     app.calls.clear()
     settings.LLM_PROVIDER = "openai"
     settings.LLM_BASE_URL = f"{upstream_server.url}/v1"

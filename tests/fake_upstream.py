@@ -25,6 +25,7 @@ class Behaviour:
     finish_reason: str | None = "stop"  # None: end cleanly without one
     status: int = 200  # anything else: an OpenAI-style error body
     retry_after: str | None = None
+    fail_first: int = 0  # with `status`: only the first this many calls fail (0: all)
     cut_after: int | None = None  # drop the connection after this many tokens
     malformed_at: tuple[int, ...] = ()  # send an unreadable chunk before these tokens
     content_type: str = "text/event-stream"
@@ -55,6 +56,7 @@ class CutStream(Exception):
 @dataclass
 class FakeUpstream:
     behaviour: Behaviour = field(default_factory=Behaviour)
+    by_model: dict[str, Behaviour] = field(default_factory=dict)  # a model's own behaviour, if not the default
     calls: list[Call] = field(default_factory=list)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -66,8 +68,8 @@ class FakeUpstream:
             return
         call = Call(body=json.loads(body), started_at=time.monotonic())
         self.calls.append(call)
-        behaviour = self.behaviour
-        if behaviour.status != 200:
+        behaviour = self.by_model.get(call.body.get("model", ""), self.behaviour)
+        if behaviour.status != 200 and (not behaviour.fail_first or len(self.calls) <= behaviour.fail_first):
             headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
             await _send_json(
                 send,

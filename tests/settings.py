@@ -8,3 +8,6 @@ from chatstream.settings import *  # noqa: E402,F403
 
 # Hashing a password the fast way keeps log-in tests quick; no real password is stored.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Retries keep their number, with waits short enough for the suite.
+LLM_RETRY_BACKOFF_SECONDS = 0.01

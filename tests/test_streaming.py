@@ -194,7 +194,7 @@ def _events(response):
     [
         (Behaviour(status=500), "upstream_status", ""),
         (Behaviour(status=503), "upstream_status", ""),
-        (Behaviour(status=429, retry_after="3"), "upstream_rate_limited", ""),
+        (Behaviour(status=429, retry_after="30"), "upstream_rate_limited", ""),  # too long to wait for
         (Behaviour(tokens=10, cut_after=4), "upstream_incomplete", "t0 t1 t2 t3 "),
         (Behaviour(tokens=3, finish_reason=None), "upstream_incomplete", "t0 t1 t2 "),
         (Behaviour(content_type="text/plain"), "upstream_protocol", ""),

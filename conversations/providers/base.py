@@ -43,7 +43,8 @@ class Provider:
         raise NotImplementedError
 
     def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[str, None]:
-        """Yield the answer's text as it is produced and record the finish
+        """Yield the answer's text from `completion.model` (the provider's
+        model, or a fallback) as it is produced and record the finish
         reason and usage on `completion`. Raise an UpstreamError subclass on
         failure. Closing the iterator (or cancelling the task reading it) must
         release the upstream request at once."""

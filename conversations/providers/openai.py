@@ -130,14 +130,16 @@ class OpenAIProvider(Provider):
     def from_settings(cls) -> "OpenAIProvider":
         return cls(model=conf.LLM_MODEL, base_url=conf.LLM_BASE_URL, api_key=conf.LLM_API_KEY)
 
-    def _body(self, messages: list[Message]) -> bytes:
+    def _body(self, messages: list[Message], model: str) -> bytes:
         return orjson.dumps(
-            {"model": self.model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+            {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
         )
 
     async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[str, None]:
         try:
-            response = await shared_session().post(self.url, data=self._body(messages), headers=self.headers)
+            response = await shared_session().post(
+                self.url, data=self._body(messages, completion.model), headers=self.headers
+            )
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"Could not reach the model server at {self.url}: {exc!r}") from exc
         try:
