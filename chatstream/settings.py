@@ -155,6 +155,9 @@ LLM_SYSTEM_PROMPT = env.str("LLM_SYSTEM_PROMPT", default="You are a helpful assi
 CHATSTREAM_HEARTBEAT_SECONDS = env.float("CHATSTREAM_HEARTBEAT_SECONDS", default=15.0)
 CHATSTREAM_MAX_BODY_BYTES = env.int("CHATSTREAM_MAX_BODY_BYTES", default=1024 * 1024)
 CHATSTREAM_MAX_MESSAGE_CHARS = env.int("CHATSTREAM_MAX_MESSAGE_CHARS", default=32_000)
+# Per user (API keys and session together); 0 turns a limit off.
+CHATSTREAM_MAX_CONCURRENT_STREAMS = env.int("CHATSTREAM_MAX_CONCURRENT_STREAMS", default=3)
+CHATSTREAM_MESSAGES_PER_MINUTE = env.int("CHATSTREAM_MESSAGES_PER_MINUTE", default=20)
 # Threads (each with one open database connection) that run the API's ORM work.
 CHATSTREAM_DB_THREADS = env.int("CHATSTREAM_DB_THREADS", default=4)
 # When the last reader of an answer goes: "cancel" stops the model at once;

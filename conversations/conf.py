@@ -109,5 +109,13 @@ class Settings:
     def LLM_FALLBACK_MODELS(self) -> list[str]:
         return list(getattr(settings, "LLM_FALLBACK_MODELS", []))
 
+    @property
+    def CHATSTREAM_MAX_CONCURRENT_STREAMS(self) -> int:
+        return int(getattr(settings, "CHATSTREAM_MAX_CONCURRENT_STREAMS", 3))
+
+    @property
+    def CHATSTREAM_MESSAGES_PER_MINUTE(self) -> int:
+        return int(getattr(settings, "CHATSTREAM_MESSAGES_PER_MINUTE", 20))
+
 
 conf = Settings()

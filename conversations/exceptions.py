@@ -20,11 +20,12 @@ class ChatstreamError(Exception):
 class ApiError(ChatstreamError):
     """A request the API refuses; rendered as {"error": {"code", "message"}}."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}  # e.g. Retry-After on a 429
 
 
 class UpstreamError(ChatstreamError):

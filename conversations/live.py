@@ -64,5 +64,5 @@ def live_answers() -> LocalAnswers:
     if conf.REDIS_URL:
         from .redis_answers import RedisAnswers
 
-        return RedisAnswers(conf.REDIS_URL)
+        return RedisAnswers()
     return LocalAnswers()

@@ -34,7 +34,6 @@ from contextlib import aclosing
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
@@ -44,6 +43,7 @@ from .conf import conf
 from .db import run_db
 from .live import LiveAnswer, LocalAnswers
 from .models import Turn
+from .redis_client import redis_client
 from .relay import DELTA, DONE, ERROR, HEARTBEAT, START, AnswerRelay, FinishReason, final_event
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ def _alive_seconds() -> int:
 
 
 class RedisAnswers(LocalAnswers):
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self) -> None:
         self._processes: dict[asyncio.AbstractEventLoop, _Process] = {}
 
     async def _process(self) -> "_Process":
@@ -96,7 +95,7 @@ class RedisAnswers(LocalAnswers):
         loop = asyncio.get_running_loop()
         process = self._processes.get(loop)
         if process is None:
-            process = self._processes[loop] = _Process(self.url)
+            process = self._processes[loop] = _Process()
         await process.ready()
         return process
 
@@ -164,8 +163,8 @@ class _Process:
     layer that receives live events for the answers read here and control
     messages for the answers generated here."""
 
-    def __init__(self, url: str) -> None:
-        self.redis = aioredis.Redis.from_url(url, decode_responses=True)
+    def __init__(self) -> None:
+        self.redis = redis_client()
         self.layer = get_channel_layer()
         self.channel = ""
         self._inboxes: dict[str, set[_Inbox]] = {}

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -95,6 +95,11 @@ class AnswerRelay:
         _running.add(self._task)
         self._task.add_done_callback(_running.discard)
         registry.add(self)
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the answer is saved (or given up)."""
+        assert self._task is not None, "start() first"
+        self._task.add_done_callback(lambda _: callback())
 
     def cancel(self, reason: str = FinishReason.CANCELLED) -> None:
         """Stop the model call; the turn is saved with `reason`. Once the save

@@ -11,3 +11,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Retries keep their number, with waits short enough for the suite.
 LLM_RETRY_BACKOFF_SECONDS = 0.01
+
+# Most tests send many messages quickly; tests/test_limits.py turns the limits on.
+CHATSTREAM_MAX_CONCURRENT_STREAMS = int(os.environ.get("CHATSTREAM_MAX_CONCURRENT_STREAMS", 0))
+CHATSTREAM_MESSAGES_PER_MINUTE = int(os.environ.get("CHATSTREAM_MESSAGES_PER_MINUTE", 0))

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+import uuid
 
 import orjson
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
@@ -11,6 +12,7 @@ from .. import selectors, services
 from ..conf import conf
 from ..db import run_db
 from ..exceptions import ApiError
+from ..limits import close_stream_later, limits
 from ..live import live_answers
 from ..models import Conversation, Turn
 from ..providers import get_provider
@@ -117,6 +119,26 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     content = _message_content(request)
     trace_id = trace_id_for(request)
     key = _idempotency_key(request)
+    stream_id = uuid.uuid4()
+    await limits().count_message(user.pk)
+    await limits().open_stream(user.pk, stream_id)
+    try:
+        relay = await _start_answer(request, user, pk, content, key, trace_id, received_at)
+    except BaseException:
+        await asyncio.shield(limits().close_stream(user.pk, stream_id))
+        raise
+    if not isinstance(relay, AnswerRelay):
+        await limits().close_stream(user.pk, stream_id)
+        return relay  # a repeated message: the first one's answer
+    relay.add_done_callback(lambda: close_stream_later(user.pk, stream_id))
+    return stream_response(request, relay)
+
+
+async def _start_answer(
+    request: HttpRequest, user, pk, content: str, key: str, trace_id: str, received_at: float
+) -> AnswerRelay | HttpResponseBase:
+    """Save the message and start its answer (or, for a repeat, the first
+    one's answer events)."""
     start = asyncio.ensure_future(
         run_db(services.start_turn, owner=user, conversation_id=pk, content=content, idempotency_key=key)
     )
@@ -132,7 +154,7 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id, received_at=received_at)
     relay.start()
     await live_answers().publish(relay)
-    return stream_response(request, relay)
+    return relay
 
 
 def _idempotency_key(request: HttpRequest) -> str:

@@ -78,7 +78,10 @@ def api_view(*methods: str) -> Callable:
                 user = await authenticate(request)
                 return await view(request, user, *args, **kwargs)
             except ApiError as exc:
-                return error_response(exc.status, exc.code, exc.message)
+                response = error_response(exc.status, exc.code, exc.message)
+                for name, value in exc.headers.items():
+                    response[name] = value
+                return response
             except RequestDataTooBig:
                 return error_response(413, "body_too_large", "The request body is larger than the server accepts.")
 

@@ -1,0 +1,146 @@
+"""Per-user limits on sending messages: answers streaming at once
+(CHATSTREAM_MAX_CONCURRENT_STREAMS) and messages in any 60 seconds
+(CHATSTREAM_MESSAGES_PER_MINUTE); 0 turns a limit off. A request over a
+limit gets 429 with Retry-After and the JSON error, before anything is saved.
+
+A user's API keys and browser session share one budget. With REDIS_URL set
+the counts live in Redis, so they hold across processes; otherwise in this
+process's memory.
+"""
+
+import asyncio
+import functools
+import math
+import time
+import uuid
+from collections import defaultdict, deque
+
+from .conf import conf
+from .exceptions import ApiError
+
+WINDOW_SECONDS = 60.0
+# How soon to try again when all of a user's streams are busy: answers take
+# seconds, and a client told "now" would only be refused again.
+BUSY_RETRY_AFTER_SECONDS = 2
+# A stream's slot in Redis outlives a process that died without giving it back
+# by at most this long.
+STREAM_SLOT_SECONDS = 3600
+
+
+def too_many_messages(retry_after: float) -> ApiError:
+    limit = conf.CHATSTREAM_MESSAGES_PER_MINUTE
+    return ApiError(
+        429,
+        "too_many_messages",
+        f"You have sent {limit} messages in the last minute, the most allowed; try again in a moment.",
+        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+    )
+
+
+def too_many_streams() -> ApiError:
+    limit = conf.CHATSTREAM_MAX_CONCURRENT_STREAMS
+    return ApiError(
+        429,
+        "too_many_streams",
+        f"You already have {limit} answers being written, the most allowed at once; wait for one to end.",
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
+class LocalLimits:
+    def __init__(self) -> None:
+        self._sent: defaultdict[int, deque[float]] = defaultdict(deque)
+        self._streams: defaultdict[int, set[uuid.UUID]] = defaultdict(set)
+
+    async def count_message(self, user_id: int) -> None:
+        """Count one message, or raise 429 if the last minute holds the most."""
+        limit = conf.CHATSTREAM_MESSAGES_PER_MINUTE
+        if not limit:
+            return
+        now, sent = time.monotonic(), self._sent[user_id]
+        while sent and sent[0] <= now - WINDOW_SECONDS:
+            sent.popleft()
+        if len(sent) >= limit:
+            raise too_many_messages(sent[0] + WINDOW_SECONDS - now)
+        sent.append(now)
+
+    async def open_stream(self, user_id: int, stream_id: uuid.UUID) -> None:
+        """Take one of the user's stream slots, or raise 429 if none is free."""
+        limit = conf.CHATSTREAM_MAX_CONCURRENT_STREAMS
+        if not limit:
+            return
+        streams = self._streams[user_id]
+        if len(streams) >= limit:
+            raise too_many_streams()
+        streams.add(stream_id)
+
+    async def close_stream(self, user_id: int, stream_id: uuid.UUID) -> None:
+        self._streams[user_id].discard(stream_id)
+
+
+# Sliding-window log: the times of the last minute's messages, in a sorted set.
+_COUNT_MESSAGE = """
+local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) >= limit then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', key, now, ARGV[4])
+redis.call('EXPIRE', key, math.ceil(window))
+return false
+"""
+
+# The user's open streams, each scored by when its slot lapses.
+_OPEN_STREAM = """
+local key, now, ttl, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if redis.call('ZCARD', key) >= limit then return 0 end
+redis.call('ZADD', key, now + ttl, ARGV[4])
+redis.call('EXPIRE', key, ttl)
+return 1
+"""
+
+
+class RedisLimits:
+    def __init__(self) -> None:
+        from .redis_client import redis_client
+
+        self._client = redis_client
+
+    async def count_message(self, user_id: int) -> None:
+        limit = conf.CHATSTREAM_MESSAGES_PER_MINUTE
+        if not limit:
+            return
+        script = self._client().register_script(_COUNT_MESSAGE)
+        args = [time.time(), WINDOW_SECONDS, limit, uuid.uuid4().hex]
+        retry_after = await script(keys=[f"chatstream:messages:{user_id}"], args=args)
+        if retry_after is not None:
+            raise too_many_messages(float(retry_after))
+
+    async def open_stream(self, user_id: int, stream_id: uuid.UUID) -> None:
+        limit = conf.CHATSTREAM_MAX_CONCURRENT_STREAMS
+        if not limit:
+            return
+        script = self._client().register_script(_OPEN_STREAM)
+        args = [time.time(), STREAM_SLOT_SECONDS, limit, str(stream_id)]
+        if not await script(keys=[f"chatstream:streams:{user_id}"], args=args):
+            raise too_many_streams()
+
+    async def close_stream(self, user_id: int, stream_id: uuid.UUID) -> None:
+        await self._client().zrem(f"chatstream:streams:{user_id}", str(stream_id))
+
+
+@functools.cache
+def limits() -> LocalLimits | RedisLimits:
+    return RedisLimits() if conf.REDIS_URL else LocalLimits()
+
+
+def close_stream_later(user_id: int, stream_id: uuid.UUID) -> None:
+    """Give a slot back from a callback (an answer's task has ended)."""
+    task = asyncio.ensure_future(limits().close_stream(user_id, stream_id))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Future] = set()
