@@ -113,7 +113,7 @@ class RedisLimits:
         if not limit:
             return
         script = self._client().register_script(_COUNT_MESSAGE)
-        args = [time.time(), WINDOW_SECONDS, limit, uuid.uuid4().hex]
+        args: list[float | str] = [time.time(), WINDOW_SECONDS, limit, uuid.uuid4().hex]
         retry_after = await script(keys=[f"chatstream:messages:{user_id}"], args=args)
         if retry_after is not None:
             raise too_many_messages(float(retry_after))
@@ -123,7 +123,7 @@ class RedisLimits:
         if not limit:
             return
         script = self._client().register_script(_OPEN_STREAM)
-        args = [time.time(), STREAM_SLOT_SECONDS, limit, str(stream_id)]
+        args: list[float | str] = [time.time(), STREAM_SLOT_SECONDS, limit, str(stream_id)]
         if not await script(keys=[f"chatstream:streams:{user_id}"], args=args):
             raise too_many_streams()
 
