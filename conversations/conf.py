@@ -117,5 +117,9 @@ class Settings:
     def CHATSTREAM_MESSAGES_PER_MINUTE(self) -> int:
         return int(getattr(settings, "CHATSTREAM_MESSAGES_PER_MINUTE", 20))
 
+    @property
+    def CHATSTREAM_REDACT(self) -> bool:
+        return bool(getattr(settings, "CHATSTREAM_REDACT", False))
+
 
 conf = Settings()

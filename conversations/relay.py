@@ -24,6 +24,7 @@ from .conf import conf
 from .db import run_db
 from .exceptions import UpstreamError, UpstreamTimeout
 from .models import Turn
+from .redaction import Redactor
 from .providers import Completion, Provider
 from .providers.base import estimate_tokens
 from .watchdog import Watchdog
@@ -54,6 +55,9 @@ class AnswerRelay:
         self.error: UpstreamError | None = None
         self.answer: services.Answer | None = None
         self.attempts: list[dict[str, str]] = []  # failed model calls, for the turn
+        # CHATSTREAM_REDACT: masks e-mail addresses, phone and card numbers as
+        # they stream; the turn is saved with the same text the client saw.
+        self._redactor = Redactor() if conf.CHATSTREAM_REDACT else None
         self._delivered = 0  # characters the reader has taken
         self._first_token_at: float | None = None
         self._running = False  # the task has taken its first step
@@ -162,6 +166,8 @@ class AnswerRelay:
             self.finish_reason, self.error = FinishReason.ERROR, UpstreamError(f"Internal error: {exc!r}")
         else:
             self.finish_reason = self.completion.finish_reason or FinishReason.STOP
+        if self._redactor is not None and (held := self._redactor.finish()):
+            self.text.append(held)  # what it held back, however the stream ended
         self._saving = True
         try:
             await asyncio.shield(self._save())
@@ -219,8 +225,11 @@ class AnswerRelay:
                 self._first_token_at = time.monotonic()
                 silence.restart(conf.LLM_IDLE_TIMEOUT)
             silence.touch()
-            self.text.append(text)
-            self._wake_readers()
+            if self._redactor is not None:
+                text = self._redactor.feed(text)
+            if text:
+                self.text.append(text)
+                self._wake_readers()
             if self.length - self._delivered > MAX_BACKLOG_CHARS:
                 await self._wait_for_reader()
                 silence.touch()

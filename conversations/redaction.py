@@ -1,0 +1,74 @@
+"""A streaming filter that masks e-mail addresses, phone numbers and payment
+card numbers (Luhn-checked) in an answer as it streams.
+
+Text goes out as soon as no match could still start in it: the filter holds
+back only a tail that is, or may become, part of a match (the `regex`
+module's partial matching tells which). Any word may be the start of an
+e-mail address, so the last word of the text so far waits for the next
+piece (one token's delay); numbers wait until they end. The output is the
+same however the upstream split the text (tests/test_redaction.py).
+"""
+
+import regex
+
+PATTERN = regex.compile(
+    r"(?P<email>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
+    r"|(?P<card>(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-]))"
+    # International (+44 20 7946 0958) or North American ((555) 123-4567,
+    # 555-123-4567) forms: plain runs of digits and dates stay as they are.
+    r"|(?P<phone>(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){5,12}"
+    r"|(?:\(\d{3}\)[ .-]?|\d{3}[.-])\d{3}[.-]\d{4})(?!\d))"
+)
+MASKS = {"email": "[email]", "card": "[card]", "phone": "[phone]"}
+
+
+def luhn_valid(number: str) -> bool:
+    digits = [int(char) for char in number if char.isdigit()]
+    checksum = 0
+    for index, digit in enumerate(reversed(digits)):
+        if index % 2:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        checksum += digit
+    return checksum % 10 == 0
+
+
+def _mask(match: "regex.Match[str]") -> str:
+    kind = match.lastgroup or ""
+    if kind == "card" and not luhn_valid(match.group()):
+        return match.group()  # a long number, but not a card's
+    return MASKS[kind]
+
+
+class Redactor:
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        """The part of the text so far that can no longer change, masked."""
+        return self._release(self._held + text, final=False)
+
+    def finish(self) -> str:
+        """Whatever was held back, masked: the stream has ended."""
+        return self._release(self._held, final=True)
+
+    def _release(self, text: str, *, final: bool) -> str:
+        out, position = [], 0
+        for match in PATTERN.finditer(text, partial=not final):
+            # A match that reaches the end may still grow (or fail): hold it.
+            if not final and (match.partial or match.end() == len(text)):
+                self._held = text[match.start() :]
+                out.append(text[position : match.start()])
+                return "".join(out)
+            out.append(text[position : match.start()])
+            out.append(_mask(match))
+            position = match.end()
+        self._held = ""
+        out.append(text[position:])
+        return "".join(out)
+
+
+def redact(text: str) -> str:
+    """The whole text at once: what the streaming filter must equal."""
+    return Redactor()._release(text, final=True)
