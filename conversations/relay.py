@@ -24,9 +24,9 @@ from .conf import conf
 from .db import run_db
 from .exceptions import UpstreamError, UpstreamTimeout
 from .models import Turn
-from .redaction import Redactor
 from .providers import Completion, Provider
 from .providers.base import estimate_tokens
+from .redaction import Redactor
 from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
