@@ -23,6 +23,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
+from conversations import shutdown
+
 API_PREFIX = "/api/"
 
 
@@ -30,8 +32,23 @@ class ChatstreamASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(API_PREFIX):
             await self.handle_on_loop(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    async def lifespan(self, receive, send) -> None:
+        """Start-up: watch for the signal to stop. Shut-down (the server has
+        closed its connections): save whatever answers are still running."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                shutdown.watch_signals()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await shutdown.interrupt_all()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def handle_on_loop(self, scope, receive, send) -> None:
         try:

@@ -155,6 +155,9 @@ LLM_SYSTEM_PROMPT = env.str("LLM_SYSTEM_PROMPT", default="You are a helpful assi
 CHATSTREAM_HEARTBEAT_SECONDS = env.float("CHATSTREAM_HEARTBEAT_SECONDS", default=15.0)
 CHATSTREAM_MAX_BODY_BYTES = env.int("CHATSTREAM_MAX_BODY_BYTES", default=1024 * 1024)
 CHATSTREAM_MAX_MESSAGE_CHARS = env.int("CHATSTREAM_MAX_MESSAGE_CHARS", default=32_000)
+# On SIGTERM, answers get this long to end before they are saved as
+# interrupted; keep uvicorn's --timeout-graceful-shutdown longer (Procfile).
+CHATSTREAM_SHUTDOWN_GRACE_SECONDS = env.float("CHATSTREAM_SHUTDOWN_GRACE_SECONDS", default=20.0)
 # Mask e-mail addresses, phone numbers and payment card numbers in answers
 # as they stream (conversations/redaction.py).
 CHATSTREAM_REDACT = env.bool("CHATSTREAM_REDACT", default=False)

@@ -121,5 +121,9 @@ class Settings:
     def CHATSTREAM_REDACT(self) -> bool:
         return bool(getattr(settings, "CHATSTREAM_REDACT", False))
 
+    @property
+    def CHATSTREAM_SHUTDOWN_GRACE_SECONDS(self) -> float:
+        return float(getattr(settings, "CHATSTREAM_SHUTDOWN_GRACE_SECONDS", 20.0))
+
 
 conf = Settings()

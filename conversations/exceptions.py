@@ -3,6 +3,7 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
 
     ChatstreamError
     ├── ApiError                  - a request the API refuses (JSON error, status)
+    ├── ServerShutdown            - the process stopped before the answer ended
     └── UpstreamError             - the model call failed; `code` goes to the client
         ├── UpstreamUnavailable   - connection refused, reset, DNS, TLS
         ├── UpstreamStatusError   - the server answered 4xx/5xx
@@ -76,3 +77,10 @@ class UpstreamTimeout(UpstreamError):
     """The model was silent for longer than allowed."""
 
     code = "upstream_timeout"
+
+
+class ServerShutdown(ChatstreamError):
+    """The web process was stopped (a deploy, a restart) before the answer
+    ended; the turn keeps what was produced."""
+
+    code = "server_shutdown"

@@ -27,3 +27,7 @@ def find(turn_id: uuid.UUID) -> "AnswerRelay | None":
 def in_conversation(conversation_id: uuid.UUID) -> list["AnswerRelay"]:
     """The answers this process is generating in one conversation."""
     return [relay for relay in _generating.values() if relay.prepared.conversation_id == conversation_id]
+
+
+def all_answers() -> list["AnswerRelay"]:
+    return list(_generating.values())

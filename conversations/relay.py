@@ -18,11 +18,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
-from . import registry, retries, services
+from . import registry, retries, services, shutdown
 from .answer_text import AnswerText
 from .conf import conf
 from .db import run_db
-from .exceptions import UpstreamError, UpstreamTimeout
+from .exceptions import ServerShutdown, UpstreamError, UpstreamTimeout
 from .models import Turn
 from .providers import Completion, Provider
 from .providers.base import estimate_tokens
@@ -52,7 +52,7 @@ class AnswerRelay:
         self.completion = Completion(model=provider.model)
         self.text = AnswerText()
         self.finish_reason: str = ""
-        self.error: UpstreamError | None = None
+        self.error: UpstreamError | ServerShutdown | None = None
         self.answer: services.Answer | None = None
         self.attempts: list[dict[str, str]] = []  # failed model calls, for the turn
         # CHATSTREAM_REDACT: masks e-mail addresses, phone and card numbers as
@@ -65,6 +65,7 @@ class AnswerRelay:
         self._saving = False
         self._ended = False
         self._cancel_reason: str = FinishReason.CLIENT_DISCONNECTED
+        self._interrupted = False  # by the process stopping
         self._cancelled_at: float | None = None  # time.monotonic() of the cancel
         self._upstream_closed_at: float | None = None
         self._deltas_at_cancel = 0
@@ -105,6 +106,11 @@ class AnswerRelay:
         assert self._task is not None, "start() first"
         self._task.add_done_callback(lambda _: callback())
 
+    def interrupt(self) -> None:
+        """The process is stopping: end the answer now, saved as an error."""
+        self._interrupted = True
+        self.cancel(FinishReason.ERROR)
+
     def cancel(self, reason: str = FinishReason.CANCELLED) -> None:
         """Stop the model call; the turn is saved with `reason`. Once the save
         has begun there is nothing left to stop."""
@@ -124,6 +130,9 @@ class AnswerRelay:
         so the client can come back (GET /api/turns/<id>/events), and cancels
         it if nobody has."""
         if self._followers or self._saving or self._grace is not None:
+            return
+        if shutdown.draining():  # the server is dropping its connections, not the client
+            self.interrupt()
             return
         if conf.CHATSTREAM_ON_DISCONNECT == "continue" and self._task is not None and not self._task.done():
             self._grace = self._loop.call_later(conf.CHATSTREAM_RESUME_GRACE_SECONDS, self._grace_over)
@@ -159,6 +168,8 @@ class AnswerRelay:
             # Not re-raised: this task's whole job is to save the turn, and
             # finishing normally is how it says the turn is saved.
             self.finish_reason = self._cancel_reason
+            if self._interrupted:
+                self.error = ServerShutdown("The server was restarted before the answer ended; send it again.")
         except UpstreamError as exc:
             self.finish_reason, self.error = FinishReason.ERROR, exc
         except Exception as exc:

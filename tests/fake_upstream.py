@@ -104,6 +104,8 @@ class FakeUpstream:
         for index in range(0, len(pieces), step):
             if index:
                 await asyncio.sleep(behaviour.pace)
+            if call.disconnected_at is not None:
+                return  # a real model server stops generating too
             if behaviour.cut_after is not None and index >= behaviour.cut_after:
                 raise CutStream
             if index in behaviour.malformed_at:

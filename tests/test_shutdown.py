@@ -1,0 +1,98 @@
+"""SIGTERM to a web process mid-answer: every answer is saved, with what it
+produced and why it ended, before the process exits."""
+
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+
+from bench.procs import PYTHON, Service, free_port
+from conversations import api_keys
+from conversations.models import Turn
+
+from .conftest import parse_sse
+from .fake_upstream import Behaviour
+from .test_processes import database_url
+
+GRACE_SECONDS = 1.0
+
+
+@pytest.fixture
+def server(tmp_path, upstream_server, transactional_db):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": f"{upstream_server.url}/v1",
+        "LLM_MODEL": "fake-model",
+        "CHATSTREAM_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
+    }
+    port = free_port()
+    argv = [PYTHON, "-m", "uvicorn", "chatstream.asgi:application", "--port", str(port)]
+    argv += ["--timeout-graceful-shutdown", "10", "--log-level", "info"]  # lifespan on: uvicorn's default
+    with Service("web", argv, port, log_dir=tmp_path, env=env) as service:
+        yield service
+
+
+def test_sigterm_saves_every_answer_before_the_process_exits(server, upstream):
+    user = get_user_model().objects.create_user(username="dora")
+    _, key = api_keys.create_api_key(user=user)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"Authorization": f"Bearer {key}"})
+    upstream.behaviour = Behaviour(pace=0.05, tokens=2000)  # far longer than the grace
+    received: dict[str, str] = {}
+    started = threading.Barrier(4)
+
+    def converse(name: str) -> None:
+        conversation_id = client.post("/api/conversations", json={}).json()["id"]
+        with client.stream("POST", f"/api/conversations/{conversation_id}/messages", json={"content": name}) as reply:
+            lines = reply.iter_lines()
+            for line in lines:
+                if line.startswith("event: delta"):
+                    break
+            started.wait()
+            received[conversation_id] = "\n".join([line, *lines]) + "\n"
+
+    threads = [threading.Thread(target=converse, args=(f"stream {index}",)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    started.wait(timeout=10)
+    signalled_at = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=15)
+    exited_after = time.monotonic() - signalled_at
+    for thread in threads:
+        thread.join(timeout=5)
+    client.close()
+
+    assert GRACE_SECONDS <= exited_after < GRACE_SECONDS + 5
+    answers = Turn.objects.filter(role=Turn.Role.ASSISTANT)
+    assert answers.count() == 3  # every started answer saved, once
+    for turn in answers:
+        events = parse_sse(received[str(turn.conversation_id)])
+        assert events[-1]["event"] == "error" and events[-1]["data"]["code"] == "server_shutdown"
+        assert (turn.finish_reason, turn.error_code) == ("error", "server_shutdown")
+        seen = "".join(event["data"]["text"] for event in events if event["event"] == "delta")
+        assert seen == turn.content and turn.content.startswith("t0 ")  # what the client saw, kept
+    assert all(call.disconnected_at is not None for call in upstream.calls)  # the model calls were closed
+    assert "interrupted 3 answer(s)" in server.log_path.read_text()
+
+
+def test_an_answer_that_ends_within_the_grace_ends_normally(server, upstream):
+    user = get_user_model().objects.create_user(username="eve")
+    _, key = api_keys.create_api_key(user=user)
+    upstream.behaviour = Behaviour(pace=0.05, tokens=12)  # about 0.6 s: inside the grace
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"Authorization": f"Bearer {key}"}) as client:
+        conversation_id = client.post("/api/conversations", json={}).json()["id"]
+        with client.stream("POST", f"/api/conversations/{conversation_id}/messages", json={"content": "hi"}) as reply:
+            lines = reply.iter_lines()
+            next(line for line in lines if line.startswith("event: delta"))
+            server.proc.send_signal(signal.SIGTERM)
+            rest = parse_sse("\n".join(lines) + "\n")
+    server.proc.wait(timeout=15)
+    assert rest[-1]["event"] == "done" and rest[-1]["data"]["finish_reason"] == "stop"
+    assert Turn.objects.get(role=Turn.Role.ASSISTANT).finish_reason == "stop"
