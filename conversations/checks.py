@@ -3,7 +3,7 @@
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, Warning, register
 
 from .conf import conf
 from .providers import PROVIDERS, load_provider_class
@@ -74,3 +74,25 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
             )
         )
     return errors
+
+
+# Each stock security middleware, and the subclass of it that runs on the loop.
+SECURITY_MIDDLEWARE = {
+    "django.middleware.security.SecurityMiddleware": "chatstream.middleware.Security",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "chatstream.middleware.XFrameOptions",
+    "django.middleware.csrf.CsrfViewMiddleware": "chatstream.middleware.Csrf",
+}
+
+
+@register(Tags.security, deploy=True)
+def check_security_middleware(app_configs, **kwargs) -> list[Warning]:
+    """What security.W001-W003 check (silenced: they know only the stock names)."""
+    return [
+        Warning(
+            f"Neither {stock} nor {inline} is in MIDDLEWARE.",
+            hint="Keep chatstream's MIDDLEWARE list from chatstream/settings.py.",
+            id="conversations.W001",
+        )
+        for stock, inline in SECURITY_MIDDLEWARE.items()
+        if stock not in settings.MIDDLEWARE and inline not in settings.MIDDLEWARE
+    ]

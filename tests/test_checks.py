@@ -1,9 +1,14 @@
 """Misconfiguration fails at start-up with a sentence that names the fix."""
 
+import os
+import secrets
+import subprocess
+import sys
+
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from conversations.checks import check_llm_settings
+from conversations.checks import check_llm_settings, check_security_middleware
 
 
 def ids(errors) -> list[str]:
@@ -51,3 +56,28 @@ def test_redis_url_must_be_a_redis_url(settings):
     assert ids(errors) == ["conversations.E008"] and "redis://" in errors[0].hint
     settings.REDIS_URL = "redis://127.0.0.1:6379/0"
     assert check_llm_settings(None) == []
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "chatstream.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "chat.example.com",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_our_security_middleware_stands_in_for_the_stock_one(settings):
+    assert check_security_middleware(None) == []
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "chatstream.middleware.Csrf"]
+    assert ids(check_security_middleware(None)) == ["conversations.W001"]
