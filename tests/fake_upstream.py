@@ -25,6 +25,7 @@ class Behaviour:
     finish_reason: str | None = "stop"  # None: end cleanly without one
     status: int = 200  # anything else: an OpenAI-style error body
     retry_after: str | None = None
+    echo_authorization: bool = False  # an error message that repeats the request's API key
     fail_first: int = 0  # with `status`: only the first this many calls fail (0: all)
     cut_after: int | None = None  # drop the connection after this many tokens
     malformed_at: tuple[int, ...] = ()  # send an unreadable chunk before these tokens
@@ -74,7 +75,7 @@ class FakeUpstream:
             await _send_json(
                 send,
                 behaviour.status,
-                {"error": {"message": f"fake failure {behaviour.status}", "type": "server_error"}},
+                {"error": {"message": _failure_message(scope, behaviour), "type": "server_error"}},
                 headers,
             )
             return
@@ -170,6 +171,14 @@ async def _send_json(send, status: int, payload: dict, headers: list | None = No
         }
     )
     await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
+def _failure_message(scope, behaviour: Behaviour) -> str:
+    message = f"fake failure {behaviour.status}"
+    if behaviour.echo_authorization:  # as some servers do: "Incorrect API key provided: sk-…"
+        authorization = dict(scope["headers"]).get(b"authorization", b"").decode()
+        message += f" for {authorization}"
+    return message
 
 
 async def _read_body(receive) -> bytes:

@@ -70,12 +70,16 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: rare from model servers, not worth parsing
 
 
-async def _error_for_status(response: aiohttp.ClientResponse) -> UpstreamError:
+async def _error_for_status(response: aiohttp.ClientResponse, api_key: str) -> UpstreamError:
     body = await response.content.read(2000)
     try:
-        detail = orjson.loads(body)["error"]["message"]
+        detail = str(orjson.loads(body)["error"]["message"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
         detail = body.decode(errors="replace").strip() or response.reason or ""
+    if api_key:
+        # Some servers repeat the key they refused; this text reaches the
+        # client, the turn and the logs.
+        detail = detail.replace(api_key, "[API key]")
     message = f"The model server answered {response.status}: {detail}"
     if response.status == 429:
         return UpstreamRateLimited(message, retry_after=_parse_retry_after(response.headers.get("Retry-After")))
@@ -122,6 +126,7 @@ class OpenAIProvider(Provider):
     def __init__(self, *, model: str, base_url: str, api_key: str) -> None:
         super().__init__(model=model)
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.api_key = api_key
         self.headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
@@ -144,7 +149,7 @@ class OpenAIProvider(Provider):
             raise UpstreamUnavailable(f"Could not reach the model server at {self.url}: {exc!r}") from exc
         try:
             if response.status >= 400:
-                raise await _error_for_status(response)
+                raise await _error_for_status(response, self.api_key)
             if response.content_type != "text/event-stream":
                 raise UpstreamProtocolError(f"The model server sent {response.content_type!r}, not an event stream.")
             async for text in self._texts(response, completion):
@@ -172,7 +177,7 @@ class OpenAIProvider(Provider):
                 session.post(self.url, data=body, headers=headers) as response,
             ):
                 if response.status >= 400:
-                    raise await _error_for_status(response)
+                    raise await _error_for_status(response, self.api_key)
                 payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamUnavailable(f"Could not get an answer from {self.url}: {exc!r}") from exc
