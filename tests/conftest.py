@@ -1,8 +1,10 @@
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+import schemathesis
 from django.contrib.auth import get_user_model
 
 from conversations import api_keys
@@ -74,10 +76,40 @@ class ApiUser:
         return response.json()["id"]
 
 
+API_DESCRIPTION = schemathesis.openapi.from_path(Path(__file__).parent.parent / "conversations" / "openapi.yaml")
+
+
+def conforms_to_the_api_description(response: httpx.Response) -> None:
+    """An httpx response hook: every JSON answer of the API (and every
+    stream's head) must match conversations/openapi.yaml."""
+    request = response.request
+    if not request.url.path.startswith("/api/") or request.url.path == "/api/openapi.yaml":
+        return
+    operation = API_DESCRIPTION.find_operation_by_path(request.method, request.url.path)
+    if operation is None:  # a method or path the API does not have: still the one error shape
+        response.read()
+        error = response.json()["error"]
+        assert response.status_code in (404, 405) and set(error) == {"code", "message"}, response.text
+        return
+    if not response.headers.get("content-type", "").startswith("application/json") and response.status_code != 204:
+        assert response.status_code == 200, response.status_code  # a stream, whose events the tests check
+        return
+    response.read()
+    documented = set(operation.responses.status_codes)
+    assert str(response.status_code) in documented, f"{operation.label} answered {response.status_code}: not described"
+    operation.validate_response(response)
+
+
+def api_client(base_url: str, **kwargs) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url, timeout=30, event_hooks={"response": [conforms_to_the_api_description]}, **kwargs
+    )
+
+
 def make_api_user(live, username: str) -> ApiUser:
     user = get_user_model().objects.create_user(username=username, password="pw-" + username)
     _, key = api_keys.create_api_key(user=user)
-    client = httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    client = api_client(live.url, headers={"Authorization": f"Bearer {key}"})
     return ApiUser(user=user, key=key, client=client)
 
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from django.contrib.auth import get_user_model
 from conversations import api_keys
 from conversations.models import ApiKey, Conversation, Turn
 
-from .conftest import parse_sse
+from .conftest import API_DESCRIPTION, api_client, parse_sse
 
 
 def error_code(response: httpx.Response) -> str:
@@ -55,7 +56,8 @@ def test_list_is_newest_first_and_paginated(alice):
     assert first["results"][0]["id"] == ids[-1]
     second = alice.client.get("/api/conversations", params={"page": 2}).json()
     assert [c["id"] for c in second["results"]] == ids[2::-1]
-    assert error_code(alice.client.get("/api/conversations", params={"page": 9})) == "invalid_page"
+    assert error_code(alice.client.get("/api/conversations", params={"page": 9})) == "page_not_found"
+    assert error_code(alice.client.get("/api/conversations", params={"page": "x"})) == "invalid_page"
 
 
 def test_foreign_and_unknown_conversations_are_404(alice, bob):
@@ -111,7 +113,7 @@ def test_unknown_api_path_is_json_404(alice):
 
 
 def test_no_credentials_is_401_before_csrf(live):
-    with httpx.Client(base_url=live.url) as anonymous:
+    with api_client(live.url) as anonymous:
         for response in (anonymous.get("/api/conversations"), anonymous.post("/api/conversations", json={})):
             assert response.status_code == 401 and error_code(response) == "not_authenticated"
 
@@ -134,7 +136,7 @@ def test_api_key_is_stored_hashed(alice):
 def session_client(live, username: str) -> Iterator[httpx.Client]:
     """A client logged in through the login form, as a browser would."""
     get_user_model().objects.create_user(username=username, password="pw-" + username)
-    with httpx.Client(base_url=live.url, timeout=30) as client:
+    with api_client(live.url) as client:
         _log_in(client, username)
         yield client
 
@@ -165,7 +167,7 @@ def test_session_writes_need_csrf(live, upstream):
 
 
 def test_chat_page_needs_login(live):
-    with httpx.Client(base_url=live.url) as anonymous:
+    with api_client(live.url) as anonymous:
         response = anonymous.get("/")
     assert response.status_code == 302 and response.headers["Location"].startswith("/accounts/login/")
     with session_client(live, "dave") as client:
@@ -199,3 +201,10 @@ def test_sign_up_logs_in_and_pages_carry_a_security_policy(live):
         assert created.status_code == 302 and created.headers["Location"] == "/"
         assert browser.get("/").status_code == 200  # logged in
     assert get_user_model().objects.filter(username="erin").exists()
+
+
+def test_the_api_description_is_published_and_valid(live):
+    response = httpx.get(f"{live.url}/api/openapi.yaml")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/yaml"
+    assert response.content == (Path(__file__).parent.parent / "conversations" / "openapi.yaml").read_bytes()
+    API_DESCRIPTION.validate()  # a well-formed OpenAPI 3.1 document

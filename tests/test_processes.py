@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import httpx
 import pytest
 import redis
 from django.contrib.auth import get_user_model
@@ -20,7 +19,7 @@ from bench.procs import PYTHON, Service, free_port
 from conversations import api_keys
 from conversations.models import Turn
 
-from .conftest import ApiUser, parse_sse, saved_answer, wait_for_answer
+from .conftest import ApiUser, api_client, parse_sse, saved_answer, wait_for_answer
 from .fake_upstream import Behaviour
 from .test_cancel import start_event_and_a_delta
 from .test_resume import post_with_key, read_until_deltas, text_and_final
@@ -95,7 +94,7 @@ def on(pair, transactional_db):
     user = get_user_model().objects.create_user(username="carol", password="pw-carol")
     _, key = api_keys.create_api_key(user=user)
     headers = {"Authorization": f"Bearer {key}"}
-    clients = {name: httpx.Client(base_url=url, headers=headers, timeout=30) for name, url in vars(pair).items()}
+    clients = {name: api_client(url, headers=headers) for name, url in vars(pair).items()}
     yield {name: ApiUser(user=user, key=key, client=client) for name, client in clients.items()}
     for client in clients.values():
         client.close()

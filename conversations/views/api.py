@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
@@ -18,10 +19,12 @@ from ..models import Conversation, Turn
 from ..providers import get_provider
 from ..relay import AnswerRelay
 from ..serializers import conversation_detail_json, conversation_json
-from .errors import api_view, not_found, parse_id
+from .errors import api_view, error_response, not_found, parse_id
 from .streaming import saved_stream_response, stream_response, trace_id_for
 
 PAGE_SIZE = 20
+TITLE_MAX_CHARS = 200
+OPENAPI_DESCRIPTION = (Path(__file__).resolve().parent.parent / "openapi.yaml").read_bytes()
 # A repeated message waits up to REPEAT_LOOKUPS x REPEAT_LOOKUP_PAUSE seconds
 # for the first one's answer to start.
 REPEAT_LOOKUPS, REPEAT_LOOKUP_PAUSE = 40, 0.05
@@ -54,8 +57,10 @@ def _conversation_page(user, page_number: str) -> dict:
     paginator = Paginator(selectors.owned_conversations(owner=user), PAGE_SIZE)
     try:
         page = paginator.page(page_number)
-    except (EmptyPage, PageNotAnInteger):
-        raise ApiError(400, "invalid_page", f"Pages run from 1 to {paginator.num_pages}.") from None
+    except PageNotAnInteger:
+        raise ApiError(400, "invalid_page", "The page must be a whole number from 1.") from None
+    except EmptyPage:
+        raise ApiError(404, "page_not_found", f"Pages run from 1 to {paginator.num_pages}.") from None
     return {
         "count": paginator.count,
         "page": page.number,
@@ -90,6 +95,8 @@ def _title(request: HttpRequest) -> str:
     title = _json_body(request).get("title", "")
     if not isinstance(title, str):
         raise ApiError(400, "invalid_title", "The title must be a string.")
+    if len(title) > TITLE_MAX_CHARS:
+        raise ApiError(400, "title_too_long", f"The title has {len(title)} characters; the limit is {TITLE_MAX_CHARS}.")
     return title
 
 
@@ -256,3 +263,12 @@ async def turn_events(request: HttpRequest, user, turn_id: str) -> HttpResponseB
     if response is None:
         raise not_found("turn")
     return response
+
+
+async def openapi_description(request: HttpRequest) -> HttpResponse:
+    """The API's OpenAPI description, public."""
+    if request.method not in ("GET", "HEAD"):
+        response = error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
+        response["Allow"] = "GET, HEAD"
+        return response
+    return HttpResponse(OPENAPI_DESCRIPTION, content_type="application/yaml")
