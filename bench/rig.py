@@ -42,6 +42,7 @@ def app_env(tmp: Path, upstream_port: int) -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "chatstream.settings",
         "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback; TLS is the proxy's
         "SECRET_KEY": "bench",
         "ALLOWED_HOSTS": procs.HOST,
         "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",

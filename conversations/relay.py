@@ -258,10 +258,11 @@ class AnswerRelay:
             logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.prepared.answer_turn_id)
             return
         logger.info(
-            "answer saved trace_id=%s turn=%s finish_reason=%s ttft_ms=%s duration_ms=%s tokens_out=%s",
+            "answer saved trace_id=%s turn=%s finish_reason=%s error_code=%s ttft_ms=%s duration_ms=%s tokens_out=%s",
             self.trace_id,
             self.prepared.answer_turn_id,
             self.finish_reason,
+            self.answer.error_code or "-",
             self.answer.ttft_ms,
             self.answer.duration_ms,
             self.answer.tokens_out,
