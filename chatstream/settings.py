@@ -137,13 +137,19 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# LOG_FORMAT: "json" (one object a line, for a log pipeline; the default
+# unless DEBUG) or "plain" (`message key=value …`, for a terminal).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"json": {"()": "chatstream.log_format.Json"}, "plain": {"()": "chatstream.log_format.Plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "loggers": {"conversations": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")}},
 }
+
+# GET /metrics (Prometheus) answers this Bearer token, or a staff session.
+CHATSTREAM_METRICS_TOKEN = env.str("CHATSTREAM_METRICS_TOKEN", default="")
 
 # --- The model ---------------------------------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="demo")  # "demo", "openai" or a dotted path

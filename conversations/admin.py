@@ -4,6 +4,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import api_keys, memory
+from .dashboard import timeline_svg
 from .models import ApiKey, Conversation, ConversationMemory, Turn
 
 TURN_METRICS = ("ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated", "cancel_latency_ms")
@@ -124,12 +125,20 @@ class TurnAdmin(admin.ModelAdmin):
     search_fields = ("content", "trace_id", "conversation__owner__username")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
+    exclude = ("token_gaps",)
+    readonly_fields = ("timeline",)
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="Token timeline")
+    def timeline(self, turn: Turn) -> str:
+        """Each piece of text at its arrival, as tall as the wait for it: a
+        slow start, a steady stream or a stall at a glance."""
+        return timeline_svg(turn.token_gaps)
 
 
 @admin.register(ApiKey)

@@ -125,5 +125,9 @@ class Settings:
     def CHATSTREAM_SHUTDOWN_GRACE_SECONDS(self) -> float:
         return float(getattr(settings, "CHATSTREAM_SHUTDOWN_GRACE_SECONDS", 20.0))
 
+    @property
+    def CHATSTREAM_METRICS_TOKEN(self) -> str:
+        return getattr(settings, "CHATSTREAM_METRICS_TOKEN", "")
+
 
 conf = Settings()

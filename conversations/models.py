@@ -67,6 +67,9 @@ class Turn(models.Model):
     tokens_after_cancel = models.PositiveIntegerField(
         null=True, blank=True, help_text="Text pieces the upstream sent after the cancel"
     )
+    token_gaps = models.BinaryField(
+        default=b"", blank=True, help_text="The wait for each piece of text in ms (16-bit each): the timeline"
+    )
     attempts = models.JSONField(
         default=list, blank=True, help_text="Model calls that failed before this answer: model, error code, message"
     )

@@ -14,11 +14,12 @@ import asyncio
 import logging
 import time
 import uuid
+from array import array
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
-from . import registry, retries, services, shutdown
+from . import registry, retries, services, shutdown, telemetry
 from .answer_text import AnswerText
 from .conf import conf
 from .db import run_db
@@ -38,6 +39,9 @@ FinishReason = Turn.FinishReason
 # task stops reading the upstream (TCP pushes back on the model server), so a
 # stalled client cannot make the process buffer without bound.
 MAX_BACKLOG_CHARS = 256 * 1024
+
+# An answer's timeline keeps the waits of its first this many pieces (2 bytes each).
+MAX_TIMELINE_PIECES = 16384
 
 # Tasks hold only weak references from the loop; keep running answers alive.
 _running: set[asyncio.Task] = set()
@@ -60,6 +64,8 @@ class AnswerRelay:
         self._redactor = Redactor() if conf.CHATSTREAM_REDACT else None
         self._delivered = 0  # characters the reader has taken
         self._first_token_at: float | None = None
+        self._last_token_at: float | None = None
+        self._gaps = array("H")  # ms waited for each piece of text: the turn's timeline
         self._running = False  # the task has taken its first step
         self._stop_requested = False  # the first reason given is the one saved
         self._saving = False
@@ -100,6 +106,7 @@ class AnswerRelay:
         _running.add(self._task)
         self._task.add_done_callback(_running.discard)
         registry.add(self)
+        telemetry.stream_started(self)
 
     def add_done_callback(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the answer is saved (or given up)."""
@@ -117,6 +124,7 @@ class AnswerRelay:
         if self._task is None or self._task.done() or self._saving or self._stop_requested:
             return
         self._cancel_reason, self._stop_requested = reason, True
+        telemetry.stream_cancelled(self, reason)
         self._cancelled_at, self._deltas_at_cancel = time.monotonic(), self.completion.deltas
         # A task cancelled before its first step never runs its body, and so
         # would save nothing: that one starts, sees the request and stops.
@@ -209,7 +217,7 @@ class AnswerRelay:
             await self._relay_tokens()
         except UpstreamError as exc:
             self.attempts.append({"model": model, "code": exc.code, "message": str(exc)[:500]})
-            logger.warning("model call failed trace_id=%s model=%s code=%s: %s", self.trace_id, model, exc.code, exc)
+            telemetry.model_call_failed(self, model, exc)
             raise
 
     async def _relay_tokens(self) -> None:
@@ -232,9 +240,14 @@ class AnswerRelay:
 
     async def _take_tokens(self, stream: AsyncIterator[str], silence: Watchdog) -> None:
         async for text in stream:
+            now = time.monotonic()
             if self._first_token_at is None:
-                self._first_token_at = time.monotonic()
+                self._first_token_at = now
                 silence.restart(conf.LLM_IDLE_TIMEOUT)
+                telemetry.first_token(self, now - self.received_at)
+            self._note_arrival(now)
+            if "\x00" in text:  # a text column cannot hold NUL (PostgreSQL); client and turn get the same
+                text = text.replace("\x00", "\ufffd")
             silence.touch()
             if self._redactor is not None:
                 text = self._redactor.feed(text)
@@ -245,6 +258,13 @@ class AnswerRelay:
                 await self._wait_for_reader()
                 silence.touch()
 
+    def _note_arrival(self, now: float) -> None:
+        """The wait for this piece of text, for the turn's timeline (ms, two
+        bytes each; the first is the time to first token)."""
+        if len(self._gaps) < MAX_TIMELINE_PIECES:
+            self._gaps.append(min(65535, round((now - (self._last_token_at or self.received_at)) * 1000)))
+        self._last_token_at = now
+
     def _model_silent(self, deadline: asyncio.Timeout) -> None:
         # Waiting on our own reader is not the model's silence.
         if self._producer_waiter is None:
@@ -252,21 +272,20 @@ class AnswerRelay:
 
     async def _save(self) -> None:
         self.answer = self._answer()
+        saved = True
         try:
             await run_db(services.record_answer, prepared=self.prepared, answer=self.answer)
         except Exception:
             logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.prepared.answer_turn_id)
-            return
-        logger.info(
-            "answer saved trace_id=%s turn=%s finish_reason=%s error_code=%s ttft_ms=%s duration_ms=%s tokens_out=%s",
-            self.trace_id,
-            self.prepared.answer_turn_id,
-            self.finish_reason,
-            self.answer.error_code or "-",
-            self.answer.ttft_ms,
-            self.answer.duration_ms,
-            self.answer.tokens_out,
-        )
+            saved = False
+        telemetry.stream_ended(self, self.answer, self._time_per_output_token(), saved)
+
+    def _time_per_output_token(self) -> float | None:
+        """Mean seconds between tokens after the first (needs two or more)."""
+        tokens = self.completion.tokens_out or self.completion.deltas
+        if self._first_token_at is None or self._last_token_at is None or tokens < 2:
+            return None
+        return (self._last_token_at - self._first_token_at) / (tokens - 1)
 
     def _answer(self) -> services.Answer:
         ended_at = time.monotonic()
@@ -294,6 +313,7 @@ class AnswerRelay:
             error_code=self.error.code if self.error else "",
             error_detail=str(self.error) if self.error else "",
             attempts=self.attempts,
+            token_gaps=self._gaps.tobytes(),
         )
 
     def _cancel_latency_ms(self) -> float | None:

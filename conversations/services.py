@@ -59,6 +59,7 @@ class Answer:
     error_code: str = ""
     error_detail: str = ""
     attempts: list[dict[str, str]] = field(default_factory=list)  # failed model calls before this answer
+    token_gaps: bytes = b""  # ms waited for each piece of text, as unsigned 16-bit numbers
 
 
 def create_conversation(*, owner: User, title: str = "") -> Conversation:

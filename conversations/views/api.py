@@ -44,6 +44,8 @@ def _message_content(request: HttpRequest) -> str:
     content = _json_body(request).get("content")
     if not isinstance(content, str) or not content.strip():
         raise ApiError(400, "invalid_content", 'Send {"content": "<your message>"} with a non-empty string.')
+    if "\x00" in content:  # PostgreSQL cannot store it; no real message has one
+        raise ApiError(400, "invalid_content", "The message contains a NUL character.")
     if len(content) > conf.CHATSTREAM_MAX_MESSAGE_CHARS:
         raise ApiError(
             400,
@@ -95,6 +97,8 @@ def _title(request: HttpRequest) -> str:
     title = _json_body(request).get("title", "")
     if not isinstance(title, str):
         raise ApiError(400, "invalid_title", "The title must be a string.")
+    if "\x00" in title:
+        raise ApiError(400, "invalid_title", "The title contains a NUL character.")
     if len(title) > TITLE_MAX_CHARS:
         raise ApiError(400, "title_too_long", f"The title has {len(title)} characters; the limit is {TITLE_MAX_CHARS}.")
     return title
@@ -166,6 +170,8 @@ async def _start_answer(
 
 def _idempotency_key(request: HttpRequest) -> str:
     key = request.headers.get("Idempotency-Key", "").strip()
+    if "\x00" in key:
+        raise ApiError(400, "invalid_idempotency_key", "The Idempotency-Key header contains a NUL character.")
     if len(key) > 200:
         raise ApiError(400, "invalid_idempotency_key", "The Idempotency-Key header is longer than 200 characters.")
     return key

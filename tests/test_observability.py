@@ -1,0 +1,150 @@
+"""What operators see: a log line per stream event with the trace id,
+Prometheus metrics with the right values for a streamed, a cancelled and a
+failed turn, and the admin's dashboard and token timeline."""
+
+import json
+import logging
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from prometheus_client.parser import text_string_to_metric_families
+
+from chatstream.log_format import Json, Plain
+from conversations.dashboard import decode_gaps
+from conversations.models import Turn
+
+from .conftest import saved_answer, wait_for_answer
+from .fake_upstream import Behaviour
+from .test_cancel import start_event_and_a_delta
+from .test_streaming import post_and_read, stream
+
+METRICS_TOKEN = "metrics-test-token"
+
+
+@pytest.fixture
+def scrape(live, settings):
+    settings.CHATSTREAM_METRICS_TOKEN = METRICS_TOKEN
+
+    def read() -> dict[tuple, float]:
+        response = httpx.get(f"{live.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status_code == 200
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+
+    return read
+
+
+def change(before: dict, after: dict, name: str, **labels) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def stream_records(caplog, trace_id: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "conversations.stream" and getattr(r, "trace_id", None) == trace_id]
+
+
+def test_a_streamed_turn(alice, upstream, scrape, caplog):
+    caplog.set_level(logging.INFO, logger="conversations")
+    upstream.behaviour = Behaviour(tokens=6, pace=0.05)
+    before = scrape()
+    conversation_id, events, _ = post_and_read(alice, headers={"X-Request-ID": "trace-streamed"})
+    after = scrape()
+
+    records = stream_records(caplog, "trace-streamed")
+    assert [r.getMessage() for r in records] == ["stream.start", "stream.first_token", "stream.end"]
+    end = records[-1]
+    assert (end.finish_reason, end.tokens_out, end.model, end.saved) == ("stop", 6, "fake-model", True)
+    assert end.tpot_ms >= 40  # tokens 50 ms apart
+
+    assert change(before, after, "chatstream_answers_total", finish_reason="stop") == 1
+    assert change(before, after, "chatstream_time_to_first_token_seconds_count", model="fake-model") == 1
+    assert change(before, after, "chatstream_time_per_output_token_seconds_count", model="fake-model") == 1
+    assert change(before, after, "chatstream_stream_duration_seconds_count", model="fake-model") == 1
+    assert change(before, after, "chatstream_tokens_total", kind="out") == 6
+    assert change(before, after, "chatstream_open_streams") == 0  # up while it streamed, down once saved
+
+    gaps = decode_gaps(saved_answer(conversation_id).token_gaps)
+    assert len(gaps) == 6 and all(gap >= 40 for gap in gaps[1:])  # one entry per piece, as they came
+
+
+def test_a_cancelled_turn(alice, upstream, scrape, caplog):
+    caplog.set_level(logging.INFO, logger="conversations")
+    upstream.behaviour = Behaviour(tokens=1000, pace=0.01)
+    conversation_id = alice.new_conversation()
+    before = scrape()
+    with stream(alice, conversation_id, headers={"X-Request-ID": "trace-cancelled"}) as response:
+        lines = response.iter_lines()  # kept: a dropped iterator closes the connection
+        turn_id = start_event_and_a_delta(lines)
+        assert alice.client.post(f"/api/turns/{turn_id}/cancel").status_code == 200
+    after = scrape()
+    messages = [r.getMessage() for r in stream_records(caplog, "trace-cancelled")]
+    assert messages == ["stream.start", "stream.first_token", "stream.cancel", "stream.end"]
+    assert stream_records(caplog, "trace-cancelled")[2].reason == "cancelled"
+    assert change(before, after, "chatstream_answers_total", finish_reason="cancelled") == 1
+
+
+def test_a_failed_turn(alice, upstream, scrape, caplog):
+    caplog.set_level(logging.INFO, logger="conversations")
+    upstream.behaviour = Behaviour(status=503)
+    before = scrape()
+    post_and_read(alice, headers={"X-Request-ID": "trace-failed"})
+    after = scrape()
+    records = stream_records(caplog, "trace-failed")
+    assert [r.getMessage() for r in records].count("stream.model_call_failed") == 3  # the call and two retries
+    error = next(r for r in records if r.getMessage() == "stream.error")
+    assert (error.levelname, error.error_code, error.finish_reason) == ("WARNING", "upstream_status", "error")
+    assert change(before, after, "chatstream_upstream_errors_total", code="upstream_status") == 3
+    assert change(before, after, "chatstream_answers_total", finish_reason="error") == 1
+
+
+def test_metrics_are_not_public(live, settings, client, django_user_model):
+    settings.CHATSTREAM_METRICS_TOKEN = METRICS_TOKEN
+    assert httpx.get(f"{live.url}/metrics").status_code == 404
+    assert httpx.get(f"{live.url}/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 404
+    user = django_user_model.objects.create_user("plain")
+    client.force_login(user)
+    assert client.get("/metrics").status_code == 404
+    user.is_staff = True
+    user.save()
+    assert client.get("/metrics").status_code == 200
+
+
+def test_log_lines_as_json_and_plain():
+    record = logging.makeLogRecord({"name": "conversations.stream", "msg": "stream.end", "levelname": "INFO"})
+    record.trace_id, record.finish_reason = "abc", "stop"
+    line = json.loads(Json().format(record))
+    assert (line["message"], line["trace_id"], line["finish_reason"], line["logger"]) == (
+        "stream.end",
+        "abc",
+        "stop",
+        "conversations.stream",
+    )
+    assert Plain().format(record).endswith("stream.end trace_id=abc finish_reason=stop")
+
+
+def test_the_dashboard_and_a_turns_timeline(alice, upstream, client):
+    upstream.behaviour = Behaviour(tokens=8, pace=0.02)
+    for _ in range(2):
+        post_and_read(alice)
+    upstream.behaviour = Behaviour(status=500)
+    conversation_id, _, _ = post_and_read(alice)
+    wait_for_answer(conversation_id)
+    staff = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(staff)
+
+    page = client.get(reverse("admin-dashboard"))
+    text = page.content.decode()
+    assert page.status_code == 200 and "3 answers" in text
+    assert text.count("<polyline") == 4  # fake-model p50 and p95, for TTFT and for tokens/s
+    assert "fake-model p95" in text and ">stop<" in text and ">error<" in text
+    assert reverse("admin-dashboard") in client.get(reverse("admin:index")).content.decode()
+
+    turn = Turn.objects.filter(role=Turn.Role.ASSISTANT, finish_reason="stop").first()
+    page = client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).content.decode()
+    # The wait for the first token as a band, then a bar for each of the other 7 pieces.
+    assert 'class="token-timeline"' in page and page.count("<rect") == len(decode_gaps(turn.token_gaps)) == 8
