@@ -11,7 +11,9 @@ from django.contrib.auth import get_user_model
 from conversations import api_keys
 from conversations.models import ApiKey, Conversation, Turn
 
-from .conftest import API_DESCRIPTION, api_client, parse_sse
+from .conftest import API_DESCRIPTION, api_client, parse_sse, saved_answer
+from .fake_upstream import Behaviour
+from .test_streaming import post_and_read
 
 
 def error_code(response: httpx.Response) -> str:
@@ -208,3 +210,14 @@ def test_the_api_description_is_published_and_valid(live):
     assert response.status_code == 200 and response.headers["content-type"] == "application/yaml"
     assert response.content == (Path(__file__).parent.parent / "conversations" / "openapi.yaml").read_bytes()
     API_DESCRIPTION.validate()  # a well-formed OpenAPI 3.1 document
+
+
+def test_nul_characters_are_refused_in_input_and_replaced_in_answers(alice, upstream):
+    conversation_id = alice.new_conversation()
+    refused = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "a\x00b"})
+    assert refused.status_code == 400 and error_code(refused) == "invalid_content"
+    assert error_code(alice.client.post("/api/conversations", json={"title": "x\x00"})) == "invalid_title"
+    upstream.behaviour = Behaviour(text="odd\x00text", piece_chars=2)  # PostgreSQL cannot store a NUL
+    conversation_id, events, _ = post_and_read(alice)
+    seen = "".join(event["data"]["text"] for event in events if event["event"] == "delta")
+    assert seen == saved_answer(conversation_id).content == "odd\ufffdtext"
