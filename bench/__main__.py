@@ -1,20 +1,26 @@
-"""`python -m bench [--quick] [--no-pin]`: the client comparison, then the
-relay benchmark; prints both tables and saves one JSON file under
-bench/results/. About 3 minutes; --quick about 1."""
+"""`python -m bench [--quick] [--no-pin] [--servers uvicorn,daphne]`: the
+client comparison, the relay benchmark under each server (TTFT, gaps, cancel
+propagation, CPU, memory, concurrency ramp), and the database writes per
+turn; prints the tables and saves one JSON file under bench/results/.
+About 7 minutes; --quick about 2. The stalled-reader comparison is
+`python -m bench.stalled`."""
 
 import argparse
 import sys
 import time
 
-from . import clients, relay, report
+from . import clients, relay, report, writes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes: about a minute")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
-    parser.add_argument("--only", choices=("clients", "relay"), help="run one of the two benchmarks")
+    parser.add_argument("--only", choices=("clients", "relay", "writes"), help="run one of the benchmarks")
     parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 100; --quick 50)")
+    parser.add_argument(
+        "--servers", default="uvicorn,daphne", help="relay: the ASGI servers to run the app under (comma-separated)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     results = {}
@@ -23,9 +29,14 @@ def main() -> None:
         results["clients"] = clients.run(quick=args.quick, pin=args.pin)
         report.print_clients(results["clients"])
     if args.only in (None, "relay"):
-        print("\nrunning bench.relay ...", file=sys.stderr, flush=True)
-        results["relay"] = relay.run(quick=args.quick, pin=args.pin, tokens=args.tokens)
-        report.print_relay(results["relay"])
+        for server in args.servers.split(","):
+            print(f"\nrunning bench.relay under {server} ...", file=sys.stderr, flush=True)
+            results[f"relay-{server}"] = relay.run(quick=args.quick, pin=args.pin, tokens=args.tokens, server=server)
+            report.print_relay(results[f"relay-{server}"])
+    if args.only in (None, "writes"):
+        print("\nrunning bench.writes ...", file=sys.stderr, flush=True)
+        results["writes"] = writes.run()
+        report.print_writes(results["writes"])
     path = report.save(results, "bench-quick" if args.quick else "bench")
     print(f"\nresults: {path}  ({time.perf_counter() - started:.0f} s)")
 

@@ -140,12 +140,22 @@ class Service:
 
 
 def fake_upstream(
-    port: int, *, log_dir: Path, cpus, first_token_delay: float, pace: float, tokens: int, token_chars: int = 0
+    port: int,
+    *,
+    log_dir: Path,
+    cpus,
+    first_token_delay: float,
+    pace: float,
+    tokens: int,
+    token_chars: int = 0,
+    record_calls: bool = False,
 ) -> Service:
     argv = [PYTHON, "-m", "tests.fake_upstream", "--port", str(port)]
     argv += ["--first-token-delay", str(first_token_delay), "--pace", str(pace), "--tokens", str(tokens)]
     if token_chars:
         argv += ["--token-chars", str(token_chars)]
+    if record_calls:
+        argv += ["--record-calls"]
     return Service(f"fake upstream {port}", argv, port, log_dir=log_dir, cpus=cpus)
 
 

@@ -202,7 +202,37 @@ def _ramp_figures(levels: list[dict]) -> list[dict]:
     return rows
 
 
-def figures(ttft1: dict, main: dict, levels: list[dict], tokens: int) -> list[dict]:
+def _gap_and_cancel_figures(main: dict, cancel: dict) -> list[dict]:
+    relay, direct, n = main["relay"], main["direct"], main["streams"]
+    rows = [
+        _figure(
+            f"gap between tokens p99 ms @{n}",
+            relay["gap_ms"]["p99"],
+            direct["gap_ms"]["p99"],
+            unit="ms",
+            digits=2,
+            mode="added",
+        )
+    ]
+    for q in ("p50", "p99"):
+        r, d = cancel["relay"][q], cancel["direct"][q]
+        met = r < 200 if q == "p99" and r is not None else None
+        rows.append(
+            _figure(
+                f"cancel: client abort -> upstream request closed, {q} ms",
+                r,
+                d,
+                unit="ms",
+                digits=2,
+                mode="added",
+                target="< 200" if q == "p99" else "",
+                met=met,
+            )
+        )
+    return rows
+
+
+def figures(ttft1: dict, main: dict, levels: list[dict], tokens: int, cancel: dict) -> list[dict]:
     """The summary table's rows, each with its baseline from this run."""
     relay, direct, n = main["relay"], main["direct"], main["streams"]
     client = _figure(
@@ -216,29 +246,33 @@ def figures(ttft1: dict, main: dict, levels: list[dict], tokens: int) -> list[di
     return [
         *_ttft_figures("1 stream", ttft1["relay"], ttft1["direct"], target_p50=3.0),
         *_ttft_figures(f"{n} streams", relay, direct),
+        *_gap_and_cancel_figures(main, cancel),
         *_cost_figures(ttft1, main, tokens),
         *_ramp_figures(levels),
         client,
     ]
 
 
-def run(*, quick: bool = False, pin: bool = True, tokens: int | None = None) -> dict:
+def run(*, quick: bool = False, pin: bool = True, tokens: int | None = None, server: str = "uvicorn") -> dict:
     size = SIZES["quick" if quick else "full"] | {"first_token_delay": FIRST_TOKEN_DELAY, "pace": PACE}
     if tokens is not None:
         size["tokens"] = tokens  # longer answers: each ramp level takes longer, so fewer fit the budget
     layout = procs.cpu_layout(pin)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, Rig(size, layout, Path(tmp)) as rig:
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, Rig(size, layout, Path(tmp), server) as rig:
         rig.warm_up()
         samples = size["ttft_samples"]
         ttft1 = {kind: rig.sequential(kind, samples) for kind in ("relay", "direct")}
+        cancel = rig.cancel_propagation(samples)
         main = _level(rig, size["main_streams"])
         levels, stopped = ramp(rig, main)
     return {
+        "server": server,
         "size": size,
+        "cancel": cancel,
         "layout": procs.describe_layout(layout),
         "ttft_1_stream": ttft1,
-        "figures": figures(ttft1, main, levels, size["tokens"]),
+        "figures": figures(ttft1, main, levels, size["tokens"], cancel),
         "ramp": levels,
         "ramp_stopped": stopped,
         "notes": _notes(size, stopped),

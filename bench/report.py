@@ -88,7 +88,7 @@ def print_relay(results: dict) -> None:
     size = results["size"]
     print(
         f"\n== Relay end to end: fake upstream (first token {size['first_token_delay'] * 1000:g} ms, "
-        f"then one every {size['pace'] * 1000:g} ms, {size['tokens']} tokens) -> app under uvicorn -> "
+        f"then one every {size['pace'] * 1000:g} ms, {size['tokens']} tokens) -> app under {results['server']} -> "
         f"lean load client; baseline: the same client reading the fake upstream directly ({results['layout']})"
     )
     headers = ["figure", "relay", "baseline", "ratio / added", "target", "met"]
@@ -145,3 +145,9 @@ def ramp_table(levels: list[dict]) -> str:
             ]
         )
     return table(headers, rows)
+
+
+def print_writes(results: dict) -> None:
+    from .writes import print_writes as print_them
+
+    print_them(results)

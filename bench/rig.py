@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from . import procs
+from . import cancel, loadgen, procs
 from .stats import per_thousand, summary
 
 FIRST_TOKEN_DELAY, PACE = 0.05, 0.02
@@ -43,6 +43,9 @@ def app_env(tmp: Path, upstream_port: int) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "chatstream.settings",
         "DEBUG": "false",
         "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback; TLS is the proxy's
+        # One user sends every message: per-user limits off.
+        "CHATSTREAM_MAX_CONCURRENT_STREAMS": "0",
+        "CHATSTREAM_MESSAGES_PER_MINUTE": "0",
         "SECRET_KEY": "bench",
         "ALLOWED_HOSTS": procs.HOST,
         "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
@@ -69,17 +72,22 @@ def prepare_database(env: dict[str, str]) -> str:
     return manage(env, "create_api_key", "bench").strip().splitlines()[-1]
 
 
-def uvicorn_app(port: int, env: dict[str, str], *, log_dir: Path, cpus) -> procs.Service:
-    argv = [procs.PYTHON, "-m", "uvicorn", "chatstream.asgi:application", "--host", procs.HOST, "--port", str(port)]
-    argv += ["--log-level", "warning", "--no-access-log"]
-    return procs.Service(f"app {port}", argv, port, log_dir=log_dir, env=env, cpus=cpus)
+def app_server(server: str, port: int, env: dict[str, str], *, log_dir: Path, cpus) -> procs.Service:
+    """The app under uvicorn (production) or daphne (what `runserver` uses)."""
+    if server == "daphne":
+        argv = [procs.PYTHON, "-m", "daphne", "-b", procs.HOST, "-p", str(port), "-v", "0"]
+    else:
+        argv = [procs.PYTHON, "-m", "uvicorn", "--host", procs.HOST, "--port", str(port)]
+        argv += ["--log-level", "warning", "--no-access-log"]
+    argv.append("chatstream.asgi:application")
+    return procs.Service(f"{server} {port}", argv, port, log_dir=log_dir, env=env, cpus=cpus)
 
 
 class Rig:
     """The running processes, and rounds of streams against them."""
 
-    def __init__(self, size: dict, layout: dict, work_dir: Path):
-        self.size, self.layout, self.work_dir = size, layout, work_dir
+    def __init__(self, size: dict, layout: dict, work_dir: Path, server: str = "uvicorn"):
+        self.size, self.layout, self.work_dir, self.server = size, layout, work_dir, server
         self.stack = ExitStack()
 
     def __enter__(self) -> "Rig":
@@ -97,16 +105,18 @@ class Rig:
         harness, measured, tmp = self.layout["harness"], self.layout["measured"], self.work_dir
         timing = {"first_token_delay": FIRST_TOKEN_DELAY, "pace": PACE}
         self.upstream = self._enter(
-            procs.fake_upstream(procs.free_port(), log_dir=tmp, cpus=harness, tokens=self.size["tokens"], **timing)
+            procs.fake_upstream(
+                procs.free_port(), log_dir=tmp, cpus=harness, tokens=self.size["tokens"], record_calls=True, **timing
+            )
         )
         self.short_upstream = self._enter(
             procs.fake_upstream(procs.free_port(), log_dir=tmp, cpus=harness, tokens=TTFT_TOKENS, **timing)
         )
         env = app_env(tmp, self.upstream.port)
         self.key = prepare_database(env)
-        self.app = self._enter(uvicorn_app(procs.free_port(), env, log_dir=tmp, cpus=measured))
+        self.app = self._enter(app_server(self.server, procs.free_port(), env, log_dir=tmp, cpus=measured))
         short_env = app_env(tmp, self.short_upstream.port)
-        self.ttft_app = self._enter(uvicorn_app(procs.free_port(), short_env, log_dir=tmp, cpus=measured))
+        self.ttft_app = self._enter(app_server(self.server, procs.free_port(), short_env, log_dir=tmp, cpus=measured))
         self.http = self.stack.enter_context(httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30))
 
     def _enter(self, service: procs.Service) -> procs.Service:
@@ -177,6 +187,24 @@ class Rig:
         return _round_record(
             kind, outcome, cpu=cpu, idle=idle, peaks=peaks, app=app.pid, upstream=upstream.pid, workers=len(workers)
         )
+
+    def cancel_propagation(self, samples: int) -> dict:
+        """Client abort to upstream request closed, through the app and direct."""
+        conversation_id = self.new_conversations(self.app, 1)[0]
+        relay_request = loadgen.build_request(
+            procs.HOST,
+            self.app.port,
+            f"/api/conversations/{conversation_id}/messages",
+            json.dumps({"content": PROMPT}).encode(),
+            {"Authorization": f"Bearer {self.key}"},
+        )
+        direct_request = loadgen.build_request(
+            procs.HOST, self.upstream.port, "/v1/chat/completions", DIRECT_BODY.encode(), {}
+        )
+        return {
+            "relay": cancel.measure("relay", self.app.port, relay_request, self.upstream.port, samples),
+            "direct": cancel.measure("direct", self.upstream.port, direct_request, self.upstream.port, samples),
+        }
 
     def warm_up(self) -> None:
         """First requests pay for imports, pools and caches; keep them out of the figures."""

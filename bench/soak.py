@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import procs, report
 from .loadgen import HttpError, _event_loop_runner, build_request, read_events
-from .rig import app_env, prepare_database, uvicorn_app
+from .rig import app_env, app_server, prepare_database
 
 FIRST_TOKEN_DELAY, PACE = 0.3, 0.02
 
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> dict:
             "CHATSTREAM_MESSAGES_PER_MINUTE": "0",
         }  # one user, many streams
         key = prepare_database(env)
-        app = stack.enter_context(uvicorn_app(procs.free_port(), env, log_dir=tmp, cpus=layout["measured"]))
+        app = stack.enter_context(app_server("uvicorn", procs.free_port(), env, log_dir=tmp, cpus=layout["measured"]))
         before = set(saved_answers(env, tmp))
         spec = {
             "host": procs.HOST,

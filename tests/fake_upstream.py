@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -64,6 +65,12 @@ class FakeUpstream:
         if scope["type"] != "http":
             return
         body = await _read_body(receive)
+        if scope["path"] == "/calls" and scope["method"] == "GET":
+            # For a benchmark in another process: time.monotonic() is one
+            # clock for the whole machine on Linux.
+            newest = list(self.calls)[-200:]
+            await _send_json(send, 200, [{k: v for k, v in vars(c).items() if k != "body"} for c in newest])
+            return
         if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
             await _send_json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
@@ -207,14 +214,16 @@ def main() -> None:
     parser.add_argument(
         "--token-chars", type=int, help="make each token this many characters (default: 't0 ', 't1 '...)"
     )
+    parser.add_argument("--record-calls", action="store_true", help="keep the last 1,000 calls for GET /calls")
     args = parser.parse_args()
     behaviour = Behaviour(first_token_delay=args.first_token_delay, pace=args.pace, tokens=args.tokens)
     if args.token_chars:
         words = "lorem ipsum dolor sit amet " * (args.token_chars * args.tokens // 27 + 1)
         behaviour.text, behaviour.piece_chars = words[: args.token_chars * args.tokens], args.token_chars
     app = FakeUpstream(behaviour)
-    # Calls are not recorded in a long-running process: memory stays flat.
-    app.calls = _Discard()
+    # A long-running process keeps only the newest calls (GET /calls), or none:
+    # memory stays flat.
+    app.calls = deque(maxlen=1000) if args.record_calls else _Discard()  # type: ignore[assignment]
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
 
 
