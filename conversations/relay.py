@@ -90,10 +90,6 @@ class AnswerRelay:
         return self.prepared.owner_id
 
     @property
-    def ended(self) -> bool:
-        return self._ended
-
-    @property
     def length(self) -> int:
         """Characters produced so far: the event ids."""
         return self.text.length

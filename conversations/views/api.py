@@ -164,7 +164,11 @@ async def _start_answer(
         raise
     relay = AnswerRelay(prepared=prepared, provider=get_provider(), trace_id=trace_id, received_at=received_at)
     relay.start()
-    await live_answers().publish(relay)
+    try:
+        await live_answers().publish(relay)
+    except asyncio.CancelledError:
+        await relay.close()  # the client left: no reader will come, so the policy applies now
+        raise
     return relay
 
 
