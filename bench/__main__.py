@@ -1,22 +1,22 @@
 """`python -m bench [--quick] [--no-pin] [--servers uvicorn,daphne]`: the
 client comparison, the relay benchmark under each server (TTFT, gaps, cancel
-propagation, CPU, memory, concurrency ramp), and the database writes per
-turn; prints the tables and saves one JSON file under bench/results/.
-About 7 minutes; --quick about 2. The stalled-reader comparison is
-`python -m bench.stalled`."""
+propagation, CPU, memory, concurrency ramp), a stalled reader's cost under
+each server (10 MB answers), and the database writes per turn; prints the
+tables and saves one JSON file under bench/results/. About 8 minutes;
+--quick about 3."""
 
 import argparse
 import sys
 import time
 
-from . import clients, relay, report, writes
+from . import clients, relay, report, stalled, writes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes: about a minute")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
-    parser.add_argument("--only", choices=("clients", "relay", "writes"), help="run one of the benchmarks")
+    parser.add_argument("--only", choices=("clients", "relay", "stalled", "writes"), help="run one of the benchmarks")
     parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 100; --quick 50)")
     parser.add_argument(
         "--servers", default="uvicorn,daphne", help="relay: the ASGI servers to run the app under (comma-separated)"
@@ -33,6 +33,11 @@ def main() -> None:
             print(f"\nrunning bench.relay under {server} ...", file=sys.stderr, flush=True)
             results[f"relay-{server}"] = relay.run(quick=args.quick, pin=args.pin, tokens=args.tokens, server=server)
             report.print_relay(results[f"relay-{server}"])
+    if args.only in (None, "stalled"):
+        # 10 MB answers: past what loopback's socket buffers hold, where the servers differ.
+        print("\nrunning bench.stalled ...", file=sys.stderr, flush=True)
+        results["stalled"] = stalled.run(pin=args.pin, streams=10, token_chars=1000)
+        stalled.print_results(results["stalled"])
     if args.only in (None, "writes"):
         print("\nrunning bench.writes ...", file=sys.stderr, flush=True)
         results["writes"] = writes.run()
