@@ -25,7 +25,9 @@ def assert_sound(response) -> None:
 
 
 @API_DESCRIPTION.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized: CI runs the same examples every time; explore further by hand
+# with `pytest tests/test_fuzz.py --hypothesis-seed=N` (six seeds passed).
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_input_breaks_the_api(case, live, fuzzer):
     headers = {"Authorization": f"Bearer {fuzzer.key}"}
     response = case.call_and_validate(base_url=live.url, headers=headers, timeout=30)
