@@ -224,3 +224,22 @@ def test_the_network_cut_mid_answer_and_restored(page, live, upstream, settings,
     # `cancel`: the cut stopped the model and the page shows what was saved;
     # `continue`: the model went on and the page caught up with all of it.
     assert saved.finish_reason == ("client_disconnected" if policy == "cancel" else "stop")
+
+
+@pytest.mark.parametrize("policy", ["continue", "cancel"])
+def test_a_reload_mid_answer(page, upstream, settings, policy):
+    settings.CHATSTREAM_ON_DISCONNECT = policy
+    upstream.behaviour = Behaviour(pace=0.03, tokens=80)
+    send(page, "Reload me")
+    expect(answers(page).first.locator(".body")).to_contain_text("t3", timeout=5000)
+    page.reload()
+    expect(page.locator("#app[data-ready=true]")).to_be_attached()
+    meta = answers(page).first.locator(".meta")
+    expect(meta).to_contain_text("tokens", timeout=10_000)
+    saved = wait_for_answer(str(Conversation.objects.get().pk))
+    expect(answers(page).first.locator(".body")).to_have_text(saved.content.strip())
+    # `continue`: the reloaded page picked the answer up and saw it to its end;
+    # `cancel` (the default): leaving stopped it, and the page shows what was saved.
+    assert saved.finish_reason == ("stop" if policy == "continue" else "client_disconnected")
+    if policy == "continue":
+        assert saved.content.count("t79 ") == 1
