@@ -17,6 +17,7 @@ from collections import defaultdict, deque
 
 from .conf import conf
 from .exceptions import ApiError
+from .redis_client import redis_client
 
 WINDOW_SECONDS = 60.0
 # How soon to try again when all of a user's streams are busy: answers take
@@ -103,16 +104,11 @@ return 1
 
 
 class RedisLimits:
-    def __init__(self) -> None:
-        from .redis_client import redis_client
-
-        self._client = redis_client
-
     async def count_message(self, user_id: int) -> None:
         limit = conf.CHATSTREAM_MESSAGES_PER_MINUTE
         if not limit:
             return
-        script = self._client().register_script(_COUNT_MESSAGE)
+        script = redis_client().register_script(_COUNT_MESSAGE)
         args: list[float | str] = [time.time(), WINDOW_SECONDS, limit, uuid.uuid4().hex]
         retry_after = await script(keys=[f"chatstream:messages:{user_id}"], args=args)
         if retry_after is not None:
@@ -122,13 +118,13 @@ class RedisLimits:
         limit = conf.CHATSTREAM_MAX_CONCURRENT_STREAMS
         if not limit:
             return
-        script = self._client().register_script(_OPEN_STREAM)
+        script = redis_client().register_script(_OPEN_STREAM)
         args: list[float | str] = [time.time(), STREAM_SLOT_SECONDS, limit, str(stream_id)]
         if not await script(keys=[f"chatstream:streams:{user_id}"], args=args):
             raise too_many_streams()
 
     async def close_stream(self, user_id: int, stream_id: uuid.UUID) -> None:
-        await self._client().zrem(f"chatstream:streams:{user_id}", str(stream_id))
+        await redis_client().zrem(f"chatstream:streams:{user_id}", str(stream_id))
 
 
 @functools.cache
@@ -136,11 +132,11 @@ def limits() -> LocalLimits | RedisLimits:
     return RedisLimits() if conf.REDIS_URL else LocalLimits()
 
 
+_closing: set[asyncio.Future] = set()  # slots being given back (the loop holds tasks weakly)
+
+
 def close_stream_later(user_id: int, stream_id: uuid.UUID) -> None:
     """Give a slot back from a callback (an answer's task has ended)."""
     task = asyncio.ensure_future(limits().close_stream(user_id, stream_id))
     _closing.add(task)
     task.add_done_callback(_closing.discard)
-
-
-_closing: set[asyncio.Future] = set()
