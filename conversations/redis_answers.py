@@ -29,6 +29,7 @@ import contextlib
 import logging
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
@@ -168,6 +169,7 @@ class _Process:
         self.layer = get_channel_layer()
         self.channel = ""
         self._inboxes: dict[str, set[_Inbox]] = {}
+        self._remote_readers: Counter[str] = Counter()  # per answer generated here
         self._opened: asyncio.Future | None = None
         self._receiver: asyncio.Task | None = None
 
@@ -201,12 +203,12 @@ class _Process:
             await pipe.execute()
 
     async def publish(self, relay: AnswerRelay) -> None:
-        """Follow the answer (without keeping it alive) into its journal and
-        group. While a write is on its way, text gathers, so a busy Redis gets
-        fewer, longer entries rather than falling behind."""
+        """Follow the answer (without keeping it alive) into its journal, and
+        out to the group while readers elsewhere follow it. While a write is
+        on its way, text gathers, so a busy Redis gets fewer, longer entries
+        rather than falling behind."""
         turn = str(relay.turn_id)
-        journal, alive = _journal_key(turn), _alive_seconds()
-        written = 0
+        written, refreshed_at = 0, 0.0
         try:
             async with aclosing(relay.follow(None, reader=False)) as events:
                 async for kind, data, event_id in events:
@@ -219,16 +221,33 @@ class _Process:
                         "d": data if kind == DELTA else _json(data),
                     }
                     written = event_id
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        pipe.xadd(journal, entry, maxlen=conf.CHATSTREAM_JOURNAL_MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
-                        pipe.expire(journal, alive)
-                        pipe.expire(_meta_key(turn), alive)
-                        await pipe.execute()
-                    await self.layer.group_send(_group(turn), {"type": "answer.event", "turn": turn, **entry})
+                    refreshed_at = await self._write_journal(turn, entry, refreshed_at)
+                    # Deltas go out live only while someone elsewhere reads; the
+                    # end always does (a Stop elsewhere waits for it). A reader
+                    # that missed some takes them from the journal.
+                    if kind != DELTA or self._remote_readers[turn]:
+                        await self.layer.group_send(_group(turn), {"type": "answer.event", "turn": turn, **entry})
         except Exception:
             logger.exception("could not journal answer trace_id=%s turn=%s", relay.trace_id, turn)
         finally:
+            self._remote_readers.pop(turn, None)
             await self._forget(relay)
+
+    async def _write_journal(self, turn: str, entry: dict, refreshed_at: float) -> float:
+        """Append one entry; push the keys' expiry back now and then (a
+        quarter of their life), not at every entry."""
+        loop_time, alive = asyncio.get_running_loop().time(), _alive_seconds()
+        journal = _journal_key(turn)
+        maxlen = conf.CHATSTREAM_JOURNAL_MAX_ENTRIES
+        if loop_time - refreshed_at < alive / 4:
+            await self.redis.xadd(journal, entry, maxlen=maxlen, approximate=True)
+            return refreshed_at
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(journal, entry, maxlen=maxlen, approximate=True)
+            pipe.expire(journal, alive)
+            pipe.expire(_meta_key(turn), alive)
+            await pipe.execute()
+        return loop_time
 
     async def _forget(self, relay: AnswerRelay) -> None:
         """The answer is saved: new readers go to its row."""
@@ -291,8 +310,10 @@ class _Process:
         if kind == "answer.cancel":
             relay.cancel(FinishReason.CANCELLED)
         elif kind == "answer.follow":
+            self._remote_readers[turn] += 1
             relay.attach()
         elif kind == "answer.release":
+            self._remote_readers[turn] = max(0, self._remote_readers[turn] - 1)
             relay.detach()
             relay.release()
 
