@@ -2,8 +2,8 @@
 
 The process generating an answer (A) runs it as a single process would, with
 one more follower beside its client: the publisher, which writes each event
-to the answer's journal and sends it to the answer's group on the Channels
-layer.
+to the answer's journal and, while a reader elsewhere follows the answer,
+sends it to the answer's group on the Channels layer (the end always).
 
     A: AnswerRelay ──follow()──▶ publisher ──XADD──────▶ journal:<turn> (a Redis Stream)
                                            └─group_send─▶ group answer.<turn>
