@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 
+from . import background
 from .conf import conf
 from .exceptions import ApiError
 from .redis_client import redis_client
@@ -132,11 +133,6 @@ def limits() -> LocalLimits | RedisLimits:
     return RedisLimits() if conf.REDIS_URL else LocalLimits()
 
 
-_closing: set[asyncio.Future] = set()  # slots being given back (the loop holds tasks weakly)
-
-
 def close_stream_later(user_id: int, stream_id: uuid.UUID) -> None:
     """Give a slot back from a callback (an answer's task has ended)."""
-    task = asyncio.ensure_future(limits().close_stream(user_id, stream_id))
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+    background.keep(asyncio.ensure_future(limits().close_stream(user_id, stream_id)))

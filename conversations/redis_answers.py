@@ -39,13 +39,13 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
-from . import registry
+from . import background, registry
 from .conf import conf
 from .db import run_db
 from .live import LiveAnswer, LocalAnswers
 from .models import Turn
 from .redis_client import redis_client
-from .relay import DELTA, DONE, ERROR, HEARTBEAT, START, AnswerRelay, FinishReason, final_event
+from .relay import DELTA, DONE, ERROR, HEARTBEAT, START, AnswerRelay, FinishReason, saved_rest
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ STOP_WAIT_SECONDS = 10.0
 # Heartbeat of a wait with no client to send heartbeats to: how often it looks
 # at the journal for an end it may have missed.
 CHECK_SECONDS = 1.0
-
-_publishing: set[asyncio.Task] = set()  # keeps publishers alive (the loop holds tasks weakly)
 
 
 def _meta_key(turn_id: str) -> str:
@@ -109,9 +107,7 @@ class RedisAnswers(LocalAnswers):
             # cannot see it.
             logger.exception("could not share answer trace_id=%s turn=%s", relay.trace_id, relay.turn_id)
             return
-        task = asyncio.create_task(process.publish(relay), name=f"journal {relay.turn_id}")
-        _publishing.add(task)
-        task.add_done_callback(_publishing.discard)
+        background.keep(asyncio.create_task(process.publish(relay), name=f"journal {relay.turn_id}"))
 
     async def find(self, turn_id: uuid.UUID) -> LiveAnswer | None:
         relay = registry.find(turn_id)
@@ -435,10 +431,8 @@ class RemoteAnswer:
             message = "The process generating this answer stopped before saving it."
             yield ERROR, {"code": "answer_lost", "message": message, "finish_reason": FinishReason.ERROR}, sent
             return
-        length = len(turn.content)
-        if sent < length:
-            yield DELTA, turn.content[sent:], length
-        yield final_event(turn, length)
+        for event in saved_rest(turn, sent):
+            yield event
 
     async def close(self) -> None:
         if self._attached:
@@ -446,12 +440,7 @@ class RemoteAnswer:
             await self._process.tell(self._meta["channel"], "answer.release", self._turn)
 
     def release_threadsafe(self) -> None:
-        def spawn() -> None:
-            task = asyncio.ensure_future(self.close())
-            _publishing.add(task)
-            task.add_done_callback(_publishing.discard)
-
-        self._loop.call_soon_threadsafe(spawn)
+        self._loop.call_soon_threadsafe(lambda: background.keep(asyncio.ensure_future(self.close())))
 
     async def stop(self) -> None:
         await self._process.tell(self._meta["channel"], "answer.cancel", self._turn)

@@ -15,11 +15,11 @@ import logging
 import time
 import uuid
 from array import array
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
-from . import registry, retries, services, shutdown, telemetry
+from . import background, registry, retries, services, shutdown, telemetry
 from .answer_text import AnswerText
 from .conf import conf
 from .db import run_db
@@ -42,9 +42,6 @@ MAX_BACKLOG_CHARS = 256 * 1024
 
 # An answer's timeline keeps the waits of its first this many pieces (2 bytes each).
 MAX_TIMELINE_PIECES = 16384
-
-# Tasks hold only weak references from the loop; keep running answers alive.
-_running: set[asyncio.Task] = set()
 
 
 class AnswerRelay:
@@ -99,8 +96,7 @@ class AnswerRelay:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name=f"answer {self.prepared.answer_turn_id}")
-        _running.add(self._task)
-        self._task.add_done_callback(_running.discard)
+        background.keep(self._task)
         registry.add(self)
         telemetry.stream_started(self)
 
@@ -440,6 +436,15 @@ def final_event(answer: Any, length: int) -> tuple[str, dict[str, Any], int]:
         "duration_ms": answer.duration_ms,
     }
     return DONE, data, length
+
+
+def saved_rest(turn: Any, after: int) -> Iterator[tuple[str, Any, int]]:
+    """What a reader that has character `after` of a saved answer still
+    needs: the rest of its text, then its final event."""
+    length = len(turn.content)
+    if after < length:
+        yield DELTA, turn.content[after:], length
+    yield final_event(turn, length)
 
 
 def _ms(seconds: float) -> int:

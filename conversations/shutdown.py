@@ -19,7 +19,7 @@ import logging
 import signal
 import threading
 
-from . import registry
+from . import background, registry
 from .conf import conf
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 SAVE_WAIT_SECONDS = 10.0  # for the saves of interrupted answers, at the very end
 
 _draining = False
-_tasks: set[asyncio.Task] = set()
 
 
 def draining() -> bool:
@@ -58,9 +57,7 @@ def begin_draining() -> None:
     _draining = True
     running = len(registry.all_answers())
     logger.info("stopping: %s answer(s) running, %g s to end", running, conf.CHATSTREAM_SHUTDOWN_GRACE_SECONDS)
-    task = asyncio.create_task(_drain(), name="chatstream drain")
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    background.keep(asyncio.create_task(_drain(), name="chatstream drain"))
 
 
 async def _drain() -> None:

@@ -12,7 +12,7 @@ from .. import sse
 from ..conf import conf
 from ..live import LiveAnswer
 from ..models import Turn
-from ..relay import DELTA, HEARTBEAT, START, final_event
+from ..relay import DELTA, HEARTBEAT, START, saved_rest
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -55,12 +55,10 @@ async def _saved_body(turn: Turn, wire: sse.WireFormat, after: int) -> AsyncIter
     reader would have had after character `after`."""
     if wire.opening:
         yield wire.opening
-    length = len(turn.content)
     if not after:
         yield wire.event(START, saved_start_data(turn), 0)
-    if after < length:
-        yield wire.delta(turn.content[after:], length)
-    yield wire.event(*final_event(turn, length))
+    for kind, data, event_id in saved_rest(turn, after):
+        yield wire.delta(data, event_id) if kind == DELTA else wire.event(kind, data, event_id)
 
 
 def saved_start_data(turn: Turn) -> dict[str, Any]:
