@@ -200,7 +200,7 @@ def test_with_nobody_back_the_answer_ends_after_the_grace(on, upstream, request)
         assert turn.finish_reason == "cancelled" and time.monotonic() - left_at >= GRACE_SECONDS * 0.9
     else:
         assert turn.finish_reason == "client_disconnected"
-    assert upstream.calls[-1].disconnected_at is not None
+    assert upstream.closed_within(1.0)  # the fake notices on its own thread, a moment after the save
 
 
 def test_the_limit_on_answers_at_once_holds_across_processes(on, upstream):
