@@ -106,7 +106,7 @@ def test_continue_mode_cancels_when_nobody_comes_back(alice, upstream, settings)
         read_until_deltas(response.iter_lines(), 2)
     assert not upstream.closed_within(0.15)  # still generating for a reader to come back
     turn = wait_for_answer(conversation_id, timeout=5)
-    assert turn.finish_reason == "cancelled" and upstream.calls[-1].disconnected_at is not None
+    assert turn.finish_reason == "cancelled" and upstream.closed_within(1.0)
 
 
 def test_resume_refuses_foreign_unknown_and_malformed(alice, bob, upstream):

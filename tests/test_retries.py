@@ -64,6 +64,7 @@ def test_no_first_token_in_time_is_tried_again(alice, upstream, settings):
     upstream.behaviour = Behaviour(first_token_delay=5)
     conversation_id, events, _ = post_and_read(alice)
     assert len(upstream.calls) == 3 and events[-1]["data"]["code"] == "upstream_timeout"
+    assert upstream.closed_within(1.0)  # the fake notices on its own thread, a moment after the save
     assert all(call.disconnected_at is not None for call in upstream.calls)  # each try's request was closed
 
 

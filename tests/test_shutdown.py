@@ -78,6 +78,7 @@ def test_sigterm_saves_every_answer_before_the_process_exits(server, upstream):
         assert (turn.finish_reason, turn.error_code) == ("error", "server_shutdown")
         seen = "".join(event["data"]["text"] for event in events if event["event"] == "delta")
         assert seen == turn.content and turn.content.startswith("t0 ")  # what the client saw, kept
+    assert upstream.closed_within(1.0)  # the fake notices on its own thread
     assert all(call.disconnected_at is not None for call in upstream.calls)  # the model calls were closed
     assert "interrupted 3 answer(s)" in server.log_path.read_text()
 
