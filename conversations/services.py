@@ -18,6 +18,7 @@ from .conf import conf
 from .models import Conversation, Turn
 from .prompt import Prompt, assemble
 from .providers import Message
+from .rows import RowInsert
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,9 @@ _NEWEST_TURNS_FIRST = """
 """
 
 
+_insert_turn = RowInsert(Turn)
+
+
 def _db_id(value: uuid.UUID):
     return Conversation._meta.pk.get_db_prep_value(value, connection)
 
@@ -142,14 +146,16 @@ def _raise_if_duplicate(owner: User, conversation_id: uuid.UUID, key: str) -> No
 
 @transaction.atomic
 def _start_turn(*, owner: User, conversation_id: uuid.UUID, content: str, key: str) -> PreparedTurn:
-    answer_turn_id = uuid.uuid4()
+    user_turn_id, answer_turn_id = uuid.uuid4(), uuid.uuid4()
     with connection.cursor() as cursor:
         cursor.execute(_RESERVE_POSITIONS, [_db_now(), _title_from(content), _db_id(conversation_id), owner.pk])
         reserved = cursor.fetchone()
         if reserved is None:
             raise Conversation.DoesNotExist
         position = reserved[0]
-        user_turn = Turn.objects.create(
+        _insert_turn(
+            cursor,
+            id=user_turn_id,
             conversation_id=conversation_id,
             position=position,
             role=Turn.Role.USER,
@@ -161,7 +167,7 @@ def _start_turn(*, owner: User, conversation_id: uuid.UUID, content: str, key: s
     return PreparedTurn(
         conversation_id=conversation_id,
         owner_id=owner.pk,
-        user_turn_id=user_turn.pk,
+        user_turn_id=user_turn_id,
         answer_turn_id=answer_turn_id,
         answer_position=position + 1,
         messages=built.messages,
@@ -198,27 +204,29 @@ def status_for(finish_reason: str) -> str:
 
 
 @transaction.atomic
-def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Turn | None:
+def record_answer(*, prepared: PreparedTurn, answer: Answer) -> bool:
     """Write the answer's turn: once, when its stream has ended, however it
-    ended. Returns None if the conversation was deleted meanwhile."""
+    ended. False if the conversation was deleted meanwhile."""
     # Touching the conversation first also locks its row (on PostgreSQL), so a
     # delete cannot slip in between this check and the insert.
     with connection.cursor() as cursor:
         cursor.execute(_TOUCH_CONVERSATION, [_db_now(), _db_id(prepared.conversation_id)])
         touched = cursor.rowcount
-    if not touched:
-        logger.info("conversation %s was deleted while answering; answer dropped", prepared.conversation_id)
-        return None
+        if not touched:
+            logger.info("conversation %s was deleted while answering; answer dropped", prepared.conversation_id)
+            return False
+        _insert_turn(
+            cursor,
+            id=prepared.answer_turn_id,
+            conversation_id=prepared.conversation_id,
+            position=prepared.answer_position,
+            role=Turn.Role.ASSISTANT,
+            status=status_for(answer.finish_reason),
+            prompt_turns=prepared.prompt_turns,
+            prompt_tokens=prepared.prompt_tokens,
+            **vars(answer),
+        )
     # Queued only if this transaction commits: a rolled-back answer queues
     # nothing, a committed one exactly one update.
     transaction.on_commit(functools.partial(memory.enqueue_update, prepared.conversation_id))
-    return Turn.objects.create(
-        id=prepared.answer_turn_id,
-        conversation_id=prepared.conversation_id,
-        position=prepared.answer_position,
-        role=Turn.Role.ASSISTANT,
-        status=status_for(answer.finish_reason),
-        prompt_turns=prepared.prompt_turns,
-        prompt_tokens=prepared.prompt_tokens,
-        **vars(answer),
-    )
+    return True

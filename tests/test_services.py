@@ -60,8 +60,9 @@ def test_record_answer_sets_status(owner, finish_reason, status):
     prepared = services.start_turn(
         owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="q"
     )
-    turn = services.record_answer(prepared=prepared, answer=answer(finish_reason=finish_reason))
-    assert (turn.pk, turn.position, turn.status) == (prepared.answer_turn_id, 1, status)
+    assert services.record_answer(prepared=prepared, answer=answer(finish_reason=finish_reason))
+    turn = Turn.objects.get(pk=prepared.answer_turn_id)
+    assert (turn.position, turn.role, turn.status, turn.finish_reason) == (1, "assistant", status, finish_reason)
 
 
 def test_an_answer_is_written_once(owner):
@@ -77,7 +78,7 @@ def test_answer_to_a_deleted_conversation_is_dropped(owner):
     conversation = services.create_conversation(owner=owner)
     prepared = services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
     conversation.delete()
-    assert services.record_answer(prepared=prepared, answer=answer()) is None
+    assert services.record_answer(prepared=prepared, answer=answer()) is False
 
 
 def test_create_api_key_command_prints_a_working_key(owner, capsys):
