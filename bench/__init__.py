@@ -3,7 +3,8 @@
     bench.clients  which upstream HTTP/SSE client costs the least CPU per token
     bench.relay    the relay end to end under uvicorn: added time to first
                    token, CPU and memory per stream, and how many concurrent
-                   streams it carries before token gaps grow
+                   streams it carries before token gaps grow, also against a
+                   plain Django relay (bench/plain_relay.py)
 
 Every figure is printed next to a baseline measured in the same run, so the
 numbers compare like with like on whatever machine runs them. Results are

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
-# What marks a token event: the relay's `event: delta`, or an OpenAI chunk
+# What marks a token event: the relay's `event: delta` (the plain Django
+# relay of bench/plain_relay.py sends the same events), or an OpenAI chunk
 # with content (the finish and usage chunks have none).
-MARKERS = {"relay": b"event: delta", "direct": b'"content"'}
+MARKERS = {"relay": b"event: delta", "plain": b"event: delta", "direct": b'"content"'}
 READ_SIZE = 65536
 
 
@@ -121,15 +122,16 @@ def _data_json(event: bytes) -> dict:
 
 
 def _note_event(stream: Stream, event: bytes, now: float, marker: bytes, kind: str) -> None:
+    relayed = kind in ("relay", "plain")  # both speak the relay's events
     if marker in event:
         stream.arrivals.append(now)
-        if kind == "direct":
+        if not relayed:
             stream.tokens += 1  # one token per chunk from the fake upstream
-    elif kind == "relay" and b"event: done" in event:
+    elif relayed and b"event: done" in event:
         stream.tokens, stream.done = _data_json(event)["usage"]["tokens_out"], True
-    elif kind == "relay" and b"event: error" in event:
+    elif relayed and b"event: error" in event:
         stream.error = "error event: " + _data_json(event).get("message", "?")
-    elif kind == "direct" and event.endswith(b"data: [DONE]"):
+    elif not relayed and event.endswith(b"data: [DONE]"):
         stream.done = True
 
 

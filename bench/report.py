@@ -89,7 +89,8 @@ def print_relay(results: dict) -> None:
     print(
         f"\n== Relay end to end: fake upstream (first token {size['first_token_delay'] * 1000:g} ms, "
         f"then one every {size['pace'] * 1000:g} ms, {size['tokens']} tokens) -> app under {results['server']} -> "
-        f"lean load client; baseline: the same client reading the fake upstream directly ({results['layout']})"
+        f"lean load client; baseline: the same client reading the fake upstream directly, and at the end of the "
+        f"table a plain Django relay ({results['layout']})"
     )
     headers = ["figure", "relay", "baseline", "ratio / added", "target", "met"]
     rows = [
@@ -109,20 +110,25 @@ def print_relay(results: dict) -> None:
         "head: time to the response head; CPU in % of one core):"
     )
     print(ramp_table(results["ramp"]))
+    if "plain_ramp" in results:  # older results have none
+        print("\nPlain Django relay, the same bars (direct rounds shared with the ramp above at the same level):")
+        print(ramp_table(results["plain_ramp"], who="plain"))
     for note in results["notes"]:
         print(f"- {note}")
 
 
-def ramp_table(levels: list[dict]) -> str:
+def ramp_table(levels: list[dict], who: str = "relay") -> str:
+    """One row per level; `who` names the relay measured (a level holds it
+    under "relay" whether it is the app or the plain relay)."""
     headers = [
         "streams",
-        "p99 gap ms relay/direct",
+        f"p99 gap ms {who}/direct",
         "ratio",
-        "streaming relay/direct",
-        "TTFT p50/p99 ms relay",
+        f"streaming {who}/direct",
+        f"TTFT p50/p99 ms {who}",
         "TTFT p50/p99 ms direct",
-        "head p50 ms relay",
-        "CPU app/upstream/client",
+        f"head p50 ms {who}",
+        f"CPU {'app' if who == 'relay' else who}/upstream/client",
         "ok",
         "verdict",
     ]

@@ -2,13 +2,21 @@
 
     fake upstream (first token after 50 ms, then one every 20 ms, N tokens)
     app under uvicorn, DEBUG=false, SQLite in a temporary directory
-    a second fake upstream (2 tokens) and app, only for time to first token
-        at 1 stream: 30 sequential whole streams then take seconds, not minutes
+    plain Django relay (bench/plain_relay.py) under the same server, on the
+        same CPU as the app and the same upstream: the second baseline
+    a second fake upstream (2 tokens), app and plain relay, only for time to
+        first token at 1 stream: 30 sequential whole streams then take
+        seconds, not minutes
     the load client (bench/loadgen.py), a fresh process per round
 
+A round is one of three kinds: "relay" (the app), "plain" (the plain relay)
+or "direct" (the load client reading the upstream itself). The relays sit
+idle while the others run; a round's figures for the relay it measured, app
+or plain, are under the same `app_*` keys.
+
 All on 127.0.0.1 and free ports, all stopped on the way out. A round reads the
-servers' CPU time from /proc before and after, and their peak RSS and thread
-count while it runs.
+CPU time of the relay it measures and of the upstream from /proc before and
+after, and their peak RSS and thread count while it runs.
 """
 
 import json
@@ -34,6 +42,7 @@ DIRECT_BODY = json.dumps(
         "stream_options": {"include_usage": True},  # as the provider asks
     }
 )
+PLAIN_APPLICATION = "bench.plain_relay:application"
 SETTLE_S = 0.2  # after a round, for closes and saves to finish before CPU is read
 
 
@@ -55,6 +64,10 @@ def app_env(tmp: Path, upstream_port: int) -> dict[str, str]:
     }
 
 
+def plain_env(upstream_port: int) -> dict[str, str]:
+    return {**os.environ, "PLAIN_UPSTREAM_URL": f"http://{procs.HOST}:{upstream_port}/v1"}
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [procs.PYTHON, "manage.py", *args], cwd=procs.ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -72,14 +85,23 @@ def prepare_database(env: dict[str, str]) -> str:
     return manage(env, "create_api_key", "bench").strip().splitlines()[-1]
 
 
-def app_server(server: str, port: int, env: dict[str, str], *, log_dir: Path, cpus) -> procs.Service:
-    """The app under uvicorn (production) or daphne (what `runserver` uses)."""
+def app_server(
+    server: str,
+    port: int,
+    env: dict[str, str],
+    *,
+    log_dir: Path,
+    cpus,
+    application: str = "chatstream.asgi:application",
+) -> procs.Service:
+    """An ASGI app, chatstream's by default, under uvicorn (production) or
+    daphne (what `runserver` uses)."""
     if server == "daphne":
         argv = [procs.PYTHON, "-m", "daphne", "-b", procs.HOST, "-p", str(port), "-v", "0"]
     else:
         argv = [procs.PYTHON, "-m", "uvicorn", "--host", procs.HOST, "--port", str(port)]
         argv += ["--log-level", "warning", "--no-access-log"]
-    argv.append("chatstream.asgi:application")
+    argv.append(application)
     return procs.Service(f"{server} {port}", argv, port, log_dir=log_dir, env=env, cpus=cpus)
 
 
@@ -117,10 +139,28 @@ class Rig:
         self.app = self._enter(app_server(self.server, procs.free_port(), env, log_dir=tmp, cpus=measured))
         short_env = app_env(tmp, self.short_upstream.port)
         self.ttft_app = self._enter(app_server(self.server, procs.free_port(), short_env, log_dir=tmp, cpus=measured))
+        self.plain_app = self._plain_app(self.upstream)
+        self.ttft_plain_app = self._plain_app(self.short_upstream)
         self.http = self.stack.enter_context(httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30))
 
     def _enter(self, service: procs.Service) -> procs.Service:
         return self.stack.enter_context(service)
+
+    def _plain_app(self, upstream: procs.Service) -> procs.Service:
+        """The plain Django relay under the app's server, on the app's CPU."""
+        port, env = procs.free_port(), plain_env(upstream.port)
+        server = app_server(
+            self.server, port, env, log_dir=self.work_dir, cpus=self.layout["measured"], application=PLAIN_APPLICATION
+        )
+        return self._enter(server)
+
+    def _servers(self, kind: str, ttft: bool) -> tuple[procs.Service | None, procs.Service]:
+        """The relay a round measures (None for a direct round) and the upstream behind it."""
+        if ttft:
+            relays, upstream = {"relay": self.ttft_app, "plain": self.ttft_plain_app}, self.short_upstream
+        else:
+            relays, upstream = {"relay": self.app, "plain": self.plain_app}, self.upstream
+        return relays.get(kind), upstream
 
     # --- setup outside the timed part ------------------------------------------
 
@@ -135,10 +175,13 @@ class Rig:
 
     def _workers(self, kind: str, app: procs.Service, workers: int, per_worker: int) -> list[list[list[str]]]:
         """Each worker's requests. A relay worker gets its own conversations;
-        several streams may share one (its history grows, as a chat does)."""
+        several streams may share one (its history grows, as a chat does).
+        The plain relay keeps no conversations: one request serves them all."""
         if kind == "direct":
             return [[["/v1/chat/completions", DIRECT_BODY]]] * workers
         body = json.dumps({"content": PROMPT})
+        if kind == "plain":
+            return [[["/relay", body]]] * workers
         ids = iter(self.new_conversations(app, workers * per_worker))
         return [[[f"/api/conversations/{next(ids)}/messages", body] for _ in range(per_worker)] for _ in range(workers)]
 
@@ -149,8 +192,9 @@ class Rig:
 
     def steady(self, kind: str, streams: int) -> dict:
         """`streams` workers in closed loops against the main app (or the
-        upstream), starts staggered over one stream's length so arrivals are
-        steady; figures from the next `window_streams` stream lengths."""
+        plain relay, or the upstream), starts staggered over one stream's
+        length so arrivals are steady; figures from the next `window_streams`
+        stream lengths."""
         length = self.stream_seconds(self.size["tokens"])
         window = [length, length * (1 + self.size["window_streams"])]
         spec = {"stagger": length, "run_for": window[1], "window": window}
@@ -158,25 +202,25 @@ class Rig:
         return self._round(kind, self._workers(kind, self.app, streams, 1), spec, timeout, ttft=False)
 
     def sequential(self, kind: str, samples: int) -> dict:
-        """One short stream at a time through the TTFT pair, `samples` times,
-        with a short pause between."""
+        """One short stream at a time through the TTFT app, plain relay or
+        short upstream, `samples` times, with a short pause between."""
         spec = {"streams_per_worker": samples, "pause": 0.05}
         timeout = 20 + samples * (self.stream_seconds(TTFT_TOKENS) + 0.05) * 3
         return self._round(kind, self._workers(kind, self.ttft_app, 1, samples), spec, timeout, ttft=True)
 
     def _round(self, kind: str, workers: list, spec: dict, timeout: float, *, ttft: bool) -> dict:
         """Run the load client once, with the servers' CPU time and peak RSS."""
-        app, upstream = (self.ttft_app, self.short_upstream) if ttft else (self.app, self.upstream)
-        target = app if kind == "relay" else upstream
+        relay, upstream = self._servers(kind, ttft)
         spec |= {
             "host": procs.HOST,
-            "port": target.port,
+            "port": (relay or upstream).port,
             "kind": kind,
             "headers": {"Authorization": f"Bearer {self.key}"} if kind == "relay" else {},
             "workers": workers,
             "timeout": timeout,
         }
-        pids = (app.pid, upstream.pid)
+        relay_pid = None if relay is None else relay.pid
+        pids = (upstream.pid,) if relay_pid is None else (relay_pid, upstream.pid)
         idle = {pid: procs.rss_bytes(pid) for pid in pids}
         cpu = {pid: procs.cpu_seconds(pid) for pid in pids}
         outcome, peaks = procs.run_worker(
@@ -185,7 +229,7 @@ class Rig:
         time.sleep(SETTLE_S)
         cpu = {pid: procs.cpu_seconds(pid) - before for pid, before in cpu.items()}
         return _round_record(
-            kind, outcome, cpu=cpu, idle=idle, peaks=peaks, app=app.pid, upstream=upstream.pid, workers=len(workers)
+            kind, outcome, cpu=cpu, idle=idle, peaks=peaks, app=relay_pid, upstream=upstream.pid, workers=len(workers)
         )
 
     def cancel_propagation(self, samples: int) -> dict:
@@ -208,12 +252,15 @@ class Rig:
 
     def warm_up(self) -> None:
         """First requests pay for imports, pools and caches; keep them out of the figures."""
-        for kind in ("relay", "direct"):
+        for kind in ("relay", "plain", "direct"):
             self.sequential(kind, 5)
-        self._round("relay", self._workers("relay", self.app, 5, 1), {"streams_per_worker": 1}, 30, ttft=False)
+        for kind in ("relay", "plain"):
+            self._round(kind, self._workers(kind, self.app, 5, 1), {"streams_per_worker": 1}, 30, ttft=False)
 
 
-def _round_record(kind: str, outcome: dict, *, cpu, idle, peaks, app: int, upstream: int, workers: int) -> dict:
+def _round_record(kind: str, outcome: dict, *, cpu, idle, peaks, app: int | None, upstream: int, workers: int) -> dict:
+    """The round's figures; `app` is the relay it measured (the app or the
+    plain relay, None for a direct round)."""
     wall = outcome["wall_s"]
     tokens = outcome["tokens"]
 
@@ -246,5 +293,5 @@ def _round_record(kind: str, outcome: dict, *, cpu, idle, peaks, app: int, upstr
         "client_cpu_s_per_1k_tokens": per_thousand(outcome["cpu_s"], tokens),
         **usage(upstream, "upstream"),
     }
-    # A direct round leaves the app idle: its numbers would only be noise.
-    return record | (usage(app, "app") if kind == "relay" else {"app_cpu_pct": None})
+    # A direct round leaves the relays idle: their numbers would only be noise.
+    return record | ({"app_cpu_pct": None} if app is None else usage(app, "app"))
