@@ -98,7 +98,7 @@ def measure(name: str, argv: list[str], env: dict, key: str, streams: int, *, tm
         with procs.Service(
             f"{name} {mode} {port}", [*argv, *_listen(name, port)], port, log_dir=tmp, env=env, cpus=cpus
         ) as server:
-            _close(_drained(_open_streams(port, key, WARM_UP_STREAMS), 3.0))
+            _warm_up(port, key)
             time.sleep(SETTLE_S)
             idle = procs.rss_bytes(server.pid)
             sockets = _open_streams(port, key, streams)
@@ -108,6 +108,18 @@ def measure(name: str, argv: list[str], env: dict, key: str, streams: int, *, tm
             _close(sockets)
         figures[mode] = (peak - idle) / streams / 1024
     return {"server": name, "kib_per_stream": figures}
+
+
+def _warm_up(port: int, key: str) -> None:
+    """Pay for imports, pools and caches, then leave at the first token: a
+    warm-up that read whole 10 MB answers would leave that much freed heap,
+    which the streams measured next would reuse without RSS growing."""
+    sockets = _open_streams(port, key, WARM_UP_STREAMS)
+    for sock in sockets:
+        received = b""
+        while b"event: delta" not in received:
+            received += sock.recv(65536) or b"event: delta"  # or the server closed it
+    _close(sockets)
 
 
 def _close(sockets: list[socket.socket]) -> None:
