@@ -1,9 +1,10 @@
 """`python -m bench [--quick] [--no-pin] [--servers uvicorn,daphne]`: the
-client comparison, the relay benchmark under each server (TTFT, gaps, cancel
-propagation, CPU, memory, concurrency ramp), a stalled reader's cost under
-each server (10 MB answers), and the database writes per turn; prints the
-tables and saves one JSON file under bench/results/. About 8 minutes;
---quick about 3."""
+client comparison; the relay benchmark under each server (TTFT, gaps, cancel
+propagation, CPU, memory, concurrency ramp) against two baselines, the
+client reading the upstream directly and a plain Django relay; a stalled
+reader's cost under each server (10 MB answers); and the database writes per
+turn. Prints the tables and saves one JSON file under bench/results/. About
+7 minutes; --quick about 3."""
 
 import argparse
 import sys
