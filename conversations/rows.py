@@ -16,13 +16,14 @@ from django.utils import timezone
 class RowInsert:
     def __init__(self, model: type[models.Model]) -> None:
         self.fields = model._meta.concrete_fields
+        self.columns = frozenset(field.attname for field in self.fields)
         self.table = model._meta.db_table
         self._statements: dict[str, str] = {}  # by database vendor
 
     def __call__(self, cursor, **values) -> None:
         """Insert one row through `cursor` (a Django cursor); fields not
         given take their defaults."""
-        unknown = values.keys() - {field.attname for field in self.fields}
+        unknown = values.keys() - self.columns
         if unknown:
             raise TypeError(f"{self.table} has no column for {sorted(unknown)}")
         # The cursor's own connection: `django.db.connection` is a proxy that
