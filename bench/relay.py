@@ -185,12 +185,49 @@ def _per_stream_kib(record: dict, who: str) -> float:
     return (record[f"{who}_rss_peak"] - record[f"{who}_rss_idle"]) / record["workers"] / 1024
 
 
+def _fixed_s(short: dict, who: str) -> float:
+    """CPU s per answer of a round of 2-token answers: an answer's fixed part."""
+    return short[f"{who}_cpu_s"] / short["streams"]
+
+
+def _answer_cost_figures(n: int, relay: dict, short: dict, base: dict, short_base: dict, who: str, vs: str) -> list:
+    """Per token beyond the fixed part, the fixed part, and memory per open
+    stream: the app (`relay`, `short`) against a baseline whose process is
+    `who` in its rounds; `vs` names the baseline in the labels."""
+    return [
+        _figure(
+            f"  same, each answer's fixed part taken out{vs}",
+            per_token_beyond_fixed(relay, short, "app"),
+            per_token_beyond_fixed(base, short_base, who),
+            unit="s",
+            digits=4,
+            mode="ratio",
+        ),
+        # Two tokens are next to nothing: this is the cost of an answer as such.
+        _figure(
+            f"CPU ms per {TTFT_TOKENS}-token answer @1 stream{vs}",
+            _fixed_s(short, "app") * 1000,
+            _fixed_s(short_base, who) * 1000,
+            unit="ms",
+            digits=2,
+            mode="ratio",
+        ),
+        _figure(
+            f"RSS KiB / open stream @{n}{vs}",
+            _per_stream_kib(relay, "app"),
+            _per_stream_kib(base, who),
+            unit="KiB",
+            digits=1,
+            mode="ratio",
+        ),
+    ]
+
+
 def per_token_beyond_fixed(round_: dict, short: dict, who: str) -> float | None:
     """CPU s per 1k tokens once each answer's fixed part (its CPU per
     2-token answer at 1 stream) is taken out: what the hot path costs per
     token, whatever the answers' length."""
-    fixed_s = short[f"{who}_cpu_s"] / short["streams"]
-    beyond = round_[f"{who}_cpu_s"] - round_["streams"] * fixed_s
+    beyond = round_[f"{who}_cpu_s"] - round_["streams"] * _fixed_s(short, who)
     return beyond / round_["tokens"] * 1000 if round_["tokens"] else None
 
 
@@ -209,31 +246,7 @@ def _cost_figures(ttft1: dict, main: dict, tokens: int) -> list[dict]:
             target="<= 0.06",
             met=cpu is not None and cpu <= 0.06,
         ),
-        _figure(
-            "  same, each answer's fixed part taken out (app; baseline: fake upstream)",
-            per_token_beyond_fixed(relay, short, "app"),
-            per_token_beyond_fixed(direct, short_direct, "upstream"),
-            unit="s",
-            digits=4,
-            mode="ratio",
-        ),
-        # Two tokens are next to nothing: this is the cost of an answer as such.
-        _figure(
-            f"CPU ms per {TTFT_TOKENS}-token answer @1 stream (app; baseline: fake upstream)",
-            short["app_cpu_s"] / short["streams"] * 1000,
-            short_direct["upstream_cpu_s"] / short_direct["streams"] * 1000,
-            unit="ms",
-            digits=2,
-            mode="ratio",
-        ),
-        _figure(
-            f"RSS KiB / open stream @{n} (app; baseline: fake upstream)",
-            _per_stream_kib(relay, "app"),
-            _per_stream_kib(direct, "upstream"),
-            unit="KiB",
-            digits=1,
-            mode="ratio",
-        ),
+        *_answer_cost_figures(n, relay, short, direct, short_direct, "upstream", " (app; baseline: fake upstream)"),
         _figure(
             f"OS threads, peak @{n} (app; baseline: fake upstream)",
             relay["app_threads_peak"],
@@ -313,30 +326,7 @@ def _plain_cost_figures(ttft1: dict, main: dict, plain: dict) -> list[dict]:
             target=f"<= {PLAIN_CPU_RATIO:.2f}x plain",
             met=cpu is not None and plain_cpu is not None and cpu <= PLAIN_CPU_RATIO * plain_cpu,
         ),
-        _figure(
-            "  same, each answer's fixed part taken out",
-            per_token_beyond_fixed(relay, short, "app"),
-            per_token_beyond_fixed(plain, short_plain, "app"),
-            unit="s",
-            digits=4,
-            mode="ratio",
-        ),
-        _figure(
-            f"CPU ms per {TTFT_TOKENS}-token answer @1 stream: relay vs plain",
-            short["app_cpu_s"] / short["streams"] * 1000,
-            short_plain["app_cpu_s"] / short_plain["streams"] * 1000,
-            unit="ms",
-            digits=2,
-            mode="ratio",
-        ),
-        _figure(
-            f"RSS KiB / open stream @{n}: relay vs plain",
-            _per_stream_kib(relay, "app"),
-            _per_stream_kib(plain, "app"),
-            unit="KiB",
-            digits=1,
-            mode="ratio",
-        ),
+        *_answer_cost_figures(n, relay, short, plain, short_plain, "app", ": relay vs plain"),
         _figure(
             "TTFT p50 ms, 1 stream: relay vs plain",
             short["ttft_ms"]["p50"],
