@@ -1,29 +1,48 @@
 # `make run` and `make test` do all the set-up on a fresh machine.
-PYTHON ?= python3.11
-VENV := .venv
+#
+# DJANGO picks the Django the venv gets: 6.1 (the project's, on Python 3.13)
+# or 5.2 (the LTS, on Python 3.11), each in a venv of its own. STACK picks how
+# the tests serve the app: fast (the project's opt-in handler and middleware)
+# or stock (Django's own, as a project that installs the app would).
+DJANGO ?= 6.1
+STACK ?= fast
+ifeq ($(DJANGO),6.1)
+VENV ?= .venv
+PYTHON_VERSION ?= 3.13
+else
+VENV ?= .venv-django-$(DJANGO)
+PYTHON_VERSION ?= 3.11
+endif
+PYTHON ?= $(shell scripts/find-python.sh $(PYTHON_VERSION))
 PY := $(VENV)/bin/python
 PORT ?= 8000
 # The browser tests drive Debian's Chromium (never a downloaded one).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RUNTIME := requirements/base.txt requirements/django-$(DJANGO).txt
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint docs bench clean
 
-$(VENV)/.installed-run: requirements.txt
+$(VENV)/.installed-run: $(RUNTIME)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet $(addprefix -r ,$(RUNTIME))
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# A development .env on first run: DEBUG on and a secret key of its own, so
+# every manage.py command works in any shell. Never overwritten.
+.env:
+	printf '# Written by `make run` for development; see .env.example.\nDEBUG=true\nSECRET_KEY=%s\n' \
+		"$$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > $@
+
 # Development server: daphne's ASGI runserver, so answers stream token by
 # token, and beside it the task worker that keeps conversations' memory.
 # Ctrl-C (or the server exiting) stops both.
-run: export DEBUG ?= true
-run: $(VENV)/.installed-run
+run: $(VENV)/.installed-run .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_account --url http://127.0.0.1:$(PORT)/
 	$(PY) manage.py db_worker --interval 0.5 & worker=$$!; \
@@ -36,15 +55,20 @@ $(CHROMIUM):
 
 # The whole suite, on DATABASE_URL (SQLite by default), browser tests included.
 test: $(VENV)/.installed-dev $(CHROMIUM)
-	$(PY) -m pytest
+	CHATSTREAM_TEST_STACK=$(STACK) $(PY) -m pytest
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	SECRET_KEY=lint $(VENV)/bin/mypy conversations chatstream
 
+# The settings table of docs/configuration.md and the app's part of
+# .env.example, from conversations/conf.py (a test checks they are current).
+docs: $(VENV)/.installed-run
+	scripts/settings-docs.sh $(PY)
+
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) db.sqlite3 test-db.sqlite3* staticfiles
+	rm -rf .venv .venv-django-* db.sqlite3 test-db.sqlite3* staticfiles build *.egg-info

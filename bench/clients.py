@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from harness import fake_upstream
+
 from . import procs, report
 from .loadgen import _event_loop_runner, build_request, read_events
 from .stats import per_thousand
@@ -288,7 +290,7 @@ def run(*, quick: bool = False, pin: bool = True) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-clients-") as tmp:
         port = procs.free_port()
-        upstream = procs.fake_upstream(
+        upstream = fake_upstream.service(
             port, log_dir=Path(tmp), cpus=layout["harness"], first_token_delay=0, pace=0.02, tokens=size["tokens"]
         )
         with upstream:

@@ -1,34 +1,21 @@
-"""Child processes for the benchmarks: free ports, servers that always stop,
-CPU pinning, and what /proc says about a process's CPU time and memory.
+"""What the benchmarks measure of a process (its CPU time and memory from
+/proc), how they pin processes to CPUs, and worker processes that report back
+through files. The servers themselves come from harness/.
 
-Linux only (/proc, sched_setaffinity, prctl).
+Linux only (/proc, sched_setaffinity).
 """
 
-import contextlib
-import ctypes
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-HOST = "127.0.0.1"
+from harness.servers import HOST, PYTHON, ROOT, Service, free_port, popen, stop
+
+__all__ = ["HOST", "PYTHON", "ROOT", "Service", "free_port", "popen", "stop"]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-_PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the kernel picks it for port 0)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -61,102 +48,6 @@ def describe_layout(layout: dict[str, set[int] | None]) -> str:
     if layout["measured"] is None:
         return "not pinned"
     return f"measured process on CPU {sorted(layout['measured'])}, harness on CPU {sorted(layout['harness'] or ())}"
-
-
-def _child_setup(cpus: set[int] | None):
-    """preexec_fn for children: pin them, and have the kernel SIGTERM them if
-    the bench dies, so no server outlives a crashed or killed run."""
-
-    def setup() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    return setup
-
-
-def popen(argv: list[str], *, cpus: set[int] | None = None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(argv, cwd=ROOT, preexec_fn=_child_setup(cpus), **kwargs)
-
-
-def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL if it has not gone after `grace` seconds."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class Service:
-    """A server subprocess, ready once its port accepts connections and always
-    stopped on exit. Its output goes to a log file, never to a pipe that could
-    fill up and stall it."""
-
-    def __init__(self, name: str, argv: list[str], port: int, *, log_dir: Path, env=None, cpus=None):
-        self.name, self.argv, self.port = name, argv, port
-        self.env, self.cpus = env, cpus
-        self.log_path = Path(log_dir) / f"{name.replace(' ', '-')}.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> "Service":
-        with open(self.log_path, "wb") as log:
-            self.proc = popen(self.argv, cpus=self.cpus, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            self._wait_ready(timeout=30.0)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-
-    def _wait_ready(self, timeout: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), timeout=0.5):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not listen on {HOST}:{self.port} within {timeout:g} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def fake_upstream(
-    port: int,
-    *,
-    log_dir: Path,
-    cpus,
-    first_token_delay: float,
-    pace: float,
-    tokens: int,
-    token_chars: int = 0,
-    record_calls: bool = False,
-) -> Service:
-    argv = [PYTHON, "-m", "tests.fake_upstream", "--port", str(port)]
-    argv += ["--first-token-delay", str(first_token_delay), "--pace", str(pace), "--tokens", str(tokens)]
-    if token_chars:
-        argv += ["--token-chars", str(token_chars)]
-    if record_calls:
-        argv += ["--record-calls"]
-    return Service(f"fake upstream {port}", argv, port, log_dir=log_dir, cpus=cpus)
 
 
 def run_worker(module: str, spec: dict, *, work_dir: Path, cpus=None, timeout: float, watch=()) -> tuple[dict, dict]:

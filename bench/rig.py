@@ -28,6 +28,8 @@ from pathlib import Path
 
 import httpx
 
+from harness import fake_upstream
+
 from . import cancel, loadgen, procs
 from .stats import per_thousand, summary
 
@@ -127,12 +129,12 @@ class Rig:
         harness, measured, tmp = self.layout["harness"], self.layout["measured"], self.work_dir
         timing = {"first_token_delay": FIRST_TOKEN_DELAY, "pace": PACE}
         self.upstream = self._enter(
-            procs.fake_upstream(
+            fake_upstream.service(
                 procs.free_port(), log_dir=tmp, cpus=harness, tokens=self.size["tokens"], record_calls=True, **timing
             )
         )
         self.short_upstream = self._enter(
-            procs.fake_upstream(procs.free_port(), log_dir=tmp, cpus=harness, tokens=TTFT_TOKENS, **timing)
+            fake_upstream.service(procs.free_port(), log_dir=tmp, cpus=harness, tokens=TTFT_TOKENS, **timing)
         )
         env = app_env(tmp, self.upstream.port)
         self.key = prepare_database(env)

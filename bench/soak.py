@@ -32,6 +32,8 @@ import time
 from contextlib import ExitStack, aclosing
 from pathlib import Path
 
+from harness import fake_upstream
+
 from . import procs, report
 from .loadgen import HttpError, _event_loop_runner, build_request, read_events
 from .rig import app_env, app_server, prepare_database
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="chatstream-soak-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         upstream = stack.enter_context(
-            procs.fake_upstream(
+            fake_upstream.service(
                 procs.free_port(),
                 log_dir=tmp,
                 cpus=layout["harness"],

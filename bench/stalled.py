@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import fake_upstream
+
 from . import procs, report
 from .rig import app_env, prepare_database
 
@@ -132,7 +134,7 @@ def run(*, pin: bool = True, streams: int = 50, token_chars: int = TOKEN_CHARS) 
     with tempfile.TemporaryDirectory(prefix="bench-stalled-") as tmp_name:
         tmp = Path(tmp_name)
         upstream_port = procs.free_port()
-        upstream = procs.fake_upstream(
+        upstream = fake_upstream.service(
             upstream_port,
             log_dir=tmp,
             cpus=layout["harness"],

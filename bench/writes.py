@@ -96,7 +96,7 @@ def child(out: Path, turns: int) -> None:
 
     from chatstream.asgi import application
     from conversations import api_keys
-    from tests.servers import ServerThread
+    from harness.servers import ServerThread
 
     call_command("migrate", verbosity=0)
     _, key = api_keys.create_api_key(user=get_user_model().objects.create_user("writes"))

@@ -1,6 +1,11 @@
 """The ASGI application: served by daphne (`manage.py runserver`) in
 development and by uvicorn in production. There is no WSGI entry point on
-purpose: a WSGI server would buffer every answer whole."""
+purpose: a WSGI server would buffer every answer whole.
+
+This project runs the app's opt-in handler (conversations/asgi.py: the API on
+the event loop, running answers saved at shutdown); a project of your own can
+serve the app with Django's `get_asgi_application()` as it is.
+"""
 
 import gc
 import os
@@ -12,7 +17,7 @@ from django.core.management.base import SystemCheckError
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatstream.settings")
 django.setup(set_prefix=False)  # as get_asgi_application() does
 
-from chatstream.handler import ChatstreamASGIHandler  # noqa: E402  (needs the apps loaded)
+from conversations.asgi import ChatstreamASGIHandler  # noqa: E402  (needs the apps loaded)
 
 application = ChatstreamASGIHandler()
 

@@ -1,13 +1,18 @@
-"""Settings for chatstream, read from the environment (and an optional .env).
+"""Settings for chatstream's own project, read from the environment (and an
+optional .env file, which `make run` writes for development).
 
-Every value the operator may change is an environment variable parsed here with
-django-environ; the app reads Django settings only (see conversations/conf.py).
+The project's Django settings have their defaults here. The app's own
+settings (LLM_*, CHATSTREAM_*, REDIS_URL) have theirs in conversations/conf.py,
+and are set here only when the environment gives them.
 """
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from conversations.conf import Settings as ChatstreamSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -22,7 +27,8 @@ SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set it in the environment or .env (or set DEBUG=true for local development)."
+            "SECRET_KEY is not set. Set it in the environment or .env (`make run` writes a development .env), "
+            "or set DEBUG=true for local development."
         )
     SECRET_KEY = "django-insecure-development-only-key-do-not-deploy"
 
@@ -46,24 +52,44 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "servestatic",
     "django.contrib.staticfiles",
-    "django_tasks",
     "django_tasks_db",
     "conversations",
 ]
+if not find_spec("django.tasks"):  # Django 5.2: the tasks API comes from the django-tasks backport
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_tasks_db"), "django_tasks")
 
-# Django's stock middleware, with the hooks that do no I/O run on the event
-# loop rather than in a thread (see chatstream/middleware.py).
+# Django's own middleware, each replaced by its namesake from
+# conversations.middleware: the same classes, with the hooks that do no I/O
+# run on the event loop rather than in a thread (docs/deployment.md).
+# ServeStatic serves the page's CSS and JavaScript without a proxy in front.
 MIDDLEWARE = [
-    "chatstream.middleware.Security",
-    "chatstream.middleware.Session",
-    "chatstream.middleware.Common",
-    "chatstream.middleware.Csrf",
-    "chatstream.middleware.Authentication",
-    "chatstream.middleware.Messages",
-    "chatstream.middleware.XFrameOptions",
-    "chatstream.middleware.ContentSecurityPolicy",
+    "conversations.middleware.Security",
+    "servestatic.middleware.ServeStaticMiddleware",
+    "conversations.middleware.Session",
+    "conversations.middleware.Common",
+    "conversations.middleware.Csrf",
+    "conversations.middleware.Authentication",
+    "conversations.middleware.Messages",
+    "conversations.middleware.XFrameOptions",
 ]
+if find_spec("django.middleware.csp"):  # Django 6.0 and later
+    MIDDLEWARE.append("conversations.middleware.ContentSecurityPolicy")
+    from django.utils.csp import CSP
+
+    # Pages run only their own scripts and styles; the chat page sets a
+    # stricter policy of its own (conversations/views/pages.py).
+    SECURE_CSP = {
+        "default-src": [CSP.SELF],
+        "script-src": [CSP.SELF],
+        "style-src": [CSP.SELF],
+        "img-src": [CSP.SELF, "data:"],
+        "object-src": [CSP.NONE],
+        "base-uri": [CSP.NONE],
+        "frame-ancestors": [CSP.NONE],
+        "form-action": [CSP.SELF],
+    }
 
 # Django's deploy checks look for the stock middleware by name; ours are
 # subclasses that run on the event loop. conversations.checks checks them instead.
@@ -105,9 +131,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Streams hand their connection back while tokens flow and take one again
-    # to save the answer; a pool makes that cheap and caps the connections a
-    # burst of new streams can open. DATABASE_POOL_MAX_SIZE=0 turns it off.
+    # A pool caps the connections a burst of requests can open.
+    # DATABASE_POOL_MAX_SIZE=0 turns it off.
     pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=20)
     if pool_max_size:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
@@ -126,7 +151,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "chat"
+LOGIN_REDIRECT_URL = "conversations:chat"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -136,6 +161,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Served from the apps' static folders as they are, with no collectstatic
+# step: `uvicorn chatstream.asgi:application` shows a working page. For
+# scale, nginx serves STATIC_ROOT after collectstatic (docs/deployment.md).
+SERVESTATIC_USE_FINDERS = True
 
 # LOG_FORMAT: "json" (one object a line, for a log pipeline; the default
 # unless DEBUG) or "plain" (`message key=value …`, for a terminal).
@@ -143,79 +172,17 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "chatstream.log_format.Json"}, "plain": {"()": "chatstream.log_format.Plain"}},
+    "formatters": {
+        "json": {"()": "conversations.ops.log_format.Json"},
+        "plain": {"()": "conversations.ops.log_format.Plain"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "loggers": {"conversations": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")}},
 }
 
-# GET /metrics (Prometheus) answers this Bearer token, or a staff session.
-CHATSTREAM_METRICS_TOKEN = env.str("CHATSTREAM_METRICS_TOKEN", default="")
-
-# --- The model ---------------------------------------------------------------
-LLM_PROVIDER = env.str("LLM_PROVIDER", default="demo")  # "demo", "openai" or a dotted path
-LLM_BASE_URL = env.str("LLM_BASE_URL", default="https://api.openai.com/v1")
-LLM_API_KEY = env.str("LLM_API_KEY", default="")
-LLM_MODEL = env.str("LLM_MODEL", default="demo-1")
-LLM_FIRST_TOKEN_TIMEOUT = env.float("LLM_FIRST_TOKEN_TIMEOUT", default=30.0)
-LLM_IDLE_TIMEOUT = env.float("LLM_IDLE_TIMEOUT", default=60.0)
-LLM_DEMO_TOKENS_PER_SECOND = env.float("LLM_DEMO_TOKENS_PER_SECOND", default=30.0)
-LLM_DEMO_FIRST_TOKEN_DELAY = env.float("LLM_DEMO_FIRST_TOKEN_DELAY", default=0.3)
-# Before any text has reached the client, a failed call is tried again
-# LLM_RETRIES times (transient failures: unreachable, 5xx, 429, timeouts) after
-# BACKOFF, 2x BACKOFF... seconds with jitter, or the server's Retry-After (up
-# to MAX_WAIT), then each of LLM_FALLBACK_MODELS in turn (comma-separated).
-LLM_RETRIES = env.int("LLM_RETRIES", default=2)
-LLM_RETRY_BACKOFF_SECONDS = env.float("LLM_RETRY_BACKOFF_SECONDS", default=0.5)
-LLM_RETRY_MAX_WAIT_SECONDS = env.float("LLM_RETRY_MAX_WAIT_SECONDS", default=10.0)
-LLM_FALLBACK_MODELS = env.list("LLM_FALLBACK_MODELS", default=[])
-LLM_MEMORY_MODEL = env.str("LLM_MEMORY_MODEL", default="")  # the memory's model; LLM_MODEL when empty
-LLM_CONTEXT_TOKENS = env.int("LLM_CONTEXT_TOKENS", default=8000)  # prompt budget: memory plus recent turns
-LLM_SYSTEM_PROMPT = env.str("LLM_SYSTEM_PROMPT", default="You are a helpful assistant. Answer in markdown.")
-
-# --- The stream --------------------------------------------------------------
-CHATSTREAM_HEARTBEAT_SECONDS = env.float("CHATSTREAM_HEARTBEAT_SECONDS", default=15.0)
-CHATSTREAM_MAX_BODY_BYTES = env.int("CHATSTREAM_MAX_BODY_BYTES", default=1024 * 1024)
-CHATSTREAM_MAX_MESSAGE_CHARS = env.int("CHATSTREAM_MAX_MESSAGE_CHARS", default=32_000)
-# On SIGTERM, answers get this long to end before they are saved as
-# interrupted; keep uvicorn's --timeout-graceful-shutdown longer (Procfile).
-CHATSTREAM_SHUTDOWN_GRACE_SECONDS = env.float("CHATSTREAM_SHUTDOWN_GRACE_SECONDS", default=20.0)
-# Mask e-mail addresses, phone numbers and payment card numbers in answers
-# as they stream (conversations/redaction.py).
-CHATSTREAM_REDACT = env.bool("CHATSTREAM_REDACT", default=False)
-# Per user (API keys and session together); 0 turns a limit off.
-CHATSTREAM_MAX_CONCURRENT_STREAMS = env.int("CHATSTREAM_MAX_CONCURRENT_STREAMS", default=3)
-CHATSTREAM_MESSAGES_PER_MINUTE = env.int("CHATSTREAM_MESSAGES_PER_MINUTE", default=20)
-# Threads (each with one open database connection) that run the API's ORM work.
-CHATSTREAM_DB_THREADS = env.int("CHATSTREAM_DB_THREADS", default=4)
-# When the last reader of an answer goes: "cancel" stops the model at once;
-# "continue" lets it run this many seconds for the client to come back.
-CHATSTREAM_ON_DISCONNECT = env.str("CHATSTREAM_ON_DISCONNECT", default="cancel")
-CHATSTREAM_RESUME_GRACE_SECONDS = env.float("CHATSTREAM_RESUME_GRACE_SECONDS", default=30.0)
-# Memory updates: a failed model call is tried again after BACKOFF, 2x BACKOFF,
-# 4x BACKOFF... seconds, ATTEMPTS times in all, then the memory is marked failed.
-CHATSTREAM_MEMORY_ATTEMPTS = env.int("CHATSTREAM_MEMORY_ATTEMPTS", default=4)
-CHATSTREAM_MEMORY_BACKOFF_SECONDS = env.float("CHATSTREAM_MEMORY_BACKOFF_SECONDS", default=2.0)
-
-# --- Several processes ---------------------------------------------------------
-# REDIS_URL (redis://host:6379/0) shares answers being generated between
-# processes: their journal in Redis Streams, live events and cancels over the
-# Channels layer. Unset, one process serves everything from memory.
-REDIS_URL = env.str("REDIS_URL", default="")
-# An answer's journal keeps at most this many entries (each a run of text).
-CHATSTREAM_JOURNAL_MAX_ENTRIES = env.int("CHATSTREAM_JOURNAL_MAX_ENTRIES", default=10_000)
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # A reader that falls behind by more than `capacity` messages
-            # loses some; it notices the gap and reads it from the journal.
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "chatstream", "capacity": 1000},
-        }
-    }
-
-# Background tasks go through the django-tasks API; the backend is a setting.
-# The default keeps jobs in the project's database (`manage.py db_worker` runs
-# them). See the README to move them to Redis (RQ) instead.
+# Background tasks go through the tasks API; the backend is a setting. The
+# default keeps jobs in the project's database (`manage.py db_worker` runs
+# them). docs/memory.md tells how to move them to Redis (RQ) instead.
 TASKS = {
     "default": {
         "BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend"),
@@ -223,6 +190,7 @@ TASKS = {
     }
 }
 
-# Django refuses bodies larger than this before the view runs; the API turns
-# that refusal into a 413 with the JSON error shape.
-DATA_UPLOAD_MAX_MEMORY_SIZE = CHATSTREAM_MAX_BODY_BYTES
+# The app's settings (conversations/conf.py): only those the environment gives.
+for _setting in ChatstreamSettings.declared():
+    if _setting.name in env.ENVIRON:
+        globals()[_setting.name] = _setting.from_env(env)

@@ -1,11 +1,17 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.db.models import Count
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
-from . import api_keys, memory
-from .dashboard import timeline_svg
+from . import api_keys
+from .memory.tasks import enqueue_update
 from .models import ApiKey, Conversation, ConversationMemory, Turn
+from .ops.dashboard import dashboard_data, timeline_svg
+
+# The project's user model names its own login field (username, email...).
+OWNER_LOGIN = f"owner__{get_user_model().USERNAME_FIELD}"
 
 TURN_METRICS = ("ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated", "cancel_latency_ms")
 
@@ -55,16 +61,18 @@ class MemoryInline(admin.StackedInline):
 
     @admin.display(description="background jobs")
     def jobs(self, obj: ConversationMemory) -> str:
-        return format_html(
-            '<a href="{}">all task results</a>', reverse("admin:django_tasks_database_dbtaskresult_changelist")
-        )
+        try:  # the database backend's results; another backend keeps its own
+            url = reverse("admin:django_tasks_database_dbtaskresult_changelist")
+        except NoReverseMatch:
+            return "kept by the project's tasks backend"
+        return format_html('<a href="{}">all task results</a>', url)
 
 
 @admin.register(ConversationMemory)
 class ConversationMemoryAdmin(admin.ModelAdmin):
     list_display = ("conversation", "status", "version", "covers_position", "failed_attempts", "updated_at")
     list_filter = ("status", "updated_at")
-    search_fields = ("summary", "conversation__title", "conversation__owner__username")
+    search_fields = ("summary", "conversation__title", f"conversation__{OWNER_LOGIN}")
     readonly_fields = ("conversation", *MEMORY_FIELDS)
     fields = readonly_fields
     list_select_related = ("conversation",)
@@ -82,7 +90,7 @@ class ConversationMemoryAdmin(admin.ModelAdmin):
 def _enqueue_updates(model_admin: admin.ModelAdmin, request, conversation_ids) -> None:
     ids = list(conversation_ids)
     for conversation_id in ids:
-        memory.enqueue_update(conversation_id)
+        enqueue_update(conversation_id)
     model_admin.message_user(request, f"Queued {len(ids)} memory update(s); a worker (manage.py db_worker) runs them.")
 
 
@@ -90,7 +98,7 @@ def _enqueue_updates(model_admin: admin.ModelAdmin, request, conversation_ids) -
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("__str__", "owner", "turn_count", "memory_status", "created_at", "updated_at")
     list_filter = ("turns__finish_reason", "turns__model", "created_at")
-    search_fields = ("title", "owner__username", "owner__email", "turns__content")
+    search_fields = ("title", OWNER_LOGIN, "turns__content")
     readonly_fields = ("id", "owner", "created_at", "updated_at")
     inlines = [MemoryInline, TurnInline]
     date_hierarchy = "created_at"
@@ -122,7 +130,7 @@ class ConversationAdmin(admin.ModelAdmin):
 class TurnAdmin(admin.ModelAdmin):
     list_display = ("__str__", "role", "status", "finish_reason", "model", *TURN_METRICS, "created_at")
     list_filter = ("role", "status", "finish_reason", "model", "provider", "created_at")
-    search_fields = ("content", "trace_id", "conversation__owner__username")
+    search_fields = ("content", "trace_id", f"conversation__{OWNER_LOGIN}")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
     exclude = ("token_gaps",)
@@ -133,6 +141,16 @@ class TurnAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_urls(self):
+        dashboard = self.admin_site.admin_view(self.dashboard)
+        return [path("dashboard/", dashboard, name="conversations_turn_dashboard"), *super().get_urls()]
+
+    def dashboard(self, request):
+        """Time to first token and tokens per second by day and model, and
+        finish reasons (ops/dashboard.py)."""
+        context = {**self.admin_site.each_context(request), "title": "Streams", **dashboard_data()}
+        return TemplateResponse(request, "admin/conversations/dashboard.html", context)
 
     @admin.display(description="Token timeline")
     def timeline(self, turn: Turn) -> str:
@@ -148,7 +166,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at", "created_at")
-    search_fields = ("prefix", "name", "user__username")
+    search_fields = ("prefix", "name", f"user__{get_user_model().USERNAME_FIELD}")
     readonly_fields = ("user", "prefix", "created_at", "last_used_at", "revoked_at")
     fields = ("name", *readonly_fields)
     actions = ["revoke_keys"]

@@ -49,10 +49,10 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
     for name in ("CHATSTREAM_MAX_BODY_BYTES", "CHATSTREAM_MAX_MESSAGE_CHARS"):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
-    if settings.CSRF_USE_SESSIONS and "chatstream.middleware.Csrf" in settings.MIDDLEWARE:
+    if settings.CSRF_USE_SESSIONS and "conversations.middleware.Csrf" in settings.MIDDLEWARE:
         errors.append(
             Error(
-                "CSRF_USE_SESSIONS needs a session load, which chatstream.middleware.Csrf cannot do on the loop.",
+                "CSRF_USE_SESSIONS needs a session load, which conversations.middleware.Csrf cannot do on the loop.",
                 hint="Leave CSRF_USE_SESSIONS off, or use django.middleware.csrf.CsrfViewMiddleware.",
                 id="conversations.E006",
             )
@@ -78,19 +78,22 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
 
 # Each stock security middleware, and the subclass of it that runs on the loop.
 SECURITY_MIDDLEWARE = {
-    "django.middleware.security.SecurityMiddleware": "chatstream.middleware.Security",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware": "chatstream.middleware.XFrameOptions",
-    "django.middleware.csrf.CsrfViewMiddleware": "chatstream.middleware.Csrf",
+    "django.middleware.security.SecurityMiddleware": "conversations.middleware.Security",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "conversations.middleware.XFrameOptions",
+    "django.middleware.csrf.CsrfViewMiddleware": "conversations.middleware.Csrf",
 }
 
 
 @register(Tags.security, deploy=True)
 def check_security_middleware(app_configs, **kwargs) -> list[Warning]:
-    """What security.W001-W003 check (silenced: they know only the stock names)."""
+    """What security.W001-W003 check, for a project on the opt-in middleware
+    (Django's checks know only the stock names, so such a project silences them)."""
+    if not any(entry.startswith("conversations.middleware.") for entry in settings.MIDDLEWARE):
+        return []  # the stock middleware: Django's own checks apply
     return [
         Warning(
             f"Neither {stock} nor {inline} is in MIDDLEWARE.",
-            hint="Keep chatstream's MIDDLEWARE list from chatstream/settings.py.",
+            hint="Add the stock middleware, or its namesake from conversations.middleware.",
             id="conversations.W001",
         )
         for stock, inline in SECURITY_MIDDLEWARE.items()

@@ -1,133 +1,128 @@
-"""Typed access to chatstream's settings, with their defaults.
+"""chatstream's settings: each one's default and meaning, written once.
 
-The values come from the environment through chatstream/settings.py; code in
-this app reads them here, never from os.environ, so tests can override them
-with Django's `override_settings`.
+The app reads Django settings only, here, at call time (so `override_settings`
+works): `conf.LLM_MODEL`. A project sets any of them in its settings module;
+chatstream's own project (chatstream/settings.py) sets each one only when the
+environment gives it. `manage.py chatstream_settings` prints them all with
+their values; docs/configuration.md's table is its `--markdown` output.
 """
+
+from typing import Any, Generic, TypeVar, overload
 
 from django.conf import settings
 
+T = TypeVar("T")
+
+
+class Setting(Generic[T]):
+    """A setting's default and description; read on an instance, its value."""
+
+    def __init__(self, default: T, description: str, *, empty_means: str = "", secret: bool = False) -> None:
+        self.default = default
+        self.description = description
+        self.empty_means = empty_means  # an empty value falls back to this other setting
+        self.secret = secret
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> "Setting[T]": ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type) -> "T | Setting[T]":
+        if instance is None:
+            return self
+        value = getattr(settings, self.name, self.default)
+        if not value and self.empty_means:
+            return getattr(instance, self.empty_means)
+        return self.kind(value)
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def from_env(self, env: Any) -> T:
+        """The value a django-environ `Env` holds for this setting."""
+        read = {bool: env.bool, int: env.int, float: env.float, list: env.list}.get(self.kind, env.str)
+        return read(self.name)
+
 
 class Settings:
-    @property
-    def LLM_PROVIDER(self) -> str:
-        return getattr(settings, "LLM_PROVIDER", "demo")
+    # --- the model ---------------------------------------------------------------
+    LLM_PROVIDER = Setting(
+        "demo", "`demo` (offline), `openai` for any OpenAI-compatible server, or the dotted path of a `Provider`"
+    )
+    LLM_BASE_URL = Setting(
+        "https://api.openai.com/v1",
+        "the server's API root, e.g. vLLM `http://127.0.0.1:8000/v1`, Ollama `http://127.0.0.1:11434/v1`",
+    )
+    LLM_API_KEY = Setting("", "sent as `Authorization: Bearer`; never shown to clients, saved or logged", secret=True)
+    LLM_MODEL = Setting("demo-1", "the model the server is asked for")
+    LLM_FIRST_TOKEN_TIMEOUT = Setting(30.0, "seconds to wait for the model's first token")
+    LLM_IDLE_TIMEOUT = Setting(60.0, "seconds of silence from the model, after its first token, before it is cut")
+    LLM_RETRIES = Setting(
+        2,
+        "before the first token only: a call that failed in a way that may pass (unreachable, 408/409/429/5xx, "
+        "no first token in time, cut before any text) is tried again this many times",
+    )
+    LLM_RETRY_BACKOFF_SECONDS = Setting(
+        0.5, "the first retry's wait ceiling, doubled each time, with full jitter (or the server's `Retry-After`)"
+    )
+    LLM_RETRY_MAX_WAIT_SECONDS = Setting(10.0, "the longest wait before a retry; a longer `Retry-After` is not waited")
+    LLM_FALLBACK_MODELS = Setting[list[str]](
+        [], "comma-separated models tried in order when the model still fails before its first token"
+    )
+    LLM_DEMO_TOKENS_PER_SECOND = Setting(30.0, "the demo model's pace")
+    LLM_DEMO_FIRST_TOKEN_DELAY = Setting(0.3, "the demo model's wait before its first token, in seconds")
+    # --- prompts and memory -----------------------------------------------------------
+    LLM_SYSTEM_PROMPT = Setting("You are a helpful assistant. Answer in markdown.", "the first message of every prompt")
+    LLM_CONTEXT_TOKENS = Setting(8000, "prompt budget in estimated tokens: the memory, then the newest turns that fit")
+    LLM_MEMORY_MODEL = Setting("", "the (cheaper) model that writes conversations' memory", empty_means="LLM_MODEL")
+    CHATSTREAM_MEMORY_ATTEMPTS = Setting(4, "tries of a memory update before the memory is marked failed")
+    CHATSTREAM_MEMORY_BACKOFF_SECONDS = Setting(2.0, "the first memory retry's delay, then doubled")
+    # --- the stream --------------------------------------------------------------------
+    CHATSTREAM_HEARTBEAT_SECONDS = Setting(15.0, "a `: heartbeat` comment after this much silence")
+    CHATSTREAM_MAX_BODY_BYTES = Setting(1024 * 1024, "the largest request body the API reads (413 above it)")
+    CHATSTREAM_MAX_MESSAGE_CHARS = Setting(32_000, "the longest message (400 above it)")
+    CHATSTREAM_ON_DISCONNECT = Setting(
+        "cancel",
+        "when an answer's last reader goes: `cancel` stops the model at once; `continue` keeps generating "
+        "for CHATSTREAM_RESUME_GRACE_SECONDS so the client can resume, then cancels",
+    )
+    CHATSTREAM_RESUME_GRACE_SECONDS = Setting(30.0, "`continue`: how long an answer waits for a reader to come back")
+    CHATSTREAM_SHUTDOWN_GRACE_SECONDS = Setting(
+        20.0,
+        "on SIGTERM, answers get this long to end; the rest are saved with what they produced as `error` / "
+        "`server_shutdown`. Keep the server's own graceful timeout longer",
+    )
+    CHATSTREAM_REDACT = Setting(
+        False,
+        "mask e-mail addresses, phone numbers and card numbers (Luhn-checked) in answers as they stream; "
+        "the saved turn holds what the client saw",
+    )
+    CHATSTREAM_MAX_CONCURRENT_STREAMS = Setting(3, "per user: answers being written at once (0: no limit)")
+    CHATSTREAM_MESSAGES_PER_MINUTE = Setting(20, "per user: messages in any 60 seconds (0: no limit)")
+    CHATSTREAM_DB_THREADS = Setting(4, "threads, each with one open database connection, that run the API's queries")
+    CHATSTREAM_METRICS_TOKEN = Setting(
+        "", "the Bearer token Prometheus sends to `metrics` (staff sessions are let in too)", secret=True
+    )
+    # --- several processes -------------------------------------------------------------
+    REDIS_URL = Setting(
+        "",
+        "share answers being generated between processes (journal in Redis Streams, live events and cancels "
+        "over a Channels layer), and count limits there; empty: one process, in memory",
+    )
+    CHATSTREAM_JOURNAL_MAX_ENTRIES = Setting(
+        10_000, "the most entries (runs of text) an answer's journal keeps; older text comes from the saved turn"
+    )
 
-    @property
-    def LLM_BASE_URL(self) -> str:
-        return getattr(settings, "LLM_BASE_URL", "https://api.openai.com/v1")
-
-    @property
-    def LLM_API_KEY(self) -> str:
-        return getattr(settings, "LLM_API_KEY", "")
-
-    @property
-    def LLM_MODEL(self) -> str:
-        return getattr(settings, "LLM_MODEL", "demo-1")
-
-    @property
-    def LLM_FIRST_TOKEN_TIMEOUT(self) -> float:
-        return float(getattr(settings, "LLM_FIRST_TOKEN_TIMEOUT", 30.0))
-
-    @property
-    def LLM_IDLE_TIMEOUT(self) -> float:
-        return float(getattr(settings, "LLM_IDLE_TIMEOUT", 60.0))
-
-    @property
-    def LLM_DEMO_TOKENS_PER_SECOND(self) -> float:
-        return float(getattr(settings, "LLM_DEMO_TOKENS_PER_SECOND", 30.0))
-
-    @property
-    def LLM_DEMO_FIRST_TOKEN_DELAY(self) -> float:
-        return float(getattr(settings, "LLM_DEMO_FIRST_TOKEN_DELAY", 0.3))
-
-    @property
-    def CHATSTREAM_HEARTBEAT_SECONDS(self) -> float:
-        return float(getattr(settings, "CHATSTREAM_HEARTBEAT_SECONDS", 15.0))
-
-    @property
-    def CHATSTREAM_MAX_BODY_BYTES(self) -> int:
-        return int(getattr(settings, "CHATSTREAM_MAX_BODY_BYTES", 1024 * 1024))
-
-    @property
-    def CHATSTREAM_DB_THREADS(self) -> int:
-        return int(getattr(settings, "CHATSTREAM_DB_THREADS", 4))
-
-    @property
-    def CHATSTREAM_MAX_MESSAGE_CHARS(self) -> int:
-        return int(getattr(settings, "CHATSTREAM_MAX_MESSAGE_CHARS", 32_000))
-
-    @property
-    def LLM_MEMORY_MODEL(self) -> str:
-        return getattr(settings, "LLM_MEMORY_MODEL", "") or self.LLM_MODEL
-
-    @property
-    def LLM_CONTEXT_TOKENS(self) -> int:
-        return int(getattr(settings, "LLM_CONTEXT_TOKENS", 8000))
-
-    @property
-    def LLM_SYSTEM_PROMPT(self) -> str:
-        return getattr(settings, "LLM_SYSTEM_PROMPT", "You are a helpful assistant. Answer in markdown.")
-
-    @property
-    def CHATSTREAM_MEMORY_ATTEMPTS(self) -> int:
-        return int(getattr(settings, "CHATSTREAM_MEMORY_ATTEMPTS", 4))
-
-    @property
-    def CHATSTREAM_MEMORY_BACKOFF_SECONDS(self) -> float:
-        return float(getattr(settings, "CHATSTREAM_MEMORY_BACKOFF_SECONDS", 2.0))
-
-    @property
-    def CHATSTREAM_ON_DISCONNECT(self) -> str:
-        return getattr(settings, "CHATSTREAM_ON_DISCONNECT", "cancel")
-
-    @property
-    def CHATSTREAM_RESUME_GRACE_SECONDS(self) -> float:
-        return float(getattr(settings, "CHATSTREAM_RESUME_GRACE_SECONDS", 30.0))
-
-    @property
-    def REDIS_URL(self) -> str:
-        return getattr(settings, "REDIS_URL", "")
-
-    @property
-    def CHATSTREAM_JOURNAL_MAX_ENTRIES(self) -> int:
-        return int(getattr(settings, "CHATSTREAM_JOURNAL_MAX_ENTRIES", 10_000))
-
-    @property
-    def LLM_RETRIES(self) -> int:
-        return int(getattr(settings, "LLM_RETRIES", 2))
-
-    @property
-    def LLM_RETRY_BACKOFF_SECONDS(self) -> float:
-        return float(getattr(settings, "LLM_RETRY_BACKOFF_SECONDS", 0.5))
-
-    @property
-    def LLM_RETRY_MAX_WAIT_SECONDS(self) -> float:
-        return float(getattr(settings, "LLM_RETRY_MAX_WAIT_SECONDS", 10.0))
-
-    @property
-    def LLM_FALLBACK_MODELS(self) -> list[str]:
-        return list(getattr(settings, "LLM_FALLBACK_MODELS", []))
-
-    @property
-    def CHATSTREAM_MAX_CONCURRENT_STREAMS(self) -> int:
-        return int(getattr(settings, "CHATSTREAM_MAX_CONCURRENT_STREAMS", 3))
-
-    @property
-    def CHATSTREAM_MESSAGES_PER_MINUTE(self) -> int:
-        return int(getattr(settings, "CHATSTREAM_MESSAGES_PER_MINUTE", 20))
-
-    @property
-    def CHATSTREAM_REDACT(self) -> bool:
-        return bool(getattr(settings, "CHATSTREAM_REDACT", False))
-
-    @property
-    def CHATSTREAM_SHUTDOWN_GRACE_SECONDS(self) -> float:
-        return float(getattr(settings, "CHATSTREAM_SHUTDOWN_GRACE_SECONDS", 20.0))
-
-    @property
-    def CHATSTREAM_METRICS_TOKEN(self) -> str:
-        return getattr(settings, "CHATSTREAM_METRICS_TOKEN", "")
+    @classmethod
+    def declared(cls) -> list[Setting]:
+        return [value for value in vars(cls).values() if isinstance(value, Setting)]
 
 
 conf = Settings()

@@ -15,10 +15,10 @@ import time
 import uuid
 from collections import defaultdict, deque
 
-from . import background
 from .conf import conf
 from .exceptions import ApiError
-from .redis_client import redis_client
+from .live.client import redis_client
+from .stream import background
 
 WINDOW_SECONDS = 60.0
 # How soon to try again when all of a user's streams are busy: answers take

@@ -3,6 +3,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from .stream.events import FinishReason
+
 
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -33,13 +35,7 @@ class Turn(models.Model):
         INTERRUPTED = "interrupted"  # cut short: length, filter, cancel, client gone
         FAILED = "failed"  # an error ended it; error_code says which
 
-    class FinishReason(models.TextChoices):
-        STOP = "stop"
-        LENGTH = "length"
-        CONTENT_FILTER = "content_filter"
-        CANCELLED = "cancelled"
-        CLIENT_DISCONNECTED = "client_disconnected"
-        ERROR = "error"
+    FinishReason = FinishReason  # the stream's vocabulary (stream/events.py)
 
     # Made in Python so the stream can name the answer's turn before its row
     # exists: the row is written once, when the stream ends.
@@ -112,7 +108,7 @@ class Turn(models.Model):
 
 class ConversationMemory(models.Model):
     """A rolling summary of a conversation and the facts its user stated,
-    kept by a background task (conversations/memory.py) so that a prompt
+    kept by a background task (memory/tasks.py) so that a prompt
     needs only the memory and the latest turns, not the whole history."""
 
     class Status(models.TextChoices):

@@ -1,70 +1,59 @@
-"""Writes. Each function is one transaction, keyword-only and typed, and is
-called from async code through `db.run_db` (Django's ORM is sync, and a
-transaction must stay on one thread)."""
+"""Writes, and the start of an answer's life.
 
+Each sync function is one transaction, keyword-only and typed, and is called
+from async code through `storage.threads.run_db` (Django's ORM is sync, and a
+transaction must stay on one thread). The async functions below them are
+what the views call to send a message, follow an answer or stop one: they
+check the user's limits, save through those functions, and start, find or
+stop the answer's generation task.
+"""
+
+import asyncio
 import functools
-import json
 import logging
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
-from django.contrib.auth.models import User
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
-from . import memory
+from . import selectors
 from .conf import conf
+from .exceptions import ApiError
+from .limits import close_stream_later, limits
+from .live import LiveAnswer, live_answers
+from .memory.prompt import assemble
+from .memory.tasks import enqueue_update
 from .models import Conversation, Turn
-from .prompt import Prompt, assemble
-from .providers import Message
-from .rows import RowInsert
+from .providers import Provider, get_provider
+from .storage import sql
+from .storage.rows import RowInsert
+from .storage.threads import run_db
+from .stream.answer import Answer, PreparedTurn
+from .stream.relay import AnswerRelay
 
 logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
+# A repeated message waits up to REPEAT_LOOKUPS x REPEAT_LOOKUP_PAUSE seconds
+# for the first one's answer to start.
+REPEAT_LOOKUPS, REPEAT_LOOKUP_PAUSE = 40, 0.05
+
+_insert_turn = RowInsert(Turn)
 
 
-@dataclass(frozen=True)
-class PreparedTurn:
-    """Everything the stream needs, read before it starts so that no database
-    connection is held while tokens flow."""
+class DuplicateMessage(Exception):
+    """This conversation already has a message with the client's Idempotency-Key."""
 
-    conversation_id: uuid.UUID
-    owner_id: int
-    user_turn_id: uuid.UUID
-    answer_turn_id: uuid.UUID
-    answer_position: int
-    messages: list[Message]
-    prompt_turns: int = 0
-    prompt_tokens: int = 0
+    def __init__(self, reply_id: uuid.UUID) -> None:
+        super().__init__(reply_id)
+        self.reply_id = reply_id
 
 
-@dataclass(frozen=True)
-class Answer:
-    """How an answer's stream ended, as it is saved."""
-
-    content: str
-    finish_reason: str
-    model: str
-    provider: str
-    trace_id: str
-    ttft_ms: int | None
-    duration_ms: int
-    tokens_in: int | None
-    tokens_out: int | None
-    tokens_estimated: bool
-    malformed_chunks: int = 0
-    cancel_latency_ms: float | None = None
-    tokens_after_cancel: int | None = None
-    error_code: str = ""
-    error_detail: str = ""
-    attempts: list[dict[str, str]] = field(default_factory=list)  # failed model calls before this answer
-    token_gaps: bytes = b""  # ms waited for each piece of text, as unsigned 16-bit numbers
+# --- conversations -------------------------------------------------------------
 
 
-def create_conversation(*, owner: User, title: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, title=title[:200])
+def create_conversation(*, owner: AbstractBaseUser, title: str = "") -> Conversation:
+    return Conversation.objects.create(owner_id=owner.pk, title=title[:200])
 
 
 def rename_conversation(*, conversation: Conversation, title: str) -> Conversation:
@@ -82,46 +71,12 @@ def _title_from(content: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-# The statements every message runs are written out: building them with the
-# ORM costs several times what the database takes to run them (bench/). The
-# UPDATE also takes the conversation's row lock on PostgreSQL, so concurrent
-# messages to one conversation get distinct positions.
-_RESERVE_POSITIONS = """
-    UPDATE conversations_conversation
-    SET next_position = next_position + 2, updated_at = %s,
-        title = CASE WHEN title = '' THEN %s ELSE title END
-    WHERE id = %s AND owner_id = %s
-    RETURNING next_position - 2
-"""
-_TOUCH_CONVERSATION = "UPDATE conversations_conversation SET updated_at = %s WHERE id = %s"
-_MEMORY = "SELECT summary, facts FROM conversations_conversationmemory WHERE conversation_id = %s"
-_NEWEST_TURNS_FIRST = """
-    SELECT role, content FROM conversations_turn
-    WHERE conversation_id = %s AND content <> ''
-    ORDER BY position DESC
-"""
+# --- turns ---------------------------------------------------------------------
 
 
-_insert_turn = RowInsert(Turn)
-
-
-def _db_id(value: uuid.UUID):
-    return Conversation._meta.pk.get_db_prep_value(value, connection)
-
-
-def _db_now():
-    return connection.ops.adapt_datetimefield_value(timezone.now())
-
-
-class DuplicateMessage(Exception):
-    """This conversation already has a message with the client's Idempotency-Key."""
-
-    def __init__(self, reply_id: uuid.UUID) -> None:
-        super().__init__(reply_id)
-        self.reply_id = reply_id
-
-
-def start_turn(*, owner: User, conversation_id: uuid.UUID, content: str, idempotency_key: str = "") -> PreparedTurn:
+def start_turn(
+    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, idempotency_key: str = ""
+) -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
     model is called. Raises Conversation.DoesNotExist for a foreign id, and
     DuplicateMessage for a key already used in this conversation (checked
@@ -137,22 +92,22 @@ def start_turn(*, owner: User, conversation_id: uuid.UUID, content: str, idempot
         raise
 
 
-def _raise_if_duplicate(owner: User, conversation_id: uuid.UUID, key: str) -> None:
-    earlier = Turn.objects.filter(conversation_id=conversation_id, conversation__owner=owner, idempotency_key=key)
+def _raise_if_duplicate(owner: AbstractBaseUser, conversation_id: uuid.UUID, key: str) -> None:
+    earlier = Turn.objects.filter(conversation_id=conversation_id, conversation__owner_id=owner.pk, idempotency_key=key)
     reply_id = earlier.values_list("reply_id", flat=True).first()
     if reply_id is not None:
         raise DuplicateMessage(reply_id)
 
 
 @transaction.atomic
-def _start_turn(*, owner: User, conversation_id: uuid.UUID, content: str, key: str) -> PreparedTurn:
+def _start_turn(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, key: str) -> PreparedTurn:
     user_turn_id, answer_turn_id = uuid.uuid4(), uuid.uuid4()
     with connection.cursor() as cursor:
-        cursor.execute(_RESERVE_POSITIONS, [_db_now(), _title_from(content), _db_id(conversation_id), owner.pk])
-        reserved = cursor.fetchone()
-        if reserved is None:
+        position = sql.reserve_positions(
+            cursor, conversation_id=conversation_id, owner_id=owner.pk, title=_title_from(content)
+        )
+        if position is None:
             raise Conversation.DoesNotExist
-        position = reserved[0]
         _insert_turn(
             cursor,
             id=user_turn_id,
@@ -163,36 +118,25 @@ def _start_turn(*, owner: User, conversation_id: uuid.UUID, content: str, key: s
             idempotency_key=key,
             reply_id=answer_turn_id,
         )
-        built = _prompt(cursor, conversation_id)
+        # The memory, then the newest turns, read only as far as the budget goes.
+        summary, facts = sql.memory_of(cursor, conversation_id)
+        prompt = assemble(
+            system=conf.LLM_SYSTEM_PROMPT,
+            summary=summary,
+            facts=facts,
+            newest_first=sql.newest_turns_first(cursor, conversation_id),
+            budget=conf.LLM_CONTEXT_TOKENS,
+        )
     return PreparedTurn(
         conversation_id=conversation_id,
         owner_id=owner.pk,
         user_turn_id=user_turn_id,
         answer_turn_id=answer_turn_id,
         answer_position=position + 1,
-        messages=built.messages,
-        prompt_turns=built.turns,
-        prompt_tokens=built.tokens,
+        messages=prompt.messages,
+        prompt_turns=prompt.turns,
+        prompt_tokens=prompt.tokens,
     )
-
-
-def _prompt(cursor, conversation_id: uuid.UUID) -> Prompt:
-    """The memory, then the newest turns, read only as far as the budget goes."""
-    cursor.execute(_MEMORY, [_db_id(conversation_id)])
-    summary, facts = cursor.fetchone() or ("", "[]")
-    cursor.execute(_NEWEST_TURNS_FIRST, [_db_id(conversation_id)])
-    return assemble(
-        system=conf.LLM_SYSTEM_PROMPT,
-        summary=summary,
-        facts=json.loads(facts) if isinstance(facts, str) else facts,  # text on SQLite, JSON on PostgreSQL
-        newest_first=_rows(cursor),
-        budget=conf.LLM_CONTEXT_TOKENS,
-    )
-
-
-def _rows(cursor, batch: int = 50) -> Iterator[tuple[str, str]]:
-    while rows := cursor.fetchmany(batch):
-        yield from rows
 
 
 def status_for(finish_reason: str) -> str:
@@ -207,12 +151,10 @@ def status_for(finish_reason: str) -> str:
 def record_answer(*, prepared: PreparedTurn, answer: Answer) -> bool:
     """Write the answer's turn: once, when its stream has ended, however it
     ended. False if the conversation was deleted meanwhile."""
-    # Touching the conversation first also locks its row (on PostgreSQL), so a
-    # delete cannot slip in between this check and the insert.
     with connection.cursor() as cursor:
-        cursor.execute(_TOUCH_CONVERSATION, [_db_now(), _db_id(prepared.conversation_id)])
-        touched = cursor.rowcount
-        if not touched:
+        # Touching the conversation first also locks its row (on PostgreSQL),
+        # so a delete cannot slip in between this check and the insert.
+        if not sql.touch_conversation(cursor, prepared.conversation_id):
             logger.info("conversation %s was deleted while answering; answer dropped", prepared.conversation_id)
             return False
         _insert_turn(
@@ -228,5 +170,114 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> bool:
         )
     # Queued only if this transaction commits: a rolled-back answer queues
     # nothing, a committed one exactly one update.
-    transaction.on_commit(functools.partial(memory.enqueue_update, prepared.conversation_id))
+    transaction.on_commit(functools.partial(enqueue_update, prepared.conversation_id))
     return True
+
+
+# --- answers: sending, following, stopping ----------------------------------------
+
+
+def answer_relay(
+    prepared: PreparedTurn, *, trace_id: str, received_at: float, provider: Provider | None = None
+) -> AnswerRelay:
+    """The generation task for a prepared turn (from the configured provider
+    unless given one), saving through record_answer."""
+
+    async def save(answer: Answer) -> None:
+        await run_db(record_answer, prepared=prepared, answer=answer)
+
+    provider = provider or get_provider()
+    return AnswerRelay(prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save)
+
+
+async def send_message(
+    *,
+    owner: AbstractBaseUser,
+    conversation_id: uuid.UUID,
+    content: str,
+    idempotency_key: str,
+    trace_id: str,
+    received_at: float,
+) -> LiveAnswer | Turn:
+    """Save the user's message and start its answer, within the user's limits
+    (ApiError 429 over them, nothing saved). A message repeated with its
+    Idempotency-Key gets the first one's answer, live or saved: never a
+    second model call."""
+    await limits().count_message(owner.pk)
+    slot = uuid.uuid4()
+    await limits().open_stream(owner.pk, slot)
+    try:
+        answer = await _start_answer(owner, conversation_id, content, idempotency_key, trace_id, received_at)
+    except BaseException:
+        await asyncio.shield(limits().close_stream(owner.pk, slot))
+        raise
+    if not isinstance(answer, AnswerRelay):
+        await limits().close_stream(owner.pk, slot)
+        return answer  # a repeated message: the first one's answer
+    answer.add_done_callback(lambda: close_stream_later(owner.pk, slot))
+    return answer
+
+
+async def _start_answer(
+    owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, key: str, trace_id: str, received_at: float
+) -> LiveAnswer | Turn:
+    start = asyncio.ensure_future(
+        run_db(start_turn, owner=owner, conversation_id=conversation_id, content=content, idempotency_key=key)
+    )
+    try:
+        prepared = await asyncio.shield(start)
+    except DuplicateMessage as duplicate:
+        return await _answer_to_repeat(owner, duplicate.reply_id)
+    except asyncio.CancelledError:
+        await answer_abandoned(start, trace_id, received_at)
+        raise
+    relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at)
+    relay.start()
+    try:
+        await live_answers().publish(relay)
+    except asyncio.CancelledError:
+        await relay.close()  # the client left: no reader will come, so the policy applies now
+        raise
+    return relay
+
+
+async def _answer_to_repeat(owner: AbstractBaseUser, reply_id: uuid.UUID) -> LiveAnswer | Turn:
+    # The first message's answer may not be findable yet: its row is
+    # committed a moment before its process starts and shares the answer.
+    for _ in range(REPEAT_LOOKUPS):
+        answer = await selectors.find_answer(owner=owner, turn_id=reply_id)
+        if answer is not None:
+            return answer
+        await asyncio.sleep(REPEAT_LOOKUP_PAUSE)
+    raise ApiError(409, "duplicate_in_progress", "This message is already being answered; retry in a moment.")
+
+
+async def answer_abandoned(start: asyncio.Future, trace_id: str, received_at: float) -> None:
+    """The client left while its message was being saved. The message stays,
+    so its answer's turn is written too, empty and marked as the client's
+    doing, without calling the model."""
+    try:
+        prepared = await start
+    except (Conversation.DoesNotExist, DuplicateMessage):
+        return
+    relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at)
+    relay.start()
+    await relay.close()  # cancels as client_disconnected before the model is called, then saves
+
+
+async def stop_answer(*, owner: AbstractBaseUser, turn_id: uuid.UUID) -> Turn:
+    """Stop an answer being generated (from any tab or script, here or in
+    another process) and return its saved turn. ApiError 404 if the user has
+    no such answer, 409 if it had already ended, 504 if it is not saved in time."""
+    live = await live_answers().find(turn_id)
+    if live is None or live.owner_id != owner.pk:
+        try:
+            turn = await run_db(selectors.saved_answer, owner=owner, turn_id=turn_id)
+        except Turn.DoesNotExist:
+            raise ApiError(404, "turn_not_found", "No turn with that id belongs to you.") from None
+        raise ApiError(409, "turn_finished", f"The answer has already ended ({turn.finish_reason}).")
+    await live.stop()
+    try:
+        return await run_db(selectors.saved_answer, owner=owner, turn_id=turn_id)
+    except Turn.DoesNotExist:
+        raise ApiError(504, "cancel_unconfirmed", "The answer was told to stop but is not saved yet.") from None

@@ -1,15 +1,30 @@
-from django.urls import path, re_path
+"""The app's URLs: the chat page at the root of wherever a project includes
+them, the API under `api/`, and Prometheus' `metrics`.
 
-from .views import api, errors
+    path("chat/", include("conversations.urls"))
+"""
 
-app_name = "api"
+from django.urls import include, path, re_path
 
-urlpatterns = [
+from .ops.metrics import metrics_view
+from .views import api, errors, pages
+
+app_name = "conversations"
+
+api_urlpatterns = [
     path("conversations", api.conversations, name="conversations"),
     path("conversations/<str:conversation_id>", api.conversation, name="conversation"),
     path("conversations/<str:conversation_id>/messages", api.messages, name="messages"),
     path("turns/<str:turn_id>/events", api.turn_events, name="turn-events"),
     path("turns/<str:turn_id>/cancel", api.cancel_turn, name="cancel-turn"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
-    re_path(r"", errors.api_not_found),  # JSON, not an HTML page, for unknown API paths
+    # Any other path under the API: the JSON 404, for every method. Reversed,
+    # it names where the API is mounted (conversations.asgi uses that).
+    re_path(r"", errors.api_not_found, name="root"),
+]
+
+urlpatterns = [
+    path("", pages.chat, name="chat"),
+    path("api/", include((api_urlpatterns, "api"))),
+    path("metrics", metrics_view, name="metrics"),
 ]

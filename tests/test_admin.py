@@ -114,7 +114,9 @@ def test_memory_is_shown_and_can_be_updated_now(staff_client, conversation):
     done = staff_client.post(changelist, {"action": "update_memory_now", "_selected_action": [conversation.pk]})
     assert done.status_code == 302
     job = DBTaskResult.objects.get()
-    assert job.task_path == "conversations.memory.update_memory" and job.args_kwargs["args"] == [str(conversation.pk)]
+    assert job.task_path == "conversations.memory.tasks.update_memory" and job.args_kwargs["args"] == [
+        str(conversation.pk)
+    ]
     jobs_page = staff_client.get(reverse("admin:django_tasks_database_dbtaskresult_changelist"))
     assert jobs_page.status_code == 200
     assert staff_client.get(reverse("admin:conversations_conversationmemory_changelist")).status_code == 200

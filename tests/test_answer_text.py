@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conversations.answer_text import MERGE_RUN, AnswerText
+from conversations.stream.text import MERGE_RUN, AnswerText
 
 pieces = st.lists(st.text(max_size=8), max_size=3 * MERGE_RUN + 5)
 

@@ -13,10 +13,10 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect, sync_playwright
 
 from conversations.models import Conversation, Turn
+from harness.fake_upstream import Behaviour
 
-from .conftest import wait_for_answer
 from .cut_proxy import CutProxy
-from .fake_upstream import Behaviour
+from .helpers import wait_for_answer
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"

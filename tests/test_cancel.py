@@ -1,26 +1,10 @@
 """Stop from another request: POST /api/turns/<id>/cancel."""
 
-import json
-
 import pytest
 
-from .conftest import parse_sse, saved_answer
-from .fake_upstream import Behaviour
-from .test_streaming import stream
+from harness.fake_upstream import Behaviour
 
-
-def start_event_and_a_delta(lines) -> str:
-    """Read up to the first delta; the `start` event's turn id."""
-    turn_id, event = None, None
-    for line in lines:
-        if line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("data: ") and event == "start":
-            turn_id = json.loads(line[6:])["turn_id"]
-        elif line.startswith("data: ") and event == "delta":
-            assert turn_id is not None
-            return turn_id
-    raise AssertionError("the stream ended before a delta")
+from .helpers import read_events, saved_answer, sse_events, start_event_and_a_delta, stream, wait_for_answer
 
 
 @pytest.mark.parametrize("attempt", range(10))
@@ -28,10 +12,10 @@ def test_cancel_closes_the_upstream_and_ends_the_stream(alice, upstream, attempt
     upstream.behaviour = Behaviour(pace=0.01 + attempt * 0.002, tokens=1000)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        lines = response.iter_lines()
-        turn_id = start_event_and_a_delta(lines)
+        events = sse_events(response)
+        turn_id = start_event_and_a_delta(events)
         cancelled = alice.client.post(f"/api/turns/{turn_id}/cancel")
-        rest = parse_sse("\n".join(lines) + "\n")
+        rest = list(events)
 
     assert upstream.closed_within(0.2)
     assert cancelled.status_code == 200
@@ -48,10 +32,8 @@ def test_a_client_leaving_records_the_cancel_latency_too(alice, upstream):
     upstream.behaviour = Behaviour(pace=0.01, tokens=1000)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        start_event_and_a_delta(response.iter_lines())
+        start_event_and_a_delta(sse_events(response))
     assert upstream.closed_within(1.0)
-    from .conftest import wait_for_answer
-
     turn = wait_for_answer(conversation_id)
     assert turn.finish_reason == "client_disconnected" and turn.cancel_latency_ms is not None
 
@@ -60,7 +42,7 @@ def test_cancel_of_a_foreign_unknown_or_finished_turn(alice, bob, upstream):
     upstream.behaviour = Behaviour(tokens=2)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        events = parse_sse(response.read().decode())
+        events = read_events(response)
     turn_id = events[0]["data"]["turn_id"]
 
     finished = alice.client.post(f"/api/turns/{turn_id}/cancel")

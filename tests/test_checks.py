@@ -47,6 +47,9 @@ def test_manage_check_fails_on_misconfiguration(settings):
 
 def test_inline_csrf_middleware_refuses_session_tokens(settings):
     settings.CSRF_USE_SESSIONS = True
+    settings.MIDDLEWARE = ["django.middleware.csrf.CsrfViewMiddleware"]
+    assert check_llm_settings(None) == []  # the stock one loads the session itself
+    settings.MIDDLEWARE = ["conversations.middleware.Csrf"]
     assert ids(check_llm_settings(None)) == ["conversations.E006"]
 
 
@@ -78,6 +81,13 @@ def test_check_deploy_is_clean_with_production_settings():
 
 
 def test_our_security_middleware_stands_in_for_the_stock_one(settings):
+    settings.MIDDLEWARE = ["conversations.middleware.Security", "conversations.middleware.XFrameOptions"]
+    errors = check_security_middleware(None)
+    assert ids(errors) == ["conversations.W001"] and "CsrfViewMiddleware" in errors[0].msg
+    settings.MIDDLEWARE.append("conversations.middleware.Csrf")
     assert check_security_middleware(None) == []
-    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "chatstream.middleware.Csrf"]
-    assert ids(check_security_middleware(None)) == ["conversations.W001"]
+
+
+def test_on_the_stock_middleware_djangos_own_checks_apply(settings):
+    settings.MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+    assert check_security_middleware(None) == []  # security.W001-W003 say it, once

@@ -9,8 +9,9 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from .conftest import API_DESCRIPTION, make_api_user
-from .fake_upstream import Behaviour
+from harness.fake_upstream import Behaviour
+
+from .helpers import API_DESCRIPTION, make_api_user
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conversations.redis_answers import _Cursor
+from conversations.live.remote import Cursor
 
 
 def journal(pieces: list[str], final: str = "done") -> list[dict]:
@@ -29,7 +29,7 @@ def test_live_messages_in_any_state_then_the_journal_give_the_text_once(pieces, 
     after = data.draw(st.integers(0, len(text)))
     # What the group delivered: some entries lost, some twice, in order.
     live = [entry for entry in entries for _ in range(data.draw(st.integers(0, 2)))]
-    cursor = _Cursor(after)
+    cursor = Cursor(after)
     received = cursor.take(live)
     if cursor.final is None:  # a gap or a lost end: the reader reads the journal
         cursor.gap = False
@@ -40,18 +40,18 @@ def test_live_messages_in_any_state_then_the_journal_give_the_text_once(pieces, 
 
 def test_a_gap_holds_back_the_text_after_it():
     entries = journal(["ab", "cd", "ef"])
-    cursor = _Cursor(0)
+    cursor = Cursor(0)
     assert cursor.take([entries[0], entries[2]]) == "ab"
     assert cursor.gap and cursor.sent == 2 and cursor.final is None
     assert cursor.take([entries[3]]) == "" and cursor.final is None  # the end, but "cd" and "ef" are missing
 
 
 def test_a_reader_that_starts_mid_entry_gets_its_tail():
-    assert _Cursor(3).take(journal(["ab", "cdef"])[:2]) == "def"
+    assert Cursor(3).take(journal(["ab", "cdef"])[:2]) == "def"
 
 
 def test_once_the_text_is_lost_only_the_end_counts():
-    cursor = _Cursor(0)
+    cursor = Cursor(0)
     cursor.text_lost = True  # the journal was trimmed: the saved row will have the text
     entries = journal(["ab", "cd"])
     assert cursor.take(entries[1:]) == "" and cursor.final is not None and not cursor.gap

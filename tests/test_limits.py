@@ -4,10 +4,9 @@
 import pytest
 
 from conversations.models import Turn
+from harness.fake_upstream import Behaviour
 
-from .conftest import wait_for_answer
-from .fake_upstream import Behaviour
-from .test_streaming import post_and_read, stream
+from .helpers import post_and_read, stream, wait_for_answer
 
 
 def send(api_user, conversation_id: str, content: str = "Hello"):

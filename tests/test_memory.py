@@ -6,15 +6,16 @@ import threading
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django_tasks_db.models import DBTaskResult
 
 from conversations import services
 from conversations.memory import update_memory
 from conversations.models import Conversation, ConversationMemory, Turn
 from conversations.providers.demo import DemoProvider, extract_memory
+from conversations.stream.answer import PreparedTurn
+from harness.fake_upstream import Behaviour
 
-from .fake_upstream import Behaviour
 from .test_services import answer
 
 
@@ -33,7 +34,7 @@ def conversation(owner) -> Conversation:
     return services.create_conversation(owner=owner)
 
 
-def exchange(owner, conversation, question: str, reply: str = "An answer.") -> services.PreparedTurn:
+def exchange(owner, conversation, question: str, reply: str = "An answer.") -> PreparedTurn:
     prepared = services.start_turn(owner=owner, conversation_id=conversation.pk, content=question)
     services.record_answer(prepared=prepared, answer=answer(content=reply, finish_reason="stop"))
     return prepared
@@ -46,7 +47,7 @@ def memory_of(conversation) -> ConversationMemory:
 def test_a_committed_answer_queues_one_job_that_the_worker_runs(owner, conversation):
     exchange(owner, conversation, "My name is Mia and I live in Lyon. What is a relay?")
     jobs = DBTaskResult.objects.all()
-    assert [job.task_path for job in jobs] == ["conversations.memory.update_memory"]
+    assert [job.task_path for job in jobs] == ["conversations.memory.tasks.update_memory"]
 
     run_worker()
 
@@ -104,7 +105,14 @@ class GatedProvider(DemoProvider):
 def test_concurrent_updates_lose_nothing(owner, conversation, settings):
     settings.LLM_PROVIDER = "tests.test_memory.GatedProvider"
     exchange(owner, conversation, "early question")
-    slow = threading.Thread(target=update_memory.call, args=(str(conversation.pk),))
+
+    def slow_update() -> None:
+        try:
+            update_memory.call(str(conversation.pk))
+        finally:
+            connection.close()  # this thread's own
+
+    slow = threading.Thread(target=slow_update)
     slow.start()  # reads version 0 with turns 0-1, then waits inside the model call
     assert GatedProvider.arrived.wait(timeout=10)
 

@@ -11,14 +11,12 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatstream.log_format import Json, Plain
-from conversations.dashboard import decode_gaps
 from conversations.models import Turn
+from conversations.ops.dashboard import decode_gaps
+from conversations.ops.log_format import Json, Plain
+from harness.fake_upstream import Behaviour
 
-from .conftest import saved_answer, wait_for_answer
-from .fake_upstream import Behaviour
-from .test_cancel import start_event_and_a_delta
-from .test_streaming import post_and_read, stream
+from .helpers import post_and_read, saved_answer, sse_events, start_event_and_a_delta, stream, wait_for_answer
 
 METRICS_TOKEN = "metrics-test-token"
 
@@ -78,8 +76,8 @@ def test_a_cancelled_turn(alice, upstream, scrape, caplog):
     conversation_id = alice.new_conversation()
     before = scrape()
     with stream(alice, conversation_id, headers={"X-Request-ID": "trace-cancelled"}) as response:
-        lines = response.iter_lines()  # kept: a dropped iterator closes the connection
-        turn_id = start_event_and_a_delta(lines)
+        events = sse_events(response)  # kept: a dropped iterator closes the connection
+        turn_id = start_event_and_a_delta(events)
         assert alice.client.post(f"/api/turns/{turn_id}/cancel").status_code == 200
     after = scrape()
     messages = [r.getMessage() for r in stream_records(caplog, "trace-cancelled")]
@@ -137,12 +135,12 @@ def test_the_dashboard_and_a_turns_timeline(alice, upstream, client):
     staff = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
     client.force_login(staff)
 
-    page = client.get(reverse("admin-dashboard"))
+    page = client.get(reverse("admin:conversations_turn_dashboard"))
     text = page.content.decode()
     assert page.status_code == 200 and "3 answers" in text
     assert text.count("<polyline") == 4  # fake-model p50 and p95, for TTFT and for tokens/s
     assert "fake-model p95" in text and ">stop<" in text and ">error<" in text
-    assert reverse("admin-dashboard") in client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:conversations_turn_dashboard") in client.get(reverse("admin:index")).content.decode()
 
     turn = Turn.objects.filter(role=Turn.Role.ASSISTANT, finish_reason="stop").first()
     page = client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).content.decode()

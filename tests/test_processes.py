@@ -8,36 +8,35 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import pytest
 import redis
 from django.contrib.auth import get_user_model
-from django.db import connection
 
-from bench.procs import PYTHON, Service, free_port
 from conversations import api_keys
 from conversations.models import Turn
+from harness.fake_upstream import Behaviour
+from harness.servers import PYTHON, Service, free_port
 
-from .conftest import ApiUser, api_client, parse_sse, saved_answer, wait_for_answer
-from .fake_upstream import Behaviour
-from .test_cancel import start_event_and_a_delta
-from .test_resume import post_with_key, read_until_deltas, text_and_final
-from .test_streaming import stream
+from .helpers import (
+    ApiUser,
+    api_client,
+    database_url,
+    post_with_key,
+    read_events,
+    read_until_deltas,
+    saved_answer,
+    sse_events,
+    start_event_and_a_delta,
+    stream,
+    text_and_final,
+    wait_for_answer,
+)
 
 # A database of its own on the machine's Redis; emptied before the servers start.
 REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 GRACE_SECONDS = 1.0
 MAX_STREAMS = 3  # per user, counted in Redis across both processes
-
-
-def database_url() -> str:
-    """The test database, for the server processes."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    credentials = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @dataclass
@@ -75,7 +74,7 @@ def start_pair(tmp_path_factory, upstream_url: str, policy: str):
     services = []
     for name in ("a", "b"):
         port = free_port()
-        argv = [PYTHON, "-m", "uvicorn", "chatstream.asgi:application", "--port", str(port), "--lifespan", "off"]
+        argv = [PYTHON, "-m", "uvicorn", "tests.asgi:application", "--port", str(port), "--lifespan", "off"]
         argv += ["--log-level", "warning"]
         services.append(Service(f"server {name}", argv, port, log_dir=logs, env=env))
     return services
@@ -116,10 +115,10 @@ def test_an_answer_started_on_a_resumes_on_b(on, upstream, request, dropped_afte
     upstream.behaviour = Behaviour(pace=0.01, tokens=80)
     conversation_id = on["a"].new_conversation()
     with stream(on["a"], conversation_id) as response:
-        turn_id, before, last_id = read_until_deltas(response.iter_lines(), dropped_after)
+        turn_id, before, last_id = read_until_deltas(sse_events(response), dropped_after)
 
     resumed = on["b"].client.get(f"/api/turns/{turn_id}/events", headers={"Last-Event-ID": str(last_id)})
-    events = parse_sse(resumed.text)
+    events = read_events(resumed)
     after, final = text_and_final(events)
     saved = saved_answer(conversation_id)
     assert before + after == saved.content  # nothing missing, nothing twice
@@ -140,11 +139,11 @@ def test_a_stop_sent_to_b_closes_the_upstream_of_a(on, upstream, attempt):
     upstream.behaviour = Behaviour(pace=0.01 + attempt * 0.002, tokens=1000)
     conversation_id = on["a"].new_conversation()
     with stream(on["a"], conversation_id) as response:
-        lines = response.iter_lines()
-        turn_id = start_event_and_a_delta(lines)
+        events = sse_events(response)
+        turn_id = start_event_and_a_delta(events)
         asked_at = time.monotonic()
         cancelled = on["b"].client.post(f"/api/turns/{turn_id}/cancel")
-        rest = parse_sse("\n".join(lines) + "\n")
+        rest = list(events)
 
     closed_at = upstream.calls[-1].disconnected_at
     assert closed_at is not None and closed_at - asked_at < 0.2
@@ -160,11 +159,11 @@ def test_a_second_tab_on_b_follows_an_answer_generated_on_a(on, upstream):
     upstream.behaviour = Behaviour(pace=0.01, tokens=60)
     conversation_id = on["a"].new_conversation()
     with stream(on["a"], conversation_id) as response:
-        lines = response.iter_lines()
-        turn_id, _, _ = read_until_deltas(lines, 1)
+        events = sse_events(response)
+        turn_id, _, _ = read_until_deltas(events, 1)
         listed = on["b"].client.get(f"/api/conversations/{conversation_id}").json()["generating"]
-        second_tab = parse_sse(on["b"].client.get(f"/api/turns/{turn_id}/events").text)
-        first_tab = parse_sse("\n".join(lines) + "\n")
+        second_tab = read_events(on["b"].client.get(f"/api/turns/{turn_id}/events"))
+        first_tab = list(events)
 
     assert listed == [{"turn_id": turn_id, "position": 1}]
     assert second_tab[0]["event"] == "start" and second_tab[0]["data"]["turn_id"] == turn_id
@@ -199,7 +198,7 @@ def test_with_nobody_back_the_answer_ends_after_the_grace(on, upstream, request)
     upstream.behaviour = Behaviour(pace=0.01, tokens=2000)
     conversation_id = on["a"].new_conversation()
     with stream(on["a"], conversation_id) as response:
-        read_until_deltas(response.iter_lines(), 2)
+        read_until_deltas(sse_events(response), 2)
     left_at = time.monotonic()
     policy = request.node.callspec.params["pair"]
     turn = wait_for_answer(conversation_id, timeout=GRACE_SECONDS + 5)

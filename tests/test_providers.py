@@ -9,8 +9,7 @@ from conversations import exceptions
 from conversations.providers import Completion, load_provider_class
 from conversations.providers.demo import DemoProvider, compose_answer
 from conversations.providers.openai import OpenAIProvider, close_shared_session
-
-from .fake_upstream import Behaviour
+from harness.fake_upstream import Behaviour
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 

@@ -5,11 +5,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from conversations.redaction import Redactor, luhn_valid, redact
+from conversations.stream.redaction import Redactor, luhn_valid, redact
+from harness.fake_upstream import Behaviour
 
-from .conftest import saved_answer
-from .fake_upstream import Behaviour
-from .test_streaming import post_and_read
+from .helpers import post_and_read, saved_answer
 
 
 def streamed(chunks: list[str]) -> str:

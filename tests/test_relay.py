@@ -8,11 +8,12 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from conversations import services
-from conversations.db import run_db
 from conversations.models import Turn
 from conversations.providers import Completion, Message, Provider
-from conversations.relay import DELTA, DONE, HEARTBEAT, START, AnswerRelay
-from conversations.views.api import _answer_abandoned
+from conversations.storage.threads import run_db
+from conversations.stream.answer import PreparedTurn
+from conversations.stream.events import DELTA, DONE, HEARTBEAT, START
+from conversations.stream.relay import AnswerRelay
 from conversations.views.streaming import AnswerStreamResponse
 
 
@@ -37,14 +38,14 @@ class PacedProvider(Provider):
 
 
 @pytest.fixture
-def prepared(transactional_db) -> services.PreparedTurn:
+def prepared(transactional_db) -> PreparedTurn:
     owner = get_user_model().objects.create_user("ivan")
     conversation = services.create_conversation(owner=owner)
     return services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
 
 
 def relay_for(prepared, provider) -> AnswerRelay:
-    return AnswerRelay(prepared=prepared, provider=provider, trace_id="t", received_at=0.0)
+    return services.answer_relay(prepared, provider=provider, trace_id="t", received_at=0.0)
 
 
 async def read(relay: AnswerRelay, deltas: int, heartbeat: float = 10) -> list[tuple]:
@@ -182,7 +183,7 @@ def test_a_message_abandoned_while_saved_gets_an_empty_answer(transactional_db):
         start = asyncio.ensure_future(
             run_db(services.start_turn, owner=owner, conversation_id=conversation.pk, content="q")
         )
-        await _answer_abandoned(start, "t", 0.0)
+        await services.answer_abandoned(start, "t", 0.0)
 
     asyncio.run(scenario())
     rows = Turn.objects.filter(conversation=conversation).values_list("role", "content", "finish_reason")

@@ -7,34 +7,18 @@ import threading
 import pytest
 
 from conversations.models import Conversation, Turn
+from harness.fake_upstream import Behaviour
 
-from .conftest import parse_sse, saved_answer, wait_for_answer
-from .fake_upstream import Behaviour
-from .test_streaming import stream
-
-
-def read_until_deltas(lines, count: int) -> tuple[str, str, int]:
-    """(turn id, text, id of the last event) after `count` deltas."""
-    turn_id, event, text, last_id, deltas = None, None, "", 0, 0
-    for line in lines:
-        if line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("id: "):
-            last_id = int(line[4:])
-        elif line.startswith("data: "):
-            data = json.loads(line[6:])
-            if event == "start":
-                turn_id = data["turn_id"]
-            elif event == "delta":
-                text += data["text"]
-                deltas += 1
-                if deltas == count:
-                    return turn_id, text, last_id
-    raise AssertionError("the stream ended early")
-
-
-def text_and_final(events: list[dict]) -> tuple[str, dict]:
-    return "".join(e["data"]["text"] for e in events if e["event"] == "delta"), events[-1]
+from .helpers import (
+    post_with_key,
+    read_events,
+    read_until_deltas,
+    saved_answer,
+    sse_events,
+    stream,
+    text_and_final,
+    wait_for_answer,
+)
 
 
 @pytest.mark.parametrize("dropped_after", [1, 3, 7, 20])
@@ -43,11 +27,11 @@ def test_a_dropped_client_resumes_from_its_last_event(alice, upstream, settings,
     upstream.behaviour = Behaviour(pace=0.01, tokens=60)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        turn_id, before, last_id = read_until_deltas(response.iter_lines(), dropped_after)
+        turn_id, before, last_id = read_until_deltas(sse_events(response), dropped_after)
     assert last_id == len(before)  # an event id is the answer's length after it
 
     resumed = alice.client.get(f"/api/turns/{turn_id}/events", headers={"Last-Event-ID": str(last_id)})
-    events = parse_sse(resumed.text)
+    events = read_events(resumed)
     after, final = text_and_final(events)
     assert events[0]["event"] != "start"  # the client had it
     assert final["event"] == "done" and final["data"]["finish_reason"] == "stop"
@@ -60,10 +44,10 @@ def test_a_saved_answer_is_replayed_from_the_database(alice, upstream, after):
     upstream.behaviour = Behaviour(tokens=3)  # "t0 t1 t2 ": 9 characters
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        live = parse_sse(response.read().decode())
+        live = read_events(response)
     turn_id = live[0]["data"]["turn_id"]
 
-    replay = parse_sse(alice.client.get(f"/api/turns/{turn_id}/events", params={"after": after}).text)
+    replay = read_events(alice.client.get(f"/api/turns/{turn_id}/events", params={"after": after}))
     text, final = text_and_final(replay)
     assert text == "t0 t1 t2 "[after:]
     assert final == live[-1]  # the same `done`, with the same id
@@ -81,15 +65,15 @@ def test_a_second_reader_follows_a_live_answer(alice, upstream):
     conversation_id = alice.new_conversation()
     second: dict = {}
     with stream(alice, conversation_id) as response:
-        lines = response.iter_lines()
-        turn_id, first_text, _ = read_until_deltas(lines, 2)
+        events = sse_events(response)
+        turn_id, first_text, _ = read_until_deltas(events, 2)
 
         def follow() -> None:
-            second["events"] = parse_sse(alice.client.get(f"/api/turns/{turn_id}/events").text)
+            second["events"] = read_events(alice.client.get(f"/api/turns/{turn_id}/events"))
 
         reader = threading.Thread(target=follow)
         reader.start()
-        rest = parse_sse("\n".join(lines) + "\n")
+        rest = list(events)
         reader.join(timeout=10)
     saved = saved_answer(conversation_id).content
     assert first_text + text_and_final(rest)[0] == saved
@@ -103,7 +87,7 @@ def test_continue_mode_cancels_when_nobody_comes_back(alice, upstream, settings)
     upstream.behaviour = Behaviour(pace=0.02, tokens=1000)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        read_until_deltas(response.iter_lines(), 2)
+        read_until_deltas(sse_events(response), 2)
     assert not upstream.closed_within(0.15)  # still generating for a reader to come back
     turn = wait_for_answer(conversation_id, timeout=5)
     assert turn.finish_reason == "cancelled" and upstream.closed_within(1.0)
@@ -113,20 +97,11 @@ def test_resume_refuses_foreign_unknown_and_malformed(alice, bob, upstream):
     upstream.behaviour = Behaviour(tokens=2)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        turn_id = parse_sse(response.read().decode())[0]["data"]["turn_id"]
+        turn_id = read_events(response)[0]["data"]["turn_id"]
     assert bob.client.get(f"/api/turns/{turn_id}/events").status_code == 404
     assert alice.client.get("/api/turns/nope/events").status_code == 404
     bad = alice.client.get(f"/api/turns/{turn_id}/events", headers={"Last-Event-ID": "x"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_event_id"
-
-
-def post_with_key(api_user, conversation_id: str, key: str) -> list[dict]:
-    response = api_user.client.post(
-        f"/api/conversations/{conversation_id}/messages",
-        json={"content": "Only once"},
-        headers={"Idempotency-Key": key},
-    )
-    return parse_sse(response.text)
 
 
 def test_a_repeated_message_gets_the_first_answer(alice, upstream):
@@ -168,9 +143,9 @@ def test_the_conversation_names_answers_still_being_generated(alice, upstream):
     upstream.behaviour = Behaviour(pace=0.01, tokens=50)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        lines = response.iter_lines()
-        turn_id, _, _ = read_until_deltas(lines, 1)
+        events = sse_events(response)
+        turn_id, _, _ = read_until_deltas(events, 1)
         during = alice.client.get(f"/api/conversations/{conversation_id}").json()
-        assert parse_sse("\n".join(lines) + "\n")[-1]["event"] == "done"
+        assert list(events)[-1]["event"] == "done"
     assert during["generating"] == [{"turn_id": turn_id, "position": 1}]
     assert alice.client.get(f"/api/conversations/{conversation_id}").json()["generating"] == []

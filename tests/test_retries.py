@@ -3,9 +3,9 @@ ever sent twice; each failed call is recorded on the turn."""
 
 import pytest
 
-from .conftest import saved_answer, wait_for_answer
-from .fake_upstream import Behaviour
-from .test_streaming import post_and_read, stream
+from harness.fake_upstream import Behaviour
+
+from .helpers import post_and_read, saved_answer, sse_events, stream, wait_for_answer
 
 
 def text_of(events: list[dict]) -> str:
@@ -88,6 +88,6 @@ def test_a_client_leaving_during_the_backoff_saves_the_turn(alice, upstream, set
     upstream.behaviour = Behaviour(status=503)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        next(line for line in response.iter_lines() if line.startswith("event: start"))
+        next(sse_events(response))  # the start event
     turn = wait_for_answer(conversation_id, timeout=3)
     assert turn.finish_reason == "client_disconnected" and len(upstream.calls) == 1

@@ -10,7 +10,7 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from conversations.models import Conversation, Turn
-from conversations.rows import RowInsert
+from conversations.storage.rows import RowInsert
 
 EVERY_KIND_OF_VALUE = {
     "position": 1,

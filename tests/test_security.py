@@ -4,9 +4,9 @@ turn or a log line, even when the model server repeats it in an error."""
 import logging
 
 from conversations.models import Turn
+from harness.fake_upstream import Behaviour
 
-from .fake_upstream import Behaviour
-from .test_streaming import post_and_read
+from .helpers import post_and_read
 
 UPSTREAM_KEY = "sk-test-very-secret-upstream-key-0123456789"
 

@@ -10,9 +10,10 @@ from django.db import IntegrityError
 
 from conversations import api_keys, services
 from conversations.models import ApiKey, Conversation, Turn
+from conversations.stream.answer import Answer
 
 
-def answer(**overrides) -> services.Answer:
+def answer(**overrides) -> Answer:
     fields = {
         "content": "partial",
         "finish_reason": "cancelled",
@@ -25,7 +26,7 @@ def answer(**overrides) -> services.Answer:
         "tokens_out": 4,
         "tokens_estimated": False,
     }
-    return services.Answer(**{**fields, **overrides})
+    return Answer(**{**fields, **overrides})
 
 
 @pytest.fixture

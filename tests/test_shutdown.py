@@ -10,13 +10,12 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 
-from bench.procs import PYTHON, Service, free_port
 from conversations import api_keys
 from conversations.models import Turn
+from harness.fake_upstream import Behaviour
+from harness.servers import PYTHON, Service, free_port
 
-from .conftest import parse_sse
-from .fake_upstream import Behaviour
-from .test_processes import database_url
+from .helpers import database_url, read_until_deltas, sse_events, text_of
 
 GRACE_SECONDS = 1.0
 
@@ -33,8 +32,8 @@ def server(tmp_path, upstream_server, transactional_db):
         "CHATSTREAM_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
     }
     port = free_port()
-    argv = [PYTHON, "-m", "uvicorn", "chatstream.asgi:application", "--port", str(port)]
-    argv += ["--timeout-graceful-shutdown", "10", "--log-level", "info"]  # lifespan on: uvicorn's default
+    argv = [PYTHON, "-m", "uvicorn", "tests.asgi:application", "--port", str(port)]
+    argv += ["--timeout-graceful-shutdown", "10", "--log-level", "info"]  # lifespan: uvicorn's default
     with Service("web", argv, port, log_dir=tmp_path, env=env) as service:
         yield service
 
@@ -50,12 +49,10 @@ def test_sigterm_saves_every_answer_before_the_process_exits(server, upstream):
     def converse(name: str) -> None:
         conversation_id = client.post("/api/conversations", json={}).json()["id"]
         with client.stream("POST", f"/api/conversations/{conversation_id}/messages", json={"content": name}) as reply:
-            lines = reply.iter_lines()
-            for line in lines:
-                if line.startswith("event: delta"):
-                    break
+            events = sse_events(reply)
+            _, text, _ = read_until_deltas(events, 1)
             started.wait()
-            received[conversation_id] = "\n".join([line, *lines]) + "\n"
+            received[conversation_id] = (text, list(events))
 
     threads = [threading.Thread(target=converse, args=(f"stream {index}",)) for index in range(3)]
     for thread in threads:
@@ -73,10 +70,10 @@ def test_sigterm_saves_every_answer_before_the_process_exits(server, upstream):
     answers = Turn.objects.filter(role=Turn.Role.ASSISTANT)
     assert answers.count() == 3  # every started answer saved, once
     for turn in answers:
-        events = parse_sse(received[str(turn.conversation_id)])
+        first, events = received[str(turn.conversation_id)]
         assert events[-1]["event"] == "error" and events[-1]["data"]["code"] == "server_shutdown"
         assert (turn.finish_reason, turn.error_code) == ("error", "server_shutdown")
-        seen = "".join(event["data"]["text"] for event in events if event["event"] == "delta")
+        seen = first + text_of(events)
         assert seen == turn.content and turn.content.startswith("t0 ")  # what the client saw, kept
     assert upstream.closed_within(1.0)  # the fake notices on its own thread
     assert all(call.disconnected_at is not None for call in upstream.calls)  # the model calls were closed
@@ -90,10 +87,10 @@ def test_an_answer_that_ends_within_the_grace_ends_normally(server, upstream):
     with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"Authorization": f"Bearer {key}"}) as client:
         conversation_id = client.post("/api/conversations", json={}).json()["id"]
         with client.stream("POST", f"/api/conversations/{conversation_id}/messages", json={"content": "hi"}) as reply:
-            lines = reply.iter_lines()
-            next(line for line in lines if line.startswith("event: delta"))
+            events = sse_events(reply)
+            read_until_deltas(events, 1)
             server.proc.send_signal(signal.SIGTERM)
-            rest = parse_sse("\n".join(lines) + "\n")
+            rest = list(events)
     server.proc.wait(timeout=15)
     assert rest[-1]["event"] == "done" and rest[-1]["data"]["finish_reason"] == "stop"
     assert Turn.objects.get(role=Turn.Role.ASSISTANT).finish_reason == "stop"

@@ -4,7 +4,7 @@ import json
 
 from conversations import sse
 
-from .conftest import parse_sse
+from .helpers import events_of
 
 
 def test_event_has_name_id_and_json_data():
@@ -19,7 +19,7 @@ def test_delta_fast_path_matches_the_general_encoder():
 
 def test_hostile_text_never_breaks_framing():
     text = "a\n\nevent: error\ndata: {}\n\nid: 9\r\r\n: comment 😀"
-    events = parse_sse(sse.encode_sse_delta(text, 7).decode())
+    events = events_of(sse.encode_sse_delta(text, 7))
     assert events == [{"event": "delta", "id": "7", "data": {"text": text}}]
 
 

@@ -6,24 +6,12 @@ import time
 from contextlib import ExitStack
 
 import pytest
+from django.db import connection
 
 from conversations.models import Turn
+from harness.fake_upstream import Behaviour
 
-from .conftest import parse_sse, saved_answer, wait_for_answer
-from .fake_upstream import Behaviour
-
-
-def stream(api_user, conversation_id: str, content: str = "Hello", **kwargs):
-    return api_user.client.stream(
-        "POST", f"/api/conversations/{conversation_id}/messages", json={"content": content}, **kwargs
-    )
-
-
-def post_and_read(api_user, content: str = "Hello", **kwargs) -> tuple[str, list[dict], object]:
-    conversation_id = api_user.new_conversation()
-    with stream(api_user, conversation_id, content, **kwargs) as response:
-        raw = response.read().decode()
-    return conversation_id, parse_sse(raw), response
+from .helpers import post_and_read, read_events, saved_answer, sse_events, stream, text_of, wait_for_answer
 
 
 def test_headers_and_first_byte(alice, upstream):
@@ -45,9 +33,7 @@ def test_tokens_arrive_before_the_answer_ends(alice, upstream):
     upstream.behaviour = Behaviour(pace=0.05, tokens=20)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        for line in response.iter_lines():
-            if line == "event: delta":
-                break
+        next(event for event in sse_events(response) if event["event"] == "delta")
         # The client holds a token while the model is still producing.
         assert upstream.calls[-1].finished_at is None and upstream.calls[-1].tokens_sent < 20
     wait_for_answer(conversation_id)
@@ -149,7 +135,7 @@ def test_disconnect_saves_partial_turn_and_closes_upstream(alice, upstream, atte
     conversation_id = alice.new_conversation()
     received = ""
     with stream(alice, conversation_id) as response:
-        for event in _events(response):
+        for event in sse_events(response):
             if event["event"] == "delta":
                 received += event["data"]["text"]
                 keep -= 1
@@ -175,18 +161,6 @@ def test_stalled_reader_that_leaves_is_saved_once(alice, upstream):
     assert upstream.closed_within(3.0)
     turn = wait_for_answer(conversation_id)
     assert turn.finish_reason == "client_disconnected" and 0 < len(turn.content) < size
-
-
-def _events(response):
-    """Parse SSE events off a response as they arrive."""
-    block = []
-    for line in response.iter_lines():
-        if line:
-            block.append(line)
-            continue
-        if block and not block[0].startswith(":"):
-            yield parse_sse("\n".join(block) + "\n\n")[0]
-        block = []
 
 
 @pytest.mark.parametrize(
@@ -262,8 +236,7 @@ def test_many_concurrent_streams_each_saved_once(alice, upstream):
 
     def run(conversation_id: str) -> None:
         with stream(alice, conversation_id) as response:
-            events = parse_sse(response.read().decode())
-        texts[conversation_id] = "".join(e["data"]["text"] for e in events if e["event"] == "delta")
+            texts[conversation_id] = text_of(read_events(response))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in ids]
     for thread in threads:
@@ -278,8 +251,6 @@ def test_many_concurrent_streams_each_saved_once(alice, upstream):
 def test_streams_hold_no_database_connection(alice, upstream, settings):
     """Twenty answers streaming at once use only the few database threads'
     connections (counted on PostgreSQL, where a connection is a server process)."""
-    from django.db import connection
-
     if connection.vendor != "postgresql":
         pytest.skip("connections are counted on PostgreSQL")
     upstream.behaviour = Behaviour(first_token_delay=0.3, pace=0.05, tokens=10)

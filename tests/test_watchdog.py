@@ -6,7 +6,7 @@ times compared are far apart."""
 
 import asyncio
 
-from conversations.watchdog import Watchdog
+from conversations.stream.watchdog import Watchdog
 
 
 def fired_at(script, seconds: float = 0.05) -> list[float]:

@@ -31,7 +31,7 @@ def estimate_tokens(text: str) -> int:
 
 class Provider:
     """Streams one answer, and keeps a conversation's memory. Subclasses
-    implement `stream()`, and `complete()` or `remember()`."""
+    implement `stream()` and `complete()`."""
 
     name = "base"
 
@@ -59,10 +59,8 @@ class Provider:
     def memory_model(self) -> str:
         return conf.LLM_MEMORY_MODEL
 
-    async def remember(self, summary: str, facts: list[str], turns: list[Message]) -> tuple[str, list[str]]:
-        """The memory updated with `turns`: (summary, facts). By default the
-        memory model (LLM_MEMORY_MODEL) writes it."""
-        from .memory_prompt import memory_request, parse_memory_reply  # it builds on this module
-
-        reply = await self.complete(memory_request(summary, facts, turns), model=conf.LLM_MEMORY_MODEL)
-        return parse_memory_reply(reply)
+    async def remember(self, summary: str, facts: list[str], turns: list[Message]) -> tuple[str, list[str]] | None:
+        """The memory updated with `turns`, for a provider that keeps it
+        without asking a model (the demo). None, the default: the memory
+        model is asked through `complete()` (conversations/memory/request.py)."""
+        return None

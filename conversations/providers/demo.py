@@ -10,8 +10,8 @@ import re
 from collections.abc import AsyncGenerator
 
 from ..conf import conf
+from ..memory.request import MAX_FACTS
 from .base import Completion, Message, Provider, estimate_tokens
-from .memory_prompt import MAX_FACTS
 
 _WORD = re.compile(r"[\w'-]+")
 # Sentences in which a user tells something lasting about themselves.

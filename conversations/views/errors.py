@@ -6,15 +6,16 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from django.contrib.auth import get_user
-from django.contrib.auth.models import User
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import api_keys
-from ..db import run_db
+from ..conf import conf
 from ..exceptions import ApiError
+from ..storage.threads import run_db
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -44,7 +45,7 @@ def _csrf_failed(request: HttpRequest) -> bool:
     return CsrfViewMiddleware(_unused_view).process_view(request, _unused_view, (), {}) is not None
 
 
-async def authenticate(request: HttpRequest) -> User:
+async def authenticate(request: HttpRequest) -> AbstractBaseUser:
     """The user behind a Bearer key or the session; ApiError(401) for neither."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
@@ -59,7 +60,7 @@ async def authenticate(request: HttpRequest) -> User:
         raise ApiError(401, "not_authenticated", "Log in, or send `Authorization: Bearer <api key>`.")
     if request.method not in SAFE_METHODS and _csrf_failed(request):
         raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken.")
-    return cast(User, user)
+    return cast(AbstractBaseUser, user)
 
 
 def api_view(*methods: str) -> Callable:
@@ -76,6 +77,7 @@ def api_view(*methods: str) -> Callable:
                 return response
             try:
                 user = await authenticate(request)
+                _refuse_large_body(request)
                 return await view(request, user, *args, **kwargs)
             except ApiError as exc:
                 response = error_response(exc.status, exc.code, exc.message)
@@ -83,12 +85,24 @@ def api_view(*methods: str) -> Callable:
                     response[name] = value
                 return response
             except RequestDataTooBig:
-                return error_response(413, "body_too_large", "The request body is larger than the server accepts.")
+                return _body_too_large()
 
         return wrapper
 
     return decorator
 
 
-def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def _body_too_large() -> JsonResponse:
+    return error_response(413, "body_too_large", "The request body is larger than the server accepts.")
+
+
+def _refuse_large_body(request: HttpRequest) -> None:
+    """CHATSTREAM_MAX_BODY_BYTES, whatever the project's own
+    DATA_UPLOAD_MAX_MEMORY_SIZE (which refuses larger bodies first)."""
+    if len(request.body) > conf.CHATSTREAM_MAX_BODY_BYTES:
+        raise RequestDataTooBig
+
+
+@csrf_exempt  # any method, session or not: the same JSON 404, never the CSRF page
+async def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return error_response(404, "not_found", f"There is no API endpoint at {request.path}.")

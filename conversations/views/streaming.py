@@ -1,10 +1,10 @@
-"""The streaming response: relay events encoded as SSE or NDJSON."""
+"""The streaming response: an answer's events encoded as SSE or NDJSON,
+followed live or replayed from its saved row."""
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
-from typing import Any
 
 from django.http import HttpRequest, StreamingHttpResponse
 
@@ -12,7 +12,7 @@ from .. import sse
 from ..conf import conf
 from ..live import LiveAnswer
 from ..models import Turn
-from ..relay import DELTA, HEARTBEAT, START, saved_rest
+from ..stream.events import DELTA, HEARTBEAT, Event, saved_events
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -33,12 +33,21 @@ def prefers_ndjson(request: HttpRequest) -> bool:
     return quality(sse.NDJSON_CONTENT_TYPE) > quality(sse.SSE_CONTENT_TYPE)
 
 
-async def _body(relay: LiveAnswer, heartbeat: float, wire: sse.WireFormat, after: int) -> AsyncIterator[bytes]:
+def _encode(event: Event, wire: sse.WireFormat) -> bytes:
+    kind, data, event_id = event
+    if kind == DELTA:
+        return wire.delta(data, event_id)
+    if kind == HEARTBEAT:
+        return wire.heartbeat
+    return wire.event(kind, data, event_id)
+
+
+async def _live_body(answer: LiveAnswer, heartbeat: float, wire: sse.WireFormat, after: int) -> AsyncIterator[bytes]:
     if wire.opening:
         yield wire.opening
     try:
         # aclosing: this reader is counted out before the answer is released.
-        async with aclosing(relay.follow(heartbeat, after)) as events:
+        async with aclosing(answer.follow(heartbeat, after)) as events:
             async for kind, data, event_id in events:
                 if kind == DELTA:
                     yield wire.delta(data, event_id)
@@ -47,27 +56,16 @@ async def _body(relay: LiveAnswer, heartbeat: float, wire: sse.WireFormat, after
                 else:
                     yield wire.event(kind, data, event_id)
     finally:
-        await relay.close()
+        await answer.close()
 
 
-async def _saved_body(turn: Turn, wire: sse.WireFormat, after: int) -> AsyncIterator[bytes]:
+async def _saved_body(events: Iterable[Event], wire: sse.WireFormat) -> AsyncIterator[bytes]:
     """A finished answer replayed from its row: the same events a live
-    reader would have had after character `after`."""
+    reader would have had."""
     if wire.opening:
         yield wire.opening
-    if not after:
-        yield wire.event(START, saved_start_data(turn), 0)
-    for kind, data, event_id in saved_rest(turn, after):
-        yield wire.delta(data, event_id) if kind == DELTA else wire.event(kind, data, event_id)
-
-
-def saved_start_data(turn: Turn) -> dict[str, Any]:
-    return {
-        "turn_id": str(turn.pk),
-        "conversation_id": str(turn.conversation_id),
-        "trace_id": turn.trace_id,
-        "model": turn.model,
-    }
+    for event in events:
+        yield _encode(event, wire)
 
 
 class AnswerStreamResponse(StreamingHttpResponse):
@@ -75,12 +73,12 @@ class AnswerStreamResponse(StreamingHttpResponse):
     left before the body was ever read, the body's own cleanup never runs;
     Django still closes the response (on a thread), and that cancels it."""
 
-    def __init__(self, relay: LiveAnswer, *args, **kwargs) -> None:
+    def __init__(self, answer: LiveAnswer, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.relay = relay
+        self.answer = answer
 
     def close(self) -> None:
-        self.relay.release_threadsafe()  # a no-op once the turn is saved
+        self.answer.release_threadsafe()  # a no-op once the turn is saved
         super().close()
 
 
@@ -91,17 +89,13 @@ def _stream_headers(response: StreamingHttpResponse, trace_id: str) -> Streaming
     return response
 
 
-def _wire(request: HttpRequest) -> sse.WireFormat:
-    return sse.NDJSON if prefers_ndjson(request) else sse.SSE
-
-
-def stream_response(request: HttpRequest, relay: LiveAnswer, after: int = 0) -> StreamingHttpResponse:
-    wire = _wire(request)
-    body = _body(relay, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire, after)
-    return _stream_headers(AnswerStreamResponse(relay, body, content_type=wire.content_type), relay.trace_id)
-
-
-def saved_stream_response(request: HttpRequest, turn: Turn, after: int) -> StreamingHttpResponse:
-    wire = _wire(request)
-    body = _saved_body(turn, wire, min(after, len(turn.content)))
-    return _stream_headers(StreamingHttpResponse(body, content_type=wire.content_type), turn.trace_id)
+def answer_response(request: HttpRequest, answer: LiveAnswer | Turn, after: int = 0) -> StreamingHttpResponse:
+    """An answer's events after character `after`, as the client asked for them."""
+    wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
+    if isinstance(answer, Turn):
+        events = saved_events(answer, min(after, len(answer.content)))
+        response = StreamingHttpResponse(_saved_body(events, wire), content_type=wire.content_type)
+    else:
+        body = _live_body(answer, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire, after)
+        response = AnswerStreamResponse(answer, body, content_type=wire.content_type)
+    return _stream_headers(response, answer.trace_id)

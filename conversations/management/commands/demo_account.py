@@ -16,8 +16,9 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             self.stdout.write("DEBUG is off: no demo account is made. Use `manage.py createsuperuser`.")
             return
-        user, created = get_user_model().objects.get_or_create(
-            username=USERNAME, defaults={"is_staff": True, "is_superuser": True}
+        User = get_user_model()
+        user, created = User._default_manager.get_or_create(
+            **{User.USERNAME_FIELD: USERNAME}, defaults={"is_staff": True, "is_superuser": True}
         )
         if created:
             user.set_password(PASSWORD)

@@ -1,0 +1,278 @@
+"""Answers shared between processes through Redis (REDIS_URL set).
+
+The process generating an answer (A) runs it as a single process would, with
+one more follower beside its client: the publisher, which writes each event
+to the answer's journal and, while a reader elsewhere follows the answer,
+sends it to the answer's group on the Channels layer (the end always).
+
+    A: AnswerRelay ──follow()──▶ publisher ──XADD──────▶ journal:<turn> (a Redis Stream)
+                                           └─group_send─▶ group answer.<turn>
+    B: RemoteAnswer ◀── the group's messages (live), XRANGE of the journal (catch-up, repair)
+
+Another process (B) finds the answer by its hash, replays the journal after
+the client's last id and follows the group. Every entry says which characters
+it covers, so a message lost on the way (a full channel) shows as a gap that
+is read back from the journal: a reader never skips or repeats text.
+
+Control goes the other way, to the generating process's own channel: a cancel
+(a Stop served by B), and B's readers coming and going, which the `continue`
+policy's grace period counts like readers in A.
+
+Keys, each with an expiry that only a dead process lets run out:
+    chatstream:answer:<turn>      hash: owner, conversation, position, trace_id, model, channel
+    chatstream:journal:<turn>     stream of {k: kind, s: first character, e: event id, d: text or JSON}
+    chatstream:generating:<conv>  hash: turn id -> position, the answers still being generated
+"""
+
+import asyncio
+import contextlib
+import functools
+import logging
+import uuid
+from collections import Counter
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from channels.exceptions import ChannelFull
+from channels_redis.core import RedisChannelLayer
+from redis.exceptions import RedisError
+
+from ..conf import conf
+from ..stream import background, registry
+from ..stream.events import DELTA, START, FinishReason
+from ..stream.relay import AnswerRelay
+from . import keys
+from .base import LiveAnswer
+from .client import redis_client
+from .local import LocalAnswers
+from .remote import Inbox, RemoteAnswer
+
+logger = logging.getLogger(__name__)
+
+# The journal outlives its answer this long, for readers that found the
+# answer just before it ended; later ones replay the saved row.
+KEEP_AFTER_END_SECONDS = 60
+
+
+@functools.cache
+def channel_layer() -> RedisChannelLayer:
+    """The app's own Channels layer on REDIS_URL, whatever a project's
+    CHANNEL_LAYERS say (it may use Channels for something else)."""
+    # A reader that falls behind by more than `capacity` messages loses some;
+    # it notices the gap and reads it from the journal.
+    return RedisChannelLayer(hosts=[conf.REDIS_URL], prefix="chatstream", capacity=1000)
+
+
+class RedisAnswers(LocalAnswers):
+    def __init__(self) -> None:
+        self._processes: dict[asyncio.AbstractEventLoop, Process] = {}
+
+    async def _process(self) -> "Process":
+        """This process's Redis client and channel, made on first use (one per
+        event loop: their connections belong to the loop)."""
+        loop = asyncio.get_running_loop()
+        process = self._processes.get(loop)
+        if process is None:
+            process = self._processes[loop] = Process()
+        await process.ready()
+        return process
+
+    async def publish(self, relay: AnswerRelay) -> None:
+        try:
+            process = await self._process()
+            await process.announce(relay)
+        except (RedisError, OSError):
+            # The answer still streams to its client; only other processes
+            # cannot see it.
+            logger.exception("could not share answer trace_id=%s turn=%s", relay.trace_id, relay.turn_id)
+            return
+        background.keep(asyncio.create_task(process.publish(relay), name=f"journal {relay.turn_id}"))
+
+    async def find(self, turn_id: uuid.UUID) -> LiveAnswer | None:
+        here = await super().find(turn_id)
+        if here is not None:
+            return here
+        try:
+            process = await self._process()
+            meta: dict[str, str] = await process.redis.hgetall(keys.meta_key(str(turn_id)))  # type: ignore[assignment]
+        except (RedisError, OSError):
+            logger.exception("could not look up answer turn=%s", turn_id)
+            return None
+        return RemoteAnswer(process, turn_id, meta) if meta else None
+
+    async def generating_in(self, conversation_id: uuid.UUID) -> list[dict[str, Any]]:
+        here = await super().generating_in(conversation_id)
+        try:
+            process = await self._process()
+            shared: dict[str, str] = await process.redis.hgetall(keys.generating_key(str(conversation_id)))  # type: ignore[assignment]
+        except (RedisError, OSError):
+            logger.exception("could not list answers conversation=%s", conversation_id)
+            return here
+        answers = {answer["turn_id"]: answer for answer in here}
+        for turn_id, position in shared.items():
+            answers.setdefault(turn_id, {"turn_id": turn_id, "position": int(position)})
+        return sorted(answers.values(), key=lambda answer: answer["position"])
+
+
+class Process:
+    """This process on Redis: a client for the journal, and one channel on the
+    layer that receives live events for the answers read here and control
+    messages for the answers generated here."""
+
+    def __init__(self) -> None:
+        self.redis = redis_client()
+        self.layer = channel_layer()
+        self.channel = ""
+        self._inboxes: dict[str, set[Inbox]] = {}
+        self._remote_readers: Counter[str] = Counter()  # per answer generated here
+        self._opened: asyncio.Future | None = None
+        self._receiver: asyncio.Task | None = None
+
+    async def ready(self) -> None:
+        if self._opened is None:
+            self._opened = asyncio.ensure_future(self._open())
+        await asyncio.shield(self._opened)
+
+    async def _open(self) -> None:
+        self.channel = await self.layer.new_channel()
+        self._receiver = asyncio.create_task(self._receive(), name="chatstream channel")
+
+    # --- the generating side ------------------------------------------------
+
+    async def announce(self, relay: AnswerRelay) -> None:
+        turn, conversation = str(relay.turn_id), str(relay.prepared.conversation_id)
+        meta: dict[str | bytes, str | int] = {
+            "owner": relay.owner_id,
+            "conversation": conversation,
+            "position": relay.prepared.answer_position,
+            "trace_id": relay.trace_id,
+            "model": relay.provider.model,
+            "channel": self.channel,
+        }
+        alive = keys.alive_seconds()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.meta_key(turn), mapping=meta)  # type: ignore[arg-type]
+            pipe.expire(keys.meta_key(turn), alive)
+            pipe.hset(keys.generating_key(conversation), turn, relay.prepared.answer_position)
+            pipe.expire(keys.generating_key(conversation), alive)
+            await pipe.execute()
+
+    async def publish(self, relay: AnswerRelay) -> None:
+        """Follow the answer (without keeping it alive) into its journal, and
+        out to the group while readers elsewhere follow it. While a write is
+        on its way, text gathers, so a busy Redis gets fewer, longer entries
+        rather than falling behind."""
+        turn = str(relay.turn_id)
+        written, refreshed_at = 0, 0.0
+        try:
+            async with aclosing(relay.follow(None, reader=False)) as events:
+                async for kind, data, event_id in events:
+                    if kind == START:
+                        continue  # readers elsewhere make it from the hash
+                    entry: dict[str | bytes, str | int] = {
+                        "k": kind,
+                        "s": written,
+                        "e": event_id,
+                        "d": data if kind == DELTA else _json(data),
+                    }
+                    written = event_id
+                    refreshed_at = await self._write_journal(turn, entry, refreshed_at)
+                    # Deltas go out live only while someone elsewhere reads; the
+                    # end always does (a Stop elsewhere waits for it). A reader
+                    # that missed some takes them from the journal.
+                    if kind != DELTA or self._remote_readers[turn]:
+                        await self.layer.group_send(keys.group(turn), {"type": "answer.event", "turn": turn, **entry})
+        except Exception:
+            logger.exception("could not journal answer trace_id=%s turn=%s", relay.trace_id, turn)
+        finally:
+            self._remote_readers.pop(turn, None)
+            await self._forget(relay)
+
+    async def _write_journal(self, turn: str, entry: dict, refreshed_at: float) -> float:
+        """Append one entry; push the keys' expiry back now and then (a
+        quarter of their life), not at every entry."""
+        loop_time, alive = asyncio.get_running_loop().time(), keys.alive_seconds()
+        journal = keys.journal_key(turn)
+        maxlen = conf.CHATSTREAM_JOURNAL_MAX_ENTRIES
+        if loop_time - refreshed_at < alive / 4:
+            await self.redis.xadd(journal, entry, maxlen=maxlen, approximate=True)
+            return refreshed_at
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(journal, entry, maxlen=maxlen, approximate=True)
+            pipe.expire(journal, alive)
+            pipe.expire(keys.meta_key(turn), alive)
+            await pipe.execute()
+        return loop_time
+
+    async def _forget(self, relay: AnswerRelay) -> None:
+        """The answer is saved: new readers go to its row."""
+        turn = str(relay.turn_id)
+        with contextlib.suppress(RedisError, OSError):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.delete(keys.meta_key(turn))
+                pipe.hdel(keys.generating_key(str(relay.prepared.conversation_id)), turn)
+                pipe.expire(keys.journal_key(turn), KEEP_AFTER_END_SECONDS)
+                await pipe.execute()
+
+    # --- the reading side -----------------------------------------------------
+
+    async def subscribe(self, turn: str) -> Inbox:
+        inbox = Inbox()
+        self._inboxes.setdefault(turn, set()).add(inbox)
+        await self.layer.group_add(keys.group(turn), self.channel)
+        return inbox
+
+    async def unsubscribe(self, turn: str, inbox: Inbox) -> None:
+        inboxes = self._inboxes.get(turn, set())
+        inboxes.discard(inbox)
+        if not inboxes:
+            self._inboxes.pop(turn, None)
+            with contextlib.suppress(RedisError, OSError):
+                await self.layer.group_discard(keys.group(turn), self.channel)
+
+    async def journal(self, turn: str) -> list[dict[str, str]]:
+        entries = await self.redis.xrange(keys.journal_key(turn))
+        return [fields for _, fields in entries or ()]  # type: ignore[misc]
+
+    async def tell(self, channel: str, kind: str, turn: str) -> None:
+        """A control message to the process generating `turn`."""
+        try:
+            await self.layer.send(channel, {"type": kind, "turn": turn})
+        except (ChannelFull, RedisError, OSError):
+            logger.exception("could not send %s turn=%s", kind, turn)
+
+    # --- this process's channel -------------------------------------------------
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except Exception:
+                logger.exception("channel layer receive failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind, turn = message["type"], message["turn"]
+        if kind == "answer.event":
+            for inbox in self._inboxes.get(turn, ()):
+                inbox.put(message)
+            return
+        relay = registry.find(uuid.UUID(turn))
+        if relay is None:
+            return  # ended meanwhile
+        if kind == "answer.cancel":
+            relay.cancel(FinishReason.CANCELLED)
+        elif kind == "answer.follow":
+            self._remote_readers[turn] += 1
+            relay.attach()
+        elif kind == "answer.release":
+            self._remote_readers[turn] = max(0, self._remote_readers[turn] - 1)
+            relay.detach()
+            relay.release()
+
+
+def _json(data: Any) -> str:
+    return orjson.dumps(data).decode()

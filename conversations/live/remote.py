@@ -1,0 +1,184 @@
+"""Reading an answer that another process is generating: its journal for
+what came before (and for any gap), its Channels group for what comes live.
+
+Every journal entry says which characters it covers, so a message lost on
+the way (a full channel, a full inbox) shows as a gap that is read back from
+the journal: a reader never skips or repeats text.
+"""
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..models import Turn
+from ..storage.threads import run_db
+from ..stream import background
+from ..stream.events import DELTA, DONE, ERROR, HEARTBEAT, Event, FinishReason, saved_rest, start_event
+from . import keys
+
+if TYPE_CHECKING:
+    from .redis import Process
+
+# Live events queued for one remote reader. A reader that falls further
+# behind loses the newest and reads them back from the journal.
+INBOX_SIZE = 256
+# How long a Stop served by another process waits for the turn to be saved.
+STOP_WAIT_SECONDS = 10.0
+# Heartbeat of a wait with no client to send heartbeats to: how often it looks
+# at the journal for an end it may have missed.
+CHECK_SECONDS = 1.0
+
+
+class Inbox:
+    """Live events for one remote reader, bounded."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_SIZE)
+        self.overflowed = False  # some were dropped: read the journal
+
+    def put(self, message: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    def take_all(self, first: dict[str, Any]) -> list[dict[str, Any]]:
+        entries = [first]
+        while not self.queue.empty():
+            entries.append(self.queue.get_nowait())
+        return entries
+
+
+class Cursor:
+    """Where a reader is in an answer. Takes journal entries, from the journal
+    or the live group, in any mix and with repeats, and gives out the text
+    the reader has not had, never with a gap."""
+
+    def __init__(self, after: int) -> None:
+        self.sent = after
+        self.final: Event | None = None
+        self.gap = False  # an entry came before the text it follows
+        self.text_lost = False  # the journal no longer holds text the reader needs
+
+    def take(self, entries: list[dict[str, Any]]) -> str:
+        pieces = []
+        for entry in entries:
+            kind, start, end = entry["k"], int(entry["s"]), int(entry["e"])
+            if kind != DELTA:
+                if self.sent >= end or self.text_lost:
+                    self.final = (kind, orjson.loads(entry["d"]), end)
+                else:
+                    self.gap = True
+            elif end > self.sent and not self.text_lost:
+                if start > self.sent:
+                    self.gap = True
+                    continue
+                pieces.append(entry["d"][self.sent - start :])
+                self.sent = end
+        return "".join(pieces)
+
+
+class RemoteAnswer:
+    """An answer another process is generating, read through Redis."""
+
+    def __init__(self, process: "Process", turn_id: uuid.UUID, meta: dict[str, str]) -> None:
+        self._process = process
+        self.turn_id = turn_id
+        self.owner_id = int(meta["owner"])
+        self.trace_id = meta["trace_id"]
+        self._meta = meta
+        self._turn = str(turn_id)
+        self._loop = asyncio.get_running_loop()
+        self._attached = False  # the generating process counts this reader
+
+    def start(self) -> Event:
+        meta = self._meta
+        return start_event(
+            turn_id=self._turn, conversation_id=meta["conversation"], trace_id=meta["trace_id"], model=meta["model"]
+        )
+
+    async def follow(
+        self, heartbeat: float | None, after: int = 0, *, reader: bool = True
+    ) -> AsyncGenerator[Event, None]:
+        """The same events AnswerRelay.follow gives, from the journal and the
+        live group: `start` (from the beginning), deltas, heartbeats, the end."""
+        inbox = await self._process.subscribe(self._turn)
+        try:
+            if reader:
+                self._attached = True
+                await self._process.tell(self._meta["channel"], "answer.follow", self._turn)
+            if not after:
+                yield self.start()
+            async for event in self._events(inbox, Cursor(after), heartbeat):
+                yield event
+        finally:
+            await self._process.unsubscribe(self._turn, inbox)
+
+    async def _events(self, inbox: Inbox, cursor: Cursor, heartbeat: float | None) -> AsyncGenerator[Event, None]:
+        entries, from_journal = await self._process.journal(self._turn), True
+        while True:
+            text = cursor.take(entries)
+            if text:
+                yield DELTA, text, cursor.sent
+            if cursor.final is not None:
+                if cursor.text_lost:
+                    async for event in self._saved_events(cursor.sent):
+                        yield event
+                else:
+                    yield cursor.final
+                return
+            if cursor.gap or inbox.overflowed:
+                # The journal holds what the group's messages missed; if it
+                # has lost it too (trimmed), the saved row will have it.
+                cursor.text_lost = cursor.text_lost or (cursor.gap and from_journal)
+                cursor.gap = inbox.overflowed = False
+                entries, from_journal = await self._process.journal(self._turn), True
+                continue
+            try:
+                async with asyncio.timeout(heartbeat or CHECK_SECONDS):
+                    entries, from_journal = inbox.take_all(await inbox.queue.get()), False
+                continue
+            except TimeoutError:
+                pass
+            if heartbeat is not None:
+                yield HEARTBEAT, None, cursor.sent
+            # A quiet spell: look for an end the group's messages missed, and
+            # for a generating process that died (its keys expired unsaved).
+            entries, from_journal = await self._process.journal(self._turn), True
+            if not entries and not await self._process.redis.exists(keys.meta_key(self._turn)):
+                async for event in self._saved_events(cursor.sent):
+                    yield event
+                return
+
+    async def _saved_events(self, sent: int) -> AsyncGenerator[Event, None]:
+        """The rest of the answer from its saved row."""
+        turn = await run_db(Turn.objects.filter(pk=self.turn_id).first)
+        if turn is None:
+            message = "The process generating this answer stopped before saving it."
+            yield ERROR, {"code": "answer_lost", "message": message, "finish_reason": FinishReason.ERROR}, sent
+            return
+        for event in saved_rest(turn, sent):
+            yield event
+
+    async def close(self) -> None:
+        if self._attached:
+            self._attached = False
+            await self._process.tell(self._meta["channel"], "answer.release", self._turn)
+
+    def release_threadsafe(self) -> None:
+        self._loop.call_soon_threadsafe(lambda: background.keep(asyncio.ensure_future(self.close())))
+
+    async def stop(self) -> None:
+        await self._process.tell(self._meta["channel"], "answer.cancel", self._turn)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_WAIT_SECONDS):
+                async with aclosing(self.follow(None, after=sys.maxsize, reader=False)) as events:
+                    async for kind, _, _ in events:
+                        if kind in (DONE, ERROR):
+                            return

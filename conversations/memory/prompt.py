@@ -1,0 +1,56 @@
+"""The prompt for an answer: the system prompt, the conversation's memory,
+then as many of the latest turns as fit the token budget, newest last.
+
+Long conversations stay cheap this way: what no longer fits is carried by the
+memory (tasks.py), not resent with every message.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..providers.base import Message, estimate_tokens
+
+# Chat formats wrap each message in a few tokens of their own.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: list[Message]
+    turns: int  # conversation turns included, the new message among them
+    tokens: int  # estimated size of the whole prompt
+
+
+def memory_text(summary: str, facts: list[str]) -> str:
+    parts = []
+    if summary:
+        parts.append(f"Summary of the conversation so far:\n{summary}")
+    if facts:
+        parts.append("Facts the user has stated:\n" + "\n".join(f"- {fact}" for fact in facts))
+    return "\n\n".join(parts)
+
+
+def _cost(content: str) -> int:
+    return estimate_tokens(content) + MESSAGE_OVERHEAD_TOKENS
+
+
+def assemble(
+    *, system: str, summary: str, facts: list[str], newest_first: Iterable[tuple[str, str]], budget: int
+) -> Prompt:
+    """`newest_first` yields (role, content) from the new message backwards;
+    it is read only as far as the budget allows. The new message is always
+    sent, even alone over the budget: the message limit bounds it."""
+    head: list[Message] = [{"role": "system", "content": system}]
+    remembered = memory_text(summary, facts)
+    if remembered:
+        head.append({"role": "system", "content": remembered})
+    used = sum(_cost(message["content"]) for message in head)
+    picked: list[Message] = []
+    for role, content in newest_first:
+        cost = _cost(content)
+        if picked and used + cost > budget:
+            break
+        picked.append({"role": role, "content": content})
+        used += cost
+    picked.reverse()
+    return Prompt(messages=head + picked, turns=len(picked), tokens=used)

@@ -1,0 +1,90 @@
+"""What a stream tells the operators: one structured log line per event that
+matters (start, first token, a failed model call, cancel, end), each with the
+trace id, and the Prometheus metrics (metrics.py).
+
+Log records carry their fields as `extra`: LOG_FORMAT=json (the default
+unless DEBUG) writes each line as one JSON object, `plain` as
+`message key=value …`.
+"""
+
+import logging
+from typing import TYPE_CHECKING
+
+from . import metrics
+
+if TYPE_CHECKING:
+    from ..exceptions import UpstreamError
+    from ..stream.answer import Answer
+    from ..stream.relay import AnswerRelay
+
+logger = logging.getLogger("conversations.stream")
+
+
+def _ids(relay: "AnswerRelay") -> dict:
+    return {"trace_id": relay.trace_id, "turn_id": str(relay.turn_id)}
+
+
+def stream_started(relay: "AnswerRelay") -> None:
+    metrics.OPEN_STREAMS.inc()
+    prepared = relay.prepared
+    logger.info(
+        "stream.start",
+        extra={
+            **_ids(relay),
+            "event": "start",
+            "conversation_id": str(prepared.conversation_id),
+            "user_id": prepared.owner_id,
+            "model": relay.provider.model,
+            "provider": relay.provider.name,
+            "prompt_turns": prepared.prompt_turns,
+            "prompt_tokens": prepared.prompt_tokens,
+        },
+    )
+
+
+def first_token(relay: "AnswerRelay", ttft_s: float) -> None:
+    metrics.TTFT.labels(relay.completion.model).observe(ttft_s)
+    logger.info(
+        "stream.first_token",
+        extra={**_ids(relay), "event": "first_token", "model": relay.completion.model, "ttft_ms": round(ttft_s * 1000)},
+    )
+
+
+def model_call_failed(relay: "AnswerRelay", model: str, exc: "UpstreamError") -> None:
+    metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
+    logger.warning(
+        "stream.model_call_failed",
+        extra={**_ids(relay), "event": "model_call_failed", "model": model, "code": exc.code, "error": str(exc)},
+    )
+
+
+def stream_cancelled(relay: "AnswerRelay", reason: str) -> None:
+    logger.info("stream.cancel", extra={**_ids(relay), "event": "cancel", "reason": reason})
+
+
+def stream_ended(relay: "AnswerRelay", answer: "Answer", tpot_s: float | None, saved: bool) -> None:
+    metrics.OPEN_STREAMS.dec()
+    metrics.FINISHED.labels(answer.finish_reason).inc()
+    metrics.DURATION.labels(answer.model).observe(answer.duration_ms / 1000)
+    if tpot_s is not None:
+        metrics.TPOT.labels(answer.model).observe(tpot_s)
+    metrics.TOKENS.labels("in").inc(answer.tokens_in or 0)
+    metrics.TOKENS.labels("out").inc(answer.tokens_out or 0)
+    fields = {
+        **_ids(relay),
+        "event": "end",
+        "saved": saved,
+        "finish_reason": answer.finish_reason,
+        "error_code": answer.error_code or None,
+        "model": answer.model,
+        "ttft_ms": answer.ttft_ms,
+        "tpot_ms": round(tpot_s * 1000, 2) if tpot_s is not None else None,
+        "duration_ms": answer.duration_ms,
+        "tokens_in": answer.tokens_in,
+        "tokens_out": answer.tokens_out,
+        "tokens_estimated": answer.tokens_estimated,
+        "attempts": len(answer.attempts),
+    }
+    if answer.finish_reason == "error":
+        logger.warning("stream.error", extra={**fields, "event": "error", "error": answer.error_detail})
+    logger.info("stream.end", extra=fields)

@@ -1,0 +1,7 @@
+"""How the app reaches its database off the event loop, and the few
+statements every message runs.
+
+    threads.py   run_db: a few long-lived threads that keep their connections
+    rows.py      the turn INSERT, built once per database instead of per row
+    sql.py       the hot path's other statements, written out
+"""

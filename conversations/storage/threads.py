@@ -1,0 +1,68 @@
+"""Where the API's ORM work runs: a few long-lived threads that keep their
+database connections.
+
+Under ASGI, Django runs a request's sync code on a thread made for that
+request, which connects to the database and disconnects when the request
+ends. A streaming request lasts as long as its answer, so that connection
+would be held while tokens flow, and opening and closing one per answer is
+most of the database cost of a turn. Instead, `run_db` sends each unit of ORM
+work (one transaction or read) to a small pool of threads whose connections
+stay open between calls: a stream holds no connection at all while it
+streams, and the process holds at most CHATSTREAM_DB_THREADS of them.
+"""
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from django.db import DatabaseError, connections
+
+from ..conf import conf
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_executor = ThreadPoolExecutor(max_workers=conf.CHATSTREAM_DB_THREADS, thread_name_prefix="chatstream-db")
+
+
+async def run_db(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `func` on a database thread and return its result.
+
+    Cancelling the caller does not stop a call that has begun (a thread cannot
+    be interrupted); callers that must see it finish shield it."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor, functools.partial(_run, func, *args, **kwargs))
+
+
+def _run(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    try:
+        return func(*args, **kwargs)
+    except DatabaseError:
+        # The connection may be broken (the server restarted, the network
+        # dropped): the next call on this thread starts on a new one.
+        release_connections()
+        raise
+
+
+def release_connections() -> None:
+    """Hand this thread's database connections back (closed, or to the pool)."""
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+
+
+def close_worker_connections() -> None:
+    """Close every database thread's connections, e.g. before the database is
+    dropped. Each worker runs one of the closing calls: a barrier holds each
+    until all have started."""
+    workers = conf.CHATSTREAM_DB_THREADS
+    barrier = threading.Barrier(workers)
+
+    def close_and_wait() -> None:
+        release_connections()
+        barrier.wait(timeout=10)
+
+    for future in [_executor.submit(close_and_wait) for _ in range(workers)]:
+        future.result(timeout=15)

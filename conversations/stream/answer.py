@@ -1,0 +1,45 @@
+"""What an answer starts from and how it ended: the two records that cross
+between the stream and the database."""
+
+import uuid
+from dataclasses import dataclass, field
+
+from ..providers.base import Message
+
+
+@dataclass(frozen=True)
+class PreparedTurn:
+    """Everything the stream needs, read before it starts so that no database
+    connection is held while tokens flow."""
+
+    conversation_id: uuid.UUID
+    owner_id: int
+    user_turn_id: uuid.UUID
+    answer_turn_id: uuid.UUID
+    answer_position: int
+    messages: list[Message]
+    prompt_turns: int = 0
+    prompt_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How an answer's stream ended, as it is saved."""
+
+    content: str
+    finish_reason: str
+    model: str
+    provider: str
+    trace_id: str
+    ttft_ms: int | None
+    duration_ms: int
+    tokens_in: int | None
+    tokens_out: int | None
+    tokens_estimated: bool
+    malformed_chunks: int = 0
+    cancel_latency_ms: float | None = None
+    tokens_after_cancel: int | None = None
+    error_code: str = ""
+    error_detail: str = ""
+    attempts: list[dict[str, str]] = field(default_factory=list)  # failed model calls before this answer
+    token_gaps: bytes = b""  # ms waited for each piece of text, as unsigned 16-bit numbers

@@ -1,0 +1,64 @@
+"""The events a reader of an answer gets, and how the first and the last are
+built. Every part that writes or reads an answer's events (the relay, a
+reader in another process, a saved turn replayed) takes them from here.
+
+An event is (kind, data, id): the id is the answer's length in characters
+after the event, so it names a place in the saved text.
+"""
+
+from typing import Any
+
+from django.db.models import TextChoices
+
+START, DELTA, HEARTBEAT, DONE, ERROR = "start", "delta", "heartbeat", "done", "error"
+Event = tuple[str, Any, int]
+
+
+class FinishReason(TextChoices):
+    STOP = "stop"
+    LENGTH = "length"
+    CONTENT_FILTER = "content_filter"
+    CANCELLED = "cancelled"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    ERROR = "error"
+
+
+def start_event(*, turn_id: object, conversation_id: object, trace_id: str, model: str) -> Event:
+    """The first event of an answer read from its beginning."""
+    data = {"turn_id": str(turn_id), "conversation_id": str(conversation_id), "trace_id": trace_id, "model": model}
+    return START, data, 0
+
+
+def final_event(answer: Any, length: int) -> Event:
+    """The `done` or `error` event for a saved answer: a stream.answer.Answer,
+    or a Turn read back from the database (they share these fields)."""
+    if answer.finish_reason == FinishReason.ERROR:
+        data = {"code": answer.error_code, "message": answer.error_detail, "finish_reason": FinishReason.ERROR}
+        return ERROR, data, length
+    usage = {"tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "estimated": answer.tokens_estimated}
+    data = {
+        "finish_reason": answer.finish_reason,
+        "usage": usage,
+        "ttft_ms": answer.ttft_ms,
+        "duration_ms": answer.duration_ms,
+    }
+    return DONE, data, length
+
+
+def saved_events(turn: Any, after: int) -> list[Event]:
+    """A saved answer's events after character `after`: the start (for a
+    reader from the beginning), the rest of its text, then its final event."""
+    events = [start_event(**_start_fields(turn))] if not after else []
+    return events + saved_rest(turn, after)
+
+
+def saved_rest(turn: Any, after: int) -> list[Event]:
+    """What a reader that has character `after` of a saved answer still
+    needs: the rest of its text, then its final event."""
+    length = len(turn.content)
+    rest = [(DELTA, turn.content[after:], length)] if after < length else []
+    return [*rest, final_event(turn, length)]
+
+
+def _start_fields(turn: Any) -> dict[str, Any]:
+    return {"turn_id": turn.pk, "conversation_id": turn.conversation_id, "trace_id": turn.trace_id, "model": turn.model}

@@ -1,0 +1,54 @@
+"""What an answer measured as it streamed: when its first and last text
+arrived, the wait before each piece (its timeline), and for a cancel how long
+the upstream took to close and how much text still came."""
+
+import time
+from array import array
+
+# An answer's timeline keeps the waits of its first this many pieces (2 bytes each).
+MAX_TIMELINE_PIECES = 16384
+
+
+class Figures:
+    def __init__(self, received_at: float) -> None:
+        self.received_at = received_at  # time.monotonic() when the request arrived
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
+        self.gaps = array("H")  # ms waited for each piece of text: the turn's timeline
+        self.cancelled_at: float | None = None
+        self.upstream_closed_at: float | None = None
+        self._deltas_at_cancel = 0
+
+    def arrived(self, now: float) -> None:
+        """A piece of text arrived: note the wait for it (ms, two bytes; the
+        first is the time to first token)."""
+        if len(self.gaps) < MAX_TIMELINE_PIECES:
+            self.gaps.append(min(65535, round((now - (self.last_token_at or self.received_at)) * 1000)))
+        self.last_token_at = now
+
+    def cancelled(self, deltas: int) -> None:
+        self.cancelled_at, self._deltas_at_cancel = time.monotonic(), deltas
+
+    def ttft_ms(self) -> int | None:
+        return _ms(self.first_token_at - self.received_at) if self.first_token_at is not None else None
+
+    def duration_ms(self, ended_at: float) -> int:
+        return _ms(ended_at - self.received_at)
+
+    def time_per_output_token(self, tokens: int) -> float | None:
+        """Mean seconds between tokens after the first (needs two or more)."""
+        if self.first_token_at is None or self.last_token_at is None or tokens < 2:
+            return None
+        return (self.last_token_at - self.first_token_at) / (tokens - 1)
+
+    def cancel_latency_ms(self) -> float | None:
+        if self.cancelled_at is None or self.upstream_closed_at is None:
+            return None  # not cancelled, or cancelled before the model was called
+        return round((self.upstream_closed_at - self.cancelled_at) * 1000, 3)
+
+    def tokens_after_cancel(self, deltas: int) -> int | None:
+        return deltas - self._deltas_at_cancel if self.cancelled_at is not None else None
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))

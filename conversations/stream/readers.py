@@ -1,0 +1,141 @@
+"""The answer's text and everyone reading it.
+
+The generation task appends text; each reader (the request that started the
+answer, a resume, a second tab, the Redis journal's publisher) follows from
+its own place and gets everything produced since its last event in one delta.
+A reader that falls behind makes the task wait: past MAX_BACKLOG_CHARS of
+text not yet taken, the task stops reading the upstream, so TCP pushes back
+on the model server and a stalled client cannot make the process buffer
+without bound.
+"""
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+
+from .events import DELTA, HEARTBEAT, Event
+from .text import AnswerText
+from .watchdog import Watchdog
+
+# Text the model produced that no reader has taken yet, before the task waits.
+MAX_BACKLOG_CHARS = 256 * 1024
+
+
+class Readers:
+    def __init__(self, *, start: Event, on_attach: Callable[[], None]) -> None:
+        self.text = AnswerText()
+        self.followers = 0  # readers that keep the answer alive
+        self._start = start
+        self._on_attach = on_attach  # a reader came (or came back)
+        self._final: Event | None = None  # set once the turn is saved
+        self._delivered = 0  # characters the furthest reader has taken
+        self._waiting: list[asyncio.Future] = []  # readers waiting for news
+        self._producer_waiter: asyncio.Future | None = None
+
+    @property
+    def length(self) -> int:
+        """Characters produced so far: the event ids."""
+        return self.text.length
+
+    @property
+    def ended(self) -> bool:
+        return self._final is not None
+
+    @property
+    def producer_waiting(self) -> bool:
+        """Is the generation task waiting for a reader to catch up?"""
+        return self._producer_waiter is not None
+
+    # --- the producer's side ----------------------------------------------------
+
+    def append(self, text: str) -> None:
+        self.text.append(text)
+        self.wake()
+
+    def behind(self) -> bool:
+        return self.length - self._delivered > MAX_BACKLOG_CHARS
+
+    async def wait_for_reader(self) -> None:
+        self._producer_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._producer_waiter
+        finally:
+            self._producer_waiter = None
+
+    def end(self, final: Event) -> None:
+        """The turn is saved: every reader gets the rest, then `final`."""
+        self._final = final
+        self.wake()
+
+    def wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():  # a cancelled reader's
+                waiter.set_result(None)
+
+    # --- the readers' side --------------------------------------------------------
+
+    def attach(self) -> None:
+        """One more reader (here, or in another process through Redis)."""
+        self.followers += 1
+        self._on_attach()
+
+    def detach(self) -> None:
+        """A reader in another process has gone."""
+        self.followers = max(0, self.followers - 1)
+
+    async def follow(
+        self, heartbeat: float | None, after: int = 0, *, reader: bool = True
+    ) -> AsyncGenerator[Event, None]:
+        """`start` (for a reader from the beginning), then deltas that carry
+        everything produced since the last one (or since character `after`,
+        for a reader resuming), heartbeats after `heartbeat` seconds of
+        silence (none if None), and `done` or `error` once saved. A follower
+        that is not a client's `reader` (the Redis journal's publisher) does
+        not keep the answer alive."""
+        if not after:
+            yield self._start
+        beat_due = False
+
+        def beat() -> None:
+            nonlocal beat_due
+            beat_due = True
+            self.wake()
+
+        quiet = Watchdog(heartbeat, beat) if heartbeat is not None else None
+        sent = min(after, self.length)
+        if reader:
+            self.attach()
+        try:
+            while True:
+                if sent < self.length:
+                    text = self.text.since(sent)
+                    sent = self.length
+                    self._delivered = max(self._delivered, sent)
+                    self._wake_producer()
+                    if quiet is not None:
+                        quiet.touch()
+                    yield DELTA, text, sent
+                elif self._final is not None:
+                    yield self._final
+                    return
+                elif beat_due:
+                    beat_due = False
+                    yield HEARTBEAT, None, self.length
+                else:
+                    await self._wait_for_news()
+        finally:
+            if reader:
+                self.followers -= 1
+            if quiet is not None:
+                quiet.cancel()
+
+    async def _wait_for_news(self) -> None:
+        """Wait for text, the end, or a heartbeat that is due. Each reader
+        waits on a future of its own, so cancelling one touches no other."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        await waiter
+
+    def _wake_producer(self) -> None:
+        if self._producer_waiter is not None and not self._producer_waiter.done():
+            self._producer_waiter.set_result(None)

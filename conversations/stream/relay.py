@@ -1,0 +1,308 @@
+"""The generation task of one answer: the model call runs in its own task,
+readers follow it (readers.py), and the task alone saves the turn when the
+stream ends.
+
+    services ──start()──▶ generation task ──provider.stream()──▶ upstream
+        ▲                      │ appends text, wakes the readers
+        └──── follow() ◀───────┘ (whatever is pending, in one delta)
+
+Whatever ends the stream (finish, error, timeout, cancel, client gone), the
+task records why, saves the turn once under `asyncio.shield` (with the
+`save` it was given), and only then lets the readers have the final event.
+See ARCHITECTURE.md.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+
+from ..conf import conf
+from ..exceptions import ServerShutdown, UpstreamError, UpstreamTimeout
+from ..ops import telemetry
+from ..providers import Completion, Provider
+from ..providers.base import estimate_tokens
+from . import background, registry, retries, shutdown
+from .answer import Answer, PreparedTurn
+from .events import FinishReason, final_event, start_event
+from .figures import Figures
+from .readers import Readers
+from .redaction import Redactor
+from .watchdog import Watchdog
+
+logger = logging.getLogger(__name__)
+
+SaveAnswer = Callable[[Answer], Awaitable[object]]
+
+
+class AnswerRelay:
+    def __init__(
+        self, *, prepared: PreparedTurn, provider: Provider, trace_id: str, received_at: float, save: SaveAnswer
+    ) -> None:
+        self.prepared = prepared
+        self.provider = provider
+        self.trace_id = trace_id
+        self.figures = Figures(received_at)
+        self.completion = Completion(model=provider.model)
+        start = start_event(
+            turn_id=prepared.answer_turn_id,
+            conversation_id=prepared.conversation_id,
+            trace_id=trace_id,
+            model=provider.model,
+        )
+        self.readers = Readers(start=start, on_attach=self._reader_came)
+        self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
+        self.finish_reason: str = ""
+        self.error: UpstreamError | ServerShutdown | None = None
+        self.answer: Answer | None = None
+        self.attempts: list[dict[str, str]] = []  # failed model calls, for the turn
+        self._save_answer = save
+        # CHATSTREAM_REDACT: masks e-mail addresses, phone and card numbers as
+        # they stream; the turn is saved with the same text the client saw.
+        self._redactor = Redactor() if conf.CHATSTREAM_REDACT else None
+        self._running = False  # the task has taken its first step
+        self._stop_requested = False  # the first reason given is the one saved
+        self._saving = False
+        self._cancel_reason: str = FinishReason.CLIENT_DISCONNECTED
+        self._interrupted = False  # by the process stopping
+        self._grace: asyncio.TimerHandle | None = None  # `continue` mode: the wait for a reader to come back
+        self._task: asyncio.Task | None = None
+
+    @property
+    def turn_id(self) -> uuid.UUID:
+        return self.prepared.answer_turn_id
+
+    @property
+    def owner_id(self) -> int:
+        return self.prepared.owner_id
+
+    @property
+    def length(self) -> int:
+        """Characters produced so far: the event ids."""
+        return self.readers.length
+
+    # --- control --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name=f"answer {self.prepared.answer_turn_id}")
+        background.keep(self._task)
+        registry.add(self)
+        shutdown.watch_signals()
+        telemetry.stream_started(self)
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the answer is saved (or given up)."""
+        assert self._task is not None, "start() first"
+        self._task.add_done_callback(lambda _: callback())
+
+    def interrupt(self) -> None:
+        """The process is stopping: end the answer now, saved as an error."""
+        self._interrupted = True
+        self.cancel(FinishReason.ERROR)
+
+    def cancel(self, reason: str = FinishReason.CANCELLED) -> None:
+        """Stop the model call; the turn is saved with `reason`. Once the save
+        has begun there is nothing left to stop."""
+        if self._task is None or self._task.done() or self._saving or self._stop_requested:
+            return
+        self._cancel_reason, self._stop_requested = reason, True
+        telemetry.stream_cancelled(self, reason)
+        self.figures.cancelled(self.completion.deltas)
+        # A task cancelled before its first step never runs its body, and so
+        # would save nothing: that one starts, sees the request and stops.
+        if self._running:
+            self._task.cancel()
+
+    def release(self) -> None:
+        """A reader is gone. If it was the last and the answer is still being
+        generated, CHATSTREAM_ON_DISCONNECT decides: `cancel` stops the model
+        call at once; `continue` lets it run for CHATSTREAM_RESUME_GRACE_SECONDS
+        so the client can come back (GET .../turns/<id>/events), and cancels
+        it if nobody has."""
+        if self.readers.followers or self._saving or self._grace is not None:
+            return
+        if shutdown.draining():  # the server is dropping its connections, not the client
+            self.interrupt()
+            return
+        if conf.CHATSTREAM_ON_DISCONNECT == "continue" and self._task is not None and not self._task.done():
+            self._grace = self._loop.call_later(conf.CHATSTREAM_RESUME_GRACE_SECONDS, self._grace_over)
+        else:
+            self.cancel(FinishReason.CLIENT_DISCONNECTED)
+
+    def release_threadsafe(self) -> None:
+        """`release` from another thread (Django may close responses on one)."""
+        self._loop.call_soon_threadsafe(self.release)
+
+    async def close(self) -> None:
+        """Called when a response ends for any reason: releases the answer,
+        and if that stopped it, waits until the turn is saved (shielded, so a
+        second cancellation cannot abandon the save)."""
+        self.release()
+        if not self.readers.followers and self._grace is None:
+            await self.wait_saved()
+
+    async def stop(self) -> None:
+        """Cancel (a Stop from any tab) and wait until the turn is saved."""
+        self.cancel(FinishReason.CANCELLED)
+        await self.wait_saved()
+
+    async def wait_saved(self) -> None:
+        """Until the turn is saved (for a cancel request to report on it)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    def attach(self) -> None:
+        """One more reader (here, or in another process through Redis)."""
+        self.readers.attach()
+
+    def detach(self) -> None:
+        """A reader in another process has gone (`release` follows)."""
+        self.readers.detach()
+
+    def _reader_came(self) -> None:
+        if self._grace is not None:  # a reader came back in time
+            self._grace.cancel()
+            self._grace = None
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if not self.readers.followers:
+            self.cancel(FinishReason.CANCELLED)
+
+    # --- the generation task --------------------------------------------------
+
+    async def _run(self) -> None:
+        self._running = True
+        try:
+            if self._stop_requested:
+                raise asyncio.CancelledError
+            await self._call_model()
+        except asyncio.CancelledError:
+            # Not re-raised: this task's whole job is to save the turn, and
+            # finishing normally is how it says the turn is saved.
+            self.finish_reason = self._cancel_reason
+            if self._interrupted:
+                self.error = ServerShutdown("The server was restarted before the answer ended; send it again.")
+        except UpstreamError as exc:
+            self.finish_reason, self.error = FinishReason.ERROR, exc
+        except Exception as exc:
+            logger.exception("answer failed trace_id=%s", self.trace_id)
+            self.finish_reason, self.error = FinishReason.ERROR, UpstreamError(f"Internal error: {exc!r}")
+        else:
+            self.finish_reason = self.completion.finish_reason or FinishReason.STOP
+        if self._redactor is not None and (held := self._redactor.finish()):
+            self.readers.text.append(held)  # what it held back, however the stream ended
+        self._saving = True
+        self.answer = answer = self._answer()
+        try:
+            await asyncio.shield(self._save(answer))
+        finally:
+            registry.remove(self)
+            self.readers.end(final_event(answer, self.length))
+
+    async def _call_model(self) -> None:
+        """The model call, tried again and then with each fallback model while
+        no token has come (retries.py); every failed try is recorded."""
+        models = [self.provider.model, *conf.LLM_FALLBACK_MODELS]
+        for index, model in enumerate(models):
+            try:
+                async for attempt in retries.retrying(before_text=lambda: self.figures.first_token_at is None):
+                    with attempt:
+                        await self._try_model(model)
+                return
+            except UpstreamError:
+                if self.figures.first_token_at is not None or index == len(models) - 1:
+                    raise
+                logger.warning("falling back trace_id=%s from=%s to=%s", self.trace_id, model, models[index + 1])
+
+    async def _try_model(self, model: str) -> None:
+        self.completion = Completion(model=model)
+        self.figures.upstream_closed_at = None
+        try:
+            await self._relay_tokens()
+        except UpstreamError as exc:
+            self.attempts.append({"model": model, "code": exc.code, "message": str(exc)[:500]})
+            telemetry.model_call_failed(self, model, exc)
+            raise
+
+    async def _relay_tokens(self) -> None:
+        stream = self.provider.stream(self.prepared.messages, self.completion)
+        try:
+            async with aclosing(stream), asyncio.timeout(None) as deadline:
+                silence = Watchdog(conf.LLM_FIRST_TOKEN_TIMEOUT, lambda: self._model_silent(deadline))
+                try:
+                    await self._take_tokens(stream, silence)
+                finally:
+                    silence.cancel()
+        except TimeoutError as exc:
+            if self.figures.first_token_at is None:
+                raise UpstreamTimeout(f"No first token within {conf.LLM_FIRST_TOKEN_TIMEOUT:g} s.") from exc
+            raise UpstreamTimeout(f"The model was silent for more than {conf.LLM_IDLE_TIMEOUT:g} s.") from exc
+        finally:
+            # aclosing has closed the provider's stream: for a cancel, this is
+            # when the upstream learned of it.
+            self.figures.upstream_closed_at = time.monotonic()
+
+    async def _take_tokens(self, stream: AsyncIterator[str], silence: Watchdog) -> None:
+        figures, readers = self.figures, self.readers
+        async for text in stream:
+            now = time.monotonic()
+            if figures.first_token_at is None:
+                figures.first_token_at = now
+                silence.restart(conf.LLM_IDLE_TIMEOUT)
+                telemetry.first_token(self, now - figures.received_at)
+            figures.arrived(now)
+            if "\x00" in text:  # a text column cannot hold NUL (PostgreSQL); client and turn get the same
+                text = text.replace("\x00", "\ufffd")
+            silence.touch()
+            if self._redactor is not None:
+                text = self._redactor.feed(text)
+            if text:
+                readers.append(text)
+            if readers.behind():
+                await readers.wait_for_reader()
+                silence.touch()
+
+    def _model_silent(self, deadline: asyncio.Timeout) -> None:
+        # Waiting on our own reader is not the model's silence.
+        if not self.readers.producer_waiting:
+            deadline.reschedule(self._loop.time())  # expires now: TimeoutError in _relay_tokens
+
+    async def _save(self, answer: Answer) -> None:
+        saved = True
+        try:
+            await self._save_answer(answer)
+        except Exception:
+            logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.turn_id)
+            saved = False
+        tokens = self.completion.tokens_out or self.completion.deltas
+        telemetry.stream_ended(self, answer, self.figures.time_per_output_token(tokens), saved)
+
+    def _answer(self) -> Answer:
+        completion, figures, error = self.completion, self.figures, self.error
+        return Answer(
+            content=str(self.readers.text),
+            finish_reason=self.finish_reason,
+            model=completion.model,
+            provider=self.provider.name,
+            trace_id=self.trace_id,
+            ttft_ms=figures.ttft_ms(),
+            duration_ms=figures.duration_ms(time.monotonic()),
+            tokens_out=completion.tokens_out if completion.tokens_out is not None else completion.deltas,
+            tokens_in=(
+                completion.tokens_in
+                if completion.tokens_in is not None
+                else sum(estimate_tokens(m["content"]) for m in self.prepared.messages)
+            ),
+            tokens_estimated=completion.tokens_out is None or completion.tokens_in is None,
+            malformed_chunks=completion.malformed_chunks,
+            cancel_latency_ms=figures.cancel_latency_ms(),
+            tokens_after_cancel=figures.tokens_after_cancel(completion.deltas),
+            error_code=error.code if error else "",
+            error_detail=str(error) if error else "",
+            attempts=self.attempts,
+            token_gaps=figures.gaps.tobytes(),
+        )

@@ -1,0 +1,260 @@
+"""A fake OpenAI-compatible model server, for tests and benchmarks.
+
+It speaks `POST /v1/chat/completions` with `stream: true` exactly as OpenAI
+does (`chat.completion.chunk` objects, a usage chunk when
+`stream_options.include_usage` is set, then `data: [DONE]`), and without it
+(one `chat.completion` object, as the memory task asks), with a settable
+first-token delay, pace, length and failures, and records what it was sent
+and when each client went away.
+
+    python -m harness.fake_upstream --port 9100 --first-token-delay 0.05 --pace 0.02
+"""
+
+import argparse
+import asyncio
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .servers import PYTHON, Service
+
+
+@dataclass
+class Behaviour:
+    first_token_delay: float = 0.0
+    pace: float = 0.0  # seconds between tokens
+    tokens: int = 20
+    finish_reason: str | None = "stop"  # None: end cleanly without one
+    status: int = 200  # anything else: an OpenAI-style error body
+    retry_after: str | None = None
+    echo_authorization: bool = False  # an error message that repeats the request's API key
+    fail_first: int = 0  # with `status`: only the first this many calls fail (0: all)
+    cut_after: int | None = None  # drop the connection after this many tokens
+    malformed_at: tuple[int, ...] = ()  # send an unreadable chunk before these tokens
+    content_type: str = "text/event-stream"
+    tokens_per_chunk: int = 1
+    text: str | None = None  # answer text; default "t0 t1 t2 …"
+    piece_chars: int = 4  # how `text` is cut into tokens
+
+    def pieces(self) -> list[str]:
+        if self.text is not None:
+            size = self.piece_chars
+            return [self.text[i : i + size] for i in range(0, len(self.text), size)]
+        return [f"t{i} " for i in range(self.tokens)]
+
+
+@dataclass
+class Call:
+    body: dict
+    started_at: float
+    tokens_sent: int = 0
+    disconnected_at: float | None = None  # time.monotonic() when the client left early
+    finished_at: float | None = None
+
+
+class CutStream(Exception):
+    """Raised inside the app to make the server drop the connection mid-body."""
+
+
+@dataclass
+class FakeUpstream:
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    by_model: dict[str, Behaviour] = field(default_factory=dict)  # a model's own behaviour, if not the default
+    calls: list[Call] = field(default_factory=list)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        if scope["path"] == "/calls" and scope["method"] == "GET":
+            # For a benchmark in another process: time.monotonic() is one
+            # clock for the whole machine on Linux.
+            newest = list(self.calls)[-200:]
+            await _send_json(send, 200, [{k: v for k, v in vars(c).items() if k != "body"} for c in newest])
+            return
+        if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
+            await _send_json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            return
+        call = Call(body=json.loads(body), started_at=time.monotonic())
+        self.calls.append(call)
+        behaviour = self.by_model.get(call.body.get("model", ""), self.behaviour)
+        if behaviour.status != 200 and (not behaviour.fail_first or len(self.calls) <= behaviour.fail_first):
+            headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
+            await _send_json(
+                send,
+                behaviour.status,
+                {"error": {"message": _failure_message(scope, behaviour), "type": "server_error"}},
+                headers,
+            )
+            return
+        if not call.body.get("stream"):
+            await _send_json(send, 200, _completion(call.body.get("model", "fake"), "".join(behaviour.pieces())))
+            call.finished_at = time.monotonic()
+            return
+        watcher = asyncio.create_task(_watch_disconnect(receive, call))
+        try:
+            await self._stream(send, call, behaviour)
+            call.finished_at = time.monotonic()
+        finally:
+            watcher.cancel()
+
+    async def _stream(self, send, call: Call, behaviour: Behaviour) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", behaviour.content_type.encode())],
+            }
+        )
+        model = call.body.get("model", "fake")
+        await asyncio.sleep(behaviour.first_token_delay)
+        pieces = behaviour.pieces()
+        step = behaviour.tokens_per_chunk
+        for index in range(0, len(pieces), step):
+            if index:
+                await asyncio.sleep(behaviour.pace)
+            if call.disconnected_at is not None:
+                return  # a real model server stops generating too
+            if behaviour.cut_after is not None and index >= behaviour.cut_after:
+                raise CutStream
+            if index in behaviour.malformed_at:
+                await _send_body(send, b"data: {not json\n\n")
+            call.tokens_sent = index + step
+            await _send_body(send, _event(_chunk(model, {"content": "".join(pieces[index : index + step])})))
+        if behaviour.finish_reason is not None:
+            await _send_body(send, _event(_chunk(model, {}, behaviour.finish_reason)))
+            if call.body.get("stream_options", {}).get("include_usage"):
+                usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
+                await _send_body(send, _event({**_chunk(model, None), "choices": [], "usage": usage}))
+            await _send_body(send, b"data: [DONE]\n\n")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def closed_within(self, seconds: float) -> bool:
+        """Did the last call's client go away and have we noticed within `seconds`?"""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.calls and self.calls[-1].disconnected_at is not None:
+                return True
+            time.sleep(0.005)
+        return False
+
+
+def _chunk(model: str, delta: dict | None, finish_reason: str | None = None) -> dict:
+    choice = {"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [choice] if delta is not None else [],
+    }
+
+
+def _completion(model: str, content: str) -> dict:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+def _event(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _send_body(send, data: bytes) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
+def _failure_message(scope, behaviour: Behaviour) -> str:
+    message = f"fake failure {behaviour.status}"
+    if behaviour.echo_authorization:  # as some servers do: "Incorrect API key provided: sk-…"
+        authorization = dict(scope["headers"]).get(b"authorization", b"").decode()
+        message += f" for {authorization}"
+    return message
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _watch_disconnect(receive, call: Call) -> None:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        call.disconnected_at = time.monotonic()
+
+
+def service(
+    port: int,
+    *,
+    log_dir: Path,
+    cpus,
+    first_token_delay: float,
+    pace: float,
+    tokens: int,
+    token_chars: int = 0,
+    record_calls: bool = False,
+) -> Service:
+    """The fake upstream as a server process, e.g. for a benchmark."""
+    argv = [PYTHON, "-m", "harness.fake_upstream", "--port", str(port)]
+    argv += ["--first-token-delay", str(first_token_delay), "--pace", str(pace), "--tokens", str(tokens)]
+    if token_chars:
+        argv += ["--token-chars", str(token_chars)]
+    if record_calls:
+        argv += ["--record-calls"]
+    return Service(f"fake upstream {port}", argv, port, log_dir=log_dir, cpus=cpus)
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--first-token-delay", type=float, default=0.05)
+    parser.add_argument("--pace", type=float, default=0.02)
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument(
+        "--token-chars", type=int, help="make each token this many characters (default: 't0 ', 't1 '...)"
+    )
+    parser.add_argument("--record-calls", action="store_true", help="keep the last 1,000 calls for GET /calls")
+    args = parser.parse_args()
+    behaviour = Behaviour(first_token_delay=args.first_token_delay, pace=args.pace, tokens=args.tokens)
+    if args.token_chars:
+        words = "lorem ipsum dolor sit amet " * (args.token_chars * args.tokens // 27 + 1)
+        behaviour.text, behaviour.piece_chars = words[: args.token_chars * args.tokens], args.token_chars
+    app = FakeUpstream(behaviour)
+    # A long-running process keeps only the newest calls (GET /calls), or none:
+    # memory stays flat.
+    app.calls = deque(maxlen=1000) if args.record_calls else _Discard()  # type: ignore[assignment]
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+class _Discard(list):
+    def append(self, item) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""What the tests share besides fixtures: API users and clients checked
+against the API's description, SSE read with httpx-sse, and waits for the
+server's saves."""
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import schemathesis
+from django.contrib.auth import get_user_model
+from django.db import connection
+from httpx_sse import EventSource
+
+from conversations import api_keys
+from conversations.models import Turn
+
+API_DESCRIPTION = schemathesis.openapi.from_path(Path(__file__).parent.parent / "conversations" / "openapi.yaml")
+API_PREFIX = "/api/"
+
+
+# --- users and clients ------------------------------------------------------------
+
+
+@dataclass
+class ApiUser:
+    user: object
+    key: str
+    client: httpx.Client
+
+    def new_conversation(self) -> str:
+        response = self.client.post("/api/conversations", json={})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+
+def conforms_to_the_api_description(response: httpx.Response) -> None:
+    """An httpx response hook: every JSON answer of the API (and every
+    stream's head) must match conversations/openapi.yaml."""
+    request = response.request
+    if not request.url.path.startswith(API_PREFIX) or request.url.path == "/api/openapi.yaml":
+        return
+    operation = API_DESCRIPTION.find_operation_by_path(request.method, request.url.path)
+    if operation is None:  # a method or path the API does not have: still the one error shape
+        response.read()
+        error = response.json()["error"]
+        assert response.status_code in (404, 405) and set(error) == {"code", "message"}, response.text
+        return
+    if not response.headers.get("content-type", "").startswith("application/json") and response.status_code != 204:
+        assert response.status_code == 200, response.status_code  # a stream, whose events the tests check
+        return
+    response.read()
+    documented = set(operation.responses.status_codes)
+    assert str(response.status_code) in documented, f"{operation.label} answered {response.status_code}: not described"
+    operation.validate_response(response)
+
+
+def api_client(base_url: str, **kwargs) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url, timeout=30, event_hooks={"response": [conforms_to_the_api_description]}, **kwargs
+    )
+
+
+def make_api_user(live, username: str) -> ApiUser:
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    _, key = api_keys.create_api_key(user=user)
+    client = api_client(live.url, headers={"Authorization": f"Bearer {key}"})
+    return ApiUser(user=user, key=key, client=client)
+
+
+def stream(api_user: ApiUser, conversation_id: str, content: str = "Hello", **kwargs):
+    """A message's answer, as a streaming response (a context manager)."""
+    return api_user.client.stream(
+        "POST", f"/api/conversations/{conversation_id}/messages", json={"content": content}, **kwargs
+    )
+
+
+def post_and_read(api_user: ApiUser, content: str = "Hello", **kwargs) -> tuple[str, list[dict], httpx.Response]:
+    """A new conversation, a message, and its whole answer's events."""
+    conversation_id = api_user.new_conversation()
+    with stream(api_user, conversation_id, content, **kwargs) as response:
+        response.read()
+    return conversation_id, read_events(response), response
+
+
+def post_with_key(api_user: ApiUser, conversation_id: str, key: str) -> list[dict]:
+    response = api_user.client.post(
+        f"/api/conversations/{conversation_id}/messages",
+        json={"content": "Only once"},
+        headers={"Idempotency-Key": key},
+    )
+    return read_events(response)
+
+
+# --- server-sent events (httpx-sse) ---------------------------------------------------
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict]:
+    """The response's events as they arrive: {"event", "id", "data"}, the
+    data parsed as JSON; comments (the opening, heartbeats) are skipped."""
+    for event in EventSource(response).iter_sse():
+        # httpx-sse hands on a data-less block (a comment, once an id has
+        # been seen) as an event; the standard dispatches none.
+        if event.data:
+            yield {"event": event.event, "id": event.id or None, "data": event.json()}
+
+
+def read_events(response: httpx.Response) -> list[dict]:
+    return list(sse_events(response))
+
+
+def events_of(raw: bytes) -> list[dict]:
+    """The events in a piece of SSE wire text."""
+    return read_events(httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw))
+
+
+def text_of(events: Iterable[dict]) -> str:
+    return "".join(event["data"]["text"] for event in events if event["event"] == "delta")
+
+
+def text_and_final(events: list[dict]) -> tuple[str, dict]:
+    return text_of(events), events[-1]
+
+
+def read_until_deltas(events: Iterator[dict], count: int) -> tuple[str, str, int]:
+    """(turn id, text, id of the last event) after `count` deltas."""
+    turn_id, text, deltas = None, "", 0
+    for event in events:
+        if event["event"] == "start":
+            turn_id = event["data"]["turn_id"]
+        elif event["event"] == "delta":
+            text += event["data"]["text"]
+            deltas += 1
+            if deltas == count:
+                assert turn_id is not None
+                return turn_id, text, int(event["id"])
+    raise AssertionError("the stream ended early")
+
+
+def start_event_and_a_delta(events: Iterator[dict]) -> str:
+    """Read up to the first delta; the `start` event's turn id."""
+    return read_until_deltas(events, 1)[0]
+
+
+# --- the database ---------------------------------------------------------------------
+
+
+def saved_answer(conversation_id: str) -> Turn:
+    return Turn.objects.get(conversation_id=conversation_id, role=Turn.Role.ASSISTANT)
+
+
+def wait_for_answer(conversation_id: str, timeout: float = 5.0) -> Turn:
+    """The answer's row, once the server has written it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        turn = Turn.objects.filter(conversation_id=conversation_id, role=Turn.Role.ASSISTANT).first()
+        if turn is not None:
+            return turn
+        time.sleep(0.01)
+    raise AssertionError(f"no answer saved for {conversation_id} within {timeout} s")
+
+
+def database_url() -> str:
+    """The test database, for server processes."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    credentials = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
