@@ -46,8 +46,8 @@ def _child_setup(cpus: set[int] | None):
     return setup
 
 
-def popen(argv: list[str], *, cpus: set[int] | None = None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(argv, cwd=ROOT, preexec_fn=_child_setup(cpus), **kwargs)
+def popen(argv: list[str], *, cpus: set[int] | None = None, cwd: Path = ROOT, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(argv, cwd=cwd, preexec_fn=_child_setup(cpus), **kwargs)
 
 
 def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
@@ -66,9 +66,9 @@ class Service:
     stopped on exit. Its output goes to a log file, never to a pipe that could
     fill up and stall it."""
 
-    def __init__(self, name: str, argv: list[str], port: int, *, log_dir: Path, env=None, cpus=None):
+    def __init__(self, name: str, argv: list[str], port: int, *, log_dir: Path, env=None, cpus=None, cwd=ROOT):
         self.name, self.argv, self.port = name, argv, port
-        self.env, self.cpus = env, cpus
+        self.env, self.cpus, self.cwd = env, cpus, cwd
         self.log_path = Path(log_dir) / f"{name.replace(' ', '-')}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -79,7 +79,9 @@ class Service:
 
     def __enter__(self) -> "Service":
         with open(self.log_path, "wb") as log:
-            self.proc = popen(self.argv, cpus=self.cpus, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = popen(
+                self.argv, cpus=self.cpus, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             self._wait_ready(timeout=30.0)
         except BaseException:
