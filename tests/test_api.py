@@ -109,9 +109,19 @@ def test_wrong_method_is_405_with_allow(alice):
     assert response.headers["Allow"] == "GET, POST"
 
 
-def test_unknown_api_path_is_json_404(alice):
-    response = alice.client.get("/api/nope")
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+def test_unknown_api_path_is_json_404_for_every_method(live, method):
+    with session_client(live, "dave") as browser:  # a session without a CSRF token: still no CSRF page
+        response = browser.request(method, "/api/nope", json={})
     assert response.status_code == 404 and error_code(response) == "not_found"
+
+
+def test_the_pages_scripts_and_styles_are_served_without_a_proxy(live):
+    """ServeStatic, under the real server with DEBUG off, with no collectstatic."""
+    for path, kind in [("conversations/chat.js", "text/javascript"), ("conversations/chat.css", "text/css")]:
+        response = httpx.get(f"{live.url}/static/{path}")
+        assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
+        assert response.content == (Path(__file__).parent.parent / "conversations" / "static" / path).read_bytes()
 
 
 def test_no_credentials_is_401_before_csrf(live):

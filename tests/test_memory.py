@@ -44,6 +44,13 @@ def memory_of(conversation) -> ConversationMemory:
     return ConversationMemory.objects.get(conversation=conversation)
 
 
+def test_a_job_queued_under_the_tasks_old_path_still_runs(owner, conversation):
+    exchange(owner, conversation, "What is a relay?")
+    DBTaskResult.objects.update(task_path="conversations.memory.update_memory")  # queued before the move
+    run_worker()
+    assert DBTaskResult.objects.get().status == "SUCCESSFUL" and memory_of(conversation).version == 1
+
+
 def test_a_committed_answer_queues_one_job_that_the_worker_runs(owner, conversation):
     exchange(owner, conversation, "My name is Mia and I live in Lyon. What is a relay?")
     jobs = DBTaskResult.objects.all()
