@@ -55,7 +55,7 @@ $(CHROMIUM):
 
 # The whole suite, on DATABASE_URL (SQLite by default), browser tests included.
 test: $(VENV)/.installed-dev $(CHROMIUM)
-	CHATSTREAM_TEST_STACK=$(STACK) $(PY) -m pytest
+	CHATSTREAM_STACK=$(STACK) $(PY) -m pytest
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

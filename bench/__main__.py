@@ -2,22 +2,25 @@
 client comparison; the relay benchmark under each server (TTFT, gaps, cancel
 propagation, CPU, memory, concurrency ramp) against two baselines, the
 client reading the upstream directly and a plain Django relay; a stalled
-reader's cost under each server (10 MB answers); and the database writes per
-turn. Prints the tables and saves one JSON file under bench/results/. About
-7 minutes; --quick about 3."""
+reader's cost under each server (10 MB answers); what the opt-in handler and
+middleware each save (bench.stacks); and the database writes per turn. Prints
+the tables and saves one JSON file under bench/results/. About 9 minutes;
+--quick about 4."""
 
 import argparse
 import sys
 import time
 
-from . import clients, relay, report, stalled, writes
+from . import clients, relay, report, stacks, stalled, writes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes: about a minute")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
-    parser.add_argument("--only", choices=("clients", "relay", "stalled", "writes"), help="run one of the benchmarks")
+    parser.add_argument(
+        "--only", choices=("clients", "relay", "stacks", "stalled", "writes"), help="run one of the benchmarks"
+    )
     parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 100; --quick 50)")
     parser.add_argument(
         "--servers", default="uvicorn,daphne", help="relay: the ASGI servers to run the app under (comma-separated)"
@@ -34,6 +37,10 @@ def main() -> None:
             print(f"\nrunning bench.relay under {server} ...", file=sys.stderr, flush=True)
             results[f"relay-{server}"] = relay.run(quick=args.quick, pin=args.pin, tokens=args.tokens, server=server)
             report.print_relay(results[f"relay-{server}"])
+    if args.only in (None, "stacks"):
+        print("\nrunning bench.stacks ...", file=sys.stderr, flush=True)
+        results["stacks"] = stacks.run(quick=args.quick, pin=args.pin)
+        stacks.print_results(results["stacks"])
     if args.only in (None, "stalled"):
         # 10 MB answers: past what loopback's socket buffers hold, where the servers differ.
         print("\nrunning bench.stalled ...", file=sys.stderr, flush=True)

@@ -48,10 +48,13 @@ PLAIN_APPLICATION = "bench.plain_relay:application"
 SETTLE_S = 0.2  # after a round, for closes and saves to finish before CPU is read
 
 
-def app_env(tmp: Path, upstream_port: int) -> dict[str, str]:
+def app_env(tmp: Path, upstream_port: int, stack: str | None = None) -> dict[str, str]:
+    """The app's environment: chatstream's project as it ships, or (with
+    `stack`) served on one of harness/stacks.py's stacks."""
     return {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chatstream.settings",
+        "DJANGO_SETTINGS_MODULE": "harness.settings" if stack else "chatstream.settings",
+        "CHATSTREAM_STACK": stack or "fast",
         "DEBUG": "false",
         "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback; TLS is the proxy's
         # One user sends every message: per-user limits off.
@@ -110,8 +113,12 @@ def app_server(
 class Rig:
     """The running processes, and rounds of streams against them."""
 
-    def __init__(self, size: dict, layout: dict, work_dir: Path, server: str = "uvicorn"):
+    def __init__(self, size: dict, layout: dict, work_dir: Path, server: str = "uvicorn", app_stack: str | None = None):
+        """`app_stack`: serve the app on that stack of harness/stacks.py, and
+        leave the plain relay out (bench/stacks.py); None: the project as it
+        ships, with the plain relay beside it (bench/relay.py)."""
         self.size, self.layout, self.work_dir, self.server = size, layout, work_dir, server
+        self.app_stack = app_stack
         self.stack = ExitStack()
 
     def __enter__(self) -> "Rig":
@@ -126,7 +133,7 @@ class Rig:
         self.stack.close()
 
     def _start(self) -> None:
-        harness, measured, tmp = self.layout["harness"], self.layout["measured"], self.work_dir
+        harness, tmp = self.layout["harness"], self.work_dir
         timing = {"first_token_delay": FIRST_TOKEN_DELAY, "pace": PACE}
         self.upstream = self._enter(
             fake_upstream.service(
@@ -136,14 +143,20 @@ class Rig:
         self.short_upstream = self._enter(
             fake_upstream.service(procs.free_port(), log_dir=tmp, cpus=harness, tokens=TTFT_TOKENS, **timing)
         )
-        env = app_env(tmp, self.upstream.port)
+        env = app_env(tmp, self.upstream.port, self.app_stack)
         self.key = prepare_database(env)
-        self.app = self._enter(app_server(self.server, procs.free_port(), env, log_dir=tmp, cpus=measured))
-        short_env = app_env(tmp, self.short_upstream.port)
-        self.ttft_app = self._enter(app_server(self.server, procs.free_port(), short_env, log_dir=tmp, cpus=measured))
-        self.plain_app = self._plain_app(self.upstream)
-        self.ttft_plain_app = self._plain_app(self.short_upstream)
+        application = "harness.asgi:application" if self.app_stack else "chatstream.asgi:application"
+        self.app = self._enter(self._app(env, application))
+        self.ttft_app = self._enter(self._app(app_env(tmp, self.short_upstream.port, self.app_stack), application))
+        self.plain_app = self.ttft_plain_app = None
+        if self.app_stack is None:
+            self.plain_app = self._plain_app(self.upstream)
+            self.ttft_plain_app = self._plain_app(self.short_upstream)
         self.http = self.stack.enter_context(httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30))
+
+    def _app(self, env: dict[str, str], application: str) -> procs.Service:
+        port, cpus = procs.free_port(), self.layout["measured"]
+        return app_server(self.server, port, env, log_dir=self.work_dir, cpus=cpus, application=application)
 
     def _enter(self, service: procs.Service) -> procs.Service:
         return self.stack.enter_context(service)
@@ -254,9 +267,10 @@ class Rig:
 
     def warm_up(self) -> None:
         """First requests pay for imports, pools and caches; keep them out of the figures."""
-        for kind in ("relay", "plain", "direct"):
+        relays = ("relay", "plain") if self.app_stack is None else ("relay",)
+        for kind in (*relays, "direct"):
             self.sequential(kind, 5)
-        for kind in ("relay", "plain"):
+        for kind in relays:
             self._round(kind, self._workers(kind, self.app, 5, 1), {"streams_per_worker": 1}, 30, ttft=False)
 
 

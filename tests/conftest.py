@@ -40,7 +40,7 @@ def upstream(upstream_server, settings) -> FakeUpstream:
 
 @pytest.fixture(scope="session")
 def app_server():
-    from .asgi import application
+    from harness.asgi import application  # on the stack tests/settings.py names
 
     with ServerThread(application) as server:
         yield server

@@ -1,38 +1,14 @@
-"""Settings for the test suite: the project's own, with a throwaway key, on
-one of two stacks (CHATSTREAM_TEST_STACK):
-
-- `stock`: Django's own ASGI handler and middleware, as a project that
-  installs the app would serve it;
-- `fast` (the default): chatstream's project as it ships, with the opt-in
-  handler and middleware (conversations/asgi.py, conversations/middleware.py).
-"""
+"""Settings for the test suite: the project's own on the stack
+CHATSTREAM_STACK names (harness/stacks.py: `stock`, Django's own handler and
+middleware as a project that installs the app serves it, or `fast`, the
+project's opt-in ones, the default), with a throwaway key."""
 
 import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
 os.environ.setdefault("DEBUG", "false")  # whatever a development .env says
 
-from chatstream.settings import *  # noqa: E402,F403
-from chatstream.settings import MIDDLEWARE  # noqa: E402
-
-# The stock class each of the project's middleware stands in for.
-STOCK_MIDDLEWARE = {
-    "conversations.middleware.Security": "django.middleware.security.SecurityMiddleware",
-    "conversations.middleware.Session": "django.contrib.sessions.middleware.SessionMiddleware",
-    "conversations.middleware.Common": "django.middleware.common.CommonMiddleware",
-    "conversations.middleware.Csrf": "django.middleware.csrf.CsrfViewMiddleware",
-    "conversations.middleware.Authentication": "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "conversations.middleware.Messages": "django.contrib.messages.middleware.MessageMiddleware",
-    "conversations.middleware.XFrameOptions": "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "conversations.middleware.ContentSecurityPolicy": "django.middleware.csp.ContentSecurityPolicyMiddleware",
-}
-
-STACK = os.environ.get("CHATSTREAM_TEST_STACK", "fast")
-if STACK == "stock":
-    MIDDLEWARE = [STOCK_MIDDLEWARE.get(entry, entry) for entry in MIDDLEWARE]
-    SILENCED_SYSTEM_CHECKS: list[str] = []
-elif STACK != "fast":
-    raise ValueError(f"CHATSTREAM_TEST_STACK is {STACK!r}: use stock or fast")
+from harness.settings import *  # noqa: E402,F403
 
 # Hashing a password the fast way keeps log-in tests quick; no real password is stored.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -74,7 +74,7 @@ def start_pair(tmp_path_factory, upstream_url: str, policy: str):
     services = []
     for name in ("a", "b"):
         port = free_port()
-        argv = [PYTHON, "-m", "uvicorn", "tests.asgi:application", "--port", str(port), "--lifespan", "off"]
+        argv = [PYTHON, "-m", "uvicorn", "harness.asgi:application", "--port", str(port), "--lifespan", "off"]
         argv += ["--log-level", "warning"]
         services.append(Service(f"server {name}", argv, port, log_dir=logs, env=env))
     return services

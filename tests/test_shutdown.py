@@ -32,7 +32,7 @@ def server(tmp_path, upstream_server, transactional_db):
         "CHATSTREAM_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
     }
     port = free_port()
-    argv = [PYTHON, "-m", "uvicorn", "tests.asgi:application", "--port", str(port)]
+    argv = [PYTHON, "-m", "uvicorn", "harness.asgi:application", "--port", str(port)]
     argv += ["--timeout-graceful-shutdown", "10", "--log-level", "info"]  # lifespan: uvicorn's default
     with Service("web", argv, port, log_dir=tmp_path, env=env) as service:
         yield service
