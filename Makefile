@@ -65,7 +65,7 @@ lint: $(VENV)/.installed-dev
 # The settings table of docs/configuration.md and the app's part of
 # .env.example, from conversations/conf.py (a test checks they are current).
 docs: $(VENV)/.installed-run
-	scripts/settings-docs.sh $(PY)
+	$(PY) scripts/settings-docs.py
 
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench

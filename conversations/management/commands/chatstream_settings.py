@@ -56,6 +56,6 @@ class Command(BaseCommand):
         width = max(len(setting.name) for setting in Settings.declared())
         for setting in Settings.declared():
             value = getattr(conf, setting.name)
-            shown = "(set)" if setting.secret and value else _shown(value)
+            shown = "(set)" if setting.secret and value else (_shown(value) or "(empty)")
             marker = "" if value == setting.default else "   (default: " + _default(setting).strip("`") + ")"
             self.stdout.write(f"{setting.name.ljust(width)}  {shown}{marker}")
