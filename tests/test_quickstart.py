@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,6 @@ def test_the_readmes_quick_start_works_in_a_fresh_clone(clone, tmp_path):
         server.wait(timeout=30)
     assert shell.returncode == 0, shell.stderr
     assert "event: start" in shell.stdout and "event: done" in shell.stdout, shell.stdout
-    with sqlite3.connect(clone / "db.sqlite3") as db:
+    with closing(sqlite3.connect(clone / "db.sqlite3")) as db:
         saved = db.execute("SELECT finish_reason FROM conversations_turn WHERE role = 'assistant'").fetchall()
     assert saved == [("stop",)]
