@@ -49,7 +49,7 @@ def main() -> None:
     if args.only in (None, "writes"):
         print("\nrunning bench.writes ...", file=sys.stderr, flush=True)
         results["writes"] = writes.run()
-        report.print_writes(results["writes"])
+        writes.print_writes(results["writes"])
     path = report.save(results, "bench-quick" if args.quick else "bench")
     print(f"\nresults: {path}  ({time.perf_counter() - started:.0f} s)")
 

@@ -151,9 +151,3 @@ def ramp_table(levels: list[dict], who: str = "relay") -> str:
             ]
         )
     return table(headers, rows)
-
-
-def print_writes(results: dict) -> None:
-    from .writes import print_writes as print_them
-
-    print_them(results)

@@ -23,7 +23,11 @@ from conversations.management.commands.chatstream_settings import env_example, m
 
 MARKERS = {
     ROOT / "docs" / "configuration.md": ("<!-- settings: start -->\n", "<!-- settings: end -->\n", markdown_table),
-    ROOT / ".env.example": ("# --- chatstream's settings: start ---\n", "# --- chatstream's settings: end ---\n", env_example),
+    ROOT / ".env.example": (
+        "# --- chatstream's settings: start ---\n",
+        "# --- chatstream's settings: end ---\n",
+        env_example,
+    ),
 }
 
 

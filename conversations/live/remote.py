@@ -12,18 +12,16 @@ import sys
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
+from redis.asyncio import Redis
 
 from ..models import Turn
 from ..storage.threads import run_db
 from ..stream import background
 from ..stream.events import DELTA, DONE, ERROR, HEARTBEAT, Event, FinishReason, saved_rest, start_event
 from . import keys
-
-if TYPE_CHECKING:
-    from .redis import Process
 
 # Live events queued for one remote reader. A reader that falls further
 # behind loses the newest and reads them back from the journal.
@@ -33,6 +31,21 @@ STOP_WAIT_SECONDS = 10.0
 # Heartbeat of a wait with no client to send heartbeats to: how often it looks
 # at the journal for an end it may have missed.
 CHECK_SECONDS = 1.0
+
+
+class Link(Protocol):
+    """What a remote reader needs of this process's link to Redis
+    (redis.Process): the journal, the answer's group, and control messages."""
+
+    redis: Redis
+
+    async def subscribe(self, turn: str) -> "Inbox": ...
+
+    async def unsubscribe(self, turn: str, inbox: "Inbox") -> None: ...
+
+    async def journal(self, turn: str) -> list[dict[str, str]]: ...
+
+    async def tell(self, channel: str, kind: str, turn: str) -> None: ...
 
 
 class Inbox:
@@ -87,7 +100,7 @@ class Cursor:
 class RemoteAnswer:
     """An answer another process is generating, read through Redis."""
 
-    def __init__(self, process: "Process", turn_id: uuid.UUID, meta: dict[str, str]) -> None:
+    def __init__(self, process: Link, turn_id: uuid.UUID, meta: dict[str, str]) -> None:
         self._process = process
         self.turn_id = turn_id
         self.owner_id = int(meta["owner"])

@@ -8,23 +8,34 @@ unless DEBUG) writes each line as one JSON object, `plain` as
 """
 
 import logging
-from typing import TYPE_CHECKING
+import uuid
+from typing import Protocol
 
+from ..exceptions import UpstreamError
+from ..providers import Completion, Provider
+from ..stream.answer import Answer, PreparedTurn
 from . import metrics
-
-if TYPE_CHECKING:
-    from ..exceptions import UpstreamError
-    from ..stream.answer import Answer
-    from ..stream.relay import AnswerRelay
 
 logger = logging.getLogger("conversations.stream")
 
 
-def _ids(relay: "AnswerRelay") -> dict:
+class Stream(Protocol):
+    """What the telemetry reads of an answer being generated (an AnswerRelay)."""
+
+    prepared: PreparedTurn
+    provider: Provider
+    completion: Completion
+    trace_id: str
+
+    @property
+    def turn_id(self) -> uuid.UUID: ...
+
+
+def _ids(relay: Stream) -> dict:
     return {"trace_id": relay.trace_id, "turn_id": str(relay.turn_id)}
 
 
-def stream_started(relay: "AnswerRelay") -> None:
+def stream_started(relay: Stream) -> None:
     metrics.OPEN_STREAMS.inc()
     prepared = relay.prepared
     logger.info(
@@ -42,7 +53,7 @@ def stream_started(relay: "AnswerRelay") -> None:
     )
 
 
-def first_token(relay: "AnswerRelay", ttft_s: float) -> None:
+def first_token(relay: Stream, ttft_s: float) -> None:
     metrics.TTFT.labels(relay.completion.model).observe(ttft_s)
     logger.info(
         "stream.first_token",
@@ -50,7 +61,7 @@ def first_token(relay: "AnswerRelay", ttft_s: float) -> None:
     )
 
 
-def model_call_failed(relay: "AnswerRelay", model: str, exc: "UpstreamError") -> None:
+def model_call_failed(relay: Stream, model: str, exc: UpstreamError) -> None:
     metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
     logger.warning(
         "stream.model_call_failed",
@@ -58,11 +69,11 @@ def model_call_failed(relay: "AnswerRelay", model: str, exc: "UpstreamError") ->
     )
 
 
-def stream_cancelled(relay: "AnswerRelay", reason: str) -> None:
+def stream_cancelled(relay: Stream, reason: str) -> None:
     logger.info("stream.cancel", extra={**_ids(relay), "event": "cancel", "reason": reason})
 
 
-def stream_ended(relay: "AnswerRelay", answer: "Answer", tpot_s: float | None, saved: bool) -> None:
+def stream_ended(relay: Stream, answer: Answer, tpot_s: float | None, saved: bool) -> None:
     metrics.OPEN_STREAMS.dec()
     metrics.FINISHED.labels(answer.finish_reason).inc()
     metrics.DURATION.labels(answer.model).observe(answer.duration_ms / 1000)
