@@ -17,7 +17,10 @@ from conversations.conf import Settings as ChatstreamSettings
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+# CHATSTREAM_ENV_FILE: another file to read, or "" for none (the tests read none).
+env_file = env.str("CHATSTREAM_ENV_FILE", default=str(BASE_DIR / ".env"))
+if env_file:
+    environ.Env.read_env(env_file)
 
 DEBUG = env.bool("DEBUG", default=False)
 

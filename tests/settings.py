@@ -5,8 +5,10 @@ project's opt-in ones, the default), with a throwaway key."""
 
 import os
 
+# Whatever a development .env says, the tests read none (their server
+# processes inherit this); the key is a throwaway.
+os.environ["CHATSTREAM_ENV_FILE"] = ""
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
-os.environ.setdefault("DEBUG", "false")  # whatever a development .env says
 
 from harness.settings import *  # noqa: E402,F403
 

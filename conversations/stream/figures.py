@@ -10,6 +10,16 @@ MAX_TIMELINE_PIECES = 16384
 
 
 class Figures:
+    __slots__ = (
+        "received_at",
+        "first_token_at",
+        "last_token_at",
+        "gaps",
+        "cancelled_at",
+        "upstream_closed_at",
+        "_deltas_at_cancel",
+    )
+
     def __init__(self, received_at: float) -> None:
         self.received_at = received_at  # time.monotonic() when the request arrived
         self.first_token_at: float | None = None

@@ -21,6 +21,8 @@ MAX_BACKLOG_CHARS = 256 * 1024
 
 
 class Readers:
+    __slots__ = ("text", "followers", "_start", "_on_attach", "_final", "_delivered", "_waiting", "_producer_waiter")
+
     def __init__(self, *, start: Event, on_attach: Callable[[], None]) -> None:
         self.text = AnswerText()
         self.followers = 0  # readers that keep the answer alive

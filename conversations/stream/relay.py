@@ -56,7 +56,6 @@ class AnswerRelay:
         self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
         self.finish_reason: str = ""
         self.error: UpstreamError | ServerShutdown | None = None
-        self.answer: Answer | None = None
         self.attempts: list[dict[str, str]] = []  # failed model calls, for the turn
         self._save_answer = save
         # CHATSTREAM_REDACT: masks e-mail addresses, phone and card numbers as
@@ -196,7 +195,7 @@ class AnswerRelay:
         if self._redactor is not None and (held := self._redactor.finish()):
             self.readers.text.append(held)  # what it held back, however the stream ended
         self._saving = True
-        self.answer = answer = self._answer()
+        answer = self._answer()
         try:
             await asyncio.shield(self._save(answer))
         finally:
