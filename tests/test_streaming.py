@@ -8,6 +8,7 @@ from contextlib import ExitStack
 import pytest
 from django.db import connection
 
+from conversations.conf import conf
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 
@@ -248,7 +249,7 @@ def test_many_concurrent_streams_each_saved_once(alice, upstream):
     assert Turn.objects.filter(role="assistant").count() == 20
 
 
-def test_streams_hold_no_database_connection(alice, upstream, settings):
+def test_streams_hold_no_database_connection(alice, upstream):
     """Twenty answers streaming at once use only the few database threads'
     connections (counted on PostgreSQL, where a connection is a server process)."""
     if connection.vendor != "postgresql":
@@ -267,5 +268,5 @@ def test_streams_hold_no_database_connection(alice, upstream, settings):
             for _ in body:
                 pass
     # The database threads' connections, this test's own, and the pool's spare.
-    assert open_connections <= settings.CHATSTREAM_DB_THREADS + 2
+    assert open_connections <= conf.CHATSTREAM_DB_THREADS + 2
     assert all(wait_for_answer(i).finish_reason == "stop" for i in ids)
