@@ -1,0 +1,3 @@
+"""A URLconf without the app's URLs."""
+
+urlpatterns: list = []
