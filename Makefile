@@ -74,4 +74,4 @@ bench: $(VENV)/.installed-dev
 	$(PY) -m bench
 
 clean:
-	rm -rf .venv .venv-django-* db.sqlite3 test-db.sqlite3* staticfiles build *.egg-info
+	rm -rf .venv .venv-* db.sqlite3 test-db.sqlite3* staticfiles build *.egg-info

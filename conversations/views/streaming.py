@@ -48,13 +48,8 @@ async def _live_body(answer: LiveAnswer, heartbeat: float, wire: sse.WireFormat,
     try:
         # aclosing: this reader is counted out before the answer is released.
         async with aclosing(answer.follow(heartbeat, after)) as events:
-            async for kind, data, event_id in events:
-                if kind == DELTA:
-                    yield wire.delta(data, event_id)
-                elif kind == HEARTBEAT:
-                    yield wire.heartbeat
-                else:
-                    yield wire.event(kind, data, event_id)
+            async for event in events:
+                yield _encode(event, wire)
     finally:
         await answer.close()
 
