@@ -53,6 +53,12 @@ def user_for_key(raw: str) -> AbstractBaseUser | None:
     return user
 
 
+def key_id_of(user: AbstractBaseUser) -> int | None:
+    """The id of the API key a request's user came through (user_for_key
+    reads it with the user), or None for a session."""
+    return getattr(user, "key_id", None)
+
+
 def revoke(*, key: ApiKey) -> None:
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])

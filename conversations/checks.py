@@ -1,11 +1,13 @@
 """System checks: a misconfiguration fails at start-up with a sentence that names the fix."""
 
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import conf
+from .pricing import settings_prices
 from .providers import PROVIDERS, load_provider_class
 
 
@@ -73,6 +75,36 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 id="conversations.E008",
             )
         )
+    return errors + _money_errors()
+
+
+def _money_errors() -> list[Error]:
+    """LLM_PRICES and the budgets: numbers a bill depends on."""
+    errors = []
+    try:
+        settings_prices()
+    except (ValueError, AttributeError) as exc:
+        errors.append(
+            Error(
+                f"LLM_PRICES is not a price table: {exc}.",
+                hint='Map each model id to {"input": 2.5, "cached_input": 1.25, "output": 10} (per million tokens).',
+                id="conversations.E009",
+            )
+        )
+    for name in ("CHATSTREAM_DAILY_BUDGET", "CHATSTREAM_MONTHLY_BUDGET"):
+        value = getattr(conf, name).strip()
+        try:
+            valid = not value or Decimal(value) >= 0
+        except InvalidOperation:
+            valid = False
+        if not valid:
+            errors.append(
+                Error(
+                    f"{name} {value!r} is not an amount.",
+                    hint="Give a number in LLM_PRICES' currency, e.g. 5 or 0.50, or leave it empty for none.",
+                    id="conversations.E010",
+                )
+            )
     return errors
 
 

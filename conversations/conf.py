@@ -47,7 +47,7 @@ class Setting(Generic[T]):
 
     def from_env(self, env: Any) -> T:
         """The value a django-environ `Env` holds for this setting."""
-        read = {bool: env.bool, int: env.int, float: env.float, list: env.list}.get(self.kind, env.str)
+        read = {bool: env.bool, int: env.int, float: env.float, list: env.list, dict: env.json}.get(self.kind, env.str)
         return read(self.name)
 
 
@@ -78,6 +78,15 @@ class Settings:
     )
     LLM_DEMO_TOKENS_PER_SECOND = Setting(30.0, "the demo model's pace")
     LLM_DEMO_FIRST_TOKEN_DELAY = Setting(0.3, "the demo model's wait before its first token, in seconds")
+    LLM_DEMO_REASONING = Setting(False, "the demo model thinks aloud (streamed as `reasoning`) before it answers")
+    LLM_REASONING_IN_PROMPT = Setting(
+        False, "send earlier answers' reasoning back to the model (as `<think>…</think>` before their text)"
+    )
+    LLM_PRICES = Setting[dict](
+        {},
+        'JSON: a model id to its prices per million tokens, `{"input": 2.5, "cached_input": 1.25, '
+        '"output": 10}`; the admin\'s model prices override it. A model without a price: turns cost nothing',
+    )
     # --- prompts and memory -----------------------------------------------------------
     LLM_SYSTEM_PROMPT = Setting("You are a helpful assistant. Answer in markdown.", "the first message of every prompt")
     LLM_CONTEXT_TOKENS = Setting(8000, "prompt budget in estimated tokens: the memory, then the newest turns that fit")
@@ -106,6 +115,10 @@ class Settings:
     )
     CHATSTREAM_MAX_CONCURRENT_STREAMS = Setting(3, "per user: answers being written at once (0: no limit)")
     CHATSTREAM_MESSAGES_PER_MINUTE = Setting(20, "per user: messages in any 60 seconds (0: no limit)")
+    CHATSTREAM_DAILY_BUDGET = Setting(
+        "", "per user: spend allowed in a UTC day, in LLM_PRICES' currency (empty: none; the admin's budgets override)"
+    )
+    CHATSTREAM_MONTHLY_BUDGET = Setting("", "per user: spend allowed in a UTC calendar month (empty: none)")
     CHATSTREAM_DB_THREADS = Setting(4, "threads, each with one open database connection, that run the API's queries")
     CHATSTREAM_METRICS_TOKEN = Setting(
         "", "the Bearer token Prometheus sends to `metrics` (staff sessions are let in too)", secret=True

@@ -21,12 +21,21 @@ class ChatstreamError(Exception):
 class ApiError(ChatstreamError):
     """A request the API refuses; rendered as {"error": {"code", "message"}}."""
 
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}  # e.g. Retry-After on a 429
+        self.details = details or {}  # more fields of the error object, e.g. which budget
 
 
 class UpstreamError(ChatstreamError):

@@ -35,6 +35,11 @@ class Turn(models.Model):
         INTERRUPTED = "interrupted"  # cut short: length, filter, cancel, client gone
         FAILED = "failed"  # an error ended it; error_code says which
 
+    class UsageSource(models.TextChoices):
+        REPORTED = "reported"  # the server's usage chunk
+        ESTIMATED = "estimated"  # the stream ended before it: counted here
+        NONE = "none"  # no call was accepted
+
     FinishReason = FinishReason  # the stream's vocabulary (stream/events.py)
 
     # Made in Python so the stream can name the answer's turn before its row
@@ -51,11 +56,33 @@ class Turn(models.Model):
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=64, blank=True)
     trace_id = models.CharField(max_length=64, blank=True)
-    ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token")
+    ttft_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Time to the first output of any kind (reasoning, a tool call, text)"
+    )
+    ttft_answer_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to the answer's first text")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     tokens_estimated = models.BooleanField(default=False, help_text="The upstream sent no usage; counts are estimates")
+    tokens_cached = models.PositiveIntegerField(null=True, blank=True, help_text="Prompt tokens read from the cache")
+    tokens_reasoning = models.PositiveIntegerField(null=True, blank=True, help_text="Output tokens spent thinking")
+    usage_source = models.CharField(
+        max_length=16, choices=UsageSource.choices, blank=True, help_text="Where the token counts came from"
+    )
+    cost = models.DecimalField(
+        max_digits=18, decimal_places=10, null=True, blank=True, help_text="In the prices' currency; empty: no price"
+    )
+    api_key = models.ForeignKey(
+        "ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The key that asked"
+    )
+    reasoning = models.TextField(blank=True, help_text="What the model thought before answering")
+    refusal = models.TextField(blank=True, help_text="The model's refusal, if it refused")
+    tool_calls = models.JSONField(default=list, blank=True, help_text="Tools the model asked for: id, name, arguments")
+    output_runs = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The order the kinds of output streamed in: [kind, length] (empty: text only)",
+    )
     malformed_chunks = models.PositiveIntegerField(default=0, help_text="Upstream chunks skipped as unreadable")
     cancel_latency_ms = models.FloatField(
         null=True, blank=True, help_text="From the cancel (or the client leaving) to the upstream request closed"
@@ -159,3 +186,60 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ModelPrice(models.Model):
+    """A model's prices per million tokens, over LLM_PRICES."""
+
+    model = models.CharField(max_length=200, unique=True, help_text="The upstream model id, as turns record it")
+    input = models.DecimalField(max_digits=12, decimal_places=6, help_text="Per million prompt tokens")
+    cached_input = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Per million cached prompt tokens (empty: input)",
+    )
+    output = models.DecimalField(max_digits=12, decimal_places=6, help_text="Per million output tokens")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class Budget(models.Model):
+    """A user's or an API key's budget for a day or a month (UTC), over
+    CHATSTREAM_DAILY_BUDGET / CHATSTREAM_MONTHLY_BUDGET."""
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="chatstream_budgets"
+    )
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    period = models.CharField(max_length=8, choices=Period.choices)
+    max_spend = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="In the prices' currency (empty: no limit)"
+    )
+    max_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Prompt and output tokens together (empty: no limit)"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, api_key__isnull=True)
+                | models.Q(user__isnull=True, api_key__isnull=False),
+                name="budget_user_or_key",
+            ),
+            models.UniqueConstraint(fields=["user", "period"], name="budget_unique_user_period"),
+            models.UniqueConstraint(fields=["api_key", "period"], name="budget_unique_key_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} budget of {self.user or self.api_key}"

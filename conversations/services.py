@@ -9,6 +9,7 @@ stop the answer's generation task.
 """
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import uuid
@@ -16,7 +17,8 @@ import uuid
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 
-from . import selectors
+from . import budgets, pricing, selectors
+from .api_keys import key_id_of
 from .conf import conf
 from .exceptions import ApiError
 from .limits import close_stream_later, limits
@@ -78,11 +80,13 @@ def start_turn(
     *, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, idempotency_key: str = ""
 ) -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
-    model is called. Raises Conversation.DoesNotExist for a foreign id, and
+    model is called. Raises Conversation.DoesNotExist for a foreign id,
     DuplicateMessage for a key already used in this conversation (checked
-    first; the unique constraint settles two that arrive together)."""
+    first; the unique constraint settles two that arrive together), and
+    ApiError 429 when a budget is spent (nothing saved)."""
     if idempotency_key:
         _raise_if_duplicate(owner, conversation_id, idempotency_key)
+    budgets.check(user_id=owner.pk, api_key_id=key_id_of(owner))
     try:
         return _start_turn(owner=owner, conversation_id=conversation_id, content=content, key=idempotency_key)
     except IntegrityError:
@@ -124,7 +128,7 @@ def _start_turn(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, content:
             system=conf.LLM_SYSTEM_PROMPT,
             summary=summary,
             facts=facts,
-            newest_first=sql.newest_turns_first(cursor, conversation_id),
+            newest_first=sql.newest_turns_first(cursor, conversation_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT),
             budget=conf.LLM_CONTEXT_TOKENS,
         )
     return PreparedTurn(
@@ -136,27 +140,37 @@ def _start_turn(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, content:
         messages=prompt.messages,
         prompt_turns=prompt.turns,
         prompt_tokens=prompt.tokens,
+        api_key_id=key_id_of(owner),
     )
 
 
 def status_for(finish_reason: str) -> str:
-    if finish_reason == Turn.FinishReason.STOP:
+    if finish_reason in (Turn.FinishReason.STOP, Turn.FinishReason.TOOL_CALLS):
         return Turn.Status.COMPLETE
     if finish_reason == Turn.FinishReason.ERROR:
         return Turn.Status.FAILED
     return Turn.Status.INTERRUPTED
 
 
+def priced(answer: Answer) -> Answer:
+    cost = pricing.cost(
+        answer.model, tokens_in=answer.tokens_in, tokens_cached=answer.tokens_cached, tokens_out=answer.tokens_out
+    )
+    return dataclasses.replace(answer, cost=cost)
+
+
 @transaction.atomic
-def record_answer(*, prepared: PreparedTurn, answer: Answer) -> bool:
-    """Write the answer's turn: once, when its stream has ended, however it
-    ended. False if the conversation was deleted meanwhile."""
+def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
+    """Write the answer's turn, priced: once, when its stream has ended,
+    however it ended. The answer as saved; None if the conversation was
+    deleted meanwhile."""
+    answer = priced(answer)
     with connection.cursor() as cursor:
         # Touching the conversation first also locks its row (on PostgreSQL),
         # so a delete cannot slip in between this check and the insert.
         if not sql.touch_conversation(cursor, prepared.conversation_id):
             logger.info("conversation %s was deleted while answering; answer dropped", prepared.conversation_id)
-            return False
+            return None
         _insert_turn(
             cursor,
             id=prepared.answer_turn_id,
@@ -166,12 +180,13 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> bool:
             status=status_for(answer.finish_reason),
             prompt_turns=prepared.prompt_turns,
             prompt_tokens=prepared.prompt_tokens,
+            api_key_id=prepared.api_key_id,
             **vars(answer),
         )
     # Queued only if this transaction commits: a rolled-back answer queues
     # nothing, a committed one exactly one update.
     transaction.on_commit(functools.partial(enqueue_update, prepared.conversation_id))
-    return True
+    return answer
 
 
 # --- answers: sending, following, stopping ----------------------------------------
@@ -183,8 +198,8 @@ def answer_relay(
     """The generation task for a prepared turn (from the configured provider
     unless given one), saving through record_answer."""
 
-    async def save(answer: Answer) -> None:
-        await run_db(record_answer, prepared=prepared, answer=answer)
+    async def save(answer: Answer) -> Answer:
+        return await run_db(record_answer, prepared=prepared, answer=answer) or answer
 
     provider = provider or get_provider()
     return AnswerRelay(prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save)
@@ -258,7 +273,7 @@ async def answer_abandoned(start: asyncio.Future, trace_id: str, received_at: fl
     doing, without calling the model."""
     try:
         prepared = await start
-    except (Conversation.DoesNotExist, DuplicateMessage):
+    except (Conversation.DoesNotExist, DuplicateMessage, ApiError):
         return
     relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at)
     relay.start()

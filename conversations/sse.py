@@ -56,6 +56,22 @@ def encode_ndjson_delta(text: str, id: int) -> bytes:
     return b'{"type":"delta","id":%d,"text":%b}\n' % (id, orjson.dumps(text))
 
 
+def encode_sse_output(kind: str, text: str, id: int) -> bytes:
+    """Any output event: `reasoning` and `refusal` carry {"text"}; a
+    `tool_call`'s text is already the call's JSON object (one line: JSON
+    from orjson has no raw newline)."""
+    data = text.encode() if kind == "tool_call" else b'{"text":%b}' % orjson.dumps(text)
+    return b"event: %b\nid: %d\ndata: %b\n\n" % (kind.encode(), id, data)
+
+
+def encode_ndjson_output(kind: str, text: str, id: int) -> bytes:
+    """The same as NDJSON; a tool call goes under `tool_call`, since its own
+    `id` would collide with the event's."""
+    if kind == "tool_call":
+        return b'{"type":"tool_call","id":%d,"tool_call":%b}\n' % (id, text.encode())
+    return b'{"type":%b,"id":%d,"text":%b}\n' % (orjson.dumps(kind), id, orjson.dumps(text))
+
+
 @dataclass(frozen=True)
 class WireFormat:
     """How one kind of stream response writes the relay's events."""
@@ -65,8 +81,11 @@ class WireFormat:
     heartbeat: bytes
     event: Callable[[str, dict, int], bytes]
     delta: Callable[[str, int], bytes]
+    output: Callable[[str, str, int], bytes]  # reasoning, refusal, tool_call
 
 
-SSE = WireFormat(SSE_CONTENT_TYPE, SSE_OPENING, SSE_HEARTBEAT, encode_sse, encode_sse_delta)
+SSE = WireFormat(SSE_CONTENT_TYPE, SSE_OPENING, SSE_HEARTBEAT, encode_sse, encode_sse_delta, encode_sse_output)
 # NDJSON has no comments: its first line is the `start` event, sent at once.
-NDJSON = WireFormat(NDJSON_CONTENT_TYPE, b"", NDJSON_HEARTBEAT, encode_ndjson, encode_ndjson_delta)
+NDJSON = WireFormat(
+    NDJSON_CONTENT_TYPE, b"", NDJSON_HEARTBEAT, encode_ndjson, encode_ndjson_delta, encode_ndjson_output
+)

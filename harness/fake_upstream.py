@@ -37,12 +37,22 @@ class Behaviour:
     tokens_per_chunk: int = 1
     text: str | None = None  # answer text; default "t0 t1 t2 …"
     piece_chars: int = 4  # how `text` is cut into tokens
+    reasoning_tokens: int = 0  # the first this many tokens go as `reasoning_content`
+    script: list[dict] | None = None  # the deltas to send, one a chunk (see the shapes below)
+    usage: dict | None = None  # the usage chunk (default: prompt and completion tokens only)
 
     def pieces(self) -> list[str]:
         if self.text is not None:
             size = self.piece_chars
             return [self.text[i : i + size] for i in range(0, len(self.text), size)]
         return [f"t{i} " for i in range(self.tokens)]
+
+    def deltas(self) -> list[dict]:
+        if self.script is not None:
+            return self.script
+        pieces = self.pieces()
+        thoughts = [{"reasoning_content": piece} for piece in pieces[: self.reasoning_tokens]]
+        return thoughts + [{"content": piece} for piece in pieces[self.reasoning_tokens :]]
 
 
 @dataclass
@@ -110,9 +120,9 @@ class FakeUpstream:
         )
         model = call.body.get("model", "fake")
         await asyncio.sleep(behaviour.first_token_delay)
-        pieces = behaviour.pieces()
+        deltas = behaviour.deltas()
         step = behaviour.tokens_per_chunk
-        for index in range(0, len(pieces), step):
+        for index in range(0, len(deltas), step):
             if index:
                 await asyncio.sleep(behaviour.pace)
             if call.disconnected_at is not None:
@@ -122,11 +132,15 @@ class FakeUpstream:
             if index in behaviour.malformed_at:
                 await _send_body(send, b"data: {not json\n\n")
             call.tokens_sent = index + step
-            await _send_body(send, _event(_chunk(model, {"content": "".join(pieces[index : index + step])})))
+            await _send_body(send, _event(_chunk(model, _joined(deltas[index : index + step]))))
         if behaviour.finish_reason is not None:
             await _send_body(send, _event(_chunk(model, {}, behaviour.finish_reason)))
             if call.body.get("stream_options", {}).get("include_usage"):
-                usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
+                usage = behaviour.usage or {
+                    "prompt_tokens": 11,
+                    "completion_tokens": len(deltas),
+                    "total_tokens": 11 + len(deltas),
+                }
                 await _send_body(send, _event({**_chunk(model, None), "choices": [], "usage": usage}))
             await _send_body(send, b"data: [DONE]\n\n")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -139,6 +153,95 @@ class FakeUpstream:
                 return True
             time.sleep(0.005)
         return False
+
+
+def _joined(deltas: list[dict]) -> dict:
+    """Several deltas in one chunk: their text fields joined (a script's
+    deltas go one a chunk)."""
+    if len(deltas) == 1:
+        return deltas[0]
+    joined: dict = {}
+    for delta in deltas:
+        for name, value in delta.items():
+            joined[name] = joined.get(name, "") + value if isinstance(value, str) else value
+    return joined
+
+
+# --- the shapes real servers send (scripts for Behaviour.script) -----------------
+# OpenAI opens with a role chunk; vLLM, llama.cpp and Ollama do much the same.
+ROLE = {"role": "assistant", "content": ""}
+
+
+def reasoning_script(thoughts: list[str], answer: list[str], *, shape: str = "reasoning_content") -> list[dict]:
+    """A reasoning model's stream. `shape`: `reasoning_content` (DeepSeek,
+    llama.cpp, vLLM before 0.10), `reasoning` (Ollama's /v1, newer vLLM),
+    `both` (vLLM versions that send both fields with the same text), or
+    `think` (no reasoning parser: `<think>…</think>` inline, split mid-tag)."""
+    if shape == "think":
+        inline = "<think>\n" + "".join(thoughts) + "\n</think>\n\n" + "".join(answer)
+        cuts = [0, 3, 9, *range(12, len(inline), 5), len(inline)]  # "<th" | "ink>\n…": tags cut across chunks
+        return [ROLE, *({"content": inline[a:b]} for a, b in zip(cuts, cuts[1:], strict=False) if b > a)]
+    fields = {"reasoning_content": ["reasoning_content"], "reasoning": ["reasoning"]}
+    names = fields.get(shape, ["reasoning_content", "reasoning"])
+    return [
+        ROLE,
+        *({name: thought for name in names} for thought in thoughts),
+        *({"content": piece} for piece in answer),
+    ]
+
+
+def parallel_tool_calls_script() -> list[dict]:
+    """Two calls whose argument fragments interleave by index, as OpenAI and
+    vLLM send them (the id and name only in each call's first fragment)."""
+    return [
+        ROLE,
+        {
+            "tool_calls": [
+                {"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+            ]
+        },
+        {
+            "tool_calls": [
+                {"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": ""}}
+            ]
+        },
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]},
+        {"tool_calls": [{"index": 1, "function": {"arguments": '{"zone": "CET"'}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
+        {"tool_calls": [{"index": 1, "function": {"arguments": "}"}}]},
+    ]
+
+
+def reused_index_tool_calls_script() -> list[dict]:
+    """Ollama's shape: each call whole in one chunk, every one under index 0."""
+    return [
+        ROLE,
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "read", "arguments": '{"path": "a.py"}'},
+                }
+            ]
+        },
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "read", "arguments": '{"path": "b.py"}'},
+                }
+            ]
+        },
+    ]
+
+
+def refusal_script(pieces: list[str]) -> list[dict]:
+    """OpenAI's refusal: `delta.refusal` in place of content."""
+    return [{"role": "assistant", "content": None, "refusal": ""}, *({"refusal": piece} for piece in pieces)]
 
 
 def _chunk(model: str, delta: dict | None, finish_reason: str | None = None) -> dict:
@@ -216,6 +319,7 @@ def service(
     tokens: int,
     token_chars: int = 0,
     record_calls: bool = False,
+    reasoning_tokens: int = 0,
 ) -> Service:
     """The fake upstream as a server process, e.g. for a benchmark."""
     argv = [PYTHON, "-m", "harness.fake_upstream", "--port", str(port)]
@@ -224,6 +328,8 @@ def service(
         argv += ["--token-chars", str(token_chars)]
     if record_calls:
         argv += ["--record-calls"]
+    if reasoning_tokens:
+        argv += ["--reasoning-tokens", str(reasoning_tokens)]
     return Service(f"fake upstream {port}", argv, port, log_dir=log_dir, cpus=cpus)
 
 
@@ -239,8 +345,14 @@ def main() -> None:
         "--token-chars", type=int, help="make each token this many characters (default: 't0 ', 't1 '...)"
     )
     parser.add_argument("--record-calls", action="store_true", help="keep the last 1,000 calls for GET /calls")
+    parser.add_argument("--reasoning-tokens", type=int, default=0, help="send the first N tokens as reasoning")
     args = parser.parse_args()
-    behaviour = Behaviour(first_token_delay=args.first_token_delay, pace=args.pace, tokens=args.tokens)
+    behaviour = Behaviour(
+        first_token_delay=args.first_token_delay,
+        pace=args.pace,
+        tokens=args.tokens,
+        reasoning_tokens=args.reasoning_tokens,
+    )
     if args.token_chars:
         words = "lorem ipsum dolor sit amet " * (args.token_chars * args.tokens // 27 + 1)
         behaviour.text, behaviour.piece_chars = words[: args.token_chars * args.tokens], args.token_chars

@@ -5,6 +5,7 @@ import secrets
 import subprocess
 import sys
 
+import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
@@ -35,7 +36,7 @@ def test_non_positive_timeouts_and_limits(settings):
     assert ids(check_llm_settings(None)) == ["conversations.E004", "conversations.E005"]
 
 
-def test_manage_check_fails_on_misconfiguration(settings):
+def test_manage_check_fails_on_misconfiguration(settings, db):
     settings.LLM_PROVIDER = "nope"
     try:
         call_command("check")
@@ -91,3 +92,19 @@ def test_our_security_middleware_stands_in_for_the_stock_one(settings):
 def test_on_the_stock_middleware_djangos_own_checks_apply(settings):
     settings.MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
     assert check_security_middleware(None) == []  # security.W001-W003 say it, once
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [{"m": {"input": 1}}, {"m": {"input": "x", "output": 1}}, {"m": 3}, ["m"]],
+)
+def test_a_bad_price_table_fails_at_start_up(settings, prices):
+    settings.LLM_PRICES = prices
+    assert "conversations.E009" in {error.id for error in check_llm_settings(None)}
+
+
+def test_a_budget_must_be_an_amount(settings):
+    settings.CHATSTREAM_DAILY_BUDGET = "five"
+    assert "conversations.E010" in {error.id for error in check_llm_settings(None)}
+    settings.CHATSTREAM_DAILY_BUDGET = "5.50"
+    assert "conversations.E010" not in {error.id for error in check_llm_settings(None)}

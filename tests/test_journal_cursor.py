@@ -9,6 +9,10 @@ from hypothesis import strategies as st
 from conversations.live.remote import Cursor
 
 
+def text_of(events) -> str:
+    return "".join(text for _, text, _ in events)
+
+
 def journal(pieces: list[str], final: str = "done") -> list[dict]:
     """The entries the publisher writes for an answer cut into `pieces`."""
     entries, written = [], 0
@@ -30,10 +34,10 @@ def test_live_messages_in_any_state_then_the_journal_give_the_text_once(pieces, 
     # What the group delivered: some entries lost, some twice, in order.
     live = [entry for entry in entries for _ in range(data.draw(st.integers(0, 2)))]
     cursor = Cursor(after)
-    received = cursor.take(live)
+    received = text_of(cursor.take(live))
     if cursor.final is None:  # a gap or a lost end: the reader reads the journal
         cursor.gap = False
-        received += cursor.take(entries)
+        received += text_of(cursor.take(entries))
     assert received == text[after:]
     assert cursor.final is not None and cursor.final[2] == len(text)
 
@@ -41,17 +45,32 @@ def test_live_messages_in_any_state_then_the_journal_give_the_text_once(pieces, 
 def test_a_gap_holds_back_the_text_after_it():
     entries = journal(["ab", "cd", "ef"])
     cursor = Cursor(0)
-    assert cursor.take([entries[0], entries[2]]) == "ab"
+    assert text_of(cursor.take([entries[0], entries[2]])) == "ab"
     assert cursor.gap and cursor.sent == 2 and cursor.final is None
-    assert cursor.take([entries[3]]) == "" and cursor.final is None  # the end, but "cd" and "ef" are missing
+    assert cursor.take([entries[3]]) == [] and cursor.final is None  # the end, but "cd" and "ef" are missing
 
 
 def test_a_reader_that_starts_mid_entry_gets_its_tail():
-    assert Cursor(3).take(journal(["ab", "cdef"])[:2]) == "def"
+    assert Cursor(3).take(journal(["ab", "cdef"])[:2]) == [("delta", "def", 6)]
 
 
 def test_once_the_text_is_lost_only_the_end_counts():
     cursor = Cursor(0)
     cursor.text_lost = True  # the journal was trimmed: the saved row will have the text
     entries = journal(["ab", "cd"])
-    assert cursor.take(entries[1:]) == "" and cursor.final is not None and not cursor.gap
+    assert cursor.take(entries[1:]) == [] and cursor.final is not None and not cursor.gap
+
+
+def test_kinds_stay_apart_and_a_tool_call_whole():
+    call = orjson.dumps({"id": "c1", "name": "f", "arguments": "{}"}).decode()
+    entries = [
+        {"k": "reasoning", "s": 0, "e": 2, "d": "hm"},
+        {"k": "reasoning", "s": 2, "e": 4, "d": "m."},
+        {"k": "tool_call", "s": 4, "e": 4 + len(call), "d": call},
+        {"k": "delta", "s": 4 + len(call), "e": 6 + len(call), "d": "ok"},
+    ]
+    assert Cursor(1).take(entries) == [
+        ("reasoning", "mm.", 4),
+        ("tool_call", call, 4 + len(call)),
+        ("delta", "ok", 6 + len(call)),
+    ]

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from conversations import exceptions
-from conversations.providers import Completion, load_provider_class
+from conversations.providers import TEXT, Completion, load_provider_class
 from conversations.providers.demo import DemoProvider, compose_answer
 from conversations.providers.openai import OpenAIProvider, close_shared_session
 from harness.fake_upstream import Behaviour
@@ -21,8 +21,8 @@ def collect(provider, messages=MESSAGES) -> tuple[list[str], Completion, Excepti
     async def run():
         texts = []
         try:
-            async for text in provider.stream(messages, completion):
-                texts.append(text)
+            async for pieces in provider.stream(messages, completion):
+                texts.append("".join(text for kind, text in pieces if kind == TEXT))
         except exceptions.UpstreamError as exc:
             return texts, exc
         finally:
@@ -53,7 +53,8 @@ def test_openai_sends_the_openai_request(openai, upstream):
 
 
 @pytest.mark.parametrize(
-    ("upstream_reason", "reason"), [("length", "length"), ("content_filter", "content_filter"), ("tool_calls", "stop")]
+    ("upstream_reason", "reason"),
+    [("length", "length"), ("content_filter", "content_filter"), ("tool_calls", "tool_calls")],
 )
 def test_openai_maps_finish_reasons(openai, upstream, upstream_reason, reason):
     upstream.behaviour = Behaviour(tokens=3, finish_reason=upstream_reason)

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from conversations import services
 from conversations.models import Turn
-from conversations.providers import Completion, Message, Provider
+from conversations.providers import TEXT, Completion, Message, Piece, Provider
 from conversations.storage.threads import run_db
 from conversations.stream.answer import PreparedTurn
 from conversations.stream.events import DELTA, DONE, HEARTBEAT, START
@@ -27,11 +27,11 @@ class PacedProvider(Provider):
         self.count, self.pace = count, pace
         self.closed = False
 
-    async def stream(self, messages: list[Message], completion: Completion) -> AsyncIterator[str]:
+    async def stream(self, messages: list[Message], completion: Completion) -> AsyncIterator[list[Piece]]:
         try:
             for index in range(self.count):
                 await asyncio.sleep(self.pace)
-                yield f"w{index} "
+                yield [(TEXT, f"w{index} ")]
             completion.finish_reason = "stop"
         finally:
             self.closed = True

@@ -79,7 +79,7 @@ def test_answer_to_a_deleted_conversation_is_dropped(owner):
     conversation = services.create_conversation(owner=owner)
     prepared = services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
     conversation.delete()
-    assert services.record_answer(prepared=prepared, answer=answer()) is False
+    assert services.record_answer(prepared=prepared, answer=answer()) is None
 
 
 def test_create_api_key_command_prints_a_working_key(owner, capsys):

@@ -61,7 +61,14 @@ def test_events_ids_and_the_saved_turn_agree(alice, upstream):
         "trace_id": turn.trace_id,
         "model": "fake-model",
     }
-    assert done["finish_reason"] == "stop" and done["usage"] == {"tokens_in": 11, "tokens_out": 30, "estimated": False}
+    assert done["finish_reason"] == "stop" and done["usage"] == {
+        "tokens_in": 11,
+        "tokens_out": 30,
+        "tokens_cached": None,
+        "tokens_reasoning": None,
+        "estimated": False,
+        "source": "reported",
+    }
     assert (turn.status, turn.finish_reason, turn.tokens_out, turn.provider) == ("complete", "stop", 30, "openai")
     assert turn.ttft_ms is not None and turn.duration_ms >= turn.ttft_ms
 

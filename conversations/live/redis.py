@@ -20,7 +20,7 @@ policy's grace period counts like readers in A.
 
 Keys, each with an expiry that only a dead process lets run out:
     chatstream:answer:<turn>      hash: owner, conversation, position, trace_id, model, channel
-    chatstream:journal:<turn>     stream of {k: kind, s: first character, e: event id, d: text or JSON}
+    chatstream:journal:<turn>     stream of {k: kind, s: first character, e: event id, d: output or JSON}
     chatstream:generating:<conv>  hash: turn id -> position, the answers still being generated
 """
 
@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 
 from ..conf import conf
 from ..stream import background, registry
-from ..stream.events import DELTA, START, FinishReason
+from ..stream.events import OUTPUT_EVENTS, START, FinishReason
 from ..stream.relay import AnswerRelay
 from . import keys
 from .base import LiveAnswer
@@ -174,14 +174,14 @@ class Process:
                         "k": kind,
                         "s": written,
                         "e": event_id,
-                        "d": data if kind == DELTA else _json(data),
+                        "d": data if kind in OUTPUT_EVENTS else _json(data),
                     }
                     written = event_id
                     refreshed_at = await self._write_journal(turn, entry, refreshed_at)
                     # Deltas go out live only while someone elsewhere reads; the
                     # end always does (a Stop elsewhere waits for it). A reader
                     # that missed some takes them from the journal.
-                    if kind != DELTA or self._remote_readers[turn]:
+                    if kind not in OUTPUT_EVENTS or self._remote_readers[turn]:
                         await self.layer.group_send(keys.group(turn), {"type": "answer.event", "turn": turn, **entry})
         except Exception:
             logger.exception("could not journal answer trace_id=%s turn=%s", relay.trace_id, turn)

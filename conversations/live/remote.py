@@ -20,7 +20,17 @@ from redis.asyncio import Redis
 from ..models import Turn
 from ..storage.threads import run_db
 from ..stream import background
-from ..stream.events import DELTA, DONE, ERROR, HEARTBEAT, Event, FinishReason, saved_rest, start_event
+from ..stream.events import (
+    DONE,
+    ERROR,
+    HEARTBEAT,
+    OUTPUT_EVENTS,
+    TOOL_CALL,
+    Event,
+    FinishReason,
+    saved_rest,
+    start_event,
+)
 from . import keys
 
 # Live events queued for one remote reader. A reader that falls further
@@ -70,20 +80,22 @@ class Inbox:
 
 class Cursor:
     """Where a reader is in an answer. Takes journal entries, from the journal
-    or the live group, in any mix and with repeats, and gives out the text
+    or the live group, in any mix and with repeats, and gives out the output
     the reader has not had, never with a gap."""
 
     def __init__(self, after: int) -> None:
         self.sent = after
         self.final: Event | None = None
-        self.gap = False  # an entry came before the text it follows
-        self.text_lost = False  # the journal no longer holds text the reader needs
+        self.gap = False  # an entry came before the output it follows
+        self.text_lost = False  # the journal no longer holds output the reader needs
 
-    def take(self, entries: list[dict[str, Any]]) -> str:
-        pieces = []
+    def take(self, entries: list[dict[str, Any]]) -> list[Event]:
+        """The output events these entries hold for the reader, consecutive
+        ones of a kind joined (a tool call stays whole)."""
+        events: list[Event] = []
         for entry in entries:
             kind, start, end = entry["k"], int(entry["s"]), int(entry["e"])
-            if kind != DELTA:
+            if kind not in OUTPUT_EVENTS:
                 if self.sent >= end or self.text_lost:
                     self.final = (kind, orjson.loads(entry["d"]), end)
                 else:
@@ -92,9 +104,14 @@ class Cursor:
                 if start > self.sent:
                     self.gap = True
                     continue
-                pieces.append(entry["d"][self.sent - start :])
+                # A tool call is never cut (no event id falls inside one).
+                text = entry["d"] if kind == TOOL_CALL else entry["d"][self.sent - start :]
+                if events and events[-1][0] == kind != TOOL_CALL:
+                    events[-1] = (kind, events[-1][1] + text, end)
+                else:
+                    events.append((kind, text, end))
                 self.sent = end
-        return "".join(pieces)
+        return events
 
 
 class RemoteAnswer:
@@ -136,9 +153,8 @@ class RemoteAnswer:
     async def _events(self, inbox: Inbox, cursor: Cursor, heartbeat: float | None) -> AsyncGenerator[Event, None]:
         entries, from_journal = await self._process.journal(self._turn), True
         while True:
-            text = cursor.take(entries)
-            if text:
-                yield DELTA, text, cursor.sent
+            for event in cursor.take(entries):
+                yield event
             if cursor.final is not None:
                 if cursor.text_lost:
                     async for event in self._saved_events(cursor.sent):

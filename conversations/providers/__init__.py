@@ -4,13 +4,26 @@ from django.utils.module_loading import import_string
 
 from ..conf import conf
 from .base import Completion, Message, Provider
+from .kinds import REASONING, REFUSAL, TEXT, TOOL_CALL, Piece
 
 PROVIDERS = {
     "demo": "conversations.providers.demo.DemoProvider",
     "openai": "conversations.providers.openai.OpenAIProvider",
 }
 
-__all__ = ["PROVIDERS", "Completion", "Message", "Provider", "get_provider", "load_provider_class"]
+__all__ = [
+    "PROVIDERS",
+    "REASONING",
+    "REFUSAL",
+    "TEXT",
+    "TOOL_CALL",
+    "Completion",
+    "Message",
+    "Piece",
+    "Provider",
+    "get_provider",
+    "load_provider_class",
+]
 
 
 def load_provider_class(name: str) -> type[Provider]:

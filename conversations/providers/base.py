@@ -1,8 +1,11 @@
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 from ..conf import conf
+from .kinds import TOOL_CALL, Piece
+from .think import ThinkSplitter
+from .tool_calls import ToolCalls
 
 
 class Message(TypedDict):
@@ -19,8 +22,19 @@ class Completion:
     finish_reason: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
+    tokens_cached: int | None = None  # of tokens_in, read from the server's prompt cache
+    tokens_reasoning: int | None = None  # of tokens_out, spent thinking
+    usage_reported: bool = False  # the server sent its usage
+    responded: bool = False  # the server accepted the call (so it may bill for it)
     malformed_chunks: int = 0
-    deltas: int = 0  # pieces of text received: about one token each in OpenAI-style streams
+    deltas: int = 0  # chunks with output: about one token each in OpenAI-style streams
+    tool_calls: ToolCalls = field(default_factory=ToolCalls)  # fragments being assembled
+    think: ThinkSplitter = field(default_factory=ThinkSplitter)  # reasoning inline in the text
+
+    def rest(self) -> list[Piece]:
+        """At the stream's end, however it ended: text held back waiting for
+        a tag, and tool calls whose arguments never closed."""
+        return [*self.think.finish(), *((TOOL_CALL, call) for call in self.tool_calls.rest())]
 
 
 def estimate_tokens(text: str) -> int:
@@ -42,10 +56,12 @@ class Provider:
     def from_settings(cls) -> "Provider":
         raise NotImplementedError
 
-    def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[str, None]:
-        """Yield the answer's text from `completion.model` (the provider's
-        model, or a fallback) as it is produced and record the finish
-        reason and usage on `completion`. Raise an UpstreamError subclass on
+    def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:
+        """Yield what `completion.model` (the provider's model, or a
+        fallback) produces as it is produced, one list of pieces per network
+        read (an empty list: the model said something that is not output yet,
+        such as a role chunk or part of a tool call, and so is alive), and
+        record the finish reason and usage on `completion`. Raise an UpstreamError subclass on
         failure. Closing the iterator (or cancelling the task reading it) must
         release the upstream request at once."""
         raise NotImplementedError

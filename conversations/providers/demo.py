@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator
 from ..conf import conf
 from ..memory.request import MAX_FACTS
 from .base import Completion, Message, Provider, estimate_tokens
+from .kinds import REASONING, TEXT, Piece
 
 _WORD = re.compile(r"[\w'-]+")
 # Sentences in which a user tells something lasting about themselves.
@@ -42,6 +43,15 @@ def compose_answer(question: str) -> str:
     )
 
 
+def compose_reasoning(question: str) -> str:
+    words = _WORD.findall(question)
+    return (
+        f"The user wrote {len(words)} words. I should count them, find the longest one "
+        "and pick out a few keywords, then show the question back in a code block. "
+        "A short markdown list will read best."
+    )
+
+
 def split_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
@@ -49,10 +59,13 @@ def split_tokens(text: str) -> list[str]:
 class DemoProvider(Provider):
     name = "demo"
 
-    def __init__(self, *, model: str, tokens_per_second: float, first_token_delay: float) -> None:
+    def __init__(
+        self, *, model: str, tokens_per_second: float, first_token_delay: float, reasoning: bool = False
+    ) -> None:
         super().__init__(model=model)
         self.pace = 1 / tokens_per_second if tokens_per_second > 0 else 0.0
         self.first_token_delay = first_token_delay
+        self.reasoning = reasoning
 
     @classmethod
     def from_settings(cls) -> "DemoProvider":
@@ -60,18 +73,23 @@ class DemoProvider(Provider):
             model=conf.LLM_MODEL if conf.LLM_PROVIDER == "demo" else "demo-1",
             tokens_per_second=conf.LLM_DEMO_TOKENS_PER_SECOND,
             first_token_delay=conf.LLM_DEMO_FIRST_TOKEN_DELAY,
+            reasoning=conf.LLM_DEMO_REASONING,
         )
 
-    async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[str, None]:
+    async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:
         question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        tokens = split_tokens(compose_answer(question))
+        pieces = [(TEXT, token) for token in split_tokens(compose_answer(question))]
+        if self.reasoning:
+            pieces[:0] = [(REASONING, token) for token in split_tokens(compose_reasoning(question))]
+            completion.tokens_reasoning = len(pieces) - len(split_tokens(compose_answer(question)))
         completion.tokens_in = sum(estimate_tokens(m["content"]) for m in messages)
+        completion.responded = completion.usage_reported = True
         await asyncio.sleep(self.first_token_delay)
-        for index, token in enumerate(tokens):
+        for index, piece in enumerate(pieces):
             if index:
                 await asyncio.sleep(self.pace)
             completion.tokens_out = completion.deltas = index + 1
-            yield token
+            yield [piece]
         completion.finish_reason = "stop"
 
     @property

@@ -4,7 +4,7 @@ llama.cpp, LiteLLM.
 The HTTP client is aiohttp, chosen by measurement (bench/clients.py): reading
 the same streams, it spends 2.6x less CPU per token than httpx with httpx-sse
 and about 7x less than the official SDK. Each network read is parsed once
-(sse_parser.py) and its text handed on in one piece. Library errors are mapped
+(sse_parser.py) and its output handed on in one piece of each kind. Library errors are mapped
 to chatstream's at this edge.
 """
 
@@ -25,15 +25,16 @@ from ..exceptions import (
     UpstreamUnavailable,
 )
 from .base import Completion, Message, Provider
+from .kinds import REASONING, REFUSAL, TOOL_CALL, Piece
 from .sse_parser import SSEParser
 
-# OpenAI's finish reasons mapped onto the turn's; tool calls end a text answer.
+# OpenAI's finish reasons mapped onto the turn's.
 FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
     "content_filter": "content_filter",
-    "tool_calls": "stop",
-    "function_call": "stop",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
 }
 DONE = b"[DONE]"
 COMPLETE_TIMEOUT_SECONDS = 120  # a whole non-streamed answer (memory updates)
@@ -86,38 +87,80 @@ async def _error_for_status(response: aiohttp.ClientResponse, api_key: str) -> U
     return UpstreamStatusError(message, status=response.status)
 
 
-def _read_chunk(data: bytes, completion: Completion) -> str | None:
-    """The text of one `chat.completion.chunk`; records finish reason and usage."""
-    chunk = orjson.loads(data)
-    usage = chunk.get("usage")
-    if usage:
-        completion.tokens_in = usage.get("prompt_tokens")
-        completion.tokens_out = usage.get("completion_tokens")
-    choices = chunk.get("choices")
-    if not choices:
-        return None
-    choice = choices[0]
-    reason = choice.get("finish_reason")
-    if reason:
-        completion.finish_reason = FINISH_REASONS.get(reason, "stop")
-    return (choice.get("delta") or {}).get("content")
+class ChunkReader:
+    """Reads one call's `chat.completion.chunk` events into pieces of output,
+    and what else they say into the call's Completion.
+
+    Reasoning comes as `delta.reasoning_content` (DeepSeek, llama.cpp, vLLM
+    before 0.10), `delta.reasoning` (Ollama's /v1, newer vLLM; some send
+    both, with the same text) or inline in the text (think.py)."""
+
+    __slots__ = ("completion",)
+
+    def __init__(self, completion: Completion) -> None:
+        self.completion = completion
+
+    def pieces(self, events: list[tuple[bytes, bytes]]) -> list[Piece]:
+        """The output of all events of one network read, in order, with
+        consecutive pieces of one kind joined."""
+        runs: list[tuple[str, list[str]]] = []
+        for _, data in events:
+            if data == DONE:
+                continue
+            try:
+                output = self._read(orjson.loads(data))
+            except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError):
+                self.completion.malformed_chunks += 1  # skipped and counted; the stream goes on
+                continue
+            if output:
+                self.completion.deltas += 1
+            for kind, text in output:
+                if runs and runs[-1][0] == kind and kind != TOOL_CALL:
+                    runs[-1][1].append(text)
+                else:
+                    runs.append((kind, [text]))
+        return [(kind, texts[0] if len(texts) == 1 else "".join(texts)) for kind, texts in runs]
+
+    def _read(self, chunk: dict) -> list[Piece]:
+        completion = self.completion
+        usage = chunk.get("usage")
+        if usage:
+            _read_usage(usage, completion)
+        choices = chunk.get("choices")
+        if not choices:
+            return []
+        choice = choices[0]
+        reason = choice.get("finish_reason")
+        if reason:
+            completion.finish_reason = FINISH_REASONS.get(reason, "stop")
+        delta = choice.get("delta")
+        if not delta:
+            return []
+        output: list[Piece] = []
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and isinstance(reasoning, str):
+            output.append((REASONING, reasoning))
+        content = delta.get("content")
+        if content:
+            output += completion.think.feed(content)
+        refusal = delta.get("refusal")
+        if refusal and isinstance(refusal, str):
+            output.append((REFUSAL, refusal))
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            output += ((TOOL_CALL, call) for call in completion.tool_calls.feed(tool_calls))
+        return output
 
 
-def _texts_of(events: list[tuple[bytes, bytes]], completion: Completion) -> str:
-    """The text of all events of one network read, joined."""
-    texts = []
-    for _, data in events:
-        if data == DONE:
-            continue
-        try:
-            text = _read_chunk(data, completion)
-        except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError):
-            completion.malformed_chunks += 1  # skipped and counted; the stream goes on
-            continue
-        if text:
-            completion.deltas += 1
-            texts.append(text)
-    return "".join(texts)
+def _read_usage(usage: dict, completion: Completion) -> None:
+    """The usage chunk, whole: cached and reasoning tokens decide the bill.
+    DeepSeek names its cache hits `prompt_cache_hit_tokens`."""
+    completion.usage_reported = True
+    completion.tokens_in = usage.get("prompt_tokens")
+    completion.tokens_out = usage.get("completion_tokens")
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    completion.tokens_cached = cached if cached is not None else usage.get("prompt_cache_hit_tokens")
+    completion.tokens_reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
 
 
 class OpenAIProvider(Provider):
@@ -140,7 +183,7 @@ class OpenAIProvider(Provider):
             {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
         )
 
-    async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[str, None]:
+    async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:
         try:
             response = await shared_session().post(
                 self.url, data=self._body(messages, completion.model), headers=self.headers
@@ -152,8 +195,9 @@ class OpenAIProvider(Provider):
                 raise await _error_for_status(response, self.api_key)
             if response.content_type != "text/event-stream":
                 raise UpstreamProtocolError(f"The model server sent {response.content_type!r}, not an event stream.")
-            async for text in self._texts(response, completion):
-                yield text
+            completion.responded = True
+            async for pieces in self._pieces(response, completion):
+                yield pieces
         finally:
             # A response read to its end goes back to the pool. Closing an
             # unfinished one drops its connection: on cancel, that is what
@@ -186,14 +230,14 @@ class OpenAIProvider(Provider):
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
             raise UpstreamProtocolError(f"The model server sent no chat completion: {payload[:200]!r}") from exc
 
-    async def _texts(self, response: aiohttp.ClientResponse, completion: Completion) -> AsyncGenerator[str, None]:
-        parser = SSEParser()
+    async def _pieces(
+        self, response: aiohttp.ClientResponse, completion: Completion
+    ) -> AsyncGenerator[list[Piece], None]:
+        parser, reader = SSEParser(), ChunkReader(completion)
         try:
             async for chunk in response.content.iter_any():
-                text = _texts_of(parser.feed(chunk), completion)
-                if text:
-                    yield text
+                yield reader.pieces(parser.feed(chunk))
         except aiohttp.ClientError as exc:
-            if completion.finish_reason is not None:
-                return  # the answer was complete; only the trailer was lost
-            raise UpstreamIncomplete(f"The model's stream was cut: {exc!r}") from exc
+            if completion.finish_reason is None:
+                raise UpstreamIncomplete(f"The model's stream was cut: {exc!r}") from exc
+            # The answer was complete; only the trailer was lost.

@@ -26,10 +26,11 @@ _RESERVE_POSITIONS = f"""
 _TOUCH_CONVERSATION = f"UPDATE {_CONVERSATION} SET updated_at = %s WHERE id = %s"
 _MEMORY = f"SELECT summary, facts FROM {ConversationMemory._meta.db_table} WHERE conversation_id = %s"
 _NEWEST_TURNS_FIRST = f"""
-    SELECT role, content FROM {Turn._meta.db_table}
+    SELECT role, content, '' FROM {Turn._meta.db_table}
     WHERE conversation_id = %s AND content <> ''
     ORDER BY position DESC
 """
+_NEWEST_TURNS_FIRST_WITH_REASONING = _NEWEST_TURNS_FIRST.replace("content, ''", "content, reasoning", 1)
 
 
 def _db_id(value: uuid.UUID):
@@ -61,12 +62,19 @@ def memory_of(cursor, conversation_id: uuid.UUID) -> tuple[str, list[str]]:
     return summary, json.loads(facts) if isinstance(facts, str) else facts  # text on SQLite, JSON on PostgreSQL
 
 
-def newest_turns_first(cursor, conversation_id: uuid.UUID, batch: int = 50) -> Iterator[tuple[str, str]]:
+def newest_turns_first(
+    cursor, conversation_id: uuid.UUID, *, with_reasoning: bool = False, batch: int = 50
+) -> Iterator[tuple[str, str]]:
     """(role, content) from the newest turn back, read a batch at a time: the
-    prompt stops reading where its budget ends."""
-    cursor.execute(_NEWEST_TURNS_FIRST, [_db_id(conversation_id)])
+    prompt stops reading where its budget ends. `with_reasoning`: an
+    answer's reasoning goes before its text, as `<think>…</think>`."""
+    if with_reasoning:
+        cursor.execute(_NEWEST_TURNS_FIRST_WITH_REASONING, [_db_id(conversation_id)])
+    else:
+        cursor.execute(_NEWEST_TURNS_FIRST, [_db_id(conversation_id)])
     while rows := cursor.fetchmany(batch):
-        yield from rows
+        for role, content, reasoning in rows:
+            yield role, f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content
 
 
 @functools.cache

@@ -3,6 +3,8 @@ between the stream and the database."""
 
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 from ..providers.base import Message
 
@@ -20,6 +22,7 @@ class PreparedTurn:
     messages: list[Message]
     prompt_turns: int = 0
     prompt_tokens: int = 0
+    api_key_id: int | None = None  # the key that sent the message, if one did
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,20 @@ class Answer:
     model: str
     provider: str
     trace_id: str
-    ttft_ms: int | None
+    ttft_ms: int | None  # to the first output of any kind
     duration_ms: int
     tokens_in: int | None
     tokens_out: int | None
     tokens_estimated: bool
+    usage_source: str = "none"  # reported, estimated or none
+    tokens_cached: int | None = None
+    tokens_reasoning: int | None = None
+    ttft_answer_ms: int | None = None  # to the first of the answer's text
+    reasoning: str = ""
+    refusal: str = ""
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
+    output_runs: list[list[Any]] = field(default_factory=list)  # the order of the kinds (stream/output.py)
+    cost: Decimal | None = None  # priced when saved
     malformed_chunks: int = 0
     cancel_latency_ms: float | None = None
     tokens_after_cancel: int | None = None

@@ -3,19 +3,29 @@ built. Every part that writes or reads an answer's events (the relay, a
 reader in another process, a saved turn replayed) takes them from here.
 
 An event is (kind, data, id): the id is the answer's length in characters
-after the event, so it names a place in the saved text.
+after the event (output.py: text, reasoning, refusal and tool calls counted
+together), so it names a place in the saved output. The output events carry
+their text as data: a `tool_call`'s text is the call's JSON.
 """
 
 from typing import Any
 
 from django.db.models import TextChoices
 
-START, DELTA, HEARTBEAT, DONE, ERROR = "start", "delta", "heartbeat", "done", "error"
+from ..providers.kinds import REASONING, REFUSAL, TOOL_CALL
+from ..providers.kinds import TEXT as DELTA
+from .output import saved_output
+
+START, HEARTBEAT, DONE, ERROR = "start", "heartbeat", "done", "error"
+OUTPUT_EVENTS = frozenset({DELTA, REASONING, REFUSAL, TOOL_CALL})  # the ones that move the id on
 Event = tuple[str, Any, int]
+
+__all__ = ["DELTA", "DONE", "ERROR", "HEARTBEAT", "OUTPUT_EVENTS", "REASONING", "REFUSAL", "START", "TOOL_CALL"]
 
 
 class FinishReason(TextChoices):
     STOP = "stop"
+    TOOL_CALLS = "tool_calls"  # the model asks for tools to be run
     LENGTH = "length"
     CONTENT_FILTER = "content_filter"
     CANCELLED = "cancelled"
@@ -35,11 +45,20 @@ def final_event(answer: Any, length: int) -> Event:
     if answer.finish_reason == FinishReason.ERROR:
         data = {"code": answer.error_code, "message": answer.error_detail, "finish_reason": FinishReason.ERROR}
         return ERROR, data, length
-    usage = {"tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "estimated": answer.tokens_estimated}
+    usage = {
+        "tokens_in": answer.tokens_in,
+        "tokens_out": answer.tokens_out,
+        "tokens_cached": answer.tokens_cached,
+        "tokens_reasoning": answer.tokens_reasoning,
+        "estimated": answer.tokens_estimated,
+        "source": answer.usage_source,
+    }
     data = {
         "finish_reason": answer.finish_reason,
         "usage": usage,
+        "cost": None if answer.cost is None else str(answer.cost),
         "ttft_ms": answer.ttft_ms,
+        "ttft_answer_ms": answer.ttft_answer_ms,
         "duration_ms": answer.duration_ms,
     }
     return DONE, data, length
@@ -47,17 +66,17 @@ def final_event(answer: Any, length: int) -> Event:
 
 def saved_events(turn: Any, after: int) -> list[Event]:
     """A saved answer's events after character `after`: the start (for a
-    reader from the beginning), the rest of its text, then its final event."""
+    reader from the beginning), the rest of its output, then its final event."""
     events = [start_event(**_start_fields(turn))] if not after else []
     return events + saved_rest(turn, after)
 
 
 def saved_rest(turn: Any, after: int) -> list[Event]:
     """What a reader that has character `after` of a saved answer still
-    needs: the rest of its text, then its final event."""
-    length = len(turn.content)
-    rest = [(DELTA, turn.content[after:], length)] if after < length else []
-    return [*rest, final_event(turn, length)]
+    needs: the rest of its output, in the order it streamed, then its final
+    event."""
+    output = saved_output(turn)
+    return [*output.since(after), final_event(turn, output.length)]
 
 
 def _start_fields(turn: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""What an answer measured as it streamed: when its first and last text
-arrived, the wait before each piece (its timeline), and for a cancel how long
+"""What an answer measured as it streamed: when its first output of any
+kind (reasoning, a tool call, text) and its first answer text arrived, when
+its last output did, the wait before each piece (its timeline), and for a cancel how long
 the upstream took to close and how much text still came."""
 
 import time
@@ -12,7 +13,9 @@ MAX_TIMELINE_PIECES = 16384
 class Figures:
     __slots__ = (
         "received_at",
+        "heard_from_model",
         "first_token_at",
+        "first_answer_at",
         "last_token_at",
         "gaps",
         "cancelled_at",
@@ -22,7 +25,9 @@ class Figures:
 
     def __init__(self, received_at: float) -> None:
         self.received_at = received_at  # time.monotonic() when the request arrived
-        self.first_token_at: float | None = None
+        self.heard_from_model = False  # this call has sent something, output or not
+        self.first_token_at: float | None = None  # the first output of any kind
+        self.first_answer_at: float | None = None  # the first of the answer's text
         self.last_token_at: float | None = None
         self.gaps = array("H")  # ms waited for each piece of text: the turn's timeline
         self.cancelled_at: float | None = None
@@ -41,6 +46,9 @@ class Figures:
 
     def ttft_ms(self) -> int | None:
         return _ms(self.first_token_at - self.received_at) if self.first_token_at is not None else None
+
+    def ttft_answer_ms(self) -> int | None:
+        return _ms(self.first_answer_at - self.received_at) if self.first_answer_at is not None else None
 
     def duration_ms(self, ended_at: float) -> int:
         return _ms(ended_at - self.received_at)

@@ -1,8 +1,9 @@
-"""The answer's text and everyone reading it.
+"""The answer's output and everyone reading it.
 
-The generation task appends text; each reader (the request that started the
-answer, a resume, a second tab, the Redis journal's publisher) follows from
-its own place and gets everything produced since its last event in one delta.
+The generation task appends output; each reader (the request that started
+the answer, a resume, a second tab, the Redis journal's publisher) follows
+from its own place and gets everything produced since its last event in one
+event of each kind (one delta, say, or some reasoning then a delta).
 A reader that falls behind makes the task wait: past MAX_BACKLOG_CHARS of
 text not yet taken, the task stops reading the upstream, so TCP pushes back
 on the model server and a stalled client cannot make the process buffer
@@ -12,8 +13,9 @@ without bound.
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 
-from .events import DELTA, HEARTBEAT, Event
-from .text import AnswerText
+from ..providers.kinds import TEXT
+from .events import HEARTBEAT, Event
+from .output import Output
 from .watchdog import Watchdog
 
 # Text the model produced that no reader has taken yet, before the task waits.
@@ -21,10 +23,10 @@ MAX_BACKLOG_CHARS = 256 * 1024
 
 
 class Readers:
-    __slots__ = ("text", "followers", "_start", "_on_attach", "_final", "_delivered", "_waiting", "_producer_waiter")
+    __slots__ = ("output", "followers", "_start", "_on_attach", "_final", "_delivered", "_waiting", "_producer_waiter")
 
     def __init__(self, *, start: Event, on_attach: Callable[[], None]) -> None:
-        self.text = AnswerText()
+        self.output = Output()
         self.followers = 0  # readers that keep the answer alive
         self._start = start
         self._on_attach = on_attach  # a reader came (or came back)
@@ -36,7 +38,7 @@ class Readers:
     @property
     def length(self) -> int:
         """Characters produced so far: the event ids."""
-        return self.text.length
+        return self.output.length
 
     @property
     def ended(self) -> bool:
@@ -49,8 +51,8 @@ class Readers:
 
     # --- the producer's side ----------------------------------------------------
 
-    def append(self, text: str) -> None:
-        self.text.append(text)
+    def append(self, text: str, kind: str = TEXT) -> None:
+        self.output.append(text, kind)
         self.wake()
 
     def behind(self) -> bool:
@@ -88,8 +90,8 @@ class Readers:
     async def follow(
         self, heartbeat: float | None, after: int = 0, *, reader: bool = True
     ) -> AsyncGenerator[Event, None]:
-        """`start` (for a reader from the beginning), then deltas that carry
-        everything produced since the last one (or since character `after`,
+        """`start` (for a reader from the beginning), then output events that
+        carry everything produced since the last ones (or since character `after`,
         for a reader resuming), heartbeats after `heartbeat` seconds of
         silence (none if None), and `done` or `error` once saved. A follower
         that is not a client's `reader` (the Redis journal's publisher) does
@@ -110,13 +112,14 @@ class Readers:
         try:
             while True:
                 if sent < self.length:
-                    text = self.text.since(sent)
+                    segments = self.output.since(sent)
                     sent = self.length
                     self._delivered = max(self._delivered, sent)
                     self._wake_producer()
                     if quiet is not None:
                         quiet.touch()
-                    yield DELTA, text, sent
+                    for segment in segments:
+                        yield segment
                 elif self._final is not None:
                     yield self._final
                     return

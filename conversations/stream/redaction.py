@@ -11,6 +11,8 @@ same however the upstream split the text (tests/test_redaction.py).
 
 import regex
 
+from ..providers.kinds import TOOL_CALL, Piece
+
 PATTERN = regex.compile(
     r"(?P<email>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
     r"|(?P<card>(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-]))"
@@ -72,3 +74,28 @@ class Redactor:
 def redact(text: str) -> str:
     """The whole text at once: what the streaming filter must equal."""
     return Redactor()._release(text, final=True)
+
+
+class OutputRedactor:
+    """A Redactor for each kind of text in an answer (text, reasoning,
+    refusal). When the kind changes, what the last kind held goes out first,
+    so the output keeps its order. Tool calls pass as they are: masking
+    inside their JSON arguments would break them."""
+
+    def __init__(self) -> None:
+        self._redactors: dict[str, Redactor] = {}
+        self._last: str | None = None
+
+    def feed(self, kind: str, text: str) -> list[Piece]:
+        out = self.finish() if self._last not in (None, kind) or kind == TOOL_CALL else []
+        if kind == TOOL_CALL:
+            return [*out, (kind, text)]
+        self._last = kind
+        masked = self._redactors.setdefault(kind, Redactor()).feed(text)
+        return [*out, (kind, masked)] if masked else out
+
+    def finish(self) -> list[Piece]:
+        """What the last kind held back (at a change of kind, and at the end)."""
+        last, self._last = self._last, None
+        held = self._redactors[last].finish() if last is not None else ""
+        return [(last, held)] if last is not None and held else []

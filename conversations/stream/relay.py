@@ -22,19 +22,19 @@ from contextlib import aclosing
 from ..conf import conf
 from ..exceptions import ServerShutdown, UpstreamError, UpstreamTimeout
 from ..ops import telemetry
-from ..providers import Completion, Provider
+from ..providers import TEXT, Completion, Piece, Provider
 from ..providers.base import estimate_tokens
 from . import background, registry, retries, shutdown
 from .answer import Answer, PreparedTurn
 from .events import FinishReason, final_event, start_event
 from .figures import Figures
 from .readers import Readers
-from .redaction import Redactor
+from .redaction import OutputRedactor
 from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
-SaveAnswer = Callable[[Answer], Awaitable[object]]
+SaveAnswer = Callable[[Answer], Awaitable[Answer]]  # the answer as saved (with its cost)
 
 
 class AnswerRelay:
@@ -60,7 +60,7 @@ class AnswerRelay:
         self._save_answer = save
         # CHATSTREAM_REDACT: masks e-mail addresses, phone and card numbers as
         # they stream; the turn is saved with the same text the client saw.
-        self._redactor = Redactor() if conf.CHATSTREAM_REDACT else None
+        self._redactor = OutputRedactor() if conf.CHATSTREAM_REDACT else None
         self._running = False  # the task has taken its first step
         self._stop_requested = False  # the first reason given is the one saved
         self._saving = False
@@ -192,12 +192,15 @@ class AnswerRelay:
             self.finish_reason, self.error = FinishReason.ERROR, UpstreamError(f"Internal error: {exc!r}")
         else:
             self.finish_reason = self.completion.finish_reason or FinishReason.STOP
-        if self._redactor is not None and (held := self._redactor.finish()):
-            self.readers.text.append(held)  # what it held back, however the stream ended
+        # What was held back (an unfinished tag, a tool call whose arguments
+        # never closed, a tail that might have been masked), however it ended.
+        self._relay_pieces(self.completion.rest())
+        if self._redactor is not None:
+            self._relay_pieces(self._redactor.finish(), redacted=True)
         self._saving = True
         answer = self._answer()
         try:
-            await asyncio.shield(self._save(answer))
+            answer = await asyncio.shield(self._save(answer))
         finally:
             registry.remove(self)
             self.readers.end(final_event(answer, self.length))
@@ -208,18 +211,21 @@ class AnswerRelay:
         models = [self.provider.model, *conf.LLM_FALLBACK_MODELS]
         for index, model in enumerate(models):
             try:
-                async for attempt in retries.retrying(before_text=lambda: self.figures.first_token_at is None):
+                # Once any output has reached a reader, a second call would
+                # write different output after it: no retry, no fallback.
+                async for attempt in retries.retrying(before_text=lambda: self.readers.length == 0):
                     with attempt:
                         await self._try_model(model)
                 return
             except UpstreamError:
-                if self.figures.first_token_at is not None or index == len(models) - 1:
+                if self.readers.length or index == len(models) - 1:
                     raise
                 logger.warning("falling back trace_id=%s from=%s to=%s", self.trace_id, model, models[index + 1])
 
     async def _try_model(self, model: str) -> None:
         self.completion = Completion(model=model)
         self.figures.upstream_closed_at = None
+        self.figures.heard_from_model = False
         try:
             await self._relay_tokens()
         except UpstreamError as exc:
@@ -237,7 +243,7 @@ class AnswerRelay:
                 finally:
                     silence.cancel()
         except TimeoutError as exc:
-            if self.figures.first_token_at is None:
+            if not self.figures.heard_from_model:
                 raise UpstreamTimeout(f"No first token within {conf.LLM_FIRST_TOKEN_TIMEOUT:g} s.") from exc
             raise UpstreamTimeout(f"The model was silent for more than {conf.LLM_IDLE_TIMEOUT:g} s.") from exc
         finally:
@@ -245,58 +251,73 @@ class AnswerRelay:
             # when the upstream learned of it.
             self.figures.upstream_closed_at = time.monotonic()
 
-    async def _take_tokens(self, stream: AsyncIterator[str], silence: Watchdog) -> None:
+    async def _take_tokens(self, stream: AsyncIterator[list[Piece]], silence: Watchdog) -> None:
         figures, readers = self.figures, self.readers
-        async for text in stream:
-            now = time.monotonic()
-            if figures.first_token_at is None:
-                figures.first_token_at = now
+        async for pieces in stream:
+            # Anything the model sends (reasoning, part of a tool call, even
+            # a role chunk) shows it is alive: the first-token wait is over.
+            if not figures.heard_from_model:
+                figures.heard_from_model = True
                 silence.restart(conf.LLM_IDLE_TIMEOUT)
-                telemetry.first_token(self, now - figures.received_at)
-            figures.arrived(now)
-            if "\x00" in text:  # a text column cannot hold NUL (PostgreSQL); client and turn get the same
-                text = text.replace("\x00", "\ufffd")
             silence.touch()
-            if self._redactor is not None:
-                text = self._redactor.feed(text)
-            if text:
-                readers.append(text)
+            if pieces:
+                self._relay_pieces(pieces)
             if readers.behind():
                 await readers.wait_for_reader()
                 silence.touch()
+
+    def _relay_pieces(self, pieces: list[Piece], *, redacted: bool = False) -> None:
+        figures, readers = self.figures, self.readers
+        for kind, text in pieces:
+            if "\x00" in text:  # a text column cannot hold NUL (PostgreSQL); client and turn get the same
+                text = text.replace("\x00", "\ufffd")
+            for kind_out, out in (
+                self._redactor.feed(kind, text) if self._redactor is not None and not redacted else ((kind, text),)
+            ):
+                if not out:
+                    continue
+                now = time.monotonic()
+                if figures.first_token_at is None:
+                    figures.first_token_at = now
+                    telemetry.first_token(self, now - figures.received_at)
+                if kind_out == TEXT and figures.first_answer_at is None:
+                    figures.first_answer_at = now
+                figures.arrived(now)
+                readers.append(out, kind_out)
 
     def _model_silent(self, deadline: asyncio.Timeout) -> None:
         # Waiting on our own reader is not the model's silence.
         if not self.readers.producer_waiting:
             deadline.reschedule(self._loop.time())  # expires now: TimeoutError in _relay_tokens
 
-    async def _save(self, answer: Answer) -> None:
+    async def _save(self, answer: Answer) -> Answer:
         saved = True
         try:
-            await self._save_answer(answer)
+            answer = await self._save_answer(answer)
         except Exception:
             logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.turn_id)
             saved = False
         tokens = self.completion.tokens_out or self.completion.deltas
         telemetry.stream_ended(self, answer, self.figures.time_per_output_token(tokens), saved)
+        return answer
 
     def _answer(self) -> Answer:
         completion, figures, error = self.completion, self.figures, self.error
+        parts = self.readers.output.parts()
         return Answer(
-            content=str(self.readers.text),
-            finish_reason=self.finish_reason,
+            content=parts.content,
+            reasoning=parts.reasoning,
+            refusal=parts.refusal,
+            tool_calls=parts.tool_calls,
+            output_runs=parts.output_runs,
+            finish_reason=self._finish_reason(parts.tool_calls),
             model=completion.model,
             provider=self.provider.name,
             trace_id=self.trace_id,
             ttft_ms=figures.ttft_ms(),
+            ttft_answer_ms=figures.ttft_answer_ms(),
             duration_ms=figures.duration_ms(time.monotonic()),
-            tokens_out=completion.tokens_out if completion.tokens_out is not None else completion.deltas,
-            tokens_in=(
-                completion.tokens_in
-                if completion.tokens_in is not None
-                else sum(estimate_tokens(m["content"]) for m in self.prepared.messages)
-            ),
-            tokens_estimated=completion.tokens_out is None or completion.tokens_in is None,
+            **self._usage(),
             malformed_chunks=completion.malformed_chunks,
             cancel_latency_ms=figures.cancel_latency_ms(),
             tokens_after_cancel=figures.tokens_after_cancel(completion.deltas),
@@ -305,3 +326,34 @@ class AnswerRelay:
             attempts=self.attempts,
             token_gaps=figures.gaps.tobytes(),
         )
+
+    def _finish_reason(self, tool_calls: list) -> str:
+        # Some servers (Ollama) end a tool-calling answer with `stop`.
+        if self.finish_reason == FinishReason.STOP and tool_calls:
+            return FinishReason.TOOL_CALLS
+        return self.finish_reason
+
+    def _usage(self) -> dict:
+        """The counts and where they came from: `reported` by the server,
+        `estimated` when the stream ended before its usage chunk (cancel,
+        disconnect, error: the server may still bill what it produced), or
+        `none` when no call was ever accepted."""
+        completion = self.completion
+        if completion.usage_reported:
+            source = "reported"
+        elif completion.responded or self.readers.length:
+            source = "estimated"
+        else:
+            return {"tokens_in": None, "tokens_out": None, "tokens_estimated": False, "usage_source": "none"}
+        tokens_in = completion.tokens_in
+        if tokens_in is None:
+            tokens_in = sum(estimate_tokens(m["content"]) for m in self.prepared.messages)
+        tokens_out = completion.tokens_out if completion.tokens_out is not None else completion.deltas
+        return {
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "tokens_cached": completion.tokens_cached,
+            "tokens_reasoning": completion.tokens_reasoning,
+            "tokens_estimated": completion.tokens_out is None or completion.tokens_in is None,
+            "usage_source": source,
+        }

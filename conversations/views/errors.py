@@ -20,8 +20,8 @@ from ..storage.threads import run_db
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-def error_response(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+def error_response(status: int, code: str, message: str, **details: object) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, **details}}, status=status)
 
 
 def not_found(what: str = "conversation") -> ApiError:
@@ -80,7 +80,7 @@ def api_view(*methods: str) -> Callable:
                 _refuse_large_body(request)
                 return await view(request, user, *args, **kwargs)
             except ApiError as exc:
-                response = error_response(exc.status, exc.code, exc.message)
+                response = error_response(exc.status, exc.code, exc.message, **exc.details)
                 for name, value in exc.headers.items():
                     response[name] = value
                 return response

@@ -12,7 +12,7 @@ from .. import sse
 from ..conf import conf
 from ..live import LiveAnswer
 from ..models import Turn
-from ..stream.events import DELTA, HEARTBEAT, Event, saved_events
+from ..stream.events import DELTA, HEARTBEAT, OUTPUT_EVENTS, Event, saved_events
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -39,6 +39,8 @@ def _encode(event: Event, wire: sse.WireFormat) -> bytes:
         return wire.delta(data, event_id)
     if kind == HEARTBEAT:
         return wire.heartbeat
+    if kind in OUTPUT_EVENTS:
+        return wire.output(kind, data, event_id)
     return wire.event(kind, data, event_id)
 
 
@@ -88,7 +90,7 @@ def answer_response(request: HttpRequest, answer: LiveAnswer | Turn, after: int 
     """An answer's events after character `after`, as the client asked for them."""
     wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
     if isinstance(answer, Turn):
-        events = saved_events(answer, min(after, len(answer.content)))
+        events = saved_events(answer, after)
         response = StreamingHttpResponse(_saved_body(events, wire), content_type=wire.content_type)
     else:
         body = _live_body(answer, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire, after)
