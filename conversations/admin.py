@@ -1,19 +1,22 @@
+import json
+from datetime import UTC, datetime
+
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from . import api_keys
+from . import api_keys, budgets, pricing
 from .memory.tasks import enqueue_update
-from .models import ApiKey, Conversation, ConversationMemory, Turn
+from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Turn
 from .ops.dashboard import dashboard_data, timeline_svg
 
 # The project's user model names its own login field (username, email...).
 OWNER_LOGIN = f"owner__{get_user_model().USERNAME_FIELD}"
 
-TURN_METRICS = ("ttft_ms", "duration_ms", "tokens_in", "tokens_out", "tokens_estimated", "cancel_latency_ms")
+TURN_METRICS = ("ttft_ms", "ttft_answer_ms", "duration_ms", "tokens_in", "tokens_out", "usage_source", "cost")
 
 
 class TurnInline(admin.TabularInline):
@@ -96,7 +99,7 @@ def _enqueue_updates(model_admin: admin.ModelAdmin, request, conversation_ids) -
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "owner", "turn_count", "memory_status", "created_at", "updated_at")
+    list_display = ("__str__", "owner", "turn_count", "spend", "memory_status", "created_at", "updated_at")
     list_filter = ("turns__finish_reason", "turns__model", "created_at")
     search_fields = ("title", OWNER_LOGIN, "turns__content")
     readonly_fields = ("id", "owner", "created_at", "updated_at")
@@ -106,7 +109,11 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("owner", "memory")
-        return queryset.annotate(turn_total=Count("turns"))
+        return queryset.annotate(turn_total=Count("turns"), cost_total=Sum("turns__cost"))
+
+    @admin.display(description="spend", ordering="cost_total")
+    def spend(self, obj: Conversation):
+        return obj.cost_total  # type: ignore[attr-defined]  # annotated in get_queryset
 
     @admin.display(description="memory", ordering="memory__status")
     def memory_status(self, obj: Conversation) -> str:
@@ -129,12 +136,12 @@ class ConversationAdmin(admin.ModelAdmin):
 @admin.register(Turn)
 class TurnAdmin(admin.ModelAdmin):
     list_display = ("__str__", "role", "status", "finish_reason", "model", *TURN_METRICS, "created_at")
-    list_filter = ("role", "status", "finish_reason", "model", "provider", "created_at")
-    search_fields = ("content", "trace_id", f"conversation__{OWNER_LOGIN}")
+    list_filter = ("role", "status", "finish_reason", "model", "provider", "usage_source", "created_at")
+    search_fields = ("content", "reasoning", "trace_id", f"conversation__{OWNER_LOGIN}")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
-    exclude = ("token_gaps",)
-    readonly_fields = ("timeline",)
+    exclude = ("token_gaps", "tool_calls", "output_runs")
+    readonly_fields = ("tool_call_list", "timeline")
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -152,11 +159,69 @@ class TurnAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "title": "Streams", **dashboard_data()}
         return TemplateResponse(request, "admin/conversations/dashboard.html", context)
 
+    @admin.display(description="Tool calls")
+    def tool_call_list(self, turn: Turn) -> str:
+        """Each call the model asked for: its name and its arguments, laid out."""
+        if not turn.tool_calls:
+            return "—"
+        return format_html_join(
+            "",
+            '<div class="tool-call"><code>{}</code> <small>{}</small><pre>{}</pre></div>',
+            map(_call_row, turn.tool_calls),
+        )
+
     @admin.display(description="Token timeline")
     def timeline(self, turn: Turn) -> str:
         """Each piece of text at its arrival, as tall as the wait for it: a
         slow start, a steady stream or a stall at a glance."""
         return timeline_svg(turn.token_gaps)
+
+
+def _call_row(call: dict) -> tuple[str, str, str]:
+    try:
+        arguments = json.dumps(json.loads(call.get("arguments", "")), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        arguments = call.get("arguments", "")  # as the model wrote it, broken or not
+    return call.get("name", ""), call.get("id", ""), arguments
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """Prices per million tokens, over LLM_PRICES; a save applies to the
+    answers this process saves next (others within 30 s)."""
+
+    list_display = ("model", "input", "cached_input", "output", "updated_at")
+    search_fields = ("model",)
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        pricing.forget_prices()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        pricing.forget_prices()
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    """A user's own budget (over CHATSTREAM_DAILY_BUDGET / _MONTHLY_BUDGET) or
+    an API key's."""
+
+    list_display = ("__str__", "user", "api_key", "period", "max_spend", "max_tokens", "spent_now")
+    list_filter = ("period",)
+    search_fields = (f"user__{get_user_model().USERNAME_FIELD}", "api_key__prefix", "api_key__name")
+    raw_id_fields = ("user", "api_key")
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        budgets.forget_rows()
+
+    @admin.display(description="spent this period")
+    def spent_now(self, budget: Budget) -> str:
+        start, _ = budgets.period_bounds(budget.period, datetime.now(UTC))
+        key = budget.api_key_id
+        spend, tokens = budgets.spent(user_id=None if key else budget.user_id, api_key_id=key, since=start)
+        return f"{spend:.4f} · {tokens} tokens"
 
 
 @admin.register(ApiKey)

@@ -1,5 +1,8 @@
 """Staff review conversations in the admin."""
 
+import dataclasses
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -120,3 +123,78 @@ def test_memory_is_shown_and_can_be_updated_now(staff_client, conversation):
     jobs_page = staff_client.get(reverse("admin:django_tasks_database_dbtaskresult_changelist"))
     assert jobs_page.status_code == 200
     assert staff_client.get(reverse("admin:conversations_conversationmemory_changelist")).status_code == 200
+
+
+@pytest.fixture
+def thinking_turn(db, settings) -> Turn:
+    """An answer with reasoning, a tool call and a cost, saved as the relay saves it."""
+    from conversations import pricing
+
+    settings.LLM_PRICES = {"m-2": {"input": 1, "output": 4}}
+    pricing.forget_prices()
+    owner = get_user_model().objects.create_user("frank")
+    key, _ = api_keys.create_api_key(user=owner, name="ci")
+    prepared = services.start_turn(
+        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="Weather?"
+    )
+    prepared = dataclasses.replace(prepared, api_key_id=key.pk)
+    call = {"id": "call_9", "name": "get_weather", "arguments": '{"city": "<Oslo>"}'}
+    services.record_answer(
+        prepared=prepared,
+        answer=services.Answer(
+            content="",
+            reasoning="I need <the> weather first.",
+            tool_calls=[call],
+            output_runs=[["reasoning", 27], ["tool_call", 60]],
+            finish_reason="tool_calls",
+            model="m-2",
+            provider="openai",
+            trace_id="trace-2",
+            ttft_ms=40,
+            ttft_answer_ms=None,
+            duration_ms=900,
+            tokens_in=1000,
+            tokens_out=250,
+            tokens_estimated=False,
+            usage_source="reported",
+        ),
+    )
+    pricing.forget_prices()
+    return Turn.objects.get(role="assistant", trace_id="trace-2")
+
+
+def test_a_turn_shows_its_reasoning_tool_calls_and_cost(staff_client, thinking_turn):
+    assert thinking_turn.cost == Decimal("0.002")  # 1000 x 1 + 250 x 4, per million
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[thinking_turn.pk])).content.decode()
+    assert "I need &lt;the&gt; weather first." in page
+    assert "get_weather" in page and "&quot;city&quot;: &quot;&lt;Oslo&gt;&quot;" in page  # laid out, escaped
+    listing = staff_client.get(reverse("admin:conversations_turn_changelist"), {"usage_source": "reported"})
+    assert listing.context["cl"].result_count == 1 and "column-cost" in listing.text
+    conversations = staff_client.get(reverse("admin:conversations_conversation_changelist"))
+    assert "column-spend" in conversations.text and "0.0020000000" in conversations.text
+
+
+def test_the_dashboard_shows_spend_by_day_model_user_and_key(staff_client, thinking_turn):
+    page = staff_client.get(reverse("admin:conversations_turn_dashboard"))
+    tables = {table["title"]: table["rows"] for table in page.context["spend"]}
+    assert [row["label"] for row in tables["Model"]] == ["m-2"] and tables["Model"][0]["spend"] == Decimal("0.002")
+    assert [row["label"] for row in tables["User"]] == ["frank"]
+    assert [row["label"] for row in tables["API key"]] == [thinking_turn.api_key.prefix]
+    assert "Time to first answer token" in page.content.decode()
+
+
+def test_prices_and_budgets_are_edited_in_the_admin(staff_client, thinking_turn):
+    from conversations import pricing
+
+    added = staff_client.post(
+        reverse("admin:conversations_modelprice_add"), {"model": "m-2", "input": "3", "cached_input": "", "output": "6"}
+    )
+    assert added.status_code == 302 and pricing.prices()["m-2"].output == Decimal(6)
+    owner = thinking_turn.conversation.owner
+    budget_url = reverse("admin:conversations_budget_add")
+    both = staff_client.post(budget_url, {"user": owner.pk, "api_key": thinking_turn.api_key_id, "period": "day"})
+    assert both.status_code == 200  # a budget is a user's or a key's, not both
+    made = staff_client.post(budget_url, {"user": owner.pk, "period": "month", "max_spend": "1"})
+    assert made.status_code == 302
+    listing = staff_client.get(reverse("admin:conversations_budget_changelist")).content.decode()
+    assert "0.0020 · 1250 tokens" in listing

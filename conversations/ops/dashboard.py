@@ -1,8 +1,10 @@
 """The admin's stream dashboard and a turn's token timeline, drawn as plain
 SVG on the server (no script, nothing to vendor).
 
-    the dashboard      time to first token (p50, p95) and tokens per second
-                       by day and model, and finish reasons, over DAYS days
+    the dashboard      time to first output and to the first answer token
+                       (p50, p95) and tokens per second by day and model,
+                       finish reasons, and spend by day, model, user and
+                       API key, over DAYS days
     a turn's page      its tokens' arrival: one bar per gap, tall and red
                        where the stream stalled
 """
@@ -13,6 +15,8 @@ from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -88,19 +92,26 @@ def dashboard_data(now: datetime.datetime | None = None) -> dict:
     rows = (
         Turn.objects.filter(role=Turn.Role.ASSISTANT, created_at__date__gte=first_day)
         .annotate(day=TruncDate("created_at"))
-        .values_list("day", "model", "finish_reason", "ttft_ms", "duration_ms", "tokens_out")
+        .values_list("day", "model", "finish_reason", "ttft_ms", "ttft_answer_ms", "duration_ms", "tokens_out")
     )
     ttft: defaultdict[tuple, list[float]] = defaultdict(list)
+    ttft_answer: defaultdict[tuple, list[float]] = defaultdict(list)
     speed: defaultdict[tuple, list[float]] = defaultdict(list)
     reasons: Counter[str] = Counter()
-    for day, model, finish_reason, ttft_ms, duration_ms, tokens_out in rows:
+    for day, model, finish_reason, ttft_ms, ttft_answer_ms, duration_ms, tokens_out in rows:
         reasons[finish_reason or "—"] += 1
+        if ttft_answer_ms is not None:
+            ttft_answer[(model, day)].append(ttft_answer_ms)
         if ttft_ms is not None:
             ttft[(model, day)].append(ttft_ms)
             if duration_ms and tokens_out and duration_ms > ttft_ms:
                 speed[(model, day)].append(tokens_out / ((duration_ms - ttft_ms) / 1000))
     charts = []
-    for title, unit, samples in (("Time to first token", "ms", ttft), ("Tokens per second", "tokens/s", speed)):
+    for title, unit, samples in (
+        ("Time to first output", "ms", ttft),
+        ("Time to first answer token", "ms", ttft_answer),
+        ("Tokens per second", "tokens/s", speed),
+    ):
         series: defaultdict[str, dict] = defaultdict(dict)
         for (model, day), values in samples.items():
             for share in (0.5, 0.95):
@@ -114,11 +125,36 @@ def dashboard_data(now: datetime.datetime | None = None) -> dict:
     return {
         "charts": charts,
         "finish_reasons": finish,
+        "spend": spend_tables(first_day),
         "answers": total,
         "days": DAYS,
         "width": WIDTH,
         "height": HEIGHT,
     }
+
+
+SPEND_ROWS = 20  # the biggest spenders shown per table
+
+
+def spend_tables(first_day: datetime.date) -> list[dict]:
+    """Spend and tokens since `first_day`, by day, model, user and API key."""
+    answers = Turn.objects.filter(role=Turn.Role.ASSISTANT, created_at__date__gte=first_day)
+    login = f"conversation__owner__{get_user_model().USERNAME_FIELD}"
+    groups = (
+        ("Day", answers.annotate(day=TruncDate("created_at")), "day", "-day"),
+        ("Model", answers, "model", "-spend"),
+        ("User", answers, login, "-spend"),
+        ("API key", answers.filter(api_key__isnull=False), "api_key__prefix", "-spend"),
+    )
+    tables = []
+    for title, queryset, field, order in groups:
+        rows = (
+            queryset.values(field)
+            .annotate(spend=Sum("cost"), answers=Count("id"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"))
+            .order_by(order)[:SPEND_ROWS]
+        )
+        tables.append({"title": title, "rows": [{**row, "label": row[field] or "—"} for row in rows]})
+    return tables
 
 
 # --- a turn's timeline ---------------------------------------------------------------

@@ -28,9 +28,16 @@ from ..conf import conf
 # few seconds, tokens tens of ms apart, and whole answers take up to minutes.
 TTFT = Histogram(
     "chatstream_time_to_first_token_seconds",
-    "From the request to the model's first token",
+    "From the request to the model's first output of any kind (reasoning, a tool call, text)",
     ["model"],
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
+)
+# A reasoning model thinks for seconds to minutes before its answer starts.
+TTFT_ANSWER = Histogram(
+    "chatstream_time_to_first_answer_token_seconds",
+    "From the request to the answer's first text",
+    ["model"],
+    buckets=(0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
 )
 TPOT = Histogram(
     "chatstream_time_per_output_token_seconds",
@@ -47,7 +54,12 @@ DURATION = Histogram(
 OPEN_STREAMS = Gauge("chatstream_open_streams", "Answers being generated now", multiprocess_mode="livesum")
 FINISHED = Counter("chatstream_answers_total", "Answers saved, by finish reason", ["finish_reason"])
 UPSTREAM_ERRORS = Counter("chatstream_upstream_errors_total", "Failed model calls (each try counts), by kind", ["code"])
-TOKENS = Counter("chatstream_tokens_total", "Tokens in prompts and answers (estimated where not reported)", ["kind"])
+TOKENS = Counter(
+    "chatstream_tokens_total",
+    "Tokens by kind: in, out (estimated where not reported), and of those cached (in) and reasoning (out)",
+    ["kind"],
+)
+COST = Counter("chatstream_cost_total", "What answers cost, in the prices' currency", ["model"])
 
 
 def _registry() -> CollectorRegistry:

@@ -79,8 +79,14 @@ def stream_ended(relay: Stream, answer: Answer, tpot_s: float | None, saved: boo
     metrics.DURATION.labels(answer.model).observe(answer.duration_ms / 1000)
     if tpot_s is not None:
         metrics.TPOT.labels(answer.model).observe(tpot_s)
+    if answer.ttft_answer_ms is not None:
+        metrics.TTFT_ANSWER.labels(answer.model).observe(answer.ttft_answer_ms / 1000)
     metrics.TOKENS.labels("in").inc(answer.tokens_in or 0)
     metrics.TOKENS.labels("out").inc(answer.tokens_out or 0)
+    metrics.TOKENS.labels("cached").inc(answer.tokens_cached or 0)
+    metrics.TOKENS.labels("reasoning").inc(answer.tokens_reasoning or 0)
+    if answer.cost:
+        metrics.COST.labels(answer.model).inc(float(answer.cost))
     fields = {
         **_ids(relay),
         "event": "end",
@@ -89,11 +95,18 @@ def stream_ended(relay: Stream, answer: Answer, tpot_s: float | None, saved: boo
         "error_code": answer.error_code or None,
         "model": answer.model,
         "ttft_ms": answer.ttft_ms,
+        "ttft_answer_ms": answer.ttft_answer_ms,
         "tpot_ms": round(tpot_s * 1000, 2) if tpot_s is not None else None,
         "duration_ms": answer.duration_ms,
         "tokens_in": answer.tokens_in,
         "tokens_out": answer.tokens_out,
-        "tokens_estimated": answer.tokens_estimated,
+        "tokens_cached": answer.tokens_cached,
+        "tokens_reasoning": answer.tokens_reasoning,
+        "usage_source": answer.usage_source,
+        "cost": None if answer.cost is None else str(answer.cost),
+        "reasoning_chars": len(answer.reasoning),
+        "tool_calls": len(answer.tool_calls),
+        "refused": bool(answer.refusal),
         "attempts": len(answer.attempts),
     }
     if answer.finish_reason == "error":
