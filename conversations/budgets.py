@@ -61,7 +61,7 @@ def _setting(value: str) -> Decimal | None:
 
 
 def limits_for(user_id: int, api_key_id: int | None) -> list[Limit]:
-    defaults = {
+    defaults: dict[str, Decimal | None] = {
         Budget.Period.DAY: _setting(conf.CHATSTREAM_DAILY_BUDGET),
         Budget.Period.MONTH: _setting(conf.CHATSTREAM_MONTHLY_BUDGET),
     }

@@ -185,7 +185,7 @@ def reasoning_script(thoughts: list[str], answer: list[str], *, shape: str = "re
     names = fields.get(shape, ["reasoning_content", "reasoning"])
     return [
         ROLE,
-        *({name: thought for name in names} for thought in thoughts),
+        *(dict.fromkeys(names, thought) for thought in thoughts),
         *({"content": piece} for piece in answer),
     ]
 

@@ -15,6 +15,8 @@ const sendButton = document.querySelector("#send");
 const stopButton = document.querySelector("#stop");
 const itemTemplate = document.querySelector("#conversation-item");
 
+const clone = (id) => document.querySelector(id).content.firstElementChild.cloneNode(true);
+
 // Raw HTML in model output stays text (html: false); the result is still
 // sanitized, so nothing the model writes can run in this page.
 const md = markdownit({ html: false, linkify: true });
@@ -118,9 +120,88 @@ function metrics(answer) {
 
 const STOPPED = new Set(["cancelled", "client_disconnected"]);
 
+// --- what a model outputs besides its answer -------------------------------------
+// All of it is model text, so it goes in as textContent, never as HTML.
+
+// Thinking time from the server's figures: first output to first answer text.
+function serverThinkingSeconds(figures) {
+  const { ttft_ms: first, ttft_answer_ms: answer } = figures;
+  return first != null && answer != null ? (answer - first) / 1000 : null;
+}
+
+// The model's thinking, above its answer: open with a running clock while it
+// streams (`live`), folded once anything else arrives.
+class Thinking {
+  constructor(item, text = "") {
+    this.details = clone("#thinking");
+    this.summary = this.details.querySelector("summary");
+    this.words = document.createTextNode(text); // appendData: no re-render per piece
+    this.details.querySelector(".reasoning").append(this.words);
+    item.querySelector(".body").before(this.details);
+    this.live = false;
+  }
+
+  stream() {
+    this.live = true;
+    this.startedAt = performance.now();
+    this.details.open = true;
+    this.details.classList.add("live");
+    this.tick();
+    this.timer = setInterval(() => this.tick(), 1000);
+  }
+
+  tick() {
+    this.summary.textContent = `Thinking… ${Math.floor((performance.now() - this.startedAt) / 1000)} s`;
+  }
+
+  append(text) {
+    this.words.appendData(text);
+  }
+
+  label(seconds) {
+    this.summary.textContent = seconds == null ? "Thought" : `Thought for ${seconds.toFixed(1)} s`;
+  }
+
+  // Once only: a reader who has opened it again keeps it open.
+  fold() {
+    if (!this.live) return;
+    this.live = false;
+    clearInterval(this.timer);
+    this.details.open = false;
+    this.details.classList.remove("live");
+    this.label((performance.now() - this.startedAt) / 1000);
+  }
+}
+
+function showToolCall(item, call) {
+  const card = clone("#tool-call");
+  card.querySelector(".name").textContent = call.name;
+  card.querySelector(".arguments").textContent = prettyJSON(call.arguments);
+  item.querySelector(".meta").before(card);
+}
+
+// The arguments are what the model wrote: shown as written when not JSON.
+function prettyJSON(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+function showRefusal(item, text = "") {
+  const block = clone("#refusal");
+  block.querySelector(".text").textContent = text;
+  item.querySelector(".meta").before(block);
+  return block.querySelector(".text");
+}
+
 function showSavedAnswer(turn) {
   const item = addTurn("assistant");
+  if (turn.reasoning) new Thinking(item, turn.reasoning).label(serverThinkingSeconds(turn));
   renderMarkdown(item.querySelector(".body"), turn.content);
+  for (const call of turn.tool_calls ?? []) showToolCall(item, call);
+  if (turn.refusal) showRefusal(item, turn.refusal);
   const status = STOPPED.has(turn.finish_reason) ? "Stopped · " : turn.finish_reason === "length" ? "Cut at the length limit · " : "";
   item.querySelector(".meta").textContent = status + metrics(turn);
   if (turn.status === "failed") item.classList.add("failed");
@@ -156,12 +237,41 @@ class Answer {
     this.frame = 0;
     this.turnId = null;
     this.lastId = 0; // the id of the last event read: where a resume starts
+    this.thinking = null;
+    this.refusal = null; // the refusal's text, once one arrives
     this.item.classList.add("streaming");
   }
 
   append(text) {
+    this.thinking?.fold();
     this.text += text;
     this.frame ||= requestAnimationFrame(() => this.render());
+  }
+
+  think(text) {
+    if (!this.thinking) {
+      this.thinking = new Thinking(this.item);
+      this.thinking.stream();
+    }
+    this.thinking.append(text);
+  }
+
+  toolCall(call) {
+    this.thinking?.fold();
+    showToolCall(this.item, call);
+  }
+
+  refuse(text) {
+    this.thinking?.fold();
+    this.refusal ??= showRefusal(this.item);
+    this.refusal.textContent += text;
+  }
+
+  // The server measured the thinking from its first output, where this page
+  // may have joined late (a reload, a second tab): its figure is the one kept.
+  finished(figures) {
+    const seconds = serverThinkingSeconds(figures);
+    if (this.thinking && seconds != null) this.thinking.label(seconds);
   }
 
   render() {
@@ -170,6 +280,7 @@ class Answer {
   }
 
   end(status, { failed = false, retry = null } = {}) {
+    this.thinking?.fold();
     cancelAnimationFrame(this.frame);
     this.render();
     this.item.classList.remove("streaming");
@@ -216,6 +327,9 @@ async function readAnswer(response, answer) {
       if (event.id !== null) answer.lastId = event.id;
       if (event.type === "start") answer.turnId = event.data.turn_id;
       else if (event.type === "delta") answer.append(event.data.text);
+      else if (event.type === "reasoning") answer.think(event.data.text);
+      else if (event.type === "tool_call") answer.toolCall(event.data);
+      else if (event.type === "refusal") answer.refuse(event.data.text);
       else if (event.type === "done" || event.type === "error") return event;
     }
   }
@@ -291,7 +405,10 @@ async function streamInto(answer, open, retry) {
     if (final === null && answer.turnId) final = await resume(answer);
     if (final === null) answer.end("The connection was cut before the answer ended.", { failed: true, retry });
     else if (final.type === "error") answer.end(`Error: ${final.data.message}`, { failed: true, retry });
-    else answer.end((STOPPED.has(final.data.finish_reason) ? "Stopped · " : "") + metrics({ ...final.data, tokens_out: final.data.usage.tokens_out }));
+    else {
+      answer.end((STOPPED.has(final.data.finish_reason) ? "Stopped · " : "") + metrics({ ...final.data, tokens_out: final.data.usage.tokens_out }));
+      answer.finished(final.data);
+    }
   } catch (error) {
     if (error.name === "AbortError") answer.end("Stopped");
     else answer.end(`Error: ${error.message}`, { failed: true, retry });
