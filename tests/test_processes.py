@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 
 from conversations import api_keys
 from conversations.models import Turn
-from harness.fake_upstream import Behaviour
+from harness.fake_upstream import Behaviour, reasoning_script
 from harness.servers import PYTHON, Service, free_port
 
 from .helpers import (
@@ -132,6 +132,29 @@ def test_an_answer_started_on_a_resumes_on_b(on, upstream, request, dropped_afte
         assert sum(event["event"] == "delta" for event in events) > 1
     else:
         assert final["data"]["finish_reason"] == saved.finish_reason == "client_disconnected"
+
+
+@pytest.mark.parametrize("dropped_after", [2, 9])
+def test_a_resume_on_b_from_the_middle_of_the_reasoning_gives_exactly_the_rest(on, upstream, request, dropped_after):
+    thoughts = [f"thought {i}. " for i in range(40)]
+    upstream.behaviour = Behaviour(script=reasoning_script(thoughts, ["The ", "answer."]), pace=0.01)
+    conversation_id = on["a"].new_conversation()
+    before: list[dict] = []
+    with stream(on["a"], conversation_id) as response:
+        for event in sse_events(response):
+            before.append(event)
+            if sum(e["event"] == "reasoning" for e in before) == dropped_after:
+                break
+    turn_id, last_id = before[0]["data"]["turn_id"], before[-1]["id"]
+    after = read_events(on["b"].client.get(f"/api/turns/{turn_id}/events", headers={"Last-Event-ID": last_id}))
+    saved = saved_answer(conversation_id)
+    got = "".join(e["data"]["text"] for e in before + after if e["event"] in ("reasoning", "delta"))
+    assert got == saved.reasoning + saved.content and len(upstream.calls) == 1
+    kinds = [e["event"] for e in before + after if e["event"] in ("reasoning", "delta")]
+    assert kinds == sorted(kinds, key=lambda kind: kind == "delta")  # all reasoning, then the answer
+    assert int(after[-1]["id"]) == len(saved.reasoning) + len(saved.content)
+    if request.node.callspec.params["pair"] == "continue":
+        assert saved.reasoning == "".join(thoughts) and saved.content == "The answer."
 
 
 @pytest.mark.parametrize("attempt", range(5))
