@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from . import clients, relay, report, stacks, stalled, writes
+from . import clients, reasoning, relay, report, stacks, stalled, writes
 
 
 def main() -> None:
@@ -19,7 +19,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes: about a minute")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
     parser.add_argument(
-        "--only", choices=("clients", "relay", "stacks", "stalled", "writes"), help="run one of the benchmarks"
+        "--only",
+        choices=("clients", "relay", "stacks", "reasoning", "stalled", "writes"),
+        help="run one of the benchmarks",
     )
     parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 100; --quick 50)")
     parser.add_argument(
@@ -41,6 +43,10 @@ def main() -> None:
         print("\nrunning bench.stacks ...", file=sys.stderr, flush=True)
         results["stacks"] = stacks.run(quick=args.quick, pin=args.pin)
         stacks.print_results(results["stacks"])
+    if args.only in (None, "reasoning"):
+        print("\nrunning bench.reasoning ...", file=sys.stderr, flush=True)
+        results["reasoning"] = reasoning.run(quick=args.quick, pin=args.pin)
+        reasoning.print_results(results["reasoning"])
     if args.only in (None, "stalled"):
         # 10 MB answers: past what loopback's socket buffers hold, where the servers differ.
         print("\nrunning bench.stalled ...", file=sys.stderr, flush=True)

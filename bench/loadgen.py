@@ -26,8 +26,10 @@ from pathlib import Path
 
 # What marks a token event: the relay's `event: delta` (the plain Django
 # relay of bench/plain_relay.py sends the same events), or an OpenAI chunk
-# with content (the finish and usage chunks have none).
+# with content (the finish and usage chunks have none). A thinking model's
+# `event: reasoning` is output too (bench/reasoning.py).
 MARKERS = {"relay": b"event: delta", "plain": b"event: delta", "direct": b'"content"'}
+REASONING_MARKER = b"event: reasoning"
 READ_SIZE = 65536
 
 
@@ -123,7 +125,7 @@ def _data_json(event: bytes) -> dict:
 
 def _note_event(stream: Stream, event: bytes, now: float, marker: bytes, kind: str) -> None:
     relayed = kind in ("relay", "plain")  # both speak the relay's events
-    if marker in event:
+    if marker in event or (relayed and REASONING_MARKER in event):
         stream.arrivals.append(now)
         if not relayed:
             stream.tokens += 1  # one token per chunk from the fake upstream

@@ -137,7 +137,13 @@ class Rig:
         timing = {"first_token_delay": FIRST_TOKEN_DELAY, "pace": PACE}
         self.upstream = self._enter(
             fake_upstream.service(
-                procs.free_port(), log_dir=tmp, cpus=harness, tokens=self.size["tokens"], record_calls=True, **timing
+                procs.free_port(),
+                log_dir=tmp,
+                cpus=harness,
+                tokens=self.size["tokens"],
+                record_calls=True,
+                reasoning_tokens=self.size.get("reasoning_tokens", 0),  # bench/reasoning.py
+                **timing,
             )
         )
         self.short_upstream = self._enter(
