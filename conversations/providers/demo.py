@@ -83,7 +83,7 @@ class DemoProvider(Provider):
             pieces[:0] = [(REASONING, token) for token in split_tokens(compose_reasoning(question))]
             completion.tokens_reasoning = len(pieces) - len(split_tokens(compose_answer(question)))
         completion.tokens_in = sum(estimate_tokens(m["content"]) for m in messages)
-        completion.responded = completion.usage_reported = True
+        completion.responded = True
         await asyncio.sleep(self.first_token_delay)
         for index, piece in enumerate(pieces):
             if index:
@@ -91,6 +91,7 @@ class DemoProvider(Provider):
             completion.tokens_out = completion.deltas = index + 1
             yield [piece]
         completion.finish_reason = "stop"
+        completion.usage_reported = True  # as a server's usage chunk comes last
 
     @property
     def memory_model(self) -> str:
