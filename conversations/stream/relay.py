@@ -354,6 +354,6 @@ class AnswerRelay:
             "tokens_out": tokens_out,
             "tokens_cached": completion.tokens_cached,
             "tokens_reasoning": completion.tokens_reasoning,
-            "tokens_estimated": completion.tokens_out is None or completion.tokens_in is None,
+            "tokens_estimated": source == "estimated" or completion.tokens_out is None or completion.tokens_in is None,
             "usage_source": source,
         }
