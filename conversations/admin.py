@@ -140,8 +140,45 @@ class TurnAdmin(admin.ModelAdmin):
     search_fields = ("content", "reasoning", "trace_id", f"conversation__{OWNER_LOGIN}")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
-    exclude = ("token_gaps", "tool_calls", "output_runs")
     readonly_fields = ("tool_call_list", "timeline")
+    # A reviewer reads what was said first, then how it ended, what it cost, how it streamed.
+    fieldsets = [
+        (None, {"fields": ("conversation", "position", "role", "content", "reasoning", "refusal", "tool_call_list")}),
+        ("Outcome", {"fields": ("status", "finish_reason", "error_code", "error_detail", "attempts")}),
+        (
+            "Usage and cost",
+            {
+                "fields": (
+                    ("tokens_in", "tokens_cached"),
+                    ("tokens_out", "tokens_reasoning"),
+                    ("usage_source", "tokens_estimated"),
+                    "cost",
+                    "api_key",
+                )
+            },
+        ),
+        (
+            "Timing",
+            {
+                "fields": (
+                    ("ttft_ms", "ttft_answer_ms", "duration_ms"),
+                    ("cancel_latency_ms", "tokens_after_cancel"),
+                    "timeline",
+                )
+            },
+        ),
+        (
+            "Trace",
+            {
+                "fields": (
+                    ("model", "provider", "trace_id"),
+                    ("prompt_turns", "prompt_tokens", "malformed_chunks"),
+                    "idempotency_key",
+                    "created_at",
+                )
+            },
+        ),
+    ]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -153,7 +153,10 @@ def spend_tables(first_day: datetime.date) -> list[dict]:
             .annotate(spend=Sum("cost"), answers=Count("id"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"))
             .order_by(order)[:SPEND_ROWS]
         )
-        tables.append({"title": title, "rows": [{**row, "label": row[field] or "—"} for row in rows]})
+        heading = title if title.isupper() or " " in title else title.lower()
+        tables.append(
+            {"title": title, "heading": heading, "rows": [{**row, "label": row[field] or "—"} for row in rows]}
+        )
     return tables
 
 
