@@ -3,9 +3,9 @@ client comparison; the relay benchmark under each server (TTFT, gaps, cancel
 propagation, CPU, memory, concurrency ramp) against two baselines, the
 client reading the upstream directly and a plain Django relay; a stalled
 reader's cost under each server (10 MB answers); what the opt-in handler and
-middleware each save (bench.stacks); and the database writes per turn. Prints
-the tables and saves one JSON file under bench/results/. About 9 minutes;
---quick about 4."""
+middleware each save (bench.stacks); reasoning tokens against answer tokens
+(bench.reasoning); and the database writes per turn. Prints the tables and
+saves one JSON file under bench/results/. About 13 minutes; --quick about 5."""
 
 import argparse
 import sys
