@@ -184,6 +184,25 @@ def test_a_thinking_model_is_alive_past_the_first_token_timeout(alice, upstream,
     assert turn.ttft_answer_ms >= 900 > turn.ttft_ms
 
 
+def test_a_tool_call_streamed_slowly_keeps_the_model_alive(alice, upstream, settings):
+    settings.LLM_FIRST_TOKEN_TIMEOUT = 0.3
+    pieces = ['{"q": ', '"a', "b", "c", "d", "e", "f", "g", '"}']  # 9 x 0.1 s, nothing relayed until the end
+    script = [{"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "find", "arguments": ""}}]}]
+    script += [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in pieces]
+    upstream.behaviour = Behaviour(script=script, pace=0.1, finish_reason="tool_calls")
+    conversation_id, events, _ = post_and_read(alice)
+    turn = saved_answer(conversation_id)
+    assert len(upstream.calls) == 1 and turn.finish_reason == "tool_calls"
+    assert turn.tool_calls == [{"id": "c1", "name": "find", "arguments": '{"q": "abcdefg"}'}]
+
+
+def test_a_nul_in_a_tool_call_is_stored_on_every_database(alice, upstream):
+    script = [{"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": '{"q": "a\u0000b"}'}}]}]
+    upstream.behaviour = Behaviour(script=script, finish_reason="tool_calls")
+    conversation_id, events, _ = post_and_read(alice)
+    assert saved_answer(conversation_id).tool_calls[0]["arguments"] == '{"q": "a\ufffdb"}'
+
+
 def test_a_silent_model_still_times_out(alice, upstream, settings):
     settings.LLM_FIRST_TOKEN_TIMEOUT = 0.2
     settings.LLM_RETRIES = 0

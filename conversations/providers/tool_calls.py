@@ -25,6 +25,11 @@ def call_text(call_id: str, name: str, arguments: str) -> str:
     return orjson.dumps({"id": call_id, "name": name, "arguments": arguments}).decode()
 
 
+def _storable(text: str) -> str:
+    # PostgreSQL's jsonb cannot hold U+0000; the client and the turn get the same.
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 @dataclass
 class _Call:
     id: str
@@ -43,7 +48,7 @@ class _Call:
             return False
 
     def text(self) -> str:
-        return call_text(self.id, self.name, "".join(self.arguments))
+        return call_text(_storable(self.id), _storable(self.name), _storable("".join(self.arguments)))
 
 
 class ToolCalls:
