@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect, sync_playwright
 
 from conversations.models import Conversation, Turn
-from harness.fake_upstream import Behaviour
+from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script, refusal_script
 
 from .cut_proxy import CutProxy
 from .helpers import wait_for_answer
@@ -98,6 +98,68 @@ def test_an_answer_streams_in_as_markdown_and_stays_after_reload(page, upstream)
     expect(page.locator("#turns > li")).to_have_count(2)
     expect(answers(page).first.locator("pre code")).to_have_text("print('hi')\n")
     expect(page.locator("#conversations li.current .open")).to_have_text("Show me some code")
+
+
+def thought_seconds(summary) -> float:
+    label = summary.inner_text()
+    assert re.fullmatch(r"Thought for \d+\.\d s", label), label
+    return float(label.split()[2])
+
+
+def test_the_thinking_streams_live_then_folds_above_the_answer(page, upstream):
+    thoughts = [f"step {i}, " for i in range(15)]
+    upstream.behaviour = Behaviour(script=reasoning_script(thoughts, ["The answer ", "is **42**."]), pace=0.1)
+    send(page, "Think first")
+    answer = answers(page).first
+    thinking = answer.locator("details.thinking")
+    summary, reasoning = thinking.locator("summary"), thinking.locator(".reasoning")
+
+    expect(reasoning).to_contain_text("step 1,", timeout=5000)
+    expect(reasoning).to_be_visible()
+    expect(summary).to_have_text(re.compile(r"Thinking… \d+ s"))
+    seen = reasoning.inner_text()
+    expect(reasoning).not_to_have_text(seen)  # it grows while the model thinks
+    expect(answer.locator(".body")).to_have_text("")  # and no answer yet: ~1 s of thoughts still to come
+
+    expect(answer.locator(".body strong")).to_have_text("42", timeout=10_000)
+    expect(reasoning).to_be_hidden()  # folded away once the answer started
+    assert thinking.evaluate("details => details.open") is False
+    expect(answer.locator(".meta")).to_contain_text("tokens", timeout=10_000)
+    assert thought_seconds(summary) >= 1.0  # 15 thoughts, 0.1 s apart
+    summary.click()
+    expect(reasoning).to_have_text("".join(thoughts))
+
+    page.reload()
+    expect(page.locator("#app[data-ready=true]")).to_be_attached()
+    saved = answers(page).first
+    expect(saved.locator(".body")).to_have_text("The answer is 42.")
+    expect(saved.locator("details.thinking .reasoning")).to_be_hidden()
+    assert thought_seconds(saved.locator("details.thinking summary")) >= 1.0
+    expect(saved.locator("details.thinking .reasoning")).to_have_text("".join(thoughts))
+
+
+def test_tool_calls_show_as_cards_and_a_refusal_as_its_own_block(page, upstream):
+    script = reasoning_script(["Two tools ", "will do."], []) + parallel_tool_calls_script()[1:]
+    upstream.behaviour = Behaviour(script=script, finish_reason="tool_calls")
+    send(page, "Weather and time in Paris?")
+    expect(answers(page).first.locator(".meta")).to_contain_text("tokens", timeout=10_000)
+    upstream.behaviour = Behaviour(script=refusal_script(["I can't ", "help with that."]))
+    send(page, "Something I should not ask")
+    expect(answers(page).last.locator(".meta")).to_contain_text("tokens", timeout=10_000)
+
+    def shown_as_cards_and_a_block() -> None:
+        calls, refused = answers(page).first, answers(page).last
+        expect(calls.locator("details.thinking .reasoning")).to_be_hidden()  # a tool call folds it too
+        expect(calls.locator(".tool-call .name")).to_have_text(["get_weather", "get_time"])
+        expect(calls.locator(".tool-call pre")).to_have_text(['{\n  "city": "Paris"\n}', '{\n  "zone": "CET"\n}'])
+        expect(refused.locator(".refusal .label")).to_have_text("Refused")
+        expect(refused.locator(".refusal .text")).to_have_text("I can't help with that.")
+        expect(refused.locator(".body")).to_be_empty()  # not answer text
+
+    shown_as_cards_and_a_block()
+    page.reload()
+    expect(page.locator("#app[data-ready=true]")).to_be_attached()
+    shown_as_cards_and_a_block()
 
 
 def test_stop_keeps_the_partial_answer(page, upstream):

@@ -130,7 +130,8 @@ function serverThinkingSeconds(figures) {
 }
 
 // The model's thinking, above its answer: open with a running clock while it
-// streams (`live`), folded once anything else arrives.
+// streams (`live`), folded once anything else arrives. The clock starts at the
+// first thought, as the server's figures do (serverThinkingSeconds).
 class Thinking {
   constructor(item, text = "") {
     this.details = clone("#thinking");
@@ -141,17 +142,24 @@ class Thinking {
     this.live = false;
   }
 
-  stream() {
+  // `timed`: false when this page joined after the thinking began, so a
+  // clock of its own would be wrong; "Thinking…" then has no seconds.
+  stream({ timed }) {
     this.live = true;
-    this.startedAt = performance.now();
+    this.startedAt = timed ? performance.now() : null;
     this.details.open = true;
     this.details.classList.add("live");
     this.tick();
     this.timer = setInterval(() => this.tick(), 1000);
   }
 
+  seconds() {
+    return this.startedAt === null ? null : (performance.now() - this.startedAt) / 1000;
+  }
+
   tick() {
-    this.summary.textContent = `Thinking… ${Math.floor((performance.now() - this.startedAt) / 1000)} s`;
+    const seconds = this.seconds();
+    this.summary.textContent = seconds === null ? "Thinking…" : `Thinking… ${Math.floor(seconds)} s`;
   }
 
   append(text) {
@@ -169,7 +177,7 @@ class Thinking {
     clearInterval(this.timer);
     this.details.open = false;
     this.details.classList.remove("live");
-    this.label((performance.now() - this.startedAt) / 1000);
+    this.label(this.seconds());
   }
 }
 
@@ -237,6 +245,7 @@ class Answer {
     this.frame = 0;
     this.turnId = null;
     this.lastId = 0; // the id of the last event read: where a resume starts
+    this.joinedLate = false; // read from its first event by a page that opened while it was written
     this.thinking = null;
     this.refusal = null; // the refusal's text, once one arrives
     this.item.classList.add("streaming");
@@ -251,7 +260,7 @@ class Answer {
   think(text) {
     if (!this.thinking) {
       this.thinking = new Thinking(this.item);
-      this.thinking.stream();
+      this.thinking.stream({ timed: !this.joinedLate });
     }
     this.thinking.append(text);
   }
@@ -390,6 +399,7 @@ async function send(content) {
 async function follow(turnId) {
   const answer = new Answer();
   answer.turnId = turnId;
+  answer.joinedLate = true;
   await streamInto(answer, (signal) => answerEvents(turnId, 0, signal), null);
 }
 
