@@ -25,7 +25,7 @@ from ..exceptions import (
     UpstreamUnavailable,
 )
 from .base import Completion, Message, Provider
-from .kinds import REASONING, REFUSAL, TOOL_CALL, Piece
+from .kinds import REASONING, REFUSAL, TEXT, TOOL_CALL, Piece
 from .sse_parser import SSEParser
 
 # OpenAI's finish reasons mapped onto the turn's.
@@ -103,23 +103,28 @@ class ChunkReader:
     def pieces(self, events: list[tuple[bytes, bytes]]) -> list[Piece]:
         """The output of all events of one network read, in order, with
         consecutive pieces of one kind joined."""
+        if len(events) == 1:  # most reads: one event, nothing to join
+            return self._output(events[0][1])
         runs: list[tuple[str, list[str]]] = []
         for _, data in events:
-            if data == DONE:
-                continue
-            try:
-                output = self._read(orjson.loads(data))
-            except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError):
-                self.completion.malformed_chunks += 1  # skipped and counted; the stream goes on
-                continue
-            if output:
-                self.completion.deltas += 1
-            for kind, text in output:
+            for kind, text in self._output(data):
                 if runs and runs[-1][0] == kind and kind != TOOL_CALL:
                     runs[-1][1].append(text)
                 else:
                     runs.append((kind, [text]))
         return [(kind, texts[0] if len(texts) == 1 else "".join(texts)) for kind, texts in runs]
+
+    def _output(self, data: bytes) -> list[Piece]:
+        if data == DONE:
+            return []
+        try:
+            output = self._read(orjson.loads(data))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError):
+            self.completion.malformed_chunks += 1  # skipped and counted; the stream goes on
+            return []
+        if output:
+            self.completion.deltas += 1
+        return output
 
     def _read(self, chunk: dict) -> list[Piece]:
         completion = self.completion
@@ -136,11 +141,13 @@ class ChunkReader:
         delta = choice.get("delta")
         if not delta:
             return []
+        content = delta.get("content")
+        if len(delta) == 1 and content and completion.think.answering:
+            return [(TEXT, content)]  # the hot path: answer text alone
         output: list[Piece] = []
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
             output.append((REASONING, reasoning))
-        content = delta.get("content")
         if content:
             output += completion.think.feed(content)
         refusal = delta.get("refusal")

@@ -23,11 +23,12 @@ def _held_tail(text: str, tag: str) -> int:
 
 
 class ThinkSplitter:
-    __slots__ = ("_state", "_held")
+    __slots__ = ("_state", "_held", "answering")
 
     def __init__(self) -> None:
         self._state = "start"  # start (not known yet), thinking, answer_start, answer
         self._held = ""
+        self.answering = False  # past any reasoning: text is the answer's as it comes
 
     def feed(self, text: str) -> list[tuple[str, str]]:
         """The pieces of `text`, as reasoning or answer text."""
@@ -38,7 +39,7 @@ class ThinkSplitter:
             text = text.lstrip()
             if not text:
                 return []
-            self._state = "answer"
+            self._answer()
             return [(TEXT, text)]
         if self._state == "start":
             stripped = text.lstrip()
@@ -46,7 +47,7 @@ class ThinkSplitter:
                 self._held = text
                 return []
             if not stripped.startswith(OPEN):
-                self._state = "answer"
+                self._answer()
                 return [(TEXT, text)]
             self._state, text = "thinking", stripped[len(OPEN) :].lstrip("\n")
         return self._thinking(text)
@@ -67,11 +68,14 @@ class ThinkSplitter:
             body = body.rstrip()
             text, self._held = body, text[len(body) :]
             return [(REASONING, text)] if text else []
-        self._state = "answer"
         pieces = [(REASONING, text[:end].rstrip())] if text[:end].strip() else []
         answer = text[end + len(CLOSE) :].lstrip()
         if answer:
+            self._answer()
             pieces.append((TEXT, answer))
         else:
             self._state = "answer_start"  # the answer's leading blank lines may still come
         return pieces
+
+    def _answer(self) -> None:
+        self._state, self.answering = "answer", True
