@@ -178,9 +178,9 @@ class Process:
                     }
                     written = event_id
                     refreshed_at = await self._write_journal(turn, entry, refreshed_at)
-                    # Deltas go out live only while someone elsewhere reads; the
-                    # end always does (a Stop elsewhere waits for it). A reader
-                    # that missed some takes them from the journal.
+                    # Output goes out live only while someone elsewhere reads;
+                    # the end always does (a Stop elsewhere waits for it). A
+                    # reader that missed some takes them from the journal.
                     if kind not in OUTPUT_EVENTS or self._remote_readers[turn]:
                         await self.layer.group_send(keys.group(turn), {"type": "answer.event", "turn": turn, **entry})
         except Exception:
