@@ -1,11 +1,13 @@
 """System checks: a misconfiguration fails at start-up with a sentence that names the fix."""
 
+import os
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from .catalogue import CatalogueError, catalogue, default_entry
 from .conf import conf
 from .pricing import settings_prices
 from .providers import PROVIDERS, load_provider_class
@@ -75,7 +77,49 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 id="conversations.E008",
             )
         )
-    return errors + _money_errors()
+    return errors + _catalogue_errors() + _money_errors()
+
+
+def _catalogue_errors() -> list[Error]:
+    """LLM_MODELS and LLM_DEFAULT_MODEL: every entry usable, its key set.
+    (Without LLM_MODELS the LLM_* settings are the one entry, checked above.)"""
+    if not conf.LLM_MODELS and not conf.LLM_DEFAULT_MODEL:
+        return []
+    try:
+        default_entry()
+        entries = catalogue().values()
+    except (CatalogueError, AttributeError, ValueError) as exc:
+        return [Error(str(exc), hint="See docs/configuration.md (LLM_MODELS).", id="conversations.E011")]
+    errors = []
+    for entry in entries:
+        try:
+            load_provider_class(entry.provider)
+        except (ImportError, ValueError):
+            errors.append(
+                Error(
+                    f"LLM_MODELS[{entry.name!r}] names provider {entry.provider!r}, which is not a provider.",
+                    hint=f"Use one of {', '.join(sorted(PROVIDERS))} or the dotted path of a Provider class.",
+                    id="conversations.E012",
+                )
+            )
+        url = urlsplit(entry.base_url)
+        if entry.provider != "demo" and (url.scheme not in ("http", "https") or not url.netloc):
+            errors.append(
+                Error(
+                    f"LLM_MODELS[{entry.name!r}] has base_url {entry.base_url!r}, not an http(s) URL.",
+                    hint="Give the server's API root, e.g. http://127.0.0.1:11434/v1.",
+                    id="conversations.E013",
+                )
+            )
+        if entry.api_key_env and not os.environ.get(entry.api_key_env):
+            errors.append(
+                Error(
+                    f"LLM_MODELS[{entry.name!r}] reads its key from ${entry.api_key_env}, which is not set.",
+                    hint=f"Set {entry.api_key_env} in the environment (or .env), or drop api_key_env.",
+                    id="conversations.E014",
+                )
+            )
+    return errors
 
 
 def _money_errors() -> list[Error]:
@@ -83,10 +127,12 @@ def _money_errors() -> list[Error]:
     errors = []
     try:
         settings_prices()
+    except CatalogueError:
+        pass  # reported by _catalogue_errors
     except (ValueError, AttributeError) as exc:
         errors.append(
             Error(
-                f"LLM_PRICES is not a price table: {exc}.",
+                f"A price table is wrong: {exc}.",
                 hint='Map each model id to {"input": 2.5, "cached_input": 1.25, "output": 10} (per million tokens).',
                 id="conversations.E009",
             )

@@ -62,6 +62,14 @@ class Settings:
     )
     LLM_API_KEY = Setting("", "sent as `Authorization: Bearer`; never shown to clients, saved or logged", secret=True)
     LLM_MODEL = Setting("demo-1", "the model the server is asked for")
+    LLM_MODELS = Setting[dict](
+        {},
+        'JSON: the models users choose from, by name: `{"small": {"model": "qwen3:4b", "base_url": '
+        '"http://127.0.0.1:11434/v1"}, "big": {"model": "gpt-4.1", "api_key_env": "OPENAI_API_KEY"}}`, each with '
+        "`provider`, `base_url`, `api_key_env`, `model`, `prices`, `context_tokens`, `reasoning`, `tools` (all but "
+        "`model` optional, from the LLM_* settings). Empty: the one model LLM_MODEL names",
+    )
+    LLM_DEFAULT_MODEL = Setting("", "the LLM_MODELS entry used when none is chosen (empty: the first)")
     LLM_FIRST_TOKEN_TIMEOUT = Setting(30.0, "seconds to wait for the model's first token")
     LLM_IDLE_TIMEOUT = Setting(60.0, "seconds of silence from the model, after its first token, before it is cut")
     LLM_RETRIES = Setting(

@@ -10,6 +10,11 @@ class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The catalogue's model its messages go to unless they name one (empty: the default)",
+    )
     # Positions are handed out under a row lock, two at a time (the user's
     # message and the answer to it), so concurrent messages never collide even
     # though the answer's row is only written when its stream ends.
@@ -53,7 +58,10 @@ class Turn(models.Model):
     finish_reason = models.CharField(max_length=32, choices=FinishReason.choices, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_detail = models.TextField(blank=True)
-    model = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=200, blank=True, help_text="The upstream model id that answered")
+    model_name = models.CharField(
+        max_length=200, blank=True, help_text="The catalogue's model that was asked (LLM_MODELS)"
+    )
     provider = models.CharField(max_length=64, blank=True)
     trace_id = models.CharField(max_length=64, blank=True)
     ttft_ms = models.PositiveIntegerField(

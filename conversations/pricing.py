@@ -1,7 +1,7 @@
 """What a turn costs: its token counts times its model's prices.
 
-Prices are per million tokens, from LLM_PRICES, overridden by the admin's
-model prices (ModelPrice rows). The rows are read at most every
+Prices are per million tokens, from LLM_PRICES and the model catalogue's
+entries (LLM_MODELS), overridden by the admin's model prices (ModelPrice rows). The rows are read at most every
 PRICES_CACHE_SECONDS per process, on a database thread, so pricing adds no
 query to most saves; an edit in the admin applies within that time.
 """
@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from .catalogue import catalogue
 from .conf import conf
 from .models import ModelPrice
 
@@ -38,15 +39,21 @@ def _decimal(value: object) -> Decimal:
         raise ValueError(f"{value!r} is not a price") from None
 
 
+def _price(where: str, entry: object) -> Price:
+    if not isinstance(entry, dict) or "input" not in entry or "output" not in entry:
+        raise ValueError(f'{where} needs "input" and "output" (per million tokens)')
+    given = _decimal(entry["input"])
+    cached = _decimal(entry["cached_input"]) if entry.get("cached_input") is not None else given
+    return Price(given, cached, _decimal(entry["output"]))
+
+
 def settings_prices() -> dict[str, Price]:
-    """LLM_PRICES read as Prices (ValueError names a bad entry)."""
-    prices = {}
-    for model, entry in conf.LLM_PRICES.items():
-        if not isinstance(entry, dict) or "input" not in entry or "output" not in entry:
-            raise ValueError(f'LLM_PRICES[{model!r}] needs "input" and "output" (per million tokens)')
-        given = _decimal(entry["input"])
-        cached = _decimal(entry["cached_input"]) if entry.get("cached_input") is not None else given
-        prices[model] = Price(given, cached, _decimal(entry["output"]))
+    """LLM_PRICES, then the model catalogue's own prices over them, by
+    upstream model id (ValueError names a bad entry)."""
+    prices = {model: _price(f"LLM_PRICES[{model!r}]", entry) for model, entry in conf.LLM_PRICES.items()}
+    for entry in catalogue().values():
+        if entry.prices is not None:
+            prices[entry.model] = _price(f"LLM_MODELS[{entry.name!r}].prices", entry.prices)
     return prices
 
 

@@ -9,6 +9,7 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
     return {
         "id": str(conversation.pk),
         "title": conversation.title,
+        "model": conversation.model or None,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
@@ -27,6 +28,7 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "finish_reason": turn.finish_reason or None,
         "error_code": turn.error_code or None,
         "model": turn.model or None,
+        "model_name": turn.model_name or None,
         "attempts": turn.attempts,
         "ttft_ms": turn.ttft_ms,
         "ttft_answer_ms": turn.ttft_answer_ms,

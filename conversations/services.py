@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 
 from . import budgets, pricing, selectors
 from .api_keys import key_id_of
+from .catalogue import ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError
 from .limits import close_stream_later, limits
@@ -26,7 +27,7 @@ from .live import LiveAnswer, live_answers
 from .memory.prompt import assemble
 from .memory.tasks import enqueue_update
 from .models import Conversation, Turn
-from .providers import Provider, get_provider
+from .providers import Provider, provider_for
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
@@ -54,13 +55,19 @@ class DuplicateMessage(Exception):
 # --- conversations -------------------------------------------------------------
 
 
-def create_conversation(*, owner: AbstractBaseUser, title: str = "") -> Conversation:
-    return Conversation.objects.create(owner_id=owner.pk, title=title[:200])
+def create_conversation(*, owner: AbstractBaseUser, title: str = "", model: str = "") -> Conversation:
+    return Conversation.objects.create(owner_id=owner.pk, title=title[:200], model=model)
 
 
-def rename_conversation(*, conversation: Conversation, title: str) -> Conversation:
-    conversation.title = title.strip()[:200]
-    conversation.save(update_fields=["title", "updated_at"])
+def update_conversation(
+    *, conversation: Conversation, title: str | None = None, model: str | None = None
+) -> Conversation:
+    """Rename it, or give it another default model ("": the catalogue's default)."""
+    if title is not None:
+        conversation.title = title.strip()[:200]
+    if model is not None:
+        conversation.model = model
+    conversation.save(update_fields=["title", "model", "updated_at"])
     return conversation
 
 
@@ -77,18 +84,26 @@ def _title_from(content: str) -> str:
 
 
 def start_turn(
-    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, idempotency_key: str = ""
+    *,
+    owner: AbstractBaseUser,
+    conversation_id: uuid.UUID,
+    content: str,
+    idempotency_key: str = "",
+    model_name: str = "",
 ) -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
     model is called. Raises Conversation.DoesNotExist for a foreign id,
     DuplicateMessage for a key already used in this conversation (checked
     first; the unique constraint settles two that arrive together), and
-    ApiError 429 when a budget is spent (nothing saved)."""
+    ApiError 429 when a budget is spent (nothing saved). `model_name`: the
+    catalogue's model asked for; empty, the conversation's, or the default."""
     if idempotency_key:
         _raise_if_duplicate(owner, conversation_id, idempotency_key)
     budgets.check(user_id=owner.pk, api_key_id=key_id_of(owner))
     try:
-        return _start_turn(owner=owner, conversation_id=conversation_id, content=content, key=idempotency_key)
+        return _start_turn(
+            owner=owner, conversation_id=conversation_id, content=content, key=idempotency_key, model_name=model_name
+        )
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -104,14 +119,18 @@ def _raise_if_duplicate(owner: AbstractBaseUser, conversation_id: uuid.UUID, key
 
 
 @transaction.atomic
-def _start_turn(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, key: str) -> PreparedTurn:
+def _start_turn(
+    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, key: str, model_name: str
+) -> PreparedTurn:
     user_turn_id, answer_turn_id = uuid.uuid4(), uuid.uuid4()
     with connection.cursor() as cursor:
-        position = sql.reserve_positions(
+        reserved = sql.reserve_positions(
             cursor, conversation_id=conversation_id, owner_id=owner.pk, title=_title_from(content)
         )
-        if position is None:
+        if reserved is None:
             raise Conversation.DoesNotExist
+        position, conversation_model = reserved
+        model = _model_for(model_name or conversation_model)
         _insert_turn(
             cursor,
             id=user_turn_id,
@@ -129,7 +148,7 @@ def _start_turn(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, content:
             summary=summary,
             facts=facts,
             newest_first=sql.newest_turns_first(cursor, conversation_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT),
-            budget=conf.LLM_CONTEXT_TOKENS,
+            budget=model.context_tokens,
         )
     return PreparedTurn(
         conversation_id=conversation_id,
@@ -141,7 +160,17 @@ def _start_turn(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, content:
         prompt_turns=prompt.turns,
         prompt_tokens=prompt.tokens,
         api_key_id=key_id_of(owner),
+        model_name=model.name,
     )
+
+
+def _model_for(name: str) -> ModelEntry:
+    """The catalogue's entry; a name it no longer has (a conversation's
+    default after LLM_MODELS changed) gets the default."""
+    try:
+        return entry_named(name)
+    except KeyError:
+        return default_entry()
 
 
 def status_for(finish_reason: str) -> str:
@@ -181,6 +210,7 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
             prompt_turns=prepared.prompt_turns,
             prompt_tokens=prepared.prompt_tokens,
             api_key_id=prepared.api_key_id,
+            model_name=prepared.model_name,
             **vars(answer),
         )
     # Queued only if this transaction commits: a rolled-back answer queues
@@ -201,7 +231,7 @@ def answer_relay(
     async def save(answer: Answer) -> Answer:
         return await run_db(record_answer, prepared=prepared, answer=answer) or answer
 
-    provider = provider or get_provider()
+    provider = provider or provider_for(_model_for(prepared.model_name))
     return AnswerRelay(prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save)
 
 
@@ -213,6 +243,7 @@ async def send_message(
     idempotency_key: str,
     trace_id: str,
     received_at: float,
+    model_name: str = "",
 ) -> LiveAnswer | Turn:
     """Save the user's message and start its answer, within the user's limits
     (ApiError 429 over them, nothing saved). A message repeated with its
@@ -222,7 +253,9 @@ async def send_message(
     slot = uuid.uuid4()
     await limits().open_stream(owner.pk, slot)
     try:
-        answer = await _start_answer(owner, conversation_id, content, idempotency_key, trace_id, received_at)
+        answer = await _start_answer(
+            owner, conversation_id, content, idempotency_key, trace_id, received_at, model_name
+        )
     except BaseException:
         await asyncio.shield(limits().close_stream(owner.pk, slot))
         raise
@@ -234,10 +267,23 @@ async def send_message(
 
 
 async def _start_answer(
-    owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, key: str, trace_id: str, received_at: float
+    owner: AbstractBaseUser,
+    conversation_id: uuid.UUID,
+    content: str,
+    key: str,
+    trace_id: str,
+    received_at: float,
+    model_name: str,
 ) -> LiveAnswer | Turn:
     start = asyncio.ensure_future(
-        run_db(start_turn, owner=owner, conversation_id=conversation_id, content=content, idempotency_key=key)
+        run_db(
+            start_turn,
+            owner=owner,
+            conversation_id=conversation_id,
+            content=content,
+            idempotency_key=key,
+            model_name=model_name,
+        )
     )
     try:
         prepared = await asyncio.shield(start)

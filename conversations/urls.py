@@ -17,6 +17,7 @@ api_urlpatterns = [
     path("conversations/<str:conversation_id>/messages", api.messages, name="messages"),
     path("turns/<str:turn_id>/events", api.turn_events, name="turn-events"),
     path("turns/<str:turn_id>/cancel", api.cancel_turn, name="cancel-turn"),
+    path("models", api.models, name="models"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
     # Any other path under the API: the JSON 404, for every method. Reversed,
     # it names where the API is mounted (conversations.asgi uses that).

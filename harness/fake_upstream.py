@@ -59,6 +59,7 @@ class Behaviour:
 class Call:
     body: dict
     started_at: float
+    authorization: str = ""  # the request's Authorization header
     tokens_sent: int = 0
     disconnected_at: float | None = None  # time.monotonic() when the client left early
     finished_at: float | None = None
@@ -82,12 +83,18 @@ class FakeUpstream:
             # For a benchmark in another process: time.monotonic() is one
             # clock for the whole machine on Linux.
             newest = list(self.calls)[-200:]
-            await _send_json(send, 200, [{k: v for k, v in vars(c).items() if k != "body"} for c in newest])
+            await _send_json(
+                send, 200, [{k: v for k, v in vars(c).items() if k not in ("body", "authorization")} for c in newest]
+            )
             return
         if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
             await _send_json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
-        call = Call(body=json.loads(body), started_at=time.monotonic())
+        call = Call(
+            body=json.loads(body),
+            started_at=time.monotonic(),
+            authorization=dict(scope["headers"]).get(b"authorization", b"").decode(),
+        )
         self.calls.append(call)
         behaviour = self.by_model.get(call.body.get("model", ""), self.behaviour)
         if behaviour.status != 200 and (not behaviour.fail_first or len(self.calls) <= behaviour.fail_first):

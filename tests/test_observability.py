@@ -138,7 +138,8 @@ def test_the_dashboard_and_a_turns_timeline(alice, upstream, client):
     page = client.get(reverse("admin:conversations_turn_dashboard"))
     text = page.content.decode()
     assert page.status_code == 200 and "3 answers" in text
-    assert text.count("<polyline") == 4  # fake-model p50 and p95, for TTFT and for tokens/s
+    # fake-model p50 and p95, for the first output, the first answer token and tokens/s
+    assert text.count("<polyline") == 6
     assert "fake-model p95" in text and ">stop<" in text and ">error<" in text
     assert reverse("admin:conversations_turn_dashboard") in client.get(reverse("admin:index")).content.decode()
 

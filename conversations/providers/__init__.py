@@ -2,7 +2,7 @@
 
 from django.utils.module_loading import import_string
 
-from ..conf import conf
+from ..catalogue import ModelEntry, default_entry
 from .base import Completion, Message, Provider
 from .kinds import REASONING, REFUSAL, TEXT, TOOL_CALL, Piece
 
@@ -22,6 +22,7 @@ __all__ = [
     "Piece",
     "Provider",
     "get_provider",
+    "provider_for",
     "load_provider_class",
 ]
 
@@ -34,5 +35,11 @@ def load_provider_class(name: str) -> type[Provider]:
     return cls
 
 
+def provider_for(entry: ModelEntry) -> Provider:
+    """The provider that serves one entry of the model catalogue."""
+    return load_provider_class(entry.provider).from_entry(entry)
+
+
 def get_provider() -> Provider:
-    return load_provider_class(conf.LLM_PROVIDER).from_settings()
+    """The default model's provider."""
+    return provider_for(default_entry())

@@ -2,6 +2,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from ..catalogue import ModelEntry
 from ..conf import conf
 from .kinds import TOOL_CALL, Piece
 from .think import ThinkSplitter
@@ -55,6 +56,14 @@ class Provider:
     @classmethod
     def from_settings(cls) -> "Provider":
         raise NotImplementedError
+
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> "Provider":
+        """The provider for one entry of the model catalogue. A provider that
+        knows only its settings serves the entry's model from them."""
+        provider = cls.from_settings()
+        provider.model = entry.model
+        return provider
 
     def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:
         """Yield what `completion.model` (the provider's model, or a

@@ -9,6 +9,7 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator
 
+from ..catalogue import ModelEntry
 from ..conf import conf
 from ..memory.request import MAX_FACTS
 from .base import Completion, Message, Provider, estimate_tokens
@@ -74,6 +75,15 @@ class DemoProvider(Provider):
             tokens_per_second=conf.LLM_DEMO_TOKENS_PER_SECOND,
             first_token_delay=conf.LLM_DEMO_FIRST_TOKEN_DELAY,
             reasoning=conf.LLM_DEMO_REASONING,
+        )
+
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> "DemoProvider":
+        return cls(
+            model=entry.model,
+            tokens_per_second=conf.LLM_DEMO_TOKENS_PER_SECOND,
+            first_token_delay=conf.LLM_DEMO_FIRST_TOKEN_DELAY,
+            reasoning=entry.reasoning or conf.LLM_DEMO_REASONING,
         )
 
     async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:

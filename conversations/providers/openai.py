@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator
 import aiohttp
 import orjson
 
+from ..catalogue import ModelEntry
 from ..conf import conf
 from ..exceptions import (
     UpstreamError,
@@ -184,6 +185,10 @@ class OpenAIProvider(Provider):
     @classmethod
     def from_settings(cls) -> "OpenAIProvider":
         return cls(model=conf.LLM_MODEL, base_url=conf.LLM_BASE_URL, api_key=conf.LLM_API_KEY)
+
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> "OpenAIProvider":
+        return cls(model=entry.model, base_url=entry.base_url, api_key=entry.api_key)
 
     def _body(self, messages: list[Message], model: str) -> bytes:
         return orjson.dumps(

@@ -21,7 +21,7 @@ _RESERVE_POSITIONS = f"""
     SET next_position = next_position + 2, updated_at = %s,
         title = CASE WHEN title = '' THEN %s ELSE title END
     WHERE id = %s AND owner_id = %s
-    RETURNING next_position - 2
+    RETURNING next_position - 2, model
 """
 _TOUCH_CONVERSATION = f"UPDATE {_CONVERSATION} SET updated_at = %s WHERE id = %s"
 _MEMORY = f"SELECT summary, facts FROM {ConversationMemory._meta.db_table} WHERE conversation_id = %s"
@@ -41,12 +41,12 @@ def _db_now():
     return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
-def reserve_positions(cursor, *, conversation_id: uuid.UUID, owner_id: int, title: str) -> int | None:
-    """Two positions for a message and its answer (the first is returned),
-    and the title if the conversation has none; None for a foreign id."""
+def reserve_positions(cursor, *, conversation_id: uuid.UUID, owner_id: int, title: str) -> tuple[int, str] | None:
+    """Two positions for a message and its answer (the first is returned,
+    with the conversation's model), and the title if the conversation has
+    none; None for a foreign id."""
     cursor.execute(_RESERVE_POSITIONS, [_db_now(), title, _db_id(conversation_id), owner_id])
-    reserved = cursor.fetchone()
-    return None if reserved is None else reserved[0]
+    return cursor.fetchone()
 
 
 def touch_conversation(cursor, conversation_id: uuid.UUID) -> bool:

@@ -23,6 +23,7 @@ class PreparedTurn:
     prompt_turns: int = 0
     prompt_tokens: int = 0
     api_key_id: int | None = None  # the key that sent the message, if one did
+    model_name: str = ""  # the catalogue's model asked (conversations/catalogue.py)
 
 
 @dataclass(frozen=True)

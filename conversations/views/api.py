@@ -9,6 +9,7 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .. import selectors, services
+from ..catalogue import catalogue, default_entry
 from ..conf import conf
 from ..exceptions import ApiError
 from ..live import live_answers
@@ -49,7 +50,10 @@ def _message_content(request: HttpRequest) -> str:
 
 
 def _title(request: HttpRequest) -> str:
-    title = _json_body(request).get("title", "")
+    return _checked_title(_json_body(request).get("title", ""))
+
+
+def _checked_title(title: object) -> str:
     if not isinstance(title, str):
         raise ApiError(400, "invalid_title", "The title must be a string.")
     if "\x00" in title:
@@ -57,6 +61,20 @@ def _title(request: HttpRequest) -> str:
     if len(title) > TITLE_MAX_CHARS:
         raise ApiError(400, "title_too_long", f"The title has {len(title)} characters; the limit is {TITLE_MAX_CHARS}.")
     return title
+
+
+def _model_name(body: dict) -> str:
+    """The catalogue's model a body names ("" or none given: the default).
+    An unknown name is a 404 `model_not_found`, as OpenAI answers one."""
+    given = body.get("model", "")
+    if not isinstance(given, str):
+        raise ApiError(400, "invalid_model", "The model must be a string: a name from GET api/models.")
+    names = list(catalogue())
+    if given and given not in names:
+        raise ApiError(
+            404, "model_not_found", f"{given!r} is not a model here; choose one of {', '.join(names)} (GET api/models)."
+        )
+    return given
 
 
 def _idempotency_key(request: HttpRequest) -> str:
@@ -106,15 +124,29 @@ def _delete(user, conversation_id) -> None:
     services.delete_conversation(conversation=selectors.owned_conversations(owner=user).get(pk=conversation_id))
 
 
-def _rename(user, conversation_id, title: str) -> dict:
+def _update(user, conversation_id, changes: dict) -> dict:
     conversation = selectors.owned_conversations(owner=user).get(pk=conversation_id)
-    return conversation_json(services.rename_conversation(conversation=conversation, title=title))
+    return conversation_json(services.update_conversation(conversation=conversation, **changes))
+
+
+def _conversation_changes(request: HttpRequest) -> dict:
+    """PATCH: the fields given, checked; a field left out stays as it is."""
+    body = _json_body(request)
+    changes = {}
+    if "title" in body:
+        changes["title"] = _checked_title(body["title"])
+    if "model" in body:
+        changes["model"] = _model_name(body)
+    if not changes:
+        raise ApiError(400, "nothing_to_change", 'Send {"title"} or {"model"} (or both).')
+    return changes
 
 
 @api_view("GET", "POST")
 async def conversations(request: HttpRequest, user) -> HttpResponse:
     if request.method == "POST":
-        conversation = await run_db(services.create_conversation, owner=user, title=_title(request))
+        model = _model_name(_json_body(request))
+        conversation = await run_db(services.create_conversation, owner=user, title=_title(request), model=model)
         return JsonResponse(conversation_json(conversation), status=201)
     return JsonResponse(await run_db(_conversation_page, user, request.GET.get("page", "1")))
 
@@ -127,7 +159,7 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
             await run_db(_delete, user, pk)
             return HttpResponse(status=204)
         if request.method == "PATCH":
-            return JsonResponse(await run_db(_rename, user, pk, _title(request)))
+            return JsonResponse(await run_db(_update, user, pk, _conversation_changes(request)))
         detail = await run_db(_detail, user, pk)
         # Answers still being generated have no row yet: a page opened now
         # (a reload, a second tab) follows them with GET .../turns/<id>/events.
@@ -150,6 +182,7 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
             idempotency_key=_idempotency_key(request),
             trace_id=trace_id_for(request),
             received_at=received_at,
+            model_name=_model_name(_json_body(request)),
         )
     except Conversation.DoesNotExist:
         raise not_found() from None
@@ -181,6 +214,12 @@ async def cancel_turn(request: HttpRequest, user, turn_id: str) -> HttpResponse:
             "tokens_after_cancel": turn.tokens_after_cancel,
         }
     )
+
+
+@api_view("GET")
+async def models(request: HttpRequest, user) -> HttpResponse:
+    """The models a message or a conversation may name, and the default."""
+    return JsonResponse({"default": default_entry().name, "models": [e.public() for e in catalogue().values()]})
 
 
 async def openapi_description(request: HttpRequest) -> HttpResponse:

@@ -1,0 +1,125 @@
+"""The models users can choose from: LLM_MODELS, or (without it) the one model
+the LLM_* settings describe, so a single-model setup works unchanged.
+
+Each entry names an upstream: an OpenAI-compatible server (a local Ollama or
+vLLM, a hosted API) or the offline demo, with its own base URL, key, model
+id, prices and prompt budget. Several upstreams can serve at once.
+"""
+
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .conf import conf
+
+# What an entry may say; anything else is a mistake worth naming at start-up.
+ENTRY_FIELDS = frozenset(
+    {"provider", "base_url", "api_key_env", "model", "prices", "context_tokens", "reasoning", "tools"}
+)
+
+
+class CatalogueError(ValueError):
+    """LLM_MODELS or LLM_DEFAULT_MODEL cannot be used; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str  # what users see and choose
+    provider: str  # "openai" (any OpenAI-compatible server), "demo", or a Provider's dotted path
+    model: str  # the upstream's own model id
+    base_url: str
+    api_key_env: str  # the environment variable holding its key; empty: LLM_API_KEY
+    context_tokens: int  # the prompt budget
+    reasoning: bool = False  # it thinks before answering
+    tools: bool = False  # it can call tools
+    prices: dict[str, Any] | None = field(default=None, hash=False)  # per million tokens, as in LLM_PRICES
+
+    @property
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else conf.LLM_API_KEY
+
+    def public(self) -> dict[str, Any]:
+        """What clients may know of it (GET api/models): never the URL or key."""
+        return {
+            "name": self.name,
+            "model": self.model,
+            "provider": self.provider,
+            "context_tokens": self.context_tokens,
+            "reasoning": self.reasoning,
+            "tools": self.tools,
+            "prices": self.prices,
+        }
+
+
+def catalogue() -> dict[str, ModelEntry]:
+    """Every model by name, in the order LLM_MODELS gives them."""
+    return _catalogue(_settings_key())
+
+
+def default_entry() -> ModelEntry:
+    entries = catalogue()
+    name = conf.LLM_DEFAULT_MODEL or next(iter(entries))
+    if name not in entries:
+        raise CatalogueError(f"LLM_DEFAULT_MODEL {name!r} is not in LLM_MODELS ({', '.join(entries)}).")
+    return entries[name]
+
+
+def entry_named(name: str | None) -> ModelEntry:
+    """The entry called `name`, or the default for None; KeyError for a name
+    the catalogue does not have."""
+    return default_entry() if not name else catalogue()[name]
+
+
+def _settings_key() -> tuple:
+    # Settings are read at each call (override_settings works); the parsed
+    # catalogue is kept per distinct value.
+    return (
+        repr(conf.LLM_MODELS),
+        conf.LLM_PROVIDER,
+        conf.LLM_MODEL,
+        conf.LLM_BASE_URL,
+        conf.LLM_CONTEXT_TOKENS,
+        conf.LLM_DEMO_REASONING,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _catalogue(key: tuple) -> dict[str, ModelEntry]:
+    defaults = {
+        "provider": conf.LLM_PROVIDER,
+        "base_url": conf.LLM_BASE_URL,
+        "api_key_env": "",
+        "context_tokens": conf.LLM_CONTEXT_TOKENS,
+    }
+    if not conf.LLM_MODELS:
+        model = conf.LLM_MODEL
+        return {model: ModelEntry(name=model, model=model, reasoning=conf.LLM_DEMO_REASONING, **defaults)}
+    return {name: _entry(name, given, defaults) for name, given in conf.LLM_MODELS.items()}
+
+
+def _entry(name: str, given: Any, defaults: dict[str, Any]) -> ModelEntry:
+    if not isinstance(given, dict):
+        raise CatalogueError(f'LLM_MODELS[{name!r}] must be an object such as {{"model": "qwen3:8b"}}.')
+    unknown = given.keys() - ENTRY_FIELDS
+    if unknown:
+        raise CatalogueError(f"LLM_MODELS[{name!r}] has unknown fields {sorted(unknown)}; use {sorted(ENTRY_FIELDS)}.")
+    if not isinstance(given.get("model"), str) or not given["model"]:
+        raise CatalogueError(f'LLM_MODELS[{name!r}] needs "model": the upstream\'s model id.')
+    if name == "auto":
+        raise CatalogueError('"auto" is kept for routing; give the model another name in LLM_MODELS.')
+    values = {**defaults, **given}
+    try:
+        return ModelEntry(
+            name=name,
+            provider=str(values["provider"]),
+            model=values["model"],
+            base_url=str(values["base_url"]),
+            api_key_env=str(values["api_key_env"]),
+            context_tokens=int(values["context_tokens"]),
+            reasoning=bool(values.get("reasoning", False)),
+            tools=bool(values.get("tools", False)),
+            prices=values.get("prices"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise CatalogueError(f"LLM_MODELS[{name!r}]: {exc}.") from None

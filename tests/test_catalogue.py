@@ -1,0 +1,123 @@
+"""The model catalogue: several models, each on its own upstream, chosen per
+message or per conversation; a single LLM_MODEL setup as before."""
+
+from decimal import Decimal
+
+import pytest
+
+from conversations import catalogue, pricing
+from conversations.checks import check_llm_settings
+from harness.fake_upstream import Behaviour
+
+from .helpers import read_events, saved_answer
+
+
+@pytest.fixture
+def two_models(upstream, upstream_server, settings, monkeypatch):
+    """A small and a big model on the fake upstream (each its own key), and the demo."""
+    monkeypatch.setenv("BIG_MODEL_KEY", "sk-big")
+    base_url = f"{upstream_server.url}/v1"
+    settings.LLM_MODELS = {
+        "small": {"provider": "openai", "base_url": base_url, "model": "qwen3:4b", "context_tokens": 60},
+        "big": {
+            "provider": "openai",
+            "base_url": base_url,
+            "model": "gpt-big",
+            "api_key_env": "BIG_MODEL_KEY",
+            "prices": {"input": 1, "output": 2},
+            "reasoning": True,
+        },
+        "offline": {"provider": "demo", "model": "demo-1"},
+    }
+    settings.LLM_DEFAULT_MODEL = "small"
+    pricing.forget_prices()
+    yield upstream
+    pricing.forget_prices()
+
+
+def send(api_user, conversation_id: str, content: str = "Hello", **body):
+    response = api_user.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": content, **body})
+    response.read()
+    return response
+
+
+def test_one_llm_model_is_a_catalogue_of_one(alice, upstream):
+    listed = alice.client.get("/api/models").json()
+    assert listed["default"] == "fake-model" and [m["name"] for m in listed["models"]] == ["fake-model"]
+    conversation_id = alice.new_conversation()
+    send(alice, conversation_id)
+    turn = saved_answer(conversation_id)
+    assert (turn.model, turn.model_name) == ("fake-model", "fake-model")
+
+
+def test_a_message_names_its_model_and_reaches_that_upstream(alice, two_models):
+    listed = alice.client.get("/api/models").json()
+    assert listed["default"] == "small" and [m["name"] for m in listed["models"]] == ["small", "big", "offline"]
+    assert "base_url" not in listed["models"][0] and "api_key_env" not in listed["models"][1]
+    conversation_id = alice.new_conversation()
+    response = alice.client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "big"}
+    )
+    events = read_events(response)
+    call = two_models.calls[-1]
+    assert call.body["model"] == "gpt-big" and call.authorization == "Bearer sk-big"
+    turn = saved_answer(conversation_id)
+    assert (turn.model_name, turn.model) == ("big", "gpt-big")
+    assert turn.cost == Decimal("0.000051") and events[-1]["data"]["cost"] == str(turn.cost)  # 11 x 1 + 20 x 2
+
+
+def test_a_conversation_has_a_default_model_of_its_own(alice, two_models):
+    created = alice.client.post("/api/conversations", json={"model": "offline"}).json()
+    assert created["model"] == "offline"
+    send(alice, created["id"])
+    assert not two_models.calls  # the demo answered, offline
+    assert alice.client.patch(f"/api/conversations/{created['id']}", json={"model": "big"}).json()["model"] == "big"
+    send(alice, created["id"], content="Again")
+    assert two_models.calls[-1].body["model"] == "gpt-big"
+    renamed = alice.client.patch(f"/api/conversations/{created['id']}", json={"title": "Kept model"}).json()
+    assert (renamed["title"], renamed["model"]) == ("Kept model", "big")
+    assert alice.client.patch(f"/api/conversations/{created['id']}", json={"model": ""}).json()["model"] is None
+
+
+def test_an_unknown_model_is_refused_before_anything_is_saved(alice, two_models):
+    conversation_id = alice.new_conversation()
+    refused = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "x"})
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
+    assert "small, big, offline" in refused.json()["error"]["message"]
+    assert alice.client.get(f"/api/conversations/{conversation_id}").json()["turns"] == []
+    assert alice.client.post("/api/conversations", json={"model": 3}).status_code == 400
+
+
+def test_each_model_has_its_own_prompt_budget(alice, two_models):
+    two_models.behaviour = Behaviour(tokens=40)  # answers of ~40 tokens: the small model's 60 fit one at most
+    conversation_id = alice.new_conversation()
+    for _ in range(3):
+        send(alice, conversation_id, content="Tell me more")
+    small_prompt = two_models.calls[-1].body["messages"]
+    send(alice, conversation_id, content="Tell me more", model="big")
+    big_prompt = two_models.calls[-1].body["messages"]
+    assert len(small_prompt) < len(big_prompt)
+
+
+@pytest.mark.parametrize(
+    ("models", "default", "code"),
+    [
+        ({"a": {"model": "m", "colour": "red"}}, "", "conversations.E011"),
+        ({"a": {"base_url": "http://x/v1"}}, "", "conversations.E011"),
+        ({"a": {"model": "m"}}, "b", "conversations.E011"),
+        ({"auto": {"model": "m"}}, "", "conversations.E011"),
+        ({"a": {"model": "m", "provider": "nope"}}, "", "conversations.E012"),
+        ({"a": {"model": "m", "provider": "openai", "base_url": "localhost"}}, "", "conversations.E013"),
+        ({"a": {"model": "m", "provider": "openai", "api_key_env": "CHATSTREAM_TEST_UNSET"}}, "", "conversations.E014"),
+    ],
+)
+def test_a_catalogue_that_cannot_work_fails_at_start_up(settings, models, default, code):
+    settings.LLM_MODELS, settings.LLM_DEFAULT_MODEL = models, default
+    assert code in {error.id for error in check_llm_settings(None)}
+
+
+def test_the_catalogue_follows_the_settings(settings):
+    settings.LLM_MODELS = {"one": {"model": "m1"}}
+    assert list(catalogue.catalogue()) == ["one"]
+    settings.LLM_MODELS = {"two": {"model": "m2", "context_tokens": 100}}
+    assert catalogue.entry_named(None).context_tokens == 100
