@@ -86,7 +86,7 @@ def _settings_key() -> tuple:
 
 @functools.lru_cache(maxsize=8)
 def _catalogue(key: tuple) -> dict[str, ModelEntry]:
-    defaults = {
+    defaults: dict[str, Any] = {
         "provider": conf.LLM_PROVIDER,
         "base_url": conf.LLM_BASE_URL,
         "api_key_env": "",
