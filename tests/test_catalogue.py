@@ -3,13 +3,14 @@ message or per conversation; a single LLM_MODEL setup as before."""
 
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from conversations import catalogue, pricing
 from conversations.checks import check_llm_settings
-from harness.fake_upstream import Behaviour
+from harness.fake_upstream import Behaviour, reasoning_script
 
-from .helpers import read_events, saved_answer
+from .helpers import read_events, saved_answer, wait_for_answer
 
 
 @pytest.fixture
@@ -121,3 +122,50 @@ def test_the_catalogue_follows_the_settings(settings):
     assert list(catalogue.catalogue()) == ["one"]
     settings.LLM_MODELS = {"two": {"model": "m2", "context_tokens": 100}}
     assert catalogue.entry_named(None).context_tokens == 100
+
+
+# --- the whole answer as JSON ---------------------------------------------------------
+
+
+def test_accept_json_answers_with_the_whole_turn(alice, upstream):
+    upstream.behaviour = Behaviour(script=reasoning_script(["Hmm. "], ["Hello", " there"]))
+    conversation_id = alice.new_conversation()
+    response = alice.client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"}, headers={"Accept": "application/json"}
+    )
+    turn = saved_answer(conversation_id)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert (body["id"], body["content"], body["reasoning"], body["finish_reason"]) == (
+        str(turn.pk),
+        "Hello there",
+        "Hmm. ",
+        "stop",
+    )
+
+
+def test_a_failed_model_call_is_a_gateway_error_with_the_saved_turn(alice, upstream, settings):
+    settings.LLM_RETRIES = 0
+    upstream.behaviour = Behaviour(status=500)
+    conversation_id = alice.new_conversation()
+    response = alice.client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"}, headers={"Accept": "application/json"}
+    )
+    error = response.json()["error"]
+    assert response.status_code == 502 and error["code"] == "upstream_status"
+    assert error["turn"]["id"] == str(saved_answer(conversation_id).pk) and error["turn"]["status"] == "failed"
+
+
+def test_a_json_client_that_leaves_cancels_its_answer(alice, upstream, live):
+    upstream.behaviour = Behaviour(tokens=500, pace=0.01)
+    conversation_id = alice.new_conversation()
+    with pytest.raises(httpx.ReadTimeout):
+        alice.client.post(
+            f"/api/conversations/{conversation_id}/messages",
+            json={"content": "Hi"},
+            headers={"Accept": "application/json"},
+            timeout=0.5,
+        )
+    turn = wait_for_answer(conversation_id)
+    assert turn.finish_reason == "client_disconnected" and 0 < len(turn.content) < len("t0 ") * 500
+    assert upstream.closed_within(1.0)

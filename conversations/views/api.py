@@ -18,6 +18,7 @@ from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
 from .errors import api_view, error_response, not_found, parse_id
 from .streaming import answer_response, trace_id_for
+from .whole import wants_whole_answer, whole_answer_response
 
 PAGE_SIZE = 20
 TITLE_MAX_CHARS = 200
@@ -171,7 +172,8 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
 
 @api_view("POST")
 async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResponseBase:
-    """Save the user's message, then stream the model's answer."""
+    """Save the user's message, then stream the model's answer (or, with
+    `Accept: application/json`, answer with the whole turn once it ends)."""
     received_at = time.monotonic()
     pk = parse_id(conversation_id)
     try:
@@ -186,6 +188,8 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
         )
     except Conversation.DoesNotExist:
         raise not_found() from None
+    if wants_whole_answer(request):
+        return await whole_answer_response(user, answer)
     return answer_response(request, answer)
 
 

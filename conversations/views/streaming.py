@@ -23,14 +23,15 @@ def trace_id_for(request: HttpRequest) -> str:
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def accepted_quality(request: HttpRequest, media_type: str) -> float:
+    """How much the client's Accept wants `media_type` (0: not at all)."""
+    accepted = request.accepted_type(media_type)
+    return accepted.quality if accepted is not None else 0.0
+
+
 def prefers_ndjson(request: HttpRequest) -> bool:
     """NDJSON only when Accept rates it above SSE; SSE otherwise and on ties."""
-
-    def quality(media_type: str) -> float:
-        accepted = request.accepted_type(media_type)
-        return accepted.quality if accepted is not None else 0.0
-
-    return quality(sse.NDJSON_CONTENT_TYPE) > quality(sse.SSE_CONTENT_TYPE)
+    return accepted_quality(request, sse.NDJSON_CONTENT_TYPE) > accepted_quality(request, sse.SSE_CONTENT_TYPE)
 
 
 def _encode(event: Event, wire: sse.WireFormat) -> bytes:
