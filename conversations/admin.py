@@ -136,7 +136,7 @@ class ConversationAdmin(admin.ModelAdmin):
 @admin.register(Turn)
 class TurnAdmin(admin.ModelAdmin):
     list_display = ("__str__", "role", "status", "finish_reason", "model", *TURN_METRICS, "created_at")
-    list_filter = ("role", "status", "finish_reason", "model", "provider", "usage_source", "created_at")
+    list_filter = ("role", "status", "finish_reason", "model_name", "model", "provider", "usage_source", "created_at")
     search_fields = ("content", "reasoning", "trace_id", f"conversation__{OWNER_LOGIN}")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
@@ -171,7 +171,8 @@ class TurnAdmin(admin.ModelAdmin):
             "Trace",
             {
                 "fields": (
-                    ("model", "provider", "trace_id"),
+                    ("model_name", "model", "provider"),
+                    ("route", "trace_id"),
                     ("prompt_turns", "prompt_tokens", "malformed_chunks"),
                     "idempotency_key",
                     "created_at",

@@ -11,6 +11,7 @@ from .catalogue import CatalogueError, catalogue, default_entry
 from .conf import conf
 from .pricing import settings_prices
 from .providers import PROVIDERS, load_provider_class
+from .routing import RouterError, router
 
 
 @register()
@@ -77,7 +78,15 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 id="conversations.E008",
             )
         )
-    return errors + _catalogue_errors() + _money_errors()
+    return errors + _catalogue_errors() + _router_errors() + _money_errors()
+
+
+def _router_errors() -> list[Error]:
+    try:
+        router()
+    except (RouterError, CatalogueError, AttributeError, ValueError) as exc:
+        return [Error(str(exc), hint="See docs/models.md (LLM_ROUTER).", id="conversations.E015")]
+    return []
 
 
 def _catalogue_errors() -> list[Error]:

@@ -70,6 +70,13 @@ class Settings:
         "`model` optional, from the LLM_* settings). Empty: the one model LLM_MODEL names",
     )
     LLM_DEFAULT_MODEL = Setting("", "the LLM_MODELS entry used when none is chosen (empty: the first)")
+    LLM_ROUTER = Setting[dict](
+        {},
+        'JSON: `"model": "auto"` goes to `{"small": name, "big": name, "rules": [{"if": {"min_chars": n} | '
+        '{"pattern": regex} | {"min_turns": n}, "use": "big" | "small"}], "classify": false, '
+        '"classify_timeout": 2}`: the first rule that matches, else the small model\'s one-word verdict '
+        "(`classify`), else small",
+    )
     LLM_FIRST_TOKEN_TIMEOUT = Setting(30.0, "seconds to wait for the model's first token")
     LLM_IDLE_TIMEOUT = Setting(60.0, "seconds of silence from the model, after its first token, before it is cut")
     LLM_RETRIES = Setting(

@@ -62,6 +62,7 @@ class Turn(models.Model):
     model_name = models.CharField(
         max_length=200, blank=True, help_text="The catalogue's model that was asked (LLM_MODELS)"
     )
+    route = models.JSONField(null=True, blank=True, help_text='For "model": "auto", the model LLM_ROUTER chose and why')
     provider = models.CharField(max_length=64, blank=True)
     trace_id = models.CharField(max_length=64, blank=True)
     ttft_ms = models.PositiveIntegerField(

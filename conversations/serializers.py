@@ -29,6 +29,7 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "error_code": turn.error_code or None,
         "model": turn.model or None,
         "model_name": turn.model_name or None,
+        "route": turn.route,
         "attempts": turn.attempts,
         "ttft_ms": turn.ttft_ms,
         "ttft_answer_ms": turn.ttft_answer_ms,

@@ -17,7 +17,7 @@ import uuid
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 
-from . import budgets, pricing, selectors
+from . import budgets, pricing, routing, selectors
 from .api_keys import key_id_of
 from .catalogue import ModelEntry, default_entry, entry_named
 from .conf import conf
@@ -27,6 +27,7 @@ from .live import LiveAnswer, live_answers
 from .memory.prompt import assemble
 from .memory.tasks import enqueue_update
 from .models import Conversation, Turn
+from .ops import metrics
 from .providers import Provider, provider_for
 from .storage import sql
 from .storage.rows import RowInsert
@@ -90,6 +91,7 @@ def start_turn(
     content: str,
     idempotency_key: str = "",
     model_name: str = "",
+    route: dict[str, str] | None = None,
 ) -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
     model is called. Raises Conversation.DoesNotExist for a foreign id,
@@ -102,7 +104,12 @@ def start_turn(
     budgets.check(user_id=owner.pk, api_key_id=key_id_of(owner))
     try:
         return _start_turn(
-            owner=owner, conversation_id=conversation_id, content=content, key=idempotency_key, model_name=model_name
+            owner=owner,
+            conversation_id=conversation_id,
+            content=content,
+            key=idempotency_key,
+            model_name=model_name,
+            route=route,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -120,7 +127,13 @@ def _raise_if_duplicate(owner: AbstractBaseUser, conversation_id: uuid.UUID, key
 
 @transaction.atomic
 def _start_turn(
-    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str, key: str, model_name: str
+    *,
+    owner: AbstractBaseUser,
+    conversation_id: uuid.UUID,
+    content: str,
+    key: str,
+    model_name: str,
+    route: dict[str, str] | None,
 ) -> PreparedTurn:
     user_turn_id, answer_turn_id = uuid.uuid4(), uuid.uuid4()
     with connection.cursor() as cursor:
@@ -161,6 +174,7 @@ def _start_turn(
         prompt_tokens=prompt.tokens,
         api_key_id=key_id_of(owner),
         model_name=model.name,
+        route=route,
     )
 
 
@@ -211,6 +225,7 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
             prompt_tokens=prepared.prompt_tokens,
             api_key_id=prepared.api_key_id,
             model_name=prepared.model_name,
+            route=prepared.route,
             **vars(answer),
         )
     # Queued only if this transaction commits: a rolled-back answer queues
@@ -275,6 +290,10 @@ async def _start_answer(
     received_at: float,
     model_name: str,
 ) -> LiveAnswer | Turn:
+    route = None
+    if model_name == routing.AUTO:
+        route = await _route(owner, conversation_id, content)
+        model_name = route.model
     start = asyncio.ensure_future(
         run_db(
             start_turn,
@@ -283,6 +302,7 @@ async def _start_answer(
             content=content,
             idempotency_key=key,
             model_name=model_name,
+            route=None if route is None else {"model": route.model, "reason": route.reason},
         )
     )
     try:
@@ -300,6 +320,21 @@ async def _start_answer(
         await relay.close()  # the client left: no reader will come, so the policy applies now
         raise
     return relay
+
+
+async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str) -> routing.Route:
+    """The router's choice for a message sent to "auto" (routing.py)."""
+    router = routing.router()
+    if router is None:
+        raise ApiError(404, "model_not_found", '"auto" needs LLM_ROUTER; choose a model from GET api/models.')
+
+    async def count_turns() -> int:
+        owned = Conversation.objects.filter(pk=conversation_id, owner_id=owner.pk)
+        return await run_db(lambda: owned.values_list("next_position", flat=True).first() or 0)
+
+    route = await router.route(content, count_turns)
+    metrics.ROUTES.labels(route.model).inc()
+    return route
 
 
 async def _answer_to_repeat(owner: AbstractBaseUser, reply_id: uuid.UUID) -> LiveAnswer | Turn:

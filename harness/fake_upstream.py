@@ -107,6 +107,7 @@ class FakeUpstream:
             )
             return
         if not call.body.get("stream"):
+            await asyncio.sleep(behaviour.first_token_delay)  # a whole answer takes its time too
             await _send_json(send, 200, _completion(call.body.get("model", "fake"), "".join(behaviour.pieces())))
             call.finished_at = time.monotonic()
             return

@@ -169,3 +169,85 @@ def test_a_json_client_that_leaves_cancels_its_answer(alice, upstream, live):
     turn = wait_for_answer(conversation_id)
     assert turn.finish_reason == "client_disconnected" and 0 < len(turn.content) < len("t0 ") * 500
     assert upstream.closed_within(1.0)
+
+
+# --- routing: "model": "auto" ------------------------------------------------------------
+
+
+@pytest.fixture
+def router(two_models, settings):
+    settings.LLM_ROUTER = {
+        "small": "small",
+        "big": "big",
+        "rules": [
+            {"if": {"min_chars": 200}, "use": "big"},
+            {"if": {"pattern": "(?i)\\bprove\\b"}, "use": "big"},
+            {"if": {"min_turns": 4}, "use": "big"},
+        ],
+    }
+    return two_models
+
+
+def auto(api_user, conversation_id: str, content: str) -> dict:
+    send(api_user, conversation_id, content, model="auto")
+    return api_user.client.get(f"/api/conversations/{conversation_id}").json()["turns"][-1]
+
+
+def test_each_rule_sends_a_message_where_it_should(alice, router):
+    conversation_id = alice.new_conversation()
+    short = auto(alice, conversation_id, "Hi")
+    assert short["route"] == {"model": "small", "reason": "no rule matched"} and short["model"] == "qwen3:4b"
+    long = auto(alice, conversation_id, "x" * 250)
+    assert long["route"] == {"model": "big", "reason": "rule 1: min_chars 200"} and long["model"] == "gpt-big"
+    other = alice.new_conversation()
+    proof = auto(alice, other, "Prove that it halts")
+    assert proof["route"]["model"] == "big" and proof["route"]["reason"].startswith("rule 2: pattern")
+    # `conversation_id` has 4 turns now: the third rule.
+    assert auto(alice, conversation_id, "Hi again")["route"] == {"model": "big", "reason": "rule 3: min_turns 4"}
+    assert router.calls[-1].body["model"] == "gpt-big"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [
+        (Behaviour(text="big", tokens=1), "classifier: big"),
+        (Behaviour(text="hmm, not sure"), "classifier said 'hmm, not sure': default"),
+        (Behaviour(status=500), "classifier failed (UpstreamStatusError): default"),
+        (Behaviour(status=200, first_token_delay=2), "classifier failed (TimeoutError): default"),
+    ],
+)
+def test_the_classifier_decides_and_its_failure_is_the_default(alice, router, settings, behaviour, reason):
+    settings.LLM_ROUTER = {**settings.LLM_ROUTER, "rules": [], "classify": True, "classify_timeout": 0.3}
+    router.by_model["qwen3:4b"] = behaviour  # the small model classifies (and answers when chosen)
+    conversation_id = alice.new_conversation()
+    response = alice.client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "auto"}
+    )
+    response.read()
+    turn = saved_answer(conversation_id)
+    assert turn.route["reason"] == reason
+    assert turn.route["model"] == ("big" if reason == "classifier: big" else "small")
+    classify_call = router.calls[0].body
+    assert classify_call["stream"] is False and "one word" in classify_call["messages"][0]["content"]
+
+
+def test_auto_without_a_router_is_not_a_model(alice, two_models):
+    conversation_id = alice.new_conversation()
+    refused = alice.client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "auto"}
+    )
+    assert refused.status_code == 404 and "LLM_ROUTER" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "router",
+    [
+        {"small": "small", "big": "nope"},
+        {"small": "small", "big": "big", "rules": [{"if": {"pattern": "("}, "use": "big"}]},
+        {"small": "small", "big": "big", "rules": [{"if": {"min_chars": 5}, "use": "huge"}]},
+        {"small": "small", "big": "big", "rules": [{"if": {"colour": 5}, "use": "big"}]},
+    ],
+)
+def test_a_router_that_cannot_work_fails_at_start_up(two_models, settings, router):
+    settings.LLM_ROUTER = router
+    assert "conversations.E015" in {error.id for error in check_llm_settings(None)}

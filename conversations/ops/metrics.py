@@ -59,6 +59,7 @@ TOKENS = Counter(
     "Tokens by kind: in, out (estimated where not reported), and of those cached (in) and reasoning (out)",
     ["kind"],
 )
+ROUTES = Counter("chatstream_routes_total", 'Messages sent to "auto", by the model the router chose', ["model"])
 COST = Counter("chatstream_cost_total", "What answers cost, in the prices' currency", ["model"])
 
 

@@ -24,6 +24,7 @@ class PreparedTurn:
     prompt_tokens: int = 0
     api_key_id: int | None = None  # the key that sent the message, if one did
     model_name: str = ""  # the catalogue's model asked (conversations/catalogue.py)
+    route: dict[str, str] | None = None  # for "auto": the model the router chose and why (routing.py)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from ..conf import conf
 from ..exceptions import ApiError
 from ..live import live_answers
 from ..models import Conversation
+from ..routing import AUTO
 from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
 from .errors import api_view, error_response, not_found, parse_id
@@ -64,14 +65,15 @@ def _checked_title(title: object) -> str:
     return title
 
 
-def _model_name(body: dict) -> str:
-    """The catalogue's model a body names ("" or none given: the default).
-    An unknown name is a 404 `model_not_found`, as OpenAI answers one."""
+def _model_name(body: dict, *, auto: bool = False) -> str:
+    """The catalogue's model a body names ("" or none given: the default;
+    `auto`, for a message: the router's choice). An unknown name is a 404
+    `model_not_found`, as OpenAI answers one."""
     given = body.get("model", "")
     if not isinstance(given, str):
         raise ApiError(400, "invalid_model", "The model must be a string: a name from GET api/models.")
     names = list(catalogue())
-    if given and given not in names:
+    if given and given not in names and not (auto and given == AUTO):
         raise ApiError(
             404, "model_not_found", f"{given!r} is not a model here; choose one of {', '.join(names)} (GET api/models)."
         )
@@ -184,7 +186,7 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
             idempotency_key=_idempotency_key(request),
             trace_id=trace_id_for(request),
             received_at=received_at,
-            model_name=_model_name(_json_body(request)),
+            model_name=_model_name(_json_body(request), auto=True),
         )
     except Conversation.DoesNotExist:
         raise not_found() from None
