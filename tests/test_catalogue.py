@@ -54,6 +54,7 @@ def test_one_llm_model_is_a_catalogue_of_one(alice, upstream):
 def test_a_message_names_its_model_and_reaches_that_upstream(alice, two_models):
     listed = alice.client.get("/api/models").json()
     assert listed["default"] == "small" and [m["name"] for m in listed["models"]] == ["small", "big", "offline"]
+    assert listed["auto"] is False
     assert "base_url" not in listed["models"][0] and "api_key_env" not in listed["models"][1]
     conversation_id = alice.new_conversation()
     response = alice.client.post(

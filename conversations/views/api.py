@@ -14,7 +14,7 @@ from ..conf import conf
 from ..exceptions import ApiError
 from ..live import live_answers
 from ..models import Conversation
-from ..routing import AUTO
+from ..routing import AUTO, router
 from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
 from .errors import api_view, error_response, not_found, parse_id
@@ -225,7 +225,13 @@ async def cancel_turn(request: HttpRequest, user, turn_id: str) -> HttpResponse:
 @api_view("GET")
 async def models(request: HttpRequest, user) -> HttpResponse:
     """The models a message or a conversation may name, and the default."""
-    return JsonResponse({"default": default_entry().name, "models": [e.public() for e in catalogue().values()]})
+    return JsonResponse(
+        {
+            "default": default_entry().name,
+            "models": [entry.public() for entry in catalogue().values()],
+            "auto": router() is not None,  # "model": "auto" routes (LLM_ROUTER)
+        }
+    )
 
 
 async def openapi_description(request: HttpRequest) -> HttpResponse:
