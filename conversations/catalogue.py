@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conf import conf
+from .exceptions import ApiError
+
+AUTO = "auto"  # a message's model when LLM_ROUTER chooses (routing.py)
 
 # What an entry may say; anything else is a mistake worth naming at start-up.
 ENTRY_FIELDS = frozenset(
@@ -69,6 +72,20 @@ def entry_named(name: str | None) -> ModelEntry:
     """The entry called `name`, or the default for None; KeyError for a name
     the catalogue does not have."""
     return default_entry() if not name else catalogue()[name]
+
+
+def chosen_model(given: object, *, auto: bool = False) -> str:
+    """The name a request gives, checked: "" (the default), a catalogue
+    name, or (where `auto`) "auto". An unknown name is 404
+    `model_not_found`, as OpenAI answers one."""
+    if not isinstance(given, str):
+        raise ApiError(400, "invalid_model", "The model must be a string: a name from GET api/models.")
+    names = list(catalogue())
+    if given and given not in names and not (auto and given == AUTO):
+        raise ApiError(
+            404, "model_not_found", f"{given!r} is not a model here; choose one of {', '.join(names)} (GET api/models)."
+        )
+    return given
 
 
 def _settings_key() -> tuple:

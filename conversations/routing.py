@@ -25,7 +25,6 @@ from .providers import provider_for
 
 logger = logging.getLogger(__name__)
 
-AUTO = "auto"
 CLASSIFY_PROMPT = (
     "You route chat messages. Reply with one word: `big` if answering the user's message needs a large, "
     "capable model (deep reasoning, long or tricky code, careful analysis), or `small` if a small fast model "

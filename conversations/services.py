@@ -13,22 +13,24 @@ import dataclasses
 import functools
 import logging
 import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 
 from . import budgets, pricing, routing, selectors
 from .api_keys import key_id_of
-from .catalogue import ModelEntry, default_entry, entry_named
+from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError
 from .limits import close_stream_later, limits
 from .live import LiveAnswer, live_answers
-from .memory.prompt import assemble
+from .memory.prompt import Prompt, assemble, given_prompt
 from .memory.tasks import enqueue_update
 from .models import Conversation, Turn
 from .ops import metrics
-from .providers import Provider, provider_for
+from .providers import Message, Provider, provider_for
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
@@ -92,13 +94,16 @@ def start_turn(
     idempotency_key: str = "",
     model_name: str = "",
     route: dict[str, str] | None = None,
+    prompt: list[Message] | None = None,
 ) -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
     model is called. Raises Conversation.DoesNotExist for a foreign id,
     DuplicateMessage for a key already used in this conversation (checked
     first; the unique constraint settles two that arrive together), and
     ApiError 429 when a budget is spent (nothing saved). `model_name`: the
-    catalogue's model asked for; empty, the conversation's, or the default."""
+    catalogue's model asked for; empty, the conversation's, or the default.
+    `prompt`: the whole prompt, as an OpenAI client sends it (no memory, no
+    history read); `content` is then its last user message."""
     if idempotency_key:
         _raise_if_duplicate(owner, conversation_id, idempotency_key)
     budgets.check(user_id=owner.pk, api_key_id=key_id_of(owner))
@@ -110,6 +115,7 @@ def start_turn(
             key=idempotency_key,
             model_name=model_name,
             route=route,
+            prompt=prompt,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -134,6 +140,7 @@ def _start_turn(
     key: str,
     model_name: str,
     route: dict[str, str] | None,
+    prompt: list[Message] | None,
 ) -> PreparedTurn:
     user_turn_id, answer_turn_id = uuid.uuid4(), uuid.uuid4()
     with connection.cursor() as cursor:
@@ -154,27 +161,31 @@ def _start_turn(
             idempotency_key=key,
             reply_id=answer_turn_id,
         )
-        # The memory, then the newest turns, read only as far as the budget goes.
-        summary, facts = sql.memory_of(cursor, conversation_id)
-        prompt = assemble(
-            system=conf.LLM_SYSTEM_PROMPT,
-            summary=summary,
-            facts=facts,
-            newest_first=sql.newest_turns_first(cursor, conversation_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT),
-            budget=model.context_tokens,
-        )
+        built = given_prompt(prompt) if prompt is not None else _assembled(cursor, conversation_id, model)
     return PreparedTurn(
         conversation_id=conversation_id,
         owner_id=owner.pk,
         user_turn_id=user_turn_id,
         answer_turn_id=answer_turn_id,
         answer_position=position + 1,
-        messages=prompt.messages,
-        prompt_turns=prompt.turns,
-        prompt_tokens=prompt.tokens,
+        messages=built.messages,
+        prompt_turns=built.turns,
+        prompt_tokens=built.tokens,
         api_key_id=key_id_of(owner),
         model_name=model.name,
         route=route,
+    )
+
+
+def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry) -> Prompt:
+    """The memory, then the newest turns, read only as far as the model's budget goes."""
+    summary, facts = sql.memory_of(cursor, conversation_id)
+    return assemble(
+        system=conf.LLM_SYSTEM_PROMPT,
+        summary=summary,
+        facts=facts,
+        newest_first=sql.newest_turns_first(cursor, conversation_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT),
+        budget=model.context_tokens,
     )
 
 
@@ -246,19 +257,25 @@ def answer_relay(
     async def save(answer: Answer) -> Answer:
         return await run_db(record_answer, prepared=prepared, answer=answer) or answer
 
-    provider = provider or provider_for(_model_for(prepared.model_name))
+    if provider is None:
+        provider = provider_for(_model_for(prepared.model_name))
+        provider.request_options = prepared.request_options
     return AnswerRelay(prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save)
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to answer, as a view read it from its request."""
+
+    content: str
+    idempotency_key: str = ""
+    model_name: str = ""  # "", a catalogue name, or "auto" (routing.py)
+    prompt: list[Message] | None = None  # the OpenAI door: the whole prompt, as the client sent it
+    request_options: dict[str, Any] = field(default_factory=dict)  # the OpenAI door: tools, temperature…
+
+
 async def send_message(
-    *,
-    owner: AbstractBaseUser,
-    conversation_id: uuid.UUID,
-    content: str,
-    idempotency_key: str,
-    trace_id: str,
-    received_at: float,
-    model_name: str = "",
+    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, trace_id: str, received_at: float
 ) -> LiveAnswer | Turn:
     """Save the user's message and start its answer, within the user's limits
     (ApiError 429 over them, nothing saved). A message repeated with its
@@ -268,9 +285,7 @@ async def send_message(
     slot = uuid.uuid4()
     await limits().open_stream(owner.pk, slot)
     try:
-        answer = await _start_answer(
-            owner, conversation_id, content, idempotency_key, trace_id, received_at, model_name
-        )
+        answer = await _start_answer(owner, conversation_id, message, trace_id, received_at)
     except BaseException:
         await asyncio.shield(limits().close_stream(owner.pk, slot))
         raise
@@ -282,27 +297,22 @@ async def send_message(
 
 
 async def _start_answer(
-    owner: AbstractBaseUser,
-    conversation_id: uuid.UUID,
-    content: str,
-    key: str,
-    trace_id: str,
-    received_at: float,
-    model_name: str,
+    owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, trace_id: str, received_at: float
 ) -> LiveAnswer | Turn:
-    route = None
-    if model_name == routing.AUTO:
-        route = await _route(owner, conversation_id, content)
+    route, model_name = None, message.model_name
+    if model_name == AUTO:
+        route = await _route(owner, conversation_id, message.content)
         model_name = route.model
     start = asyncio.ensure_future(
         run_db(
             start_turn,
             owner=owner,
             conversation_id=conversation_id,
-            content=content,
-            idempotency_key=key,
+            content=message.content,
+            idempotency_key=message.idempotency_key,
             model_name=model_name,
             route=None if route is None else {"model": route.model, "reason": route.reason},
+            prompt=message.prompt,
         )
     )
     try:
@@ -312,6 +322,7 @@ async def _start_answer(
     except asyncio.CancelledError:
         await answer_abandoned(start, trace_id, received_at)
         raise
+    prepared = dataclasses.replace(prepared, request_options=message.request_options)
     relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at)
     relay.start()
     try:

@@ -54,3 +54,9 @@ def assemble(
         used += cost
     picked.reverse()
     return Prompt(messages=head + picked, turns=len(picked), tokens=used)
+
+
+def given_prompt(messages: list[Message]) -> Prompt:
+    """A whole prompt from a client (the OpenAI door), sent as it is."""
+    tokens = sum(_cost(message["content"] if isinstance(message.get("content"), str) else "") for message in messages)
+    return Prompt(messages=messages, turns=sum(m["role"] in ("user", "assistant") for m in messages), tokens=tokens)

@@ -52,6 +52,9 @@ class Provider:
 
     def __init__(self, *, model: str) -> None:
         self.model = model
+        # More of the request body, given by a client of the OpenAI door
+        # (tools, temperature, max_tokens…), for providers that pass it on.
+        self.request_options: dict[str, object] = {}
 
     @classmethod
     def from_settings(cls) -> "Provider":

@@ -192,7 +192,13 @@ class OpenAIProvider(Provider):
 
     def _body(self, messages: list[Message], model: str) -> bytes:
         return orjson.dumps(
-            {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+            {
+                **self.request_options,
+                "model": model,
+                "messages": messages,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
         )
 
     async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:

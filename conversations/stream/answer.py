@@ -25,6 +25,7 @@ class PreparedTurn:
     api_key_id: int | None = None  # the key that sent the message, if one did
     model_name: str = ""  # the catalogue's model asked (conversations/catalogue.py)
     route: dict[str, str] | None = None  # for "auto": the model the router chose and why (routing.py)
+    request_options: dict[str, Any] = field(default_factory=dict)  # the OpenAI door's tools, temperature…
 
 
 @dataclass(frozen=True)

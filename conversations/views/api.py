@@ -9,12 +9,12 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .. import selectors, services
-from ..catalogue import catalogue, default_entry
+from ..catalogue import catalogue, chosen_model, default_entry
 from ..conf import conf
 from ..exceptions import ApiError
 from ..live import live_answers
 from ..models import Conversation
-from ..routing import AUTO, router
+from ..routing import router
 from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
 from .errors import api_view, error_response, not_found, parse_id
@@ -63,21 +63,6 @@ def _checked_title(title: object) -> str:
     if len(title) > TITLE_MAX_CHARS:
         raise ApiError(400, "title_too_long", f"The title has {len(title)} characters; the limit is {TITLE_MAX_CHARS}.")
     return title
-
-
-def _model_name(body: dict, *, auto: bool = False) -> str:
-    """The catalogue's model a body names ("" or none given: the default;
-    `auto`, for a message: the router's choice). An unknown name is a 404
-    `model_not_found`, as OpenAI answers one."""
-    given = body.get("model", "")
-    if not isinstance(given, str):
-        raise ApiError(400, "invalid_model", "The model must be a string: a name from GET api/models.")
-    names = list(catalogue())
-    if given and given not in names and not (auto and given == AUTO):
-        raise ApiError(
-            404, "model_not_found", f"{given!r} is not a model here; choose one of {', '.join(names)} (GET api/models)."
-        )
-    return given
 
 
 def _idempotency_key(request: HttpRequest) -> str:
@@ -139,7 +124,7 @@ def _conversation_changes(request: HttpRequest) -> dict:
     if "title" in body:
         changes["title"] = _checked_title(body["title"])
     if "model" in body:
-        changes["model"] = _model_name(body)
+        changes["model"] = chosen_model(body["model"])
     if not changes:
         raise ApiError(400, "nothing_to_change", 'Send {"title"} or {"model"} (or both).')
     return changes
@@ -148,7 +133,7 @@ def _conversation_changes(request: HttpRequest) -> dict:
 @api_view("GET", "POST")
 async def conversations(request: HttpRequest, user) -> HttpResponse:
     if request.method == "POST":
-        model = _model_name(_json_body(request))
+        model = chosen_model(_json_body(request).get("model", ""))
         conversation = await run_db(services.create_conversation, owner=user, title=_title(request), model=model)
         return JsonResponse(conversation_json(conversation), status=201)
     return JsonResponse(await run_db(_conversation_page, user, request.GET.get("page", "1")))
@@ -179,14 +164,13 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     received_at = time.monotonic()
     pk = parse_id(conversation_id)
     try:
-        answer = await services.send_message(
-            owner=user,
-            conversation_id=pk,
+        message = services.NewMessage(
             content=_message_content(request),
             idempotency_key=_idempotency_key(request),
-            trace_id=trace_id_for(request),
-            received_at=received_at,
-            model_name=_model_name(_json_body(request), auto=True),
+            model_name=chosen_model(_json_body(request).get("model", ""), auto=True),
+        )
+        answer = await services.send_message(
+            owner=user, conversation_id=pk, message=message, trace_id=trace_id_for(request), received_at=received_at
         )
     except Conversation.DoesNotExist:
         raise not_found() from None
