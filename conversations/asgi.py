@@ -18,8 +18,8 @@ share one thread. The API's views are async and do their ORM work on
 thread, and for them that machinery is pure cost: a thread started and
 several hand-offs per request (docs/benchmarks.md has the figure).
 
-So requests under the API's prefix (wherever the project includes
-conversations.urls) take `handle_on_loop`: the same steps, the same
+So requests under the API's prefix and the OpenAI door's (wherever the
+project includes conversations.urls) take `handle_on_loop`: the same steps, the same
 middleware and views, the same cancellation of the view when the client
 leaves, minus the thread. Every other request keeps the stock path.
 """
@@ -37,18 +37,19 @@ from django.urls import NoReverseMatch, get_script_prefix, reverse, set_script_p
 from .stream import shutdown
 
 
-def api_prefix() -> str | None:
-    """Where the project mounted the API (e.g. "/api/"), without any script
-    prefix; None if it did not include conversations.urls."""
+def api_prefixes() -> tuple[str, ...]:
+    """Where the project mounted the API and the OpenAI door (e.g. "/api/"
+    and "/v1/"), without any script prefix; none if it did not include
+    conversations.urls."""
     try:
-        url = reverse("conversations:api:root")
+        urls = (reverse("conversations:api:root"), reverse("conversations:openai:root"))
     except NoReverseMatch:
-        return None
-    return "/" + url.removeprefix(get_script_prefix())
+        return ()
+    return tuple("/" + url.removeprefix(get_script_prefix()) for url in urls)
 
 
 class ChatstreamASGIHandler(ASGIHandler):
-    _api_prefix: str | None = None
+    _api_prefixes: tuple[str, ...] | None = None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and self._serves_on_loop(scope):
@@ -59,12 +60,12 @@ class ChatstreamASGIHandler(ASGIHandler):
             await super().__call__(scope, receive, send)
 
     def _serves_on_loop(self, scope) -> bool:
-        if self._api_prefix is None:
-            self._api_prefix = api_prefix() or "\0"  # "\0": no API here, nothing on the loop
+        if self._api_prefixes is None:
+            self._api_prefixes = api_prefixes()  # (): no API here, nothing on the loop
         path, root = scope["path"], scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        return path.startswith(self._api_prefix)
+        return path.startswith(self._api_prefixes)
 
     async def lifespan(self, receive, send) -> None:
         """Start-up: watch for the signal to stop. Shut-down (the server has

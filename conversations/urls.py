@@ -1,5 +1,6 @@
 """The app's URLs: the chat page at the root of wherever a project includes
-them, the API under `api/`, and Prometheus' `metrics`.
+them, the API under `api/`, an OpenAI-compatible door under `v1/`, and
+Prometheus' `metrics`.
 
     path("chat/", include("conversations.urls"))
 """
@@ -7,7 +8,7 @@ them, the API under `api/`, and Prometheus' `metrics`.
 from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
-from .views import api, errors, pages
+from .views import api, errors, openai_compat, pages
 
 app_name = "conversations"
 
@@ -24,8 +25,16 @@ api_urlpatterns = [
     re_path(r"", errors.api_not_found, name="root"),
 ]
 
+# OpenAI's API, as its SDKs call it: base_url = "<where the app is>/v1".
+openai_urlpatterns = [
+    path("chat/completions", openai_compat.chat_completions, name="chat-completions"),
+    path("models", openai_compat.models, name="models"),
+    re_path(r"", errors.api_not_found, name="root"),
+]
+
 urlpatterns = [
     path("", pages.chat, name="chat"),
     path("api/", include((api_urlpatterns, "api"))),
+    path("v1/", include((openai_urlpatterns, "openai"))),
     path("metrics", metrics_view, name="metrics"),
 ]

@@ -4,19 +4,19 @@ mounts it, and everything else on Django's stock path."""
 import pytest
 from django.test import override_settings
 
-from conversations.asgi import ChatstreamASGIHandler, api_prefix
+from conversations.asgi import ChatstreamASGIHandler, api_prefixes
 
 
 def scope(path: str, root_path: str = "") -> dict:
     return {"type": "http", "path": path, "root_path": root_path}
 
 
-def test_the_api_prefix_is_where_the_project_includes_the_app():
-    assert api_prefix() == "/api/"
+def test_the_api_prefixes_are_where_the_project_includes_the_app():
+    assert api_prefixes() == ("/api/", "/v1/")
     with override_settings(ROOT_URLCONF="tests.urls_prefixed"):
-        assert api_prefix() == "/chat/api/"
+        assert api_prefixes() == ("/chat/api/", "/chat/v1/")
     with override_settings(ROOT_URLCONF="tests.urls_empty"):
-        assert api_prefix() is None
+        assert api_prefixes() == ()
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,7 @@ def test_the_api_prefix_is_where_the_project_includes_the_app():
     [
         ("/chat/api/conversations", "", True),
         ("/chat/api/", "", True),
+        ("/chat/v1/chat/completions", "", True),
         ("/chat/", "", False),
         ("/api/conversations", "", False),
         ("/static/conversations/chat.js", "", False),

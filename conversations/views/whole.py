@@ -9,7 +9,6 @@ from contextlib import aclosing
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest, JsonResponse
 
-from .. import selectors
 from ..live import LiveAnswer
 from ..models import Turn
 from ..serializers import turn_json
@@ -31,19 +30,20 @@ def wants_whole_answer(request: HttpRequest) -> bool:
 
 async def whole_answer_response(user: AbstractBaseUser, answer: LiveAnswer | Turn) -> JsonResponse:
     if not isinstance(answer, Turn):
-        await _until_saved(answer)
-        answer = await run_db(selectors.saved_answer, owner=user, turn_id=answer.turn_id)
+        answer = await finished_turn(answer)
     if answer.status != Turn.Status.FAILED:
         return JsonResponse(turn_json(answer))
     error = {"code": answer.error_code, "message": answer.error_detail, "turn": turn_json(answer)}
     return JsonResponse({"error": error}, status=ERROR_STATUS.get(answer.error_code, 502))
 
 
-async def _until_saved(answer: LiveAnswer) -> None:
+async def finished_turn(answer: LiveAnswer) -> Turn:
+    """The answer's row, once it has ended (followed as a reader until then)."""
     try:
         async with aclosing(answer.follow(None)) as events:
             async for kind, _, _ in events:
                 if kind in (DONE, ERROR):  # sent once the row is committed
-                    return
+                    break
     finally:
         await answer.close()  # the client left first: the disconnect policy applies
+    return await run_db(Turn.objects.get, pk=answer.turn_id)

@@ -1,0 +1,103 @@
+"""The OpenAI-compatible door, through the official `openai` SDK: its turns
+are saved, priced and resumable like any other, its chunks are OpenAI's."""
+
+import json
+
+import openai
+import pytest
+
+from conversations.models import Turn
+from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script
+
+from .helpers import read_events, wait_for_answer
+
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello."},
+    {"role": "user", "content": "Weather in Paris?"},
+]
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+@pytest.fixture
+def sdk(alice, live):
+    client = openai.OpenAI(base_url=f"{live.url}/v1", api_key=alice.key, max_retries=0, timeout=30)
+    yield client
+    client.close()
+
+
+def test_models_are_listed(sdk, upstream):
+    assert [model.id for model in sdk.models.list()] == ["fake-model"]
+
+
+def test_a_whole_completion_is_saved_with_the_clients_prompt(sdk, upstream):
+    raw = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES, temperature=0.2)
+    completion = raw.parse()
+    turn = Turn.objects.get(pk=raw.headers["X-Chatstream-Turn"])
+    assert completion.choices[0].message.content == turn.content == "".join(f"t{i} " for i in range(20))
+    assert completion.choices[0].finish_reason == "stop" and completion.usage.total_tokens == 31
+    sent = upstream.calls[-1].body
+    assert sent["messages"] == MESSAGES and sent["temperature"] == 0.2  # no memory, no system prompt of ours
+    user_turn = Turn.objects.get(conversation_id=raw.headers["X-Chatstream-Conversation"], role="user")
+    assert user_turn.content == "Weather in Paris?"
+
+
+def test_a_stream_carries_reasoning_tool_calls_and_usage_in_openais_shape(sdk, upstream):
+    script = reasoning_script(["Let me ", "check."], []) + parallel_tool_calls_script()[1:]
+    upstream.behaviour = Behaviour(script=script, finish_reason="tool_calls")
+    chunks = list(
+        sdk.chat.completions.create(
+            model="fake-model", messages=MESSAGES, tools=TOOLS, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+    reasoning = "".join(getattr(delta, "reasoning_content", None) or "" for delta in deltas)
+    calls = [call for delta in deltas for call in delta.tool_calls or ()]
+    assert deltas[0].role == "assistant" and reasoning == "Let me check."
+    assert [(c.index, c.function.name) for c in calls] == [(0, "get_weather"), (1, "get_time")]
+    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 11
+    assert upstream.calls[-1].body["tools"] == TOOLS
+
+
+def test_a_conversation_is_named_by_a_header_and_the_answer_resumes(sdk, alice, upstream):
+    conversation_id = alice.new_conversation()
+    headers = {"X-Chatstream-Conversation": conversation_id}
+    raw = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES, extra_headers=headers)
+    assert raw.headers["X-Chatstream-Conversation"] == conversation_id
+    replay = read_events(alice.client.get(f"/api/turns/{raw.headers['X-Chatstream-Turn']}/events"))
+    assert replay[-1]["event"] == "done"
+    assert Turn.objects.filter(conversation_id=conversation_id).count() == 2
+
+
+def test_a_client_that_closes_its_stream_stops_the_upstream(sdk, upstream):
+    upstream.behaviour = Behaviour(tokens=2000, pace=0.01)
+    with sdk.chat.completions.with_streaming_response.create(
+        model="fake-model", messages=MESSAGES, stream=True
+    ) as response:
+        conversation_id = response.headers["X-Chatstream-Conversation"]
+        for number, _ in enumerate(response.iter_lines()):
+            if number == 8:
+                break
+    assert upstream.closed_within(2.0)
+    turn = wait_for_answer(conversation_id)
+    assert turn.finish_reason == "client_disconnected" and 0 < len(turn.content) < 2000 * 3
+
+
+def test_an_unknown_model_and_a_failed_upstream_raise_as_openais_would(sdk, upstream, settings):
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="gpt-nope", messages=MESSAGES)
+    settings.LLM_RETRIES = 0
+    upstream.behaviour = Behaviour(status=500)
+    with pytest.raises(openai.InternalServerError):
+        sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    with pytest.raises(openai.APIError):
+        list(sdk.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True))
+
+
+def test_the_door_needs_a_key(live, upstream):
+    client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="cs_nope_nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
