@@ -9,6 +9,8 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from . import api_keys, budgets, pricing
+from .catalogue import catalogue, default_entry
+from .routing import router
 from .memory.tasks import enqueue_update
 from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Turn
 from .ops.dashboard import dashboard_data, timeline_svg
@@ -189,7 +191,22 @@ class TurnAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         dashboard = self.admin_site.admin_view(self.dashboard)
-        return [path("dashboard/", dashboard, name="conversations_turn_dashboard"), *super().get_urls()]
+        models = self.admin_site.admin_view(self.models)
+        return [
+            path("dashboard/", dashboard, name="conversations_turn_dashboard"),
+            path("models/", models, name="conversations_turn_models"),
+            *super().get_urls(),
+        ]
+
+    def models(self, request):
+        """The model catalogue and the router, read-only: they live in settings."""
+        default = default_entry().name
+        entries = [
+            {**vars(entry), "default": entry.name == default, "key_set": bool(entry.api_key)}
+            for entry in catalogue().values()
+        ]
+        context = {**self.admin_site.each_context(request), "title": "Models", "entries": entries, "router": router()}
+        return TemplateResponse(request, "admin/conversations/models.html", context)
 
     def dashboard(self, request):
         """Time to first token and tokens per second by day and model, and

@@ -198,3 +198,20 @@ def test_prices_and_budgets_are_edited_in_the_admin(staff_client, thinking_turn)
     assert made.status_code == 302
     listing = staff_client.get(reverse("admin:conversations_budget_changelist")).content.decode()
     assert "0.0020 · 1250 tokens" in listing
+
+
+def test_the_model_catalogue_and_router_are_shown_read_only(staff_client, settings, monkeypatch):
+    monkeypatch.setenv("BIG_KEY", "sk-x")
+    settings.LLM_MODELS = {
+        "small": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "qwen3:4b"},
+        "big": {
+            "provider": "openai",
+            "model": "gpt-big",
+            "api_key_env": "BIG_KEY",
+            "prices": {"input": 1, "output": 4},
+        },
+    }
+    settings.LLM_ROUTER = {"small": "small", "big": "big", "rules": [{"if": {"min_chars": 500}, "use": "big"}]}
+    page = staff_client.get(reverse("admin:conversations_turn_models")).content.decode()
+    assert "qwen3:4b" in page and "(default)" in page and "$BIG_KEY set" in page and "sk-x" not in page
+    assert "min_chars 500 → big" in page
