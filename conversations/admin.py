@@ -10,10 +10,10 @@ from django.utils.html import format_html, format_html_join
 
 from . import api_keys, budgets, pricing
 from .catalogue import catalogue, default_entry
-from .routing import router
 from .memory.tasks import enqueue_update
 from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Turn
 from .ops.dashboard import dashboard_data, timeline_svg
+from .routing import router
 
 # The project's user model names its own login field (username, email...).
 OWNER_LOGIN = f"owner__{get_user_model().USERNAME_FIELD}"

@@ -95,6 +95,7 @@ def start_turn(
     model_name: str = "",
     route: dict[str, str] | None = None,
     prompt: list[Message] | None = None,
+    with_memory: bool = False,
 ) -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
     model is called. Raises Conversation.DoesNotExist for a foreign id,
@@ -102,8 +103,9 @@ def start_turn(
     first; the unique constraint settles two that arrive together), and
     ApiError 429 when a budget is spent (nothing saved). `model_name`: the
     catalogue's model asked for; empty, the conversation's, or the default.
-    `prompt`: the whole prompt, as an OpenAI client sends it (no memory, no
-    history read); `content` is then its last user message."""
+    `prompt`: the whole prompt, as an OpenAI client sends it (no history
+    read, and the memory only `with_memory`); `content` is then its last
+    user message."""
     if idempotency_key:
         _raise_if_duplicate(owner, conversation_id, idempotency_key)
     budgets.check(user_id=owner.pk, api_key_id=key_id_of(owner))
@@ -116,6 +118,7 @@ def start_turn(
             model_name=model_name,
             route=route,
             prompt=prompt,
+            with_memory=with_memory,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -141,6 +144,7 @@ def _start_turn(
     model_name: str,
     route: dict[str, str] | None,
     prompt: list[Message] | None,
+    with_memory: bool,
 ) -> PreparedTurn:
     user_turn_id, answer_turn_id = uuid.uuid4(), uuid.uuid4()
     with connection.cursor() as cursor:
@@ -161,7 +165,10 @@ def _start_turn(
             idempotency_key=key,
             reply_id=answer_turn_id,
         )
-        built = given_prompt(prompt) if prompt is not None else _assembled(cursor, conversation_id, model)
+        if prompt is None:
+            built = _assembled(cursor, conversation_id, model)
+        else:
+            built = given_prompt(prompt, memory=sql.memory_of(cursor, conversation_id) if with_memory else None)
     return PreparedTurn(
         conversation_id=conversation_id,
         owner_id=owner.pk,
@@ -271,6 +278,7 @@ class NewMessage:
     idempotency_key: str = ""
     model_name: str = ""  # "", a catalogue name, or "auto" (routing.py)
     prompt: list[Message] | None = None  # the OpenAI door: the whole prompt, as the client sent it
+    with_memory: bool = False  # the OpenAI door: the conversation's memory goes with that prompt
     request_options: dict[str, Any] = field(default_factory=dict)  # the OpenAI door: tools, temperature…
 
 
@@ -313,6 +321,7 @@ async def _start_answer(
             model_name=model_name,
             route=None if route is None else {"model": route.model, "reason": route.reason},
             prompt=message.prompt,
+            with_memory=message.with_memory,
         )
     )
     try:

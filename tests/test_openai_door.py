@@ -101,3 +101,17 @@ def test_the_door_needs_a_key(live, upstream):
     client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="cs_nope_nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_the_conversations_memory_goes_with_the_prompt_only_when_asked(sdk, alice, upstream):
+    from conversations.models import ConversationMemory
+
+    conversation_id = alice.new_conversation()
+    ConversationMemory.objects.create(conversation_id=conversation_id, summary="They like short answers.")
+    for memory in ("off", "on"):
+        headers = {"X-Chatstream-Conversation": conversation_id, "X-Chatstream-Memory": memory}
+        sdk.chat.completions.create(model="fake-model", messages=MESSAGES, extra_headers=headers)
+    without, with_memory = (call.body["messages"] for call in upstream.calls[-2:])
+    assert without == MESSAGES
+    assert with_memory[0] == MESSAGES[0] and "They like short answers." in with_memory[1]["content"]
+    assert with_memory[2:] == MESSAGES[1:]

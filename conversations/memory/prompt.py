@@ -56,7 +56,12 @@ def assemble(
     return Prompt(messages=head + picked, turns=len(picked), tokens=used)
 
 
-def given_prompt(messages: list[Message]) -> Prompt:
-    """A whole prompt from a client (the OpenAI door), sent as it is."""
+def given_prompt(messages: list[Message], *, memory: tuple[str, list[str]] | None = None) -> Prompt:
+    """A whole prompt from a client (the OpenAI door), sent as it is; with
+    `memory` (summary, facts), the memory goes after its system messages."""
+    remembered = memory_text(*memory) if memory else ""
+    if remembered:
+        system = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
+        messages = [*messages[:system], {"role": "system", "content": remembered}, *messages[system:]]
     tokens = sum(_cost(message["content"] if isinstance(message.get("content"), str) else "") for message in messages)
-    return Prompt(messages=messages, turns=sum(m["role"] in ("user", "assistant") for m in messages), tokens=tokens)
+    return Prompt(messages=messages, turns=sum(m.get("role") in ("user", "assistant") for m in messages), tokens=tokens)

@@ -3,8 +3,9 @@ and `GET v1/models`, so any OpenAI SDK client talks through chatstream with
 a chatstream API key as its `api_key`, and its turns are saved, limited,
 budgeted, priced, reviewable in the admin and resumable like any other.
 
-The client's `messages` are the whole prompt (chatstream's memory and
-history are not added); its last user message is the turn saved. A
+The client's `messages` are the whole prompt (chatstream's history is not
+added, nor its memory unless `X-Chatstream-Memory: on` asks); its last user
+message is the turn saved. A
 conversation is named by `X-Chatstream-Conversation`, or made per call; the
 response names both it and the answer's turn (`X-Chatstream-Turn`), so a
 client can resume with `GET api/turns/<id>/events`. Streamed chunks follow
@@ -53,6 +54,7 @@ PASSED_ON = (
 # chatstream's endings that OpenAI's vocabulary lacks: the answer stopped early.
 FINISH_REASONS = {"cancelled": "stop", "client_disconnected": "stop"}
 CONVERSATION_HEADER = "X-Chatstream-Conversation"
+MEMORY_HEADER = "X-Chatstream-Memory"  # "on": the conversation's memory goes with the client's prompt
 
 
 @api_view("GET")
@@ -71,6 +73,7 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
         idempotency_key=request.headers.get("Idempotency-Key", "").strip()[:200],
         model_name=chosen_model(body["model"], auto=True),
         prompt=body["messages"],
+        with_memory=request.headers.get(MEMORY_HEADER, "").lower() in ("on", "true", "1"),
         request_options={name: body[name] for name in PASSED_ON if name in body},
     )
     try:
