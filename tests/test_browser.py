@@ -71,6 +71,27 @@ def answers(page: Page):
     return page.locator("#turns > li.assistant")
 
 
+def model_picker(page: Page):
+    return page.get_by_role("combobox", name="Model")
+
+
+def reload(page: Page) -> None:
+    page.reload()
+    expect(page.locator("#app[data-ready=true]")).to_be_attached()
+
+
+@pytest.fixture
+def two_models(upstream, upstream_server, settings):
+    """Two models on the fake upstream, told apart by their upstream ids."""
+    settings.LLM_MODELS = {
+        "small": {"provider": "openai", "base_url": f"{upstream_server.url}/v1", "model": "qwen3:4b"},
+        "big": {"provider": "openai", "base_url": f"{upstream_server.url}/v1", "model": "gpt-big", "reasoning": True},
+    }
+    settings.LLM_DEFAULT_MODEL = "small"
+    upstream.behaviour = Behaviour(tokens=3)
+    return upstream
+
+
 def test_an_answer_streams_in_as_markdown_and_stays_after_reload(page, upstream):
     upstream.behaviour = Behaviour(text=MARKDOWN_ANSWER, piece_chars=3, pace=0.03, first_token_delay=0.2)
     send(page, "Show me some code")
@@ -189,6 +210,7 @@ def test_an_upstream_error_is_shown_with_retry(page, upstream):
     failed.locator(".retry").click()
     expect(answers(page).last.locator(".body")).to_have_text("t0 t1 t2")
     expect(page.locator("#turns > li.user")).to_have_count(2)
+    expect(answers(page).last.locator(".meta")).to_contain_text("tokens")  # `done` comes once the turn is saved
     assert Turn.objects.filter(role="assistant").count() == 2
 
 
@@ -218,6 +240,7 @@ def test_a_phone_sized_screen_and_the_security_policy(page):
     page.set_viewport_size({"width": 390, "height": 800})
     response = page.goto("/")
     expect(page.locator("#app[data-ready=true]")).to_be_attached()
+    expect(model_picker(page)).to_be_hidden()  # one model and no routing: nothing to choose
     assert "script-src 'self'" in response.headers["content-security-policy"]
     expect(page.locator("#message")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -305,3 +328,48 @@ def test_a_reload_mid_answer(page, upstream, settings, policy):
     assert saved.finish_reason == ("stop" if policy == "continue" else "client_disconnected")
     if policy == "continue":
         assert saved.content.count("t79 ") == 1
+
+
+def test_the_model_picker_chooses_the_model_and_a_reload_keeps_it(page, two_models):
+    reload(page)  # the page was opened before there were two models
+    picker = model_picker(page)
+    expect(picker.locator("option")).to_have_text(["small", "big · thinks"])
+    expect(picker).to_have_value("small")
+
+    picker.select_option("big")
+    send(page, "Hello, big model")
+    meta = answers(page).first.locator(".meta")
+    expect(meta).to_have_text(re.compile(r"^big · first token \d+ ms"), timeout=10_000)
+    assert two_models.calls[-1].body["model"] == "gpt-big"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "chat-models.png")
+
+    reload(page)
+    expect(picker).to_have_value("big")  # the conversation was created with it
+    expect(meta).to_have_text(re.compile(r"^big · first token"))
+
+    with page.expect_response(lambda response: response.request.method == "PATCH"):
+        picker.select_option("small")
+    reload(page)
+    expect(picker).to_have_value("small")  # a change is kept on the conversation
+    expect(meta).to_have_text(re.compile(r"^big · "))  # the answer still names the model that wrote it
+    send(page, "Hello, small model")
+    expect(answers(page).last.locator(".meta")).to_have_text(re.compile(r"^small · "), timeout=10_000)
+    assert two_models.calls[-1].body["model"] == "qwen3:4b"
+
+
+def test_auto_names_the_model_the_router_chose(page, two_models, settings):
+    settings.LLM_ROUTER = {"small": "small", "big": "big", "rules": [{"if": {"pattern": "(?i)prove"}, "use": "big"}]}
+    reload(page)
+    picker = model_picker(page)
+    expect(picker.locator("option")).to_have_text(["small", "big · thinks", "Auto (small or big)"])
+
+    picker.select_option("auto")
+    send(page, "Prove it")
+    meta = answers(page).first.locator(".meta")
+    expect(meta).to_have_text(re.compile(r"^auto → big · first token"), timeout=10_000)
+    assert two_models.calls[-1].body["model"] == "gpt-big"
+
+    reload(page)
+    expect(meta).to_have_text(re.compile(r"^auto → big · first token"))
+    expect(picker).to_have_value("small")  # "auto" is chosen per message: the conversation keeps the default

@@ -13,6 +13,7 @@ const form = document.querySelector("#composer");
 const input = document.querySelector("#message");
 const sendButton = document.querySelector("#send");
 const stopButton = document.querySelector("#stop");
+const picker = document.querySelector("#model");
 const itemTemplate = document.querySelector("#conversation-item");
 
 const clone = (id) => document.querySelector(id).content.firstElementChild.cloneNode(true);
@@ -24,6 +25,9 @@ const md = markdownit({ html: false, linkify: true });
 let current = null; // the open conversation's id
 let controller = null; // aborts the answer being streamed
 let streaming = null; // that answer: its turn id arrives with the `start` event
+let catalogue = { default: "", auto: false, models: [] }; // GET api/models
+
+const AUTO = "auto"; // a message's model when the server routes it to a small or big model
 
 // --- the API -------------------------------------------------------------------
 
@@ -79,6 +83,62 @@ async function remove(conversation) {
   await loadConversations();
 }
 
+// --- the model picker ---------------------------------------------------------------
+
+async function loadModels() {
+  catalogue = await getJSON(app.dataset.models);
+  const options = catalogue.models.map((entry) => option(entry.name, entry.reasoning ? `${entry.name} · thinks` : entry.name));
+  if (catalogue.auto) options.push(option(AUTO, "Auto (small or big)"));
+  picker.replaceChildren(...options);
+  picker.hidden = options.length < 2; // nothing to choose
+}
+
+function option(value, label) {
+  const item = document.createElement("option");
+  item.value = value;
+  item.textContent = label;
+  return item;
+}
+
+// A conversation's model, or the default for none (or for a name the
+// catalogue no longer has: the server answers with the default then too).
+function selectModel(name) {
+  picker.value = name || catalogue.default;
+  if (picker.selectedIndex === -1) picker.value = catalogue.default;
+}
+
+// The model a message names. A hidden picker names none ("": the server's
+// default), so a page opened before the server's models changed still works.
+const messageModel = () => (picker.hidden ? "" : picker.value);
+
+// The model a conversation keeps, so a reload shows it. "auto" is a choice per
+// message, never a conversation's default (the server refuses it there): the
+// conversation then keeps the catalogue's default.
+const conversationModel = () => (messageModel() === AUTO ? "" : messageModel());
+
+async function modelChanged() {
+  if (!current) return; // a new conversation takes it when it is created
+  try {
+    await call("PATCH", `${api}/${current}`, { model: conversationModel() });
+    await loadConversations(); // a change is an update: it moves up
+  } catch {
+    // Each message names the picker's model anyway: only a reload would forget it.
+  }
+}
+
+// How a meta line names the model: the catalogue's name asked, and for a
+// routed answer the one the router chose.
+const savedModelLabel = (turn) => (turn.route ? `auto → ${turn.route.model}` : turn.model_name ?? "");
+
+// While streaming, the `start` event names the upstream's model id: the label
+// is the name asked, and for "auto" (or an answer this page did not ask for)
+// the catalogue's entry with that id.
+function liveModelLabel(asked, upstreamId) {
+  const name = catalogue.models.find((entry) => entry.model === upstreamId)?.name ?? upstreamId;
+  if (asked === AUTO) return `auto → ${name}`;
+  return asked || name;
+}
+
 // --- turns -----------------------------------------------------------------------
 
 function addTurn(role) {
@@ -109,8 +169,8 @@ function renderMarkdown(body, text) {
   }
 }
 
-function metrics(answer) {
-  const parts = [];
+function metrics(answer, model) {
+  const parts = model ? [model] : [];
   if (answer.ttft_ms != null) parts.push(`first token ${answer.ttft_ms} ms`);
   const generating = (answer.duration_ms - answer.ttft_ms) / 1000;
   if (answer.tokens_out > 1 && generating > 0) parts.push(`${((answer.tokens_out - 1) / generating).toFixed(1)} tokens/s`);
@@ -211,7 +271,7 @@ function showSavedAnswer(turn) {
   for (const call of turn.tool_calls ?? []) showToolCall(item, call);
   if (turn.refusal) showRefusal(item, turn.refusal);
   const status = STOPPED.has(turn.finish_reason) ? "Stopped · " : turn.finish_reason === "length" ? "Cut at the length limit · " : "";
-  item.querySelector(".meta").textContent = status + metrics(turn);
+  item.querySelector(".meta").textContent = status + metrics(turn, savedModelLabel(turn));
   if (turn.status === "failed") item.classList.add("failed");
 }
 
@@ -222,12 +282,13 @@ async function openConversation(id) {
   empty.hidden = false;
   if (id) {
     const conversation = await getJSON(`${api}/${id}`);
+    selectModel(conversation.model);
     for (const turn of conversation.turns) {
       if (turn.role === "user") showUser(turn.content);
       else showSavedAnswer(turn);
     }
     for (const answer of conversation.generating) follow(answer.turn_id);
-  }
+  } else selectModel(null); // a new chat starts on the default
   for (const item of list.children) item.classList.toggle("current", item.querySelector(".open").hash === `#${id}`);
   input.focus();
 }
@@ -237,7 +298,8 @@ async function openConversation(id) {
 // A turn whose text is re-rendered at most once per animation frame, however
 // fast the tokens come.
 class Answer {
-  constructor() {
+  // `asked`: the model this page asked for; null for one it only follows.
+  constructor(asked = null) {
     this.item = addTurn("assistant");
     this.body = this.item.querySelector(".body");
     this.meta = this.item.querySelector(".meta");
@@ -248,7 +310,14 @@ class Answer {
     this.joinedLate = false; // read from its first event by a page that opened while it was written
     this.thinking = null;
     this.refusal = null; // the refusal's text, once one arrives
+    this.asked = asked;
+    this.model = ""; // named in the meta line, once `start` says which model answers
     this.item.classList.add("streaming");
+  }
+
+  started({ turn_id, model }) {
+    this.turnId = turn_id;
+    this.model = liveModelLabel(this.asked, model);
   }
 
   append(text) {
@@ -334,7 +403,7 @@ async function readAnswer(response, answer) {
     state.buffer += decoder.decode(value, { stream: true }).replaceAll("\r\n", "\n");
     for (const event of takeEvents(state)) {
       if (event.id !== null) answer.lastId = event.id;
-      if (event.type === "start") answer.turnId = event.data.turn_id;
+      if (event.type === "start") answer.started(event.data);
       else if (event.type === "delta") answer.append(event.data.text);
       else if (event.type === "reasoning") answer.think(event.data.text);
       else if (event.type === "tool_call") answer.toolCall(event.data);
@@ -383,15 +452,16 @@ async function resume(answer) {
 }
 
 async function send(content) {
+  const model = messageModel();
   if (!current) {
-    const created = await (await call("POST", api, {})).json();
+    const created = await (await call("POST", api, { model: conversationModel() })).json();
     current = created.id;
     history.replaceState(null, "", `#${current}`);
   }
   showUser(content);
   const open = (signal) =>
-    call("POST", `${api}/${current}/messages`, { content }, { signal, headers: { Accept: "text/event-stream" } });
-  await streamInto(new Answer(), open, () => send(content));
+    call("POST", `${api}/${current}/messages`, { content, model }, { signal, headers: { Accept: "text/event-stream" } });
+  await streamInto(new Answer(model), open, () => send(content));
 }
 
 // An answer still being generated when the page opened (a reload, a second
@@ -416,7 +486,8 @@ async function streamInto(answer, open, retry) {
     if (final === null) answer.end("The connection was cut before the answer ended.", { failed: true, retry });
     else if (final.type === "error") answer.end(`Error: ${final.data.message}`, { failed: true, retry });
     else {
-      answer.end((STOPPED.has(final.data.finish_reason) ? "Stopped · " : "") + metrics({ ...final.data, tokens_out: final.data.usage.tokens_out }));
+      const figures = { ...final.data, tokens_out: final.data.usage.tokens_out };
+      answer.end((STOPPED.has(final.data.finish_reason) ? "Stopped · " : "") + metrics(figures, answer.model));
       answer.finished(final.data);
     }
   } catch (error) {
@@ -468,6 +539,7 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") stop();
 });
 stopButton.addEventListener("click", stop);
+picker.addEventListener("change", modelChanged);
 document.querySelector("#new-chat").addEventListener("click", () => { location.hash = ""; });
 turns.addEventListener("click", (event) => {
   const copy = event.target.closest(".copy");
@@ -478,7 +550,7 @@ turns.addEventListener("click", (event) => {
 window.addEventListener("hashchange", () => openConversation(location.hash.slice(1) || null));
 window.addEventListener("pagehide", () => controller?.abort()); // leaving the page stops the answer
 
-await loadConversations();
+await Promise.all([loadModels(), loadConversations()]);
 await openConversation(location.hash.slice(1) || null);
 setStreaming(streaming !== null); // Send is off in the HTML until this module runs
 app.dataset.ready = "true";
