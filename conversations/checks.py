@@ -17,9 +17,7 @@ from .routing import RouterError, router
 @register()
 def check_llm_settings(app_configs, **kwargs) -> list[Error]:
     errors = []
-    try:
-        load_provider_class(conf.LLM_PROVIDER)
-    except (ImportError, ValueError):
+    if not _is_provider(conf.LLM_PROVIDER):
         errors.append(
             Error(
                 f"LLM_PROVIDER {conf.LLM_PROVIDER!r} is not a known provider.",
@@ -28,8 +26,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
             )
         )
     if conf.LLM_PROVIDER != "demo":
-        url = urlsplit(conf.LLM_BASE_URL)
-        if url.scheme not in ("http", "https") or not url.netloc:
+        if not _is_http_url(conf.LLM_BASE_URL):
             errors.append(
                 Error(
                     f"LLM_BASE_URL {conf.LLM_BASE_URL!r} is not an http(s) URL.",
@@ -101,9 +98,7 @@ def _catalogue_errors() -> list[Error]:
         return [Error(str(exc), hint="See docs/configuration.md (LLM_MODELS).", id="conversations.E011")]
     errors = []
     for entry in entries:
-        try:
-            load_provider_class(entry.provider)
-        except (ImportError, ValueError):
+        if not _is_provider(entry.provider):
             errors.append(
                 Error(
                     f"LLM_MODELS[{entry.name!r}] names provider {entry.provider!r}, which is not a provider.",
@@ -111,8 +106,7 @@ def _catalogue_errors() -> list[Error]:
                     id="conversations.E012",
                 )
             )
-        url = urlsplit(entry.base_url)
-        if entry.provider != "demo" and (url.scheme not in ("http", "https") or not url.netloc):
+        if entry.provider != "demo" and not _is_http_url(entry.base_url):
             errors.append(
                 Error(
                     f"LLM_MODELS[{entry.name!r}] has base_url {entry.base_url!r}, not an http(s) URL.",
@@ -129,6 +123,19 @@ def _catalogue_errors() -> list[Error]:
                 )
             )
     return errors
+
+
+def _is_provider(name: str) -> bool:
+    try:
+        load_provider_class(name)
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+def _is_http_url(value: str) -> bool:
+    url = urlsplit(value)
+    return url.scheme in ("http", "https") and bool(url.netloc)
 
 
 def _money_errors() -> list[Error]:
