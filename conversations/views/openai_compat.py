@@ -59,7 +59,8 @@ MEMORY_HEADER = "X-Chatstream-Memory"  # "on": the conversation's memory goes wi
 
 @api_view("GET")
 async def models(request: HttpRequest, user) -> HttpResponse:
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": e.provider} for name, e in catalogue().items()]
+    entries = catalogue().values()
+    data = [{"id": entry.name, "object": "model", "created": 0, "owned_by": entry.provider} for entry in entries]
     return JsonResponse({"object": "list", "data": data})
 
 
