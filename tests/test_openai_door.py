@@ -97,6 +97,13 @@ def test_an_unknown_model_and_a_failed_upstream_raise_as_openais_would(sdk, upst
         list(sdk.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True))
 
 
+def test_the_message_limit_holds_on_the_door(sdk, upstream, settings):
+    settings.CHATSTREAM_MAX_MESSAGE_CHARS = 10
+    with pytest.raises(openai.BadRequestError, match="the limit is 10"):
+        sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x" * 11}])
+    assert not upstream.calls
+
+
 def test_the_door_needs_a_key(live, upstream):
     client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="cs_nope_nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):

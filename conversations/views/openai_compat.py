@@ -115,8 +115,17 @@ def _last_user_text(messages: list[dict]) -> str:
             if isinstance(content, list):  # content parts: keep the text ones
                 content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
             if isinstance(content, str) and content.strip() and "\x00" not in content:
-                return content
+                return _within_limit(content)
     raise ApiError(400, "invalid_messages", "`messages` needs a user message with text.")
+
+
+def _within_limit(content: str) -> str:
+    limit = conf.CHATSTREAM_MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise ApiError(
+            400, "content_too_long", f"The last user message has {len(content)} characters; the limit is {limit}."
+        )
+    return content
 
 
 async def _conversation(request: HttpRequest, user) -> uuid.UUID:
