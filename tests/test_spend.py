@@ -10,7 +10,7 @@ from conversations import api_keys, budgets, pricing
 from conversations.models import Budget, ModelPrice, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, saved_answer, stream, wait_for_answer
+from .helpers import post_and_read, read_until_deltas, saved_answer, sse_events, stream, wait_for_answer
 
 USAGE = {
     "prompt_tokens": 2000,
@@ -65,7 +65,7 @@ def test_a_stream_ended_before_its_usage_is_estimated_and_still_priced(alice, pr
     priced.behaviour = Behaviour(tokens=400, pace=0.005, usage=USAGE)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        next(response.iter_bytes())  # the client leaves at once
+        read_until_deltas(sse_events(response), 2)  # the client leaves mid-answer
     turn = wait_for_answer(conversation_id)
     assert turn.finish_reason == "client_disconnected"
     assert turn.usage_source == "estimated" and turn.tokens_estimated and turn.cost is not None
