@@ -175,7 +175,7 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     except Conversation.DoesNotExist:
         raise not_found() from None
     if wants_whole_answer(request):
-        return await whole_answer_response(user, answer)
+        return await whole_answer_response(answer)
     return answer_response(request, answer)
 
 

@@ -91,7 +91,7 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return _streamed(answer, names, include_usage)
-    return await _whole(user, answer, names)
+    return await _whole(answer, names)
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
@@ -256,7 +256,7 @@ def _with_headers(response: HttpResponseBase, answer: LiveAnswer | Turn, names: 
 # --- one JSON object ------------------------------------------------------------------
 
 
-async def _whole(user, answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
+async def _whole(answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
     turn = answer if isinstance(answer, Turn) else await finished_turn(answer)
     if turn.status == Turn.Status.FAILED:
         error = {"code": turn.error_code, "message": turn.error_detail, "type": "upstream_error"}

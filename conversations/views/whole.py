@@ -6,9 +6,9 @@ cancels it like any other (saved as `client_disconnected`)."""
 
 from contextlib import aclosing
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest, JsonResponse
 
+from .. import sse
 from ..live import LiveAnswer
 from ..models import Turn
 from ..serializers import turn_json
@@ -24,11 +24,11 @@ def wants_whole_answer(request: HttpRequest) -> bool:
     """JSON only when Accept rates it above both streams (curl's */* streams)."""
     json = accepted_quality(request, "application/json")
     return json > 0 and json > max(
-        accepted_quality(request, "text/event-stream"), accepted_quality(request, "application/x-ndjson")
+        accepted_quality(request, sse.SSE_CONTENT_TYPE), accepted_quality(request, sse.NDJSON_CONTENT_TYPE)
     )
 
 
-async def whole_answer_response(user: AbstractBaseUser, answer: LiveAnswer | Turn) -> JsonResponse:
+async def whole_answer_response(answer: LiveAnswer | Turn) -> JsonResponse:
     if not isinstance(answer, Turn):
         answer = await finished_turn(answer)
     if answer.status != Turn.Status.FAILED:
