@@ -68,7 +68,8 @@ def test_a_message_names_its_model_and_reaches_that_upstream(alice, two_models):
     assert turn.cost == Decimal("0.000051") and events[-1]["data"]["cost"] == str(turn.cost)  # 11 x 1 + 20 x 2
 
 
-def test_a_conversation_has_a_default_model_of_its_own(alice, two_models):
+def test_a_conversation_has_a_default_model_of_its_own(alice, two_models, settings):
+    settings.LLM_DEMO_TOKENS_PER_SECOND, settings.LLM_DEMO_FIRST_TOKEN_DELAY = 0, 0  # the offline model, at once
     created = alice.client.post("/api/conversations", json={"model": "offline"}).json()
     assert created["model"] == "offline"
     send(alice, created["id"])
