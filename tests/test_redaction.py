@@ -49,6 +49,9 @@ pieces = st.text(alphabet=st.sampled_from(list("ab1234567890 -+().@x.comy\n")), 
 @settings(max_examples=400)
 @given(text=pieces, cuts=st.lists(st.integers(0, 60), max_size=8))
 @example(text="a@b.com 4111111111111111 +1 555 123 4567", cuts=[3, 10, 20, 30])
+# A match whose next part has not come yet: "+44 20 7946 " | "0958", "a@ex.com.a" | "u".
+@example(text="call +44 20 7946 0958;", cuts=[17])
+@example(text="x ada@ex.com.au y", cuts=[13])
 def test_the_output_does_not_depend_on_the_chunking(text, cuts):
     bounds = sorted({0, len(text), *(cut for cut in cuts if cut <= len(text))})
     chunks = [text[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]

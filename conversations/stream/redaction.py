@@ -59,7 +59,10 @@ class Redactor:
         out, position = [], 0
         for match in PATTERN.finditer(text, partial=not final):
             # A match that reaches the end may still grow (or fail): hold it.
-            if not final and (match.partial or match.end() == len(text)):
+            # So may a complete one when all the text after it could still
+            # be part of it: for "+44 20 7946 " the engine gives "+44 20 7946",
+            # which the next piece, "0958", would extend.
+            if not final and (match.partial or _may_grow(text, match.start())):
                 self._held = text[match.start() :]
                 out.append(text[position : match.start()])
                 return "".join(out)
@@ -69,6 +72,11 @@ class Redactor:
         self._held = ""
         out.append(text[position:])
         return "".join(out)
+
+
+def _may_grow(text: str, start: int) -> bool:
+    """Could everything from `start` to the end still become one match?"""
+    return PATTERN.fullmatch(text, pos=start, partial=True) is not None
 
 
 def redact(text: str) -> str:
