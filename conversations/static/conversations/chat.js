@@ -497,7 +497,9 @@ async function streamInto(answer, open, retry) {
     controller = null;
     streaming = null;
     setStreaming(false);
-    loadConversations(); // a first message gives the conversation its title
+    // A first message gives the conversation its title. The list is only
+    // refreshed: if the network is gone again, it keeps what it shows.
+    loadConversations().catch(() => {});
   }
 }
 
