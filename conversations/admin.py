@@ -8,7 +8,12 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from . import api_keys, budgets, pricing
+from . import (
+    admin_review,  # noqa: F401  (the review queue registers itself)
+    api_keys,
+    budgets,
+    pricing,
+)
 from .catalogue import catalogue, default_entry
 from .memory.tasks import enqueue_update
 from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Turn
@@ -175,7 +180,7 @@ class TurnAdmin(admin.ModelAdmin):
                 "fields": (
                     ("model_name", "model", "provider"),
                     ("route", "trace_id"),
-                    ("prompt_turns", "prompt_tokens", "malformed_chunks"),
+                    ("prompt_turns", "prompt_tokens", "malformed_chunks", "redactions"),
                     "idempotency_key",
                     "created_at",
                 )

@@ -134,6 +134,9 @@ class Settings:
         "", "per user: spend allowed in a UTC day, in LLM_PRICES' currency (empty: none; the admin's budgets override)"
     )
     CHATSTREAM_MONTHLY_BUDGET = Setting("", "per user: spend allowed in a UTC calendar month (empty: none)")
+    CHATSTREAM_SEARCH_CONFIG = Setting(
+        "english", "PostgreSQL's text search configuration for searching conversations (`simple`: no stemming)"
+    )
     CHATSTREAM_DB_THREADS = Setting(4, "threads, each with one open database connection, that run the API's queries")
     CHATSTREAM_METRICS_TOKEN = Setting(
         "", "the Bearer token Prometheus sends to `metrics` (staff sessions are let in too)", secret=True

@@ -19,6 +19,10 @@ class Conversation(models.Model):
     # message and the answer to it), so concurrent messages never collide even
     # though the answer's row is only written when its stream ends.
     next_position = models.PositiveIntegerField(default=0, editable=False)
+    # The last turn of the branch shown (an answer may still be streaming:
+    # its row comes when it ends). Not a foreign key for that reason; empty
+    # for a conversation without turns.
+    leaf = models.UUIDField(null=True, blank=True, editable=False, help_text="The shown branch's last turn")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -46,12 +50,25 @@ class Turn(models.Model):
         NONE = "none"  # no call was accepted
 
     FinishReason = FinishReason  # the stream's vocabulary (stream/events.py)
+    siblings: list[uuid.UUID]  # its versions' ids, itself among them: set by branches.Branches
 
     # Made in Python so the stream can name the answer's turn before its row
     # exists: the row is written once, when the stream ends.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+
+    class Review(models.TextChoices):
+        OPEN = "", "Not reviewed"
+        FINE = "fine", "Fine"
+        NEEDS_WORK = "needs_work", "Needs work"
+        ESCALATED = "escalated", "Escalated"
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     position = models.PositiveIntegerField()
+    # The turn before it on its branch: an answer's is its question; a
+    # question's, the answer it follows (none for the first). Versions of a
+    # turn share their parent. An id, not a foreign key: a message may
+    # follow an answer whose row is written only when its stream ends.
+    parent = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
@@ -93,6 +110,7 @@ class Turn(models.Model):
         help_text="The order the kinds of output streamed in: [kind, length] (empty: text only)",
     )
     malformed_chunks = models.PositiveIntegerField(default=0, help_text="Upstream chunks skipped as unreadable")
+    redactions = models.PositiveIntegerField(default=0, help_text="E-mail addresses, phone and card numbers masked")
     cancel_latency_ms = models.FloatField(
         null=True, blank=True, help_text="From the cancel (or the client leaving) to the upstream request closed"
     )
@@ -108,9 +126,12 @@ class Turn(models.Model):
     # A user's message: the key its client sent (one message per key and
     # conversation) and the id of its answer, so a repeat finds the answer.
     idempotency_key = models.CharField(max_length=200, blank=True)
-    reply_id = models.UUIDField(null=True, blank=True, editable=False)
+    # The newest version of its answer (see `parent`).
+    reply_id = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
     prompt_turns = models.PositiveIntegerField(null=True, blank=True, help_text="Earlier turns sent with the prompt")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Estimated tokens of the prompt")
+    review_status = models.CharField(max_length=16, choices=Review.choices, blank=True, default=Review.OPEN)
+    review_notes = models.TextField(blank=True, help_text="Staff's notes on this answer")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -140,6 +161,36 @@ class Turn(models.Model):
         if self.duration_ms is None or self.ttft_ms is None or not self.tokens_out or self.tokens_out < 2:
             return None
         return (self.duration_ms - self.ttft_ms) / (self.tokens_out - 1)
+
+
+class ReviewItem(Turn):
+    """An answer as staff review it: the admin's review queue."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "answer to review"
+        verbose_name_plural = "review queue"
+
+
+class Feedback(models.Model):
+    """A user's rating of an answer, with an optional comment: one per answer."""
+
+    class Rating(models.TextChoices):
+        UP = "up", "Good answer"
+        DOWN = "down", "Bad answer"
+
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, primary_key=True, related_name="feedback")
+    rating = models.CharField(max_length=8, choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        indexes = [models.Index(fields=["rating", "-updated_at"], name="feedback_rating_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.rating} on {self.turn_id}"
 
 
 class ConversationMemory(models.Model):

@@ -4,8 +4,11 @@ indistinguishable from a missing one."""
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Q, QuerySet
 
+from .branches import Branches
+from .conf import conf
 from .live import LiveAnswer, live_answers
 from .models import Conversation, Turn
 from .storage.threads import run_db
@@ -15,10 +18,47 @@ def owned_conversations(*, owner: AbstractBaseUser) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner_id=owner.pk)
 
 
+def search_conversations(*, owner: AbstractBaseUser, words: str) -> QuerySet[Conversation]:
+    """The user's conversations whose title or turns have `words`: all of
+    them, stemmed (PostgreSQL's full-text search, CHATSTREAM_SEARCH_CONFIG),
+    or on other databases each word as a plain case-insensitive match."""
+    conversations = owned_conversations(owner=owner)
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery, SearchVector
+
+        query = SearchQuery(words, config=conf.CHATSTREAM_SEARCH_CONFIG, search_type="websearch")
+        matching_turns = (
+            Turn.objects.filter(conversation__owner_id=owner.pk)
+            .annotate(document=SearchVector("content", config=conf.CHATSTREAM_SEARCH_CONFIG))
+            .filter(document=query)
+            .values("conversation_id")
+        )
+        titled = conversations.annotate(document=SearchVector("title", config=conf.CHATSTREAM_SEARCH_CONFIG))
+        return titled.filter(Q(document=query) | Q(pk__in=matching_turns))
+    for word in words.split():
+        word_turns = Turn.objects.filter(conversation__owner_id=owner.pk, content__icontains=word)
+        in_turns = Q(pk__in=word_turns.values("conversation_id"))
+        conversations = conversations.filter(Q(title__icontains=word) | in_turns)
+    return conversations
+
+
 def conversation_with_turns(*, owner: AbstractBaseUser, conversation_id: uuid.UUID) -> tuple[Conversation, list[Turn]]:
-    """Raises Conversation.DoesNotExist for a missing or foreign id."""
+    """The conversation and the turns of the branch it shows, oldest first,
+    each with `siblings` (its versions' ids, itself among them, in order).
+    Raises Conversation.DoesNotExist for a missing or foreign id."""
     conversation = owned_conversations(owner=owner).select_related("memory").get(pk=conversation_id)
-    return conversation, list(conversation.turns.order_by("position"))
+    return conversation, shown_branch(conversation, list(conversation.turns.select_related("feedback")))
+
+
+def shown_branch(conversation: Conversation, turns: list[Turn]) -> list[Turn]:
+    """`turns` (all of a conversation's, by position) narrowed to the branch
+    ending at its leaf, with each one's siblings set."""
+    return Branches(turns).ending_at(conversation.leaf)
+
+
+def owned_turn(*, owner: AbstractBaseUser, turn_id: uuid.UUID) -> Turn:
+    """Raises Turn.DoesNotExist unless the user has a turn with this id."""
+    return Turn.objects.select_related("conversation").get(pk=turn_id, conversation__owner_id=owner.pk)
 
 
 def saved_answer(*, owner: AbstractBaseUser, turn_id: uuid.UUID) -> Turn:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from .models import Conversation, ConversationMemory, Turn
+from .models import Conversation, ConversationMemory, Feedback, Turn
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
@@ -15,11 +15,32 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+def feedback_json(feedback: Feedback | None) -> dict[str, Any] | None:
+    if feedback is None:
+        return None
+    return {"rating": feedback.rating, "comment": feedback.comment, "updated_at": feedback.updated_at.isoformat()}
+
+
+def _feedback_of(turn: Turn) -> Feedback | None:
+    # Read only if the query fetched it (select_related): this may run on the
+    # event loop, where a query of its own is not allowed. An answer just
+    # streamed has none.
+    if not Turn.feedback.is_cached(turn):  # type: ignore[attr-defined]
+        return None
+    try:
+        return turn.feedback
+    except Feedback.DoesNotExist:
+        return None
+
+
 def turn_json(turn: Turn) -> dict[str, Any]:
     return {
         "id": str(turn.pk),
         "position": turn.position,
         "role": turn.role,
+        "parent": str(turn.parent) if turn.parent else None,
+        # Its versions, itself among them, oldest first (set by branches.Branches).
+        "siblings": [str(pk) for pk in getattr(turn, "siblings", [turn.pk])],
         "content": turn.content,
         "reasoning": turn.reasoning,
         "tool_calls": turn.tool_calls,
@@ -46,6 +67,7 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "prompt_turns": turn.prompt_turns,
         "prompt_tokens": turn.prompt_tokens,
         "trace_id": turn.trace_id or None,
+        "feedback": feedback_json(_feedback_of(turn)) if turn.role == Turn.Role.ASSISTANT else None,
         "created_at": turn.created_at.isoformat(),
     }
 
@@ -68,6 +90,7 @@ def memory_json(memory: ConversationMemory | None) -> dict[str, Any]:
 def conversation_detail_json(conversation: Conversation, turns: list[Turn]) -> dict[str, Any]:
     return {
         **conversation_json(conversation),
+        "leaf": str(conversation.leaf) if conversation.leaf else None,
         "memory": memory_json(getattr(conversation, "memory", None)),
         "turns": [turn_json(turn) for turn in turns],
     }

@@ -21,20 +21,22 @@ from django.db import IntegrityError, connection, transaction
 
 from . import budgets, pricing, routing, selectors
 from .api_keys import key_id_of
+from .branches import Branches
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError
 from .limits import close_stream_later, limits
 from .live import LiveAnswer, live_answers
-from .memory.prompt import Prompt, assemble, given_prompt
+from .memory.prompt import Prompt, assemble, continuation, given_prompt
 from .memory.tasks import enqueue_update
-from .models import Conversation, Turn
+from .models import Conversation, Feedback, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
 from .stream.answer import Answer, PreparedTurn
+from .stream.output import saved_output
 from .stream.relay import AnswerRelay
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,18 @@ class DuplicateMessage(Exception):
     def __init__(self, reply_id: uuid.UUID) -> None:
         super().__init__(reply_id)
         self.reply_id = reply_id
+
+
+@dataclass(frozen=True)
+class Version:
+    """A new version of a saved turn: an edited question (EDIT, the message's
+    content replaces it), or an answer made again (REGENERATE) or carried on
+    from where it stopped (CONTINUE)."""
+
+    EDIT, REGENERATE, CONTINUE = "edit", "regenerate", "continue"
+
+    action: str
+    turn: Turn
 
 
 # --- conversations -------------------------------------------------------------
@@ -78,6 +92,35 @@ def delete_conversation(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
+def show_branch(*, conversation: Conversation, turn_id: uuid.UUID) -> Conversation:
+    """Show the branch through one of the conversation's turns (a version
+    chosen with ‹ ›): from it, the newest of each turn's next versions down.
+    ApiError 400 for a turn of another conversation."""
+    tree = Branches(list(conversation.turns.all()))
+    turn = tree.by_id.get(turn_id)
+    if turn is None:
+        raise ApiError(400, "invalid_leaf", "The leaf must be the id of one of this conversation's turns.")
+    conversation.leaf = tree.newest_leaf_under(turn)
+    conversation.save(update_fields=["leaf"])  # choosing a version is not an update: the list keeps its order
+    return conversation
+
+
+# --- feedback ---------------------------------------------------------------------
+
+
+def rate_answer(*, owner: AbstractBaseUser, turn_id: uuid.UUID, rating: str, comment: str) -> Feedback:
+    """The user's rating of one of their answers, replacing any earlier one.
+    Raises Turn.DoesNotExist unless the user has a saved answer with this id."""
+    turn = selectors.saved_answer(owner=owner, turn_id=turn_id)
+    feedback, _ = Feedback.objects.update_or_create(turn=turn, defaults={"rating": rating, "comment": comment})
+    return feedback
+
+
+def unrate_answer(*, owner: AbstractBaseUser, turn_id: uuid.UUID) -> None:
+    turn = selectors.saved_answer(owner=owner, turn_id=turn_id)
+    Feedback.objects.filter(turn=turn).delete()
+
+
 def _title_from(content: str) -> str:
     line = " ".join(content.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
@@ -96,6 +139,7 @@ def start_turn(
     route: dict[str, str] | None = None,
     prompt: list[Message] | None = None,
     with_memory: bool = False,
+    version: Version | None = None,
 ) -> PreparedTurn:
     """Save the user's message and reserve the answer's position, before the
     model is called. Raises Conversation.DoesNotExist for a foreign id,
@@ -105,7 +149,8 @@ def start_turn(
     catalogue's model asked for; empty, the conversation's, or the default.
     `prompt`: the whole prompt, as an OpenAI client sends it (no history
     read, and the memory only `with_memory`); `content` is then its last
-    user message."""
+    user message. `version`: the message is a new version of a turn (an
+    edited question; a regenerated or continued answer saves no message)."""
     if idempotency_key:
         _raise_if_duplicate(owner, conversation_id, idempotency_key)
     budgets.check(user_id=owner.pk, api_key_id=key_id_of(owner))
@@ -119,6 +164,7 @@ def start_turn(
             route=route,
             prompt=prompt,
             with_memory=with_memory,
+            version=version,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -145,34 +191,49 @@ def _start_turn(
     route: dict[str, str] | None,
     prompt: list[Message] | None,
     with_memory: bool,
+    version: Version | None,
 ) -> PreparedTurn:
-    user_turn_id, answer_turn_id = uuid.uuid4(), uuid.uuid4()
+    answer_turn_id = uuid.uuid4()
     with connection.cursor() as cursor:
         reserved = sql.reserve_positions(
             cursor, conversation_id=conversation_id, owner_id=owner.pk, title=_title_from(content)
         )
         if reserved is None:
             raise Conversation.DoesNotExist
-        position, conversation_model = reserved
+        position, conversation_model, leaf = reserved
         model = _model_for(model_name or conversation_model)
-        _insert_turn(
-            cursor,
-            id=user_turn_id,
-            conversation_id=conversation_id,
-            position=position,
-            role=Turn.Role.USER,
-            content=content,
-            idempotency_key=key,
-            reply_id=answer_turn_id,
-        )
-        if prompt is None:
-            built = _assembled(cursor, conversation_id, model)
+        if version is None or version.action == Version.EDIT:
+            # A message follows the branch shown; an edited one stands beside the original.
+            question_id = uuid.uuid4()
+            _insert_turn(
+                cursor,
+                id=question_id,
+                conversation_id=conversation_id,
+                position=position,
+                parent=leaf if version is None else version.turn.parent,
+                role=Turn.Role.USER,
+                content=content,
+                idempotency_key=key,
+                reply_id=answer_turn_id,
+            )
         else:
-            built = given_prompt(prompt, memory=sql.memory_of(cursor, conversation_id) if with_memory else None)
+            assert version.turn.parent is not None, "an answer's parent is its question"
+            question_id = version.turn.parent
+            sql.reply_is(cursor, question_id, answer_turn_id)
+        sql.show_leaf(cursor, conversation_id, answer_turn_id)
+        if prompt is not None:
+            memory = sql.memory_of(cursor, conversation_id)[:2] if with_memory else None
+            built = given_prompt(prompt, memory=memory)
+        else:
+            built = _assembled(cursor, conversation_id, model, question_id)
+    prefix = []
+    if version is not None and version.action == Version.CONTINUE:
+        built = continuation(built, version.turn.content)
+        prefix = [(kind, text) for kind, text, _ in saved_output(version.turn).since(0)]
     return PreparedTurn(
         conversation_id=conversation_id,
         owner_id=owner.pk,
-        user_turn_id=user_turn_id,
+        user_turn_id=question_id,
         answer_turn_id=answer_turn_id,
         answer_position=position + 1,
         messages=built.messages,
@@ -181,17 +242,24 @@ def _start_turn(
         api_key_id=key_id_of(owner),
         model_name=model.name,
         route=route,
+        parent_id=question_id,
+        prefix=prefix,
     )
 
 
-def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry) -> Prompt:
-    """The memory, then the newest turns, read only as far as the model's budget goes."""
-    summary, facts = sql.memory_of(cursor, conversation_id)
+def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_id: uuid.UUID) -> Prompt:
+    """The memory, then the branch's newest turns up to the question, read
+    only as far as the model's budget goes. A memory made on another branch
+    (before a regenerate, an edit, a switch) is left out: it may hold what
+    this branch never said."""
+    summary, facts, covers = sql.memory_of(cursor, conversation_id)
+    if covers is not None and not sql.on_branch(cursor, question_id, covers):
+        summary, facts = "", []
     return assemble(
         system=conf.LLM_SYSTEM_PROMPT,
         summary=summary,
         facts=facts,
-        newest_first=sql.newest_turns_first(cursor, conversation_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT),
+        newest_first=sql.branch_newest_first(cursor, question_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT),
         budget=model.context_tokens,
     )
 
@@ -244,6 +312,7 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
             api_key_id=prepared.api_key_id,
             model_name=prepared.model_name,
             route=prepared.route,
+            parent=prepared.parent_id,
             **vars(answer),
         )
     # Queued only if this transaction commits: a rolled-back answer queues
@@ -280,6 +349,7 @@ class NewMessage:
     prompt: list[Message] | None = None  # the OpenAI door: the whole prompt, as the client sent it
     with_memory: bool = False  # the OpenAI door: the conversation's memory goes with that prompt
     request_options: dict[str, Any] = field(default_factory=dict)  # the OpenAI door: tools, temperature…
+    version: Version | None = None  # a new version of a turn, not a message after the shown branch
 
 
 async def send_message(
@@ -322,6 +392,7 @@ async def _start_answer(
             route=None if route is None else {"model": route.model, "reason": route.reason},
             prompt=message.prompt,
             with_memory=message.with_memory,
+            version=message.version,
         )
     )
     try:

@@ -8,7 +8,7 @@ Prometheus' `metrics`.
 from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
-from .views import api, errors, openai_compat, pages
+from .views import api, errors, openai_compat, pages, turns
 
 app_name = "conversations"
 
@@ -16,8 +16,13 @@ api_urlpatterns = [
     path("conversations", api.conversations, name="conversations"),
     path("conversations/<str:conversation_id>", api.conversation, name="conversation"),
     path("conversations/<str:conversation_id>/messages", api.messages, name="messages"),
+    path("conversations/<str:conversation_id>/export", api.export, name="export"),
     path("turns/<str:turn_id>/events", api.turn_events, name="turn-events"),
     path("turns/<str:turn_id>/cancel", api.cancel_turn, name="cancel-turn"),
+    path("turns/<str:turn_id>/regenerate", turns.regenerate, name="regenerate"),
+    path("turns/<str:turn_id>/edit", turns.edit, name="edit"),
+    path("turns/<str:turn_id>/continue", turns.continue_answer, name="continue"),
+    path("turns/<str:turn_id>/feedback", turns.feedback, name="feedback"),
     path("models", api.models, name="models"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
     # Any other path under the API: the JSON 404, for every method. Reversed,

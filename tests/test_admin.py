@@ -215,3 +215,49 @@ def test_the_model_catalogue_and_router_are_shown_read_only(staff_client, settin
     page = staff_client.get(reverse("admin:conversations_turn_models")).content.decode()
     assert "qwen3:4b" in page and "(default)" in page and "$BIG_KEY set" in page and "sk-x" not in page
     assert "min_chars 500 → big" in page
+
+
+def _answered(owner, content: str, **answer) -> Turn:
+    prepared = services.start_turn(
+        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="A question"
+    )
+    fields = {"finish_reason": "stop", "model": "m-1", "provider": "openai", "trace_id": "t", "ttft_ms": 1}
+    fields |= {"duration_ms": 2, "tokens_in": 1, "tokens_out": 1, "tokens_estimated": False} | answer
+    services.record_answer(prepared=prepared, answer=services.Answer(content=content, **fields))
+    return Turn.objects.get(pk=prepared.answer_turn_id)
+
+
+def test_the_review_queue_puts_what_needs_a_look_first(staff_client):
+    owner = get_user_model().objects.create_user("rita")
+    liked = _answered(owner, "A liked answer")
+    fine = _answered(owner, "An answer nobody rated")
+    disliked = _answered(owner, "A disliked answer")
+    failed = _answered(owner, "", finish_reason="error", error_code="upstream_timeout")
+    masked = _answered(owner, "Write to [email]", redactions=1)
+    services.rate_answer(owner=owner, turn_id=liked.pk, rating="up", comment="")
+    services.rate_answer(owner=owner, turn_id=disliked.pk, rating="down", comment="It made up a date")
+
+    url = reverse("admin:conversations_reviewitem_changelist")
+    page = staff_client.get(url)
+    listed = [turn.pk for turn in page.context["cl"].result_list]
+    assert set(listed[:3]) == {disliked.pk, failed.pk, masked.pk}  # then the newest of the rest
+    assert listed[3:] == [fine.pk, liked.pk]
+    assert "It made up a date" in page.text and "upstream_timeout" in page.text and "1 masked" in page.text
+    assert page.context["cl"].result_count == 5  # answers only, never questions
+
+    by_feedback = staff_client.get(url, {"feedback": "down"}).context["cl"].result_list
+    assert [turn.pk for turn in by_feedback] == [disliked.pk]
+    assert staff_client.get(url, {"feedback": "none"}).context["cl"].result_count == 3
+    assert staff_client.get(url, {"q": "made up"}).context["cl"].result_count == 1  # comments are searched
+    assert staff_client.get(url, {"user": owner.pk, "model_name": "", "status": "failed"}).status_code == 200
+
+    # Staff record a verdict and notes; what was said stays as it was.
+    change = reverse("admin:conversations_reviewitem_change", args=[disliked.pk])
+    form = staff_client.get(change)
+    assert form.status_code == 200 and "A disliked answer" in form.text
+    saved = staff_client.post(change, {"review_status": "needs_work", "review_notes": "Dates need a source"})
+    assert saved.status_code == 302
+    disliked.refresh_from_db()
+    assert (disliked.review_status, disliked.review_notes) == ("needs_work", "Dates need a source")
+    assert disliked.content == "A disliked answer"
+    assert staff_client.get(url, {"review_status__exact": "needs_work"}).context["cl"].result_count == 1

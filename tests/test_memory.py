@@ -1,6 +1,7 @@
 """Conversation memory: the on-commit hook, the real database worker,
 retries against the fake upstream, concurrent updates, the prompt budget."""
 
+import itertools
 import threading
 
 import pytest
@@ -176,11 +177,14 @@ def test_prompt_holds_the_memory_and_fits_the_budget(alice, upstream, settings):
     settings.LLM_CONTEXT_TOKENS = 1000
     upstream.behaviour = Behaviour(tokens=2)
     conversation = Conversation.objects.get(pk=alice.new_conversation())
-    Turn.objects.bulk_create(
+    turns = [
         Turn(conversation=conversation, position=p, role=("user", "assistant")[p % 2], content=f"turn {p} " * 20)
         for p in range(200)
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(next_position=200)
+    ]
+    for earlier, turn in itertools.pairwise(turns):
+        turn.parent = earlier.pk  # one branch, as messages make it
+    Turn.objects.bulk_create(turns)
+    Conversation.objects.filter(pk=conversation.pk).update(next_position=200, leaf=turns[-1].pk)
     ConversationMemory.objects.create(
         conversation=conversation, summary="MEMORY-MARK: they talked at length.", version=1, covers_position=199
     )

@@ -75,3 +75,4 @@ def test_the_client_and_the_saved_turn_see_the_masked_text(alice, upstream, sett
     seen = "".join(event["data"]["text"] for event in events if event["event"] == "delta")
     assert seen == saved_answer(conversation_id).content == MASKED_ANSWER
     assert int(events[-1]["id"]) == len(MASKED_ANSWER)  # ids count the text the client got
+    assert saved_answer(conversation_id).redactions == 3  # the review queue shows these first

@@ -65,3 +65,23 @@ def given_prompt(messages: list[Message], *, memory: tuple[str, list[str]] | Non
         messages = [*messages[:system], {"role": "system", "content": remembered}, *messages[system:]]
     tokens = sum(_cost(message["content"] if isinstance(message.get("content"), str) else "") for message in messages)
     return Prompt(messages=messages, turns=sum(m.get("role") in ("user", "assistant") for m in messages), tokens=tokens)
+
+
+# How an answer that stopped is carried on: its text as the assistant's last
+# message, then a request to go on. Every OpenAI-compatible server takes
+# this (a trailing assistant message alone is continued by some servers and
+# answered anew by others).
+CONTINUE_INSTRUCTION = (
+    "Continue your last answer exactly where it stopped, mid-sentence if need be. "
+    "Do not repeat any of it and do not comment on it: write only what comes next."
+)
+
+
+def continuation(prompt: Prompt, partial: str) -> Prompt:
+    """The prompt that asked for an answer, asking now for the rest of `partial`."""
+    asked: list[Message] = [
+        {"role": "assistant", "content": partial},
+        {"role": "user", "content": CONTINUE_INSTRUCTION},
+    ]
+    extra = sum(_cost(message["content"]) for message in asked)
+    return Prompt(messages=[*prompt.messages, *asked], turns=prompt.turns + 1, tokens=prompt.tokens + extra)

@@ -30,6 +30,7 @@ from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
+from ..branches import Branches
 from ..conf import conf
 from ..exceptions import UpstreamError, UpstreamRateLimited
 from ..models import Conversation, ConversationMemory, Turn
@@ -90,23 +91,32 @@ def update_memory(conversation_id: str, attempt: int = 1) -> dict[str, Any]:
 
 
 def read_snapshot(conversation_id: str) -> Snapshot | None:
-    """The memory (made on first use) and the turns after it. Turns are taken
-    only up to the first position not yet written (an answer still streaming),
-    so that turn is covered later, not skipped."""
+    """The memory (made on first use) and the turns after it on the branch
+    the conversation shows. A memory made on another branch (before a
+    regenerate, an edit, a switch of version) is made again for this one.
+    Turns are taken only up to an answer not yet written (still streaming),
+    so that answer is covered later, not skipped."""
     try:
         memory, _ = ConversationMemory.objects.get_or_create(conversation_id=conversation_id)
     except (IntegrityError, ValueError):
         return None  # the conversation is gone
-    if not Conversation.objects.filter(pk=conversation_id).exists():
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:
         return None
-    covered = memory.covers_position
+    tree = Branches(list(conversation.turns.all()))
+    branch = tree.ending_at(conversation.leaf)
+    ids = [turn.pk for turn in branch]
+    summary, facts, start = memory.summary, list(memory.facts), 0
+    if memory.covers_turn_id in ids:
+        start = ids.index(memory.covers_turn_id) + 1
+    elif memory.covers_position >= 0:
+        summary, facts = "", []  # another branch's memory: start again
     turns: list[Turn] = []
-    rows = Turn.objects.filter(conversation_id=conversation_id, position__gt=covered).order_by("position")
-    for turn in rows[:TURNS_PER_CALL]:
-        if turn.position != covered + 1 + len(turns):
-            break
+    for turn in branch[start : start + TURNS_PER_CALL]:
+        if turn.parent is not None and turn.parent not in tree.by_id:
+            break  # it follows an answer that has no row yet
         turns.append(turn)
-    return Snapshot(version=memory.version, summary=memory.summary, facts=list(memory.facts), turns=turns)
+    return Snapshot(version=memory.version, summary=summary, facts=facts, turns=turns)
 
 
 def store(conversation_id: str, snapshot: Snapshot, *, summary: str, facts: list[str], model: str) -> bool:

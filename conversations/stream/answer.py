@@ -26,6 +26,10 @@ class PreparedTurn:
     model_name: str = ""  # the catalogue's model asked (conversations/catalogue.py)
     route: dict[str, str] | None = None  # for "auto": the model the router chose and why (routing.py)
     request_options: dict[str, Any] = field(default_factory=dict)  # the OpenAI door's tools, temperature…
+    parent_id: uuid.UUID | None = None  # the answer's question (Turn.parent)
+    # Continue: the stopped answer's output, which the new version starts
+    # with (already sent and saved once: not model output of this call).
+    prefix: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Answer:
     output_runs: list[list[Any]] = field(default_factory=list)  # the order of the kinds (stream/output.py)
     cost: Decimal | None = None  # priced when saved
     malformed_chunks: int = 0
+    redactions: int = 0  # masked as they streamed (CHATSTREAM_REDACT)
     cancel_latency_ms: float | None = None
     tokens_after_cancel: int | None = None
     error_code: str = ""

@@ -46,6 +46,7 @@ def _mask(match: "regex.Match[str]") -> str:
 class Redactor:
     def __init__(self) -> None:
         self._held = ""
+        self.masked = 0  # matches masked so far (a long number that fails Luhn is not one)
 
     def feed(self, text: str) -> str:
         """The part of the text so far that can no longer change, masked."""
@@ -67,7 +68,9 @@ class Redactor:
                 out.append(text[position : match.start()])
                 return "".join(out)
             out.append(text[position : match.start()])
-            out.append(_mask(match))
+            mask = _mask(match)
+            self.masked += mask != match.group()
+            out.append(mask)
             position = match.end()
         self._held = ""
         out.append(text[position:])
@@ -101,6 +104,10 @@ class OutputRedactor:
         self._last = kind
         masked = self._redactors.setdefault(kind, Redactor()).feed(text)
         return [*out, (kind, masked)] if masked else out
+
+    @property
+    def masked(self) -> int:
+        return sum(redactor.masked for redactor in self._redactors.values())
 
     def finish(self) -> list[Piece]:
         """What the last kind held back (at a change of kind, and at the end)."""

@@ -53,6 +53,9 @@ class AnswerRelay:
             model=provider.model,
         )
         self.readers = Readers(start=start, on_attach=self._reader_came)
+        for kind, text in prepared.prefix:
+            self.readers.append(text, kind)
+        self._prefix_length = self.readers.length
         self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
         self.finish_reason: str = ""
         self.error: UpstreamError | ServerShutdown | None = None
@@ -81,6 +84,12 @@ class AnswerRelay:
     def length(self) -> int:
         """Characters produced so far: the event ids."""
         return self.readers.length
+
+    @property
+    def produced(self) -> bool:
+        """Has this model call's output reached the readers (a continued
+        answer's earlier text aside)?"""
+        return self.readers.length > self._prefix_length
 
     # --- control --------------------------------------------------------------
 
@@ -213,12 +222,12 @@ class AnswerRelay:
             try:
                 # Once any output has reached a reader, a second call would
                 # write different output after it: no retry, no fallback.
-                async for attempt in retries.retrying(before_text=lambda: self.readers.length == 0):
+                async for attempt in retries.retrying(before_text=lambda: not self.produced):
                     with attempt:
                         await self._try_model(model)
                 return
             except UpstreamError:
-                if self.readers.length or index == len(models) - 1:
+                if self.produced or index == len(models) - 1:
                     raise
                 logger.warning("falling back trace_id=%s from=%s to=%s", self.trace_id, model, models[index + 1])
 
@@ -319,6 +328,7 @@ class AnswerRelay:
             duration_ms=figures.duration_ms(time.monotonic()),
             **self._usage(),
             malformed_chunks=completion.malformed_chunks,
+            redactions=self._redactor.masked if self._redactor is not None else 0,
             cancel_latency_ms=figures.cancel_latency_ms(),
             tokens_after_cancel=figures.tokens_after_cancel(completion.deltas),
             error_code=error.code if error else "",
@@ -341,7 +351,7 @@ class AnswerRelay:
         completion = self.completion
         if completion.usage_reported:
             source = "reported"
-        elif completion.responded or self.readers.length:
+        elif completion.responded or self.produced:
             source = "estimated"
         else:
             return {"tokens_in": None, "tokens_out": None, "tokens_estimated": False, "usage_source": "none"}

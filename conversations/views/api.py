@@ -2,57 +2,34 @@
 view checks its input, calls a selector or a service, and shapes the answer."""
 
 import time
+import uuid
 from pathlib import Path
 
-import orjson
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.utils.http import content_disposition_header
 
-from .. import selectors, services
+from .. import exports, selectors, services
 from ..catalogue import catalogue, chosen_model, default_entry
-from ..conf import conf
 from ..exceptions import ApiError
 from ..live import live_answers
 from ..models import Conversation
 from ..routing import router
 from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
+from .bodies import idempotency_key, json_body, message_content
 from .errors import api_view, error_response, not_found, parse_id
 from .streaming import answer_response, trace_id_for
 from .whole import wants_whole_answer, whole_answer_response
 
 PAGE_SIZE = 20
 TITLE_MAX_CHARS = 200
+SEARCH_MAX_CHARS = 200
 OPENAPI_DESCRIPTION = (Path(__file__).resolve().parent.parent / "openapi.yaml").read_bytes()
 
 
-def _json_body(request: HttpRequest) -> dict:
-    try:
-        body = orjson.loads(request.body or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
-    return body
-
-
-def _message_content(request: HttpRequest) -> str:
-    content = _json_body(request).get("content")
-    if not isinstance(content, str) or not content.strip():
-        raise ApiError(400, "invalid_content", 'Send {"content": "<your message>"} with a non-empty string.')
-    if "\x00" in content:  # PostgreSQL cannot store it; no real message has one
-        raise ApiError(400, "invalid_content", "The message contains a NUL character.")
-    if len(content) > conf.CHATSTREAM_MAX_MESSAGE_CHARS:
-        raise ApiError(
-            400,
-            "content_too_long",
-            f"The message has {len(content)} characters; the limit is {conf.CHATSTREAM_MAX_MESSAGE_CHARS}.",
-        )
-    return content
-
-
 def _title(request: HttpRequest) -> str:
-    return _checked_title(_json_body(request).get("title", ""))
+    return _checked_title(json_body(request).get("title", ""))
 
 
 def _checked_title(title: object) -> str:
@@ -63,15 +40,6 @@ def _checked_title(title: object) -> str:
     if len(title) > TITLE_MAX_CHARS:
         raise ApiError(400, "title_too_long", f"The title has {len(title)} characters; the limit is {TITLE_MAX_CHARS}.")
     return title
-
-
-def _idempotency_key(request: HttpRequest) -> str:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if "\x00" in key:
-        raise ApiError(400, "invalid_idempotency_key", "The Idempotency-Key header contains a NUL character.")
-    if len(key) > 200:
-        raise ApiError(400, "invalid_idempotency_key", "The Idempotency-Key header is longer than 200 characters.")
-    return key
 
 
 def _resume_offset(request: HttpRequest) -> int:
@@ -87,8 +55,16 @@ def _resume_offset(request: HttpRequest) -> int:
     return offset
 
 
-def _conversation_page(user, page_number: str) -> dict:
-    paginator = Paginator(selectors.owned_conversations(owner=user), PAGE_SIZE)
+def _search_words(request: HttpRequest) -> str:
+    words = request.GET.get("q", "").strip()
+    if "\x00" in words or len(words) > SEARCH_MAX_CHARS:
+        raise ApiError(400, "invalid_query", f"Search for up to {SEARCH_MAX_CHARS} characters, without NUL.")
+    return words
+
+
+def _conversation_page(user, page_number: str, words: str = "") -> dict:
+    found = selectors.search_conversations(owner=user, words=words) if words else None
+    paginator = Paginator(found if found is not None else selectors.owned_conversations(owner=user), PAGE_SIZE)
     try:
         page = paginator.page(page_number)
     except PageNotAnInteger:
@@ -113,30 +89,44 @@ def _delete(user, conversation_id) -> None:
 
 
 def _update(user, conversation_id, changes: dict) -> dict:
+    """PATCH: a new title or model answers with the conversation; a branch
+    chosen (`leaf`) with the conversation and the turns it now shows."""
     conversation = selectors.owned_conversations(owner=user).get(pk=conversation_id)
-    return conversation_json(services.update_conversation(conversation=conversation, **changes))
+    leaf = changes.pop("leaf", None)
+    if changes:
+        conversation = services.update_conversation(conversation=conversation, **changes)
+    if leaf is None:
+        return conversation_json(conversation)
+    services.show_branch(conversation=conversation, turn_id=leaf)
+    return _detail(user, conversation_id)
 
 
 def _conversation_changes(request: HttpRequest) -> dict:
     """PATCH: the fields given, checked; a field left out stays as it is."""
-    body = _json_body(request)
-    changes = {}
+    body = json_body(request)
+    changes: dict[str, object] = {}
     if "title" in body:
         changes["title"] = _checked_title(body["title"])
     if "model" in body:
         changes["model"] = chosen_model(body["model"])
+    if "leaf" in body:
+        try:
+            changes["leaf"] = uuid.UUID(body["leaf"])
+        except (TypeError, ValueError, AttributeError):
+            raise ApiError(400, "invalid_leaf", "The leaf must be a turn id.") from None
     if not changes:
-        raise ApiError(400, "nothing_to_change", 'Send {"title"} or {"model"} (or both).')
+        raise ApiError(400, "nothing_to_change", 'Send {"title"}, {"model"} or {"leaf"}.')
     return changes
 
 
 @api_view("GET", "POST")
 async def conversations(request: HttpRequest, user) -> HttpResponse:
     if request.method == "POST":
-        model = chosen_model(_json_body(request).get("model", ""))
+        model = chosen_model(json_body(request).get("model", ""))
         conversation = await run_db(services.create_conversation, owner=user, title=_title(request), model=model)
         return JsonResponse(conversation_json(conversation), status=201)
-    return JsonResponse(await run_db(_conversation_page, user, request.GET.get("page", "1")))
+    page = await run_db(_conversation_page, user, request.GET.get("page", "1"), _search_words(request))
+    return JsonResponse(page)
 
 
 @api_view("GET", "PATCH", "DELETE")
@@ -157,6 +147,24 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
         raise not_found() from None
 
 
+@api_view("GET")
+async def export(request: HttpRequest, user, conversation_id: str) -> HttpResponse:
+    """The branch the conversation shows, as a file: `?format=md` or `json`."""
+    kind = request.GET.get("format", "md")
+    if kind not in exports.FORMATS:
+        raise ApiError(400, "invalid_format", "The format is md or json.")
+    try:
+        conversation, turns = await run_db(
+            selectors.conversation_with_turns, owner=user, conversation_id=parse_id(conversation_id)
+        )
+    except Conversation.DoesNotExist:
+        raise not_found() from None
+    text = exports.export_json(conversation, turns) if kind == "json" else exports.export_markdown(conversation, turns)
+    response = HttpResponse(text, content_type=exports.FORMATS[kind])
+    response["Content-Disposition"] = content_disposition_header(True, f"{exports.file_name(conversation)}.{kind}")
+    return response
+
+
 @api_view("POST")
 async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResponseBase:
     """Save the user's message, then stream the model's answer (or, with
@@ -165,9 +173,9 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     pk = parse_id(conversation_id)
     try:
         message = services.NewMessage(
-            content=_message_content(request),
-            idempotency_key=_idempotency_key(request),
-            model_name=chosen_model(_json_body(request).get("model", ""), auto=True),
+            content=message_content(request),
+            idempotency_key=idempotency_key(request),
+            model_name=chosen_model(json_body(request).get("model", ""), auto=True),
         )
         answer = await services.send_message(
             owner=user, conversation_id=pk, message=message, trace_id=trace_id_for(request), received_at=received_at

@@ -1,0 +1,128 @@
+"""The admin's review queue: every answer, those that most need a look first
+(a user's thumbs down, an error, something masked), with what the user said
+and where staff record their verdict and notes."""
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from .models import Feedback, ReviewItem, Turn
+
+NEEDS_A_LOOK = Q(feedback__rating=Feedback.Rating.DOWN) | Q(status=Turn.Status.FAILED) | Q(redactions__gt=0)
+
+
+class FeedbackFilter(admin.SimpleListFilter):
+    title = "feedback"
+    parameter_name = "feedback"
+
+    def lookups(self, request, model_admin):
+        return [*Feedback.Rating.choices, ("none", "No feedback")]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == "none":
+            return queryset.filter(feedback__isnull=True)
+        if self.value() in Feedback.Rating.values:
+            return queryset.filter(feedback__rating=self.value())
+        return queryset
+
+
+class OwnerFilter(admin.SimpleListFilter):
+    """Users who have answers; a list of every account would be long."""
+
+    title = "user"
+    parameter_name = "user"
+
+    def lookups(self, request, model_admin):
+        login = f"conversation__owner__{get_user_model().USERNAME_FIELD}"  # a project's own user model names it
+        owners = (
+            Turn.objects.filter(role=Turn.Role.ASSISTANT)
+            .values_list("conversation__owner_id", login)
+            .distinct()
+            .order_by(login)
+        )
+        return [(str(pk), name) for pk, name in owners[:100]]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(conversation__owner_id=self.value()) if self.value() else queryset
+
+
+@admin.register(ReviewItem)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ("answer", "why", "feedback_rating", "feedback_comment", "model_name", "owner", "review_status")
+    list_display_links = ("answer",)
+    list_editable = ("review_status",)
+    list_filter = (FeedbackFilter, "review_status", "status", "model_name", OwnerFilter, "created_at")
+    list_select_related = ("conversation__owner", "feedback")
+    search_fields = ("content", "review_notes", "feedback__comment")
+    date_hierarchy = "created_at"
+    fields = (
+        "review_status",
+        "review_notes",
+        "conversation_link",
+        "feedback_rating",
+        "feedback_comment",
+        "content",
+        "reasoning",
+        "finish_reason",
+        "error_code",
+        "error_detail",
+        "redactions",
+        "model_name",
+        "created_at",
+    )
+    readonly_fields = fields[2:]
+
+    def get_queryset(self, request) -> QuerySet:
+        first = Case(When(NEEDS_A_LOOK, then=Value(0)), default=Value(1), output_field=IntegerField())
+        answers = super().get_queryset(request).filter(role=Turn.Role.ASSISTANT)
+        return answers.annotate(needs_a_look=first).order_by("needs_a_look", "-created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a review never removes what was said
+
+    @admin.display(description="Answer")
+    def answer(self, turn: Turn) -> str:
+        return Truncator(turn.content or turn.refusal or f"({turn.finish_reason})").chars(80)
+
+    @admin.display(description="Why first", ordering="needs_a_look")
+    def why(self, turn: Turn) -> str:
+        reasons, feedback = [], _feedback(turn)
+        if feedback is not None and feedback.rating == Feedback.Rating.DOWN:
+            reasons.append("bad answer")
+        if turn.status == Turn.Status.FAILED:
+            reasons.append(f"error: {turn.error_code}")
+        if turn.redactions:
+            reasons.append(f"{turn.redactions} masked")
+        return ", ".join(reasons) or "—"
+
+    @admin.display(description="Feedback", ordering="feedback__rating")
+    def feedback_rating(self, turn: Turn) -> str:
+        feedback = _feedback(turn)
+        return feedback.get_rating_display() if feedback else "—"
+
+    @admin.display(description="Comment")
+    def feedback_comment(self, turn: Turn) -> str:
+        feedback = _feedback(turn)
+        return Truncator(feedback.comment).chars(120) if feedback and feedback.comment else "—"
+
+    @admin.display(description="User", ordering="conversation__owner")
+    def owner(self, turn: Turn):
+        return turn.conversation.owner
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, turn: Turn) -> str:
+        url = reverse("admin:conversations_conversation_change", args=[turn.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, turn.conversation)
+
+
+def _feedback(turn: Turn) -> Feedback | None:
+    try:
+        return turn.feedback
+    except Feedback.DoesNotExist:
+        return None

@@ -1,0 +1,42 @@
+"""What the API's requests carry, read and checked: a 400 with its own code
+for anything wrong."""
+
+import orjson
+from django.http import HttpRequest
+
+from ..conf import conf
+from ..exceptions import ApiError
+
+
+def json_body(request: HttpRequest) -> dict:
+    try:
+        body = orjson.loads(request.body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    return body
+
+
+def message_content(request: HttpRequest) -> str:
+    content = json_body(request).get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise ApiError(400, "invalid_content", 'Send {"content": "<your message>"} with a non-empty string.')
+    if "\x00" in content:  # PostgreSQL cannot store it; no real message has one
+        raise ApiError(400, "invalid_content", "The message contains a NUL character.")
+    if len(content) > conf.CHATSTREAM_MAX_MESSAGE_CHARS:
+        raise ApiError(
+            400,
+            "content_too_long",
+            f"The message has {len(content)} characters; the limit is {conf.CHATSTREAM_MAX_MESSAGE_CHARS}.",
+        )
+    return content
+
+
+def idempotency_key(request: HttpRequest) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if "\x00" in key:
+        raise ApiError(400, "invalid_idempotency_key", "The Idempotency-Key header contains a NUL character.")
+    if len(key) > 200:
+        raise ApiError(400, "invalid_idempotency_key", "The Idempotency-Key header is longer than 200 characters.")
+    return key
