@@ -252,14 +252,16 @@ def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_i
     only as far as the model's budget goes. A memory made on another branch
     (before a regenerate, an edit, a switch) is left out: it may hold what
     this branch never said."""
-    summary, facts, covers = sql.memory_of(cursor, conversation_id)
-    if covers is not None and not sql.on_branch(cursor, question_id, covers):
+    summary, facts, covers, covers_position = sql.memory_of(cursor, conversation_id)
+    if covers is not None and not sql.on_branch(cursor, conversation_id, question_id, covers, covers_position):
         summary, facts = "", []
     return assemble(
         system=conf.LLM_SYSTEM_PROMPT,
         summary=summary,
         facts=facts,
-        newest_first=sql.branch_newest_first(cursor, question_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT),
+        newest_first=sql.branch_newest_first(
+            cursor, conversation_id, question_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT
+        ),
         budget=model.context_tokens,
     )
 

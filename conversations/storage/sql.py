@@ -26,31 +26,25 @@ _RESERVE_POSITIONS = f"""
 """
 _SET_LEAF = f"UPDATE {_CONVERSATION} SET leaf = %s WHERE id = %s"
 _TOUCH_CONVERSATION = f"UPDATE {_CONVERSATION} SET updated_at = %s WHERE id = %s"
-_MEMORY = f"SELECT summary, facts, covers_turn_id FROM {ConversationMemory._meta.db_table} WHERE conversation_id = %s"
+_MEMORY = f"""
+    SELECT summary, facts, covers_turn_id, covers_position FROM {ConversationMemory._meta.db_table}
+    WHERE conversation_id = %s
+"""
 _TURN = Turn._meta.db_table
-# A branch, from one turn up through its parents: the turns a prompt, the
-# memory and an export follow. A recursive CTE is one statement on SQLite
-# and PostgreSQL alike, however long the branch. An answer still streaming
-# (or lost with its process) has no row: the branch goes on at the question
-# whose reply it is (`reply_id`, kept on the newest version).
-_BRANCH = f"""
-    WITH RECURSIVE branch(id, parent, position) AS (
-        SELECT id, parent, position FROM {_TURN} WHERE id = %s
-        UNION ALL
-        SELECT COALESCE(a.id, q.id), COALESCE(a.parent, q.parent), COALESCE(a.position, q.position)
-        FROM branch b
-        LEFT JOIN {_TURN} a ON a.id = b.parent
-        LEFT JOIN {_TURN} q ON a.id IS NULL AND q.reply_id = b.parent
-        WHERE a.id IS NOT NULL OR q.id IS NOT NULL
-    )
+# A conversation's turns from the newest back (its index on conversation and
+# position): a branch is read from them by following parents, which always
+# sit at lower positions, so the prompt reads only as far back as it needs.
+_TURNS_NEWEST_FIRST = f"""
+    SELECT id, parent, reply_id, role, content, '' FROM {_TURN}
+    WHERE conversation_id = %s
+    ORDER BY position DESC
 """
-_BRANCH_NEWEST_FIRST = f"""{_BRANCH}
-    SELECT t.role, t.content, '' FROM branch b JOIN {_TURN} t ON t.id = b.id
-    WHERE t.content <> ''
-    ORDER BY b.position DESC
+_TURNS_NEWEST_FIRST_WITH_REASONING = _TURNS_NEWEST_FIRST.replace("content, ''", "content, reasoning", 1)
+_TURN_IDS_NEWEST_FIRST = f"""
+    SELECT id, parent, reply_id, role, '', '' FROM {_TURN}
+    WHERE conversation_id = %s AND position >= %s
+    ORDER BY position DESC
 """
-_BRANCH_NEWEST_FIRST_WITH_REASONING = _BRANCH_NEWEST_FIRST.replace("t.content, ''", "t.content, t.reasoning", 1)
-_ON_BRANCH = f"{_BRANCH} SELECT 1 FROM branch WHERE id = %s"
 _REPLY_IS = f"UPDATE {_TURN} SET reply_id = %s WHERE id = %s"
 
 
@@ -94,38 +88,58 @@ def touch_conversation(cursor, conversation_id: uuid.UUID) -> bool:
     return bool(cursor.rowcount)
 
 
-def memory_of(cursor, conversation_id: uuid.UUID) -> tuple[str, list[str], uuid.UUID | None]:
+def memory_of(cursor, conversation_id: uuid.UUID) -> tuple[str, list[str], uuid.UUID | None, int]:
     """The conversation's summary and facts, and the last turn they cover
-    (empty before the first update)."""
+    and its position (empty and -1 before the first update)."""
     cursor.execute(_MEMORY, [_db_id(conversation_id)])
-    summary, facts, covers = cursor.fetchone() or ("", "[]", None)
-    return summary, json.loads(facts) if isinstance(facts, str) else facts, _uuid(covers)  # JSON is text on SQLite
+    summary, facts, covers, position = cursor.fetchone() or ("", "[]", None, -1)
+    facts = json.loads(facts) if isinstance(facts, str) else facts  # JSON is text on SQLite
+    return summary, facts, _uuid(covers), position
 
 
 def branch_newest_first(
-    cursor, last_turn_id: uuid.UUID, *, with_reasoning: bool = False, batch: int = 50
+    cursor, conversation_id: uuid.UUID, last_turn_id: uuid.UUID, *, with_reasoning: bool = False, batch: int = 50
 ) -> Iterator[tuple[str, str]]:
     """(role, content) of the branch ending at `last_turn_id`, from it back,
     read a batch at a time: the prompt stops reading where its budget ends.
     `with_reasoning`: an answer's reasoning goes before its text, as
     `<think>…</think>`."""
-    statement = _BRANCH_NEWEST_FIRST_WITH_REASONING if with_reasoning else _BRANCH_NEWEST_FIRST
-    cursor.execute(statement, [_db_id(last_turn_id)])
-    while rows := cursor.fetchmany(batch):
-        for role, content, reasoning in rows:
+    statement = _TURNS_NEWEST_FIRST_WITH_REASONING if with_reasoning else _TURNS_NEWEST_FIRST
+    cursor.execute(statement, [_db_id(conversation_id)])
+    for _, role, content, reasoning in _on_branch_only(cursor, last_turn_id, batch):
+        if content:
             yield role, f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content
+
+
+def on_branch(cursor, conversation_id: uuid.UUID, last_turn_id: uuid.UUID, turn_id: uuid.UUID, position: int) -> bool:
+    """Is `turn_id` (at `position`) on the branch that ends at `last_turn_id`?"""
+    cursor.execute(_TURN_IDS_NEWEST_FIRST, [_db_id(conversation_id), position])
+    wanted = _db_id(turn_id)
+    return any(found == wanted for found, *_ in _on_branch_only(cursor, last_turn_id, batch=100))
+
+
+def _on_branch_only(cursor, last_turn_id: uuid.UUID, batch: int) -> Iterator[tuple[object, str, str, str]]:
+    """Of the rows the cursor gives newest first, those on the branch ending
+    at `last_turn_id`: (id as the database gives it, role, content,
+    reasoning). An answer with no row (still streaming, or lost with its
+    process) is stepped past to the question whose reply it is."""
+    # Ids are compared as the database gives them (UUIDs on PostgreSQL, hex
+    # on SQLite): parsing two per row cost more than the query.
+    wanted = _db_id(last_turn_id)
+    while wanted is not None and (rows := cursor.fetchmany(batch)):
+        for turn_id, parent, reply_id, role, content, reasoning in rows:
+            if turn_id != wanted and (role != "user" or reply_id != wanted):
+                continue
+            yield turn_id, role, content, reasoning
+            wanted = parent
+            if wanted is None:
+                return
 
 
 def reply_is(cursor, question_id: uuid.UUID, answer_id: uuid.UUID) -> None:
     """The question's newest answer: where a branch through it goes on
     while that answer streams, and what a repeat of the question gets."""
     cursor.execute(_REPLY_IS, [_db_id(answer_id), _db_id(question_id)])
-
-
-def on_branch(cursor, last_turn_id: uuid.UUID, turn_id: uuid.UUID) -> bool:
-    """Is `turn_id` on the branch that ends at `last_turn_id`?"""
-    cursor.execute(_ON_BRANCH, [_db_id(last_turn_id), _db_id(turn_id)])
-    return cursor.fetchone() is not None
 
 
 @functools.cache
