@@ -180,7 +180,12 @@ LOGGING = {
         "plain": {"()": "conversations.ops.log_format.Plain"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
-    "loggers": {"conversations": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")}},
+    "loggers": {
+        "conversations": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+        # Django's own errors (a 500 outside the API among them) with their
+        # tracebacks: by default it logs them only with DEBUG on.
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }
 
 # Background tasks go through the tasks API; the backend is a setting. The

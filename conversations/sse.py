@@ -15,8 +15,10 @@ SSE_CONTENT_TYPE = "text/event-stream"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 
 # Sent the moment the response starts, so proxies and clients see a first byte
-# before the model has said anything.
-SSE_OPENING = b": stream open\n\n"
+# before the model has said anything. `retry:` tells an EventSource how long
+# to wait before it reconnects (with Last-Event-ID) after a break.
+SSE_RETRY_MS = 3000
+SSE_OPENING = b": stream open\nretry: %d\n\n" % SSE_RETRY_MS
 SSE_HEARTBEAT = b": heartbeat\n\n"
 NDJSON_HEARTBEAT = b'{"type":"heartbeat"}\n'
 

@@ -13,10 +13,11 @@ from .. import exports, selectors, services
 from ..catalogue import catalogue, chosen_model, default_entry
 from ..exceptions import ApiError
 from ..live import live_answers
-from ..models import Conversation
+from ..models import Conversation, Turn
 from ..routing import router
 from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
+from ..stream.output import saved_output
 from .bodies import idempotency_key, json_body, message_content
 from .errors import api_view, error_response, not_found, parse_id
 from .streaming import answer_response, trace_id_for
@@ -196,6 +197,10 @@ async def turn_events(request: HttpRequest, user, turn_id: str) -> HttpResponseB
     answer = await selectors.find_answer(owner=user, turn_id=pk)
     if answer is None:
         raise not_found("turn")
+    if isinstance(answer, Turn) and "Last-Event-ID" in request.headers and after >= saved_output(answer).length:
+        # An EventSource reconnects whenever a stream closes, even after
+        # `done`; the HTML standard's 204 tells it to stop.
+        return HttpResponse(status=204)
     return answer_response(request, answer, after)
 
 

@@ -1,6 +1,7 @@
 """The API's one error shape: {"error": {"code": ..., "message": ...}}."""
 
 import functools
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -8,6 +9,7 @@ from typing import cast
 from django.contrib.auth import get_user
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
@@ -16,6 +18,9 @@ from .. import api_keys
 from ..conf import conf
 from ..exceptions import ApiError
 from ..storage.threads import run_db
+from .streaming import trace_id_for
+
+logger = logging.getLogger(__name__)
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -72,24 +77,42 @@ def api_view(*methods: str) -> Callable:
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if request.method not in methods:
-                response = error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
-                response["Allow"] = ", ".join(methods)
-                return response
+                refused = error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
+                refused["Allow"] = ", ".join(methods)
+                return refused
+            response: HttpResponse
             try:
                 user = await authenticate(request)
                 _refuse_large_body(request)
-                return await view(request, user, *args, **kwargs)
+                response = await view(request, user, *args, **kwargs)
             except ApiError as exc:
                 response = error_response(exc.status, exc.code, exc.message, **exc.details)
                 for name, value in exc.headers.items():
                     response[name] = value
-                return response
             except RequestDataTooBig:
-                return _body_too_large()
+                response = _body_too_large()
+            except DatabaseError:
+                response = _failed(request, 503, "database_unavailable", "The database is not answering; try again.")
+                response["Retry-After"] = "5"
+            except Exception:
+                response = _failed(request, 500, "internal_error", "Something went wrong on the server.")
+            # A stream says how it may be cached; every JSON answer is one user's, now.
+            response.setdefault("Cache-Control", "no-store")
+            return response
 
         return wrapper
 
     return decorator
+
+
+def _failed(request: HttpRequest, status: int, code: str, message: str) -> JsonResponse:
+    """A 5xx: logged with its traceback and the request's trace id, which
+    the client gets too (in the body and X-Request-ID) to quote."""
+    trace_id = trace_id_for(request)
+    logger.exception("api %s %s: %s trace_id=%s", request.method, request.path, code, trace_id)
+    response = error_response(status, code, f"{message} (trace id {trace_id})", trace_id=trace_id)
+    response["X-Request-ID"] = trace_id
+    return response
 
 
 def _body_too_large() -> JsonResponse:
@@ -105,4 +128,6 @@ def _refuse_large_body(request: HttpRequest) -> None:
 
 @csrf_exempt  # any method, session or not: the same JSON 404, never the CSRF page
 async def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return error_response(404, "not_found", f"There is no API endpoint at {request.path}.")
+    response = error_response(404, "not_found", f"There is no API endpoint at {request.path}.")
+    response["Cache-Control"] = "no-store"
+    return response

@@ -18,9 +18,14 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def trace_id_for(request: HttpRequest) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a new id."""
-    given = request.headers.get("X-Request-ID", "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    """The caller's X-Request-ID when it is a sane token, else a new id: the
+    same one for the whole request (its answer, its logs, its error)."""
+    trace_id = getattr(request, "chatstream_trace_id", None)
+    if trace_id is None:
+        given = request.headers.get("X-Request-ID", "")
+        trace_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request.chatstream_trace_id = trace_id  # type: ignore[attr-defined]
+    return trace_id
 
 
 def accepted_quality(request: HttpRequest, media_type: str) -> float:
