@@ -48,6 +48,10 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 
+# Anyone may create an account only where this is on: in development by
+# default. Otherwise staff create accounts (the admin, `createsuperuser`).
+CHATSTREAM_SIGNUP = env.bool("CHATSTREAM_SIGNUP", default=DEBUG)
+
 INSTALLED_APPS = [
     "daphne",  # before staticfiles: makes `runserver` serve ASGI, so answers stream
     "django.contrib.admin",

@@ -35,6 +35,13 @@ def create_api_key(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiKey, s
     return key, f"{KEY_PREFIX}{prefix}_{secret}"
 
 
+def public_part(raw: str) -> str:
+    """The part of a presented key that names it (its prefix): what failed
+    attempts are counted against, never the secret."""
+    prefix = raw[len(KEY_PREFIX) :].partition("_")[0] if raw.startswith(KEY_PREFIX) else ""
+    return f"key:{prefix[:16]}" if prefix else "key:malformed"
+
+
 def user_for_key(raw: str) -> AbstractBaseUser | None:
     """The active user a presented key belongs to, or None."""
     if not raw.startswith(KEY_PREFIX):

@@ -134,6 +134,11 @@ class Settings:
         "", "per user: spend allowed in a UTC day, in LLM_PRICES' currency (empty: none; the admin's budgets override)"
     )
     CHATSTREAM_MONTHLY_BUDGET = Setting("", "per user: spend allowed in a UTC calendar month (empty: none)")
+    CHATSTREAM_AUTH_FAILURES = Setting(
+        20,
+        "failed logins or API keys allowed per account and per client address in 15 minutes; past it, 429 "
+        "(0: no limit)",
+    )
     CHATSTREAM_SEARCH_CONFIG = Setting(
         "english", "PostgreSQL's text search configuration for searching conversations (`simple`: no stemming)"
     )

@@ -21,6 +21,9 @@ LLM_RETRY_BACKOFF_SECONDS = 0.01
 # Most tests send many messages quickly; tests/test_limits.py turns the limits on.
 CHATSTREAM_MAX_CONCURRENT_STREAMS = int(os.environ.get("CHATSTREAM_MAX_CONCURRENT_STREAMS", 0))
 CHATSTREAM_MESSAGES_PER_MINUTE = int(os.environ.get("CHATSTREAM_MESSAGES_PER_MINUTE", 0))
+# Every test client comes from 127.0.0.1, and some send wrong keys on purpose;
+# tests/test_hostile.py turns the throttle on.
+CHATSTREAM_AUTH_FAILURES = int(os.environ.get("CHATSTREAM_AUTH_FAILURES", 0))
 
 # The test servers speak plain HTTP on loopback.
 SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False

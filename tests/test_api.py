@@ -197,7 +197,8 @@ def test_rename(alice, bob):
     assert Conversation.objects.get(pk=conversation_id).title == "Plans"
 
 
-def test_sign_up_logs_in_and_pages_carry_a_security_policy(live):
+def test_sign_up_logs_in_and_pages_carry_a_security_policy(live, settings):
+    settings.CHATSTREAM_SIGNUP = True
     with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
         form = browser.get("/accounts/signup/")
         assert form.status_code == 200

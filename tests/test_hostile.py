@@ -5,9 +5,11 @@ when to stop. Through a real ASGI server."""
 import logging
 
 import httpx
+import pytest
+from django.contrib.auth import get_user_model
 from django.db import OperationalError
 
-from conversations import selectors
+from conversations import selectors, throttle
 from harness.fake_upstream import Behaviour
 
 from .helpers import post_and_read, read_events, text_of
@@ -73,3 +75,44 @@ def test_an_eventsource_reconnecting_after_the_end_is_told_to_stop(alice, upstre
     assert text_of(read_events(middle)) == "t2 t3 t4 "
     replay = read_events(alice.client.get(f"/api/turns/{turn_id}/events", params={"after": end}))
     assert [event["event"] for event in replay] == ["done"]
+
+
+@pytest.fixture
+def throttled(settings):
+    settings.CHATSTREAM_AUTH_FAILURES = 3
+    throttle.throttle.cache_clear()  # a fresh count for this test
+    yield
+    throttle.throttle.cache_clear()
+
+
+def test_wrong_api_keys_are_throttled_per_address(alice, throttled):
+    with raw_client(alice) as client:
+        statuses = [
+            client.get("/api/conversations", headers={"Authorization": f"Bearer cs_guess{i}_x"}).status_code
+            for i in range(4)
+        ]
+        assert statuses == [401, 401, 401, 429]
+        refused = client.get("/api/conversations")  # alice's own good key, from the same address
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_failures"
+    assert 0 < int(refused.headers["Retry-After"]) <= 900
+
+
+def test_wrong_passwords_are_throttled_per_account(live, throttled):
+    get_user_model().objects.create_user("vic", password="the-right-password")
+    with httpx.Client(base_url=live.url) as browser:
+        browser.get("/accounts/login/")
+
+        def log_in(password: str) -> httpx.Response:
+            data = {"username": "vic", "password": password, "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+            return browser.post("/accounts/login/", data=data)
+
+        assert [log_in(f"guess-{i}").status_code for i in range(3)] == [200, 200, 200]  # the form again
+        blocked = log_in("the-right-password")
+    assert blocked.status_code == 429 and "Too many failed attempts" in blocked.text
+    assert int(blocked.headers["Retry-After"]) > 0
+
+
+def test_sign_up_is_closed_unless_enabled(live, settings):
+    settings.CHATSTREAM_SIGNUP = False
+    assert httpx.get(f"{live.url}/accounts/signup/").status_code == 404
+    assert "Sign up" not in httpx.get(f"{live.url}/accounts/login/").text

@@ -26,7 +26,9 @@ def test_headers_and_first_byte(alice, upstream):
         # The API skips Django's per-request thread, not its middleware.
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         # Sent before the model's first token: proxies see a live response.
-        assert first.startswith(b": stream open\nretry: 3000\n\n") and all(call.tokens_sent == 0 for call in upstream.calls)
+        assert first.startswith(b": stream open\nretry: 3000\n\n") and all(
+            call.tokens_sent == 0 for call in upstream.calls
+        )
     wait_for_answer(conversation_id)  # saved as the client left, before the test's database goes
 
 

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import api_keys
+from .. import api_keys, throttle
 from ..conf import conf
 from ..exceptions import ApiError
 from ..storage.threads import run_db
@@ -54,8 +54,12 @@ async def authenticate(request: HttpRequest) -> AbstractBaseUser:
     """The user behind a Bearer key or the session; ApiError(401) for neither."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        key_user = await run_db(api_keys.user_for_key, key.strip())
+        key = key.strip()
+        account = api_keys.public_part(key)
+        await throttle.refuse_if_blocked(request, account)
+        key_user = await run_db(api_keys.user_for_key, key)
         if key_user is None:
+            await throttle.failed(request, account)
             raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.")
         return key_user
     # The session and its user are read on a database thread too, so the
