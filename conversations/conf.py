@@ -117,6 +117,9 @@ class Settings:
         "when an answer's last reader goes: `cancel` stops the model at once; `continue` keeps generating "
         "for CHATSTREAM_RESUME_GRACE_SECONDS so the client can resume, then cancels",
     )
+    CHATSTREAM_READER_STALL_SECONDS = Setting(
+        60.0, "a reader that takes no output this long while the model waits on it ends the answer (`client_stalled`)"
+    )
     CHATSTREAM_RESUME_GRACE_SECONDS = Setting(30.0, "`continue`: how long an answer waits for a reader to come back")
     CHATSTREAM_SHUTDOWN_GRACE_SECONDS = Setting(
         20.0,

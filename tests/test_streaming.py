@@ -173,6 +173,22 @@ def test_stalled_reader_that_leaves_is_saved_once(alice, upstream):
     assert turn.finish_reason == "client_disconnected" and 0 < len(turn.content) < size
 
 
+def test_a_reader_that_stops_reading_but_stays_is_given_up_on(alice, upstream, settings):
+    """Connected, reading nothing: after CHATSTREAM_READER_STALL_SECONDS with
+    the model held back for it, the answer ends as client_stalled, saved,
+    and the model call is closed (it would otherwise stay open for ever)."""
+    settings.CHATSTREAM_READER_STALL_SECONDS = 0.5
+    size = 24_000_000
+    upstream.behaviour = Behaviour(text="z" * size, piece_chars=1024)
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
+        chunks = response.iter_raw()
+        next(chunks)
+        turn = wait_for_answer(conversation_id, timeout=10)  # saved while the connection is still open
+        assert upstream.closed_within(1.0)
+    assert (turn.finish_reason, turn.status) == ("client_stalled", "interrupted") and 0 < len(turn.content) < size
+
+
 @pytest.mark.parametrize(
     ("behaviour", "code", "kept"),
     [

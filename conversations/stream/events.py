@@ -30,6 +30,7 @@ class FinishReason(TextChoices):
     CONTENT_FILTER = "content_filter"
     CANCELLED = "cancelled"
     CLIENT_DISCONNECTED = "client_disconnected"
+    CLIENT_STALLED = "client_stalled"  # connected, but took no output for CHATSTREAM_READER_STALL_SECONDS
     ERROR = "error"
 
 

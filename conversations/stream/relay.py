@@ -272,8 +272,22 @@ class AnswerRelay:
             if pieces:
                 self._relay_pieces(pieces)
             if readers.behind():
-                await readers.wait_for_reader()
+                await self._wait_for_reader()
                 silence.touch()
+
+    async def _wait_for_reader(self) -> None:
+        """Hold the model back until a reader takes some of the backlog; a
+        reader that takes nothing for CHATSTREAM_READER_STALL_SECONDS (a
+        client that stopped reading but keeps its connection) ends the
+        answer as `client_stalled`, freeing the model call and the slot."""
+        try:
+            async with asyncio.timeout(conf.CHATSTREAM_READER_STALL_SECONDS):
+                await self.readers.wait_for_reader()
+        except TimeoutError:
+            self._stop_requested, self._cancel_reason = True, FinishReason.CLIENT_STALLED
+            telemetry.stream_cancelled(self, FinishReason.CLIENT_STALLED)
+            self.figures.cancelled(self.completion.deltas)
+            raise asyncio.CancelledError from None  # ends the call as a cancel does, with this reason
 
     def _relay_pieces(self, pieces: list[Piece], *, redacted: bool = False) -> None:
         figures, readers = self.figures, self.readers

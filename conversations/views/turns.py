@@ -24,6 +24,7 @@ COMMENT_MAX_CHARS = 4000
 CONTINUABLE = {
     Turn.FinishReason.CANCELLED,
     Turn.FinishReason.CLIENT_DISCONNECTED,
+    Turn.FinishReason.CLIENT_STALLED,
     Turn.FinishReason.LENGTH,
     Turn.FinishReason.ERROR,
 }
