@@ -22,11 +22,21 @@ So requests under the API's prefix and the OpenAI door's (wherever the
 project includes conversations.urls) take `handle_on_loop`: the same steps, the same
 middleware and views, the same cancellation of the view when the client
 leaves, minus the thread. Every other request keeps the stock path.
+
+`RequestGuard` refuses what the API will refuse anyway before the body is
+read (Django's handler reads it whole first): a body over
+CHATSTREAM_MAX_BODY_BYTES, a body without credentials, a body that does not
+arrive within CHATSTREAM_BODY_TIMEOUT_SECONDS. The opt-in handler applies it;
+under Django's own handler, wrap the application in it:
+
+    application = RequestGuard(get_asgi_application())
 """
 
 import asyncio
 import contextlib
+import json
 
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
@@ -34,6 +44,7 @@ from django.core.handlers.asgi import get_script_prefix as scope_script_prefix
 from django.http import HttpResponseBase
 from django.urls import NoReverseMatch, get_script_prefix, reverse, set_script_prefix
 
+from .conf import conf
 from .stream import shutdown
 
 
@@ -48,12 +59,119 @@ def api_prefixes() -> tuple[str, ...]:
     return tuple("/" + url.removeprefix(get_script_prefix()) for url in urls)
 
 
+def _under_api(scope, prefixes: tuple[str, ...]) -> bool:
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path.startswith(prefixes)
+
+
+class RequestGuard:
+    """ASGI middleware: an API request's body is taken whole, within its size
+    and time limits and from a client with credentials, before the app sees
+    the request; anything else is refused with the API's JSON error at once."""
+
+    _api_prefixes: tuple[str, ...] | None = None
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self._api_prefixes is None:
+            self._api_prefixes = api_prefixes()
+        if not _under_api(scope, self._api_prefixes):
+            return await self.app(scope, receive, send)
+        refusal = _refusal_before_body(scope)
+        if refusal is not None:
+            return await _send_error(send, *refusal)
+        try:
+            async with asyncio.timeout(conf.CHATSTREAM_BODY_TIMEOUT_SECONDS):
+                body, complete = await _read_body(receive, conf.CHATSTREAM_MAX_BODY_BYTES)
+        except TimeoutError:
+            return await _send_error(send, 408, "body_timeout", "The request body did not arrive in time.")
+        if body is None:
+            return await _send_error(send, *BODY_TOO_LARGE)
+        if not complete:
+            return  # the client left
+        await self.app(scope, _replay(body, receive), send)
+
+
+BODY_TOO_LARGE = (413, "body_too_large", "The request body is larger than the server accepts.")
+
+
+def _refusal_before_body(scope) -> tuple[int, str, str] | None:
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length")
+    if length is not None and (not length.isdigit() or int(length) > conf.CHATSTREAM_MAX_BODY_BYTES):
+        return BODY_TOO_LARGE
+    has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+    if has_body and not _has_credentials(headers):
+        return 401, "not_authenticated", "Log in, or send `Authorization: Bearer <api key>`."
+    return None
+
+
+def _has_credentials(headers: dict[bytes, bytes]) -> bool:
+    if b"authorization" in headers:
+        return True
+    cookie = settings.SESSION_COOKIE_NAME.encode() + b"="
+    return any(part.strip().startswith(cookie) for part in headers.get(b"cookie", b"").split(b";"))
+
+
+async def _read_body(receive, limit: int) -> tuple[bytes | None, bool]:
+    """The whole body (None past `limit` bytes), and whether it all came."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, False
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, receive):
+    """The body again, as one message; then the server's own messages (the
+    disconnect a streaming view listens for)."""
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _send_error(send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"connection", b"close"),  # the rest of the body is not read
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class ChatstreamASGIHandler(ASGIHandler):
     _api_prefixes: tuple[str, ...] | None = None
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._guarded_on_loop = RequestGuard(self.handle_on_loop)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and self._serves_on_loop(scope):
-            await self.handle_on_loop(scope, receive, send)
+            await self._guarded_on_loop(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         else:
@@ -62,10 +180,7 @@ class ChatstreamASGIHandler(ASGIHandler):
     def _serves_on_loop(self, scope) -> bool:
         if self._api_prefixes is None:
             self._api_prefixes = api_prefixes()  # (): no API here, nothing on the loop
-        path, root = scope["path"], scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        return path.startswith(self._api_prefixes)
+        return _under_api(scope, self._api_prefixes)
 
     async def lifespan(self, receive, send) -> None:
         """Start-up: watch for the signal to stop. Shut-down (the server has

@@ -111,6 +111,9 @@ class Settings:
     # --- the stream --------------------------------------------------------------------
     CHATSTREAM_HEARTBEAT_SECONDS = Setting(15.0, "a `: heartbeat` comment after this much silence")
     CHATSTREAM_MAX_BODY_BYTES = Setting(1024 * 1024, "the largest request body the API reads (413 above it)")
+    CHATSTREAM_BODY_TIMEOUT_SECONDS = Setting(
+        10.0, "how long an API request's body may take to arrive (408 after; conversations.asgi.RequestGuard)"
+    )
     CHATSTREAM_MAX_MESSAGE_CHARS = Setting(32_000, "the longest message (400 above it)")
     CHATSTREAM_ON_DISCONNECT = Setting(
         "cancel",

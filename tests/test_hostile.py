@@ -2,7 +2,10 @@
 error the JSON shape and logged, nothing cached, standard SSE clients told
 when to stop. Through a real ASGI server."""
 
+import json
 import logging
+import socket
+import time
 
 import httpx
 import pytest
@@ -10,7 +13,10 @@ from django.contrib.auth import get_user_model
 from django.db import OperationalError
 
 from conversations import selectors, throttle
+from conversations.asgi import RequestGuard
+from harness import stacks
 from harness.fake_upstream import Behaviour
+from harness.servers import ServerThread
 
 from .helpers import post_and_read, read_events, text_of
 
@@ -116,3 +122,80 @@ def test_sign_up_is_closed_unless_enabled(live, settings):
     settings.CHATSTREAM_SIGNUP = False
     assert httpx.get(f"{live.url}/accounts/signup/").status_code == 404
     assert "Sign up" not in httpx.get(f"{live.url}/accounts/login/").text
+
+
+class Recorder:
+    """An ASGI app behind the guard: what reached it, and its body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        message = await receive()
+        self.bodies.append(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture
+def guarded():
+    recorder = Recorder()
+    with ServerThread(RequestGuard(recorder)) as server:
+        server.recorder = recorder
+        yield server
+
+
+def raw_request(server, head: str, body: bytes = b"", wait: float = 5.0) -> bytes:
+    """Send a request's head (and some body) on a socket; what comes back
+    before the server closes the connection, or within `wait`."""
+    host, port = server.url.removeprefix("http://").split(":")
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=wait) as connection:
+        connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return received
+
+
+def test_an_oversized_body_is_refused_before_it_is_sent(guarded, settings):
+    settings.CHATSTREAM_MAX_BODY_BYTES = 1000
+    started = time.monotonic()
+    # 100 MB announced, none of it sent: the answer comes at once.
+    answer = raw_request(
+        guarded, "POST /api/conversations HTTP/1.1\nHost: x\nAuthorization: Bearer k\nContent-Length: 100000000\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 413") and b'"body_too_large"' in answer
+    assert time.monotonic() - started < 2 and guarded.recorder.bodies == []
+
+
+def test_a_body_without_credentials_is_refused_before_it_is_read(guarded):
+    answer = raw_request(guarded, "POST /api/conversations HTTP/1.1\nHost: x\nContent-Length: 5000\n")
+    assert answer.startswith(b"HTTP/1.1 401") and b'"not_authenticated"' in answer
+    assert guarded.recorder.bodies == []
+
+
+def test_a_body_that_trickles_in_is_given_up_on(guarded, settings):
+    settings.CHATSTREAM_BODY_TIMEOUT_SECONDS = 0.5
+    head = "POST /api/conversations HTTP/1.1\nHost: x\nAuthorization: Bearer k\nContent-Length: 100\n"
+    answer = raw_request(guarded, head, body=b"{", wait=3)  # 1 byte of 100, then nothing
+    assert answer.startswith(b"HTTP/1.1 408") and guarded.recorder.bodies == []
+
+
+def test_what_the_guard_lets_through_arrives_whole(guarded):
+    body = json.dumps({"content": "x" * 5000}).encode()
+    with httpx.Client(base_url=guarded.url) as client:
+        response = client.post("/api/conversations", content=body, headers={"Authorization": "Bearer k"})
+        outside = client.post("/accounts/login/", content=b"a=1")  # not the API: not its business
+    assert response.status_code == 200 and guarded.recorder.bodies == [body, b"a=1"]
+    assert outside.status_code == 200
+
+
+def test_the_projects_handler_guards_the_api(live, settings):
+    if not stacks.uses_opt_in_handler(settings.STACK):
+        pytest.skip("Django's own handler reads the body first: a project wraps it in RequestGuard")
+    settings.CHATSTREAM_MAX_BODY_BYTES = 1000
+    answer = raw_request(live, "POST /api/conversations HTTP/1.1\nHost: x\nContent-Length: 100000000\n")
+    assert answer.startswith(b"HTTP/1.1 413")
