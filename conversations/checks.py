@@ -193,3 +193,28 @@ def check_security_middleware(app_configs, **kwargs) -> list[Warning]:
         for stock, inline in SECURITY_MIDDLEWARE.items()
         if stock not in settings.MIDDLEWARE and inline not in settings.MIDDLEWARE
     ]
+
+
+@register(Tags.security, deploy=True)
+def check_deploy_through_the_opt_in_middleware(app_configs, **kwargs) -> list:
+    """Django's deploy checks of HTTPS, HSTS, cookies and headers run only
+    when they find the stock middleware's names: on the opt-in middleware
+    they would pass without looking. This runs them as if the stock
+    middleware stood where its subclasses do, and gives what they find."""
+    if not any(entry in SECURITY_MIDDLEWARE.values() for entry in settings.MIDDLEWARE):
+        return []
+    from django.core.checks.registry import registry
+    from django.test.utils import override_settings
+
+    stock = {inline: name for name, inline in SECURITY_MIDDLEWARE.items()}
+    stock |= {"conversations.middleware.Session": "django.contrib.sessions.middleware.SessionMiddleware"}
+    as_stock = [stock.get(entry, entry) for entry in settings.MIDDLEWARE]
+    security_checks = [
+        check
+        for check in registry.get_checks(include_deployment_checks=True)
+        if Tags.security in check.tags and check is not check_deploy_through_the_opt_in_middleware
+    ]
+    found_already = {message.id for check in security_checks for message in check(app_configs=app_configs)}
+    with override_settings(MIDDLEWARE=as_stock):
+        found = [message for check in security_checks for message in check(app_configs=app_configs)]
+    return [message for message in found if message.id not in found_already]

@@ -9,7 +9,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from conversations.checks import check_llm_settings, check_security_middleware
+from conversations.checks import (
+    check_deploy_through_the_opt_in_middleware,
+    check_llm_settings,
+    check_security_middleware,
+)
 
 
 def ids(errors) -> list[str]:
@@ -87,6 +91,19 @@ def test_our_security_middleware_stands_in_for_the_stock_one(settings):
     assert ids(errors) == ["conversations.W001"] and "CsrfViewMiddleware" in errors[0].msg
     settings.MIDDLEWARE.append("conversations.middleware.Csrf")
     assert check_security_middleware(None) == []
+
+
+def test_deploy_checks_see_through_the_opt_in_middleware(settings):
+    """Django's HTTPS and cookie checks look for the stock names; on the
+    opt-in middleware they used to pass without looking."""
+    settings.MIDDLEWARE = ["conversations.middleware.Security", "conversations.middleware.Session"]
+    settings.SECURE_HSTS_SECONDS, settings.SECURE_SSL_REDIRECT, settings.SESSION_COOKIE_SECURE = 0, False, False
+    found = ids(check_deploy_through_the_opt_in_middleware(None))
+    assert {"security.W004", "security.W008", "security.W012"} <= set(found)
+    settings.SECURE_HSTS_SECONDS, settings.SECURE_SSL_REDIRECT, settings.SESSION_COOKIE_SECURE = 3600, True, True
+    assert not {"security.W004", "security.W008", "security.W012"} & set(
+        ids(check_deploy_through_the_opt_in_middleware(None))
+    )
 
 
 def test_on_the_stock_middleware_djangos_own_checks_apply(settings):
