@@ -214,7 +214,11 @@ def check_deploy_through_the_opt_in_middleware(app_configs, **kwargs) -> list:
         for check in registry.get_checks(include_deployment_checks=True)
         if Tags.security in check.tags and check is not check_deploy_through_the_opt_in_middleware
     ]
-    found_already = {message.id for check in security_checks for message in check(app_configs=app_configs)}
+
+    def run_them() -> list:
+        return [message for check in security_checks for message in check(app_configs=app_configs, databases=None)]
+
+    found_already = {message.id for message in run_them()}
     with override_settings(MIDDLEWARE=as_stock):
-        found = [message for check in security_checks for message in check(app_configs=app_configs)]
+        found = run_them()
     return [message for message in found if message.id not in found_already]

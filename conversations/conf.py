@@ -158,6 +158,9 @@ class Settings:
         "share answers being generated between processes (journal in Redis Streams, live events and cancels "
         "over a Channels layer), and count limits there; empty: one process, in memory",
     )
+    CHATSTREAM_REDIS_MAX_CONNECTIONS = Setting(
+        50, "Redis connections per process; a request waits for one when all are busy rather than failing"
+    )
     CHATSTREAM_JOURNAL_MAX_ENTRIES = Setting(
         10_000, "the most entries (runs of text) an answer's journal keeps; older text comes from the saved turn"
     )

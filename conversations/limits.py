@@ -15,9 +15,11 @@ import time
 import uuid
 from collections import defaultdict, deque
 
+from redis.exceptions import RedisError
+
 from .conf import conf
 from .exceptions import ApiError
-from .live.client import redis_client
+from .live.client import redis_client, redis_trouble
 from .stream import background
 
 WINDOW_SECONDS = 60.0
@@ -105,13 +107,23 @@ return 1
 
 
 class RedisLimits:
+    """The counts in Redis; while Redis cannot be reached, in this process
+    (each process then holds a user to the limits on its own)."""
+
+    def __init__(self) -> None:
+        self._here = LocalLimits()
+
     async def count_message(self, user_id: int) -> None:
         limit = conf.CHATSTREAM_MESSAGES_PER_MINUTE
         if not limit:
             return
         script = redis_client().register_script(_COUNT_MESSAGE)
         args: list[float | str] = [time.time(), WINDOW_SECONDS, limit, uuid.uuid4().hex]
-        retry_after = await script(keys=[f"chatstream:messages:{user_id}"], args=args)
+        try:
+            retry_after = await script(keys=[f"chatstream:messages:{user_id}"], args=args)
+        except (RedisError, OSError) as exc:
+            redis_trouble("counting messages", exc)
+            return await self._here.count_message(user_id)
         if retry_after is not None:
             raise too_many_messages(float(retry_after))
 
@@ -121,11 +133,20 @@ class RedisLimits:
             return
         script = redis_client().register_script(_OPEN_STREAM)
         args: list[float | str] = [time.time(), STREAM_SLOT_SECONDS, limit, str(stream_id)]
-        if not await script(keys=[f"chatstream:streams:{user_id}"], args=args):
+        try:
+            opened = await script(keys=[f"chatstream:streams:{user_id}"], args=args)
+        except (RedisError, OSError) as exc:
+            redis_trouble("taking a stream slot", exc)
+            return await self._here.open_stream(user_id, stream_id)
+        if not opened:
             raise too_many_streams()
 
     async def close_stream(self, user_id: int, stream_id: uuid.UUID) -> None:
-        await redis_client().zrem(f"chatstream:streams:{user_id}", str(stream_id))
+        await self._here.close_stream(user_id, stream_id)  # taken here while Redis was away, if at all
+        try:
+            await redis_client().zrem(f"chatstream:streams:{user_id}", str(stream_id))
+        except (RedisError, OSError) as exc:
+            redis_trouble("giving a stream slot back", exc)
 
 
 @functools.cache

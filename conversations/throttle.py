@@ -13,10 +13,11 @@ import time
 from collections import defaultdict, deque
 
 from asgiref.sync import async_to_sync
+from redis.exceptions import RedisError
 
 from .conf import conf
 from .exceptions import ApiError
-from .live.client import redis_client
+from .live.client import redis_client, redis_trouble
 
 AUTH_WINDOW_SECONDS = 900.0
 
@@ -60,21 +61,33 @@ class LocalThrottle:
 
 
 class RedisThrottle:
-    """A count per name and window: one INCR per failure, one MGET per check."""
+    """A count per name and window: one INCR per failure, one MGET per check;
+    in this process while Redis cannot be reached."""
+
+    def __init__(self) -> None:
+        self._here = LocalThrottle()
 
     async def refuse_if_blocked(self, *names: str) -> None:
         window = self._window()
-        counts = await redis_client().mget([self._key(name, window) for name in names])
+        try:
+            counts = await redis_client().mget([self._key(name, window) for name in names])
+        except (RedisError, OSError) as exc:
+            redis_trouble("checking failed logins", exc)
+            return await self._here.refuse_if_blocked(*names)
         if any(int(count or 0) >= conf.CHATSTREAM_AUTH_FAILURES for count in counts):
             raise too_many_failures((window + 1) * AUTH_WINDOW_SECONDS - time.time())
 
     async def failed(self, *names: str) -> None:
         window = self._window()
-        async with redis_client().pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.incr(self._key(name, window))
-                pipe.expire(self._key(name, window), int(AUTH_WINDOW_SECONDS))
-            await pipe.execute()
+        try:
+            async with redis_client().pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.incr(self._key(name, window))
+                    pipe.expire(self._key(name, window), int(AUTH_WINDOW_SECONDS))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            redis_trouble("counting a failed login", exc)
+            await self._here.failed(*names)
 
     @staticmethod
     def _window() -> int:

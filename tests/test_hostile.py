@@ -6,14 +6,17 @@ import json
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import OperationalError
 
-from conversations import selectors, throttle
+from conversations import limits, selectors, throttle
 from conversations.asgi import RequestGuard
+from conversations.live import client, live_answers
+from conversations.live import redis as live_redis
 from harness import stacks
 from harness.fake_upstream import Behaviour
 from harness.servers import ServerThread
@@ -199,3 +202,61 @@ def test_the_projects_handler_guards_the_api(live, settings):
     settings.CHATSTREAM_MAX_BODY_BYTES = 1000
     answer = raw_request(live, "POST /api/conversations HTTP/1.1\nHost: x\nContent-Length: 100000000\n")
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+@pytest.fixture
+def on_redis(settings, live):
+    """The in-process server on a Redis of the test's choosing: fresh clients
+    and singletons before and after, the old ones closed on the server's loop."""
+
+    def use(url: str, **more) -> None:
+        settings.REDIS_URL = url
+        for name, value in more.items():
+            setattr(settings, name, value)
+        reset()
+
+    async def close() -> None:
+        answers = live_answers()
+        if isinstance(answers, live_redis.RedisAnswers):
+            await answers.close()
+        await client.close_client()
+
+    def reset() -> None:
+        live.run(close())
+        for cached in (limits.limits, live_answers, throttle.throttle, live_redis.channel_layer):
+            cached.cache_clear()
+        client._last_logged.clear()
+
+    yield use
+    reset()
+    settings.REDIS_URL = ""
+
+
+def test_a_redis_that_cannot_be_reached_is_logged_once_and_answers_go_on(alice, upstream, on_redis, caplog):
+    on_redis("redis://127.0.0.1:1/0", CHATSTREAM_MAX_CONCURRENT_STREAMS=2, CHATSTREAM_MESSAGES_PER_MINUTE=50)
+    upstream.behaviour = Behaviour(tokens=3)
+    with caplog.at_level(logging.ERROR, logger="conversations"):
+        for _ in range(4):
+            conversation_id, events, response = post_and_read(alice)
+            assert response.status_code == 200 and events[-1]["event"] == "done"
+            assert alice.client.get(f"/api/conversations/{conversation_id}").status_code == 200
+    troubles = [record for record in caplog.records if "Redis (REDIS_URL) failed" in record.getMessage()]
+    # One line per kind of trouble (counting, a slot, sharing...), not one per request.
+    kinds = {record.getMessage().split(":")[0] for record in troubles}
+    assert 0 < len(troubles) == len(kinds) <= 6
+
+
+def test_a_burst_larger_than_the_redis_pool_waits_for_connections(alice, upstream, on_redis):
+    on_redis("redis://127.0.0.1:6379/14", CHATSTREAM_REDIS_MAX_CONNECTIONS=2, CHATSTREAM_MAX_CONCURRENT_STREAMS=50)
+    upstream.behaviour = Behaviour(tokens=5, pace=0.01)
+    conversation_ids = [alice.new_conversation() for _ in range(30)]
+
+    def send(conversation_id: str) -> tuple[int, str]:
+        with raw_client(alice) as client:
+            response = client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"})
+            return response.status_code, response.text
+
+    with ThreadPoolExecutor(30) as pool:
+        results = list(pool.map(send, conversation_ids))
+    assert [status for status, _ in results] == [200] * 30
+    assert all("event: done" in text for _, text in results)

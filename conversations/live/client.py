@@ -1,19 +1,65 @@
 """One Redis client per event loop (its connections belong to the loop),
-for the answers' journal and the limits. Used only when REDIS_URL is set."""
+for the answers' journal, the limits and the throttle. Used only when
+REDIS_URL is set.
+
+Its pool is sized (CHATSTREAM_REDIS_MAX_CONNECTIONS) and a request waits up
+to REDIS_POOL_WAIT_SECONDS for a connection rather than failing: redis-py's
+default pool raises at once when it is empty, which under a burst of
+messages became 500s. When Redis cannot be reached at all, each caller falls
+back to what this process knows and says so through `redis_trouble`, once a
+minute rather than once a request.
+"""
 
 import asyncio
+import logging
+import time
 import weakref
 
 import redis.asyncio as aioredis
 
 from ..conf import conf
 
+logger = logging.getLogger(__name__)
+
+REDIS_POOL_WAIT_SECONDS = 5.0
+TROUBLE_LOG_EVERY_SECONDS = 60.0
+
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = weakref.WeakKeyDictionary()
+_last_logged: dict[str, float] = {}
 
 
 def redis_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = aioredis.Redis.from_url(conf.REDIS_URL, decode_responses=True)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            conf.REDIS_URL,
+            max_connections=conf.CHATSTREAM_REDIS_MAX_CONNECTIONS,
+            timeout=REDIS_POOL_WAIT_SECONDS,
+            decode_responses=True,
+        )
+        client = _clients[loop] = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
     return client
+
+
+async def close_client() -> None:
+    """Close this loop's client and its connections."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
+def redis_trouble(what: str, exc: BaseException) -> None:
+    """Log that Redis failed at `what` and this process carries on alone:
+    with the traceback the first time, then once a minute at most."""
+    now = time.monotonic()
+    last = _last_logged.get(what)
+    if last is not None and now - last < TROUBLE_LOG_EVERY_SECONDS:
+        return
+    _last_logged[what] = now
+    logger.error(
+        "Redis (REDIS_URL) failed at %s: %s; this process carries on with what it knows alone",
+        what,
+        exc,
+        exc_info=last is None,
+    )

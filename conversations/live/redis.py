@@ -44,7 +44,7 @@ from ..stream.events import OUTPUT_EVENTS, START, FinishReason
 from ..stream.relay import AnswerRelay
 from . import keys
 from .base import LiveAnswer
-from .client import redis_client
+from .client import redis_client, redis_trouble
 from .local import LocalAnswers
 from .remote import Inbox, RemoteAnswer
 
@@ -61,7 +61,11 @@ def channel_layer() -> RedisChannelLayer:
     CHANNEL_LAYERS say (it may use Channels for something else)."""
     # A reader that falls behind by more than `capacity` messages loses some;
     # it notices the gap and reads it from the journal.
-    return RedisChannelLayer(hosts=[conf.REDIS_URL], prefix="chatstream", capacity=1000)
+    # The layer's receive blocks on Redis for up to its brpop_timeout (5 s);
+    # redis-py's socket timeout is also 5 s by default, so an idle process
+    # raced the two and logged a timeout every few seconds.
+    host = {"address": conf.REDIS_URL, "socket_timeout": RedisChannelLayer.brpop_timeout + 10}
+    return RedisChannelLayer(hosts=[host], prefix="chatstream", capacity=1000)
 
 
 class RedisAnswers(LocalAnswers):
@@ -78,14 +82,21 @@ class RedisAnswers(LocalAnswers):
         await process.ready()
         return process
 
+    async def close(self) -> None:
+        """Stop this loop's channel receiver and close its connections (a
+        process that swaps its settings, as the tests do)."""
+        process = self._processes.pop(asyncio.get_running_loop(), None)
+        if process is not None:
+            await process.close()
+
     async def publish(self, relay: AnswerRelay) -> None:
         try:
             process = await self._process()
             await process.announce(relay)
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
             # The answer still streams to its client; only other processes
             # cannot see it.
-            logger.exception("could not share answer trace_id=%s turn=%s", relay.trace_id, relay.turn_id)
+            redis_trouble("sharing an answer", exc)
             return
         background.keep(asyncio.create_task(process.publish(relay), name=f"journal {relay.turn_id}"))
 
@@ -96,8 +107,8 @@ class RedisAnswers(LocalAnswers):
         try:
             process = await self._process()
             meta: dict[str, str] = await process.redis.hgetall(keys.meta_key(str(turn_id)))  # type: ignore[assignment]
-        except (RedisError, OSError):
-            logger.exception("could not look up answer turn=%s", turn_id)
+        except (RedisError, OSError) as exc:
+            redis_trouble("finding an answer", exc)
             return None
         return RemoteAnswer(process, turn_id, meta) if meta else None
 
@@ -106,8 +117,8 @@ class RedisAnswers(LocalAnswers):
         try:
             process = await self._process()
             shared: dict[str, str] = await process.redis.hgetall(keys.generating_key(str(conversation_id)))  # type: ignore[assignment]
-        except (RedisError, OSError):
-            logger.exception("could not list answers conversation=%s", conversation_id)
+        except (RedisError, OSError) as exc:
+            redis_trouble("listing answers", exc)
             return here
         answers = {answer["turn_id"]: answer for answer in here}
         for turn_id, position in shared.items():
@@ -128,6 +139,12 @@ class Process:
         self._remote_readers: Counter[str] = Counter()  # per answer generated here
         self._opened: asyncio.Future | None = None
         self._receiver: asyncio.Task | None = None
+
+    async def close(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            await asyncio.gather(self._receiver, return_exceptions=True)
+        await self.layer.close_pools()
 
     async def ready(self) -> None:
         if self._opened is None:
@@ -248,8 +265,8 @@ class Process:
         while True:
             try:
                 message = await self.layer.receive(self.channel)
-            except Exception:
-                logger.exception("channel layer receive failed; retrying in 1 s")
+            except Exception as exc:
+                redis_trouble("receiving on the channel layer (retried each second)", exc)
                 await asyncio.sleep(1.0)
                 continue
             self._dispatch(message)
