@@ -26,9 +26,11 @@ WINDOW_SECONDS = 60.0
 # How soon to try again when all of a user's streams are busy: answers take
 # seconds, and a client told "now" would only be refused again.
 BUSY_RETRY_AFTER_SECONDS = 2
-# A stream's slot in Redis outlives a process that died without giving it back
-# by at most this long.
-STREAM_SLOT_SECONDS = 3600
+# A stream's slot in Redis is a lease: the process holding it renews it while
+# the answer lives, so one that died without giving it back frees it within
+# STREAM_SLOT_SECONDS (a crash used to lock its users out for an hour).
+STREAM_SLOT_SECONDS = 30
+SLOT_RENEW_SECONDS = 10.0
 
 
 def too_many_messages(retry_after: float) -> ApiError:
@@ -112,6 +114,8 @@ class RedisLimits:
 
     def __init__(self) -> None:
         self._here = LocalLimits()
+        self._held: dict[uuid.UUID, int] = {}  # this process's slots in Redis, and their users
+        self._renewer: asyncio.Task | None = None
 
     async def count_message(self, user_id: int) -> None:
         limit = conf.CHATSTREAM_MESSAGES_PER_MINUTE
@@ -132,7 +136,7 @@ class RedisLimits:
         if not limit:
             return
         script = redis_client().register_script(_OPEN_STREAM)
-        args: list[float | str] = [time.time(), STREAM_SLOT_SECONDS, limit, str(stream_id)]
+        args: list[float | str] = [time.time(), STREAM_SLOT_SECONDS, limit, str(stream_id)]  # lapses unless renewed
         try:
             opened = await script(keys=[f"chatstream:streams:{user_id}"], args=args)
         except (RedisError, OSError) as exc:
@@ -140,8 +144,30 @@ class RedisLimits:
             return await self._here.open_stream(user_id, stream_id)
         if not opened:
             raise too_many_streams()
+        self._held[stream_id] = user_id
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew(), name="chatstream stream slots")
+
+    async def _renew(self) -> None:
+        """Push back the lapse of every slot this process holds, while it holds any."""
+        while True:
+            await asyncio.sleep(SLOT_RENEW_SECONDS)
+            held = list(self._held.items())
+            if not held:
+                return  # the next slot taken starts another
+            lapse = time.time() + STREAM_SLOT_SECONDS
+            try:
+                async with redis_client().pipeline(transaction=False) as pipe:
+                    for stream_id, user_id in held:
+                        key = f"chatstream:streams:{user_id}"
+                        pipe.zadd(key, {str(stream_id): lapse}, xx=True)
+                        pipe.expire(key, math.ceil(STREAM_SLOT_SECONDS))
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                redis_trouble("renewing stream slots", exc)
 
     async def close_stream(self, user_id: int, stream_id: uuid.UUID) -> None:
+        self._held.pop(stream_id, None)
         await self._here.close_stream(user_id, stream_id)  # taken here while Redis was away, if at all
         try:
             await redis_client().zrem(f"chatstream:streams:{user_id}", str(stream_id))

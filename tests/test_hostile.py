@@ -2,6 +2,7 @@
 error the JSON shape and logged, nothing cached, standard SSE clients told
 when to stop. Through a real ASGI server."""
 
+import asyncio
 import json
 import logging
 import socket
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 from django.db import OperationalError
 
@@ -17,11 +19,12 @@ from conversations import limits, selectors, throttle
 from conversations.asgi import RequestGuard
 from conversations.live import client, live_answers
 from conversations.live import redis as live_redis
+from conversations.stream import background
 from harness import stacks
 from harness.fake_upstream import Behaviour
 from harness.servers import ServerThread
 
-from .helpers import post_and_read, read_events, text_of
+from .helpers import post_and_read, read_events, read_until_deltas, sse_events, stream, text_of
 
 
 def raw_client(api_user) -> httpx.Client:
@@ -216,6 +219,10 @@ def on_redis(settings, live):
         reset()
 
     async def close() -> None:
+        # Answers, journals and slots given back finish first: they use the clients.
+        pending = [task for task in background._alive if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
         answers = live_answers()
         if isinstance(answers, live_redis.RedisAnswers):
             await answers.close()
@@ -260,3 +267,34 @@ def test_a_burst_larger_than_the_redis_pool_waits_for_connections(alice, upstrea
         results = list(pool.map(send, conversation_ids))
     assert [status for status, _ in results] == [200] * 30
     assert all("event: done" in text for _, text in results)
+
+
+def test_stream_slots_are_leases_renewed_while_the_answer_lives(alice, upstream, on_redis, monkeypatch, request):
+    """A process that died holding a slot frees it within the lease; a live
+    answer keeps its own slot however long it runs."""
+    monkeypatch.setattr(limits, "STREAM_SLOT_SECONDS", 1)
+    monkeypatch.setattr(limits, "SLOT_RENEW_SECONDS", 0.2)
+    on_redis("redis://127.0.0.1:6379/14", CHATSTREAM_MAX_CONCURRENT_STREAMS=1)
+    slots = redis.Redis.from_url("redis://127.0.0.1:6379/14")
+    request.addfinalizer(slots.close)
+    key = f"chatstream:streams:{alice.user.pk}"
+    slots.delete(key)
+    slots.zadd(key, {"held-by-a-dead-process": time.time() + 1})  # as a killed process leaves it
+    upstream.behaviour = Behaviour(tokens=2)
+    conversation_id = alice.new_conversation()
+    first = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"})
+    assert first.status_code == 429 and first.json()["error"]["code"] == "too_many_streams"
+    time.sleep(1.2)
+    assert read_events(alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"}))
+
+    deadline = time.monotonic() + 5
+    while slots.zcard(key):  # given back as the answer's task ends, just after its last event
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    upstream.behaviour = Behaviour(tokens=100, pace=0.025)  # 2.5 s: longer than the lease
+    with stream(alice, conversation_id) as response:
+        events = sse_events(response)
+        read_until_deltas(events, 60)  # 1.5 s in
+        refused = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Again"})
+        assert refused.status_code == 429  # the live answer's slot was renewed
+        list(events)
