@@ -14,10 +14,13 @@ import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
 
 from . import budgets, pricing, routing, selectors
 from .api_keys import key_id_of
@@ -323,6 +326,66 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
     return answer
 
 
+# --- answers lost with their process ---------------------------------------------
+
+# Questions asked before this moment cannot be answered by this process.
+PROCESS_STARTED = timezone.now()
+# How far back a lost answer is looked for: no answer streams for longer.
+LOST_ANSWERS_WINDOW = timedelta(days=1)
+PROCESS_LOST = "process_lost"
+_lost_answers_saved = False
+
+
+@transaction.atomic
+def save_lost_answers(*, before: datetime) -> int:
+    """Give each question whose answer was never written (its process died
+    while it streamed) that answer's turn: empty, failed as `process_lost`,
+    a version the user can regenerate. Questions from `before` on may be
+    answered still: only earlier ones are looked at. Without Redis there is
+    one process, so at its start nothing else can be answering them."""
+    answered = Turn.objects.filter(pk=OuterRef("reply_id"))
+    lost = Turn.objects.filter(
+        role=Turn.Role.USER, reply_id__isnull=False, created_at__lt=before, created_at__gte=before - LOST_ANSWERS_WINDOW
+    ).filter(~Exists(answered))
+    saved = 0
+    for question in lost:
+        position = _reserve_one_position(question.conversation_id)
+        Turn.objects.create(
+            id=question.reply_id,
+            conversation_id=question.conversation_id,
+            position=position,
+            parent=question.pk,
+            role=Turn.Role.ASSISTANT,
+            status=Turn.Status.FAILED,
+            finish_reason=Turn.FinishReason.ERROR,
+            error_code=PROCESS_LOST,
+            error_detail="The server stopped before this answer was saved; regenerate it.",
+            usage_source=Turn.UsageSource.NONE,
+        )
+        saved += 1
+    if saved:
+        logger.warning("saved %d answers lost when the last process stopped as %s", saved, PROCESS_LOST)
+    return saved
+
+
+def _reserve_one_position(conversation_id: uuid.UUID) -> int:
+    Conversation.objects.filter(pk=conversation_id).update(next_position=F("next_position") + 2)
+    return Conversation.objects.values_list("next_position", flat=True).get(pk=conversation_id) - 1
+
+
+async def save_lost_answers_once() -> None:
+    """On this process's first message, without Redis (with it, every
+    process may be answering: the lost are found by their lapsed leases)."""
+    global _lost_answers_saved
+    if _lost_answers_saved or conf.REDIS_URL:
+        return
+    _lost_answers_saved = True
+    try:
+        await run_db(save_lost_answers, before=PROCESS_STARTED)
+    except Exception:
+        logger.exception("could not save the answers lost when the last process stopped")
+
+
 # --- answers: sending, following, stopping ----------------------------------------
 
 
@@ -361,6 +424,7 @@ async def send_message(
     (ApiError 429 over them, nothing saved). A message repeated with its
     Idempotency-Key gets the first one's answer, live or saved: never a
     second model call."""
+    await save_lost_answers_once()
     await limits().count_message(owner.pk)
     slot = uuid.uuid4()
     await limits().open_stream(owner.pk, slot)

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import IntegrityError
+from django.utils import timezone
 
 from conversations import api_keys, services
 from conversations.models import ApiKey, Conversation, Turn
@@ -125,3 +126,24 @@ def test_prompt_history_holds_both_roles_in_order_without_empty_answers(owner):
         {"role": "user", "content": "three"},
     ]
     assert third.answer_position == 5
+
+
+def test_answers_lost_with_their_process_are_saved_at_the_next_start(db):
+    """Without Redis: a question whose answer's row never came (the process
+    was killed while it streamed) gets it, failed as process_lost, once;
+    questions after this process started are left alone (it may be answering)."""
+    owner = get_user_model().objects.create_user("lou")
+    conversation = services.create_conversation(owner=owner)
+    lost = services.start_turn(owner=owner, conversation_id=conversation.pk, content="Killed mid-answer")
+    answered = services.start_turn(owner=owner, conversation_id=conversation.pk, content="Answered")
+    services.record_answer(prepared=answered, answer=answer(content="fine", finish_reason="stop"))
+    started = timezone.now()
+    streaming = services.start_turn(owner=owner, conversation_id=conversation.pk, content="Being answered now")
+
+    assert services.save_lost_answers(before=started) == 1
+    saved = Turn.objects.get(pk=lost.answer_turn_id)
+    assert (saved.finish_reason, saved.error_code, saved.status) == ("error", "process_lost", "failed")
+    assert saved.parent == lost.user_turn_id and saved.content == ""
+    assert not Turn.objects.filter(pk=streaming.answer_turn_id).exists()
+    assert services.save_lost_answers(before=started) == 0  # once
+    assert len(set(Turn.objects.values_list("position", flat=True))) == Turn.objects.count()
