@@ -161,6 +161,11 @@ class Settings:
     CHATSTREAM_REDIS_MAX_CONNECTIONS = Setting(
         50, "Redis connections per process; a request waits for one when all are busy rather than failing"
     )
+    CHATSTREAM_ANSWER_LEASE_SECONDS = Setting(
+        10.0,
+        "an answer's process renews its lease in Redis; one unrenewed this long is saved by another process "
+        "from its journal (`process_lost`)",
+    )
     CHATSTREAM_JOURNAL_MAX_ENTRIES = Setting(
         10_000, "the most entries (runs of text) an answer's journal keeps; older text comes from the saved turn"
     )

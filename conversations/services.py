@@ -30,16 +30,18 @@ from .conf import conf
 from .exceptions import ApiError
 from .limits import close_stream_later, limits
 from .live import LiveAnswer, live_answers
+from .live.leases import PROCESS_LOST, when_an_answer_is_lost
 from .memory.prompt import Prompt, assemble, continuation, given_prompt
 from .memory.tasks import enqueue_update
 from .models import Conversation, Feedback, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
+from .providers.base import estimate_tokens
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
 from .stream.answer import Answer, PreparedTurn
-from .stream.output import saved_output
+from .stream.output import Parts, saved_output
 from .stream.relay import AnswerRelay
 
 logger = logging.getLogger(__name__)
@@ -332,7 +334,6 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
 PROCESS_STARTED = timezone.now()
 # How far back a lost answer is looked for: no answer streams for longer.
 LOST_ANSWERS_WINDOW = timedelta(days=1)
-PROCESS_LOST = "process_lost"
 _lost_answers_saved = False
 
 
@@ -371,6 +372,51 @@ def save_lost_answers(*, before: datetime) -> int:
 def _reserve_one_position(conversation_id: uuid.UUID) -> int:
     Conversation.objects.filter(pk=conversation_id).update(next_position=F("next_position") + 2)
     return Conversation.objects.values_list("next_position", flat=True).get(pk=conversation_id) - 1
+
+
+@transaction.atomic
+def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool:
+    """With Redis: the turn of an answer whose process died mid-answer, with
+    the output its journal held (live/leases.py). False if it was saved
+    already, or its conversation is gone."""
+    if Turn.objects.filter(pk=turn_id).exists():
+        return False
+    conversation = Conversation.objects.select_for_update().filter(pk=row["conversation"]).first()
+    if conversation is None:
+        return False
+    Turn.objects.create(
+        id=turn_id,
+        conversation=conversation,
+        position=row["position"],
+        parent=row["parent"],
+        role=Turn.Role.ASSISTANT,
+        status=Turn.Status.FAILED,
+        finish_reason=Turn.FinishReason.ERROR,
+        error_code=PROCESS_LOST,
+        error_detail="The server generating this answer stopped; what it had written is saved.",
+        content=parts.content,
+        reasoning=parts.reasoning,
+        refusal=parts.refusal,
+        tool_calls=parts.tool_calls,
+        output_runs=parts.output_runs,
+        model=row["model"],
+        model_name=row["model_name"],
+        provider=row["provider"],
+        trace_id=row["trace_id"],
+        api_key_id=row["api_key_id"],
+        usage_source=Turn.UsageSource.ESTIMATED if parts.content else Turn.UsageSource.NONE,
+        tokens_out=estimate_tokens(parts.content) if parts.content else None,
+        tokens_estimated=True,
+    )
+    transaction.on_commit(functools.partial(enqueue_update, conversation.pk))
+    return True
+
+
+async def _save_lost_answer(turn_id: str, row: dict[str, Any], parts: Parts) -> bool:
+    return await run_db(save_lost_answer, turn_id=turn_id, row=row, parts=parts)
+
+
+when_an_answer_is_lost(_save_lost_answer)
 
 
 async def save_lost_answers_once() -> None:

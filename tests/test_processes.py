@@ -56,7 +56,7 @@ def redis_ready():
         client.close()
 
 
-def start_pair(tmp_path_factory, upstream_url: str, policy: str):
+def start_pair(tmp_path_factory, upstream_url: str, policy: str, **more_env: str):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -69,6 +69,7 @@ def start_pair(tmp_path_factory, upstream_url: str, policy: str):
         "CHATSTREAM_RESUME_GRACE_SECONDS": str(GRACE_SECONDS),
         "CHATSTREAM_DB_THREADS": "2",
         "CHATSTREAM_MAX_CONCURRENT_STREAMS": str(MAX_STREAMS),
+        **more_env,
     }
     logs = tmp_path_factory.mktemp(f"servers-{policy}")
     services = []

@@ -17,6 +17,20 @@ def generating_key(conversation_id: str) -> str:
     return f"chatstream:generating:{conversation_id}"
 
 
+# Every answer being generated, by any process: turn id -> what its row needs
+# if its process dies (JSON). Each one's lease is renewed while it lives.
+LIVE = "chatstream:live"
+
+
+def lease_key(turn_id: str) -> str:
+    return f"chatstream:lease:{turn_id}"
+
+
+def reaping_key(turn_id: str) -> str:
+    """Taken by the one process that saves a dead process's answer."""
+    return f"chatstream:reaping:{turn_id}"
+
+
 def group(turn_id: str) -> str:
     return f"answer.{turn_id}"
 

@@ -45,6 +45,7 @@ from ..stream.relay import AnswerRelay
 from . import keys
 from .base import LiveAnswer
 from .client import redis_client, redis_trouble
+from .leases import Leases
 from .local import LocalAnswers
 from .remote import Inbox, RemoteAnswer
 
@@ -139,11 +140,14 @@ class Process:
         self._remote_readers: Counter[str] = Counter()  # per answer generated here
         self._opened: asyncio.Future | None = None
         self._receiver: asyncio.Task | None = None
+        self.leases: Leases | None = None
 
     async def close(self) -> None:
         if self._receiver is not None:
             self._receiver.cancel()
             await asyncio.gather(self._receiver, return_exceptions=True)
+        if self.leases is not None:
+            await self.leases.stop()
         await self.layer.close_pools()
 
     async def ready(self) -> None:
@@ -154,6 +158,8 @@ class Process:
     async def _open(self) -> None:
         self.channel = await self.layer.new_channel()
         self._receiver = asyncio.create_task(self._receive(), name="chatstream channel")
+        self.leases = Leases(self.redis, self.layer, self.channel)
+        self.leases.start()
 
     # --- the generating side ------------------------------------------------
 
@@ -173,6 +179,8 @@ class Process:
             pipe.expire(keys.meta_key(turn), alive)
             pipe.hset(keys.generating_key(conversation), turn, relay.prepared.answer_position)
             pipe.expire(keys.generating_key(conversation), alive)
+            assert self.leases is not None  # ready() made them
+            self.leases.take(pipe, turn, relay)
             await pipe.execute()
 
     async def publish(self, relay: AnswerRelay) -> None:
@@ -230,6 +238,8 @@ class Process:
                 pipe.delete(keys.meta_key(turn))
                 pipe.hdel(keys.generating_key(str(relay.prepared.conversation_id)), turn)
                 pipe.expire(keys.journal_key(turn), KEEP_AFTER_END_SECONDS)
+                if self.leases is not None:
+                    self.leases.give_back(pipe, turn)
                 await pipe.execute()
 
     # --- the reading side -----------------------------------------------------

@@ -1,0 +1,65 @@
+"""A server process killed with -9 mid-answer (two real uvicorn processes on
+Redis and the test database): the other one notices as the answer's lease
+lapses, saves the turn with everything the journal holds, and its readers
+get the error at once."""
+
+import os
+import signal
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from conversations import api_keys
+from conversations.models import Turn
+from harness.fake_upstream import Behaviour
+
+from .helpers import api_client, sse_events
+from .test_processes import redis_ready, start_pair  # noqa: F401  (a fixture, and the servers)
+
+LEASE_SECONDS = 1.0
+
+
+@pytest.fixture
+def doomed_pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready, transactional_db):  # noqa: F811
+    a, b = start_pair(
+        tmp_path_factory, upstream_server.url, "continue", CHATSTREAM_ANSWER_LEASE_SECONDS=str(LEASE_SECONDS)
+    )
+    with a, b:
+        yield a, b
+
+
+def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, upstream):
+    a, b = doomed_pair
+    user = get_user_model().objects.create_user(username="kim")
+    _, key = api_keys.create_api_key(user=user)
+    headers = {"Authorization": f"Bearer {key}"}
+    on_a, on_b = (api_client(f"http://127.0.0.1:{s.port}", headers=headers) for s in (a, b))
+    upstream.behaviour = Behaviour(tokens=2000, pace=0.01)
+    conversation_id = on_a.post("/api/conversations", json={}).json()["id"]
+
+    with on_a.stream("POST", f"/api/conversations/{conversation_id}/messages", json={"content": "Long"}) as first:
+        turn_id = next(sse_events(first))["data"]["turn_id"]
+        with on_b.stream("GET", f"/api/turns/{turn_id}/events") as follower:
+            events = sse_events(follower)
+            seen = "".join(e["data"]["text"] for _, e in zip(range(20), _deltas(events), strict=False))
+            os.kill(a.pid, signal.SIGKILL)  # mid-answer, nothing saved
+            killed_at = time.monotonic()
+            rest = list(events)  # until the end the other process gives it
+    ended_after = time.monotonic() - killed_at
+
+    assert rest[-1]["event"] == "error" and rest[-1]["data"]["code"] == "process_lost"
+    assert ended_after < LEASE_SECONDS * 3 + 2  # not the 180 s of a reader waiting on its own
+    seen += "".join(e["data"]["text"] for e in rest if e["event"] == "delta")
+    turn = Turn.objects.get(pk=turn_id)
+    assert (turn.finish_reason, turn.error_code, turn.status) == ("error", "process_lost", "failed")
+    assert turn.content.startswith(seen) and seen  # all the text its reader saw, and nothing after it lost
+    assert int(rest[-1]["id"]) == len(turn.content)
+    for client in (on_a, on_b):
+        client.close()
+
+
+def _deltas(events):
+    for event in events:
+        if event["event"] == "delta":
+            yield event
