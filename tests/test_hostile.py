@@ -24,7 +24,7 @@ from harness import stacks
 from harness.fake_upstream import Behaviour
 from harness.servers import ServerThread
 
-from .helpers import post_and_read, read_events, read_until_deltas, sse_events, stream, text_of
+from .helpers import post_and_read, read_events, read_until_deltas, sse_events, stream, text_of, wait_for_answer
 
 
 def raw_client(api_user) -> httpx.Client:
@@ -298,3 +298,18 @@ def test_stream_slots_are_leases_renewed_while_the_answer_lives(alice, upstream,
         refused = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Again"})
         assert refused.status_code == 429  # the live answer's slot was renewed
         list(events)
+
+
+def test_with_redis_a_stalled_reader_still_holds_the_model_back(alice, upstream, on_redis, settings):
+    """The journal's publisher reads the whole answer as it comes; it used to
+    count as a reader, so a client that stopped reading held nothing back."""
+    on_redis("redis://127.0.0.1:6379/14")
+    settings.CHATSTREAM_READER_STALL_SECONDS = 0.5
+    size = 24_000_000
+    upstream.behaviour = Behaviour(text="r" * size, piece_chars=1024)
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id) as response:
+        chunks = response.iter_raw()
+        next(chunks)
+        turn = wait_for_answer(conversation_id, timeout=10)
+    assert turn.finish_reason == "client_stalled" and len(turn.content) < size // 4

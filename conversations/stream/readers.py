@@ -23,11 +23,22 @@ MAX_BACKLOG_CHARS = 256 * 1024
 
 
 class Readers:
-    __slots__ = ("output", "followers", "_start", "_on_attach", "_final", "_delivered", "_waiting", "_producer_waiter")
+    __slots__ = (
+        "output",
+        "followers",
+        "_here",
+        "_start",
+        "_on_attach",
+        "_final",
+        "_delivered",
+        "_waiting",
+        "_producer_waiter",
+    )
 
     def __init__(self, *, start: Event, on_attach: Callable[[], None]) -> None:
         self.output = Output()
         self.followers = 0  # readers that keep the answer alive
+        self._here = 0  # those of them in this process (the rest read through Redis)
         self._start = start
         self._on_attach = on_attach  # a reader came (or came back)
         self._final: Event | None = None  # set once the turn is saved
@@ -108,14 +119,20 @@ class Readers:
         quiet = Watchdog(heartbeat, beat) if heartbeat is not None else None
         sent = min(after, self.length)
         if reader:
+            self._here += 1
             self.attach()
         try:
             while True:
                 if sent < self.length:
                     segments = self.output.since(sent)
                     sent = self.length
-                    self._delivered = max(self._delivered, sent)
-                    self._wake_producer()
+                    # The journal's publisher (not a reader) takes everything
+                    # at once: it paces the model only while it stands for
+                    # readers in other processes, so a stalled client here
+                    # still holds the model back (and is given up on).
+                    if reader or self.followers > self._here:
+                        self._delivered = max(self._delivered, sent)
+                        self._wake_producer()
                     if quiet is not None:
                         quiet.touch()
                     for segment in segments:
@@ -131,6 +148,7 @@ class Readers:
         finally:
             if reader:
                 self.followers -= 1
+                self._here -= 1
             if quiet is not None:
                 quiet.cancel()
 
