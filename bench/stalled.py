@@ -6,8 +6,11 @@ message, read the response head, then read nothing more. uvicorn applies
 backpressure (its `send` waits while the socket's buffer is full), so the
 relay's backlog cap stops reading the upstream; daphne buffers whatever it is
 sent. Baseline: the same server's memory with the clients reading normally.
+With --redis URL, uvicorn is measured once more with REDIS_URL set (the
+journal's publisher follows every answer: it must not pace the model for a
+stalled client).
 
-    python -m bench.stalled [--streams N] [--no-pin]
+    python -m bench.stalled [--streams N] [--no-pin] [--redis redis://127.0.0.1:6379/13]
 """
 
 import argparse
@@ -91,7 +94,7 @@ def _rss_when_settled(pid: int, timeout: float) -> int:
     return peak
 
 
-def measure(name: str, argv: list[str], env: dict, key: str, streams: int, *, tmp: Path, cpus) -> dict:
+def measure(name: str, argv: list[str], env: dict, key: str, streams: int, *, tmp: Path, cpus, label: str = "") -> dict:
     """A fresh server per mode (RSS never shrinks, so one mode's peak would
     hide the next one's), warmed up before its idle RSS is read."""
     figures = {}
@@ -109,7 +112,7 @@ def measure(name: str, argv: list[str], env: dict, key: str, streams: int, *, tm
             peak = _rss_when_settled(server.pid, timeout=30.0)
             _close(sockets)
         figures[mode] = (peak - idle) / streams / 1024
-    return {"server": name, "kib_per_stream": figures}
+    return {"server": label or name, "kib_per_stream": figures}
 
 
 def _warm_up(port: int, key: str) -> None:
@@ -129,7 +132,7 @@ def _close(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def run(*, pin: bool = True, streams: int = 50, token_chars: int = TOKEN_CHARS) -> dict:
+def run(*, pin: bool = True, streams: int = 50, token_chars: int = TOKEN_CHARS, redis_url: str = "") -> dict:
     layout = procs.cpu_layout(pin)
     with tempfile.TemporaryDirectory(prefix="bench-stalled-") as tmp_name:
         tmp = Path(tmp_name)
@@ -150,6 +153,13 @@ def run(*, pin: bool = True, streams: int = 50, token_chars: int = TOKEN_CHARS) 
                 measure(name, argv, env, key, streams, tmp=tmp, cpus=layout["measured"])
                 for name, argv in SERVERS.items()
             ]
+            if redis_url:
+                on_redis = {**env, "REDIS_URL": redis_url}
+                uvicorn = SERVERS["uvicorn"]
+                label = "uvicorn, REDIS_URL set"
+                results.append(
+                    measure("uvicorn", uvicorn, on_redis, key, streams, tmp=tmp, cpus=layout["measured"], label=label)
+                )
     return {
         "streams": streams,
         "tokens": TOKENS,
@@ -185,8 +195,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=50)
     parser.add_argument("--token-chars", type=int, default=TOKEN_CHARS, help="characters per token")
     parser.add_argument("--no-pin", dest="pin", action="store_false")
+    parser.add_argument("--redis", default="", help="also measure uvicorn with this REDIS_URL")
     args = parser.parse_args()
-    results = run(pin=args.pin, streams=args.streams, token_chars=args.token_chars)
+    results = run(pin=args.pin, streams=args.streams, token_chars=args.token_chars, redis_url=args.redis)
     print_results(results)
     print(f"results: {report.save({'stalled': results}, 'stalled')}")
 

@@ -19,6 +19,9 @@ django.setup(set_prefix=False)  # as get_asgi_application() does
 
 from conversations.asgi import ChatstreamASGIHandler  # noqa: E402  (needs the apps loaded)
 
+from .tracing import configure_from_environment  # noqa: E402
+
+configure_from_environment()  # spans per answer, when an OTLP endpoint is set
 application = ChatstreamASGIHandler()
 
 # `runserver` runs the system checks before it serves; uvicorn does not, so a

@@ -4,6 +4,9 @@ failed turn, and the admin's dashboard and token timeline."""
 
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -147,3 +150,58 @@ def test_the_dashboard_and_a_turns_timeline(alice, upstream, client):
     page = client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).content.decode()
     # The wait for the first token as a band, then a bar for each of the other 7 pieces.
     assert 'class="token-timeline"' in page and page.count("<rect") == len(decode_gaps(turn.token_gaps)) == 8
+
+
+@pytest.fixture(scope="session")
+def exported_spans():
+    """An SDK tracer provider for the whole test process (OpenTelemetry allows
+    one), keeping spans in memory."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+def test_each_answer_is_a_genai_span_with_the_trace_id(alice, upstream, exported_spans):
+    exported_spans.clear()
+    upstream.behaviour = Behaviour(tokens=4)
+    conversation_id, events, response = post_and_read(alice, headers={"X-Request-ID": "otel-trace-1"})
+    spans = [span for span in exported_spans.get_finished_spans() if span.name == "chat fake-model"]
+    assert len(spans) == 1
+    span = spans[0]
+    attributes = dict(span.attributes)
+    assert attributes["gen_ai.operation.name"] == "chat" and attributes["gen_ai.request.model"] == "fake-model"
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert attributes["gen_ai.usage.output_tokens"] == 4 and attributes["gen_ai.usage.input_tokens"] > 0
+    assert attributes["chatstream.trace_id"] == "otel-trace-1"
+    assert attributes["chatstream.turn_id"] == events[0]["data"]["turn_id"]
+    assert [event.name for event in span.events] == ["gen_ai.first_token"]
+    assert span.status.is_ok
+
+    exported_spans.clear()
+    upstream.behaviour = Behaviour(status=500)
+    post_and_read(alice)
+    failed = next(span for span in exported_spans.get_finished_spans() if span.name == "chat fake-model")
+    assert dict(failed.attributes)["error.type"] == "upstream_status" and not failed.status.is_ok
+
+
+def test_the_project_exports_spans_only_when_an_otlp_endpoint_is_set():
+    script = (
+        "from chatstream.tracing import configure_from_environment; from opentelemetry import trace; "
+        "print(configure_from_environment(), type(trace.get_tracer_provider()).__name__)"
+    )
+
+    def run(**environ: str) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | environ
+        return subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout
+
+    assert run().split() == ["False", "ProxyTracerProvider"]
+    assert run(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318").split() == ["True", "TracerProvider"]

@@ -1,6 +1,7 @@
 """What a stream tells the operators: one structured log line per event that
 matters (start, first token, a failed model call, cancel, end), each with the
-trace id, and the Prometheus metrics (metrics.py).
+trace id, the Prometheus metrics (metrics.py) and, where a project has set
+up OpenTelemetry, a span per answer (tracing.py).
 
 Log records carry their fields as `extra`: LOG_FORMAT=json (the default
 unless DEBUG) writes each line as one JSON object, `plain` as
@@ -14,7 +15,7 @@ from typing import Protocol
 from ..exceptions import UpstreamError
 from ..providers import Completion, Provider
 from ..stream.answer import Answer, PreparedTurn
-from . import metrics
+from . import metrics, tracing
 
 logger = logging.getLogger("conversations.stream")
 
@@ -37,6 +38,7 @@ def _ids(relay: Stream) -> dict:
 
 def stream_started(relay: Stream) -> None:
     metrics.OPEN_STREAMS.inc()
+    tracing.answer_started(relay)
     prepared = relay.prepared
     logger.info(
         "stream.start",
@@ -55,6 +57,7 @@ def stream_started(relay: Stream) -> None:
 
 def first_token(relay: Stream, ttft_s: float) -> None:
     metrics.TTFT.labels(relay.completion.model).observe(ttft_s)
+    tracing.first_output(relay, ttft_s)
     logger.info(
         "stream.first_token",
         extra={**_ids(relay), "event": "first_token", "model": relay.completion.model, "ttft_ms": round(ttft_s * 1000)},
@@ -70,6 +73,7 @@ def model_call_failed(relay: Stream, model: str, exc: UpstreamError) -> None:
 
 
 def stream_cancelled(relay: Stream, reason: str) -> None:
+    tracing.cancelled(relay, reason)
     logger.info("stream.cancel", extra={**_ids(relay), "event": "cancel", "reason": reason})
 
 
@@ -112,3 +116,4 @@ def stream_ended(relay: Stream, answer: Answer, tpot_s: float | None, saved: boo
     if answer.finish_reason == "error":
         logger.warning("stream.error", extra={**fields, "event": "error", "error": answer.error_detail})
     logger.info("stream.end", extra=fields)
+    tracing.answer_ended(relay, answer)
