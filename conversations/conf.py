@@ -164,7 +164,7 @@ class Settings:
     CHATSTREAM_ANSWER_LEASE_SECONDS = Setting(
         10.0,
         "an answer's process renews its lease in Redis; one unrenewed this long is saved by another process "
-        "from its journal (`process_lost`)",
+        "from its journal (`process_lost`); a user's stream slots lapse after three",
     )
     CHATSTREAM_JOURNAL_MAX_ENTRIES = Setting(
         10_000, "the most entries (runs of text) an answer's journal keeps; older text comes from the saved turn"

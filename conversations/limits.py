@@ -26,11 +26,14 @@ WINDOW_SECONDS = 60.0
 # How soon to try again when all of a user's streams are busy: answers take
 # seconds, and a client told "now" would only be refused again.
 BUSY_RETRY_AFTER_SECONDS = 2
-# A stream's slot in Redis is a lease: the process holding it renews it while
-# the answer lives, so one that died without giving it back frees it within
-# STREAM_SLOT_SECONDS (a crash used to lock its users out for an hour).
-STREAM_SLOT_SECONDS = 30
-SLOT_RENEW_SECONDS = 10.0
+# A stream's slot in Redis is a lease: the process holding it renews it once
+# per answer lease while the answer lives, so one that died without giving it
+# back frees it within three (a crash used to lock its users out for an hour).
+SLOT_LEASES = 3
+
+
+def slot_lease_seconds() -> int:
+    return math.ceil(SLOT_LEASES * conf.CHATSTREAM_ANSWER_LEASE_SECONDS)
 
 
 def too_many_messages(retry_after: float) -> ApiError:
@@ -136,7 +139,7 @@ class RedisLimits:
         if not limit:
             return
         script = redis_client().register_script(_OPEN_STREAM)
-        args: list[float | str] = [time.time(), STREAM_SLOT_SECONDS, limit, str(stream_id)]  # lapses unless renewed
+        args: list[float | str] = [time.time(), slot_lease_seconds(), limit, str(stream_id)]  # lapses unless renewed
         try:
             opened = await script(keys=[f"chatstream:streams:{user_id}"], args=args)
         except (RedisError, OSError) as exc:
@@ -151,17 +154,17 @@ class RedisLimits:
     async def _renew(self) -> None:
         """Push back the lapse of every slot this process holds, while it holds any."""
         while True:
-            await asyncio.sleep(SLOT_RENEW_SECONDS)
+            await asyncio.sleep(conf.CHATSTREAM_ANSWER_LEASE_SECONDS)
             held = list(self._held.items())
             if not held:
                 return  # the next slot taken starts another
-            lapse = time.time() + STREAM_SLOT_SECONDS
+            lapse = time.time() + slot_lease_seconds()
             try:
                 async with redis_client().pipeline(transaction=False) as pipe:
                     for stream_id, user_id in held:
                         key = f"chatstream:streams:{user_id}"
                         pipe.zadd(key, {str(stream_id): lapse}, xx=True)
-                        pipe.expire(key, math.ceil(STREAM_SLOT_SECONDS))
+                        pipe.expire(key, slot_lease_seconds())
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 redis_trouble("renewing stream slots", exc)

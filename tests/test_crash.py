@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 
 from conversations import api_keys
@@ -15,7 +16,7 @@ from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 
 from .helpers import api_client, sse_events
-from .test_processes import redis_ready, start_pair  # noqa: F401  (a fixture, and the servers)
+from .test_processes import REDIS_URL, redis_ready, start_pair  # noqa: F401  (a fixture, and the servers)
 
 LEASE_SECONDS = 1.0
 
@@ -55,6 +56,13 @@ def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, up
     assert (turn.finish_reason, turn.error_code, turn.status) == ("error", "process_lost", "failed")
     assert turn.content.startswith(seen) and seen  # all the text its reader saw, and nothing after it lost
     assert int(rest[-1]["id"]) == len(turn.content)
+    # The slot the dead process held for the user lapses within three leases.
+    slots = redis.Redis.from_url(REDIS_URL)
+    deadline = killed_at + 3 * LEASE_SECONDS + 2
+    while slots.zcount(f"chatstream:streams:{user.pk}", time.time(), "+inf"):
+        assert time.monotonic() < deadline, "the dead process's stream slot was not freed"
+        time.sleep(0.1)
+    slots.close()
     for client in (on_a, on_b):
         client.close()
 

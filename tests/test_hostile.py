@@ -270,11 +270,10 @@ def test_a_burst_larger_than_the_redis_pool_waits_for_connections(alice, upstrea
 
 
 def test_stream_slots_are_leases_renewed_while_the_answer_lives(alice, upstream, on_redis, monkeypatch, request):
-    """A process that died holding a slot frees it within the lease; a live
-    answer keeps its own slot however long it runs."""
-    monkeypatch.setattr(limits, "STREAM_SLOT_SECONDS", 1)
-    monkeypatch.setattr(limits, "SLOT_RENEW_SECONDS", 0.2)
-    on_redis("redis://127.0.0.1:6379/14", CHATSTREAM_MAX_CONCURRENT_STREAMS=1)
+    """A process that died holding a slot frees it within the lease (three
+    answer leases: here 1 s); a live answer keeps its own slot however long
+    it runs."""
+    on_redis("redis://127.0.0.1:6379/14", CHATSTREAM_MAX_CONCURRENT_STREAMS=1, CHATSTREAM_ANSWER_LEASE_SECONDS=0.3)
     slots = redis.Redis.from_url("redis://127.0.0.1:6379/14")
     request.addfinalizer(slots.close)
     key = f"chatstream:streams:{alice.user.pk}"
@@ -313,3 +312,14 @@ def test_with_redis_a_stalled_reader_still_holds_the_model_back(alice, upstream,
         next(chunks)
         turn = wait_for_answer(conversation_id, timeout=10)
     assert turn.finish_reason == "client_stalled" and len(turn.content) < size // 4
+
+
+def test_an_idle_process_on_redis_logs_nothing(alice, upstream, on_redis, caplog):
+    """The channel layer's receive blocks on Redis for 5 s; redis-py's socket
+    timeout was 5 s too, so an idle process logged a timeout every ~6 s."""
+    on_redis("redis://127.0.0.1:6379/14")
+    upstream.behaviour = Behaviour(tokens=2)
+    with caplog.at_level(logging.WARNING, logger="conversations"):
+        post_and_read(alice)  # the process opens its channel
+        time.sleep(7)  # more than one blocking receive
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
