@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.db import IntegrityError
 from django.utils import timezone
 
-from conversations import api_keys, services
+from conversations import api_keys, recovery, services
 from conversations.models import ApiKey, Conversation, Turn
 from conversations.stream.answer import Answer
 
@@ -140,10 +140,10 @@ def test_answers_lost_with_their_process_are_saved_at_the_next_start(db):
     started = timezone.now()
     streaming = services.start_turn(owner=owner, conversation_id=conversation.pk, content="Being answered now")
 
-    assert services.save_lost_answers(before=started) == 1
+    assert recovery.save_lost_answers(before=started) == 1
     saved = Turn.objects.get(pk=lost.answer_turn_id)
     assert (saved.finish_reason, saved.error_code, saved.status) == ("error", "process_lost", "failed")
     assert saved.parent == lost.user_turn_id and saved.content == ""
     assert not Turn.objects.filter(pk=streaming.answer_turn_id).exists()
-    assert services.save_lost_answers(before=started) == 0  # once
+    assert recovery.save_lost_answers(before=started) == 0  # once
     assert len(set(Turn.objects.values_list("position", flat=True))) == Turn.objects.count()
