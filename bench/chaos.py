@@ -14,6 +14,7 @@ It checks what the product promises when a process dies:
 """
 
 import argparse
+import json
 import os
 import random
 import signal
@@ -82,9 +83,9 @@ def _read(response: httpx.Response, outcome: Outcome) -> None:
             data = line[5:].strip()
         elif not line and event:
             if event == "start":
-                outcome.turn_id = httpx.Response(200, content=data).json()["turn_id"]
+                outcome.turn_id = json.loads(data)["turn_id"]
             elif event == "delta":
-                outcome.seen += httpx.Response(200, content=data).json()["text"]
+                outcome.seen += json.loads(data)["text"]
             elif event in ("done", "error"):
                 outcome.ended = event
                 return
@@ -130,8 +131,6 @@ def _check(env: dict, run: Run) -> dict:
         "lost = Turn.objects.filter(role='user').exclude(reply_id__in=Turn.objects.values('pk')).count()\n"
         "print(json.dumps({'rows': rows, 'questions_without_answer': lost}))\n"
     )
-    import json
-
     done = subprocess.run(
         [procs.PYTHON, "manage.py", "shell", "-c", script],
         input=json.dumps(list(started)),

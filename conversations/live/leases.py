@@ -19,11 +19,12 @@ import orjson
 from redis.exceptions import RedisError
 
 from ..conf import conf
-from ..stream.events import ERROR, OUTPUT_EVENTS, TOOL_CALL, FinishReason
+from ..stream.events import ERROR, FinishReason
 from ..stream.output import Output, Parts
 from ..stream.relay import AnswerRelay
 from . import keys
 from .client import redis_trouble
+from .remote import Cursor
 
 if TYPE_CHECKING:  # services imports this module: no Channels import for a process without Redis
     from channels_redis.core import RedisChannelLayer
@@ -142,12 +143,11 @@ class Leases:
 
 
 def _output_of(entries: list[Any]) -> Output:
-    """The output a journal holds, each character once, in order."""
+    """The output a journal holds, each character once, in order: what a
+    remote reader's cursor gives from the start."""
     output = Output()
-    for _, entry in entries:
-        kind, start, end = entry["k"], int(entry["s"]), int(entry["e"])
-        if kind in OUTPUT_EVENTS and end > output.length and start <= output.length:
-            output.append(entry["d"] if kind == TOOL_CALL else entry["d"][output.length - start :], kind)
+    for kind, text, _ in Cursor(after=0).take([entry for _, entry in entries]):
+        output.append(text, kind)
     return output
 
 
