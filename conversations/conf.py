@@ -110,6 +110,12 @@ class Settings:
     CHATSTREAM_MEMORY_BACKOFF_SECONDS = Setting(2.0, "the first memory retry's delay, then doubled")
     # --- the stream --------------------------------------------------------------------
     CHATSTREAM_HEARTBEAT_SECONDS = Setting(15.0, "a `: heartbeat` comment after this much silence")
+    CHATSTREAM_FRAME_SECONDS = Setting(
+        1 / 60,
+        "output that comes within this long of the last event goes out together, in one event at the end of "
+        "the frame (no screen redraws faster); the first token and a slower model's are never held. 0: one "
+        "event a read",
+    )
     CHATSTREAM_MAX_BODY_BYTES = Setting(1024 * 1024, "the largest request body the API reads (413 above it)")
     CHATSTREAM_BODY_TIMEOUT_SECONDS = Setting(
         10.0, "how long an API request's body may take to arrive (408 after; conversations.asgi.RequestGuard)"

@@ -52,9 +52,9 @@ class AnswerRelay:
             trace_id=trace_id,
             model=provider.model,
         )
-        self.readers = Readers(start=start, on_attach=self._reader_came)
-        for kind, text in prepared.prefix:
-            self.readers.append(text, kind)
+        self.readers = Readers(start=start, on_attach=self._reader_came, frame=conf.CHATSTREAM_FRAME_SECONDS)
+        for kind, text in prepared.prefix:  # a continued answer's output so far: no reader yet to tell
+            self.readers.output.append(text, kind)
         self._prefix_length = self.readers.length
         self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
         self.finish_reason: str = ""
