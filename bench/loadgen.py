@@ -17,6 +17,7 @@ connection, and the end of the body is also the end of the socket.
 
 import asyncio
 import json
+import re
 import sys
 import time
 from contextlib import aclosing
@@ -28,8 +29,19 @@ from pathlib import Path
 # relay of bench/plain_relay.py sends the same events), or an OpenAI chunk
 # with content (the finish and usage chunks have none). A thinking model's
 # `event: reasoning` is output too (bench/reasoning.py).
-MARKERS = {"relay": b"event: delta", "plain": b"event: delta", "direct": b'"content"'}
+MARKERS = {
+    "relay": b"event: delta",
+    "plain": b"event: delta",
+    "fastapi": b"event: delta",
+    "floor": b"event: delta",
+    "direct": b'"content"',
+}
+RELAYED = ("relay", "plain", "fastapi", "floor")  # the kinds that speak the relay's events
 REASONING_MARKER = b"event: reasoning"
+# sse-starlette ends its lines with CRLF, as the SSE standard allows.
+EVENT_ENDS = {"fastapi": b"\r\n\r\n"}
+# The fake upstream's --stamp: each token says when it was sent ("t7@123.456789 ").
+STAMP = re.compile(rb"@(\d+\.\d+) ")
 READ_SIZE = 65536
 
 
@@ -82,10 +94,10 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[bool, bytes, float]:
     return b"transfer-encoding: chunked" in head.lower(), buf[end + 4 :], now
 
 
-async def read_events(reader: asyncio.StreamReader):
+async def read_events(reader: asyncio.StreamReader, end: bytes = b"\n\n"):
     """Yield (arrival time, complete events) once per socket read that
     completed any event, and first (head time, []) for the response head.
-    Events are raw bytes without the blank line."""
+    Events are raw bytes without the blank line (`end`)."""
     chunked, buf, now = await _read_head(reader)
     yield now, []
     pending = b""
@@ -96,7 +108,7 @@ async def read_events(reader: asyncio.StreamReader):
             payload, buf, finished = buf, b"", False
         if payload:
             pending += payload
-            *events, pending = pending.split(b"\n\n")
+            *events, pending = pending.split(end)
             if events:
                 yield now, events
         if finished:
@@ -115,6 +127,8 @@ class Stream:
     ended: float = 0.0
     arrivals: list[float] = field(default_factory=list)
     tokens: int = 0
+    stamped: int = 0  # tokens that said when they were sent
+    delays: list[float] = field(default_factory=list)  # their send-to-receipt delays, in ms
     done: bool = False
     error: str | None = None
 
@@ -124,9 +138,12 @@ def _data_json(event: bytes) -> dict:
 
 
 def _note_event(stream: Stream, event: bytes, now: float, marker: bytes, kind: str) -> None:
-    relayed = kind in ("relay", "plain")  # both speak the relay's events
+    relayed = kind in RELAYED
     if marker in event or (relayed and REASONING_MARKER in event):
         stream.arrivals.append(now)
+        if stamps := STAMP.findall(event):  # perf_counter is CLOCK_MONOTONIC on Linux, as the stamps are
+            stream.stamped += len(stamps)
+            stream.delays += [(now - float(stamp)) * 1000 for stamp in stamps]
         if not relayed:
             stream.tokens += 1  # one token per chunk from the fake upstream
     elif relayed and b"event: done" in event:
@@ -141,12 +158,13 @@ async def one_stream(spec: dict, request: bytes, stream: Stream) -> None:
     """Send one request and note when each token event arrives. The clock
     starts before connecting: accepting the connection is the server's work too."""
     marker, kind = MARKERS[spec["kind"]], spec["kind"]
+    end = EVENT_ENDS.get(kind, b"\n\n")
     stream.started = time.perf_counter()
     try:
         reader, writer = await asyncio.open_connection(spec["host"], spec["port"])
         try:
             writer.write(request)
-            async with aclosing(read_events(reader)) as batches:
+            async with aclosing(read_events(reader, end)) as batches:
                 async for now, events in batches:
                     if stream.head is None:
                         stream.head = now
@@ -221,6 +239,14 @@ def result(streams: list[Stream], t0: float, window: list[float] | None, cpu_s: 
         else None,
         "head_ms": [(s.head - s.started) * 1000 for s in ok if s.head and start <= s.started <= end],
         "tokens": sum(s.tokens for s in ok),
+        "stamped": sum(s.stamped for s in ok),
+        "delays_ms": [d for s in ok if start <= s.started <= end for d in s.delays],
+        # Events a second per stream, over each stream's first to last token.
+        "event_rates": [
+            (len(s.arrivals) - 1) / (s.arrivals[-1] - s.arrivals[0])
+            for s in ok
+            if len(s.arrivals) > 1 and s.arrivals[-1] > s.arrivals[0] and start <= s.started <= end
+        ],
         "events": sum(len(s.arrivals) for s in ok),
         "cpu_s": cpu_s,
         "wall_s": wall_s,

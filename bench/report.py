@@ -8,7 +8,19 @@ from importlib import metadata
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-PACKAGES = ("django", "uvicorn", "uvloop", "httptools", "httpx", "httpx-sse", "openai", "orjson", "aiohttp")
+PACKAGES = (
+    "django",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "httpx",
+    "httpx-sse",
+    "openai",
+    "orjson",
+    "aiohttp",
+    "fastapi",
+    "sse-starlette",
+)
 
 
 def fmt(value, digits: int = 2, suffix: str = "") -> str:
@@ -90,7 +102,7 @@ def print_relay(results: dict) -> None:
         f"\n== Relay end to end: fake upstream (first token {size['first_token_delay'] * 1000:g} ms, "
         f"then one every {size['pace'] * 1000:g} ms, {size['tokens']} tokens) -> app under {results['server']} -> "
         f"lean load client; baseline: the same client reading the fake upstream directly, and at the end of the "
-        f"table a plain Django relay ({results['layout']})"
+        f"table a plain Django relay; the targets against the FastAPI relay follow ({results['layout']})"
     )
     headers = ["figure", "relay", "baseline", "ratio / added", "target", "met"]
     rows = [
@@ -110,11 +122,24 @@ def print_relay(results: dict) -> None:
         "head: time to the response head; CPU in % of one core):"
     )
     print(ramp_table(results["ramp"]))
-    if "plain_ramp" in results:  # older results have none
-        print("\nPlain Django relay, the same bars (direct rounds shared with the ramp above at the same level):")
-        print(ramp_table(results["plain_ramp"], who="plain"))
+    for kind, name in (("plain", "Plain Django relay"), ("fastapi", "FastAPI relay")):
+        if f"{kind}_ramp" in results:  # older results have none
+            print(f"\n{name}, the same bars (direct rounds shared with the ramp above at the same level):")
+            print(ramp_table(results[f"{kind}_ramp"], who=kind))
     for note in results["notes"]:
         print(f"- {note}")
+    if "targets" in results:
+        print_targets(results["targets"], results["server"])
+
+
+def print_targets(rows: list[dict], server: str) -> None:
+    print(f"\n== Targets under {server}: the app against its peers, measured in this run")
+    headers = ["figure", "chatstream", "peer", "ratio", "target", "met"]
+    body = [
+        [r["figure"], r["app"], r["peer"], r["ratio"], r["target"], {True: "yes", False: "NO", None: ""}[r["met"]]]
+        for r in rows
+    ]
+    print(table(headers, body))
 
 
 def ramp_table(levels: list[dict], who: str = "relay") -> str:

@@ -2,15 +2,17 @@
 
     fake upstream (first token after 50 ms, then one every 20 ms, N tokens)
     app under uvicorn, DEBUG=false, SQLite in a temporary directory
-    plain Django relay (bench/plain_relay.py) under the same server, on the
-        same CPU as the app and the same upstream: the second baseline
+    plain Django relay (bench/plain_relay.py) and FastAPI relay
+        (bench/fastapi_relay.py) under the same server, on the same CPU as
+        the app and behind the same upstream: the peers
     a second fake upstream (2 tokens), app and plain relay, only for time to
         first token at 1 stream: 30 sequential whole streams then take
         seconds, not minutes
     the load client (bench/loadgen.py), a fresh process per round
 
-A round is one of three kinds: "relay" (the app), "plain" (the plain relay)
-or "direct" (the load client reading the upstream itself). The relays sit
+A round is one of four kinds: "relay" (the app), "plain" (the plain Django
+relay), "fastapi" (the FastAPI relay) or "direct" (the load client reading
+the upstream itself). The relays sit
 idle while the others run; a round's figures for the relay it measured, app
 or plain, are under the same `app_*` keys.
 
@@ -45,6 +47,8 @@ DIRECT_BODY = json.dumps(
     }
 )
 PLAIN_APPLICATION = "bench.plain_relay:application"
+FASTAPI_APPLICATION = "bench.fastapi_relay:app"
+PEERS = {"plain": PLAIN_APPLICATION, "fastapi": FASTAPI_APPLICATION}
 SETTLE_S = 0.2  # after a round, for closes and saves to finish before CPU is read
 
 
@@ -134,7 +138,10 @@ class Rig:
 
     def _start(self) -> None:
         harness, tmp = self.layout["harness"], self.work_dir
-        timing = {"first_token_delay": FIRST_TOKEN_DELAY, "pace": PACE}
+        timing = {
+            "first_token_delay": self.size.get("first_token_delay", FIRST_TOKEN_DELAY),
+            "pace": self.size.get("pace", PACE),
+        }
         self.upstream = self._enter(
             fake_upstream.service(
                 procs.free_port(),
@@ -143,6 +150,7 @@ class Rig:
                 tokens=self.size["tokens"],
                 record_calls=True,
                 reasoning_tokens=self.size.get("reasoning_tokens", 0),  # bench/reasoning.py
+                stamp=self.size.get("stamp", False),  # send-to-receipt delays (bench/relay.py)
                 **timing,
             )
         )
@@ -154,10 +162,13 @@ class Rig:
         application = "harness.asgi:application" if self.app_stack else "chatstream.asgi:application"
         self.app = self._enter(self._app(env, application))
         self.ttft_app = self._enter(self._app(app_env(tmp, self.short_upstream.port, self.app_stack), application))
-        self.plain_app = self.ttft_plain_app = None
+        self.peers: dict[str, procs.Service] = {}
+        self.ttft_peers: dict[str, procs.Service] = {}
         if self.app_stack is None:
-            self.plain_app = self._plain_app(self.upstream)
-            self.ttft_plain_app = self._plain_app(self.short_upstream)
+            for kind, application in PEERS.items():
+                self.peers[kind] = self._peer_app(self.upstream, application)
+                self.ttft_peers[kind] = self._peer_app(self.short_upstream, application)
+            self.peers["floor"] = self._floor()
         self.http = self.stack.enter_context(httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30))
 
     def _app(self, env: dict[str, str], application: str) -> procs.Service:
@@ -167,20 +178,36 @@ class Rig:
     def _enter(self, service: procs.Service) -> procs.Service:
         return self.stack.enter_context(service)
 
-    def _plain_app(self, upstream: procs.Service) -> procs.Service:
-        """The plain Django relay under the app's server, on the app's CPU."""
+    def _peer_app(self, upstream: procs.Service, application: str) -> procs.Service:
+        """A peer relay under the app's server, on the app's CPU."""
         port, env = procs.free_port(), plain_env(upstream.port)
         server = app_server(
-            self.server, port, env, log_dir=self.work_dir, cpus=self.layout["measured"], application=PLAIN_APPLICATION
+            self.server, port, env, log_dir=self.work_dir, cpus=self.layout["measured"], application=application
         )
         return self._enter(server)
+
+    def _floor(self) -> procs.Service:
+        """bench/floor_relay.py: what no relay can go below, on the app's CPU."""
+        port = procs.free_port()
+        argv = [
+            procs.PYTHON,
+            "-m",
+            "bench.floor_relay",
+            "--port",
+            str(port),
+            "--upstream-port",
+            str(self.upstream.port),
+        ]
+        return self._enter(
+            procs.Service(f"floor relay {port}", argv, port, log_dir=self.work_dir, cpus=self.layout["measured"])
+        )
 
     def _servers(self, kind: str, ttft: bool) -> tuple[procs.Service | None, procs.Service]:
         """The relay a round measures (None for a direct round) and the upstream behind it."""
         if ttft:
-            relays, upstream = {"relay": self.ttft_app, "plain": self.ttft_plain_app}, self.short_upstream
+            relays, upstream = {"relay": self.ttft_app, **self.ttft_peers}, self.short_upstream
         else:
-            relays, upstream = {"relay": self.app, "plain": self.plain_app}, self.upstream
+            relays, upstream = {"relay": self.app, **self.peers}, self.upstream
         return relays.get(kind), upstream
 
     # --- setup outside the timed part ------------------------------------------
@@ -197,11 +224,11 @@ class Rig:
     def _workers(self, kind: str, app: procs.Service, workers: int, per_worker: int) -> list[list[list[str]]]:
         """Each worker's requests. A relay worker gets its own conversations;
         several streams may share one (its history grows, as a chat does).
-        The plain relay keeps no conversations: one request serves them all."""
+        The peers keep no conversations: one request serves them all."""
         if kind == "direct":
             return [[["/v1/chat/completions", DIRECT_BODY]]] * workers
         body = json.dumps({"content": PROMPT})
-        if kind == "plain":
+        if kind in PEERS or kind == "floor":
             return [[["/relay", body]]] * workers
         ids = iter(self.new_conversations(app, workers * per_worker))
         return [[[f"/api/conversations/{next(ids)}/messages", body] for _ in range(per_worker)] for _ in range(workers)]
@@ -209,7 +236,7 @@ class Rig:
     # --- rounds ----------------------------------------------------------------
 
     def stream_seconds(self, tokens: int) -> float:
-        return FIRST_TOKEN_DELAY + tokens * PACE
+        return self.size.get("first_token_delay", FIRST_TOKEN_DELAY) + tokens * self.size.get("pace", PACE)
 
     def steady(self, kind: str, streams: int) -> dict:
         """`streams` workers in closed loops against the main app (or the
@@ -273,7 +300,7 @@ class Rig:
 
     def warm_up(self) -> None:
         """First requests pay for imports, pools and caches; keep them out of the figures."""
-        relays = ("relay", "plain") if self.app_stack is None else ("relay",)
+        relays = ("relay", *PEERS) if self.app_stack is None else ("relay",)
         for kind in (*relays, "direct"):
             self.sequential(kind, 5)
         for kind in relays:
@@ -308,6 +335,9 @@ def _round_record(kind: str, outcome: dict, *, cpu, idle, peaks, app: int | None
         "head_ms": summary(outcome["head_ms"]),
         "gap_ms": summary(outcome["gaps_ms"]),
         "tokens": tokens,
+        "stamped": outcome["stamped"],
+        "delay_ms": summary(outcome["delays_ms"]),
+        "event_rate": summary(outcome["event_rates"]),
         "events": outcome["events"],
         "wall_s": wall,
         "client_cpu_s": outcome["cpu_s"],

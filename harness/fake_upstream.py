@@ -40,6 +40,7 @@ class Behaviour:
     reasoning_tokens: int = 0  # the first this many tokens go as `reasoning_content`
     script: list[dict] | None = None  # the deltas to send, one a chunk (see the shapes below)
     usage: dict | None = None  # the usage chunk (default: prompt and completion tokens only)
+    stamp: bool = False  # each token says when it was sent: "t7@<time.monotonic()> " (bench: send-to-receipt delay)
 
     def pieces(self) -> list[str]:
         if self.text is not None:
@@ -140,7 +141,10 @@ class FakeUpstream:
             if index in behaviour.malformed_at:
                 await _send_body(send, b"data: {not json\n\n")
             call.tokens_sent = index + step
-            await _send_body(send, _event(_chunk(model, _joined(deltas[index : index + step]))))
+            chunk = deltas[index : index + step]
+            if behaviour.stamp:
+                chunk = [_stamped(delta) for delta in chunk]
+            await _send_body(send, _event(_chunk(model, _joined(chunk))))
         if behaviour.finish_reason is not None:
             await _send_body(send, _event(_chunk(model, {}, behaviour.finish_reason)))
             if call.body.get("stream_options", {}).get("include_usage"):
@@ -161,6 +165,11 @@ class FakeUpstream:
                 return True
             time.sleep(0.005)
         return False
+
+
+def _stamped(delta: dict) -> dict:
+    """A token that says when it was sent (CLOCK_MONOTONIC: one clock for every process)."""
+    return {key: f"{text.rstrip()}@{time.monotonic():.6f} " for key, text in delta.items()}
 
 
 def _joined(deltas: list[dict]) -> dict:
@@ -328,6 +337,7 @@ def service(
     token_chars: int = 0,
     record_calls: bool = False,
     reasoning_tokens: int = 0,
+    stamp: bool = False,
 ) -> Service:
     """The fake upstream as a server process, e.g. for a benchmark."""
     argv = [PYTHON, "-m", "harness.fake_upstream", "--port", str(port)]
@@ -338,6 +348,8 @@ def service(
         argv += ["--record-calls"]
     if reasoning_tokens:
         argv += ["--reasoning-tokens", str(reasoning_tokens)]
+    if stamp:
+        argv += ["--stamp"]
     return Service(f"fake upstream {port}", argv, port, log_dir=log_dir, cpus=cpus)
 
 
@@ -354,12 +366,14 @@ def main() -> None:
     )
     parser.add_argument("--record-calls", action="store_true", help="keep the last 1,000 calls for GET /calls")
     parser.add_argument("--reasoning-tokens", type=int, default=0, help="send the first N tokens as reasoning")
+    parser.add_argument("--stamp", action="store_true", help="each token says when it was sent: 't7@<monotonic> '")
     args = parser.parse_args()
     behaviour = Behaviour(
         first_token_delay=args.first_token_delay,
         pace=args.pace,
         tokens=args.tokens,
         reasoning_tokens=args.reasoning_tokens,
+        stamp=args.stamp,
     )
     if args.token_chars:
         words = "lorem ipsum dolor sit amet " * (args.token_chars * args.tokens // 27 + 1)
