@@ -71,7 +71,18 @@ async def _saved_body(events: Iterable[Event], wire: sse.WireFormat) -> AsyncIte
         yield _encode(event, wire)
 
 
-class AnswerStreamResponse(StreamingHttpResponse):
+class EventStreamResponse(StreamingHttpResponse):
+    """An answer's events. `parts` is the body as the view made it, bytes an
+    event, for a handler that sends it part by part without Django's
+    generator layers around it (conversations.asgi); None once anything, a
+    middleware say, has replaced the body."""
+
+    def _set_streaming_content(self, value) -> None:
+        super()._set_streaming_content(value)  # type: ignore[misc]  # Django's setter of streaming_content
+        self.parts = value if not hasattr(self, "parts") else None
+
+
+class AnswerStreamResponse(EventStreamResponse):
     """A stream that stops its answer when Django closes it. If the client
     left before the body was ever read, the body's own cleanup never runs;
     Django still closes the response (on a thread), and that cancels it."""
@@ -97,7 +108,7 @@ def answer_response(request: HttpRequest, answer: LiveAnswer | Turn, after: int 
     wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
     if isinstance(answer, Turn):
         events = saved_events(answer, after)
-        response = StreamingHttpResponse(_saved_body(events, wire), content_type=wire.content_type)
+        response = EventStreamResponse(_saved_body(events, wire), content_type=wire.content_type)
     else:
         body = _live_body(answer, conf.CHATSTREAM_HEARTBEAT_SECONDS, wire, after)
         response = AnswerStreamResponse(answer, body, content_type=wire.content_type)
