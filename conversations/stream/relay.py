@@ -13,6 +13,7 @@ See ARCHITECTURE.md.
 """
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -222,9 +223,9 @@ class AnswerRelay:
             try:
                 # Once any output has reached a reader, a second call would
                 # write different output after it: no retry, no fallback.
-                async for attempt in retries.retrying(before_text=lambda: not self.produced):
-                    with attempt:
-                        await self._try_model(model)
+                await retries.with_retries(
+                    functools.partial(self._try_model, model), before_text=lambda: not self.produced
+                )
                 return
             except UpstreamError:
                 if self.produced or index == len(models) - 1:

@@ -1,15 +1,18 @@
-"""When a failed model call is tried again (tenacity does the trying).
+"""When a failed model call is tried again.
 
 Only before the model's first token: after it, text has reached the client,
 and a second call would send different text after it. Only for failures that
 may pass (the server unreachable, overloaded or slow); a request the server
 refuses (400, 401, 404) goes straight to the next fallback model.
+
+A plain loop rather than tenacity, which this used to be: its retrying
+object lived as long as the answer, about 3 KB of every open stream, and set
+up cost 1.8 % of the relay's CPU at 200-token answers (docs/benchmarks.md).
 """
 
+import asyncio
 import random
-from collections.abc import Callable
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from collections.abc import Awaitable, Callable
 
 from ..conf import conf
 from ..exceptions import (
@@ -34,21 +37,23 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, UpstreamUnavailable | UpstreamTimeout | UpstreamIncomplete)
 
 
-def backoff(state: RetryCallState) -> float:
-    """BACKOFF, 2x BACKOFF, 4x... seconds with full jitter, but never less
-    than the server's Retry-After."""
-    ceiling = conf.LLM_RETRY_BACKOFF_SECONDS * 2 ** (state.attempt_number - 1)
-    exc = state.outcome.exception() if state.outcome else None
+def backoff(attempt: int, exc: UpstreamError) -> float:
+    """BACKOFF, 2x BACKOFF, 4x... seconds with full jitter after the
+    `attempt`th failure, but never less than the server's Retry-After."""
+    ceiling = conf.LLM_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
     retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
     return min(max(random.uniform(0, ceiling), retry_after or 0), conf.LLM_RETRY_MAX_WAIT_SECONDS)
 
 
-def retrying(*, before_text: Callable[[], bool]) -> AsyncRetrying:
-    """Tries of one model: again while `before_text()` (no token yet) and the
-    failure is transient, LLM_RETRIES times at most."""
-    return AsyncRetrying(
-        stop=stop_after_attempt(1 + conf.LLM_RETRIES),
-        wait=backoff,
-        retry=retry_if_exception(lambda exc: isinstance(exc, UpstreamError) and before_text() and transient(exc)),
-        reraise=True,
-    )
+async def with_retries(call: Callable[[], Awaitable[None]], *, before_text: Callable[[], bool]) -> None:
+    """`call()`, and again while `before_text()` (no token yet) and the
+    failure is transient, LLM_RETRIES times at most; the last failure is raised."""
+    attempt = 1
+    while True:
+        try:
+            return await call()
+        except UpstreamError as exc:
+            if attempt > conf.LLM_RETRIES or not before_text() or not transient(exc):
+                raise
+            await asyncio.sleep(backoff(attempt, exc))
+            attempt += 1
