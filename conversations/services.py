@@ -373,7 +373,8 @@ async def send_message(
     if not isinstance(answer, AnswerRelay):
         await limits().close_stream(owner.pk, slot)
         return answer  # a repeated message: the first one's answer
-    answer.add_done_callback(lambda: close_stream_later(owner.pk, slot))
+    owner_id = owner.pk  # not the user object: it would live as long as the stream
+    answer.add_done_callback(lambda: close_stream_later(owner_id, slot))
     return answer
 
 
