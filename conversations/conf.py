@@ -154,6 +154,12 @@ class Settings:
     CHATSTREAM_SEARCH_CONFIG = Setting(
         "english", "PostgreSQL's text search configuration for searching conversations (`simple`: no stemming)"
     )
+    CHATSTREAM_GIL_SWITCH_SECONDS = Setting(
+        0.001,
+        "how long a Python thread may keep the GIL while another waits (`sys.setswitchinterval`, set when the "
+        "database threads start): at Python's 5 ms a database call waits behind a busy event loop at every "
+        "step, and streams queue long before the core is full. 0: leave Python's",
+    )
     CHATSTREAM_DB_THREADS = Setting(4, "threads, each with one open database connection, that run the API's queries")
     CHATSTREAM_METRICS_TOKEN = Setting(
         "", "the Bearer token Prometheus sends to `metrics` (staff sessions are let in too)", secret=True

@@ -13,6 +13,7 @@ streams, and the process holds at most CHATSTREAM_DB_THREADS of them.
 
 import asyncio
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _executor = ThreadPoolExecutor(max_workers=conf.CHATSTREAM_DB_THREADS, thread_name_prefix="chatstream-db")
+# A database call releases the GIL at each query and then waits to take it
+# back; with Python's 5 ms switch interval and a busy event loop that is up
+# to 5 ms a step. bench: at 400 streams the message's response head came
+# after 457 ms (p50) at 5 ms, 10.5 ms at 1 ms, with 72 % and 63 % of the core.
+if conf.CHATSTREAM_GIL_SWITCH_SECONDS:
+    sys.setswitchinterval(conf.CHATSTREAM_GIL_SWITCH_SECONDS)
 
 
 async def run_db(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
