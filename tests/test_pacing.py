@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conversations.stream.events import DELTA, START
-from conversations.stream.readers import Readers
+from conversations.stream.readers import MAX_FRAME_CHARS, Readers
 from harness.fake_upstream import Behaviour
 
 from .helpers import post_and_read, saved_answer, text_of
@@ -98,3 +98,25 @@ def test_a_model_slower_than_a_frame_is_relayed_token_by_token(alice, upstream):
     upstream.behaviour = Behaviour(tokens=12, pace=0.04)
     _, events, _ = post_and_read(alice)
     assert [event["data"]["text"] for event in events if event["event"] == "delta"] == [f"t{i} " for i in range(12)]
+
+
+def test_a_burst_past_the_frame_limit_goes_out_at_once():
+    async def run() -> list[str]:
+        follower, received = readers(frame=10.0), []
+
+        async def follow() -> None:
+            async for kind, data, _ in follower.follow(heartbeat=None):
+                if kind == DELTA:
+                    received.append(data)
+
+        reader = asyncio.create_task(follow())
+        follower.append("a")
+        await asyncio.sleep(0.01)
+        follower.append("b" * MAX_FRAME_CHARS)  # within the frame, but too much to hold
+        await asyncio.sleep(0.01)
+        taken = list(received)
+        follower.end(("done", {}, follower.length))
+        await reader
+        return taken
+
+    assert asyncio.run(run()) == ["a", "b" * MAX_FRAME_CHARS]

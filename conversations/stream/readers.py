@@ -28,6 +28,9 @@ from .watchdog import Watchdog
 
 # Text the model produced that no reader has taken yet, before the task waits.
 MAX_BACKLOG_CHARS = 256 * 1024
+# Output held for the frame's end goes out at once past this much: a burst
+# held whole would make events as large as the backlog allows.
+MAX_FRAME_CHARS = 64 * 1024
 
 
 class Readers:
@@ -44,6 +47,7 @@ class Readers:
         "_frame",
         "_news_at",
         "_news_due",
+        "_news_length",
     )
 
     def __init__(self, *, start: Event, on_attach: Callable[[], None], frame: float = 0.0) -> None:
@@ -59,6 +63,7 @@ class Readers:
         self._frame = frame
         self._news_at = float("-inf")  # when the readers last heard of output
         self._news_due: asyncio.TimerHandle | None = None  # the frame's end, when output waits for it
+        self._news_length = 0  # the output's length the readers last heard of
 
     @property
     def length(self) -> int:
@@ -78,17 +83,20 @@ class Readers:
 
     def append(self, text: str, kind: str = TEXT) -> None:
         self.output.append(text, kind)
-        if self._news_due is not None:
+        if self.output.length - self._news_length >= MAX_FRAME_CHARS:
+            self._news_now()
+        elif self._news_due is not None:
             return  # goes out at the frame's end with the rest
-        now = time.monotonic()
-        if now - self._news_at >= self._frame:
-            self._news_at = now
-            self.wake()
+        elif (now := time.monotonic()) - self._news_at >= self._frame:
+            self._news_now(now)
         else:
-            self._news_due = asyncio.get_running_loop().call_later(self._news_at + self._frame - now, self._frame_ended)
+            self._news_due = asyncio.get_running_loop().call_later(self._news_at + self._frame - now, self._news_now)
 
-    def _frame_ended(self) -> None:
-        self._news_due, self._news_at = None, time.monotonic()
+    def _news_now(self, now: float | None = None) -> None:
+        if self._news_due is not None:
+            self._news_due.cancel()
+            self._news_due = None
+        self._news_at, self._news_length = now or time.monotonic(), self.output.length
         self.wake()
 
     def behind(self) -> bool:
