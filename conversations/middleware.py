@@ -82,6 +82,14 @@ class Messages(InlineHooks, MessageMiddleware):
         storage = getattr(request, "_messages", None)
         return storage is not None and (storage.used or storage.added_new)
 
+    def process_response(self, request, response):
+        response = super().process_response(request, response)
+        # The storage points back at the request: a cycle that would keep
+        # the request (for a stream, its whole life and after) until the
+        # cycle collector runs. Stored already; nothing reads it after this.
+        request.__dict__.pop("_messages", None)
+        return response
+
 
 class XFrameOptions(InlineHooks, XFrameOptionsMiddleware):
     pass
