@@ -385,6 +385,9 @@ def run(*, quick: bool = False, pin: bool = True, tokens: int | None = None, ser
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, Rig(size, layout, Path(tmp), server) as rig:
         rig.warm_up()
+        # First, while the processes' RSS is still that of the warm-up:
+        # RSS hardly ever shrinks, so after the ramp it would say 700 streams.
+        at_rss = _with_peers(rig, RSS_STREAMS, rig.steady("direct", RSS_STREAMS), ("fastapi",))
         samples = size["ttft_samples"]
         ttft1 = {kind: rig.sequential(kind, samples) for kind in ("relay", *PEERS, "direct")}
         cancel = rig.cancel_propagation(samples)
@@ -394,10 +397,6 @@ def run(*, quick: bool = False, pin: bool = True, tokens: int | None = None, ser
         directs = {level["streams"]: level["direct"] for level in levels}
         peers = {kind: _peer_ramp(rig, kind, main, directs) for kind in PEERS}
         floor = _level(rig, main["streams"], kind="floor", direct=main["direct"])
-        at_rss = _at(levels, RSS_STREAMS) or _level(rig, RSS_STREAMS)
-        peer_at_rss = _at(peers["fastapi"]["ramp"], RSS_STREAMS) or _level(
-            rig, RSS_STREAMS, kind="fastapi", direct=at_rss["direct"]
-        )
     fast = None if quick else fast_model(layout, server)
     results = {
         "server": server,
@@ -414,7 +413,7 @@ def run(*, quick: bool = False, pin: bool = True, tokens: int | None = None, ser
         "fastapi_ramp_stopped": peers["fastapi"]["stopped"],
         "floor": floor,
         "few_streams": few,
-        "rss_levels": {"relay": at_rss, "fastapi": peer_at_rss},
+        "rss_levels": at_rss,
         "fast_model": fast,
         "notes": _notes(size, stopped, peers["plain"]["stopped"]),
         "seconds": time.perf_counter() - started,
@@ -423,13 +422,9 @@ def run(*, quick: bool = False, pin: bool = True, tokens: int | None = None, ser
     return results
 
 
-def _at(levels: list[dict], streams: int) -> dict | None:
-    return next((level for level in levels if level["streams"] == streams), None)
-
-
-def _with_peers(rig: Rig, streams: int, direct: dict) -> dict[str, dict]:
-    """One level for the app, each peer and the floor, against one direct round."""
-    return {kind: _level(rig, streams, kind=kind, direct=direct) for kind in ("relay", *PEERS, "floor")}
+def _with_peers(rig: Rig, streams: int, direct: dict, peers: tuple[str, ...] = (*PEERS, "floor")) -> dict[str, dict]:
+    """One level for the app and each of `peers`, against one direct round."""
+    return {kind: _level(rig, streams, kind=kind, direct=direct) for kind in ("relay", *peers)}
 
 
 def _peer_ramp(rig: Rig, kind: str, main: dict, directs: dict[int, dict]) -> dict:
