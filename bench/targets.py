@@ -112,7 +112,7 @@ def rows(results: dict) -> list[dict]:
         )
     )
     out += _fast_model_rows(results.get("fast_model"))
-    out += _memory_rows(main, results["rss_levels"])
+    out += _memory_rows(results["rss_levels"])
     return out
 
 
@@ -169,17 +169,17 @@ def _fast_model_rows(fast: dict | None) -> list[dict]:
     ]
 
 
-def _memory_rows(main: dict, rss_levels: dict) -> list[dict]:
-    per_stream = _per_stream_kib(main)
+def _memory_rows(rss_levels: dict) -> list[dict]:
+    """Both from the first round after the warm-up (RSS hardly ever shrinks)."""
     app, peer = rss_levels["relay"], rss_levels["fastapi"]
     return [
         _row(
-            f"RSS KiB per open stream @{main['streams']}",
-            per_stream,
-            None,
-            peer_name="",
+            f"RSS KiB per open stream @{app['streams']}, from a warmed-up process",
+            _per_stream_kib(app),
+            _per_stream_kib(peer),
+            peer_name="FastAPI",
             target=f"<= {RSS_PER_STREAM_KIB}",
-            met=per_stream <= RSS_PER_STREAM_KIB,
+            met=_per_stream_kib(app) <= RSS_PER_STREAM_KIB,
             digits=1,
         ),
         _row(
