@@ -1,11 +1,13 @@
 """`python -m bench [--quick] [--no-pin] [--servers uvicorn,daphne]`: the
 client comparison; the relay benchmark under each server (TTFT, gaps, cancel
-propagation, CPU, memory, concurrency ramp) against two baselines, the
-client reading the upstream directly and a plain Django relay; a stalled
-reader's cost under each server (10 MB answers); what the opt-in handler and
-middleware each save (bench.stacks); reasoning tokens against answer tokens
-(bench.reasoning); and the database writes per turn. Prints the tables and
-saves one JSON file under bench/results/. About 13 minutes; --quick about 5."""
+propagation, CPU, memory, concurrency ramp, a fast model) against the client
+reading the upstream directly, a FastAPI relay, a plain Django relay and the
+floor, ending with the targets as ratios to them (bench/targets.py); a
+stalled reader's cost under each server (10 MB answers); what the opt-in
+handler and middleware each save (bench.stacks); reasoning tokens against
+answer tokens (bench.reasoning); and the database writes per turn. Prints
+the tables and saves one JSON file under bench/results/. About 20 minutes;
+--quick about 5."""
 
 import argparse
 import sys
@@ -23,7 +25,7 @@ def main() -> None:
         choices=("clients", "relay", "stacks", "reasoning", "stalled", "writes"),
         help="run one of the benchmarks",
     )
-    parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 100; --quick 50)")
+    parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 200; --quick 50)")
     parser.add_argument(
         "--servers", default="uvicorn,daphne", help="relay: the ASGI servers to run the app under (comma-separated)"
     )

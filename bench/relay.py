@@ -476,7 +476,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about 70 s")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
-    parser.add_argument("--tokens", type=int, help="tokens per answer (default 100; --quick 50)")
+    parser.add_argument("--tokens", type=int, help="tokens per answer (default 200; --quick 50)")
     args = parser.parse_args()
     results = run(quick=args.quick, pin=args.pin, tokens=args.tokens)
     report.print_relay(results)
