@@ -10,6 +10,7 @@ from django.db import connection
 from conversations.memory.prompt import CONTINUE_INSTRUCTION
 from conversations.memory.tasks import read_snapshot
 from conversations.models import Conversation, ConversationMemory, Turn
+from harness.fake_upstream import Behaviour
 
 from .helpers import read_events, read_until_deltas, sse_events, text_of
 
@@ -142,14 +143,17 @@ def test_actions_check_the_turn(alice, bob, upstream, two_exchanges):
 def test_a_message_sent_while_an_answer_streams_follows_that_answer(alice, upstream):
     """Two tabs: the second message's parent is the answer still streaming,
     so once both are saved the branch holds all four turns in order."""
-    upstream.behaviour.tokens, upstream.behaviour.pace = 30, 0.01
+    upstream.behaviour = Behaviour(tokens=40, pace=0.05)  # 2 s
     conversation_id = alice.new_conversation()
     with alice.client.stream(
         "POST", f"/api/conversations/{conversation_id}/messages", json={"content": "One"}
     ) as response:
         events = sse_events(response)
         read_until_deltas(events, 2)
-        upstream.behaviour.tokens, upstream.behaviour.pace = 2, 0.0
+        # A behaviour of its own for the second call: the first answer keeps
+        # its pace (changing the shared one sped it up, and it could end, and
+        # be saved, before the second message was: it did once in CI).
+        upstream.behaviour = Behaviour(tokens=2)
         send(alice, conversation_id, "Two")
         # The prompt had the first question; its answer was not written yet.
         assert prompt_sent(upstream) == [("user", "One"), ("user", "Two")]
