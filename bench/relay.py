@@ -22,6 +22,7 @@ from typing import Any
 
 from . import procs, report, targets
 from .rig import FIRST_TOKEN_DELAY, PACE, PEERS, TTFT_TOKENS, Rig
+from .stats import largest
 
 GAP_FACTOR = 2.0  # the ramp's bar: relay p99 gap <= 2x the direct p99 gap
 DELAY_FACTOR = 2.0  # ... and p99 delay from the upstream's send to the client's receipt < 2x its pace
@@ -91,16 +92,6 @@ def _level(rig: Rig, streams: int, *, kind: str = "relay", direct: dict | None =
         "passed": passed,
         "strict": not problems,
     }
-
-
-def largest(levels: list[dict], key: str) -> int | None:
-    """The largest level that passed `key`, every smaller level run having passed too."""
-    best = None
-    for level in sorted(levels, key=lambda lv: lv["streams"]):
-        if not level[key]:
-            break
-        best = level["streams"]
-    return best
 
 
 def ramp(rig: Rig, main: dict) -> tuple[list[dict], str]:

@@ -26,3 +26,13 @@ def summary(values: Sequence[float]) -> dict:
 
 def per_thousand(amount: float, count: int) -> float | None:
     return amount / count * 1000 if count else None
+
+
+def largest(levels: list[dict], key: str) -> int | None:
+    """The largest level that passed `key`, every smaller level run having passed too."""
+    best = None
+    for level in sorted(levels, key=lambda lv: lv["streams"]):
+        if not level[key]:
+            break
+        best = level["streams"]
+    return best

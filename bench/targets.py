@@ -7,6 +7,7 @@ the same server, on the same core, behind the same upstream, minutes apart.
 """
 
 from . import report
+from .stats import largest
 
 CPU_RATIO = 0.4  # CPU per 1,000 tokens at 100 streams, over FastAPI's
 STREAMS_RATIO = 4  # streams held, over FastAPI's
@@ -30,15 +31,6 @@ def _row(figure: str, app, peer, *, peer_name: str, target: str, met: bool | Non
 
 def _ratio_at_most(app, peer, ratio: float) -> bool | None:
     return None if app is None or not peer else app <= ratio * peer
-
-
-def _largest(levels: list[dict]) -> int | None:
-    best = None
-    for level in sorted(levels, key=lambda lv: lv["streams"]):
-        if not level["passed"]:
-            break
-        best = level["streams"]
-    return best
 
 
 def _ttft_added(level: dict) -> float | None:
@@ -76,7 +68,7 @@ def rows(results: dict) -> list[dict]:
         ),
         _floor_row(results.get("floor"), fastapi_main),
     ]
-    held, peer_held = _largest(results["ramp"]), _largest(results["fastapi_ramp"])
+    held, peer_held = largest(results["ramp"], "passed"), largest(results["fastapi_ramp"], "passed")
     out.append(
         _row(
             "streams held (p99 gap <= 2x direct's, p99 send-to-receipt < 2x the pace)",
