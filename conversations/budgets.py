@@ -4,9 +4,11 @@ A user's budgets come from CHATSTREAM_DAILY_BUDGET / CHATSTREAM_MONTHLY_BUDGET
 unless the admin gives them their own (a Budget row); an API key has budgets
 only in the admin. A message is refused (429 `budget_exceeded`, nothing saved,
 no model call) once what was spent in the period reaches a budget. What was
-spent is read from the saved turns, so every process counts the same; an
-answer still streaming counts once it is saved (the user's stream limit
-bounds how far that can overshoot).
+spent is read from the spend ledger (ledger.py: every model call, answers,
+the router's classifier and memory updates, kept when a conversation is
+deleted), so every process counts the same; an answer still streaming
+counts once it is saved (the user's stream limit bounds how far that can
+overshoot).
 """
 
 import calendar
@@ -22,7 +24,7 @@ from django.db.models.functions import Coalesce
 
 from .conf import conf
 from .exceptions import ApiError
-from .models import Budget, Turn
+from .models import Budget, Spend
 
 # Whether any Budget row exists is read at most this often: with no budgets
 # anywhere, a message costs no query here.
@@ -92,10 +94,14 @@ def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
 
 
 def spent(*, user_id: int | None, api_key_id: int | None, since: datetime) -> tuple[Decimal, int]:
-    """Spend and tokens of the answers saved since `since`."""
-    answers = Turn.objects.filter(role=Turn.Role.ASSISTANT, created_at__gte=since)
-    answers = answers.filter(api_key_id=api_key_id) if api_key_id else answers.filter(conversation__owner_id=user_id)
-    totals = answers.aggregate(
+    """Spend and tokens of the model calls recorded since `since`."""
+    calls = Spend.objects.filter(created_at__gte=since)
+    if api_key_id:
+        calls = calls.filter(api_key_id=api_key_id)
+    else:
+        assert user_id is not None, "a user's spend, or a key's"
+        calls = calls.filter(user_id=user_id)
+    totals = calls.aggregate(
         spend=Coalesce(Sum("cost"), Decimal(0)),
         tokens=Coalesce(Sum("tokens_in"), 0) + Coalesce(Sum("tokens_out"), 0),
     )

@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from .stream.events import FinishReason
 
@@ -303,3 +304,49 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.period} budget of {self.user or self.api_key}"
+
+
+class Spend(models.Model):
+    """One model call's cost, for the budgets: an answer, the router's
+    classifier, a memory update. A ledger kept apart from the turns, so
+    deleting a conversation (while its answer streams or after) takes none
+    of what it cost with it."""
+
+    class Kind(models.TextChoices):
+        ANSWER = "answer"
+        ROUTING = "routing", "routing classifier"
+        MEMORY = "memory", "memory update"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chatstream_spend")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The key that asked"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    model = models.CharField(max_length=200, help_text="The upstream model id")
+    # Plain ids, not foreign keys: the row outlives the conversation and turn.
+    conversation_id = models.UUIDField(null=True, blank=True)
+    turn_id = models.UUIDField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(null=True, blank=True)
+    tokens_cached = models.PositiveIntegerField(null=True, blank=True)
+    tokens_out = models.PositiveIntegerField(null=True, blank=True)
+    tokens_estimated = models.BooleanField(default=False)
+    cost = models.DecimalField(
+        max_digits=18, decimal_places=10, null=True, blank=True, help_text="In the prices' currency; empty: no price"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "spend"
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="spend_user_time"),
+            models.Index(fields=["api_key", "created_at"], name="spend_key_time"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["turn_id"], condition=models.Q(kind="answer"), name="spend_one_row_per_answer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.model}: {self.cost if self.cost is not None else 'unpriced'}"

@@ -19,7 +19,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 
-from . import budgets, pricing, recovery, routing, selectors
+from . import budgets, ledger, recovery, routing, selectors
 from .api_keys import key_id_of
 from .branches import Branches
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
@@ -29,7 +29,7 @@ from .limits import close_stream_later, limits
 from .live import LiveAnswer, live_answers
 from .memory.prompt import Prompt, assemble, continuation, given_prompt
 from .memory.tasks import enqueue_update
-from .models import Conversation, Feedback, Turn
+from .models import Conversation, Feedback, Spend, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
 from .storage import sql
@@ -90,6 +90,19 @@ def update_conversation(
 
 def delete_conversation(*, conversation: Conversation) -> None:
     conversation.delete()
+
+
+async def delete_conversation_and_answers(*, owner: AbstractBaseUser, conversation_id: uuid.UUID) -> None:
+    """Delete a conversation of the owner's (Conversation.DoesNotExist for
+    another's) and stop its answers still being generated, here or in another
+    process: their model calls are closed and what they cost is recorded in
+    the ledger, though their turns have nowhere to go."""
+    owned = Conversation.objects.filter(pk=conversation_id, owner_id=owner.pk)
+    await run_db(lambda: delete_conversation(conversation=owned.get()))
+    for generating in await live_answers().generating_in(conversation_id):
+        answer = await live_answers().find(uuid.UUID(generating["turn_id"]))
+        if answer is not None and answer.owner_id == owner.pk:
+            await answer.stop()
 
 
 def show_branch(*, conversation: Conversation, turn_id: uuid.UUID) -> Conversation:
@@ -284,7 +297,7 @@ def status_for(finish_reason: str) -> str:
 
 
 def priced(answer: Answer) -> Answer:
-    cost = pricing.cost(
+    cost = ledger.price(
         answer.model, tokens_in=answer.tokens_in, tokens_cached=answer.tokens_cached, tokens_out=answer.tokens_out
     )
     return dataclasses.replace(answer, cost=cost)
@@ -292,15 +305,28 @@ def priced(answer: Answer) -> Answer:
 
 @transaction.atomic
 def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
-    """Write the answer's turn, priced: once, when its stream has ended,
-    however it ended. The answer as saved; None if the conversation was
-    deleted meanwhile."""
+    """Write the answer's turn, priced, and its cost in the ledger: once,
+    when its stream has ended, however it ended. The answer as saved; None if
+    the conversation was deleted meanwhile (its cost is recorded all the same)."""
     answer = priced(answer)
+    ledger.record(
+        kind=Spend.Kind.ANSWER,
+        user_id=prepared.owner_id,
+        api_key_id=prepared.api_key_id,
+        model=answer.model,
+        conversation_id=prepared.conversation_id,
+        turn_id=prepared.answer_turn_id,
+        tokens_in=answer.tokens_in,
+        tokens_cached=answer.tokens_cached,
+        tokens_out=answer.tokens_out,
+        estimated=answer.tokens_estimated,
+        cost=answer.cost,
+    )
     with connection.cursor() as cursor:
         # Touching the conversation first also locks its row (on PostgreSQL),
         # so a delete cannot slip in between this check and the insert.
         if not sql.touch_conversation(cursor, prepared.conversation_id):
-            logger.info("conversation %s was deleted while answering; answer dropped", prepared.conversation_id)
+            logger.info("conversation %s was deleted while answering; its cost is kept", prepared.conversation_id)
             return None
         _insert_turn(
             cursor,

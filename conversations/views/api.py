@@ -85,10 +85,6 @@ def _detail(user, conversation_id) -> dict:
     return conversation_detail_json(conversation, turns)
 
 
-def _delete(user, conversation_id) -> None:
-    services.delete_conversation(conversation=selectors.owned_conversations(owner=user).get(pk=conversation_id))
-
-
 def _update(user, conversation_id, changes: dict) -> dict:
     """PATCH: a new title or model answers with the conversation; a branch
     chosen (`leaf`) with the conversation and the turns it now shows."""
@@ -135,7 +131,7 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
     pk = parse_id(conversation_id)
     try:
         if request.method == "DELETE":
-            await run_db(_delete, user, pk)
+            await services.delete_conversation_and_answers(owner=user, conversation_id=pk)
             return HttpResponse(status=204)
         if request.method == "PATCH":
             return JsonResponse(await run_db(_update, user, pk, _conversation_changes(request)))

@@ -1,0 +1,85 @@
+"""The spend ledger: what every model call cost, for its user and API key.
+
+Answers, the router's classifier and memory updates each write a `Spend` row
+(models.py) when their call ends, however it ends; budgets (budgets.py) read
+only these rows. The rows name their conversation and turn by id, not by
+foreign key, so deleting a conversation, even while its answer streams,
+takes none of its cost with it. An answer's row is written in the same
+transaction as its turn and at most once per turn id (a unique constraint,
+inserts that conflict are ignored), whichever process saves it.
+"""
+
+import logging
+import uuid
+from decimal import Decimal
+
+from . import pricing
+from .models import Spend
+from .providers import Completion
+from .providers.base import estimate_tokens
+
+logger = logging.getLogger(__name__)
+
+
+def price(model: str, *, tokens_in: int | None, tokens_cached: int | None, tokens_out: int | None) -> Decimal | None:
+    """What the counts cost (pricing.py); None, logged, if pricing fails: a
+    call's row and its turn are saved whatever the prices say."""
+    try:
+        return pricing.cost(model, tokens_in=tokens_in, tokens_cached=tokens_cached, tokens_out=tokens_out)
+    except Exception:
+        logger.exception("could not price a call to %s", model)
+        return None
+
+
+def record(
+    *,
+    kind: str,
+    user_id: int,
+    model: str,
+    tokens_in: int | None,
+    tokens_out: int | None,
+    tokens_cached: int | None = None,
+    estimated: bool = False,
+    cost: Decimal | None = None,
+    api_key_id: int | None = None,
+    conversation_id: uuid.UUID | str | None = None,
+    turn_id: uuid.UUID | str | None = None,
+) -> None:
+    """One call's row; priced here unless `cost` is given. A call that never
+    reached the model (no counts at all) costs nothing and writes nothing."""
+    if tokens_in is None and tokens_out is None:
+        return
+    if cost is None:
+        cost = price(model, tokens_in=tokens_in, tokens_cached=tokens_cached, tokens_out=tokens_out)
+    row = Spend(
+        user_id=user_id,
+        api_key_id=api_key_id,
+        kind=kind,
+        model=model,
+        conversation_id=conversation_id,
+        turn_id=turn_id,
+        tokens_in=tokens_in,
+        tokens_cached=tokens_cached,
+        tokens_out=tokens_out,
+        tokens_estimated=estimated,
+        cost=cost,
+    )
+    Spend.objects.bulk_create([row], ignore_conflicts=True)  # an answer's second save adds nothing
+
+
+def record_call(
+    *, kind: str, user_id: int, completion: Completion, prompt: str, reply: str, **ids: uuid.UUID | str | int | None
+) -> None:
+    """A whole (not streamed) call, such as the classifier's or the memory's:
+    its reported usage, or an estimate from the text sent and received."""
+    reported = completion.usage_reported
+    record(
+        kind=kind,
+        user_id=user_id,
+        model=completion.model,
+        tokens_in=completion.tokens_in if reported else estimate_tokens(prompt),
+        tokens_out=completion.tokens_out if reported else estimate_tokens(reply),
+        tokens_cached=completion.tokens_cached,
+        estimated=not reported,
+        **ids,  # type: ignore[arg-type]
+    )
