@@ -4,6 +4,7 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     ChatstreamError
     ├── ApiError                  - a request the API refuses (JSON error, status)
     ├── ServerShutdown            - the process stopped before the answer ended
+    ├── AnswerFailed              - chatstream itself failed while answering
     └── UpstreamError             - the model call failed; `code` goes to the client
         ├── UpstreamUnavailable   - connection refused, reset, DNS, TLS
         ├── UpstreamStatusError   - the server answered 4xx/5xx
@@ -93,3 +94,10 @@ class ServerShutdown(ChatstreamError):
     ended; the turn keeps what was produced."""
 
     code = "server_shutdown"
+
+
+class AnswerFailed(ChatstreamError):
+    """Something in chatstream (not the model) failed while an answer was
+    generated or ended; the turn keeps what was produced, the log the detail."""
+
+    code = "internal_error"

@@ -8,7 +8,7 @@ memory (tasks.py), not resent with every message.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..providers.base import Message, estimate_tokens
+from ..providers.base import Message, estimate_tokens, message_text
 
 # Chat formats wrap each message in a few tokens of their own.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -63,7 +63,7 @@ def given_prompt(messages: list[Message], *, memory: tuple[str, list[str]] | Non
     if remembered:
         system = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
         messages = [*messages[:system], {"role": "system", "content": remembered}, *messages[system:]]
-    tokens = sum(_cost(message["content"] if isinstance(message.get("content"), str) else "") for message in messages)
+    tokens = sum(_cost(message_text(message)) for message in messages)
     return Prompt(messages=messages, turns=sum(m.get("role") in ("user", "assistant") for m in messages), tokens=tokens)
 
 

@@ -38,6 +38,25 @@ class Completion:
         return [*self.think.finish(), *((TOOL_CALL, call) for call in self.tool_calls.rest())]
 
 
+def message_text(message: Message | dict) -> str:
+    """What a model reads of one message, for estimates: its content, as a
+    string or as text parts, and its tool calls' names and arguments. OpenAI's
+    own history has assistant messages with `tool_calls` and no `content`."""
+    content = message.get("content")
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        texts = (part.get("text") for part in content if isinstance(part, dict))
+        text = " ".join(part for part in texts if isinstance(part, str))
+    else:
+        text = ""
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        functions = [call.get("function") for call in calls if isinstance(call, dict)]
+        text += " ".join(f"{f.get('name', '')} {f.get('arguments', '')}" for f in functions if isinstance(f, dict))
+    return text
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters a token for English text: used only where the
     upstream reports no usage, and the turn is then marked as estimated."""

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from ..catalogue import ModelEntry
 from ..conf import conf
 from ..memory.request import MAX_FACTS
-from .base import Completion, Message, Provider, estimate_tokens
+from .base import Completion, Message, Provider, estimate_tokens, message_text
 from .kinds import REASONING, TEXT, Piece
 
 _WORD = re.compile(r"[\w'-]+")
@@ -87,12 +87,12 @@ class DemoProvider(Provider):
         )
 
     async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:
-        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        question = next((message_text(m) for m in reversed(messages) if m["role"] == "user"), "")
         pieces = [(TEXT, token) for token in split_tokens(compose_answer(question))]
         if self.reasoning:
             pieces[:0] = [(REASONING, token) for token in split_tokens(compose_reasoning(question))]
             completion.tokens_reasoning = len(pieces) - len(split_tokens(compose_answer(question)))
-        completion.tokens_in = sum(estimate_tokens(m["content"]) for m in messages)
+        completion.tokens_in = sum(estimate_tokens(message_text(m)) for m in messages)
         completion.responded = True
         await asyncio.sleep(self.first_token_delay)
         for index, piece in enumerate(pieces):

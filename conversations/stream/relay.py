@@ -21,19 +21,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
 from ..conf import conf
-from ..exceptions import ServerShutdown, UpstreamError, UpstreamTimeout
+from ..exceptions import AnswerFailed, ServerShutdown, UpstreamError, UpstreamTimeout
 from ..ops import telemetry
 from ..providers import TEXT, Completion, Piece, Provider
-from ..providers.base import estimate_tokens
+from ..providers.base import estimate_tokens, message_text
 from . import background, registry, retries, shutdown
 from .answer import Answer, PreparedTurn
-from .events import FinishReason, final_event, start_event
+from .events import ERROR, Event, FinishReason, final_event, start_event
 from .figures import Figures
 from .readers import Readers
 from .redaction import OutputRedactor
 from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
+
+FAILED_MESSAGE = "The answer could not be completed because of an error on the server; what was written is kept."
 
 SaveAnswer = Callable[[Answer], Awaitable[Answer]]  # the answer as saved (with its cost)
 
@@ -59,7 +61,7 @@ class AnswerRelay:
         self._prefix_length = self.readers.length
         self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
         self.finish_reason: str = ""
-        self.error: UpstreamError | ServerShutdown | None = None
+        self.error: UpstreamError | ServerShutdown | AnswerFailed | None = None
         self.attempts: list[dict[str, str]] = []  # failed model calls, for the turn
         self._save_answer = save
         # CHATSTREAM_REDACT: masks e-mail addresses, phone and card numbers as
@@ -197,23 +199,69 @@ class AnswerRelay:
                 self.error = ServerShutdown("The server was restarted before the answer ended; send it again.")
         except UpstreamError as exc:
             self.finish_reason, self.error = FinishReason.ERROR, exc
-        except Exception as exc:
+        except Exception:
             logger.exception("answer failed trace_id=%s", self.trace_id)
-            self.finish_reason, self.error = FinishReason.ERROR, UpstreamError(f"Internal error: {exc!r}")
+            self.finish_reason, self.error = FinishReason.ERROR, AnswerFailed(FAILED_MESSAGE)
         else:
             self.finish_reason = self.completion.finish_reason or FinishReason.STOP
-        # What was held back (an unfinished tag, a tool call whose arguments
-        # never closed, a tail that might have been masked), however it ended.
-        self._relay_pieces(self.completion.rest())
-        if self._redactor is not None:
-            self._relay_pieces(self._redactor.finish(), redacted=True)
         self._saving = True
-        answer = self._answer()
+        answer: Answer | None = None
         try:
-            answer = await asyncio.shield(self._save(answer))
+            answer = await asyncio.shield(self._save(self._ending()))
         finally:
             registry.remove(self)
-            self.readers.end(final_event(answer, self.length))
+            self.readers.end(self._final_event(answer))
+
+    # --- the end: whatever fails here, the turn is saved and the readers told ----
+
+    def _ending(self) -> Answer:
+        """The answer as it ended. Should building it fail, the answer is an
+        error that still holds every character its readers were given."""
+        try:
+            # What was held back (an unfinished tag, a tool call whose arguments
+            # never closed, a tail that might have been masked), however it ended.
+            self._relay_pieces(self.completion.rest())
+            if self._redactor is not None:
+                self._relay_pieces(self._redactor.finish(), redacted=True)
+            return self._answer()
+        except Exception:
+            logger.exception("could not build the answer trace_id=%s", self.trace_id)
+            return self._failed_answer()
+
+    def _failed_answer(self) -> Answer:
+        """The answer as an `internal_error`: the output as the readers saw
+        it, and only counts that cannot fail (the prompt's, as estimated when
+        it was built, and one token per delta), so it is still billed."""
+        parts = self.readers.output.parts()
+        return Answer(
+            content=parts.content,
+            reasoning=parts.reasoning,
+            refusal=parts.refusal,
+            tool_calls=parts.tool_calls,
+            output_runs=parts.output_runs,
+            finish_reason=FinishReason.ERROR,
+            model=self.completion.model,
+            provider=self.provider.name,
+            trace_id=self.trace_id,
+            ttft_ms=None,
+            duration_ms=self.figures.duration_ms(time.monotonic()),
+            tokens_in=self.prepared.prompt_tokens if self.completion.responded else None,
+            tokens_out=self.completion.deltas if self.completion.responded else None,
+            tokens_estimated=True,
+            usage_source="estimated" if self.completion.responded else "none",
+            error_code=AnswerFailed.code,
+            error_detail=FAILED_MESSAGE,
+            attempts=self.attempts,
+        )
+
+    def _final_event(self, answer: Answer | None) -> Event:
+        if answer is not None:
+            try:
+                return final_event(answer, self.length)
+            except Exception:
+                logger.exception("could not build the final event trace_id=%s", self.trace_id)
+        data = {"code": AnswerFailed.code, "message": FAILED_MESSAGE, "finish_reason": FinishReason.ERROR}
+        return ERROR, data, self.length
 
     async def _call_model(self) -> None:
         """The model call, tried again and then with each fallback model while
@@ -314,16 +362,24 @@ class AnswerRelay:
         if not self.readers.producer_waiting:
             deadline.reschedule(self._loop.time())  # expires now: TimeoutError in _relay_tokens
 
-    async def _save(self, answer: Answer) -> Answer:
-        saved = True
+    async def _save(self, answer: Answer) -> Answer | None:
+        """The answer as saved; if saving it fails, the same output saved as
+        an `internal_error`; None if that fails too (a database that is
+        gone: the answer is then saved as lost at the next start, or by
+        another process from its journal)."""
+        saved: Answer | None = None
+        for attempt in (answer, None):
+            try:
+                saved = await self._save_answer(attempt or self._failed_answer())
+                break
+            except Exception:
+                logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.turn_id)
         try:
-            answer = await self._save_answer(answer)
+            tokens = self.completion.tokens_out or self.completion.deltas
+            telemetry.stream_ended(self, saved or answer, self.figures.time_per_output_token(tokens), saved is not None)
         except Exception:
-            logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.turn_id)
-            saved = False
-        tokens = self.completion.tokens_out or self.completion.deltas
-        telemetry.stream_ended(self, answer, self.figures.time_per_output_token(tokens), saved)
-        return answer
+            logger.exception("could not measure answer trace_id=%s", self.trace_id)
+        return saved
 
     def _answer(self) -> Answer:
         completion, figures, error = self.completion, self.figures, self.error
@@ -372,7 +428,7 @@ class AnswerRelay:
             return {"tokens_in": None, "tokens_out": None, "tokens_estimated": False, "usage_source": "none"}
         tokens_in = completion.tokens_in
         if tokens_in is None:
-            tokens_in = sum(estimate_tokens(m["content"]) for m in self.prepared.messages)
+            tokens_in = sum(estimate_tokens(message_text(m)) for m in self.prepared.messages)
         tokens_out = completion.tokens_out if completion.tokens_out is not None else completion.deltas
         return {
             "tokens_in": tokens_in,
