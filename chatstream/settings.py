@@ -160,6 +160,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Every login (this project's form, the admin's) is refused for a while after
+# too many failures for the account or from the address (conversations/logins.py).
+AUTHENTICATION_BACKENDS = ["conversations.logins.ThrottledModelBackend"]  # Django's ModelBackend, throttled
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "conversations:chat"
 LOGOUT_REDIRECT_URL = "login"

@@ -2,13 +2,13 @@
 CHATSTREAM_SIGNUP opens it) and a login form whose failures are throttled."""
 
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.auth import login, views
 from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from conversations import throttle
-from conversations.exceptions import ApiError
+from conversations import logins
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -25,24 +25,18 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 class LoginView(views.LoginView):
     """Django's login, refused for a while (429) after too many failures for
-    the account or from the address (conversations/throttle.py)."""
+    the account or from the address (conversations/logins.py)."""
+
+    authentication_form = logins.ThrottledForm
 
     def get_context_data(self, **kwargs) -> dict:
-        return {**super().get_context_data(**kwargs), "signup_open": settings.CHATSTREAM_SIGNUP}
-
-    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            throttle.refuse_if_blocked_sync(request, self._account())
-        except ApiError as refused:
-            response = self.render_to_response(self.get_context_data(form=self.get_form(), throttled=True))
-            response.status_code = refused.status
-            response["Retry-After"] = refused.headers["Retry-After"]
-            return response
-        return super().post(request, *args, **kwargs)
+        context = super().get_context_data(**kwargs)
+        return {**context, "signup_open": settings.CHATSTREAM_SIGNUP, "throttled": logins.refusal(self.request)}
 
     def form_invalid(self, form) -> HttpResponse:
-        throttle.failed_sync(self.request, self._account())
-        return super().form_invalid(form)
+        return logins.with_refusal_status(self.request, super().form_invalid(form))
 
-    def _account(self) -> str:
-        return "user:" + self.request.POST.get("username", "")[:150].lower()
+
+def admin_login(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    """The admin's login page, throttled as the project's own."""
+    return logins.with_refusal_status(request, admin.site.login(request, extra_context))

@@ -25,7 +25,8 @@ leaves, minus the thread. Every other request keeps the stock path.
 
 `RequestGuard` refuses what the API will refuse anyway before the body is
 read (Django's handler reads it whole first): a body over
-CHATSTREAM_MAX_BODY_BYTES, a body without credentials, a body that does not
+CHATSTREAM_MAX_BODY_BYTES, a body whose credentials (a Bearer key, a session
+cookie) name no user, a body that does not
 arrive within CHATSTREAM_BODY_TIMEOUT_SECONDS. The opt-in handler applies it;
 under Django's own handler, wrap the application in it:
 
@@ -36,15 +37,16 @@ import asyncio
 import contextlib
 import json
 
-from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.asgi import get_script_prefix as scope_script_prefix
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import NoReverseMatch, get_script_prefix, reverse, set_script_prefix
 
 from .conf import conf
+from .exceptions import ApiError
 from .stream import shutdown
 
 
@@ -86,6 +88,10 @@ class RequestGuard:
         refusal = _refusal_before_body(scope)
         if refusal is not None:
             return await _send_error(send, *refusal)
+        if _has_body(scope):
+            scope, refused = await _with_checked_user(scope)
+            if refused is not None:
+                return await _send_error(send, refused.status, refused.code, refused.message, refused.headers)
         try:
             async with asyncio.timeout(conf.CHATSTREAM_BODY_TIMEOUT_SECONDS):
                 body, complete = await _read_body(receive, conf.CHATSTREAM_MAX_BODY_BYTES)
@@ -102,21 +108,31 @@ BODY_TOO_LARGE = (413, "body_too_large", "The request body is larger than the se
 
 
 def _refusal_before_body(scope) -> tuple[int, str, str] | None:
-    headers = dict(scope["headers"])
-    length = headers.get(b"content-length")
+    length = dict(scope["headers"]).get(b"content-length")
     if length is not None and (not length.isdigit() or int(length) > conf.CHATSTREAM_MAX_BODY_BYTES):
         return BODY_TOO_LARGE
-    has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
-    if has_body and not _has_credentials(headers):
-        return 401, "not_authenticated", "Log in, or send `Authorization: Bearer <api key>`."
     return None
 
 
-def _has_credentials(headers: dict[bytes, bytes]) -> bool:
-    if b"authorization" in headers:
-        return True
-    cookie = settings.SESSION_COOKIE_NAME.encode() + b"="
-    return any(part.strip().startswith(cookie) for part in headers.get(b"cookie", b"").split(b";"))
+def _has_body(scope) -> bool:
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length")
+    return (length is not None and length != b"0") or b"transfer-encoding" in headers
+
+
+async def _with_checked_user(scope) -> tuple[dict, ApiError | None]:
+    """The scope with the user its credentials name, or the refusal. Checked,
+    not merely present: a made-up cookie or key costs the client a database
+    lookup, not the server a body held in memory."""
+    from . import credentials  # it needs the models, which a project's asgi.py imports this before
+
+    try:
+        return {**scope, credentials.CHECKED_USER: await credentials.user_for_scope(scope)}, None
+    except ApiError as refused:
+        return scope, refused
+    except DatabaseError:
+        down = "The database is not answering; try again."
+        return scope, ApiError(503, "database_unavailable", down, headers={"Retry-After": "5"})
 
 
 async def _read_body(receive, limit: int) -> tuple[bytes | None, bool]:
@@ -150,9 +166,10 @@ def _replay(body: bytes, receive):
     return replayed
 
 
-async def _send_error(send, status: int, code: str, message: str) -> None:
+async def _send_error(send, status: int, code: str, message: str, more: dict[str, str] | None = None) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    headers = [
+    headers = [(name.lower().encode(), value.encode()) for name, value in (more or {}).items()]
+    headers += [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),

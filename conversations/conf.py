@@ -148,7 +148,14 @@ class Settings:
     CHATSTREAM_MONTHLY_BUDGET = Setting("", "per user: spend allowed in a UTC calendar month (empty: none)")
     CHATSTREAM_AUTH_FAILURES = Setting(
         20,
-        "failed logins or API keys allowed per account and per client address in 15 minutes; past it, 429 "
+        "failed logins or API keys allowed from one client address in 15 minutes, whatever the account; past "
+        "it, 429 from there (0: no limit)",
+    )
+    CHATSTREAM_AUTH_ACCOUNT_FAILURES = Setting(
+        200,
+        "failed logins or uses of a key allowed for one account (a username, a key's prefix) from all addresses "
+        "together in 15 minutes; past it, 429 for that account from anywhere. Much higher than "
+        "CHATSTREAM_AUTH_FAILURES, so failures sent from many addresses cannot lock the owner out at once "
         "(0: no limit)",
     )
     CHATSTREAM_SEARCH_CONFIG = Setting(

@@ -1,7 +1,14 @@
-"""Failed logins and API keys, counted per account and per client address:
-past CHATSTREAM_AUTH_FAILURES in AUTH_WINDOW_SECONDS, either one is refused
-(429, Retry-After) until the window moves on, right or wrong, so passwords
-and keys cannot be guessed at the speed of the server.
+"""Failed logins and API keys, counted per client address and per account
+(a username, a key's prefix). Past CHATSTREAM_AUTH_FAILURES from one address,
+or CHATSTREAM_AUTH_ACCOUNT_FAILURES for one account from all addresses
+together, in AUTH_WINDOW_SECONDS, the attempt is refused (429, Retry-After)
+until the window moves on, right or wrong, so passwords and keys cannot be
+guessed at the speed of the server.
+
+The account's own bar is much higher than the address's: failures sent from
+many addresses would otherwise lock the owner out from their own. An account
+guessed at from one address meets the address's bar first; from many, each
+address gets its few guesses and the account its many.
 
 With REDIS_URL the counts live in Redis and hold across processes; otherwise
 in this process's memory.
@@ -21,6 +28,9 @@ from .live.client import redis_client, redis_trouble
 
 AUTH_WINDOW_SECONDS = 900.0
 
+# (what a failure counts against, how many failures it may have; 0: no bar)
+Bar = tuple[str, int]
+
 
 def too_many_failures(retry_after: float) -> ApiError:
     return ApiError(
@@ -37,15 +47,22 @@ def client_address(request) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
+def scope_address(scope) -> str:
+    """client_address() for an ASGI scope, before there is a request (Django's
+    REMOTE_ADDR is the scope's client host)."""
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
 class LocalThrottle:
     def __init__(self) -> None:
         self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
 
-    async def refuse_if_blocked(self, *names: str) -> None:
+    async def refuse_if_blocked(self, *bars: Bar) -> None:
         now = time.monotonic()
-        for name in names:
+        for name, limit in bars:
             failures = self._recent(name, now)
-            if len(failures) >= conf.CHATSTREAM_AUTH_FAILURES:
+            if limit and len(failures) >= limit:
                 raise too_many_failures(failures[0] + AUTH_WINDOW_SECONDS - now)
 
     async def failed(self, *names: str) -> None:
@@ -67,14 +84,14 @@ class RedisThrottle:
     def __init__(self) -> None:
         self._here = LocalThrottle()
 
-    async def refuse_if_blocked(self, *names: str) -> None:
+    async def refuse_if_blocked(self, *bars: Bar) -> None:
         window = self._window()
         try:
-            counts = await redis_client().mget([self._key(name, window) for name in names])
+            counts = await redis_client().mget([self._key(name, window) for name, _ in bars])
         except (RedisError, OSError) as exc:
             redis_trouble("checking failed logins", exc)
-            return await self._here.refuse_if_blocked(*names)
-        if any(int(count or 0) >= conf.CHATSTREAM_AUTH_FAILURES for count in counts):
+            return await self._here.refuse_if_blocked(*bars)
+        if any(limit and int(count or 0) >= limit for (_, limit), count in zip(bars, counts, strict=True)):
             raise too_many_failures((window + 1) * AUTH_WINDOW_SECONDS - time.time())
 
     async def failed(self, *names: str) -> None:
@@ -103,21 +120,27 @@ def throttle() -> LocalThrottle | RedisThrottle:
     return RedisThrottle() if conf.REDIS_URL else LocalThrottle()
 
 
-def names_for(request, account: str) -> tuple[str, ...]:
-    """What a failure counts against: the client's address and the account."""
-    return (f"address:{client_address(request)}", f"account:{account}")
+def bars_for(address: str, account: str) -> tuple[Bar, Bar]:
+    """What a failure counts against, and each one's bar."""
+    return (
+        (f"address:{address}", conf.CHATSTREAM_AUTH_FAILURES),
+        (f"account:{account}", conf.CHATSTREAM_AUTH_ACCOUNT_FAILURES),
+    )
 
 
-async def refuse_if_blocked(request, account: str) -> None:
-    if conf.CHATSTREAM_AUTH_FAILURES:
-        await throttle().refuse_if_blocked(*names_for(request, account))
+def _on() -> bool:
+    return bool(conf.CHATSTREAM_AUTH_FAILURES or conf.CHATSTREAM_AUTH_ACCOUNT_FAILURES)
 
 
-async def failed(request, account: str) -> None:
-    if conf.CHATSTREAM_AUTH_FAILURES:
-        await throttle().failed(*names_for(request, account))
+async def refuse_if_blocked(address: str, account: str) -> None:
+    if _on():
+        await throttle().refuse_if_blocked(*bars_for(address, account))
 
 
-# For sync views (a project's login form).
-refuse_if_blocked_sync = async_to_sync(refuse_if_blocked)
+async def failed(address: str, account: str) -> None:
+    if _on():
+        await throttle().failed(*(name for name, _ in bars_for(address, account)))
+
+
+# For the failed-login signal's receiver (conversations/logins.py), sync.
 failed_sync = async_to_sync(failed)

@@ -24,6 +24,7 @@ CHATSTREAM_MESSAGES_PER_MINUTE = int(os.environ.get("CHATSTREAM_MESSAGES_PER_MIN
 # Every test client comes from 127.0.0.1, and some send wrong keys on purpose;
 # tests/test_hostile.py turns the throttle on.
 CHATSTREAM_AUTH_FAILURES = int(os.environ.get("CHATSTREAM_AUTH_FAILURES", 0))
+CHATSTREAM_AUTH_ACCOUNT_FAILURES = int(os.environ.get("CHATSTREAM_AUTH_ACCOUNT_FAILURES", 0))
 
 # The test servers speak plain HTTP on loopback.
 SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False

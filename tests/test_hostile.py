@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 from django.contrib.auth import get_user_model
+from django.core.handlers.asgi import ASGIHandler
 from django.db import OperationalError
 
 from conversations import limits, selectors, throttle
@@ -144,10 +145,23 @@ class Recorder:
 
 
 @pytest.fixture
-def guarded():
+def guarded(alice):
+    """The guard before a Recorder; alice's key (`server.key`) is one it lets through."""
     recorder = Recorder()
     with ServerThread(RequestGuard(recorder)) as server:
         server.recorder = recorder
+        server.key = alice.key
+        yield server
+
+
+@pytest.fixture
+def guarded_app(live, settings):
+    """The app served with the guard: the opt-in handler applies it, Django's
+    own is wrapped in it (as docs/deployment.md tells a project to)."""
+    if stacks.uses_opt_in_handler(settings.STACK):
+        yield live
+        return
+    with ServerThread(RequestGuard(ASGIHandler())) as server:
         yield server
 
 
@@ -170,9 +184,7 @@ def test_an_oversized_body_is_refused_before_it_is_sent(guarded, settings):
     settings.CHATSTREAM_MAX_BODY_BYTES = 1000
     started = time.monotonic()
     # 100 MB announced, none of it sent: the answer comes at once.
-    answer = raw_request(
-        guarded, "POST /api/conversations HTTP/1.1\nHost: x\nAuthorization: Bearer k\nContent-Length: 100000000\n"
-    )
+    answer = raw_request(guarded, "POST /api/conversations HTTP/1.1\nHost: x\nContent-Length: 100000000\n")
     assert answer.startswith(b"HTTP/1.1 413") and b'"body_too_large"' in answer
     assert time.monotonic() - started < 2 and guarded.recorder.bodies == []
 
@@ -183,9 +195,21 @@ def test_a_body_without_credentials_is_refused_before_it_is_read(guarded):
     assert guarded.recorder.bodies == []
 
 
+@pytest.mark.parametrize(
+    "credential", ["Cookie: sessionid=made-up", "Authorization: Bearer cs_123456abcdef_made-up", "Authorization: x"]
+)
+def test_a_body_with_made_up_credentials_is_refused_before_it_is_read(guarded_app, settings, credential):
+    settings.CHATSTREAM_BODY_TIMEOUT_SECONDS = 5
+    started = time.monotonic()
+    # 1 MiB announced, none of it sent: the answer comes at once, not when the body would have.
+    head = f"POST /api/conversations HTTP/1.1\nHost: x\n{credential}\nContent-Length: 1048576\n"
+    answer = raw_request(guarded_app, head)
+    assert answer.startswith(b"HTTP/1.1 401") and time.monotonic() - started < 2, answer[:200]
+
+
 def test_a_body_that_trickles_in_is_given_up_on(guarded, settings):
     settings.CHATSTREAM_BODY_TIMEOUT_SECONDS = 0.5
-    head = "POST /api/conversations HTTP/1.1\nHost: x\nAuthorization: Bearer k\nContent-Length: 100\n"
+    head = f"POST /api/conversations HTTP/1.1\nHost: x\nAuthorization: Bearer {guarded.key}\nContent-Length: 100\n"
     answer = raw_request(guarded, head, body=b"{", wait=3)  # 1 byte of 100, then nothing
     assert answer.startswith(b"HTTP/1.1 408") and guarded.recorder.bodies == []
 
@@ -193,7 +217,7 @@ def test_a_body_that_trickles_in_is_given_up_on(guarded, settings):
 def test_what_the_guard_lets_through_arrives_whole(guarded):
     body = json.dumps({"content": "x" * 5000}).encode()
     with httpx.Client(base_url=guarded.url) as client:
-        response = client.post("/api/conversations", content=body, headers={"Authorization": "Bearer k"})
+        response = client.post("/api/conversations", content=body, headers={"Authorization": f"Bearer {guarded.key}"})
         outside = client.post("/accounts/login/", content=b"a=1")  # not the API: not its business
     assert response.status_code == 200 and guarded.recorder.bodies == [body, b"a=1"]
     assert outside.status_code == 200

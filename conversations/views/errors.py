@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import api_keys, throttle
+from .. import credentials, throttle
 from ..conf import conf
 from ..exceptions import ApiError
 from ..storage.threads import run_db
@@ -51,24 +51,23 @@ def _csrf_failed(request: HttpRequest) -> bool:
 
 
 async def authenticate(request: HttpRequest) -> AbstractBaseUser:
-    """The user behind a Bearer key or the session; ApiError(401) for neither."""
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        key = key.strip()
-        account = api_keys.public_part(key)
-        await throttle.refuse_if_blocked(request, account)
-        key_user = await run_db(api_keys.user_for_key, key)
-        if key_user is None:
-            await throttle.failed(request, account)
-            raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.")
-        return key_user
+    """The user behind a Bearer key or the session (found already by the
+    guard, for a request with a body); ApiError(401) for neither."""
+    key = credentials.bearer_key(request.headers.get("Authorization", ""))
+    user = credentials.checked_user(request) or await _look_up(request, key)
+    if key is None and request.method not in SAFE_METHODS and _csrf_failed(request):
+        raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken.")
+    return user
+
+
+async def _look_up(request: HttpRequest, key: str | None) -> AbstractBaseUser:
+    if key is not None:
+        return await credentials.user_for_key(key, throttle.client_address(request))
     # The session and its user are read on a database thread too, so the
     # request's own thread never opens a connection it would keep.
     user = await run_db(get_user, request)
     if not user.is_authenticated:
-        raise ApiError(401, "not_authenticated", "Log in, or send `Authorization: Bearer <api key>`.")
-    if request.method not in SAFE_METHODS and _csrf_failed(request):
-        raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken.")
+        raise credentials.not_authenticated()
     return cast(AbstractBaseUser, user)
 
 
