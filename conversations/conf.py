@@ -171,7 +171,9 @@ class Settings:
         "over a Channels layer), and count limits there; empty: one process, in memory",
     )
     CHATSTREAM_REDIS_MAX_CONNECTIONS = Setting(
-        50, "Redis connections per process; a request waits for one when all are busy rather than failing"
+        50,
+        "Redis connections per process, and as many again for its Channels layer; a request waits for one "
+        "when all are busy rather than failing",
     )
     CHATSTREAM_ANSWER_LEASE_SECONDS = Setting(
         10.0,
