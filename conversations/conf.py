@@ -161,6 +161,12 @@ class Settings:
         "step, and streams queue long before the core is full. 0: leave Python's",
     )
     CHATSTREAM_DB_THREADS = Setting(4, "threads, each with one open database connection, that run the API's queries")
+    CHATSTREAM_DB_TIMEOUT_SECONDS = Setting(
+        5.0,
+        "a database call (its wait for a free database thread included) not done in this long is broken off "
+        "and the request answered 503 `database_unavailable`; a call that would connect right after a "
+        "connection was refused fails at once. 0: wait for ever",
+    )
     CHATSTREAM_METRICS_TOKEN = Setting(
         "", "the Bearer token Prometheus sends to `metrics` (staff sessions are let in too)", secret=True
     )
