@@ -129,11 +129,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         # WAL lets the admin read while a turn is written; a busy timeout
-        # waits for a lock instead of failing at once.
+        # waits for a lock instead of failing at once, no longer than a
+        # request waits for the database (CHATSTREAM_DB_TIMEOUT_SECONDS, 5 s).
         {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            "timeout": 5,
         }
     )
 
@@ -141,6 +142,21 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database that is down (or unreachable) fails a request in about two
     # seconds, answered as a 503, instead of holding it for psycopg's 30 s.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
+    # A connection whose network went quiet is found dead: keepalives for an
+    # idle one, tcp_user_timeout (ms) for one whose query is unacknowledged.
+    # The server ends a statement past DATABASE_STATEMENT_TIMEOUT_SECONDS (0:
+    # none), so a query whose request gave up on it (after
+    # CHATSTREAM_DB_TIMEOUT_SECONDS) does not run on. docs/deployment.md.
+    statement_timeout_ms = int(env.float("DATABASE_STATEMENT_TIMEOUT_SECONDS", default=30) * 1000)
+    for option, value in {
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+        "options": f"-c statement_timeout={statement_timeout_ms}",
+    }.items():
+        DATABASES["default"]["OPTIONS"].setdefault(option, value)
     # A pool caps the connections a burst of requests can open.
     # DATABASE_POOL_MAX_SIZE=0 turns it off.
     pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=20)

@@ -168,6 +168,12 @@ class Settings:
         "step, and streams queue long before the core is full. 0: leave Python's",
     )
     CHATSTREAM_DB_THREADS = Setting(4, "threads, each with one open database connection, that run the API's queries")
+    CHATSTREAM_DB_TIMEOUT_SECONDS = Setting(
+        5.0,
+        "a database call (its wait for a free database thread included) not done in this long is broken off "
+        "and the request answered 503 `database_unavailable`; a call that would connect right after a "
+        "connection was refused fails at once. 0: wait for ever",
+    )
     CHATSTREAM_METRICS_TOKEN = Setting(
         "", "the Bearer token Prometheus sends to `metrics` (staff sessions are let in too)", secret=True
     )
@@ -178,7 +184,9 @@ class Settings:
         "over a Channels layer), and count limits there; empty: one process, in memory",
     )
     CHATSTREAM_REDIS_MAX_CONNECTIONS = Setting(
-        50, "Redis connections per process; a request waits for one when all are busy rather than failing"
+        50,
+        "Redis connections per process, and as many again for its Channels layer; a request waits for one "
+        "when all are busy rather than failing",
     )
     CHATSTREAM_ANSWER_LEASE_SECONDS = Setting(
         10.0,

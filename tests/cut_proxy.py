@@ -1,6 +1,8 @@
 """A TCP proxy on loopback whose connections a test can cut, as a network
 drop does: the browser talks to the app through it, and `cut()` aborts every
-open connection and refuses new ones until `restore()`."""
+open connection and refuses new ones until `restore()`. `stall()` keeps the
+connections open but passes nothing either way, as a hung server or a
+black-holed network does, until `resume()`."""
 
 import asyncio
 import threading
@@ -10,6 +12,8 @@ class CutProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.offline = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._transports: set[asyncio.WriteTransport] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -35,8 +39,12 @@ class CutProxy:
         await self._server.wait_closed()
 
     @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def cut(self) -> None:
         self.offline = True
@@ -44,6 +52,12 @@ class CutProxy:
 
     def restore(self) -> None:
         self.offline = False
+
+    def stall(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def resume(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.set)
 
     def _call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(5)
@@ -64,6 +78,7 @@ class CutProxy:
     async def _pipe(self, reader, writer) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

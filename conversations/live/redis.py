@@ -34,6 +34,7 @@ from contextlib import aclosing
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer
 from redis.exceptions import RedisError
@@ -44,7 +45,7 @@ from ..stream.events import OUTPUT_EVENTS, START, FinishReason
 from ..stream.relay import AnswerRelay
 from . import keys
 from .base import LiveAnswer
-from .client import redis_client, redis_trouble
+from .client import REDIS_POOL_WAIT_SECONDS, redis_client, redis_trouble
 from .leases import Leases
 from .local import LocalAnswers
 from .remote import Inbox, RemoteAnswer
@@ -66,7 +67,23 @@ def channel_layer() -> RedisChannelLayer:
     # redis-py's socket timeout is also 5 s by default, so an idle process
     # raced the two and logged a timeout every few seconds.
     host = {"address": conf.REDIS_URL, "socket_timeout": RedisChannelLayer.brpop_timeout + 10}
-    return RedisChannelLayer(hosts=[host], prefix="chatstream", capacity=1000)
+    return WaitingChannelLayer(hosts=[host], prefix="chatstream", capacity=1000)
+
+
+class WaitingChannelLayer(RedisChannelLayer):
+    """channels_redis's layer on a pool sized like the main client's, where a
+    caller waits for a connection: its own pool raises MaxConnectionsError
+    past 100, and a fresh process that 250 readers joined at once (each a
+    `group_add`) cut 151 of their streams."""
+
+    def create_pool(self, index: int) -> aioredis.BlockingConnectionPool:
+        host = dict(self.hosts[index])
+        return aioredis.BlockingConnectionPool.from_url(
+            host.pop("address"),
+            max_connections=conf.CHATSTREAM_REDIS_MAX_CONNECTIONS,
+            timeout=REDIS_POOL_WAIT_SECONDS,
+            **host,
+        )
 
 
 class RedisAnswers(LocalAnswers):

@@ -2,6 +2,7 @@
 statements every message runs.
 
     threads.py   run_db: a few long-lived threads that keep their connections
+    calls.py     a call on one of them, broken off when the database hangs
     rows.py      the turn INSERT, built once per database instead of per row
     sql.py       the hot path's other statements, written out
 """

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, OperationalError, connections
 
 from ..conf import conf
+from .calls import Call
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,22 +37,41 @@ if conf.CHATSTREAM_GIL_SWITCH_SECONDS:
 
 
 async def run_db(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run `func` on a database thread and return its result.
+    """Run `func` on a database thread and return its result; OperationalError
+    if the database has not answered within CHATSTREAM_DB_TIMEOUT_SECONDS
+    (counted from the call, its wait for a free thread included).
 
-    Cancelling the caller does not stop a call that has begun (a thread cannot
-    be interrupted); callers that must see it finish shield it."""
+    Cancelling the caller does not stop a call that has begun; callers that
+    must see it finish shield it."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor, functools.partial(_run, func, *args, **kwargs))
+    call = Call()
+    future = loop.run_in_executor(_executor, functools.partial(_run, call, func, *args, **kwargs))
+    limit = conf.CHATSTREAM_DB_TIMEOUT_SECONDS
+    try:
+        done, _ = await asyncio.wait([future], timeout=limit or None)
+    except asyncio.CancelledError:
+        future.cancel()  # one still waiting for a thread never runs
+        raise
+    if not done:
+        future.cancel()
+        call.break_off()
+        raise OperationalError(f"the database did not answer within {limit:g} s")
+    return future.result()
 
 
-def _run(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+def _run(call: Call, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    call.started()
     try:
         return func(*args, **kwargs)
     except DatabaseError:
         # The connection may be broken (the server restarted, the network
-        # dropped): the next call on this thread starts on a new one.
+        # dropped, the call was broken off): the next call on this thread
+        # starts on a new one.
+        call.failed()
         release_connections()
         raise
+    finally:
+        call.finished()
 
 
 def release_connections() -> None:
