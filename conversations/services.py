@@ -336,8 +336,9 @@ def answer_relay(
         return await run_db(record_answer, prepared=prepared, answer=answer) or answer
 
     if provider is None:
-        provider = provider_for(_model_for(prepared.model_name))
-        provider.request_options = prepared.request_options
+        entry = _model_for(prepared.model_name)
+        provider = provider_for(entry)
+        provider.request_options = entry.bounded(prepared.request_options)
     return AnswerRelay(prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save)
 
 
