@@ -27,7 +27,7 @@ from .conf import conf
 from .exceptions import ApiError
 from .limits import close_stream_later, limits
 from .live import LiveAnswer, live_answers
-from .memory.prompt import Prompt, assemble, continuation, given_prompt
+from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
 from .memory.tasks import enqueue_update
 from .models import Conversation, Feedback, Turn
 from .ops import metrics
@@ -224,6 +224,7 @@ def _start_turn(
         if prompt is not None:
             memory = sql.memory_of(cursor, conversation_id)[:2] if with_memory else None
             built = given_prompt(prompt, memory=memory)
+            _refuse_over_budget(built, model)
         else:
             built = _assembled(cursor, conversation_id, model, question_id)
     prefix = []
@@ -264,6 +265,19 @@ def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_i
         ),
         budget=model.context_tokens,
     )
+
+
+def _refuse_over_budget(prompt: Prompt, model: ModelEntry) -> None:
+    """A client's whole prompt (the OpenAI door) is held to what the API's own
+    can be: the model's prompt budget, or one message at the message limit."""
+    limit = max(model.context_tokens, largest_message_tokens())
+    if prompt.tokens > limit:
+        raise ApiError(
+            400,
+            "context_length_exceeded",
+            f"The prompt has about {prompt.tokens} tokens; {model.name!r} takes at most {limit}.",
+            details={"type": "invalid_request_error", "param": "messages"},
+        )
 
 
 def _model_for(name: str) -> ModelEntry:

@@ -8,6 +8,9 @@ memory (tasks.py), not resent with every message.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import orjson
+
+from ..conf import conf
 from ..providers.base import Message, estimate_tokens
 
 # Chat formats wrap each message in a few tokens of their own.
@@ -63,8 +66,23 @@ def given_prompt(messages: list[Message], *, memory: tuple[str, list[str]] | Non
     if remembered:
         system = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
         messages = [*messages[:system], {"role": "system", "content": remembered}, *messages[system:]]
-    tokens = sum(_cost(message["content"] if isinstance(message.get("content"), str) else "") for message in messages)
+    tokens = sum(_cost(_given_text(message)) for message in messages)
     return Prompt(messages=messages, turns=sum(m.get("role") in ("user", "assistant") for m in messages), tokens=tokens)
+
+
+def _given_text(message: Message) -> str:
+    """All a client's message sends the model as text: its content (or its
+    content parts' text) and its tool calls."""
+    content: object = message.get("content")
+    if isinstance(content, list):
+        content = " ".join(str(part.get("text") or part.get("refusal") or "") for part in content)
+    calls = message.get("tool_calls")
+    return (content if isinstance(content, str) else "") + (orjson.dumps(calls).decode() if calls else "")
+
+
+def largest_message_tokens() -> int:
+    """The estimated size of one message at CHATSTREAM_MAX_MESSAGE_CHARS."""
+    return estimate_tokens("x" * conf.CHATSTREAM_MAX_MESSAGE_CHARS) + MESSAGE_OVERHEAD_TOKENS
 
 
 # How an answer that stopped is carried on: its text as the assistant's last
