@@ -18,6 +18,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
+from django.utils.crypto import salted_hmac
 
 from . import budgets, pricing, recovery, routing, selectors
 from .api_keys import key_id_of
@@ -74,6 +75,19 @@ class Version:
 
 def create_conversation(*, owner: AbstractBaseUser, title: str = "", model: str = "") -> Conversation:
     return Conversation.objects.create(owner_id=owner.pk, title=title[:200], model=model)
+
+
+def conversation_for_key(*, owner: AbstractBaseUser, key: str) -> Conversation:
+    """The conversation an Idempotency-Key names for this user, made on its
+    first use. Its id comes from the key (keyed with SECRET_KEY, so it is no
+    easier to guess than any other): two calls with the same key, even at
+    once, reach one conversation, where the key's unique constraint lets
+    only one of them save a message and call the model."""
+    digest = salted_hmac("chatstream.idempotency-conversation", f"{owner.pk}\n{key}", algorithm="sha256").digest()
+    conversation, _ = Conversation.objects.get_or_create(
+        pk=uuid.UUID(bytes=digest[:16], version=4), owner_id=owner.pk, defaults={"title": ""}
+    )
+    return conversation
 
 
 def update_conversation(

@@ -2,11 +2,12 @@
 are saved, priced and resumable like any other, its chunks are OpenAI's."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
-from conversations.models import Turn
+from conversations.models import Conversation, Turn
 from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script
 
 from .helpers import read_events, wait_for_answer
@@ -186,3 +187,35 @@ def test_every_message_and_the_whole_prompt_are_held_to_the_apis_limits(sdk, ups
     assert not upstream.calls and not Turn.objects.exists()
     sdk.chat.completions.create(model="fake-model", messages=too_many[:2])  # within the budget: answered
     assert len(upstream.calls) == 1
+
+
+# --- repeats and caches -----------------------------------------------------------------
+
+
+def test_an_idempotency_key_alone_names_one_conversation_and_one_model_call(sdk, upstream):
+    upstream.behaviour = Behaviour(tokens=20, pace=0.01)
+    key = {"Idempotency-Key": "order-42"}
+
+    def call():
+        return sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES, extra_headers=key)
+
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda _: call(), range(2)))
+    later = call()
+    named = {(raw.headers["X-Chatstream-Conversation"], raw.headers["X-Chatstream-Turn"]) for raw in [*together, later]}
+    contents = {raw.parse().choices[0].message.content for raw in [*together, later]}
+    assert len(named) == 1 and contents == {"".join(f"t{i} " for i in range(20))}
+    assert len(upstream.calls) == 1 and Conversation.objects.count() == 1
+    other = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, extra_headers={"Idempotency-Key": "order-43"}
+    )
+    assert other.headers["X-Chatstream-Conversation"] not in {name for name, _ in named}
+
+
+def test_a_whole_completion_is_not_stored_by_caches(sdk, upstream):
+    whole = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES)
+    assert whole.headers["Cache-Control"] == "no-store"
+    with sdk.chat.completions.with_streaming_response.create(
+        model="fake-model", messages=MESSAGES, stream=True
+    ) as streamed:
+        assert streamed.headers["Cache-Control"] == "no-cache, no-transform"

@@ -82,10 +82,16 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
 
 
 async def _conversation(request: HttpRequest, user, key: str) -> uuid.UUID:
+    """The header's conversation; else, for an Idempotency-Key, the one
+    conversation that key names for this user (made by its first call, so a
+    repeat finds the first call's message and gets its answer); else a new one."""
     given = request.headers.get(CONVERSATION_HEADER)
     if given:
         return parse_id(given)
-    conversation = await run_db(services.create_conversation, owner=user)
+    if key:
+        conversation = await run_db(services.conversation_for_key, owner=user, key=key)
+    else:
+        conversation = await run_db(services.create_conversation, owner=user)
     return conversation.pk
 
 
@@ -101,6 +107,8 @@ def _streamed(answer: LiveAnswer | Turn, names: dict, include_usage: bool) -> Ht
     else:
         body = _live_body(answer, chunks, include_usage)
         response = AnswerStreamResponse(answer, body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"
     return _with_headers(response, answer, names)
 
 
@@ -198,8 +206,6 @@ def _sse(payload: dict) -> bytes:
 
 
 def _with_headers(response: HttpResponseBase, answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
-    response["Cache-Control"] = "no-cache, no-transform"
-    response["X-Accel-Buffering"] = "no"
     response["X-Request-ID"] = answer.trace_id
     response[CONVERSATION_HEADER] = str(names["conversation"])
     response["X-Chatstream-Turn"] = str(answer.pk if isinstance(answer, Turn) else answer.turn_id)
