@@ -18,8 +18,20 @@ AUTO = "auto"  # a message's model when LLM_ROUTER chooses (routing.py)
 
 # What an entry may say; anything else is a mistake worth naming at start-up.
 ENTRY_FIELDS = frozenset(
-    {"provider", "base_url", "api_key_env", "model", "prices", "context_tokens", "reasoning", "tools"}
+    {
+        "provider",
+        "base_url",
+        "api_key_env",
+        "model",
+        "prices",
+        "context_tokens",
+        "max_output_tokens",
+        "reasoning",
+        "tools",
+    }
 )
+# What a request may name its output bound by; both are upper bounds on the answer's tokens.
+OUTPUT_BOUNDS = ("max_tokens", "max_completion_tokens")
 
 
 class CatalogueError(ValueError):
@@ -34,6 +46,7 @@ class ModelEntry:
     base_url: str
     api_key_env: str  # the environment variable holding its key; empty: LLM_API_KEY
     context_tokens: int  # the prompt budget
+    max_output_tokens: int  # the most tokens an answer may have: sent upstream with every call
     reasoning: bool = False  # it thinks before answering
     tools: bool = False  # it can call tools
     prices: dict[str, Any] | None = field(default=None, hash=False)  # per million tokens, as in LLM_PRICES
@@ -49,10 +62,23 @@ class ModelEntry:
             "model": self.model,
             "provider": self.provider,
             "context_tokens": self.context_tokens,
+            "max_output_tokens": self.max_output_tokens,
             "reasoning": self.reasoning,
             "tools": self.tools,
             "prices": self.prices,
         }
+
+    def bounded(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A request's options with its output bound at most this model's
+        cap, and the cap itself where the request gives none: no answer is
+        unbounded, whoever asked. A bound over the cap is lowered to it
+        rather than refused: `max_tokens` is an upper bound, clients often
+        send a large fixed one, and an answer the cap cuts ends with
+        `finish_reason: length`, which they handle."""
+        given = [name for name in OUTPUT_BOUNDS if name in options]
+        if not given:
+            return {**options, "max_tokens": self.max_output_tokens}
+        return {**options, **{name: min(options[name], self.max_output_tokens) for name in given}}
 
 
 def catalogue() -> dict[str, ModelEntry]:
@@ -97,6 +123,7 @@ def _settings_key() -> tuple:
         conf.LLM_MODEL,
         conf.LLM_BASE_URL,
         conf.LLM_CONTEXT_TOKENS,
+        conf.LLM_MAX_OUTPUT_TOKENS,
         conf.LLM_DEMO_REASONING,
     )
 
@@ -108,6 +135,7 @@ def _catalogue(key: tuple) -> dict[str, ModelEntry]:
         "base_url": conf.LLM_BASE_URL,
         "api_key_env": "",
         "context_tokens": conf.LLM_CONTEXT_TOKENS,
+        "max_output_tokens": conf.LLM_MAX_OUTPUT_TOKENS,
     }
     if not conf.LLM_MODELS:
         model = conf.LLM_MODEL
@@ -134,9 +162,17 @@ def _entry(name: str, given: Any, defaults: dict[str, Any]) -> ModelEntry:
             base_url=str(values["base_url"]),
             api_key_env=str(values["api_key_env"]),
             context_tokens=int(values["context_tokens"]),
+            max_output_tokens=_positive(values["max_output_tokens"]),
             reasoning=bool(values.get("reasoning", False)),
             tools=bool(values.get("tools", False)),
             prices=values.get("prices"),
         )
     except (TypeError, ValueError) as exc:
         raise CatalogueError(f"LLM_MODELS[{name!r}]: {exc}.") from None
+
+
+def _positive(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"max_output_tokens must be at least 1, not {number}")
+    return number

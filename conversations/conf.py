@@ -66,10 +66,16 @@ class Settings:
         {},
         'JSON: the models users choose from, by name: `{"small": {"model": "qwen3:4b", "base_url": '
         '"http://127.0.0.1:11434/v1"}, "big": {"model": "gpt-4.1", "api_key_env": "OPENAI_API_KEY"}}`, each with '
-        "`provider`, `base_url`, `api_key_env`, `model`, `prices`, `context_tokens`, `reasoning`, `tools` (all but "
-        "`model` optional, from the LLM_* settings). Empty: the one model LLM_MODEL names",
+        "`provider`, `base_url`, `api_key_env`, `model`, `prices`, `context_tokens`, `max_output_tokens`, "
+        "`reasoning`, `tools` (all but `model` optional, from the LLM_* settings). Empty: the one model LLM_MODEL "
+        "names",
     )
     LLM_DEFAULT_MODEL = Setting("", "the LLM_MODELS entry used when none is chosen (empty: the first)")
+    LLM_MAX_OUTPUT_TOKENS = Setting(
+        8192,
+        "the most tokens an answer may have, sent as `max_tokens` with every model call (a larger bound from an "
+        "OpenAI client is lowered to it); an LLM_MODELS entry's `max_output_tokens` overrides it",
+    )
     LLM_ROUTER = Setting[dict](
         {},
         'JSON: `"model": "auto"` goes to `{"small": name, "big": name, "rules": [{"if": {"min_chars": n} | '

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
+from django.utils.crypto import salted_hmac
 
 from . import budgets, ledger, recovery, routing, selectors
 from .api_keys import key_id_of
@@ -27,7 +28,7 @@ from .conf import conf
 from .exceptions import ApiError
 from .limits import close_stream_later, limits
 from .live import LiveAnswer, live_answers
-from .memory.prompt import Prompt, assemble, continuation, given_prompt
+from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
 from .memory.tasks import enqueue_update
 from .models import Conversation, Feedback, Spend, Turn
 from .ops import metrics
@@ -74,6 +75,19 @@ class Version:
 
 def create_conversation(*, owner: AbstractBaseUser, title: str = "", model: str = "") -> Conversation:
     return Conversation.objects.create(owner_id=owner.pk, title=title[:200], model=model)
+
+
+def conversation_for_key(*, owner: AbstractBaseUser, key: str) -> Conversation:
+    """The conversation an Idempotency-Key names for this user, made on its
+    first use. Its id comes from the key (keyed with SECRET_KEY, so it is no
+    easier to guess than any other): two calls with the same key, even at
+    once, reach one conversation, where the key's unique constraint lets
+    only one of them save a message and call the model."""
+    digest = salted_hmac("chatstream.idempotency-conversation", f"{owner.pk}\n{key}", algorithm="sha256").digest()
+    conversation, _ = Conversation.objects.get_or_create(
+        pk=uuid.UUID(bytes=digest[:16], version=4), owner_id=owner.pk, defaults={"title": ""}
+    )
+    return conversation
 
 
 def update_conversation(
@@ -237,6 +251,7 @@ def _start_turn(
         if prompt is not None:
             memory = sql.memory_of(cursor, conversation_id)[:2] if with_memory else None
             built = given_prompt(prompt, memory=memory)
+            _refuse_over_budget(built, model)
         else:
             built = _assembled(cursor, conversation_id, model, question_id)
     prefix = []
@@ -277,6 +292,19 @@ def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_i
         ),
         budget=model.context_tokens,
     )
+
+
+def _refuse_over_budget(prompt: Prompt, model: ModelEntry) -> None:
+    """A client's whole prompt (the OpenAI door) is held to what the API's own
+    can be: the model's prompt budget, or one message at the message limit."""
+    limit = max(model.context_tokens, largest_message_tokens())
+    if prompt.tokens > limit:
+        raise ApiError(
+            400,
+            "context_length_exceeded",
+            f"The prompt has about {prompt.tokens} tokens; {model.name!r} takes at most {limit}.",
+            details={"type": "invalid_request_error", "param": "messages"},
+        )
 
 
 def _model_for(name: str) -> ModelEntry:
@@ -362,8 +390,9 @@ def answer_relay(
         return await run_db(record_answer, prepared=prepared, answer=answer) or answer
 
     if provider is None:
-        provider = provider_for(_model_for(prepared.model_name))
-        provider.request_options = prepared.request_options
+        entry = _model_for(prepared.model_name)
+        provider = provider_for(entry)
+        provider.request_options = entry.bounded(prepared.request_options)
     return AnswerRelay(prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save)
 
 

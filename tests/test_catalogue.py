@@ -102,6 +102,17 @@ def test_each_model_has_its_own_prompt_budget(alice, two_models):
     assert len(small_prompt) < len(big_prompt)
 
 
+def test_each_model_caps_its_answers_and_the_api_sends_the_cap(alice, two_models, settings):
+    settings.LLM_MAX_OUTPUT_TOKENS = 300
+    settings.LLM_MODELS = {**settings.LLM_MODELS, "big": {**settings.LLM_MODELS["big"], "max_output_tokens": 900}}
+    conversation_id = alice.new_conversation()
+    send(alice, conversation_id)
+    send(alice, conversation_id, model="big")
+    assert [call.body["max_tokens"] for call in two_models.calls] == [300, 900]
+    listed = {m["name"]: m["max_output_tokens"] for m in alice.client.get("/api/models").json()["models"]}
+    assert listed == {"small": 300, "big": 900, "offline": 300}
+
+
 @pytest.mark.parametrize(
     ("models", "default", "code"),
     [
@@ -117,6 +128,17 @@ def test_each_model_has_its_own_prompt_budget(alice, two_models):
 def test_a_catalogue_that_cannot_work_fails_at_start_up(settings, models, default, code):
     settings.LLM_MODELS, settings.LLM_DEFAULT_MODEL = models, default
     assert code in {error.id for error in check_llm_settings(None)}
+
+
+def test_an_output_cap_below_one_fails_at_start_up(settings):
+    settings.LLM_MODELS = {"a": {"model": "m", "max_output_tokens": 0}}
+    assert {error.msg for error in check_llm_settings(None)} == {
+        "LLM_MODELS['a']: max_output_tokens must be at least 1, not 0."
+    }
+    settings.LLM_MODELS, settings.LLM_MAX_OUTPUT_TOKENS = {}, 0
+    assert {error.msg for error in check_llm_settings(None)} == {
+        "LLM_MAX_OUTPUT_TOKENS must be a positive whole number."
+    }
 
 
 def test_the_catalogue_follows_the_settings(settings):

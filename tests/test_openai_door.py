@@ -2,11 +2,12 @@
 are saved, priced and resumable like any other, its chunks are OpenAI's."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
-from conversations.models import Turn
+from conversations.models import Conversation, Turn
 from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script
 
 from .helpers import read_events, wait_for_answer
@@ -122,3 +123,99 @@ def test_the_conversations_memory_goes_with_the_prompt_only_when_asked(sdk, alic
     assert without == MESSAGES
     assert with_memory[0] == MESSAGES[0] and "They like short answers." in with_memory[1]["content"]
     assert with_memory[2:] == MESSAGES[1:]
+
+
+# --- what the door lets through ---------------------------------------------------------
+
+
+def test_the_output_bound_is_the_catalogues_cap_at_most(sdk, upstream, settings):
+    settings.LLM_MAX_OUTPUT_TOKENS = 100
+    asked = [{"max_tokens": 10**9}, {"max_completion_tokens": 10**9}, {}, {"max_tokens": 20}]
+    for bound in asked:
+        sdk.chat.completions.create(model="fake-model", messages=MESSAGES, **bound)
+    sent = [{k: v for k, v in call.body.items() if k.startswith("max_")} for call in upstream.calls]
+    assert sent == [{"max_tokens": 100}, {"max_completion_tokens": 100}, {"max_tokens": 100}, {"max_tokens": 20}]
+    settings.LLM_MODELS = {"fake-model": {"model": "fake-model", "max_output_tokens": 50}}
+    sdk.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=10**9)
+    assert upstream.calls[-1].body["max_tokens"] == 50
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "messages[0].content[0].text"),
+        ({"messages": [{"role": "user", "content": [{"type": "video", "url": "x"}]}]}, "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": ["Hi"]}]}, "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"tools": [{"type": "function", "function": {"parameters": {}}}]}, "tools[0].function.name"),
+        ({"tools": [{"type": "function", "function": {"name": "a b"}}]}, "tools[0].function.name"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]},
+            "tools[0].function.parameters",
+        ),
+        ({"tools": [{"type": "code", "code": {}}]}, "tools[0]"),
+        ({"tools": TOOLS * 129}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "description": "x" * 200}}]}, "tools[0]"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"max_tokens": "1e9"}, "max_tokens"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+    ],
+)
+def test_a_malformed_request_is_an_openai_shaped_400(sdk, upstream, settings, options, param):
+    settings.CHATSTREAM_MAX_MESSAGE_CHARS = 100
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(**{"model": "fake-model", "messages": MESSAGES, **options})
+    assert (refused.value.code, refused.value.type, refused.value.param) == (
+        "invalid_request",
+        "invalid_request_error",
+        param,
+    )
+    assert not upstream.calls and not Turn.objects.exists()
+
+
+def test_every_message_and_the_whole_prompt_are_held_to_the_apis_limits(sdk, upstream, settings):
+    settings.CHATSTREAM_MAX_MESSAGE_CHARS, settings.LLM_CONTEXT_TOKENS = 100, 60
+    long_system = [{"role": "system", "content": "x" * 101}, {"role": "user", "content": "Hi"}]
+    with pytest.raises(openai.BadRequestError, match="the limit is 100") as refused:
+        sdk.chat.completions.create(model="fake-model", messages=long_system)
+    assert (refused.value.code, refused.value.param) == ("content_too_long", "messages[0]")
+    parts = [{"type": "text", "text": "x" * 90}]
+    too_many = [{"role": role, "content": parts} for role in ("user", "assistant", "user")]
+    with pytest.raises(openai.BadRequestError, match="takes at most 60") as refused:
+        sdk.chat.completions.create(model="fake-model", messages=too_many)
+    assert refused.value.code == "context_length_exceeded"
+    assert not upstream.calls and not Turn.objects.exists()
+    sdk.chat.completions.create(model="fake-model", messages=too_many[:2])  # within the budget: answered
+    assert len(upstream.calls) == 1
+
+
+# --- repeats and caches -----------------------------------------------------------------
+
+
+def test_an_idempotency_key_alone_names_one_conversation_and_one_model_call(sdk, upstream):
+    upstream.behaviour = Behaviour(tokens=20, pace=0.01)
+    key = {"Idempotency-Key": "order-42"}
+
+    def call():
+        return sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES, extra_headers=key)
+
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda _: call(), range(2)))
+    later = call()
+    named = {(raw.headers["X-Chatstream-Conversation"], raw.headers["X-Chatstream-Turn"]) for raw in [*together, later]}
+    contents = {raw.parse().choices[0].message.content for raw in [*together, later]}
+    assert len(named) == 1 and contents == {"".join(f"t{i} " for i in range(20))}
+    assert len(upstream.calls) == 1 and Conversation.objects.count() == 1
+    other = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, extra_headers={"Idempotency-Key": "order-43"}
+    )
+    assert other.headers["X-Chatstream-Conversation"] not in {name for name, _ in named}
+
+
+def test_a_whole_completion_is_not_stored_by_caches(sdk, upstream):
+    whole = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES)
+    assert whole.headers["Cache-Control"] == "no-store"
+    with sdk.chat.completions.with_streaming_response.create(
+        model="fake-model", messages=MESSAGES, stream=True
+    ) as streamed:
+        assert streamed.headers["Cache-Control"] == "no-cache, no-transform"

@@ -8,6 +8,7 @@ memory (tasks.py), not resent with every message.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..conf import conf
 from ..providers.base import Message, estimate_tokens, message_text
 
 # Chat formats wrap each message in a few tokens of their own.
@@ -65,6 +66,11 @@ def given_prompt(messages: list[Message], *, memory: tuple[str, list[str]] | Non
         messages = [*messages[:system], {"role": "system", "content": remembered}, *messages[system:]]
     tokens = sum(_cost(message_text(message)) for message in messages)
     return Prompt(messages=messages, turns=sum(m.get("role") in ("user", "assistant") for m in messages), tokens=tokens)
+
+
+def largest_message_tokens() -> int:
+    """The estimated size of one message at CHATSTREAM_MAX_MESSAGE_CHARS."""
+    return estimate_tokens("x" * conf.CHATSTREAM_MAX_MESSAGE_CHARS) + MESSAGE_OVERHEAD_TOKENS
 
 
 # How an answer that stopped is carried on: its text as the assistant's last

@@ -31,26 +31,12 @@ from ..models import Conversation, Turn
 from ..providers import REASONING, REFUSAL, TEXT, TOOL_CALL
 from ..storage.threads import run_db
 from ..stream.events import DONE, ERROR, HEARTBEAT, START, saved_events
+from .bodies import idempotency_key
 from .errors import api_view, parse_id
+from .openai_request import PASSED_ON, chat_request, last_user_text
 from .streaming import AnswerStreamResponse, trace_id_for
 from .whole import ERROR_STATUS, finished_turn
 
-# What of a chat completion request goes on to the model as it is.
-PASSED_ON = (
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "response_format",
-    "reasoning_effort",
-)
 # chatstream's endings that OpenAI's vocabulary lacks: the answer stopped early.
 FINISH_REASONS = {"cancelled": "stop", "client_disconnected": "stop"}
 CONVERSATION_HEADER = "X-Chatstream-Conversation"
@@ -67,11 +53,12 @@ async def models(request: HttpRequest, user) -> HttpResponse:
 @api_view("POST")
 async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     received_at = time.monotonic()
-    body = _body(request)
-    conversation_id = await _conversation(request, user)
+    body = chat_request(request)
+    key = idempotency_key(request)
+    conversation_id = await _conversation(request, user, key)
     message = services.NewMessage(
-        content=_last_user_text(body["messages"]),
-        idempotency_key=request.headers.get("Idempotency-Key", "").strip()[:200],
+        content=last_user_text(body["messages"]),
+        idempotency_key=key,
         model_name=chosen_model(body["model"], auto=True),
         prompt=body["messages"],
         with_memory=request.headers.get(MEMORY_HEADER, "").lower() in ("on", "true", "1"),
@@ -94,45 +81,17 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     return await _whole(answer, names)
 
 
-def _body(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = orjson.loads(request.body or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
-    messages = body.get("messages") if isinstance(body, dict) else None
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "invalid_messages", "Send `messages`: a non-empty list of {role, content}.")
-    if not isinstance(body.get("model"), str):
-        raise ApiError(400, "invalid_model", "Send `model`: a name from GET v1/models.")
-    return body
-
-
-def _last_user_text(messages: list[dict]) -> str:
-    """The turn saved as the user's: their last message's text."""
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):  # content parts: keep the text ones
-                content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-            if isinstance(content, str) and content.strip() and "\x00" not in content:
-                return _within_limit(content)
-    raise ApiError(400, "invalid_messages", "`messages` needs a user message with text.")
-
-
-def _within_limit(content: str) -> str:
-    limit = conf.CHATSTREAM_MAX_MESSAGE_CHARS
-    if len(content) > limit:
-        raise ApiError(
-            400, "content_too_long", f"The last user message has {len(content)} characters; the limit is {limit}."
-        )
-    return content
-
-
-async def _conversation(request: HttpRequest, user) -> uuid.UUID:
+async def _conversation(request: HttpRequest, user, key: str) -> uuid.UUID:
+    """The header's conversation; else, for an Idempotency-Key, the one
+    conversation that key names for this user (made by its first call, so a
+    repeat finds the first call's message and gets its answer); else a new one."""
     given = request.headers.get(CONVERSATION_HEADER)
     if given:
         return parse_id(given)
-    conversation = await run_db(services.create_conversation, owner=user)
+    if key:
+        conversation = await run_db(services.conversation_for_key, owner=user, key=key)
+    else:
+        conversation = await run_db(services.create_conversation, owner=user)
     return conversation.pk
 
 
@@ -148,6 +107,8 @@ def _streamed(answer: LiveAnswer | Turn, names: dict, include_usage: bool) -> Ht
     else:
         body = _live_body(answer, chunks, include_usage)
         response = AnswerStreamResponse(answer, body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"
     return _with_headers(response, answer, names)
 
 
@@ -245,8 +206,6 @@ def _sse(payload: dict) -> bytes:
 
 
 def _with_headers(response: HttpResponseBase, answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
-    response["Cache-Control"] = "no-cache, no-transform"
-    response["X-Accel-Buffering"] = "no"
     response["X-Request-ID"] = answer.trace_id
     response[CONVERSATION_HEADER] = str(names["conversation"])
     response["X-Chatstream-Turn"] = str(answer.pk if isinstance(answer, Turn) else answer.turn_id)

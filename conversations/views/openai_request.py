@@ -1,0 +1,142 @@
+"""What a chat completion request to the OpenAI door carries, read and
+checked before anything is saved or sent on: a 400 in OpenAI's error shape
+(`type: invalid_request_error`, the `param` at fault) for anything wrong.
+
+Every message is held to the API's message limit, and the whole prompt to
+the model's prompt budget (services.start_turn, where the model is known);
+the output bound is capped by the catalogue (ModelEntry.bounded).
+"""
+
+import re
+from typing import Any
+
+import orjson
+from django.http import HttpRequest
+
+from ..conf import conf
+from ..exceptions import ApiError
+
+# What of a chat completion request goes on to the model, checked as below.
+PASSED_ON = (
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "reasoning_effort",
+)
+# OpenAI's content part types; a text-bearing one must carry a string.
+PART_TEXT = {"text": "text", "refusal": "refusal", "image_url": None, "input_audio": None, "file": None}
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+MAX_TOOLS = 128  # as OpenAI allows
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as OpenAI requires
+FUNCTION_FIELDS = frozenset({"name", "description", "parameters", "strict"})
+
+
+def invalid(param: str, message: str, code: str = "invalid_request") -> ApiError:
+    return ApiError(400, code, message, details={"type": "invalid_request_error", "param": param})
+
+
+def chat_request(request: HttpRequest) -> dict[str, Any]:
+    """The body, its messages, model and passed-on options checked."""
+    try:
+        body = orjson.loads(request.body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise ApiError(400, "invalid_messages", "Send `messages`: a non-empty list of {role, content}.")
+    if not isinstance(body.get("model"), str):
+        raise ApiError(400, "invalid_model", "Send `model`: a name from GET v1/models.")
+    for index, message in enumerate(messages):
+        _check_message(index, message)
+    _check_options(body)
+    return body
+
+
+def last_user_text(messages: list[dict]) -> str:
+    """The turn saved as the user's: their last message's text."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = text_of(message)
+            if content.strip() and "\x00" not in content:
+                return content
+    raise ApiError(400, "invalid_messages", "`messages` needs a user message with text.")
+
+
+def text_of(message: dict) -> str:
+    """A checked message's text: its string content, or its text parts joined."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "\n".join(part[PART_TEXT[part["type"]]] for part in content if PART_TEXT[part["type"]])
+    return content if isinstance(content, str) else ""
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+def _check_message(index: int, message: dict) -> None:
+    content = message.get("content")
+    if isinstance(content, list):
+        for number, part in enumerate(content):
+            _check_part(f"messages[{index}].content[{number}]", part)
+    elif content is not None and not isinstance(content, str):
+        raise invalid(f"messages[{index}].content", "A message's content is a string or a list of content parts.")
+    length, limit = len(text_of(message)), conf.CHATSTREAM_MAX_MESSAGE_CHARS
+    if length > limit:
+        raise invalid(
+            f"messages[{index}]",
+            f"messages[{index}] has {length} characters; the limit is {limit}.",
+            code="content_too_long",
+        )
+
+
+def _check_part(param: str, part: object) -> None:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str) or part["type"] not in PART_TEXT:
+        kind = part.get("type") if isinstance(part, dict) else None
+        raise invalid(f"{param}.type", f"A content part's type is one of {', '.join(PART_TEXT)}, not {kind!r}.")
+    field = PART_TEXT[part["type"]]
+    if field and not isinstance(part.get(field), str):
+        raise invalid(f"{param}.{field}", f"A {part['type']} part's {field!r} must be a string.")
+
+
+# --- options ----------------------------------------------------------------------------
+
+
+def _check_options(body: dict) -> None:
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and (type(value) is not int or value < 1):
+            raise invalid(name, f"{name} must be a whole number of at least 1.")
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        raise invalid("reasoning_effort", f"reasoning_effort is one of {', '.join(REASONING_EFFORTS)}.")
+    if body.get("tools") is not None:
+        _check_tools(body["tools"])
+
+
+def _check_tools(tools: object) -> None:
+    if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
+        raise invalid("tools", f"tools is a list of at most {MAX_TOOLS} function definitions.")
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        if not isinstance(function, dict) or function.keys() - FUNCTION_FIELDS:
+            raise invalid(
+                f"tools[{index}]", 'A tool is {"type": "function", "function": {"name", "description", "parameters"}}.'
+            )
+        if not isinstance(function.get("name"), str) or not FUNCTION_NAME.fullmatch(function["name"]):
+            raise invalid(f"tools[{index}].function.name", "A function's name is 1-64 letters, digits, _ or -.")
+        if not isinstance(function.get("parameters", {}), dict):
+            raise invalid(f"tools[{index}].function.parameters", "A function's parameters is a JSON Schema object.")
+        if len(orjson.dumps(tool)) > conf.CHATSTREAM_MAX_MESSAGE_CHARS:
+            raise invalid(
+                f"tools[{index}]",
+                f"A tool's definition is held to the message limit, {conf.CHATSTREAM_MAX_MESSAGE_CHARS}.",
+            )
