@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from conversations import api_keys, budgets, pricing
-from conversations.models import Budget, ModelPrice, Turn
+from conversations.models import Budget, ModelPrice, Spend, Turn
 from harness.fake_upstream import Behaviour
 
 from .helpers import post_and_read, read_until_deltas, saved_answer, sse_events, stream, wait_for_answer
@@ -100,7 +100,7 @@ def test_a_spent_daily_budget_refuses_the_next_message_until_the_day_is_over(ali
     assert 0 < int(refused.headers["Retry-After"]) <= 86400
     assert len(priced.calls) == calls and Turn.objects.count() == turns  # nothing saved, nothing sent
     # The day ends: yesterday's spend no longer counts.
-    Turn.objects.update(created_at=datetime.now(UTC) - timedelta(days=1))
+    Spend.objects.update(created_at=datetime.now(UTC) - timedelta(days=1))
     assert send(alice)[1] == 200
 
 
