@@ -21,7 +21,7 @@ from typing import Any
 
 from .catalogue import catalogue, entry_named
 from .conf import conf
-from .providers import provider_for
+from .providers import Completion, Message, provider_for
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ CLASSIFY_PROMPT = (
 )
 
 
+# One word is asked for; a few tokens more let a chatty model still say it.
+CLASSIFY_MAX_TOKENS = 16
+
+
 class RouterError(ValueError):
     """LLM_ROUTER cannot be used; the message names the fix."""
 
@@ -40,6 +44,7 @@ class RouterError(ValueError):
 class Route:
     model: str  # the catalogue's name
     reason: str  # why, for the turn and the admin
+    classifier: Completion | None = None  # the small model's call, if it was asked: its counts, for the ledger
 
 
 @dataclass(frozen=True)
@@ -84,17 +89,29 @@ class Router:
     async def _classified(self, content: str) -> Route:
         """The small model's one word; the small model on any failure."""
         small = entry_named(self.small)
-        messages = [{"role": "system", "content": CLASSIFY_PROMPT}, {"role": "user", "content": content[:4000]}]
+        messages: list[Message] = [
+            {"role": "system", "content": CLASSIFY_PROMPT},
+            {"role": "user", "content": content[:4000]},
+        ]
+        call, word = Completion(model=small.model), ""
         try:
             async with asyncio.timeout(self.classify_timeout):
-                word = await provider_for(small).complete(messages, model=small.model)  # type: ignore[arg-type]
+                word = await provider_for(small).complete(
+                    messages, model=small.model, completion=call, max_tokens=CLASSIFY_MAX_TOKENS
+                )
         except Exception as exc:  # a timeout, an unreachable server: routing must not fail the message
             logger.warning("routing classifier failed: %r", exc)
-            return Route(self.small, f"classifier failed ({type(exc).__name__}): default")
+            chosen, reason = self.small, f"classifier failed ({type(exc).__name__}): default"
+        else:
+            chosen, reason = self._verdict(word)
+        call.settle(messages, word)
+        return Route(chosen, reason, classifier=call)
+
+    def _verdict(self, word: str) -> tuple[str, str]:
         verdict = re.findall(r"\b(big|small)\b", word.lower())
         if not verdict:
-            return Route(self.small, f"classifier said {word.strip()[:40]!r}: default")
-        return Route(self.big if verdict[0] == "big" else self.small, f"classifier: {verdict[0]}")
+            return self.small, f"classifier said {word.strip()[:40]!r}: default"
+        return self.big if verdict[0] == "big" else self.small, f"classifier: {verdict[0]}"
 
 
 def router() -> Router | None:

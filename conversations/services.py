@@ -473,10 +473,13 @@ async def _start_answer(
 
 
 async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str) -> routing.Route:
-    """The router's choice for a message sent to "auto" (routing.py)."""
+    """The router's choice for a message sent to "auto" (routing.py). A spent
+    budget refuses the message before the classifier is asked; what the
+    classifier cost goes in the ledger."""
     router = routing.router()
     if router is None:
         raise ApiError(404, "model_not_found", '"auto" needs LLM_ROUTER; choose a model from GET api/models.')
+    await run_db(budgets.check, user_id=owner.pk, api_key_id=key_id_of(owner))
 
     async def count_turns() -> int:
         owned = Conversation.objects.filter(pk=conversation_id, owner_id=owner.pk)
@@ -484,6 +487,15 @@ async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, content: s
 
     route = await router.route(content, count_turns)
     metrics.ROUTES.labels(route.model).inc()
+    if route.classifier is not None:
+        await run_db(
+            ledger.record_call,
+            kind=Spend.Kind.ROUTING,
+            completion=route.classifier,
+            user_id=owner.pk,
+            api_key_id=key_id_of(owner),
+            conversation_id=conversation_id,
+        )
     return route
 
 

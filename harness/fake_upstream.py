@@ -109,7 +109,8 @@ class FakeUpstream:
             return
         if not call.body.get("stream"):
             await asyncio.sleep(behaviour.first_token_delay)  # a whole answer takes its time too
-            await _send_json(send, 200, _completion(call.body.get("model", "fake"), "".join(behaviour.pieces())))
+            completion = _completion(call.body.get("model", "fake"), "".join(behaviour.pieces()), behaviour.usage)
+            await _send_json(send, 200, completion)
             call.finished_at = time.monotonic()
             return
         watcher = asyncio.create_task(_watch_disconnect(receive, call))
@@ -273,14 +274,14 @@ def _chunk(model: str, delta: dict | None, finish_reason: str | None = None) -> 
     }
 
 
-def _completion(model: str, content: str) -> dict:
+def _completion(model: str, content: str, usage: dict | None = None) -> dict:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        "usage": usage or {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
     }
 
 

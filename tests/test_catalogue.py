@@ -8,6 +8,7 @@ import pytest
 
 from conversations import catalogue, pricing
 from conversations.checks import check_llm_settings
+from conversations.models import Spend
 from harness.fake_upstream import Behaviour, reasoning_script
 
 from .helpers import read_events, saved_answer, wait_for_answer
@@ -275,3 +276,21 @@ def test_auto_without_a_router_is_not_a_model(alice, two_models):
 def test_a_router_that_cannot_work_fails_at_start_up(two_models, settings, router):
     settings.LLM_ROUTER = router
     assert "conversations.E015" in {error.id for error in check_llm_settings(None)}
+
+
+def test_a_spent_budget_refuses_auto_before_the_classifier_is_asked(alice, router, settings):
+    settings.LLM_ROUTER = {**settings.LLM_ROUTER, "rules": [], "classify": True}
+    settings.CHATSTREAM_DAILY_BUDGET = "0.02"  # the classifier's 18 tokens cost 0.018: the answer goes on
+    settings.LLM_PRICES = {"qwen3:4b": {"input": "1000", "output": "1000"}}
+    pricing.forget_prices()
+    router.by_model["qwen3:4b"] = Behaviour(text="small", tokens=1)
+    conversation_id = alice.new_conversation()
+    send(alice, conversation_id, "Hi", model="auto")  # the classifier's call and the answer: over the budget
+    assert {spend.kind for spend in Spend.objects.all()} == {"routing", "answer"}
+    assert Spend.objects.get(kind="routing").tokens_in == 11 and Spend.objects.get(kind="routing").cost > 0
+    calls = len(router.calls)
+    refused = alice.client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "auto"}
+    )
+    assert refused.status_code == 429 and len(router.calls) == calls  # not even the classifier
+    pricing.forget_prices()

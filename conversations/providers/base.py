@@ -32,6 +32,13 @@ class Completion:
     tool_calls: ToolCalls = field(default_factory=ToolCalls)  # fragments being assembled
     think: ThinkSplitter = field(default_factory=ThinkSplitter)  # reasoning inline in the text
 
+    def settle(self, messages: list[Message], reply: str) -> None:
+        """A whole call's counts where its server reported none: estimated
+        from the text sent and received (a call never accepted has none)."""
+        if self.responded and not self.usage_reported:
+            self.tokens_in = sum(estimate_tokens(message_text(m)) for m in messages)
+            self.tokens_out = estimate_tokens(reply)
+
     def rest(self) -> list[Piece]:
         """At the stream's end, however it ended: text held back waiting for
         a tag, and tool calls whose arguments never closed."""
@@ -97,9 +104,12 @@ class Provider:
         release the upstream request at once."""
         raise NotImplementedError
 
-    async def complete(self, messages: list[Message], *, model: str) -> str:
-        """One whole (not streamed) answer from `model`. Raise an
-        UpstreamError subclass on failure."""
+    async def complete(
+        self, messages: list[Message], *, model: str, completion: Completion | None = None, max_tokens: int = 0
+    ) -> str:
+        """One whole (not streamed) answer from `model`, at most `max_tokens`
+        long if given; its usage goes on `completion` (what it costs is
+        recorded by the caller). Raise an UpstreamError subclass on failure."""
         raise NotImplementedError
 
     @property

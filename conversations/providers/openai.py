@@ -11,6 +11,7 @@ to chatstream's at this edge.
 import asyncio
 import weakref
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -227,10 +228,17 @@ class OpenAIProvider(Provider):
         if completion.finish_reason is None:
             raise UpstreamIncomplete("The model's stream ended before it gave a finish reason.")
 
-    async def complete(self, messages: list[Message], *, model: str) -> str:
-        """A non-streamed answer, for background work (the memory). Its own
-        session: the worker calls it from a short-lived event loop."""
-        body = orjson.dumps({"model": model, "messages": messages, "stream": False})
+    async def complete(
+        self, messages: list[Message], *, model: str, completion: Completion | None = None, max_tokens: int = 0
+    ) -> str:
+        """A non-streamed answer, for background work (the memory, the
+        router). Its own session: the worker calls it from a short-lived
+        event loop."""
+        completion = completion or Completion(model=model)
+        request: dict[str, Any] = {"model": model, "messages": messages, "stream": False}
+        if max_tokens:
+            request["max_tokens"] = max_tokens
+        body = orjson.dumps(request)
         headers = {**self.headers, "Accept": "application/json"}
         timeout = aiohttp.ClientTimeout(total=COMPLETE_TIMEOUT_SECONDS, sock_connect=10)
         try:
@@ -240,12 +248,16 @@ class OpenAIProvider(Provider):
             ):
                 if response.status >= 400:
                     raise await _error_for_status(response, self.api_key)
+                completion.responded = True
                 payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamUnavailable(f"Could not get an answer from {self.url}: {exc!r}") from exc
         try:
-            return orjson.loads(payload)["choices"][0]["message"]["content"] or ""
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+            data = orjson.loads(payload)
+            if isinstance(data.get("usage"), dict):
+                _read_usage(data["usage"], completion)
+            return data["choices"][0]["message"]["content"] or ""
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamProtocolError(f"The model server sent no chat completion: {payload[:200]!r}") from exc
 
     async def _pieces(
