@@ -16,7 +16,6 @@ from decimal import Decimal
 from . import pricing
 from .models import Spend
 from .providers import Completion
-from .providers.base import estimate_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +66,16 @@ def record(
     Spend.objects.bulk_create([row], ignore_conflicts=True)  # an answer's second save adds nothing
 
 
-def record_call(
-    *, kind: str, user_id: int, completion: Completion, prompt: str, reply: str, **ids: uuid.UUID | str | int | None
-) -> None:
-    """A whole (not streamed) call, such as the classifier's or the memory's:
-    its reported usage, or an estimate from the text sent and received."""
-    reported = completion.usage_reported
+def record_call(*, kind: str, user_id: int, completion: Completion, **ids: uuid.UUID | str | int | None) -> None:
+    """A whole (not streamed) call, such as the classifier's or the memory's,
+    with the counts its completion holds (reported, or settled as estimates)."""
     record(
         kind=kind,
         user_id=user_id,
         model=completion.model,
-        tokens_in=completion.tokens_in if reported else estimate_tokens(prompt),
-        tokens_out=completion.tokens_out if reported else estimate_tokens(reply),
+        tokens_in=completion.tokens_in,
+        tokens_out=completion.tokens_out,
         tokens_cached=completion.tokens_cached,
-        estimated=not reported,
+        estimated=not completion.usage_reported,
         **ids,  # type: ignore[arg-type]
     )

@@ -4,15 +4,16 @@ retries against the fake upstream, concurrent updates, the prompt budget."""
 import itertools
 import threading
 
+import orjson
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection, transaction
 from django_tasks_db.models import DBTaskResult
 
-from conversations import services
+from conversations import pricing, services
 from conversations.memory import update_memory
-from conversations.models import Conversation, ConversationMemory, Turn
+from conversations.models import Conversation, ConversationMemory, Spend, Turn
 from conversations.providers.demo import DemoProvider, extract_memory
 from conversations.stream.answer import PreparedTurn
 from harness.fake_upstream import Behaviour
@@ -246,3 +247,20 @@ def test_a_job_left_running_by_a_killed_worker_is_covered_by_the_next(owner, con
 
 def memory_of_or_none(conversation) -> ConversationMemory | None:
     return ConversationMemory.objects.filter(conversation=conversation).first()
+
+
+def test_a_memory_call_fits_the_memory_models_context_and_is_priced(owner, conversation, upstream, settings):
+    settings.LLM_CONTEXT_TOKENS = 4000
+    settings.LLM_PRICES = {"fake-model": {"input": "1", "output": "1"}}
+    pricing.forget_prices()
+    upstream.behaviour = Behaviour(text='{"summary": "A long talk.", "facts": []}', usage={"prompt_tokens": 3000})
+    exchange(owner, conversation, "x" * 1_000_000, reply="y" * 20_000)
+    run_worker()
+    prompts = [len(orjson.dumps(call.body["messages"])) for call in upstream.calls]
+    assert len(prompts) >= 2 and max(prompts) < 4000 * 4  # was one call of the whole megabyte
+    assert all(call.body["max_tokens"] for call in upstream.calls)
+    assert memory_of(conversation).covers_position == 1  # every turn covered, over several calls
+    spend = Spend.objects.filter(kind="memory")
+    assert spend.count() == len(prompts) and {row.user_id for row in spend} == {owner.pk}
+    assert all(row.cost and row.tokens_in == 3000 for row in spend)
+    pricing.forget_prices()

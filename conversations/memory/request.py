@@ -7,12 +7,20 @@ import re
 
 import orjson
 
+from ..catalogue import catalogue
+from ..conf import conf
 from ..exceptions import UpstreamProtocolError
-from ..providers import Provider
-from ..providers.base import Message
+from ..providers import Completion, Provider
+from ..providers.base import Message, estimate_tokens, message_text
 
 MAX_FACTS = 20
 MAX_SUMMARY_CHARS = 4000
+# The reply's room: a summary of MAX_SUMMARY_CHARS (~1,000 tokens) and the
+# facts, with some to spare; also the bound sent with the call.
+MEMORY_REPLY_TOKENS = 2048
+TURN_OVERHEAD_TOKENS = 4  # "role: " and the blank line between turns
+MIN_TURN_TOKENS = 256  # a first turn is cut to at least this, however small the budget
+CHARS_PER_TOKEN = 4  # as estimate_tokens counts
 
 INSTRUCTIONS = f"""You maintain the memory of a chat between a user and an assistant.
 You get the current memory (a summary and facts the user stated about themselves)
@@ -23,6 +31,37 @@ Keep every fact that still holds, add new ones, drop ones the user corrected.
 At most {MAX_FACTS} facts."""
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def memory_context_tokens(model: str) -> int:
+    """The memory model's prompt budget: its catalogue entry's, else LLM_CONTEXT_TOKENS."""
+    entries = (entry for entry in catalogue().values() if entry.model == model)
+    return next((entry.context_tokens for entry in entries), conf.LLM_CONTEXT_TOKENS)
+
+
+def fit_turns(summary: str, facts: list[str], turns: list[Message], budget: int) -> list[Message]:
+    """The turns, oldest first, that the memory request has room for within
+    `budget` tokens (the reply's room set aside): as many whole turns as fit,
+    and always the first, cut in its middle if it alone is too long. The
+    turns left out are covered by the next call."""
+    room = budget - MEMORY_REPLY_TOKENS - estimate_tokens(message_text(memory_request(summary, facts, [])[1]))
+    room -= estimate_tokens(INSTRUCTIONS)
+    fitted: list[Message] = []
+    for turn in turns:
+        cost = estimate_tokens(turn["content"]) + TURN_OVERHEAD_TOKENS
+        if cost > room:
+            if not fitted:
+                fitted.append({"role": turn["role"], "content": _cut(turn["content"], max(room, MIN_TURN_TOKENS))})
+            break
+        fitted.append(turn)
+        room -= cost
+    return fitted
+
+
+def _cut(text: str, tokens: int) -> str:
+    """`text` within about `tokens`, its beginning and end kept."""
+    keep = tokens * CHARS_PER_TOKEN // 2
+    return f"{text[:keep]}\n[… {len(text) - 2 * keep} characters left out …]\n{text[-keep:]}"
 
 
 def memory_request(summary: str, facts: list[str], turns: list[Message]) -> list[Message]:
@@ -50,12 +89,17 @@ def parse_memory_reply(reply: str) -> tuple[str, list[str]]:
 
 
 async def ask_for_memory(
-    provider: Provider, summary: str, facts: list[str], turns: list[Message]
+    provider: Provider, summary: str, facts: list[str], turns: list[Message], call: Completion
 ) -> tuple[str, list[str]]:
     """The memory updated with `turns`: the provider's own (the demo keeps
-    it offline), or the memory model's reply to `memory_request`."""
+    it offline), or the memory model's reply to `memory_request`, its counts
+    on `call` (reported, or estimated however the call ended)."""
     own = await provider.remember(summary, facts, turns)
     if own is not None:
         return own
-    reply = await provider.complete(memory_request(summary, facts, turns), model=provider.memory_model)
+    request, reply = memory_request(summary, facts, turns), ""
+    try:
+        reply = await provider.complete(request, model=call.model, completion=call, max_tokens=MEMORY_REPLY_TOKENS)
+    finally:
+        call.settle(request, reply)
     return parse_memory_reply(reply)

@@ -19,6 +19,7 @@ own `django.tasks`, or the django-tasks backport on Django 5.2), so the
 backend (database, Redis, ...) is a setting.
 """
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -30,12 +31,13 @@ from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
+from .. import ledger
 from ..branches import Branches
 from ..conf import conf
 from ..exceptions import UpstreamError, UpstreamRateLimited
-from ..models import Conversation, ConversationMemory, Turn
-from ..providers import Message, get_provider
-from .request import ask_for_memory
+from ..models import Conversation, ConversationMemory, Spend, Turn
+from ..providers import Completion, get_provider
+from .request import ask_for_memory, fit_turns, memory_context_tokens
 
 try:
     from django.tasks import task  # Django 6.0 and later
@@ -55,6 +57,7 @@ class MemoryUpdateFailed(Exception):
 @dataclass(frozen=True)
 class Snapshot:
     version: int
+    owner_id: int  # who pays for the update
     summary: str
     facts: list[str]
     turns: list[Turn]  # the next turns to cover, in order, without gaps
@@ -75,12 +78,23 @@ def update_memory(conversation_id: str, attempt: int = 1) -> dict[str, Any]:
             return {"outcome": "conversation deleted"}
         if not snapshot.turns:
             return {"outcome": "updated" if updated else "up to date", "version": snapshot.version}
-        messages: list[Message] = [{"role": turn.role, "content": turn.content} for turn in snapshot.turns]
         provider = get_provider()
+        messages = fit_turns(
+            snapshot.summary,
+            snapshot.facts,
+            [{"role": turn.role, "content": turn.content} for turn in snapshot.turns],
+            memory_context_tokens(provider.memory_model),
+        )
+        snapshot = dataclasses.replace(snapshot, turns=snapshot.turns[: len(messages)])
+        call = Completion(model=provider.memory_model)
         try:
-            summary, facts = async_to_sync(ask_for_memory)(provider, snapshot.summary, snapshot.facts, messages)
+            summary, facts = async_to_sync(ask_for_memory)(provider, snapshot.summary, snapshot.facts, messages, call)
         except UpstreamError as exc:
             return _attempt_failed(conversation_id, snapshot, attempt, exc)
+        finally:
+            ledger.record_call(
+                kind=Spend.Kind.MEMORY, completion=call, user_id=snapshot.owner_id, conversation_id=conversation_id
+            )
         if store(conversation_id, snapshot, summary=summary, facts=facts, model=provider.memory_model):
             updated += 1
             races = 0
@@ -116,7 +130,7 @@ def read_snapshot(conversation_id: str) -> Snapshot | None:
         if turn.parent is not None and turn.parent not in tree.by_id:
             break  # it follows an answer that has no row yet
         turns.append(turn)
-    return Snapshot(version=memory.version, summary=summary, facts=facts, turns=turns)
+    return Snapshot(version=memory.version, owner_id=conversation.owner_id, summary=summary, facts=facts, turns=turns)
 
 
 def store(conversation_id: str, snapshot: Snapshot, *, summary: str, facts: list[str], model: str) -> bool:
