@@ -16,7 +16,7 @@ from . import (
 )
 from .catalogue import catalogue, default_entry
 from .memory.tasks import enqueue_update
-from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Turn
+from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Spend, Turn
 from .ops.dashboard import dashboard_data, timeline_svg
 from .routing import router
 
@@ -260,6 +260,27 @@ class ModelPriceAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj) -> None:
         super().delete_model(request, obj)
         pricing.forget_prices()
+
+
+@admin.register(Spend)
+class SpendAdmin(admin.ModelAdmin):
+    """The ledger budgets read: one row per model call, written by the app
+    and never edited (a deleted conversation's calls stay here)."""
+
+    list_display = ("created_at", "user", "api_key", "kind", "model", "tokens_in", "tokens_out", "cost")
+    list_filter = ("kind", "model", "created_at")
+    search_fields = (f"user__{get_user_model().USERNAME_FIELD}", "api_key__prefix", "=conversation_id", "=turn_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("user", "api_key")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Budget)

@@ -18,10 +18,11 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from . import ledger
 from .conf import conf
 from .live.leases import PROCESS_LOST, when_an_answer_is_lost
 from .memory.tasks import enqueue_update
-from .models import Conversation, Turn
+from .models import Conversation, Spend, Turn
 from .providers.base import estimate_tokens
 from .storage.threads import run_db
 from .stream.output import Parts
@@ -79,6 +80,7 @@ def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool
     already, or its conversation is gone."""
     if Turn.objects.filter(pk=turn_id).exists():
         return False
+    _record_lost_spend(turn_id, row, parts)  # once per turn id, conversation or not
     conversation = Conversation.objects.select_for_update().filter(pk=row["conversation"]).first()
     if conversation is None:
         return False
@@ -105,9 +107,27 @@ def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool
         usage_source=Turn.UsageSource.ESTIMATED if parts.content else Turn.UsageSource.NONE,
         tokens_out=estimate_tokens(parts.content) if parts.content else None,
         tokens_estimated=True,
+        cost=Spend.objects.filter(turn_id=turn_id, kind=Spend.Kind.ANSWER).values_list("cost", flat=True).first(),
     )
     transaction.on_commit(functools.partial(enqueue_update, conversation.pk))
     return True
+
+
+def _record_lost_spend(turn_id: str, row: dict[str, Any], parts: Parts) -> None:
+    """What the lost answer's output cost, estimated, in the ledger (its
+    prompt's count died with the process)."""
+    if parts.content and row.get("owner_id") is not None:
+        ledger.record(
+            kind=Spend.Kind.ANSWER,
+            user_id=row["owner_id"],
+            api_key_id=row["api_key_id"],
+            model=row["model"],
+            conversation_id=row["conversation"],
+            turn_id=turn_id,
+            tokens_in=None,
+            tokens_out=estimate_tokens(parts.content),
+            estimated=True,
+        )
 
 
 async def _save_lost_answer(turn_id: str, row: dict[str, Any], parts: Parts) -> bool:

@@ -183,6 +183,13 @@ def test_the_dashboard_shows_spend_by_day_model_user_and_key(staff_client, think
     assert "Time to first answer token" in page.content.decode()
 
 
+def test_the_ledger_is_listed_read_only_and_outlives_the_conversation(staff_client, thinking_turn):
+    thinking_turn.conversation.delete()
+    listing = staff_client.get(reverse("admin:conversations_spend_changelist"), {"kind": "answer"})
+    assert listing.context["cl"].result_count == 1 and "0.0020000000" in listing.text
+    assert staff_client.get(reverse("admin:conversations_spend_add")).status_code == 403
+
+
 def test_prices_and_budgets_are_edited_in_the_admin(staff_client, thinking_turn):
     from conversations import pricing
 

@@ -12,7 +12,7 @@ import redis
 from django.contrib.auth import get_user_model
 
 from conversations import api_keys
-from conversations.models import Turn
+from conversations.models import Spend, Turn
 from harness.fake_upstream import Behaviour
 
 from .helpers import api_client, sse_events
@@ -56,6 +56,8 @@ def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, up
     assert (turn.finish_reason, turn.error_code, turn.status) == ("error", "process_lost", "failed")
     assert turn.content.startswith(seen) and seen  # all the text its reader saw, and nothing after it lost
     assert int(rest[-1]["id"]) == len(turn.content)
+    spend = Spend.objects.get(turn_id=turn_id)  # what it wrote is paid for
+    assert (spend.user_id, spend.tokens_out, spend.tokens_estimated) == (user.pk, turn.tokens_out, True)
     # The slot the dead process held for the user lapses within three leases.
     slots = redis.Redis.from_url(REDIS_URL)
     deadline = killed_at + 3 * LEASE_SECONDS + 2

@@ -60,6 +60,7 @@ def row_of(relay: AnswerRelay) -> dict[str, Any]:
         "provider": relay.provider.name,
         "trace_id": relay.trace_id,
         "api_key_id": prepared.api_key_id,
+        "owner_id": prepared.owner_id,
     }
 
 

@@ -21,7 +21,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from ..models import Turn
+from ..models import Spend, Turn
 
 DAYS = 14
 WIDTH, HEIGHT, PAD = 640, 180, 36
@@ -137,20 +137,22 @@ SPEND_ROWS = 20  # the biggest spenders shown per table
 
 
 def spend_tables(first_day: datetime.date) -> list[dict]:
-    """Spend and tokens since `first_day`, by day, model, user and API key."""
-    answers = Turn.objects.filter(role=Turn.Role.ASSISTANT, created_at__date__gte=first_day)
-    login = f"conversation__owner__{get_user_model().USERNAME_FIELD}"
+    """Spend and tokens since `first_day`, by day, model, user and API key,
+    from the ledger: every model call (answers, the router's classifier,
+    memory updates), deleted conversations' included."""
+    calls = Spend.objects.filter(created_at__date__gte=first_day)
+    login = f"user__{get_user_model().USERNAME_FIELD}"
     groups = (
-        ("Day", answers.annotate(day=TruncDate("created_at")), "day", "-day"),
-        ("Model", answers, "model", "-spend"),
-        ("User", answers, login, "-spend"),
-        ("API key", answers.filter(api_key__isnull=False), "api_key__prefix", "-spend"),
+        ("Day", calls.annotate(day=TruncDate("created_at")), "day", "-day"),
+        ("Model", calls, "model", "-spend"),
+        ("User", calls, login, "-spend"),
+        ("API key", calls.filter(api_key__isnull=False), "api_key__prefix", "-spend"),
     )
     tables = []
     for title, queryset, field, order in groups:
         rows = (
             queryset.values(field)
-            .annotate(spend=Sum("cost"), answers=Count("id"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"))
+            .annotate(spend=Sum("cost"), calls=Count("id"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"))
             .order_by(order)[:SPEND_ROWS]
         )
         heading = title if title.isupper() or " " in title else title.lower()
