@@ -66,6 +66,13 @@ def saved_answer(*, owner: AbstractBaseUser, turn_id: uuid.UUID) -> Turn:
     return Turn.objects.get(pk=turn_id, role=Turn.Role.ASSISTANT, conversation__owner_id=owner.pk)
 
 
+def answer_awaited(*, owner: AbstractBaseUser, turn_id: uuid.UUID) -> bool:
+    """Whether a question of the user's waits for this answer, which has no
+    row yet: it is being generated, or was lost with its process."""
+    asked = Turn.objects.filter(role=Turn.Role.USER, reply_id=turn_id, conversation__owner_id=owner.pk)
+    return asked.exists() and not Turn.objects.filter(pk=turn_id).exists()
+
+
 async def find_answer(*, owner: AbstractBaseUser, turn_id: uuid.UUID) -> LiveAnswer | Turn | None:
     """An answer of the user's: live while it is generated (in this process
     or, with Redis, another), its saved row once it ended; None if the user

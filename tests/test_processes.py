@@ -56,12 +56,12 @@ def redis_ready():
         client.close()
 
 
-def start_pair(tmp_path_factory, upstream_url: str, policy: str, **more_env: str):
+def start_pair(tmp_path_factory, upstream_url: str, policy: str, redis_url: str = REDIS_URL, **more_env: str):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url,
         "LLM_PROVIDER": "openai",
         "LLM_BASE_URL": f"{upstream_url}/v1",
         "LLM_MODEL": "fake-model",
@@ -91,6 +91,12 @@ def pair(request, tmp_path_factory, upstream_server, django_db_setup, redis_read
 @pytest.fixture
 def on(pair, transactional_db):
     """A user with an API key, and a client for each process."""
+    with users_on(pair) as users:
+        yield users
+
+
+@contextlib.contextmanager
+def users_on(pair: Pair):
     user = get_user_model().objects.create_user(username="carol", password="pw-carol")
     _, key = api_keys.create_api_key(user=user)
     headers = {"Authorization": f"Bearer {key}"}

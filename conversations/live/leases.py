@@ -8,6 +8,11 @@ its answers first). The first process to claim one rebuilds the output from
 the answer's journal (every character a client could have read is there),
 saves the turn as `error` / `process_lost` with it, and ends the answer for
 its readers everywhere with that error, through the journal and the group.
+
+A lease that is gone when its own process renews it was not lapsed (that
+process is alive): Redis lost it, restarting without persistence. The
+process then writes the answer to Redis again (`lost`), so that others can
+find, follow and stop it.
 """
 
 import asyncio
@@ -68,8 +73,11 @@ class Leases:
     """This process's leases on the answers it generates, and its watch on
     everyone else's."""
 
-    def __init__(self, redis: "Redis", layer: "RedisChannelLayer", channel: str) -> None:
+    def __init__(
+        self, redis: "Redis", layer: "RedisChannelLayer", channel: str, *, lost: Callable[[str], Awaitable[None]]
+    ) -> None:
         self.redis, self.layer, self.channel = redis, layer, channel
+        self._lost = lost  # writes an answer generated here to Redis again
         self.held: set[str] = set()
         self._task: asyncio.Task | None = None
 
@@ -108,10 +116,14 @@ class Leases:
     async def _renew(self) -> None:
         if not self.held:
             return
+        held = list(self.held)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for turn in self.held:
-                pipe.set(keys.lease_key(turn), self.channel, px=_lease_ms())
-            await pipe.execute()
+            for turn in held:
+                pipe.set(keys.lease_key(turn), self.channel, px=_lease_ms(), xx=True)
+            renewed = await pipe.execute()
+        for turn, lease in zip(held, renewed, strict=True):
+            if not lease and turn in self.held and not await self.redis.exists(keys.reaping_key(turn)):
+                await self._lost(turn)
 
     async def _look_for_lapsed(self) -> None:
         listed: dict[str, str] = await self.redis.hgetall(keys.LIVE)  # type: ignore[misc,assignment]

@@ -155,6 +155,8 @@ class Process:
         self.channel = ""
         self._inboxes: dict[str, set[Inbox]] = {}
         self._remote_readers: Counter[str] = Counter()  # per answer generated here
+        self._published: dict[str, AnswerRelay] = {}  # the answers generated here, while they live
+        self._unlisted: set[str] = set()  # of those, the ones Redis may have lost: write them again
         self._opened: asyncio.Future | None = None
         self._receiver: asyncio.Task | None = None
         self.leases: Leases | None = None
@@ -175,7 +177,7 @@ class Process:
     async def _open(self) -> None:
         self.channel = await self.layer.new_channel()
         self._receiver = asyncio.create_task(self._receive(), name="chatstream channel")
-        self.leases = Leases(self.redis, self.layer, self.channel)
+        self.leases = Leases(self.redis, self.layer, self.channel, lost=self.relist)
         self.leases.start()
 
     # --- the generating side ------------------------------------------------
@@ -204,8 +206,11 @@ class Process:
         """Follow the answer (without keeping it alive) into its journal, and
         out to the group while readers elsewhere follow it. While a write is
         on its way, text gathers, so a busy Redis gets fewer, longer entries
-        rather than falling behind."""
+        rather than falling behind. A write that fails (Redis down) does not
+        end it: the answer goes on, and is written whole again once Redis
+        answers (`relist`)."""
         turn = str(relay.turn_id)
+        self._published[turn] = relay
         written, refreshed_at = 0, 0.0
         try:
             async with aclosing(relay.follow(None, reader=False)) as events:
@@ -219,17 +224,50 @@ class Process:
                         "d": data if kind in OUTPUT_EVENTS else _json(data),
                     }
                     written = event_id
-                    refreshed_at = await self._write_journal(turn, entry, refreshed_at)
-                    # Output goes out live only while someone elsewhere reads;
-                    # the end always does (a Stop elsewhere waits for it). A
-                    # reader that missed some takes them from the journal.
-                    if kind not in OUTPUT_EVENTS or self._remote_readers[turn]:
-                        await self.layer.group_send(keys.group(turn), {"type": "answer.event", "turn": turn, **entry})
+                    refreshed_at = await self._send(turn, kind, entry, refreshed_at)
         except Exception:
             logger.exception("could not journal answer trace_id=%s turn=%s", relay.trace_id, turn)
         finally:
             self._remote_readers.pop(turn, None)
+            self._published.pop(turn, None)
+            self._unlisted.discard(turn)
             await self._forget(relay)
+
+    async def _send(self, turn: str, kind: str, entry: dict, refreshed_at: float) -> float:
+        """One entry to the journal and, if anyone elsewhere reads, the group."""
+        try:
+            if turn in self._unlisted:
+                await self.relist(turn)  # the journal now holds this entry's output too
+            refreshed_at = await self._write_journal(turn, entry, refreshed_at)
+            # Output goes out live only while someone elsewhere reads; the end
+            # always does (a Stop elsewhere waits for it). A reader that
+            # missed some takes them from the journal.
+            if kind not in OUTPUT_EVENTS or self._remote_readers[turn]:
+                await self.layer.group_send(keys.group(turn), {"type": "answer.event", "turn": turn, **entry})
+        except (RedisError, OSError) as exc:
+            redis_trouble("journaling an answer", exc)
+            self._unlisted.add(turn)
+        return refreshed_at
+
+    async def relist(self, turn: str) -> None:
+        """Write an answer generated here to Redis again, whole: its hash,
+        listing, lease and journal (all of its output so far, which readers'
+        cursors take without repeats). Redis lost them: it restarted empty, or
+        was down while the answer went on."""
+        relay = self._published.get(turn)
+        if relay is None:
+            return  # it ended meanwhile
+        self._unlisted.add(turn)
+        await self.announce(relay)
+        start, maxlen = 0, conf.CHATSTREAM_JOURNAL_MAX_ENTRIES
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for kind, text, end in relay.readers.output.since(0):
+                pipe.xadd(keys.journal_key(turn), {"k": kind, "s": start, "e": end, "d": text}, maxlen=maxlen)
+                start = end
+            pipe.expire(keys.journal_key(turn), keys.alive_seconds())
+            await pipe.execute()
+        self._unlisted.discard(turn)
+        logger.warning("wrote answer turn=%s to Redis again (%d characters so far)", turn, start)
 
     async def _write_journal(self, turn: str, entry: dict, refreshed_at: float) -> float:
         """Append one entry; push the keys' expiry back now and then (a
@@ -267,6 +305,9 @@ class Process:
         await self.layer.group_add(keys.group(turn), self.channel)
         return inbox
 
+    async def rejoin(self, turn: str) -> None:
+        await self.layer.group_add(keys.group(turn), self.channel)
+
     async def unsubscribe(self, turn: str, inbox: Inbox) -> None:
         inboxes = self._inboxes.get(turn, set())
         inboxes.discard(inbox)
@@ -295,8 +336,16 @@ class Process:
             except Exception as exc:
                 redis_trouble("receiving on the channel layer (retried each second)", exc)
                 await asyncio.sleep(1.0)
+                await self._rejoin_all()
                 continue
             self._dispatch(message)
+
+    async def _rejoin_all(self) -> None:
+        """Join the groups of the answers read here again: Redis may have come
+        back empty, without them."""
+        with contextlib.suppress(RedisError, OSError):
+            for turn in list(self._inboxes):
+                await self.rejoin(turn)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind, turn = message["type"], message["turn"]

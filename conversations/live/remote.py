@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from ..conf import conf
 from ..models import Turn
 from ..storage.threads import run_db
 from ..stream import background
@@ -32,6 +34,7 @@ from ..stream.events import (
     start_event,
 )
 from . import keys
+from .client import redis_trouble
 
 # Live events queued for one remote reader. A reader that falls further
 # behind loses the newest and reads them back from the journal.
@@ -50,6 +53,8 @@ class Link(Protocol):
     redis: Redis
 
     async def subscribe(self, turn: str) -> "Inbox": ...
+
+    async def rejoin(self, turn: str) -> None: ...
 
     async def unsubscribe(self, turn: str, inbox: "Inbox") -> None: ...
 
@@ -114,6 +119,61 @@ class Cursor:
         return events
 
 
+class Watch:
+    """A remote reader's watch on Redis while the answer is quiet. Redis may
+    be down, or back empty after a restart (no persistence): the answer goes
+    on in its process, which writes its keys again once it notices, so a
+    reader waits through that rather than calling the answer lost. It looks
+    at the saved row meanwhile, and calls the answer lost only when neither
+    the keys nor the row have come back within a lease
+    (CHATSTREAM_ANSWER_LEASE_SECONDS)."""
+
+    def __init__(self, process: Link, turn: str) -> None:
+        self._process, self._turn = process, turn
+        self.troubled = False  # Redis failed while this reader followed: the end may be missing
+        self._gone_since: float | None = None
+
+    async def journal(self) -> list[dict[str, str]]:
+        """The journal's entries; none while Redis is down."""
+        try:
+            return await self._process.journal(self._turn)
+        except (RedisError, OSError) as exc:
+            self._trouble(exc)
+            return []
+
+    async def ended(self, turn_id: uuid.UUID) -> bool:
+        """Whether to end from the saved row (or as lost): the row is there,
+        or Redis has answered without the answer for a lease. While Redis
+        does not answer at all, nothing is known: only the row can end it."""
+        listed, now = await self._listed(), asyncio.get_running_loop().time()
+        if listed:
+            self._gone_since = None
+            if not self.troubled:
+                return False
+        elif listed is False and self._gone_since is None:
+            self._gone_since = now
+        if await run_db(Turn.objects.filter(pk=turn_id).exists):
+            return True
+        return self._gone_since is not None and now - self._gone_since >= conf.CHATSTREAM_ANSWER_LEASE_SECONDS
+
+    async def _listed(self) -> bool | None:
+        """Whether Redis still has the answer (None: Redis did not answer).
+        Joins its group again when Redis has lost it: a restart empties the
+        group too."""
+        try:
+            if await self._process.redis.exists(keys.meta_key(self._turn)):
+                return True
+            await self._process.rejoin(self._turn)
+            return False
+        except (RedisError, OSError) as exc:
+            self._trouble(exc)
+            return None
+
+    def _trouble(self, exc: BaseException) -> None:
+        self.troubled = True
+        redis_trouble("following an answer", exc)
+
+
 class RemoteAnswer:
     """An answer another process is generating, read through Redis."""
 
@@ -151,7 +211,8 @@ class RemoteAnswer:
             await self._process.unsubscribe(self._turn, inbox)
 
     async def _events(self, inbox: Inbox, cursor: Cursor, heartbeat: float | None) -> AsyncGenerator[Event, None]:
-        entries, from_journal = await self._process.journal(self._turn), True
+        watch = Watch(self._process, self._turn)
+        entries, from_journal = await watch.journal(), True
         while True:
             for event in cursor.take(entries):
                 yield event
@@ -167,7 +228,7 @@ class RemoteAnswer:
                 # has lost it too (trimmed), the saved row will have it.
                 cursor.text_lost = cursor.text_lost or (cursor.gap and from_journal)
                 cursor.gap = inbox.overflowed = False
-                entries, from_journal = await self._process.journal(self._turn), True
+                entries, from_journal = await watch.journal(), True
                 continue
             try:
                 async with asyncio.timeout(heartbeat or CHECK_SECONDS):
@@ -178,9 +239,9 @@ class RemoteAnswer:
             if heartbeat is not None:
                 yield HEARTBEAT, None, cursor.sent
             # A quiet spell: look for an end the group's messages missed, and
-            # for a generating process that died (its keys expired unsaved).
-            entries, from_journal = await self._process.journal(self._turn), True
-            if not entries and not await self._process.redis.exists(keys.meta_key(self._turn)):
+            # for an answer Redis lost (a restart) or whose process died.
+            entries, from_journal = await watch.journal(), True
+            if (not entries or watch.troubled) and await watch.ended(self.turn_id):
                 async for event in self._saved_events(cursor.sent):
                     yield event
                 return
