@@ -102,7 +102,14 @@ def update_conversation(
     return conversation
 
 
+@transaction.atomic
 def delete_conversation(*, conversation: Conversation) -> None:
+    # Its row locked first: an answer being saved meanwhile (which locks it
+    # too, services.record_answer) is either committed before the turns are
+    # collected, and deleted with them, or finds the conversation gone.
+    # Without the lock, PostgreSQL refused the delete at commit: a turn
+    # committed in between still referred to the conversation.
+    Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
     conversation.delete()
 
 

@@ -44,9 +44,11 @@ def test_deleting_a_conversation_mid_answer_stops_the_model_and_keeps_the_cost(a
     settings.CHATSTREAM_DAILY_BUDGET = "0.0001"
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
-        read_until_deltas(sse_events(response), 3)
+        events = sse_events(response)  # held: the client stays connected
+        read_until_deltas(events, 3)
         assert alice.client.delete(f"/api/conversations/{conversation_id}").status_code == 204
         assert expensive.closed_within(2.0)  # the model call is closed, not left to run to its end
+        assert list(events)[-1]["data"]["finish_reason"] == "cancelled"  # and its reader told
     spend = Spend.objects.get(conversation_id=conversation_id)
     assert spend.kind == "answer" and spend.user_id == alice.user.pk and spend.api_key_id is not None
     assert spend.tokens_out and spend.tokens_out < 2000 and spend.cost and spend.cost > 0
