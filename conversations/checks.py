@@ -48,7 +48,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))
-    for name in ("CHATSTREAM_MAX_BODY_BYTES", "CHATSTREAM_MAX_MESSAGE_CHARS"):
+    for name in ("CHATSTREAM_MAX_BODY_BYTES", "CHATSTREAM_MAX_MESSAGE_CHARS", "LLM_MAX_EVENT_BYTES"):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
     if settings.CSRF_USE_SESSIONS and "conversations.middleware.Csrf" in settings.MIDDLEWARE:

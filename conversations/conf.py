@@ -88,6 +88,11 @@ class Settings:
         0.5, "the first retry's wait ceiling, doubled each time, with full jitter (or the server's `Retry-After`)"
     )
     LLM_RETRY_MAX_WAIT_SECONDS = Setting(10.0, "the longest wait before a retry; a longer `Retry-After` is not waited")
+    LLM_MAX_EVENT_BYTES = Setting(
+        8 * 1024 * 1024,
+        "the longest single event the model's stream may send, in bytes; a longer one ends the answer with an "
+        "error (`upstream_event_too_large`) rather than filling the process's memory",
+    )
     LLM_FALLBACK_MODELS = Setting[list[str]](
         [], "comma-separated models tried in order when the model still fails before its first token"
     )
