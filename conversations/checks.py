@@ -45,6 +45,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "LLM_IDLE_TIMEOUT",
         "CHATSTREAM_HEARTBEAT_SECONDS",
         "CHATSTREAM_RESUME_GRACE_SECONDS",
+        "CHATSTREAM_WORKER_LEASE_SECONDS",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))

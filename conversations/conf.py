@@ -113,6 +113,11 @@ class Settings:
     LLM_MEMORY_MODEL = Setting("", "the (cheaper) model that writes conversations' memory", empty_means="LLM_MODEL")
     CHATSTREAM_MEMORY_ATTEMPTS = Setting(4, "tries of a memory update before the memory is marked failed")
     CHATSTREAM_MEMORY_BACKOFF_SECONDS = Setting(2.0, "the first memory retry's delay, then doubled")
+    CHATSTREAM_WORKER_LEASE_SECONDS = Setting(
+        30.0,
+        "a `db_worker` renews its lease on the memory job it runs three times this often; a job whose lease "
+        "lapsed (its worker died) is queued again by another worker, or failed after CHATSTREAM_MEMORY_ATTEMPTS",
+    )
     # --- the stream --------------------------------------------------------------------
     CHATSTREAM_HEARTBEAT_SECONDS = Setting(15.0, "a `: heartbeat` comment after this much silence")
     CHATSTREAM_FRAME_SECONDS = Setting(

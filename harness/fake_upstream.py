@@ -109,7 +109,9 @@ class FakeUpstream:
             )
             return
         if not call.body.get("stream"):
-            await asyncio.sleep(behaviour.first_token_delay)  # a whole answer takes its time too
+            # A whole answer takes its time too, unless the client goes meanwhile.
+            if await _client_left_within(receive, call, behaviour.first_token_delay):
+                return
             await _send_json(send, 200, _completion(call.body.get("model", "fake"), "".join(behaviour.pieces())))
             call.finished_at = time.monotonic()
             return
@@ -330,6 +332,15 @@ async def _read_body(receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+async def _client_left_within(receive, call: Call, seconds: float) -> bool:
+    watcher = asyncio.create_task(_watch_disconnect(receive, call))
+    try:
+        await asyncio.wait({watcher}, timeout=seconds)
+    finally:
+        watcher.cancel()
+    return call.disconnected_at is not None
 
 
 async def _watch_disconnect(receive, call: Call) -> None:
