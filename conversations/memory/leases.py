@@ -20,7 +20,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -98,7 +98,10 @@ class LeaseKeeper:
     def job_started(self, sender, task_result, **kwargs) -> None:
         if task_result.task.module_path not in MEMORY_TASK_PATHS:
             return
-        TaskLease.objects.update_or_create(task_id=task_result.id, defaults={"expires_at": lapse_at()})
+        try:
+            TaskLease.objects.update_or_create(task_id=task_result.id, defaults={"expires_at": lapse_at()})
+        except DatabaseError:  # raised here, it would fail the job; unleased, it may run twice, which is safe
+            logger.exception("memory job %s: no lease taken", task_result.id)
         with self.lock:
             self.running.add(task_result.id)
 
