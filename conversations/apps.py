@@ -1,3 +1,5 @@
+import sys
+
 from django.apps import AppConfig
 
 
@@ -7,3 +9,9 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, logins  # noqa: F401  (register the system checks, count failed logins)
+
+        # The tasks API has no signal for a worker's start: its command line says.
+        if sys.argv[1:2] == ["db_worker"]:
+            from .memory.leases import LeaseKeeper
+
+            LeaseKeeper().start()

@@ -45,10 +45,16 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "LLM_IDLE_TIMEOUT",
         "CHATSTREAM_HEARTBEAT_SECONDS",
         "CHATSTREAM_RESUME_GRACE_SECONDS",
+        "CHATSTREAM_WORKER_LEASE_SECONDS",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))
-    for name in ("CHATSTREAM_MAX_BODY_BYTES", "CHATSTREAM_MAX_MESSAGE_CHARS", "LLM_MAX_OUTPUT_TOKENS"):
+    for name in (
+        "CHATSTREAM_MAX_BODY_BYTES",
+        "CHATSTREAM_MAX_MESSAGE_CHARS",
+        "LLM_MAX_OUTPUT_TOKENS",
+        "LLM_MAX_EVENT_BYTES",
+    ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
     if settings.CSRF_USE_SESSIONS and "conversations.middleware.Csrf" in settings.MIDDLEWARE:

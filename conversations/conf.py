@@ -94,6 +94,11 @@ class Settings:
         0.5, "the first retry's wait ceiling, doubled each time, with full jitter (or the server's `Retry-After`)"
     )
     LLM_RETRY_MAX_WAIT_SECONDS = Setting(10.0, "the longest wait before a retry; a longer `Retry-After` is not waited")
+    LLM_MAX_EVENT_BYTES = Setting(
+        8 * 1024 * 1024,
+        "the longest single event the model's stream may send, in bytes; a longer one ends the answer with an "
+        "error (`upstream_event_too_large`) rather than filling the process's memory",
+    )
     LLM_FALLBACK_MODELS = Setting[list[str]](
         [], "comma-separated models tried in order when the model still fails before its first token"
     )
@@ -114,6 +119,11 @@ class Settings:
     LLM_MEMORY_MODEL = Setting("", "the (cheaper) model that writes conversations' memory", empty_means="LLM_MODEL")
     CHATSTREAM_MEMORY_ATTEMPTS = Setting(4, "tries of a memory update before the memory is marked failed")
     CHATSTREAM_MEMORY_BACKOFF_SECONDS = Setting(2.0, "the first memory retry's delay, then doubled")
+    CHATSTREAM_WORKER_LEASE_SECONDS = Setting(
+        30.0,
+        "a `db_worker` renews its lease on the memory job it runs three times this often; a job whose lease "
+        "lapsed (its worker died) is queued again by another worker, or failed after CHATSTREAM_MEMORY_ATTEMPTS",
+    )
     # --- the stream --------------------------------------------------------------------
     CHATSTREAM_HEARTBEAT_SECONDS = Setting(15.0, "a `: heartbeat` comment after this much silence")
     CHATSTREAM_FRAME_SECONDS = Setting(

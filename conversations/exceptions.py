@@ -10,6 +10,7 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
         ├── UpstreamStatusError   - the server answered 4xx/5xx
         │   └── UpstreamRateLimited  - 429, with `retry_after` seconds if given
         ├── UpstreamProtocolError - not an OpenAI-compatible event stream
+        │   └── UpstreamEventTooLarge  - one event longer than LLM_MAX_EVENT_BYTES
         ├── UpstreamIncomplete    - the stream ended before a finish reason
         └── UpstreamTimeout       - no first token, or silence, past the limit
 """
@@ -75,6 +76,12 @@ class UpstreamProtocolError(UpstreamError):
     """The model server's answer is not an OpenAI-compatible event stream."""
 
     code = "upstream_protocol"
+
+
+class UpstreamEventTooLarge(UpstreamProtocolError):
+    """One event of the stream was longer than LLM_MAX_EVENT_BYTES."""
+
+    code = "upstream_event_too_large"
 
 
 class UpstreamIncomplete(UpstreamError):

@@ -1,6 +1,16 @@
 """A conversation as a file to keep: Markdown to read, JSON to process. Both
 hold the branch the conversation shows, with each answer's reasoning, tool
-calls and refusal when it has them."""
+calls and refusal when it has them.
+
+The Markdown is read by renderers we do not control, so what users and the
+model wrote stays Markdown but cannot become HTML or the file's structure:
+every `<` that could open a tag, comment or autolink is written `&lt;`; their
+headings go two levels down, so every level-1 and level-2 heading in the file
+is chatstream's; a setext underline is escaped; a code fence they left open is
+closed before the next turn. Only fences at the start of a line are trusted to
+hold code (written as it is): one indented under a list item or quote may end
+with its container where a renderer would show what follows as HTML.
+"""
 
 import json
 import re
@@ -24,7 +34,8 @@ def export_json(conversation: Conversation, turns: list[Turn]) -> str:
 
 
 def export_markdown(conversation: Conversation, turns: list[Turn]) -> str:
-    lines = [f"# {conversation.title or 'Conversation'}", "", f"_Exported from chatstream: {conversation.pk}_", ""]
+    title = _inline(conversation.title) or "Conversation"
+    lines = [f"# {title}", "", f"_Exported from chatstream: {conversation.pk}_", ""]
     for turn in turns:
         lines += _turn_markdown(turn)
     return "\n".join(lines).rstrip() + "\n"
@@ -32,19 +43,20 @@ def export_markdown(conversation: Conversation, turns: list[Turn]) -> str:
 
 def _turn_markdown(turn: Turn) -> list[str]:
     if turn.role == Turn.Role.USER:
-        return ["## You", "", turn.content, ""]
-    model = f" ({turn.model_name or turn.model})" if turn.model_name or turn.model else ""
+        return ["## You", "", _text(turn.content), ""]
+    model = f" ({_inline(turn.model_name or turn.model)})" if turn.model_name or turn.model else ""
     lines = [f"## Assistant{model}", ""]
     if turn.reasoning:
         # A <details> block: folded in renderers that know it, plain text in the rest.
-        lines += ["<details><summary>Reasoning</summary>", "", turn.reasoning, "", "</details>", ""]
+        lines += ["<details><summary>Reasoning</summary>", "", _text(turn.reasoning), "", "</details>", ""]
     if turn.content:
-        lines += [turn.content, ""]
+        lines += [_text(turn.content), ""]
     for call in turn.tool_calls:
         arguments = _fenced(_pretty(call.get("arguments", "")), "json")
-        lines += [f"**Tool call** `{call.get('name', '')}`", "", arguments, ""]
+        lines += [f"**Tool call** {_code_span(str(call.get('name', '')))}", "", arguments, ""]
     if turn.refusal:
-        lines += ["> **Refused:** " + turn.refusal.replace("\n", "\n> "), ""]
+        # Not in a quote: a quote's "> " would move its tabs, and so which of its fences close.
+        lines += ["**Refused:**", "", _text(turn.refusal), ""]
     if turn.finish_reason and turn.finish_reason not in (Turn.FinishReason.STOP, Turn.FinishReason.TOOL_CALLS):
         lines += [f"_The answer ended early: {turn.finish_reason}._", ""]
     return lines
@@ -62,3 +74,57 @@ def _fenced(text: str, language: str) -> str:
     longest = max((len(run) for run in re.findall("`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{text}\n{fence}"
+
+
+# --- users' and the model's text, made safe to render ---------------------------------
+HTML_START = re.compile(r"<(?=[A-Za-z/!?])")  # a tag, a closing tag, a comment, a declaration, an autolink
+CONTAINERS = r"(?:[ \t]*(?:>|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])))*[ \t]*"  # quotes and list items
+ATX_HEADING = re.compile(rf"^({CONTAINERS})(#{{1,6}})(?=[ \t]|$)")
+SETEXT_UNDERLINE = re.compile(rf"^({CONTAINERS})(=+|-+)[ \t]*$")
+FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$")
+
+
+def _text(text: str) -> str:
+    """A turn's Markdown, its code fences kept and the rest made safe."""
+    lines, fence, previous = [], "", ""
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):  # CommonMark's line ends
+        if fence:
+            if _closes(line, fence):
+                fence = ""
+        elif (opening := FENCE.match(line)) and not ("`" in opening[1] and "`" in opening[2]):
+            fence = opening[1]  # a backtick fence's info string has no backtick
+        else:
+            line = _safe_line(line, after_text=bool(previous.strip()))
+        lines.append(line)
+        previous = line
+    if fence:
+        lines.append(fence)  # closed here, not by the next turn's heading
+    return "\n".join(lines)
+
+
+def _closes(line: str, fence: str) -> bool:
+    """As CommonMark closes a fence: up to three spaces (not a tab), at least
+    as many of its character, nothing after but blanks."""
+    return re.fullmatch(rf" {{0,3}}{re.escape(fence)}{re.escape(fence[0])}*[ \t]*", line) is not None
+
+
+def _safe_line(line: str, *, after_text: bool) -> str:
+    line = HTML_START.sub("&lt;", line)
+    line = ATX_HEADING.sub(lambda m: m[1] + "#" * min(len(m[2]) + 2, 6), line)
+    if after_text:  # under a line of text, `===` or `---` would make it a heading
+        line = SETEXT_UNDERLINE.sub(lambda m: m[1] + "\\" + m[2], line, count=1)
+    return line
+
+
+def _inline(text: str) -> str:
+    """A title or a model's name: one line, no HTML."""
+    return HTML_START.sub("&lt;", " ".join(text.split()))
+
+
+def _code_span(text: str) -> str:
+    """`text` as inline code, its delimiters longer than any run of backticks in it."""
+    text = " ".join(text.split())
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    padding = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{padding}{text}{padding}{ticks}"

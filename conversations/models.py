@@ -226,6 +226,20 @@ class ConversationMemory(models.Model):
         return f"memory v{self.version} of {self.conversation_id}"
 
 
+class TaskLease(models.Model):
+    """A background job's lease, renewed by the worker running it
+    (memory/leases.py): a running job whose lease ran out lost its worker."""
+
+    task_id = models.UUIDField(primary_key=True, help_text="The job's id in the tasks backend")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="task_lease_expires_at")]
+
+    def __str__(self) -> str:
+        return f"lease of job {self.task_id} until {self.expires_at:%H:%M:%S}"
+
+
 class ApiKey(models.Model):
     """A per-user key for `Authorization: Bearer`. Only its hash is stored."""
 

@@ -41,6 +41,7 @@ class Behaviour:
     script: list[dict] | None = None  # the deltas to send, one a chunk (see the shapes below)
     usage: dict | None = None  # the usage chunk (default: prompt and completion tokens only)
     stamp: bool = False  # each token says when it was sent: "t7@<time.monotonic()> " (bench: send-to-receipt delay)
+    huge_event: int = 0  # after the tokens, one event of about this many bytes, sent 16 KiB at a time
 
     def pieces(self) -> list[str]:
         if self.text is not None:
@@ -108,7 +109,9 @@ class FakeUpstream:
             )
             return
         if not call.body.get("stream"):
-            await asyncio.sleep(behaviour.first_token_delay)  # a whole answer takes its time too
+            # A whole answer takes its time too, unless the client goes meanwhile.
+            if await _client_left_within(receive, call, behaviour.first_token_delay):
+                return
             completion = _completion(call.body.get("model", "fake"), "".join(behaviour.pieces()), behaviour.usage)
             await _send_json(send, 200, completion)
             call.finished_at = time.monotonic()
@@ -146,6 +149,8 @@ class FakeUpstream:
             if behaviour.stamp:
                 chunk = [_stamped(delta) for delta in chunk]
             await _send_body(send, _event(_chunk(model, _joined(chunk))))
+        if behaviour.huge_event:
+            await _send_huge_event(send, call, _event(_chunk(model, {"content": "x" * behaviour.huge_event})))
         if behaviour.finish_reason is not None:
             await _send_body(send, _event(_chunk(model, {}, behaviour.finish_reason)))
             if call.body.get("stream_options", {}).get("include_usage"):
@@ -166,6 +171,15 @@ class FakeUpstream:
                 return True
             time.sleep(0.005)
         return False
+
+
+async def _send_huge_event(send, call: Call, event: bytes, read: int = 16 * 1024) -> None:
+    """One event in many network writes, until the client goes."""
+    for start in range(0, len(event), read):
+        if call.disconnected_at is not None:
+            return
+        await _send_body(send, event[start : start + read])
+        await asyncio.sleep(0)  # a write each turn of the loop, so the client reads it in pieces
 
 
 def _stamped(delta: dict) -> dict:
@@ -319,6 +333,15 @@ async def _read_body(receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+async def _client_left_within(receive, call: Call, seconds: float) -> bool:
+    watcher = asyncio.create_task(_watch_disconnect(receive, call))
+    try:
+        await asyncio.wait({watcher}, timeout=seconds)
+    finally:
+        watcher.cancel()
+    return call.disconnected_at is not None
 
 
 async def _watch_disconnect(receive, call: Call) -> None:

@@ -2,7 +2,10 @@
 retries against the fake upstream, concurrent updates, the prompt budget."""
 
 import itertools
+import os
+import signal
 import threading
+import time
 
 import orjson
 import pytest
@@ -13,11 +16,14 @@ from django_tasks_db.models import DBTaskResult
 
 from conversations import pricing, services
 from conversations.memory import update_memory
-from conversations.models import Conversation, ConversationMemory, Spend, Turn
+from conversations.memory.leases import take_up_lost_jobs
+from conversations.models import Conversation, ConversationMemory, Spend, TaskLease, Turn
 from conversations.providers.demo import DemoProvider, extract_memory
 from conversations.stream.answer import PreparedTurn
 from harness.fake_upstream import Behaviour
+from harness.servers import PYTHON, popen, stop
 
+from .helpers import database_url
 from .test_services import answer
 
 
@@ -242,7 +248,7 @@ def test_a_job_left_running_by_a_killed_worker_is_covered_by_the_next(owner, con
 
     memory = memory_of(conversation)
     assert memory.covers_position == 3 and "asked before the crash" in memory.summary
-    assert DBTaskResult.objects.get(pk=stuck.pk).status == "RUNNING"  # left for staff to see in the admin
+    assert DBTaskResult.objects.get(pk=stuck.pk).status == "RUNNING"  # until its lease lapses (below)
 
 
 def memory_of_or_none(conversation) -> ConversationMemory | None:
@@ -264,3 +270,77 @@ def test_a_memory_call_fits_the_memory_models_context_and_is_priced(owner, conve
     assert spend.count() == len(prompts) and {row.user_id for row in spend} == {owner.pk}
     assert all(row.cost and row.tokens_in == 3000 for row in spend)
     pricing.forget_prices()
+
+
+# --- a worker killed mid-job: real `manage.py db_worker` processes -----------------------
+LEASE_SECONDS = 0.6
+MEMORY = '{"summary": "They asked about relays.", "facts": []}'
+
+
+def start_worker(upstream_server, log_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": f"{upstream_server.url}/v1",
+        "LLM_MODEL": "fake-model",
+        "CHATSTREAM_WORKER_LEASE_SECONDS": str(LEASE_SECONDS),
+    }
+    argv = [PYTHON, "manage.py", "db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.05"]
+    with open(log_path, "ab") as log:
+        return popen(argv, env=env, stdout=log, stderr=log)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.02)
+
+
+def test_a_job_whose_worker_was_killed_is_taken_up_by_another(owner, conversation, upstream, upstream_server, tmp_path):
+    upstream.behaviour = Behaviour(first_token_delay=60, text=MEMORY)  # the model call outlives worker A
+    exchange(owner, conversation, "What is a relay?")
+    job = DBTaskResult.objects.get()
+
+    a = start_worker(upstream_server, tmp_path / "a.log")
+    b = None
+    try:
+        wait_for(lambda: upstream.calls, 15, "worker A asks the model")
+        job.refresh_from_db()
+        assert job.status == "RUNNING" and TaskLease.objects.filter(task_id=job.pk).exists()
+        upstream.behaviour = Behaviour(text=MEMORY)
+        b = start_worker(upstream_server, tmp_path / "b.log")
+        time.sleep(2 * LEASE_SECONDS)  # A renews its lease meanwhile: its job is not lost
+        assert DBTaskResult.objects.get().status == "RUNNING" and take_up_lost_jobs() == 0
+        os.kill(a.pid, signal.SIGKILL)
+        wait_for(lambda: DBTaskResult.objects.get().status == "SUCCESSFUL", 15, "worker B runs the job again")
+    finally:
+        stop(a)
+        if b is not None:
+            stop(b)
+    job.refresh_from_db()
+    assert len(job.worker_ids) == 2 and len(upstream.calls) == 2
+    memory = memory_of(conversation)
+    assert (memory.status, memory.version, memory.summary) == ("current", 1, "They asked about relays.")
+    assert not TaskLease.objects.exists()
+
+
+@pytest.mark.parametrize(("workers", "status"), [(1, "READY"), (3, "FAILED")])
+def test_a_lost_job_is_queued_again_until_it_has_lost_as_many_workers_as_attempts(
+    owner,
+    conversation,
+    settings,
+    workers,
+    status,
+):
+    settings.CHATSTREAM_MEMORY_ATTEMPTS, settings.CHATSTREAM_WORKER_LEASE_SECONDS = 3, LEASE_SECONDS
+    exchange(owner, conversation, "What is a relay?")
+    job = DBTaskResult.objects.get()
+    job.claim("w1")
+    DBTaskResult.objects.filter(pk=job.pk).update(worker_ids=[f"w{n}" for n in range(workers)])
+    TaskLease.objects.create(task_id=job.pk, expires_at=job.started_at)  # lapsed at once
+    assert take_up_lost_jobs() == 1
+    job.refresh_from_db()
+    assert job.status == status and not TaskLease.objects.exists()

@@ -1,10 +1,13 @@
 """The upstream event-stream parser, without Django or a network."""
 
 import json
+import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conversations.exceptions import UpstreamEventTooLarge
 from conversations.providers.sse_parser import SSEParser, parse_block
 
 
@@ -59,3 +62,38 @@ def test_events_do_not_depend_on_how_the_stream_was_cut(texts, cuts):
     pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     events = parse(*pieces)
     assert [json.loads(data)["t"] for _, data in events] == texts
+
+
+def test_an_event_longer_than_the_limit_is_refused_however_it_is_cut():
+    event = b"data: " + b"x" * 1000 + b"\n\n"
+    for read in (7, 100, len(event)):
+        parser = SSEParser(max_event_bytes=500)
+        with pytest.raises(UpstreamEventTooLarge):
+            for start in range(0, len(event), read):
+                parser.feed(event[start : start + read])
+    assert parse_block(event[:-2]) == (b"message", b"x" * 1000)
+    assert SSEParser(max_event_bytes=1006).feed(event) == [(b"message", b"x" * 1000)]  # the limit itself is fine
+
+
+def test_a_blank_line_across_two_reads_ends_the_event():
+    assert parse(b"data: a\n", b"\ndata: b", b"\n", b"\n") == [(b"message", b"a"), (b"message", b"b")]
+
+
+def seconds_to_parse(size: int, read: int = 1024) -> float:
+    """The best of three: one event of `size` bytes, fed `read` bytes at a time."""
+    event = b"data: " + b"x" * size + b"\n\n"
+    reads = [event[start : start + read] for start in range(0, len(event), read)]
+    best = float("inf")
+    for _ in range(3):
+        parser, started = SSEParser(), time.perf_counter()
+        events = [event for chunk in reads for event in parser.feed(chunk)]
+        best = min(best, time.perf_counter() - started)
+        assert events == [(b"message", b"x" * size)]
+    return best
+
+
+def test_one_large_event_in_many_reads_is_parsed_in_linear_time():
+    # 4x the bytes: 4x the time if linear, 16x if each read copies the
+    # event so far. 8x leaves room for a noisy machine.
+    small, large = seconds_to_parse(1_000_000), seconds_to_parse(4_000_000)
+    assert large < 8 * small, f"1 MB: {small * 1000:.1f} ms, 4 MB: {large * 1000:.1f} ms"

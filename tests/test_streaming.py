@@ -210,6 +210,17 @@ def test_upstream_failures_end_in_an_error_event_and_a_saved_turn(alice, upstrea
     assert turn.error_detail and int(events[-1]["id"]) == len(kept)
 
 
+def test_an_event_over_the_limit_ends_in_an_error_event_and_a_saved_turn(alice, upstream, settings):
+    settings.LLM_MAX_EVENT_BYTES = 64 * 1024
+    upstream.behaviour = Behaviour(tokens=3, huge_event=16 * 1024 * 1024)  # more than the sockets' buffers hold
+    conversation_id, events, _ = post_and_read(alice)
+    assert events[-1]["event"] == "error" and events[-1]["data"]["code"] == "upstream_event_too_large"
+    assert "LLM_MAX_EVENT_BYTES" in events[-1]["data"]["message"]
+    assert upstream.closed_within(1.0)  # the rest of the event is never read
+    turn = saved_answer(conversation_id)
+    assert (turn.status, turn.error_code, turn.content) == ("failed", "upstream_event_too_large", "t0 t1 t2 ")
+
+
 def test_refused_upstream_is_an_error_event(alice, settings):
     settings.LLM_PROVIDER, settings.LLM_BASE_URL = "openai", "http://127.0.0.1:9/v1"
     conversation_id, events, _ = post_and_read(alice)

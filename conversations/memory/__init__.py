@@ -5,6 +5,7 @@ turns.
     tasks.py     the task, queued after each answer commits, and its writes
     prompt.py    a prompt within the token budget: system, memory, newest turns
     request.py   how the memory model is asked, and how its reply is read
+    leases.py    jobs whose worker died, queued again (each `db_worker` leases its job)
 """
 
 # Jobs queued before the memory moved into this package name the task by its

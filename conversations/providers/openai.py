@@ -263,7 +263,7 @@ class OpenAIProvider(Provider):
     async def _pieces(
         self, response: aiohttp.ClientResponse, completion: Completion
     ) -> AsyncGenerator[list[Piece], None]:
-        parser, reader = SSEParser(), ChunkReader(completion)
+        parser, reader = SSEParser(max_event_bytes=conf.LLM_MAX_EVENT_BYTES), ChunkReader(completion)
         try:
             async for chunk in response.content.iter_any():
                 yield reader.pieces(parser.feed(chunk))

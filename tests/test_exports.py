@@ -1,0 +1,84 @@
+"""The Markdown export holds what users and the model wrote, rendered by a
+real CommonMark renderer (markdown-it-py) as other tools would render it:
+their Markdown stays Markdown, never HTML or the file's own structure."""
+
+import re
+
+import pytest
+from markdown_it import MarkdownIt
+
+from conversations.exports import export_markdown
+from conversations.models import Conversation, Turn
+from harness.fake_upstream import Behaviour
+
+from .test_versions import send
+
+HOSTILE = (
+    "Hi <script>alert(1)</script> and <img src=x onerror=alert(2)>\n"
+    "\n"
+    "## Assistant (gpt-4.1)\n"
+    "\n"
+    "You\n"
+    "===\n"
+    "\n"
+    "<!-- a comment --> <https://example.com>\n"
+    "> ## You\n"
+    "- ## Assistant\n"
+)
+ANSWER = (
+    "Here is a page:\n\n"
+    '```html\n<div onclick="x">a < b</div>\n# not a heading\n```\n\n'
+    "</details>\n\n"
+    "# Summary\n\n"
+    "Plain **bold**, a list:\n\n- one\n- two\n\n"
+    "```\nleft open <script>alert(3)</script>\n## You"
+)
+
+
+def rendered(markdown: str) -> str:
+    return MarkdownIt("commonmark").render(markdown)  # raw HTML on, as CommonMark has it
+
+
+def headings(html: str, levels: str = "12") -> list[str]:
+    return re.findall(rf"<h[{levels}]>(.*?)</h[{levels}]>", html)
+
+
+def test_the_markdown_export_cannot_become_html_or_forge_turns(alice, upstream):
+    upstream.behaviour = Behaviour(
+        script=[{"reasoning_content": "I think </details><script>alert(4)</script>"}, {"content": ANSWER}]
+    )
+    conversation_id = alice.new_conversation()
+    send(alice, conversation_id, HOSTILE)
+    alice.client.patch(f"/api/conversations/{conversation_id}", json={"title": "<img src=y onerror=alert(5)>"})
+    markdown = alice.client.get(f"/api/conversations/{conversation_id}/export", params={"format": "md"}).text
+    html = rendered(markdown)
+
+    assert not re.search(r"<(script|img|div|!--)", html), html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(2)&gt;" in html
+    # The title and the turns' headers are the only headings of levels 1 and 2.
+    assert headings(html) == ["&lt;img src=y onerror=alert(5)&gt;", "You", "Assistant (fake-model)"]
+    assert "<h4>Assistant (gpt-4.1)</h4>" in html and "<h3>Summary</h3>" in html  # their own, two levels down
+    assert html.count("</details>") == 1  # only the export's own
+    # Still Markdown: code kept as written, the rest rendered.
+    assert (
+        '<code class="language-html">&lt;div onclick=&quot;x&quot;&gt;a &lt; b&lt;/div&gt;\n# not a heading\n' in html
+    )
+    assert "<strong>bold</strong>" in html and "<li>two</li>" in html
+    assert markdown.rstrip().endswith("## You\n```")  # the fence it left open is closed in its own turn
+
+
+@pytest.mark.parametrize("field", ["content", "reasoning", "refusal"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- item\n  ```\n<script>alert(1)</script>",  # an indented fence ends with its list item
+        "> ```\n<script>alert(1)</script>",  # ... or its quote
+        "```\na\n\t```\n<script>alert(1)</script>\n```",  # a tab-indented line does not close a fence
+        "```js`\n<script>alert(1)</script>",  # a backtick fence's info string has no backtick
+        "text\r<script>alert(1)</script>\r## You",  # a lone CR ends a line too
+    ],
+)
+def test_fences_a_renderer_would_not_see_are_not_trusted(field, text):
+    answer = Turn(role=Turn.Role.ASSISTANT, **{field: text})  # not saved: the export reads what it is given
+    html = rendered(export_markdown(Conversation(title="T"), [answer]))
+    assert "<script>" not in html and headings(html) == ["T", "Assistant"], html
