@@ -16,6 +16,7 @@ from decimal import Decimal
 from . import pricing
 from .models import Spend
 from .providers import Completion
+from .stream.answer import Answer, PreparedTurn
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,23 @@ def record(
         cost=cost,
     )
     Spend.objects.bulk_create([row], ignore_conflicts=True)  # an answer's second save adds nothing
+
+
+def record_answer(prepared: PreparedTurn, answer: Answer) -> None:
+    """An answer's row, priced as its turn is (services.record_answer)."""
+    record(
+        kind=Spend.Kind.ANSWER,
+        user_id=prepared.owner_id,
+        api_key_id=prepared.api_key_id,
+        model=answer.model,
+        conversation_id=prepared.conversation_id,
+        turn_id=prepared.answer_turn_id,
+        tokens_in=answer.tokens_in,
+        tokens_cached=answer.tokens_cached,
+        tokens_out=answer.tokens_out,
+        estimated=answer.tokens_estimated,
+        cost=answer.cost,
+    )
 
 
 def record_call(*, kind: str, user_id: int, completion: Completion, **ids: uuid.UUID | str | int | None) -> None:

@@ -344,19 +344,7 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
     when its stream has ended, however it ended. The answer as saved; None if
     the conversation was deleted meanwhile (its cost is recorded all the same)."""
     answer = priced(answer)
-    ledger.record(
-        kind=Spend.Kind.ANSWER,
-        user_id=prepared.owner_id,
-        api_key_id=prepared.api_key_id,
-        model=answer.model,
-        conversation_id=prepared.conversation_id,
-        turn_id=prepared.answer_turn_id,
-        tokens_in=answer.tokens_in,
-        tokens_cached=answer.tokens_cached,
-        tokens_out=answer.tokens_out,
-        estimated=answer.tokens_estimated,
-        cost=answer.cost,
-    )
+    ledger.record_answer(prepared, answer)
     with connection.cursor() as cursor:
         # Touching the conversation first also locks its row (on PostgreSQL),
         # so a delete cannot slip in between this check and the insert.

@@ -232,13 +232,8 @@ class AnswerRelay:
         """The answer as an `internal_error`: the output as the readers saw
         it, and only counts that cannot fail (the prompt's, as estimated when
         it was built, and one token per delta), so it is still billed."""
-        parts = self.readers.output.parts()
         return Answer(
-            content=parts.content,
-            reasoning=parts.reasoning,
-            refusal=parts.refusal,
-            tool_calls=parts.tool_calls,
-            output_runs=parts.output_runs,
+            **vars(self.readers.output.parts()),  # the text of each kind, and their order
             finish_reason=FinishReason.ERROR,
             model=self.completion.model,
             provider=self.provider.name,
@@ -385,11 +380,7 @@ class AnswerRelay:
         completion, figures, error = self.completion, self.figures, self.error
         parts = self.readers.output.parts()
         return Answer(
-            content=parts.content,
-            reasoning=parts.reasoning,
-            refusal=parts.refusal,
-            tool_calls=parts.tool_calls,
-            output_runs=parts.output_runs,
+            **vars(parts),  # the text of each kind, and their order
             finish_reason=self._finish_reason(parts.tool_calls),
             model=completion.model,
             provider=self.provider.name,
