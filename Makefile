@@ -57,8 +57,10 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
 # The whole suite, on DATABASE_URL (SQLite by default), browser tests included.
+# PYTEST_ARGS narrows it, e.g. PYTEST_ARGS='-m "not e2e"' (docs/development.md).
+PYTEST_ARGS ?=
 test: $(VENV)/.installed-dev $(CHROMIUM)
-	CHATSTREAM_STACK=$(STACK) $(PY) -m pytest
+	CHATSTREAM_STACK=$(STACK) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -2,6 +2,7 @@
 against the API's description, SSE read with httpx-sse, and waits for the
 server's saves."""
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,16 @@ from conversations.models import Turn
 
 API_DESCRIPTION = schemathesis.openapi.from_path(Path(__file__).parent.parent / "conversations" / "openapi.yaml")
 API_PREFIX = "/api/"
+
+
+# --- race tests --------------------------------------------------------------------
+
+
+def races(many: int) -> range:
+    """The attempts of a test that repeats a race: `many` where
+    CHATSTREAM_TEST_RACES=many (one CI leg), else two (the fast loop, the
+    other legs)."""
+    return range(many if os.environ.get("CHATSTREAM_TEST_RACES") == "many" else min(many, 2))
 
 
 # --- users and clients ------------------------------------------------------------

@@ -20,6 +20,9 @@ from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoni
 from .cut_proxy import CutProxy
 from .helpers import wait_for_answer
 
+# End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
+pytestmark = pytest.mark.e2e
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 MARKDOWN_ANSWER = (

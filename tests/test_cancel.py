@@ -4,10 +4,10 @@ import pytest
 
 from harness.fake_upstream import Behaviour
 
-from .helpers import read_events, saved_answer, sse_events, start_event_and_a_delta, stream, wait_for_answer
+from .helpers import races, read_events, saved_answer, sse_events, start_event_and_a_delta, stream, wait_for_answer
 
 
-@pytest.mark.parametrize("attempt", range(10))
+@pytest.mark.parametrize("attempt", races(10))
 def test_cancel_closes_the_upstream_and_ends_the_stream(alice, upstream, attempt):
     upstream.behaviour = Behaviour(pace=0.01 + attempt * 0.002, tokens=1000)
     conversation_id = alice.new_conversation()

@@ -18,6 +18,9 @@ from harness.fake_upstream import Behaviour
 from .helpers import api_client, sse_events
 from .test_processes import REDIS_URL, redis_ready, start_pair  # noqa: F401  (a fixture, and the servers)
 
+# End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
+pytestmark = pytest.mark.e2e
+
 LEASE_SECONDS = 1.0
 
 

@@ -13,6 +13,9 @@ from harness.fake_upstream import Behaviour
 
 from .helpers import API_DESCRIPTION, make_api_user
 
+# End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def fuzzer(live, upstream):

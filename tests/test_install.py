@@ -15,6 +15,9 @@ from harness.servers import PYTHON, ROOT, Service, free_port
 
 from .helpers import read_events
 
+# End to end, on one CI leg; the Django 5.2 leg installs the app too (`install`).
+pytestmark = [pytest.mark.e2e, pytest.mark.install]
+
 HOST_PROJECT = Path(__file__).parent / "hostproject"
 SERVERS = {
     "uvicorn": ["-m", "uvicorn", "hostproject.asgi:application", "--port", "{port}"],

@@ -23,6 +23,7 @@ from .helpers import (
     api_client,
     database_url,
     post_with_key,
+    races,
     read_events,
     read_until_deltas,
     saved_answer,
@@ -167,7 +168,7 @@ def test_a_resume_on_b_from_the_middle_of_the_reasoning_gives_exactly_the_rest(o
         assert saved.reasoning == "".join(thoughts) and saved.content == "The answer."
 
 
-@pytest.mark.parametrize("attempt", range(5))
+@pytest.mark.parametrize("attempt", races(5))
 def test_a_stop_sent_to_b_closes_the_upstream_of_a(on, upstream, attempt):
     upstream.behaviour = Behaviour(pace=0.01 + attempt * 0.002, tokens=1000)
     conversation_id = on["a"].new_conversation()
@@ -205,7 +206,7 @@ def test_a_second_tab_on_b_follows_an_answer_generated_on_a(on, upstream):
     assert on["b"].client.get(f"/api/conversations/{conversation_id}").json()["generating"] == []
 
 
-@pytest.mark.parametrize("attempt", range(3))
+@pytest.mark.parametrize("attempt", races(3))
 def test_one_message_sent_to_both_processes_starts_one_answer(on, upstream, attempt):
     upstream.behaviour = Behaviour(pace=0.01, tokens=30)
     conversation_id = on["a"].new_conversation()

@@ -16,6 +16,9 @@ import pytest
 
 from harness.servers import ROOT, free_port
 
+# End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
+pytestmark = pytest.mark.e2e
+
 SECTION = "## The stream, with curl"
 
 

@@ -16,6 +16,8 @@ from conversations.stream.events import DELTA, DONE, HEARTBEAT, START
 from conversations.stream.relay import AnswerRelay
 from conversations.views.streaming import AnswerStreamResponse
 
+from .helpers import races
+
 
 class PacedProvider(Provider):
     """Yields `count` tokens, `pace` seconds apart."""
@@ -65,7 +67,7 @@ def answers(prepared) -> list[Turn]:
     return list(Turn.objects.filter(conversation_id=prepared.conversation_id, role="assistant"))
 
 
-@pytest.mark.parametrize("attempt", range(20))
+@pytest.mark.parametrize("attempt", races(20))
 def test_cancelled_twice_still_saves_once(prepared, attempt):
     provider = PacedProvider(count=1000, pace=0.002)
 
@@ -190,7 +192,7 @@ def test_a_message_abandoned_while_saved_gets_an_empty_answer(transactional_db):
     assert list(rows) == [("user", "q", ""), ("assistant", "", "client_disconnected")]
 
 
-@pytest.mark.parametrize("attempt", range(10))
+@pytest.mark.parametrize("attempt", races(10))
 def test_a_reader_cancelled_mid_wait_does_not_disturb_another(prepared, attempt):
     async def scenario():
         relay = relay_for(prepared, PacedProvider(count=40, pace=0.002))

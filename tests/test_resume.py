@@ -11,6 +11,7 @@ from harness.fake_upstream import Behaviour
 
 from .helpers import (
     post_with_key,
+    races,
     read_events,
     read_until_deltas,
     saved_answer,
@@ -116,7 +117,7 @@ def test_a_repeated_message_gets_the_first_answer(alice, upstream):
     assert len(upstream.calls) == 2
 
 
-@pytest.mark.parametrize("attempt", range(3))
+@pytest.mark.parametrize("attempt", races(3))
 def test_the_same_message_twice_at_once_starts_one_answer(alice, upstream, attempt):
     upstream.behaviour = Behaviour(pace=0.01, tokens=30)
     conversation_id = alice.new_conversation()

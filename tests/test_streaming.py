@@ -12,7 +12,7 @@ from conversations.conf import conf
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, read_events, saved_answer, sse_events, stream, text_of, wait_for_answer
+from .helpers import post_and_read, races, read_events, saved_answer, sse_events, stream, text_of, wait_for_answer
 
 
 def test_headers_and_first_byte(alice, upstream):
@@ -138,7 +138,7 @@ def test_heartbeats_while_the_model_is_silent(alice, upstream, settings):
     assert events[-1]["event"] == "done"
 
 
-@pytest.mark.parametrize("attempt", range(12))
+@pytest.mark.parametrize("attempt", races(12))
 def test_disconnect_saves_partial_turn_and_closes_upstream(alice, upstream, attempt):
     upstream.behaviour = Behaviour(pace=0.01, tokens=500)
     keep = 1 + attempt % 4  # leave after a few tokens, at a different point each time
