@@ -328,8 +328,8 @@ class Spend(models.Model):
 
     class Kind(models.TextChoices):
         ANSWER = "answer"
-        ROUTING = "routing", "routing classifier"
-        MEMORY = "memory", "memory update"
+        ROUTING = "routing", "Routing classifier"
+        MEMORY = "memory", "Memory update"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chatstream_spend")

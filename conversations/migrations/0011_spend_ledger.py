@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
                 (
                     "kind",
                     models.CharField(
-                        choices=[("answer", "Answer"), ("routing", "routing classifier"), ("memory", "memory update")],
+                        choices=[("answer", "Answer"), ("routing", "Routing classifier"), ("memory", "Memory update")],
                         max_length=16,
                     ),
                 ),
