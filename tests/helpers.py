@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from httpx_sse import EventSource
 
-from conversations import api_keys
+from conversations import answering, api_keys
 from conversations.models import Turn
 
 API_DESCRIPTION = schemathesis.openapi.from_path(Path(__file__).parent.parent / "conversations" / "openapi.yaml")
@@ -30,6 +30,15 @@ def races(many: int) -> range:
     CHATSTREAM_TEST_RACES=many (one CI leg), else two (the fast loop, the
     other legs)."""
     return range(many if os.environ.get("CHATSTREAM_TEST_RACES") == "many" else min(many, 2))
+
+
+# --- turns without a request ---------------------------------------------------------
+
+
+def start_turn(*, owner, conversation_id, content: str):
+    """A message saved and its answer's turn prepared, as sending it does."""
+    message = answering.NewMessage(content)
+    return answering.start_turn(owner=owner, conversation_id=conversation_id, message=message)
 
 
 # --- users and clients ------------------------------------------------------------

@@ -10,6 +10,8 @@ from django.urls import reverse
 from conversations import api_keys, services
 from conversations.models import ApiKey, Conversation, Turn
 
+from .helpers import start_turn
+
 
 @pytest.fixture
 def staff_client(client, db):
@@ -21,7 +23,7 @@ def staff_client(client, db):
 @pytest.fixture
 def conversation(db) -> Conversation:
     owner = get_user_model().objects.create_user("erin")
-    prepared = services.start_turn(
+    prepared = start_turn(
         owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="Find me <b>this</b>"
     )
     services.record_answer(
@@ -134,9 +136,7 @@ def thinking_turn(db, settings) -> Turn:
     pricing.forget_prices()
     owner = get_user_model().objects.create_user("frank")
     key, _ = api_keys.create_api_key(user=owner, name="ci")
-    prepared = services.start_turn(
-        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="Weather?"
-    )
+    prepared = start_turn(owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="Weather?")
     prepared = dataclasses.replace(prepared, api_key_id=key.pk)
     call = {"id": "call_9", "name": "get_weather", "arguments": '{"city": "<Oslo>"}'}
     services.record_answer(
@@ -225,7 +225,7 @@ def test_the_model_catalogue_and_router_are_shown_read_only(staff_client, settin
 
 
 def _answered(owner, content: str, **answer) -> Turn:
-    prepared = services.start_turn(
+    prepared = start_turn(
         owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="A question"
     )
     fields = {"finish_reason": "stop", "model": "m-1", "provider": "openai", "trace_id": "t", "ttft_ms": 1}

@@ -23,7 +23,7 @@ from conversations.stream.answer import PreparedTurn
 from harness.fake_upstream import Behaviour
 from harness.servers import PYTHON, popen, stop
 
-from .helpers import database_url
+from .helpers import database_url, start_turn
 from .test_services import answer
 
 
@@ -43,7 +43,7 @@ def conversation(owner) -> Conversation:
 
 
 def exchange(owner, conversation, question: str, reply: str = "An answer.") -> PreparedTurn:
-    prepared = services.start_turn(owner=owner, conversation_id=conversation.pk, content=question)
+    prepared = start_turn(owner=owner, conversation_id=conversation.pk, content=question)
     services.record_answer(prepared=prepared, answer=answer(content=reply, finish_reason="stop"))
     return prepared
 
@@ -75,7 +75,7 @@ def test_a_committed_answer_queues_one_job_that_the_worker_runs(owner, conversat
 
 
 def test_a_rolled_back_answer_queues_nothing(owner, conversation):
-    prepared = services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
+    prepared = start_turn(owner=owner, conversation_id=conversation.pk, content="q")
     with pytest.raises(RuntimeError), transaction.atomic():
         services.record_answer(prepared=prepared, answer=answer())
         raise RuntimeError("the surrounding work failed")
@@ -91,7 +91,7 @@ def test_an_update_for_covered_turns_does_nothing(owner, conversation):
 
 
 def test_an_answer_still_streaming_is_not_skipped(owner, conversation):
-    slow = services.start_turn(owner=owner, conversation_id=conversation.pk, content="slow question")
+    slow = start_turn(owner=owner, conversation_id=conversation.pk, content="slow question")
     exchange(owner, conversation, "fast question")  # positions 2 and 3, saved before 1
     update_memory.call(str(conversation.pk))
     assert memory_of(conversation).covers_position == 0  # stops before the missing answer

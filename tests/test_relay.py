@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from django.contrib.auth import get_user_model
 
-from conversations import services
+from conversations import answering, services
 from conversations.models import Turn
 from conversations.providers import TEXT, Completion, Message, Piece, Provider
 from conversations.storage.threads import run_db
@@ -16,7 +16,7 @@ from conversations.stream.events import DELTA, DONE, HEARTBEAT, START
 from conversations.stream.relay import AnswerRelay
 from conversations.views.streaming import AnswerStreamResponse
 
-from .helpers import races
+from .helpers import races, start_turn
 
 
 class PacedProvider(Provider):
@@ -43,11 +43,11 @@ class PacedProvider(Provider):
 def prepared(transactional_db) -> PreparedTurn:
     owner = get_user_model().objects.create_user("ivan")
     conversation = services.create_conversation(owner=owner)
-    return services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
+    return start_turn(owner=owner, conversation_id=conversation.pk, content="q")
 
 
 def relay_for(prepared, provider) -> AnswerRelay:
-    return services.answer_relay(prepared, provider=provider, trace_id="t", received_at=0.0)
+    return answering.answer_relay(prepared, provider=provider, trace_id="t", received_at=0.0)
 
 
 async def read(relay: AnswerRelay, deltas: int, heartbeat: float = 10) -> list[tuple]:
@@ -182,10 +182,8 @@ def test_a_message_abandoned_while_saved_gets_an_empty_answer(transactional_db):
     conversation = services.create_conversation(owner=owner)
 
     async def scenario():
-        start = asyncio.ensure_future(
-            run_db(services.start_turn, owner=owner, conversation_id=conversation.pk, content="q")
-        )
-        await services.answer_abandoned(start, "t", 0.0)
+        start = asyncio.ensure_future(run_db(start_turn, owner=owner, conversation_id=conversation.pk, content="q"))
+        await answering.answer_abandoned(start, "t", 0.0)
 
     asyncio.run(scenario())
     rows = Turn.objects.filter(conversation=conversation).values_list("role", "content", "finish_reason")

@@ -13,6 +13,8 @@ from conversations import api_keys, recovery, services
 from conversations.models import ApiKey, Conversation, Turn
 from conversations.stream.answer import Answer
 
+from .helpers import start_turn
+
 
 def answer(**overrides) -> Answer:
     fields = {
@@ -37,8 +39,8 @@ def owner(db):
 
 def test_start_turn_saves_the_message_and_reserves_the_answer(owner):
     conversation = services.create_conversation(owner=owner)
-    first = services.start_turn(owner=owner, conversation_id=conversation.pk, content="one\ntwo")
-    second = services.start_turn(owner=owner, conversation_id=conversation.pk, content="three")
+    first = start_turn(owner=owner, conversation_id=conversation.pk, content="one\ntwo")
+    second = start_turn(owner=owner, conversation_id=conversation.pk, content="three")
     # The second message never takes the first answer's place, unsaved as it is.
     assert (first.answer_position, second.answer_position) == (1, 3)
     assert list(Turn.objects.values_list("position", "content")) == [(0, "one\ntwo"), (2, "three")]
@@ -50,7 +52,7 @@ def test_foreign_conversation_is_not_found(owner):
     stranger = get_user_model().objects.create_user("grace")
     conversation = services.create_conversation(owner=stranger)
     with pytest.raises(Conversation.DoesNotExist):
-        services.start_turn(owner=owner, conversation_id=conversation.pk, content="hi")
+        start_turn(owner=owner, conversation_id=conversation.pk, content="hi")
     assert not Turn.objects.exists()
 
 
@@ -59,18 +61,14 @@ def test_foreign_conversation_is_not_found(owner):
     [("stop", "complete"), ("length", "interrupted"), ("client_disconnected", "interrupted"), ("error", "failed")],
 )
 def test_record_answer_sets_status(owner, finish_reason, status):
-    prepared = services.start_turn(
-        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="q"
-    )
+    prepared = start_turn(owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="q")
     assert services.record_answer(prepared=prepared, answer=answer(finish_reason=finish_reason))
     turn = Turn.objects.get(pk=prepared.answer_turn_id)
     assert (turn.position, turn.role, turn.status, turn.finish_reason) == (1, "assistant", status, finish_reason)
 
 
 def test_an_answer_is_written_once(owner):
-    prepared = services.start_turn(
-        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="q"
-    )
+    prepared = start_turn(owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="q")
     services.record_answer(prepared=prepared, answer=answer())
     with pytest.raises(IntegrityError):
         services.record_answer(prepared=prepared, answer=answer())
@@ -78,7 +76,7 @@ def test_an_answer_is_written_once(owner):
 
 def test_answer_to_a_deleted_conversation_is_dropped(owner):
     conversation = services.create_conversation(owner=owner)
-    prepared = services.start_turn(owner=owner, conversation_id=conversation.pk, content="q")
+    prepared = start_turn(owner=owner, conversation_id=conversation.pk, content="q")
     conversation.delete()
     assert services.record_answer(prepared=prepared, answer=answer()) is None
 
@@ -113,11 +111,11 @@ def test_api_key_lookup_checks_the_user_and_records_use_sparingly(owner):
 
 def test_prompt_history_holds_both_roles_in_order_without_empty_answers(owner):
     conversation = services.create_conversation(owner=owner)
-    first = services.start_turn(owner=owner, conversation_id=conversation.pk, content="one")
+    first = start_turn(owner=owner, conversation_id=conversation.pk, content="one")
     services.record_answer(prepared=first, answer=answer(content="reply"))
-    second = services.start_turn(owner=owner, conversation_id=conversation.pk, content="two")
+    second = start_turn(owner=owner, conversation_id=conversation.pk, content="two")
     services.record_answer(prepared=second, answer=answer(content=""))  # cancelled before any token
-    third = services.start_turn(owner=owner, conversation_id=conversation.pk, content="three")
+    third = start_turn(owner=owner, conversation_id=conversation.pk, content="three")
     assert third.messages[0]["role"] == "system"
     assert third.messages[1:] == [
         {"role": "user", "content": "one"},
@@ -134,11 +132,11 @@ def test_answers_lost_with_their_process_are_saved_at_the_next_start(db):
     questions after this process started are left alone (it may be answering)."""
     owner = get_user_model().objects.create_user("lou")
     conversation = services.create_conversation(owner=owner)
-    lost = services.start_turn(owner=owner, conversation_id=conversation.pk, content="Killed mid-answer")
-    answered = services.start_turn(owner=owner, conversation_id=conversation.pk, content="Answered")
+    lost = start_turn(owner=owner, conversation_id=conversation.pk, content="Killed mid-answer")
+    answered = start_turn(owner=owner, conversation_id=conversation.pk, content="Answered")
     services.record_answer(prepared=answered, answer=answer(content="fine", finish_reason="stop"))
     started = timezone.now()
-    streaming = services.start_turn(owner=owner, conversation_id=conversation.pk, content="Being answered now")
+    streaming = start_turn(owner=owner, conversation_id=conversation.pk, content="Being answered now")
 
     assert recovery.save_lost_answers(before=started) == 1
     saved = Turn.objects.get(pk=lost.answer_turn_id)

@@ -9,7 +9,7 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils.http import content_disposition_header
 
-from .. import exports, selectors, services
+from .. import answering, exports, selectors, services
 from ..catalogue import catalogue, chosen_model, default_entry
 from ..exceptions import ApiError
 from ..live import live_answers
@@ -169,12 +169,12 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     received_at = time.monotonic()
     pk = parse_id(conversation_id)
     try:
-        message = services.NewMessage(
+        message = answering.NewMessage(
             content=message_content(request),
             idempotency_key=idempotency_key(request),
             model_name=chosen_model(json_body(request).get("model", ""), auto=True),
         )
-        answer = await services.send_message(
+        answer = await answering.send_message(
             owner=user, conversation_id=pk, message=message, trace_id=trace_id_for(request), received_at=received_at
         )
     except Conversation.DoesNotExist:

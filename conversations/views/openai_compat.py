@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from .. import services
+from .. import answering, services
 from ..catalogue import catalogue, chosen_model
 from ..conf import conf
 from ..exceptions import ApiError
@@ -56,7 +56,7 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     body = chat_request(request)
     key = idempotency_key(request)
     conversation_id = await _conversation(request, user, key)
-    message = services.NewMessage(
+    message = answering.NewMessage(
         content=last_user_text(body["messages"]),
         idempotency_key=key,
         model_name=chosen_model(body["model"], auto=True),
@@ -65,7 +65,7 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
         request_options={name: body[name] for name in PASSED_ON if name in body},
     )
     try:
-        answer = await services.send_message(
+        answer = await answering.send_message(
             owner=user,
             conversation_id=conversation_id,
             message=message,

@@ -3,7 +3,7 @@ checked before anything is saved or sent on: a 400 in OpenAI's error shape
 (`type: invalid_request_error`, the `param` at fault) for anything wrong.
 
 Every message is held to the API's message limit, and the whole prompt to
-the model's prompt budget (services.start_turn, where the model is known);
+the model's prompt budget (answering.start_turn, where the model is known);
 the output bound is capped by the catalogue (ModelEntry.bounded).
 """
 

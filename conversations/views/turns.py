@@ -6,12 +6,12 @@ import time
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
-from .. import selectors, services
+from .. import answering, selectors, services
+from ..answering import NewMessage, Version
 from ..catalogue import chosen_model
 from ..exceptions import ApiError
 from ..models import Conversation, Feedback, Turn
 from ..serializers import feedback_json
-from ..services import NewMessage, Version
 from ..storage.threads import run_db
 from .bodies import idempotency_key, json_body, message_content
 from .errors import api_view, not_found, parse_id
@@ -75,7 +75,7 @@ async def _stream_version(request: HttpRequest, user, version: Version, *, conte
         version=version,
     )
     try:
-        answer = await services.send_message(
+        answer = await answering.send_message(
             owner=user,
             conversation_id=version.turn.conversation_id,
             message=message,

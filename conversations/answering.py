@@ -1,0 +1,345 @@
+"""Sending a message and starting its answer.
+
+`send_message` counts the message against the user's limits, asks the router
+which model for "auto", then `start_turn` (one transaction, on a database
+thread) saves the user's message, reserves the answer's position and builds
+the prompt; the answer's generation task (`stream/relay.py`) is started and
+published for other processes to find. It saves its turn through
+`services.record_answer` when it ends. A message repeated with its
+Idempotency-Key gets the first one's answer.
+"""
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+
+from . import budgets, ledger, recovery, routing, selectors
+from .api_keys import key_id_of
+from .catalogue import AUTO, ModelEntry, default_entry, entry_named
+from .conf import conf
+from .exceptions import ApiError
+from .limits import close_stream_later, limits
+from .live import LiveAnswer, live_answers
+from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
+from .models import Conversation, Spend, Turn
+from .ops import metrics
+from .providers import Message, Provider, provider_for
+from .services import record_answer
+from .storage import sql
+from .storage.rows import RowInsert
+from .storage.threads import run_db
+from .stream.answer import Answer, PreparedTurn
+from .stream.output import saved_output
+from .stream.relay import AnswerRelay
+
+logger = logging.getLogger(__name__)
+
+TITLE_CHARS = 60
+# A repeated message waits up to REPEAT_LOOKUPS x REPEAT_LOOKUP_PAUSE seconds
+# for the first one's answer to start.
+REPEAT_LOOKUPS, REPEAT_LOOKUP_PAUSE = 40, 0.05
+
+_insert_turn = RowInsert(Turn)
+
+
+class DuplicateMessage(Exception):
+    """This conversation already has a message with the client's Idempotency-Key."""
+
+    def __init__(self, reply_id: uuid.UUID) -> None:
+        super().__init__(reply_id)
+        self.reply_id = reply_id
+
+
+@dataclass(frozen=True)
+class Version:
+    """A new version of a saved turn: an edited question (EDIT, the message's
+    content replaces it), or an answer made again (REGENERATE) or carried on
+    from where it stopped (CONTINUE)."""
+
+    EDIT, REGENERATE, CONTINUE = "edit", "regenerate", "continue"
+
+    action: str
+    turn: Turn
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to answer, as a view read it from its request."""
+
+    content: str
+    idempotency_key: str = ""
+    model_name: str = ""  # "", a catalogue name, or "auto" (routing.py)
+    prompt: list[Message] | None = None  # the OpenAI door: the whole prompt, as the client sent it
+    with_memory: bool = False  # the OpenAI door: the conversation's memory goes with that prompt
+    request_options: dict[str, Any] = field(default_factory=dict)  # the OpenAI door: tools, temperature…
+    version: Version | None = None  # a new version of a turn, not a message after the shown branch
+
+
+# --- the message's turn --------------------------------------------------------------
+
+
+def start_turn(
+    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, route: dict[str, str] | None = None
+) -> PreparedTurn:
+    """Save the user's message and reserve the answer's position, before the
+    model is called. Raises Conversation.DoesNotExist for a foreign id,
+    DuplicateMessage for a key already used in this conversation (checked
+    first; the unique constraint settles two that arrive together), and
+    ApiError 429 when a budget is spent (nothing saved). The message's
+    `model_name` is the catalogue's model (routing has replaced "auto";
+    `route` says why); empty, the conversation's, or the default."""
+    key = message.idempotency_key
+    if key:
+        _raise_if_duplicate(owner, conversation_id, key)
+    budgets.check(user_id=owner.pk, api_key_id=key_id_of(owner))
+    try:
+        return _start_turn(owner, conversation_id, message, route)
+    except IntegrityError:
+        if not key:
+            raise
+        _raise_if_duplicate(owner, conversation_id, key)
+        raise
+
+
+def _raise_if_duplicate(owner: AbstractBaseUser, conversation_id: uuid.UUID, key: str) -> None:
+    earlier = Turn.objects.filter(conversation_id=conversation_id, conversation__owner_id=owner.pk, idempotency_key=key)
+    reply_id = earlier.values_list("reply_id", flat=True).first()
+    if reply_id is not None:
+        raise DuplicateMessage(reply_id)
+
+
+@transaction.atomic
+def _start_turn(
+    owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, route: dict[str, str] | None
+) -> PreparedTurn:
+    content, version = message.content, message.version
+    answer_turn_id = uuid.uuid4()
+    with connection.cursor() as cursor:
+        reserved = sql.reserve_positions(
+            cursor, conversation_id=conversation_id, owner_id=owner.pk, title=_title_from(content)
+        )
+        if reserved is None:
+            raise Conversation.DoesNotExist
+        position, conversation_model, leaf = reserved
+        model = _model_for(message.model_name or conversation_model)
+        if version is None or version.action == Version.EDIT:
+            # A message follows the branch shown; an edited one stands beside the original.
+            question_id = uuid.uuid4()
+            _insert_turn(
+                cursor,
+                id=question_id,
+                conversation_id=conversation_id,
+                position=position,
+                parent=leaf if version is None else version.turn.parent,
+                role=Turn.Role.USER,
+                content=content,
+                idempotency_key=message.idempotency_key,
+                reply_id=answer_turn_id,
+            )
+        else:
+            assert version.turn.parent is not None, "an answer's parent is its question"
+            question_id = version.turn.parent
+            sql.reply_is(cursor, question_id, answer_turn_id)
+        sql.show_leaf(cursor, conversation_id, answer_turn_id)
+        if message.prompt is not None:
+            memory = sql.memory_of(cursor, conversation_id)[:2] if message.with_memory else None
+            built = given_prompt(message.prompt, memory=memory)
+            _refuse_over_budget(built, model)
+        else:
+            built = _assembled(cursor, conversation_id, model, question_id)
+    prefix = []
+    if version is not None and version.action == Version.CONTINUE:
+        built = continuation(built, version.turn.content)
+        prefix = [(kind, text) for kind, text, _ in saved_output(version.turn).since(0)]
+    return PreparedTurn(
+        conversation_id=conversation_id,
+        owner_id=owner.pk,
+        user_turn_id=question_id,
+        answer_turn_id=answer_turn_id,
+        answer_position=position + 1,
+        messages=built.messages,
+        prompt_turns=built.turns,
+        prompt_tokens=built.tokens,
+        api_key_id=key_id_of(owner),
+        model_name=model.name,
+        route=route,
+        parent_id=question_id,
+        prefix=prefix,
+    )
+
+
+def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_id: uuid.UUID) -> Prompt:
+    """The memory, then the branch's newest turns up to the question, read
+    only as far as the model's budget goes. A memory made on another branch
+    (before a regenerate, an edit, a switch) is left out: it may hold what
+    this branch never said."""
+    summary, facts, covers, covers_position = sql.memory_of(cursor, conversation_id)
+    if covers is not None and not sql.on_branch(cursor, conversation_id, question_id, covers, covers_position):
+        summary, facts = "", []
+    return assemble(
+        system=conf.LLM_SYSTEM_PROMPT,
+        summary=summary,
+        facts=facts,
+        newest_first=sql.branch_newest_first(
+            cursor, conversation_id, question_id, with_reasoning=conf.LLM_REASONING_IN_PROMPT
+        ),
+        budget=model.context_tokens,
+    )
+
+
+def _refuse_over_budget(prompt: Prompt, model: ModelEntry) -> None:
+    """A client's whole prompt (the OpenAI door) is held to what the API's own
+    can be: the model's prompt budget, or one message at the message limit."""
+    limit = max(model.context_tokens, largest_message_tokens())
+    if prompt.tokens > limit:
+        raise ApiError(
+            400,
+            "context_length_exceeded",
+            f"The prompt has about {prompt.tokens} tokens; {model.name!r} takes at most {limit}.",
+            details={"type": "invalid_request_error", "param": "messages"},
+        )
+
+
+def _model_for(name: str) -> ModelEntry:
+    """The catalogue's entry; a name it no longer has (a conversation's
+    default after LLM_MODELS changed) gets the default."""
+    try:
+        return entry_named(name)
+    except KeyError:
+        return default_entry()
+
+
+def _title_from(content: str) -> str:
+    line = " ".join(content.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+# --- the answer ------------------------------------------------------------------------
+
+
+def answer_relay(
+    prepared: PreparedTurn, *, trace_id: str, received_at: float, provider: Provider | None = None
+) -> AnswerRelay:
+    """The generation task for a prepared turn (from the configured provider
+    unless given one), saving through record_answer."""
+
+    async def save(answer: Answer) -> Answer:
+        return await run_db(record_answer, prepared=prepared, answer=answer) or answer
+
+    if provider is None:
+        entry = _model_for(prepared.model_name)
+        provider = provider_for(entry)
+        provider.request_options = entry.bounded(prepared.request_options)
+    return AnswerRelay(prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save)
+
+
+async def send_message(
+    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, trace_id: str, received_at: float
+) -> LiveAnswer | Turn:
+    """Save the user's message and start its answer, within the user's limits
+    (ApiError 429 over them, nothing saved). A message repeated with its
+    Idempotency-Key gets the first one's answer, live or saved: never a
+    second model call."""
+    await recovery.save_lost_answers_once()
+    await limits().count_message(owner.pk)
+    slot = uuid.uuid4()
+    await limits().open_stream(owner.pk, slot)
+    try:
+        answer = await _start_answer(owner, conversation_id, message, trace_id, received_at)
+    except BaseException:
+        await asyncio.shield(limits().close_stream(owner.pk, slot))
+        raise
+    if not isinstance(answer, AnswerRelay):
+        await limits().close_stream(owner.pk, slot)
+        return answer  # a repeated message: the first one's answer
+    owner_id = owner.pk  # not the user object: it would live as long as the stream
+    answer.add_done_callback(lambda: close_stream_later(owner_id, slot))
+    return answer
+
+
+async def _start_answer(
+    owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, trace_id: str, received_at: float
+) -> LiveAnswer | Turn:
+    why = None
+    if message.model_name == AUTO:
+        route = await _route(owner, conversation_id, message.content)
+        message, why = (
+            dataclasses.replace(message, model_name=route.model),
+            {"model": route.model, "reason": route.reason},
+        )
+    start = asyncio.ensure_future(
+        run_db(start_turn, owner=owner, conversation_id=conversation_id, message=message, route=why)
+    )
+    try:
+        prepared = await asyncio.shield(start)
+    except DuplicateMessage as duplicate:
+        return await _answer_to_repeat(owner, duplicate.reply_id)
+    except asyncio.CancelledError:
+        await answer_abandoned(start, trace_id, received_at)
+        raise
+    prepared = dataclasses.replace(prepared, request_options=message.request_options)
+    relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at)
+    relay.start()
+    try:
+        await live_answers().publish(relay)
+    except asyncio.CancelledError:
+        await relay.close()  # the client left: no reader will come, so the policy applies now
+        raise
+    return relay
+
+
+async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str) -> routing.Route:
+    """The router's choice for a message sent to "auto" (routing.py). A spent
+    budget refuses the message before the classifier is asked; what the
+    classifier cost goes in the ledger."""
+    router = routing.router()
+    if router is None:
+        raise ApiError(404, "model_not_found", '"auto" needs LLM_ROUTER; choose a model from GET api/models.')
+    await run_db(budgets.check, user_id=owner.pk, api_key_id=key_id_of(owner))
+
+    async def count_turns() -> int:
+        owned = Conversation.objects.filter(pk=conversation_id, owner_id=owner.pk)
+        return await run_db(lambda: owned.values_list("next_position", flat=True).first() or 0)
+
+    route = await router.route(content, count_turns)
+    metrics.ROUTES.labels(route.model).inc()
+    if route.classifier is not None:
+        await run_db(
+            ledger.record_call,
+            kind=Spend.Kind.ROUTING,
+            completion=route.classifier,
+            user_id=owner.pk,
+            api_key_id=key_id_of(owner),
+            conversation_id=conversation_id,
+        )
+    return route
+
+
+async def _answer_to_repeat(owner: AbstractBaseUser, reply_id: uuid.UUID) -> LiveAnswer | Turn:
+    # The first message's answer may not be findable yet: its row is
+    # committed a moment before its process starts and shares the answer.
+    for _ in range(REPEAT_LOOKUPS):
+        answer = await selectors.find_answer(owner=owner, turn_id=reply_id)
+        if answer is not None:
+            return answer
+        await asyncio.sleep(REPEAT_LOOKUP_PAUSE)
+    raise ApiError(409, "duplicate_in_progress", "This message is already being answered; retry in a moment.")
+
+
+async def answer_abandoned(start: asyncio.Future, trace_id: str, received_at: float) -> None:
+    """The client left while its message was being saved. The message stays,
+    so its answer's turn is written too, empty and marked as the client's
+    doing, without calling the model."""
+    try:
+        prepared = await start
+    except (Conversation.DoesNotExist, DuplicateMessage, ApiError):
+        return
+    relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at)
+    relay.start()
+    await relay.close()  # cancels as client_disconnected before the model is called, then saves
