@@ -19,7 +19,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 
-from . import budgets, ledger, recovery, routing, selectors
+from . import budgets, ledger, recovery, routing, selectors, services
 from .api_keys import key_id_of
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
@@ -30,7 +30,6 @@ from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest
 from .models import Conversation, Spend, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
-from .services import record_answer
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
@@ -230,7 +229,7 @@ def answer_relay(
     unless given one), saving through record_answer."""
 
     async def save(answer: Answer) -> Answer:
-        return await run_db(record_answer, prepared=prepared, answer=answer) or answer
+        return await run_db(services.record_answer, prepared=prepared, answer=answer) or answer
 
     if provider is None:
         entry = _model_for(prepared.model_name)

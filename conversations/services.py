@@ -147,11 +147,14 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
     when its stream has ended, however it ended. The answer as saved; None if
     the conversation was deleted meanwhile (its cost is recorded all the same)."""
     answer = priced(answer)
-    ledger.record_answer(prepared, answer)
     with connection.cursor() as cursor:
         # Touching the conversation first also locks its row (on PostgreSQL),
-        # so a delete cannot slip in between this check and the insert.
-        if not sql.touch_conversation(cursor, prepared.conversation_id):
+        # so a delete cannot slip in between this check and the insert; and
+        # it comes before the ledger's row, so this transaction takes its
+        # locks in the order every other does (a TRUNCATE deadlocked with it).
+        kept = sql.touch_conversation(cursor, prepared.conversation_id)
+        ledger.record_answer(prepared, answer)
+        if not kept:
             logger.info("conversation %s was deleted while answering; its cost is kept", prepared.conversation_id)
             return None
         _insert_turn(

@@ -2,6 +2,8 @@ import pytest
 
 from conversations.providers.openai import close_shared_session
 from conversations.storage.threads import close_worker_connections
+from conversations.stream import registry
+from conversations.stream.shutdown import SAVE_WAIT_SECONDS, interrupt_all
 from harness.fake_upstream import Behaviour, FakeUpstream
 from harness.servers import ServerThread
 
@@ -49,8 +51,13 @@ def app_server():
 
 @pytest.fixture
 def live(app_server, transactional_db):
-    """The app under a real ASGI server, with a database the server can reach."""
-    return app_server
+    """The app under a real ASGI server, with a database the server can reach.
+    Afterwards, the answers a test left running are stopped and saved before
+    the database is emptied: a save in flight while the tables are truncated
+    can deadlock with the TRUNCATE on PostgreSQL."""
+    yield app_server
+    if registry.all_answers():
+        app_server.run(interrupt_all(), timeout=SAVE_WAIT_SECONDS + 1)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from conversations import pricing, services
 from conversations.models import Spend
 from conversations.ops import telemetry
 from conversations.providers.base import Completion
-from conversations.stream import relay
+from conversations.stream import ending
 from harness.fake_upstream import Behaviour
 
 from .helpers import post_and_read, text_of, wait_for_answer
@@ -35,11 +35,11 @@ def broken_once(original):
 # internal error (the answer could not be built or saved as it was).
 STEPS = {
     "held-back output": (lambda mp: mp.setattr(Completion, "rest", broken), True),
-    "usage": (lambda mp: mp.setattr(relay.AnswerRelay, "_usage", broken), True),
+    "usage": (lambda mp: mp.setattr(ending, "usage_of", broken), True),
     "the save": (lambda mp: mp.setattr(services, "record_answer", broken_once(services.record_answer)), True),
     "pricing": (lambda mp: mp.setattr(pricing, "cost", broken), False),
     "telemetry": (lambda mp: mp.setattr(telemetry, "stream_ended", broken), False),
-    "final event": (lambda mp: mp.setattr(relay, "final_event", broken), False),
+    "final event": (lambda mp: mp.setattr(ending, "final_event", broken), False),
 }
 
 

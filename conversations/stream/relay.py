@@ -24,18 +24,16 @@ from ..conf import conf
 from ..exceptions import AnswerFailed, ServerShutdown, UpstreamError, UpstreamTimeout
 from ..ops import telemetry
 from ..providers import TEXT, Completion, Piece, Provider
-from ..providers.base import estimate_tokens, message_text
-from . import background, registry, retries, shutdown
+from . import background, ending, registry, retries, shutdown
 from .answer import Answer, PreparedTurn
-from .events import ERROR, Event, FinishReason, final_event, start_event
+from .events import FinishReason, start_event
 from .figures import Figures
+from .presence import Presence
 from .readers import Readers
 from .redaction import OutputRedactor
 from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
-
-FAILED_MESSAGE = "The answer could not be completed because of an error on the server; what was written is kept."
 
 SaveAnswer = Callable[[Answer], Awaitable[Answer]]  # the answer as saved (with its cost)
 
@@ -55,7 +53,8 @@ class AnswerRelay:
             trace_id=trace_id,
             model=provider.model,
         )
-        self.readers = Readers(start=start, on_attach=self._reader_came, frame=conf.CHATSTREAM_FRAME_SECONDS)
+        self.presence = Presence()
+        self.readers = Readers(start=start, on_attach=self.presence.reader_came, frame=conf.CHATSTREAM_FRAME_SECONDS)
         for kind, text in prepared.prefix:  # a continued answer's output so far: no reader yet to tell
             self.readers.output.append(text, kind)
         self._prefix_length = self.readers.length
@@ -72,7 +71,6 @@ class AnswerRelay:
         self._saving = False
         self._cancel_reason: str = FinishReason.CLIENT_DISCONNECTED
         self._interrupted = False  # by the process stopping
-        self._grace: asyncio.TimerHandle | None = None  # `continue` mode: the wait for a reader to come back
         self._task: asyncio.Task | None = None
 
     @property
@@ -87,6 +85,16 @@ class AnswerRelay:
     def length(self) -> int:
         """Characters produced so far: the event ids."""
         return self.readers.length
+
+    @property
+    def ending(self) -> bool:
+        """Its turn is being saved (or is saved): nothing left to stop."""
+        return self._saving or self._task is None or self._task.done()
+
+    @property
+    def redactions(self) -> int:
+        """Characters masked as they streamed (CHATSTREAM_REDACT)."""
+        return self._redactor.masked if self._redactor is not None else 0
 
     @property
     def produced(self) -> bool:
@@ -128,31 +136,20 @@ class AnswerRelay:
             self._task.cancel()
 
     def release(self) -> None:
-        """A reader is gone. If it was the last and the answer is still being
-        generated, CHATSTREAM_ON_DISCONNECT decides: `cancel` stops the model
-        call at once; `continue` lets it run for CHATSTREAM_RESUME_GRACE_SECONDS
-        so the client can come back (GET .../turns/<id>/events), and cancels
-        it if nobody has."""
-        if self.readers.followers or self._saving or self._grace is not None:
-            return
-        if shutdown.draining():  # the server is dropping its connections, not the client
-            self.interrupt()
-            return
-        if conf.CHATSTREAM_ON_DISCONNECT == "continue" and self._task is not None and not self._task.done():
-            self._grace = self._loop.call_later(conf.CHATSTREAM_RESUME_GRACE_SECONDS, self._grace_over)
-        else:
-            self.cancel(FinishReason.CLIENT_DISCONNECTED)
+        """A reader is gone; if it was the last, CHATSTREAM_ON_DISCONNECT
+        decides what becomes of the answer (presence.py)."""
+        self.presence.release(self)
 
     def release_threadsafe(self) -> None:
         """`release` from another thread (Django may close responses on one)."""
-        self._loop.call_soon_threadsafe(self.release)
+        self._loop.call_soon_threadsafe(self.presence.release, self)
 
     async def close(self) -> None:
         """Called when a response ends for any reason: releases the answer,
         and if that stopped it, waits until the turn is saved (shielded, so a
         second cancellation cannot abandon the save)."""
         self.release()
-        if not self.readers.followers and self._grace is None:
+        if not self.readers.followers and not self.presence.awaiting_return:
             await self.wait_saved()
 
     async def stop(self) -> None:
@@ -173,16 +170,6 @@ class AnswerRelay:
         """A reader in another process has gone (`release` follows)."""
         self.readers.detach()
 
-    def _reader_came(self) -> None:
-        if self._grace is not None:  # a reader came back in time
-            self._grace.cancel()
-            self._grace = None
-
-    def _grace_over(self) -> None:
-        self._grace = None
-        if not self.readers.followers:
-            self.cancel(FinishReason.CANCELLED)
-
     # --- the generation task --------------------------------------------------
 
     async def _run(self) -> None:
@@ -201,7 +188,7 @@ class AnswerRelay:
             self.finish_reason, self.error = FinishReason.ERROR, exc
         except Exception:
             logger.exception("answer failed trace_id=%s", self.trace_id)
-            self.finish_reason, self.error = FinishReason.ERROR, AnswerFailed(FAILED_MESSAGE)
+            self.finish_reason, self.error = FinishReason.ERROR, AnswerFailed(ending.FAILED_MESSAGE)
         else:
             self.finish_reason = self.completion.finish_reason or FinishReason.STOP
         self._saving = True
@@ -210,53 +197,23 @@ class AnswerRelay:
             answer = await asyncio.shield(self._save(self._ending()))
         finally:
             registry.remove(self)
-            self.readers.end(self._final_event(answer))
+            self.readers.end(ending.final_event_of(answer, self.length, self.trace_id))
 
     # --- the end: whatever fails here, the turn is saved and the readers told ----
 
     def _ending(self) -> Answer:
-        """The answer as it ended. Should building it fail, the answer is an
-        error that still holds every character its readers were given."""
+        """The answer as it ended (ending.py). Should building it fail, the
+        answer is an error that still holds every character its readers were given."""
         try:
             # What was held back (an unfinished tag, a tool call whose arguments
             # never closed, a tail that might have been masked), however it ended.
             self._relay_pieces(self.completion.rest())
             if self._redactor is not None:
                 self._relay_pieces(self._redactor.finish(), redacted=True)
-            return self._answer()
+            return ending.answer_of(self)
         except Exception:
             logger.exception("could not build the answer trace_id=%s", self.trace_id)
-            return self._failed_answer()
-
-    def _failed_answer(self) -> Answer:
-        """The answer as an `internal_error`: the output as the readers saw
-        it, and only counts that cannot fail (the prompt's, as estimated when
-        it was built, and one token per delta), so it is still billed."""
-        return Answer(
-            **vars(self.readers.output.parts()),  # the text of each kind, and their order
-            finish_reason=FinishReason.ERROR,
-            model=self.completion.model,
-            provider=self.provider.name,
-            trace_id=self.trace_id,
-            ttft_ms=None,
-            duration_ms=self.figures.duration_ms(time.monotonic()),
-            tokens_in=self.prepared.prompt_tokens if self.completion.responded else None,
-            tokens_out=self.completion.deltas if self.completion.responded else None,
-            tokens_estimated=True,
-            usage_source="estimated" if self.completion.responded else "none",
-            error_code=AnswerFailed.code,
-            error_detail=FAILED_MESSAGE,
-            attempts=self.attempts,
-        )
-
-    def _final_event(self, answer: Answer | None) -> Event:
-        if answer is not None:
-            try:
-                return final_event(answer, self.length)
-            except Exception:
-                logger.exception("could not build the final event trace_id=%s", self.trace_id)
-        data = {"code": AnswerFailed.code, "message": FAILED_MESSAGE, "finish_reason": FinishReason.ERROR}
-        return ERROR, data, self.length
+            return ending.failed_answer(self)
 
     async def _call_model(self) -> None:
         """The model call, tried again and then with each fallback model while
@@ -365,7 +322,7 @@ class AnswerRelay:
         saved: Answer | None = None
         for attempt in (answer, None):
             try:
-                saved = await self._save_answer(attempt or self._failed_answer())
+                saved = await self._save_answer(attempt or ending.failed_answer(self))
                 break
             except Exception:
                 logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.turn_id)
@@ -375,57 +332,3 @@ class AnswerRelay:
         except Exception:
             logger.exception("could not measure answer trace_id=%s", self.trace_id)
         return saved
-
-    def _answer(self) -> Answer:
-        completion, figures, error = self.completion, self.figures, self.error
-        parts = self.readers.output.parts()
-        return Answer(
-            **vars(parts),  # the text of each kind, and their order
-            finish_reason=self._finish_reason(parts.tool_calls),
-            model=completion.model,
-            provider=self.provider.name,
-            trace_id=self.trace_id,
-            ttft_ms=figures.ttft_ms(),
-            ttft_answer_ms=figures.ttft_answer_ms(),
-            duration_ms=figures.duration_ms(time.monotonic()),
-            **self._usage(),
-            malformed_chunks=completion.malformed_chunks,
-            redactions=self._redactor.masked if self._redactor is not None else 0,
-            cancel_latency_ms=figures.cancel_latency_ms(),
-            tokens_after_cancel=figures.tokens_after_cancel(completion.deltas),
-            error_code=error.code if error else "",
-            error_detail=str(error) if error else "",
-            attempts=self.attempts,
-            token_gaps=figures.gaps.tobytes(),
-        )
-
-    def _finish_reason(self, tool_calls: list) -> str:
-        # Some servers (Ollama) end a tool-calling answer with `stop`.
-        if self.finish_reason == FinishReason.STOP and tool_calls:
-            return FinishReason.TOOL_CALLS
-        return self.finish_reason
-
-    def _usage(self) -> dict:
-        """The counts and where they came from: `reported` by the server,
-        `estimated` when the stream ended before its usage chunk (cancel,
-        disconnect, error: the server may still bill what it produced), or
-        `none` when no call was ever accepted."""
-        completion = self.completion
-        if completion.usage_reported:
-            source = "reported"
-        elif completion.responded or self.produced:
-            source = "estimated"
-        else:
-            return {"tokens_in": None, "tokens_out": None, "tokens_estimated": False, "usage_source": "none"}
-        tokens_in = completion.tokens_in
-        if tokens_in is None:
-            tokens_in = sum(estimate_tokens(message_text(m)) for m in self.prepared.messages)
-        tokens_out = completion.tokens_out if completion.tokens_out is not None else completion.deltas
-        return {
-            "tokens_in": tokens_in,
-            "tokens_out": tokens_out,
-            "tokens_cached": completion.tokens_cached,
-            "tokens_reasoning": completion.tokens_reasoning,
-            "tokens_estimated": source == "estimated" or completion.tokens_out is None or completion.tokens_in is None,
-            "usage_source": source,
-        }
