@@ -1,4 +1,5 @@
-"""INSERT statements for the rows every message writes (its two turns).
+"""INSERT statements for the rows every message writes (its two turns, its
+answer's row in the spend ledger).
 
 `Model.objects.create` builds the same INSERT anew for every row: on the
 message path that took longer than SQLite took to run it (bench/). Here each
@@ -14,10 +15,14 @@ from django.utils import timezone
 
 
 class RowInsert:
-    def __init__(self, model: type[models.Model]) -> None:
-        self.fields = model._meta.concrete_fields
+    def __init__(self, model: type[models.Model], *, unless_present: bool = False) -> None:
+        """`unless_present`: a row that would break a unique constraint is not
+        inserted (ON CONFLICT DO NOTHING), and nothing is raised."""
+        # An auto-incremented key is the database's to fill in.
+        self.fields = [field for field in model._meta.concrete_fields if not isinstance(field, models.AutoField)]
         self.columns = frozenset(field.attname for field in self.fields)
         self.table = model._meta.db_table
+        self._tail = " ON CONFLICT DO NOTHING" if unless_present else ""
         self._statements: dict[str, str] = {}  # by database vendor
 
     def __call__(self, cursor, **values) -> None:
@@ -45,5 +50,7 @@ class RowInsert:
             quote = db.ops.quote_name
             columns = ", ".join(quote(field.column) for field in self.fields)
             placeholders = ", ".join(["%s"] * len(self.fields))
-            self._statements[db.vendor] = f"INSERT INTO {quote(self.table)} ({columns}) VALUES ({placeholders})"
+            self._statements[db.vendor] = (
+                f"INSERT INTO {quote(self.table)} ({columns}) VALUES ({placeholders}){self._tail}"
+            )
         return self._statements[db.vendor]
