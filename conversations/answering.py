@@ -23,7 +23,7 @@ from . import budgets, ledger, recovery, routing, selectors, services
 from .api_keys import key_id_of
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
-from .exceptions import ApiError
+from .exceptions import ApiError, DuplicateMessage
 from .limits import close_stream_later, limits
 from .live import LiveAnswer, live_answers
 from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
@@ -45,14 +45,6 @@ TITLE_CHARS = 60
 REPEAT_LOOKUPS, REPEAT_LOOKUP_PAUSE = 40, 0.05
 
 _insert_turn = RowInsert(Turn)
-
-
-class DuplicateMessage(Exception):
-    """This conversation already has a message with the client's Idempotency-Key."""
-
-    def __init__(self, reply_id: uuid.UUID) -> None:
-        super().__init__(reply_id)
-        self.reply_id = reply_id
 
 
 @dataclass(frozen=True)

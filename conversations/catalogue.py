@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conf import conf
-from .exceptions import ApiError
+from .exceptions import ApiError, CatalogueError
 
 AUTO = "auto"  # a message's model when LLM_ROUTER chooses (routing.py)
 
@@ -32,10 +32,6 @@ ENTRY_FIELDS = frozenset(
 )
 # What a request may name its output bound by; both are upper bounds on the answer's tokens.
 OUTPUT_BOUNDS = ("max_tokens", "max_completion_tokens")
-
-
-class CatalogueError(ValueError):
-    """LLM_MODELS or LLM_DEFAULT_MODEL cannot be used; the message names the fix."""
 
 
 @dataclass(frozen=True)

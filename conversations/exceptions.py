@@ -3,6 +3,12 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
 
     ChatstreamError
     ├── ApiError                  - a request the API refuses (JSON error, status)
+    ├── DuplicateMessage          - a message's Idempotency-Key was used already: its answer is replayed
+    ├── SettingsError             - a setting cannot be used (also a ValueError); names the fix
+    │   ├── CatalogueError        - LLM_MODELS or LLM_DEFAULT_MODEL
+    │   └── RouterError           - LLM_ROUTER
+    ├── MemoryUpdateFailed        - a memory job failed for good (its job shows as failed)
+    │   └── WorkerLost            - its workers died as often as it may be tried
     ├── ServerShutdown            - the process stopped before the answer ended
     ├── AnswerFailed              - chatstream itself failed while answering
     └── UpstreamError             - the model call failed; `code` goes to the client
@@ -14,6 +20,8 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
         ├── UpstreamIncomplete    - the stream ended before a finish reason
         └── UpstreamTimeout       - no first token, or silence, past the limit
 """
+
+import uuid
 
 
 class ChatstreamError(Exception):
@@ -38,6 +46,34 @@ class ApiError(ChatstreamError):
         self.message = message
         self.headers = headers or {}  # e.g. Retry-After on a 429
         self.details = details or {}  # more fields of the error object, e.g. which budget
+
+
+class DuplicateMessage(ChatstreamError):
+    """This conversation already has a message with the client's Idempotency-Key."""
+
+    def __init__(self, reply_id: uuid.UUID) -> None:
+        super().__init__(reply_id)
+        self.reply_id = reply_id
+
+
+class SettingsError(ChatstreamError, ValueError):
+    """A setting cannot be used; the message names the fix."""
+
+
+class CatalogueError(SettingsError):
+    """LLM_MODELS or LLM_DEFAULT_MODEL cannot be used; the message names the fix."""
+
+
+class RouterError(SettingsError):
+    """LLM_ROUTER cannot be used; the message names the fix."""
+
+
+class MemoryUpdateFailed(ChatstreamError):
+    """Every attempt failed; raised so the job itself shows as failed."""
+
+
+class WorkerLost(MemoryUpdateFailed):
+    """The workers running this job died, as many times as a job may be tried."""
 
 
 class UpstreamError(ChatstreamError):

@@ -21,6 +21,7 @@ from typing import Any
 
 from .catalogue import catalogue, entry_named
 from .conf import conf
+from .exceptions import RouterError
 from .providers import Completion, Message, provider_for
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ CLASSIFY_PROMPT = (
 
 # One word is asked for; a few tokens more let a chatty model still say it.
 CLASSIFY_MAX_TOKENS = 16
-
-
-class RouterError(ValueError):
-    """LLM_ROUTER cannot be used; the message names the fix."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ import pytest
 
 from conversations import pricing, services
 from conversations.models import Spend
-from conversations.ops import telemetry
 from conversations.providers.base import Completion
-from conversations.stream import ending
+from conversations.stream import ending, telemetry
 from harness.fake_upstream import Behaviour
 
 from .helpers import post_and_read, text_of, wait_for_answer

@@ -26,6 +26,7 @@ from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from ..conf import conf
+from ..exceptions import WorkerLost
 from ..models import TaskLease
 from .tasks import update_memory
 
@@ -38,10 +39,6 @@ logger = logging.getLogger(__name__)
 
 # The task's path, and the one jobs queued before it moved still name.
 MEMORY_TASK_PATHS = (update_memory.module_path, "conversations.memory.update_memory")
-
-
-class WorkerLost(Exception):
-    """The workers running this job died, as many times as a job may be tried."""
 
 
 def lapse_at():
@@ -74,7 +71,7 @@ def _take_up(job: DBTaskResult) -> int:
             taken = same_run.update(
                 status=TaskResultStatus.FAILED,
                 finished_at=timezone.now(),
-                exception_class_path=f"{__name__}.{WorkerLost.__qualname__}",
+                exception_class_path=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
                 traceback=f"{WorkerLost.__name__}: the worker running it died, {workers} times\n",
             )
         else:

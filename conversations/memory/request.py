@@ -11,10 +11,8 @@ from ..catalogue import catalogue
 from ..conf import conf
 from ..exceptions import UpstreamProtocolError
 from ..providers import Completion, Provider
-from ..providers.base import Message, estimate_tokens, message_text
+from ..providers.base import MAX_FACTS, MAX_SUMMARY_CHARS, Message, estimate_tokens, message_text
 
-MAX_FACTS = 20
-MAX_SUMMARY_CHARS = 4000
 # The reply's room: a summary of MAX_SUMMARY_CHARS (~1,000 tokens) and the
 # facts, with some to spare; also the bound sent with the call.
 MEMORY_REPLY_TOKENS = 2048

@@ -34,7 +34,7 @@ from django.utils import timezone
 from .. import ledger
 from ..branches import Branches
 from ..conf import conf
-from ..exceptions import UpstreamError, UpstreamRateLimited
+from ..exceptions import MemoryUpdateFailed, UpstreamError, UpstreamRateLimited
 from ..models import Conversation, ConversationMemory, Spend, Turn
 from ..providers import Completion, get_provider
 from .request import ask_for_memory, fit_turns, memory_context_tokens
@@ -48,10 +48,6 @@ logger = logging.getLogger(__name__)
 
 TURNS_PER_CALL = 40  # a long backlog is summarized in several calls, oldest first
 MAX_RACES = 5  # lost compare-and-sets in a row before giving up (the next update covers it)
-
-
-class MemoryUpdateFailed(Exception):
-    """Every attempt failed; raised so the job itself shows as failed."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Log line formats: JSON objects (python-json-logger) for production, and
 `message key=value …` for a terminal. Both carry the fields a record was
-given as `extra` (telemetry.py)."""
+given as `extra` (stream/telemetry.py)."""
 
 import logging
 

@@ -8,6 +8,11 @@ from .kinds import TOOL_CALL, Piece
 from .think import ThinkSplitter
 from .tool_calls import ToolCalls
 
+# A conversation's memory, however it is kept (a memory model's reply, or a
+# provider's own `remember`): at most this many facts, a summary this long.
+MAX_FACTS = 20
+MAX_SUMMARY_CHARS = 4000
+
 
 class Message(TypedDict):
     role: str

@@ -11,8 +11,7 @@ from collections.abc import AsyncGenerator
 
 from ..catalogue import ModelEntry
 from ..conf import conf
-from ..memory.request import MAX_FACTS
-from .base import Completion, Message, Provider, estimate_tokens, message_text
+from .base import MAX_FACTS, Completion, Message, Provider, estimate_tokens, message_text
 from .kinds import REASONING, TEXT, Piece
 
 _WORD = re.compile(r"[\w'-]+")

@@ -5,6 +5,9 @@
     figures.py    what the answer measured: time to first token, gaps, cancel latency
     events.py     the events a reader gets, and how the first and last are built
     answer.py     what an answer starts from and how it ended, as saved
+    presence.py   who reads the answer, and what the last reader's going does
+    ending.py     the answer its turn is saved from, and the final event
+    telemetry.py  one log line, metric and span event per stream event that matters
     text.py, watchdog.py, retries.py, redaction.py    parts of the relay
     registry.py, shutdown.py, background.py           this process's answers
 

@@ -22,9 +22,8 @@ from contextlib import aclosing
 
 from ..conf import conf
 from ..exceptions import AnswerFailed, ServerShutdown, UpstreamError, UpstreamTimeout
-from ..ops import telemetry
 from ..providers import TEXT, Completion, Piece, Provider
-from . import background, ending, registry, retries, shutdown
+from . import background, ending, registry, retries, shutdown, telemetry
 from .answer import Answer, PreparedTurn
 from .events import FinishReason, start_event
 from .figures import Figures

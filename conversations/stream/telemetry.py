@@ -13,9 +13,9 @@ import uuid
 from typing import Protocol
 
 from ..exceptions import UpstreamError
+from ..ops import metrics, tracing
 from ..providers import Completion, Provider
-from ..stream.answer import Answer, PreparedTurn
-from . import metrics, tracing
+from .answer import Answer, PreparedTurn
 
 logger = logging.getLogger("conversations.stream")
 
