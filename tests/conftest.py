@@ -1,5 +1,7 @@
+import openai
 import pytest
 
+from conversations import budgets, pricing
 from conversations.providers.openai import close_shared_session
 from conversations.storage.threads import close_worker_connections
 from conversations.stream import registry
@@ -72,3 +74,22 @@ def bob(live):
     api_user = make_api_user(live, "bob")
     yield api_user
     api_user.client.close()
+
+
+@pytest.fixture
+def sdk(alice, live):
+    """The official `openai` SDK, as alice, at the app's OpenAI door."""
+    client = openai.OpenAI(base_url=f"{live.url}/v1", api_key=alice.key, max_retries=0, timeout=30)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fresh_prices():
+    """Prices and budget rows read afresh before and after the test: each
+    process caches them for 30 s."""
+    pricing.forget_prices()
+    budgets.forget_rows()
+    yield
+    pricing.forget_prices()
+    budgets.forget_rows()

@@ -97,6 +97,13 @@ def stream(api_user: ApiUser, conversation_id: str, content: str = "Hello", **kw
     )
 
 
+def send(api_user: ApiUser, conversation_id: str, content: str = "Hello", **body) -> httpx.Response:
+    """A message (and `body`'s other fields), its whole response read."""
+    response = api_user.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": content, **body})
+    response.read()
+    return response
+
+
 def post_and_read(api_user: ApiUser, content: str = "Hello", **kwargs) -> tuple[str, list[dict], httpx.Response]:
     """A new conversation, a message, and its whole answer's events."""
     conversation_id = api_user.new_conversation()
@@ -125,6 +132,15 @@ def sse_events(response: httpx.Response) -> Iterator[dict]:
         # been seen) as an event; the standard dispatches none.
         if event.data:
             yield {"event": event.event, "id": event.id or None, "data": event.json()}
+
+
+def door_stream_until_text(response) -> tuple[str, Iterator[str]]:
+    """An OpenAI door stream (the `openai` SDK's streaming response) read to
+    its first chunk with text: its conversation, and its lines still to come."""
+    lines = response.iter_lines()
+    while "content" not in next(lines):
+        pass
+    return response.headers["X-Chatstream-Conversation"], lines
 
 
 def read_events(response: httpx.Response) -> list[dict]:

@@ -2,7 +2,6 @@
 produced and the stream ends with a final event; a Stop never answers 500
 (the second review's second finding)."""
 
-import openai
 import pytest
 
 from conversations import pricing, services
@@ -11,7 +10,7 @@ from conversations.providers.base import Completion
 from conversations.stream import ending, telemetry
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, text_of, wait_for_answer
+from .helpers import door_stream_until_text, post_and_read, text_of, wait_for_answer
 
 
 def broken(*args, **kwargs):
@@ -58,11 +57,12 @@ def test_a_failure_at_any_step_of_the_end_still_saves_the_turn_and_ends_the_stre
         assert turn.finish_reason == "stop"
 
 
-def test_a_door_prompt_with_tool_calls_and_no_content_is_saved_and_billed_when_stopped(alice, upstream, live, settings):
+def test_a_door_prompt_with_tool_calls_and_no_content_is_saved_and_billed_when_stopped(
+    alice, upstream, sdk, settings, fresh_prices
+):
     """OpenAI's own tool-call history: an assistant message with `tool_calls`
     and no `content`, and a stream stopped before its usage chunk."""
     settings.LLM_PRICES = {"fake-model": {"input": "1", "output": "1"}}
-    pricing.forget_prices()
     upstream.behaviour = Behaviour(tokens=2000, pace=0.01)
     messages = [
         {"role": "user", "content": "Weather in Paris?"},
@@ -74,19 +74,14 @@ def test_a_door_prompt_with_tool_calls_and_no_content_is_saved_and_billed_when_s
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"},
     ]
-    sdk = openai.OpenAI(base_url=f"{live.url}/v1", api_key=alice.key, max_retries=0, timeout=30)
     with sdk.chat.completions.with_streaming_response.create(
         model="fake-model", messages=messages, stream=True
     ) as response:
-        conversation_id = response.headers["X-Chatstream-Conversation"]
-        lines = response.iter_lines()
-        while "content" not in next(lines):
-            pass
+        conversation_id, lines = door_stream_until_text(response)
         turn_id = next(iter(alice.client.get(f"/api/conversations/{conversation_id}").json()["generating"]))["turn_id"]
         stopped = alice.client.post(f"/api/turns/{turn_id}/cancel")
         assert stopped.status_code == 200, stopped.text
         assert [line for line in lines if line][-1] == "data: [DONE]"
-    sdk.close()
     turn = wait_for_answer(conversation_id)
     assert turn.finish_reason == "cancelled" and turn.tokens_in and turn.usage_source == "estimated"
     assert Spend.objects.get(turn_id=turn.pk).cost > 0

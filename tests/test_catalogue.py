@@ -11,7 +11,7 @@ from conversations.checks import check_llm_settings
 from conversations.models import Spend
 from harness.fake_upstream import Behaviour, reasoning_script
 
-from .helpers import read_events, saved_answer, wait_for_answer
+from .helpers import read_events, saved_answer, send, wait_for_answer
 
 
 @pytest.fixture
@@ -35,12 +35,6 @@ def two_models(upstream, upstream_server, settings, monkeypatch):
     pricing.forget_prices()
     yield upstream
     pricing.forget_prices()
-
-
-def send(api_user, conversation_id: str, content: str = "Hello", **body):
-    response = api_user.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": content, **body})
-    response.read()
-    return response
 
 
 def test_one_llm_model_is_a_catalogue_of_one(alice, upstream):
@@ -278,11 +272,10 @@ def test_a_router_that_cannot_work_fails_at_start_up(two_models, settings, route
     assert "conversations.E015" in {error.id for error in check_llm_settings(None)}
 
 
-def test_a_spent_budget_refuses_auto_before_the_classifier_is_asked(alice, router, settings):
+def test_a_spent_budget_refuses_auto_before_the_classifier_is_asked(alice, router, settings, fresh_prices):
     settings.LLM_ROUTER = {**settings.LLM_ROUTER, "rules": [], "classify": True}
     settings.CHATSTREAM_DAILY_BUDGET = "0.02"  # the classifier's 18 tokens cost 0.018: the answer goes on
     settings.LLM_PRICES = {"qwen3:4b": {"input": "1000", "output": "1000"}}
-    pricing.forget_prices()
     router.by_model["qwen3:4b"] = Behaviour(text="small", tokens=1)
     conversation_id = alice.new_conversation()
     send(alice, conversation_id, "Hi", model="auto")  # the classifier's call and the answer: over the budget
@@ -293,4 +286,3 @@ def test_a_spent_budget_refuses_auto_before_the_classifier_is_asked(alice, route
         f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "auto"}
     )
     assert refused.status_code == 429 and len(router.calls) == calls  # not even the classifier
-    pricing.forget_prices()

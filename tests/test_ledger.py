@@ -7,22 +7,16 @@ from decimal import Decimal
 import openai
 import pytest
 
-from conversations import budgets, pricing
+from conversations import budgets
 from conversations.models import Spend, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import read_until_deltas, sse_events, stream
+from .helpers import door_stream_until_text, read_until_deltas, sse_events, stream
 
 PRICES = {"fake-model": {"input": "100", "output": "100"}}
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    pricing.forget_prices()
-    budgets.forget_rows()
-    yield
-    pricing.forget_prices()
-    budgets.forget_rows()
+pytestmark = pytest.mark.usefixtures("fresh_prices")
 
 
 @pytest.fixture
@@ -56,25 +50,18 @@ def test_deleting_a_conversation_mid_answer_stops_the_model_and_keeps_the_cost(a
     assert refused_for_budget(alice)
 
 
-def test_deleting_the_doors_conversation_mid_answer_keeps_the_cost(alice, expensive, live, settings):
+def test_deleting_the_doors_conversation_mid_answer_keeps_the_cost(alice, expensive, sdk, settings):
     settings.CHATSTREAM_DAILY_BUDGET = "0.0001"
-    sdk = openai.OpenAI(base_url=f"{live.url}/v1", api_key=alice.key, max_retries=0, timeout=30)
     messages = [{"role": "user", "content": "Write at length"}]
     with sdk.chat.completions.with_streaming_response.create(
         model="fake-model", messages=messages, stream=True
     ) as response:
-        conversation_id = response.headers["X-Chatstream-Conversation"]
-        lines = response.iter_lines()
-        while "content" not in next(lines):
-            pass
+        conversation_id, lines = door_stream_until_text(response)
         assert alice.client.delete(f"/api/conversations/{conversation_id}").status_code == 204
         assert expensive.closed_within(2.0)
-    sdk.close()
     assert Spend.objects.get(conversation_id=conversation_id).cost > 0
     with pytest.raises(openai.RateLimitError):
-        openai.OpenAI(base_url=f"{live.url}/v1", api_key=alice.key, max_retries=0).chat.completions.create(
-            model="fake-model", messages=messages
-        )
+        sdk.chat.completions.create(model="fake-model", messages=messages)
 
 
 def test_a_deleted_conversations_saved_answers_still_count(alice, upstream, settings):

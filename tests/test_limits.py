@@ -6,11 +6,7 @@ import pytest
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, stream, wait_for_answer
-
-
-def send(api_user, conversation_id: str, content: str = "Hello"):
-    return api_user.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": content})
+from .helpers import post_and_read, send, stream, wait_for_answer
 
 
 def assert_refused(response, code: str, max_retry_after: int) -> None:

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django_tasks_db.models import DBTaskResult
 
-from conversations import pricing, services
+from conversations import services
 from conversations.memory import update_memory
 from conversations.memory.leases import take_up_lost_jobs
 from conversations.models import Conversation, ConversationMemory, Spend, TaskLease, Turn
@@ -255,10 +255,11 @@ def memory_of_or_none(conversation) -> ConversationMemory | None:
     return ConversationMemory.objects.filter(conversation=conversation).first()
 
 
-def test_a_memory_call_fits_the_memory_models_context_and_is_priced(owner, conversation, upstream, settings):
+def test_a_memory_call_fits_the_memory_models_context_and_is_priced(
+    owner, conversation, upstream, settings, fresh_prices
+):
     settings.LLM_CONTEXT_TOKENS = 4000
     settings.LLM_PRICES = {"fake-model": {"input": "1", "output": "1"}}
-    pricing.forget_prices()
     upstream.behaviour = Behaviour(text='{"summary": "A long talk.", "facts": []}', usage={"prompt_tokens": 3000})
     exchange(owner, conversation, "x" * 1_000_000, reply="y" * 20_000)
     run_worker()
@@ -269,7 +270,6 @@ def test_a_memory_call_fits_the_memory_models_context_and_is_priced(owner, conve
     spend = Spend.objects.filter(kind="memory")
     assert spend.count() == len(prompts) and {row.user_id for row in spend} == {owner.pk}
     assert all(row.cost and row.tokens_in == 3000 for row in spend)
-    pricing.forget_prices()
 
 
 # --- a worker killed mid-job: real `manage.py db_worker` processes -----------------------

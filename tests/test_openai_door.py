@@ -21,13 +21,6 @@ MESSAGES = [
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 
 
-@pytest.fixture
-def sdk(alice, live):
-    client = openai.OpenAI(base_url=f"{live.url}/v1", api_key=alice.key, max_retries=0, timeout=30)
-    yield client
-    client.close()
-
-
 def test_models_are_listed(sdk, upstream):
     assert [model.id for model in sdk.models.list()] == ["fake-model"]
 

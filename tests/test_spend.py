@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from conversations import api_keys, budgets, pricing
+from conversations import api_keys, budgets
 from conversations.models import Budget, ModelPrice, Spend, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, read_until_deltas, saved_answer, sse_events, stream, wait_for_answer
+from .helpers import post_and_read, read_until_deltas, saved_answer, send, sse_events, stream, wait_for_answer
 
 USAGE = {
     "prompt_tokens": 2000,
@@ -24,13 +24,7 @@ PRICES = {"fake-model": {"input": "2.50", "cached_input": "1.25", "output": "10"
 COST = Decimal("0.008125")
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    pricing.forget_prices()
-    budgets.forget_rows()
-    yield
-    pricing.forget_prices()
-    budgets.forget_rows()
+pytestmark = pytest.mark.usefixtures("fresh_prices")
 
 
 @pytest.fixture
@@ -79,16 +73,15 @@ def test_a_model_that_was_never_reached_has_no_usage(alice, upstream, settings):
     assert (turn.usage_source, turn.tokens_in, turn.tokens_out) == ("none", None, None)
 
 
-def send(api_user) -> tuple[str, int]:
+def send_one(api_user) -> tuple[str, int]:
+    """A message in a new conversation: the conversation, and the status."""
     conversation_id = api_user.new_conversation()
-    response = api_user.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"})
-    response.read()
-    return conversation_id, response.status_code
+    return conversation_id, send(api_user, conversation_id, "Hi").status_code
 
 
 def test_a_spent_daily_budget_refuses_the_next_message_until_the_day_is_over(alice, priced, settings):
     settings.CHATSTREAM_DAILY_BUDGET = "0.008"
-    assert send(alice)[1] == 200  # 0.008125 spent: over the budget now
+    assert send_one(alice)[1] == 200  # 0.008125 spent: over the budget now
     calls, turns = len(priced.calls), Turn.objects.count()
     conversation_id = alice.new_conversation()
     refused = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "More"})
@@ -101,23 +94,23 @@ def test_a_spent_daily_budget_refuses_the_next_message_until_the_day_is_over(ali
     assert len(priced.calls) == calls and Turn.objects.count() == turns  # nothing saved, nothing sent
     # The day ends: yesterday's spend no longer counts.
     Spend.objects.update(created_at=datetime.now(UTC) - timedelta(days=1))
-    assert send(alice)[1] == 200
+    assert send_one(alice)[1] == 200
 
 
 def test_the_admin_gives_a_user_a_budget_of_their_own(alice, bob, priced, settings):
     settings.CHATSTREAM_MONTHLY_BUDGET = "0.001"
     Budget.objects.create(user=alice.user, period=Budget.Period.MONTH, max_spend=Decimal(1))
-    assert [send(alice)[1], send(alice)[1]] == [200, 200]
-    assert [send(bob)[1], send(bob)[1]] == [200, 429]
+    assert [send_one(alice)[1], send_one(alice)[1]] == [200, 200]
+    assert [send_one(bob)[1], send_one(bob)[1]] == [200, 429]
 
 
 def test_an_api_key_has_a_token_budget_apart_from_its_user(alice, priced, live):
     key = api_keys.key_id_of(api_keys.user_for_key(alice.key))
     Budget.objects.create(api_key_id=key, period=Budget.Period.DAY, max_tokens=2500)
-    assert [send(alice)[1], send(alice)[1]] == [200, 429]
+    assert [send_one(alice)[1], send_one(alice)[1]] == [200, 429]
     _, other_key = api_keys.create_api_key(user=alice.user)
     alice.client.headers["Authorization"] = f"Bearer {other_key}"
-    assert send(alice)[1] == 200  # the user's other key is not held back
+    assert send_one(alice)[1] == 200  # the user's other key is not held back
 
 
 def test_a_month_runs_from_its_first_day_to_the_next_month():

@@ -12,12 +12,7 @@ from conversations.memory.tasks import read_snapshot
 from conversations.models import Conversation, ConversationMemory, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import read_events, read_until_deltas, sse_events, text_of
-
-
-def send(api_user, conversation_id: str, content: str) -> list[dict]:
-    response = api_user.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": content})
-    return read_events(response)
+from .helpers import read_events, read_until_deltas, send, sse_events, text_of
 
 
 def act(api_user, turn_id: str, action: str, **body) -> list[dict]:
