@@ -52,12 +52,11 @@ def record(
     conversation_id: uuid.UUID | str | None = None,
     turn_id: uuid.UUID | str | None = None,
 ) -> None:
-    """One call's row; priced here unless `cost` is given. A call that never
-    reached the model (no counts at all) costs nothing and writes nothing."""
+    """One call's row, with the `cost` its caller priced (None: the model has
+    no price). A call that never reached the model (no counts at all) costs
+    nothing and writes nothing."""
     if tokens_in is None and tokens_out is None:
         return
-    if cost is None:
-        cost = price(model, tokens_in=tokens_in, tokens_cached=tokens_cached, tokens_out=tokens_out)
     with connection.cursor() as cursor:
         _insert_spend(  # an answer's second save adds nothing
             cursor,
@@ -95,13 +94,15 @@ def record_answer(prepared: PreparedTurn, answer: Answer) -> None:
 def record_call(*, kind: str, user_id: int, completion: Completion, **ids: uuid.UUID | str | int | None) -> None:
     """A whole (not streamed) call, such as the classifier's or the memory's,
     with the counts its completion holds (reported, or settled as estimates)."""
+    tokens_in, tokens_out, tokens_cached = completion.tokens_in, completion.tokens_out, completion.tokens_cached
     record(
         kind=kind,
         user_id=user_id,
         model=completion.model,
-        tokens_in=completion.tokens_in,
-        tokens_out=completion.tokens_out,
-        tokens_cached=completion.tokens_cached,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        tokens_cached=tokens_cached,
         estimated=not completion.usage_reported,
+        cost=price(completion.model, tokens_in=tokens_in, tokens_cached=tokens_cached, tokens_out=tokens_out),
         **ids,  # type: ignore[arg-type]
     )

@@ -117,6 +117,7 @@ def _record_lost_spend(turn_id: str, row: dict[str, Any], parts: Parts) -> None:
     """What the lost answer's output cost, estimated, in the ledger (its
     prompt's count died with the process)."""
     if parts.content and row.get("owner_id") is not None:
+        tokens_out = estimate_tokens(parts.content)
         ledger.record(
             kind=Spend.Kind.ANSWER,
             user_id=row["owner_id"],
@@ -125,8 +126,9 @@ def _record_lost_spend(turn_id: str, row: dict[str, Any], parts: Parts) -> None:
             conversation_id=row["conversation"],
             turn_id=turn_id,
             tokens_in=None,
-            tokens_out=estimate_tokens(parts.content),
+            tokens_out=tokens_out,
             estimated=True,
+            cost=ledger.price(row["model"], tokens_in=None, tokens_cached=None, tokens_out=tokens_out),
         )
 
 
