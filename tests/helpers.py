@@ -198,6 +198,20 @@ def wait_for_answer(conversation_id: str, timeout: float = 5.0) -> Turn:
     raise AssertionError(f"no answer saved for {conversation_id} within {timeout} s")
 
 
+def process_env(upstream_url: str, **settings: str) -> dict[str, str]:
+    """The environment of an app or worker process a test starts: the test
+    settings and database, the fake upstream's model, then `settings`."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": f"{upstream_url}/v1",
+        "LLM_MODEL": "fake-model",
+        **settings,
+    }
+
+
 def database_url() -> str:
     """The test database, for server processes."""
     db = connection.settings_dict

@@ -23,7 +23,7 @@ from conversations.stream.answer import PreparedTurn
 from harness.fake_upstream import Behaviour
 from harness.servers import PYTHON, popen, stop
 
-from .helpers import database_url, start_turn
+from .helpers import process_env, start_turn
 from .test_services import answer
 
 
@@ -278,15 +278,7 @@ MEMORY = '{"summary": "They asked about relays.", "facts": []}'
 
 
 def start_worker(upstream_server, log_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "LLM_PROVIDER": "openai",
-        "LLM_BASE_URL": f"{upstream_server.url}/v1",
-        "LLM_MODEL": "fake-model",
-        "CHATSTREAM_WORKER_LEASE_SECONDS": str(LEASE_SECONDS),
-    }
+    env = process_env(upstream_server.url, CHATSTREAM_WORKER_LEASE_SECONDS=str(LEASE_SECONDS))
     argv = [PYTHON, "manage.py", "db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.05"]
     with open(log_path, "ab") as log:
         return popen(argv, env=env, stdout=log, stderr=log)

@@ -21,8 +21,8 @@ from harness.servers import PYTHON, Service, free_port
 from .helpers import (
     ApiUser,
     api_client,
-    database_url,
     post_with_key,
+    process_env,
     races,
     read_events,
     read_until_deltas,
@@ -58,20 +58,15 @@ def redis_ready():
 
 
 def start_pair(tmp_path_factory, upstream_url: str, policy: str, redis_url: str = REDIS_URL, **more_env: str):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": redis_url,
-        "LLM_PROVIDER": "openai",
-        "LLM_BASE_URL": f"{upstream_url}/v1",
-        "LLM_MODEL": "fake-model",
-        "CHATSTREAM_ON_DISCONNECT": policy,
-        "CHATSTREAM_RESUME_GRACE_SECONDS": str(GRACE_SECONDS),
-        "CHATSTREAM_DB_THREADS": "2",
-        "CHATSTREAM_MAX_CONCURRENT_STREAMS": str(MAX_STREAMS),
+    env = process_env(
+        upstream_url,
+        REDIS_URL=redis_url,
+        CHATSTREAM_ON_DISCONNECT=policy,
+        CHATSTREAM_RESUME_GRACE_SECONDS=str(GRACE_SECONDS),
+        CHATSTREAM_DB_THREADS="2",
+        CHATSTREAM_MAX_CONCURRENT_STREAMS=str(MAX_STREAMS),
         **more_env,
-    }
+    )
     logs = tmp_path_factory.mktemp(f"servers-{policy}")
     services = []
     for name in ("a", "b"):

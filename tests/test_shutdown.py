@@ -1,7 +1,6 @@
 """SIGTERM to a web process mid-answer: every answer is saved, with what it
 produced and why it ended, before the process exits."""
 
-import os
 import signal
 import threading
 import time
@@ -15,22 +14,14 @@ from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 from harness.servers import PYTHON, Service, free_port
 
-from .helpers import database_url, read_until_deltas, sse_events, text_of
+from .helpers import process_env, read_until_deltas, sse_events, text_of
 
 GRACE_SECONDS = 1.0
 
 
 @pytest.fixture
 def server(tmp_path, upstream_server, transactional_db):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "LLM_PROVIDER": "openai",
-        "LLM_BASE_URL": f"{upstream_server.url}/v1",
-        "LLM_MODEL": "fake-model",
-        "CHATSTREAM_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
-    }
+    env = process_env(upstream_server.url, CHATSTREAM_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS))
     port = free_port()
     argv = [PYTHON, "-m", "uvicorn", "harness.asgi:application", "--port", str(port)]
     argv += ["--timeout-graceful-shutdown", "10", "--log-level", "info"]  # lifespan: uvicorn's default
