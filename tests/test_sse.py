@@ -2,7 +2,7 @@
 
 import json
 
-from conversations import sse
+from conversations.wire import events as sse
 
 from .helpers import events_of
 
@@ -37,3 +37,18 @@ def test_ndjson_is_one_line_with_type_and_id():
 def test_ndjson_delta_matches_the_general_encoder():
     text = "x\ny \u2028 😀"
     assert json.loads(sse.encode_ndjson_delta(text, 3)) == json.loads(sse.encode_ndjson("delta", {"text": text}, id=3))
+
+
+def test_the_openai_doors_opening_is_no_event_to_the_openai_sdk():
+    """chatstream's own SSE opens with `retry:`; the official SDK's decoder
+    makes an event of a `retry:` alone, and its stream fails parsing that
+    event's empty data. The OpenAI door opens with a comment alone."""
+    from openai._streaming import SSEDecoder
+
+    from conversations.wire.openai_chunks import ChunkWire
+
+    assert [e.data for e in SSEDecoder().iter_bytes(iter([sse.SSE_OPENING]))] == [""]
+    wire = ChunkWire("t", "m", include_usage=False)
+    chunk = wire.encode(("delta", "Hi", 2))
+    decoded = list(SSEDecoder().iter_bytes(iter([wire.opening, chunk])))
+    assert [(e.id, json.loads(e.data)["choices"][0]["delta"]) for e in decoded] == [("2", {"content": "Hi"})]

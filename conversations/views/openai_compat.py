@@ -8,37 +8,29 @@ added, nor its memory unless `X-Chatstream-Memory: on` asks); its last user
 message is the turn saved. A
 conversation is named by `X-Chatstream-Conversation`, or made per call; the
 response names both it and the answer's turn (`X-Chatstream-Turn`), so a
-client can resume with `GET api/turns/<id>/events`. Streamed chunks follow
-OpenAI's format, with reasoning as `delta.reasoning_content` (as DeepSeek
-and vLLM send it) and the usage chunk when `stream_options.include_usage`.
+client can resume with `GET api/turns/<id>/events`. Streamed chunks are
+written by wire/openai_chunks.py.
 """
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
-import orjson
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .. import answering, services
 from ..catalogue import catalogue, chosen_model
-from ..conf import conf
 from ..exceptions import ApiError
 from ..live import LiveAnswer
 from ..models import Conversation, Turn
-from ..providers import REASONING, REFUSAL, TEXT, TOOL_CALL
 from ..storage.threads import run_db
-from ..stream.events import DONE, ERROR, HEARTBEAT, START, saved_events
+from ..wire.openai_chunks import FINISH_REASONS, ChunkWire, openai_usage
 from .bodies import idempotency_key
 from .errors import api_view, parse_id
 from .openai_request import PASSED_ON, chat_request, last_user_text
-from .streaming import AnswerStreamResponse, trace_id_for
+from .streaming import stream_response, trace_id_for
 from .whole import ERROR_STATUS, finished_turn
 
-# chatstream's endings that OpenAI's vocabulary lacks: the answer stopped early.
-FINISH_REASONS = {"cancelled": "stop", "client_disconnected": "stop"}
 CONVERSATION_HEADER = "X-Chatstream-Conversation"
 MEMORY_HEADER = "X-Chatstream-Memory"  # "on": the conversation's memory goes with the client's prompt
 
@@ -99,110 +91,11 @@ async def _conversation(request: HttpRequest, user, key: str) -> uuid.UUID:
 
 
 def _streamed(answer: LiveAnswer | Turn, names: dict, include_usage: bool) -> HttpResponseBase:
-    chunks = _Chunks(answer, names["model"])
-    if isinstance(answer, Turn):
-        response: HttpResponseBase = StreamingHttpResponse(
-            _saved_body(answer, chunks, include_usage), content_type="text/event-stream"
-        )
-    else:
-        body = _live_body(answer, chunks, include_usage)
-        response = AnswerStreamResponse(answer, body, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache, no-transform"
-    response["X-Accel-Buffering"] = "no"
-    return _with_headers(response, answer, names)
-
-
-async def _live_body(answer: LiveAnswer, chunks: "_Chunks", include_usage: bool) -> AsyncIterator[bytes]:
-    yield b": stream open\n\n"
-    try:
-        async with aclosing(answer.follow(conf.CHATSTREAM_HEARTBEAT_SECONDS)) as events:
-            async for kind, data, event_id in events:
-                if kind == HEARTBEAT:
-                    yield b": heartbeat\n\n"
-                elif kind in (DONE, ERROR):
-                    for chunk in chunks.ending(kind, data, include_usage):
-                        yield chunk
-                else:
-                    yield chunks.output(kind, data, event_id)
-    finally:
-        await answer.close()
-
-
-async def _saved_body(turn: Turn, chunks: "_Chunks", include_usage: bool) -> AsyncIterator[bytes]:
-    """A repeated request (its Idempotency-Key) gets the first one's answer."""
-    for kind, data, event_id in saved_events(turn, 0):
-        if kind in (DONE, ERROR):
-            for chunk in chunks.ending(kind, data, include_usage):
-                yield chunk
-        else:
-            yield chunks.output(kind, data, event_id)
-
-
-class _Chunks:
-    """Our events as `chat.completion.chunk` objects on the wire."""
-
-    def __init__(self, answer: LiveAnswer | Turn, model: str) -> None:
-        turn_id = answer.pk if isinstance(answer, Turn) else answer.turn_id
-        self.head = {"id": f"chatcmpl-{turn_id}", "object": "chat.completion.chunk", "created": int(time.time())}
-        self.model = model
-        self.calls = 0  # tool calls sent: each one's index
-
-    def output(self, kind: str, data: Any, event_id: int) -> bytes:
-        if kind == START:
-            return self._chunk({"role": "assistant", "content": ""}, event_id)
-        if kind == TEXT:
-            return self._chunk({"content": data}, event_id)
-        if kind == REASONING:
-            return self._chunk({"reasoning_content": data}, event_id)
-        if kind == REFUSAL:
-            return self._chunk({"refusal": data}, event_id)
-        assert kind == TOOL_CALL
-        call = orjson.loads(data)
-        fragment = {
-            "index": self.calls,
-            "id": call["id"],
-            "type": "function",
-            "function": {k: call[k] for k in ("name", "arguments")},
-        }
-        self.calls += 1
-        return self._chunk({"tool_calls": [fragment]}, event_id)
-
-    def ending(self, kind: str, data: dict, include_usage: bool) -> list[bytes]:
-        """The finish chunk, the usage chunk if asked, `[DONE]`; for an error,
-        a chunk that carries it (the SDKs raise on one)."""
-        if kind == ERROR:
-            return [_sse({"error": {"message": data["message"], "type": "upstream_error", "code": data["code"]}})]
-        reason = FINISH_REASONS.get(data["finish_reason"], data["finish_reason"])
-        chunks = [_sse({**self.head, "model": self.model, "choices": [_choice({}, reason)]})]
-        if include_usage:
-            usage = data["usage"]
-            counts = (usage["tokens_in"], usage["tokens_out"], usage["tokens_cached"], usage["tokens_reasoning"])
-            chunks.append(_sse({**self.head, "model": self.model, "choices": [], "usage": openai_usage(*counts)}))
-        return [*chunks, b"data: [DONE]\n\n"]
-
-    def _chunk(self, delta: dict, event_id: int) -> bytes:
-        # `id:` as chatstream's own events have it: a place to resume from.
-        payload = orjson.dumps({**self.head, "model": self.model, "choices": [_choice(delta, None)]})
-        return b"id: %d\ndata: %b\n\n" % (event_id, payload)
-
-
-def openai_usage(tokens_in: int | None, tokens_out: int | None, cached: int | None, reasoning: int | None) -> dict:
-    prompt, completion = tokens_in or 0, tokens_out or 0
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached or 0},
-        "completion_tokens_details": {"reasoning_tokens": reasoning or 0},
-    }
-
-
-def _choice(delta: dict, finish_reason: str | None) -> dict:
-    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-
-
-def _sse(payload: dict) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+    """The answer as chunks; a repeated request (its Idempotency-Key) gets
+    the first one's answer, saved or still streaming."""
+    turn_id = answer.pk if isinstance(answer, Turn) else answer.turn_id
+    wire = ChunkWire(turn_id, names["model"], include_usage)
+    return _with_headers(stream_response(answer, wire), answer, names)
 
 
 def _with_headers(response: HttpResponseBase, answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:

@@ -1,5 +1,6 @@
-"""The streaming response: an answer's events encoded as SSE or NDJSON,
-followed live or replayed from its saved row."""
+"""The streaming response, one for every door: an answer's events followed
+live or replayed from its saved row, written in the door's wire format
+(wire/: chatstream's SSE or NDJSON, OpenAI's chunks)."""
 
 import re
 import uuid
@@ -8,11 +9,12 @@ from contextlib import aclosing
 
 from django.http import HttpRequest, StreamingHttpResponse
 
-from .. import sse
 from ..conf import conf
 from ..live import LiveAnswer
 from ..models import Turn
-from ..stream.events import DELTA, HEARTBEAT, OUTPUT_EVENTS, Event, saved_events
+from ..stream.events import Event, saved_events
+from ..wire import Wire
+from ..wire.events import NDJSON, NDJSON_CONTENT_TYPE, SSE, SSE_CONTENT_TYPE
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -36,39 +38,29 @@ def accepted_quality(request: HttpRequest, media_type: str) -> float:
 
 def prefers_ndjson(request: HttpRequest) -> bool:
     """NDJSON only when Accept rates it above SSE; SSE otherwise and on ties."""
-    return accepted_quality(request, sse.NDJSON_CONTENT_TYPE) > accepted_quality(request, sse.SSE_CONTENT_TYPE)
+    return accepted_quality(request, NDJSON_CONTENT_TYPE) > accepted_quality(request, SSE_CONTENT_TYPE)
 
 
-def _encode(event: Event, wire: sse.WireFormat) -> bytes:
-    kind, data, event_id = event
-    if kind == DELTA:
-        return wire.delta(data, event_id)
-    if kind == HEARTBEAT:
-        return wire.heartbeat
-    if kind in OUTPUT_EVENTS:
-        return wire.output(kind, data, event_id)
-    return wire.event(kind, data, event_id)
-
-
-async def _live_body(answer: LiveAnswer, heartbeat: float, wire: sse.WireFormat, after: int) -> AsyncIterator[bytes]:
+async def _live_body(answer: LiveAnswer, heartbeat: float, wire: Wire, after: int) -> AsyncIterator[bytes]:
     if wire.opening:
         yield wire.opening
     try:
         # aclosing: this reader is counted out before the answer is released.
         async with aclosing(answer.follow(heartbeat, after)) as events:
+            encode = wire.encode
             async for event in events:
-                yield _encode(event, wire)
+                yield encode(event)
     finally:
         await answer.close()
 
 
-async def _saved_body(events: Iterable[Event], wire: sse.WireFormat) -> AsyncIterator[bytes]:
+async def _saved_body(events: Iterable[Event], wire: Wire) -> AsyncIterator[bytes]:
     """A finished answer replayed from its row: the same events a live
     reader would have had."""
     if wire.opening:
         yield wire.opening
     for event in events:
-        yield _encode(event, wire)
+        yield wire.encode(event)
 
 
 class EventStreamResponse(StreamingHttpResponse):
@@ -105,7 +97,11 @@ def _stream_headers(response: StreamingHttpResponse, trace_id: str) -> Streaming
 
 def answer_response(request: HttpRequest, answer: LiveAnswer | Turn, after: int = 0) -> StreamingHttpResponse:
     """An answer's events after character `after`, as the client asked for them."""
-    wire = sse.NDJSON if prefers_ndjson(request) else sse.SSE
+    return stream_response(answer, NDJSON if prefers_ndjson(request) else SSE, after)
+
+
+def stream_response(answer: LiveAnswer | Turn, wire: Wire, after: int = 0) -> StreamingHttpResponse:
+    """An answer's events after character `after`, live or saved, in `wire`."""
     if isinstance(answer, Turn):
         events = saved_events(answer, after)
         response = EventStreamResponse(_saved_body(events, wire), content_type=wire.content_type)

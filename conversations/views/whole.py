@@ -8,12 +8,12 @@ from contextlib import aclosing
 
 from django.http import HttpRequest, JsonResponse
 
-from .. import sse
 from ..live import LiveAnswer
 from ..models import Turn
 from ..serializers import turn_json
 from ..storage.threads import run_db
 from ..stream.events import DONE, ERROR
+from ..wire.events import NDJSON_CONTENT_TYPE, SSE_CONTENT_TYPE
 from .streaming import accepted_quality
 
 # An upstream failure is the gateway's: which one says what went wrong.
@@ -24,7 +24,7 @@ def wants_whole_answer(request: HttpRequest) -> bool:
     """JSON only when Accept rates it above both streams (curl's */* streams)."""
     json = accepted_quality(request, "application/json")
     return json > 0 and json > max(
-        accepted_quality(request, sse.SSE_CONTENT_TYPE), accepted_quality(request, sse.NDJSON_CONTENT_TYPE)
+        accepted_quality(request, SSE_CONTENT_TYPE), accepted_quality(request, NDJSON_CONTENT_TYPE)
     )
 
 

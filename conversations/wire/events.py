@@ -1,4 +1,4 @@
-"""Wire encoding of stream events: Server-Sent Events and NDJSON. No Django here.
+"""chatstream's own wire: the relay's events as Server-Sent Events or NDJSON.
 
 Event ids are the answer's length in characters after the event, so a client
 that reconnects with `Last-Event-ID: n` can be served `content[n:]` from a live
@@ -7,9 +7,10 @@ stream or from the saved turn alike.
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import orjson
+
+from ..stream.events import DELTA, HEARTBEAT, OUTPUT_EVENTS, Event
 
 SSE_CONTENT_TYPE = "text/event-stream"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
@@ -74,20 +75,35 @@ def encode_ndjson_output(kind: str, text: str, id: int) -> bytes:
     return b'{"type":%b,"id":%d,"text":%b}\n' % (orjson.dumps(kind), id, orjson.dumps(text))
 
 
-@dataclass(frozen=True)
-class WireFormat:
-    """How one kind of stream response writes the relay's events."""
+class EventWire:
+    """How the API's stream responses write the relay's events: each event
+    as itself, a heartbeat as the format's own."""
 
-    content_type: str
-    opening: bytes  # sent the moment the response starts
-    heartbeat: bytes
-    event: Callable[[str, dict, int], bytes]
-    delta: Callable[[str, int], bytes]
-    output: Callable[[str, str, int], bytes]  # reasoning, refusal, tool_call
+    def __init__(self, content_type: str, opening: bytes, heartbeat: bytes, encoders: "_Encoders") -> None:
+        self.content_type = content_type
+        self.opening = opening
+        self.heartbeat = heartbeat
+        self.event, self.delta, self.output = encoders
+
+    def encode(self, event: Event) -> bytes:
+        kind, data, event_id = event
+        if kind == DELTA:  # first: nearly every event is one
+            return self.delta(data, event_id)
+        if kind == HEARTBEAT:
+            return self.heartbeat
+        if kind in OUTPUT_EVENTS:
+            return self.output(kind, data, event_id)
+        return self.event(kind, data, event_id)
 
 
-SSE = WireFormat(SSE_CONTENT_TYPE, SSE_OPENING, SSE_HEARTBEAT, encode_sse, encode_sse_delta, encode_sse_output)
+_Encoders = tuple[
+    Callable[[str, dict, int], bytes],  # any event
+    Callable[[str, int], bytes],  # a delta
+    Callable[[str, str, int], bytes],  # reasoning, refusal, tool_call
+]
+
+SSE = EventWire(SSE_CONTENT_TYPE, SSE_OPENING, SSE_HEARTBEAT, (encode_sse, encode_sse_delta, encode_sse_output))
 # NDJSON has no comments: its first line is the `start` event, sent at once.
-NDJSON = WireFormat(
-    NDJSON_CONTENT_TYPE, b"", NDJSON_HEARTBEAT, encode_ndjson, encode_ndjson_delta, encode_ndjson_output
+NDJSON = EventWire(
+    NDJSON_CONTENT_TYPE, b"", NDJSON_HEARTBEAT, (encode_ndjson, encode_ndjson_delta, encode_ndjson_output)
 )
