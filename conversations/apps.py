@@ -1,6 +1,7 @@
 import sys
 
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 
 
 class ConversationsConfig(AppConfig):
@@ -8,7 +9,9 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, logins  # noqa: F401  (register the system checks, count failed logins)
+        from . import checks, logins, state  # noqa: F401  (register the system checks, count failed logins)
+
+        setting_changed.connect(state.setting_changed, dispatch_uid="chatstream-state")
 
         # The tasks API has no signal for a worker's start: its command line says.
         if sys.argv[1:2] == ["db_worker"]:

@@ -22,6 +22,7 @@ from decimal import Decimal
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 
+from . import state
 from .conf import conf
 from .exceptions import ApiError
 from .models import Budget, Spend
@@ -52,6 +53,7 @@ def _any_rows() -> bool:
         return exist
 
 
+@state.forgotten_when()
 def forget_rows() -> None:
     """Look for Budget rows afresh (an admin edit, a test)."""
     global _rows_exist

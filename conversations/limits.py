@@ -17,6 +17,7 @@ from collections import defaultdict, deque
 
 from redis.exceptions import RedisError
 
+from . import state
 from .conf import conf
 from .exceptions import ApiError
 from .live.client import redis_client, redis_trouble
@@ -181,6 +182,12 @@ class RedisLimits:
 @functools.cache
 def limits() -> LocalLimits | RedisLimits:
     return RedisLimits() if conf.REDIS_URL else LocalLimits()
+
+
+@state.forgotten_when("REDIS_URL")
+def forget_limits() -> None:
+    """This process's counts and slots start afresh (a slot still held lapses in Redis)."""
+    limits.cache_clear()
 
 
 def close_stream_later(user_id: int, stream_id: uuid.UUID) -> None:

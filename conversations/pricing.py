@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from . import state
 from .catalogue import catalogue
 from .conf import conf
 from .models import ModelPrice
@@ -72,6 +73,7 @@ def prices() -> dict[str, Price]:
         return dict(_cache)
 
 
+@state.forgotten_when("LLM_PRICES", "LLM_MODELS", "LLM_MODEL")
 def forget_prices() -> None:
     """Read the prices afresh at the next save (an admin edit, a test)."""
     global _read_at

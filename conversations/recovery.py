@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from . import ledger
+from . import ledger, state
 from .conf import conf
 from .live.leases import PROCESS_LOST, when_an_answer_is_lost
 from .memory.tasks import enqueue_update
@@ -137,6 +137,12 @@ async def _save_lost_answer(turn_id: str, row: dict[str, Any], parts: Parts) -> 
 
 
 when_an_answer_is_lost(_save_lost_answer)
+
+
+@state.forgotten_when("REDIS_URL")
+def forget_lost_answers_saved() -> None:
+    global _lost_answers_saved
+    _lost_answers_saved = False
 
 
 async def save_lost_answers_once() -> None:

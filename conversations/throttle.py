@@ -22,6 +22,7 @@ from collections import defaultdict, deque
 from asgiref.sync import async_to_sync
 from redis.exceptions import RedisError
 
+from . import state
 from .conf import conf
 from .exceptions import ApiError
 from .live.client import redis_client, redis_trouble
@@ -118,6 +119,12 @@ class RedisThrottle:
 @functools.cache
 def throttle() -> LocalThrottle | RedisThrottle:
     return RedisThrottle() if conf.REDIS_URL else LocalThrottle()
+
+
+@state.forgotten_when("REDIS_URL")
+def forget_failures() -> None:
+    """Failed logins counted in this process are forgotten (Redis keeps its own)."""
+    throttle.cache_clear()
 
 
 def bars_for(address: str, account: str) -> tuple[Bar, Bar]:

@@ -1,7 +1,7 @@
 import openai
 import pytest
 
-from conversations import budgets, pricing
+from conversations import state
 from conversations.providers.openai import close_shared_session
 from conversations.storage.threads import close_worker_connections
 from conversations.stream import registry
@@ -88,8 +88,6 @@ def sdk(alice, live):
 def fresh_prices():
     """Prices and budget rows read afresh before and after the test: each
     process caches them for 30 s."""
-    pricing.forget_prices()
-    budgets.forget_rows()
+    state.reset()
     yield
-    pricing.forget_prices()
-    budgets.forget_rows()
+    state.reset()

@@ -6,7 +6,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from conversations import catalogue, pricing
+from conversations import catalogue
 from conversations.checks import check_llm_settings
 from conversations.models import Spend
 from harness.fake_upstream import Behaviour, reasoning_script
@@ -32,9 +32,7 @@ def two_models(upstream, upstream_server, settings, monkeypatch):
         "offline": {"provider": "demo", "model": "demo-1"},
     }
     settings.LLM_DEFAULT_MODEL = "small"
-    pricing.forget_prices()
-    yield upstream
-    pricing.forget_prices()
+    return upstream  # prices are read afresh as LLM_MODELS changes (conversations/state.py)
 
 
 def test_one_llm_model_is_a_catalogue_of_one(alice, upstream):

@@ -2,7 +2,6 @@
 error the JSON shape and logged, nothing cached, standard SSE clients told
 when to stop. Through a real ASGI server."""
 
-import asyncio
 import json
 import logging
 import socket
@@ -16,11 +15,8 @@ from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIHandler
 from django.db import OperationalError
 
-from conversations import limits, selectors, throttle
+from conversations import selectors, state
 from conversations.asgi import RequestGuard
-from conversations.live import client, live_answers
-from conversations.live import redis as live_redis
-from conversations.stream import background
 from harness import stacks
 from harness.fake_upstream import Behaviour
 from harness.servers import ServerThread
@@ -93,9 +89,9 @@ def test_an_eventsource_reconnecting_after_the_end_is_told_to_stop(alice, upstre
 @pytest.fixture
 def throttled(settings):
     settings.CHATSTREAM_AUTH_FAILURES = 3
-    throttle.throttle.cache_clear()  # a fresh count for this test
+    state.reset()  # a fresh count for this test
     yield
-    throttle.throttle.cache_clear()
+    state.reset()
 
 
 def test_wrong_api_keys_are_throttled_per_address(alice, throttled):
@@ -233,34 +229,17 @@ def test_the_projects_handler_guards_the_api(live, settings):
 
 @pytest.fixture
 def on_redis(settings, live):
-    """The in-process server on a Redis of the test's choosing: fresh clients
-    and singletons before and after, the old ones closed on the server's loop."""
+    """The in-process server on a Redis of the test's choosing. Changing
+    REDIS_URL makes the app forget its clients and singletons, closing the
+    old ones on the server's loop (conversations/state.py), as setting it
+    back afterwards does."""
 
     def use(url: str, **more) -> None:
         settings.REDIS_URL = url
         for name, value in more.items():
             setattr(settings, name, value)
-        reset()
 
-    async def close() -> None:
-        # Answers, journals and slots given back finish first: they use the clients.
-        pending = [task for task in background._alive if not task.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=5)
-        answers = live_answers()
-        if isinstance(answers, live_redis.RedisAnswers):
-            await answers.close()
-        await client.close_client()
-
-    def reset() -> None:
-        live.run(close())
-        for cached in (limits.limits, live_answers, throttle.throttle, live_redis.channel_layer):
-            cached.cache_clear()
-        client._last_logged.clear()
-
-    yield use
-    reset()
-    settings.REDIS_URL = ""
+    return use
 
 
 def test_a_redis_that_cannot_be_reached_is_logged_once_and_answers_go_on(alice, upstream, on_redis, caplog):

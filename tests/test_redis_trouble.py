@@ -13,10 +13,7 @@ REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 
 @pytest.fixture
 def fresh_layer(settings):
-    settings.REDIS_URL = REDIS_URL
-    live_redis.channel_layer.cache_clear()
-    yield
-    live_redis.channel_layer.cache_clear()
+    settings.REDIS_URL = REDIS_URL  # a new layer, without connections yet (conversations/state.py)
 
 
 def test_readers_joining_a_fresh_process_at_once_wait_for_the_layers_connections(fresh_layer, settings):

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 
-from conversations import api_keys, throttle
+from conversations import api_keys, state
 
 OWNER_ADDRESS = "127.0.0.1"
 
@@ -16,9 +16,9 @@ OWNER_ADDRESS = "127.0.0.1"
 def throttled(settings):
     settings.CHATSTREAM_AUTH_FAILURES = 3
     settings.CHATSTREAM_AUTH_ACCOUNT_FAILURES = 10
-    throttle.throttle.cache_clear()  # a fresh count for this test
+    state.reset()  # a fresh count for this test
     yield
-    throttle.throttle.cache_clear()
+    state.reset()
 
 
 def browser(live, address: str = OWNER_ADDRESS) -> httpx.Client:

@@ -42,6 +42,16 @@ def redis_client() -> aioredis.Redis:
     return client
 
 
+def loops() -> list[asyncio.AbstractEventLoop]:
+    """The loops that have a client."""
+    return list(_clients)
+
+
+def forget_trouble() -> None:
+    """Log the next trouble at once (Redis has changed)."""
+    _last_logged.clear()
+
+
 async def close_client() -> None:
     """Close this loop's client and its connections."""
     client = _clients.pop(asyncio.get_running_loop(), None)

@@ -39,6 +39,7 @@ from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer
 from redis.exceptions import RedisError
 
+from .. import state
 from ..conf import conf
 from ..stream import background, registry
 from ..stream.events import OUTPUT_EVENTS, START, FinishReason
@@ -55,6 +56,11 @@ logger = logging.getLogger(__name__)
 # The journal outlives its answer this long, for readers that found the
 # answer just before it ended; later ones replay the saved row.
 KEEP_AFTER_END_SECONDS = 60
+
+
+@state.forgotten_when("REDIS_URL", "CHATSTREAM_REDIS_MAX_CONNECTIONS")
+def forget_channel_layer() -> None:
+    channel_layer.cache_clear()  # its pools are closed with the answers' Process, on their loops
 
 
 @functools.cache
@@ -88,22 +94,22 @@ class WaitingChannelLayer(RedisChannelLayer):
 
 class RedisAnswers(LocalAnswers):
     def __init__(self) -> None:
-        self._processes: dict[asyncio.AbstractEventLoop, Process] = {}
+        self.processes: dict[asyncio.AbstractEventLoop, Process] = {}
 
     async def _process(self) -> "Process":
         """This process's Redis client and channel, made on first use (one per
         event loop: their connections belong to the loop)."""
         loop = asyncio.get_running_loop()
-        process = self._processes.get(loop)
+        process = self.processes.get(loop)
         if process is None:
-            process = self._processes[loop] = Process()
+            process = self.processes[loop] = Process()
         await process.ready()
         return process
 
     async def close(self) -> None:
         """Stop this loop's channel receiver and close its connections (a
         process that swaps its settings, as the tests do)."""
-        process = self._processes.pop(asyncio.get_running_loop(), None)
+        process = self.processes.pop(asyncio.get_running_loop(), None)
         if process is not None:
             await process.close()
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 
+from .. import state
+
 # After a failed attempt to connect, calls that would need a new connection
 # fail at once for this long rather than each waiting as long again: a
 # database that refuses connections answered requests queued behind a few
@@ -64,6 +66,12 @@ class Call:
             if self._running:
                 for wrapper in self._wrappers:
                     _interrupt(wrapper)
+
+
+@state.forgotten_when()
+def forget_refusal() -> None:
+    global _refused_at
+    _refused_at = -REFUSED_SECONDS
 
 
 def _connection_refused_lately() -> bool:

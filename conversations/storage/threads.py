@@ -21,19 +21,42 @@ from typing import ParamSpec, TypeVar
 
 from django.db import DatabaseError, OperationalError, connections
 
+from .. import state
 from ..conf import conf
 from .calls import Call
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_executor = ThreadPoolExecutor(max_workers=conf.CHATSTREAM_DB_THREADS, thread_name_prefix="chatstream-db")
-# A database call releases the GIL at each query and then waits to take it
-# back; with Python's 5 ms switch interval and a busy event loop that is up
-# to 5 ms a step. bench: at 400 streams the message's response head came
-# after 457 ms (p50) at 5 ms, 10.5 ms at 1 ms, with 72 % and 63 % of the core.
-if conf.CHATSTREAM_GIL_SWITCH_SECONDS:
-    sys.setswitchinterval(conf.CHATSTREAM_GIL_SWITCH_SECONDS)
+_SWITCH_INTERVAL = sys.getswitchinterval()  # Python's own, before any setting changed it
+
+
+class DatabaseThreads(ThreadPoolExecutor):
+    def __init__(self, size: int) -> None:
+        super().__init__(max_workers=size, thread_name_prefix="chatstream-db")
+        self.size = size
+
+
+@functools.cache
+def _executor() -> DatabaseThreads:
+    """The database threads, made at the first call from the settings then."""
+    # A database call releases the GIL at each query and then waits to take it
+    # back; with Python's 5 ms switch interval and a busy event loop that is up
+    # to 5 ms a step. bench: at 400 streams the message's response head came
+    # after 457 ms (p50) at 5 ms, 10.5 ms at 1 ms, with 72 % and 63 % of the core.
+    sys.setswitchinterval(conf.CHATSTREAM_GIL_SWITCH_SECONDS or _SWITCH_INTERVAL)
+    return DatabaseThreads(conf.CHATSTREAM_DB_THREADS)
+
+
+@state.forgotten_when("CHATSTREAM_DB_THREADS", "CHATSTREAM_GIL_SWITCH_SECONDS")
+def forget_threads() -> None:
+    """New threads at the next call; the old ones close their connections
+    and end once their calls are done."""
+    if _executor.cache_info().currsize:
+        old = _executor()
+        _executor.cache_clear()
+        close_worker_connections(old)
+        old.shutdown(wait=False)
 
 
 async def run_db(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -45,7 +68,7 @@ async def run_db(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> 
     must see it finish shield it."""
     loop = asyncio.get_running_loop()
     call = Call()
-    future = loop.run_in_executor(_executor, functools.partial(_run, call, func, *args, **kwargs))
+    future = loop.run_in_executor(_executor(), functools.partial(_run, call, func, *args, **kwargs))
     limit = conf.CHATSTREAM_DB_TIMEOUT_SECONDS
     try:
         done, _ = await asyncio.wait([future], timeout=limit or None)
@@ -80,16 +103,17 @@ def release_connections() -> None:
         connection.close()
 
 
-def close_worker_connections() -> None:
+def close_worker_connections(executor: DatabaseThreads | None = None) -> None:
     """Close every database thread's connections, e.g. before the database is
     dropped. Each worker runs one of the closing calls: a barrier holds each
     until all have started."""
-    workers = conf.CHATSTREAM_DB_THREADS
+    executor = executor or _executor()
+    workers = executor.size  # the pool's own, whatever the setting says now
     barrier = threading.Barrier(workers)
 
     def close_and_wait() -> None:
         release_connections()
         barrier.wait(timeout=10)
 
-    for future in [_executor.submit(close_and_wait) for _ in range(workers)]:
+    for future in [executor.submit(close_and_wait) for _ in range(workers)]:
         future.result(timeout=15)

@@ -23,6 +23,7 @@ import logging
 import signal
 import threading
 
+from .. import state
 from ..conf import conf
 from . import background, registry
 
@@ -57,6 +58,13 @@ def watch_signals() -> None:
                 previous(received, frame)
 
         signal.signal(signum, on_signal)
+
+
+@state.forgotten_when()
+def forget_draining() -> None:
+    """Serve again (the signal handlers, once installed, stay)."""
+    global _draining
+    _draining = False
 
 
 def begin_draining() -> None:
