@@ -156,7 +156,7 @@ def _check(env: dict, run: Run) -> dict:
 
 MAKE_USERS = f"""
 from django.contrib.auth import get_user_model
-from conversations.api_keys import create_api_key
+from conversations.access.api_keys import create_api_key
 for index in range({USERS}):
     print(create_api_key(user=get_user_model().objects.create_user(f"chaos{{index}}"))[1])
 """

@@ -95,7 +95,7 @@ def child(out: Path, turns: int) -> None:
     from django.core.management import call_command
 
     from chatstream.asgi import application
-    from conversations import api_keys
+    from conversations.access import api_keys
     from harness.servers import ServerThread
 
     call_command("migrate", verbosity=0)

@@ -177,8 +177,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # Every login (this project's form, the admin's) is refused for a while after
-# too many failures for the account or from the address (conversations/logins.py).
-AUTHENTICATION_BACKENDS = ["conversations.logins.ThrottledModelBackend"]  # Django's ModelBackend, throttled
+# too many failures for the account or from the address (conversations/access/logins.py).
+AUTHENTICATION_BACKENDS = ["conversations.access.logins.ThrottledModelBackend"]  # Django's ModelBackend, throttled
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "conversations:chat"

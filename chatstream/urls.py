@@ -1,12 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from conversations import logins
+from conversations.access import logins
 
 from . import views
 
 # The admin's login throttled as the project's own: the same failures counted
-# (conversations/logins.py), the same 429.
+# (conversations/access/logins.py), the same 429.
 admin.site.login_form = logins.ThrottledAdminForm
 
 urlpatterns = [

@@ -8,7 +8,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from conversations import logins
+from conversations.access import logins
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -25,7 +25,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 class LoginView(views.LoginView):
     """Django's login, refused for a while (429) after too many failures for
-    the account or from the address (conversations/logins.py)."""
+    the account or from the address (conversations/access/logins.py)."""
 
     authentication_form = logins.ThrottledForm
 

@@ -8,17 +8,14 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from . import (
-    admin_review,  # noqa: F401  (the review queue registers itself)
-    api_keys,
-    budgets,
-    pricing,
-)
+from . import admin_review  # noqa: F401  (the review queue registers itself)
+from .access import api_keys
 from .catalogue import catalogue, default_entry
 from .memory.tasks import enqueue_update
 from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Spend, Turn
 from .ops.dashboard import dashboard_data, timeline_svg
 from .routing import router
+from .spend import budgets, pricing
 
 # The project's user model names its own login field (username, email...).
 OWNER_LOGIN = f"owner__{get_user_model().USERNAME_FIELD}"

@@ -19,17 +19,18 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 
-from . import budgets, ledger, recovery, routing, selectors, services
-from .api_keys import key_id_of
+from . import recovery, routing, selectors, services
+from .access.api_keys import key_id_of
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError, DuplicateMessage
-from .limits import close_stream_later, limits
 from .live import LiveAnswer, live_answers
 from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
 from .models import Conversation, Spend, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
+from .spend import budgets, ledger
+from .spend.limits import close_stream_later, limits
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db

@@ -9,7 +9,8 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, logins, state  # noqa: F401  (register the system checks, count failed logins)
+        from . import checks, state  # noqa: F401  (register the system checks)
+        from .access import logins  # noqa: F401  (count failed logins)
 
         setting_changed.connect(state.setting_changed, dispatch_uid="chatstream-state")
 

@@ -124,7 +124,7 @@ async def _with_checked_user(scope) -> tuple[dict, ApiError | None]:
     """The scope with the user its credentials name, or the refusal. Checked,
     not merely present: a made-up cookie or key costs the client a database
     lookup, not the server a body held in memory."""
-    from . import credentials  # it needs the models, which a project's asgi.py imports this before
+    from .access import credentials  # it needs the models, which a project's asgi.py imports this before
 
     try:
         return {**scope, credentials.CHECKED_USER: await credentials.user_for_scope(scope)}, None

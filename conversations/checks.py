@@ -9,9 +9,9 @@ from django.core.checks import Error, Tags, Warning, register
 
 from .catalogue import CatalogueError, catalogue, default_entry
 from .conf import conf
-from .pricing import settings_prices
 from .providers import PROVIDERS, load_provider_class
 from .routing import RouterError, router
+from .spend.pricing import settings_prices
 
 
 @register()

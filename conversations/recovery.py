@@ -18,12 +18,13 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from . import ledger, state
+from . import state
 from .conf import conf
 from .live.leases import PROCESS_LOST, when_an_answer_is_lost
 from .memory.tasks import enqueue_update
 from .models import Conversation, Spend, Turn
 from .providers.base import estimate_tokens
+from .spend import ledger
 from .storage.threads import run_db
 from .stream.output import Parts
 

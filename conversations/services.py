@@ -16,13 +16,14 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils.crypto import salted_hmac
 
-from . import ledger, selectors
+from . import selectors
 from .branches import Branches
 from .conf import conf
 from .exceptions import ApiError
 from .live import live_answers
 from .memory.tasks import enqueue_update
 from .models import Conversation, Feedback, Turn
+from .spend import ledger
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db

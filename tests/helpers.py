@@ -15,7 +15,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from httpx_sse import EventSource
 
-from conversations import answering, api_keys
+from conversations import answering
+from conversations.access import api_keys
 from conversations.models import Turn
 
 API_DESCRIPTION = schemathesis.openapi.from_path(Path(__file__).parent.parent / "conversations" / "openapi.yaml")

@@ -7,7 +7,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from conversations import api_keys, services
+from conversations import services
+from conversations.access import api_keys
 from conversations.models import ApiKey, Conversation, Turn
 
 from .helpers import start_turn
@@ -130,7 +131,7 @@ def test_memory_is_shown_and_can_be_updated_now(staff_client, conversation):
 @pytest.fixture
 def thinking_turn(db, settings) -> Turn:
     """An answer with reasoning, a tool call and a cost, saved as the relay saves it."""
-    from conversations import pricing
+    from conversations.spend import pricing
 
     settings.LLM_PRICES = {"m-2": {"input": 1, "output": 4}}
     pricing.forget_prices()
@@ -191,7 +192,7 @@ def test_the_ledger_is_listed_read_only_and_outlives_the_conversation(staff_clie
 
 
 def test_prices_and_budgets_are_edited_in_the_admin(staff_client, thinking_turn):
-    from conversations import pricing
+    from conversations.spend import pricing
 
     added = staff_client.post(
         reverse("admin:conversations_modelprice_add"), {"model": "m-2", "input": "3", "cached_input": "", "output": "6"}

@@ -4,9 +4,10 @@ produced and the stream ends with a final event; a Stop never answers 500
 
 import pytest
 
-from conversations import pricing, services
+from conversations import services
 from conversations.models import Spend
 from conversations.providers.base import Completion
+from conversations.spend import pricing
 from conversations.stream import ending, telemetry
 from harness.fake_upstream import Behaviour
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 
-from conversations import api_keys
+from conversations.access import api_keys
 from conversations.models import Spend, Turn
 from harness.fake_upstream import Behaviour
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 import openai
 import pytest
 
-from conversations import budgets
 from conversations.models import Spend, Turn
+from conversations.spend import budgets
 from harness.fake_upstream import Behaviour
 
 from .helpers import door_stream_until_text, read_until_deltas, sse_events, stream
@@ -76,7 +76,7 @@ def test_a_deleted_conversations_saved_answers_still_count(alice, upstream, sett
 
 
 def test_an_answer_is_in_the_ledger_once_whoever_saves_it(alice, upstream):
-    from conversations.ledger import record
+    from conversations.spend.ledger import record
 
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:

@@ -13,7 +13,7 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 
-from conversations import api_keys
+from conversations.access import api_keys
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour, reasoning_script
 from harness.servers import PYTHON, Service, free_port

@@ -9,7 +9,8 @@ from django.core.management import call_command
 from django.db import IntegrityError
 from django.utils import timezone
 
-from conversations import api_keys, recovery, services
+from conversations import recovery, services
+from conversations.access import api_keys
 from conversations.models import ApiKey, Conversation, Turn
 from conversations.stream.answer import Answer
 

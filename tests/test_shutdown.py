@@ -9,7 +9,7 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 
-from conversations import api_keys
+from conversations.access import api_keys
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 from harness.servers import PYTHON, Service, free_port

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from conversations import api_keys, budgets
+from conversations.access import api_keys
 from conversations.models import Budget, ModelPrice, Spend, Turn
+from conversations.spend import budgets
 from harness.fake_upstream import Behaviour
 
 from .helpers import post_and_read, read_until_deltas, saved_answer, send, sse_events, stream, wait_for_answer

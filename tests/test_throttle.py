@@ -7,7 +7,8 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 
-from conversations import api_keys, state
+from conversations import state
+from conversations.access import api_keys
 
 OWNER_ADDRESS = "127.0.0.1"
 

@@ -31,12 +31,12 @@ from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
-from .. import ledger
 from ..branches import Branches
 from ..conf import conf
 from ..exceptions import MemoryUpdateFailed, UpstreamError, UpstreamRateLimited
 from ..models import Conversation, ConversationMemory, Spend, Turn
 from ..providers import Completion, get_provider
+from ..spend import ledger
 from .request import ask_for_memory, fit_turns, memory_context_tokens
 
 try:

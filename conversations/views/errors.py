@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import credentials, throttle
+from ..access import credentials, throttle
 from ..conf import conf
 from ..exceptions import ApiError
 from ..storage.threads import run_db

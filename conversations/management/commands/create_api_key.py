@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations import api_keys
+from conversations.access import api_keys
 
 
 class Command(BaseCommand):

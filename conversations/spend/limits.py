@@ -17,11 +17,11 @@ from collections import defaultdict, deque
 
 from redis.exceptions import RedisError
 
-from . import state
-from .conf import conf
-from .exceptions import ApiError
-from .live.client import redis_client, redis_trouble
-from .stream import background
+from .. import state
+from ..conf import conf
+from ..exceptions import ApiError
+from ..live.client import redis_client, redis_trouble
+from ..stream import background
 
 WINDOW_SECONDS = 60.0
 # How soon to try again when all of a user's streams are busy: answers take

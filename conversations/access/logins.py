@@ -3,7 +3,7 @@
 
 `ThrottledModelBackend`, in AUTHENTICATION_BACKENDS in place of Django's
 ModelBackend, refuses an attempt for an account or from an address past its
-bar (conversations/throttle.py) before the password is checked, and marks
+bar (access/throttle.py) before the password is checked, and marks
 the request; every failure
 `authenticate()` reports (its `user_login_failed` signal) is counted. A
 login form then tells the refusal apart from a wrong password with
@@ -20,8 +20,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
+from ..exceptions import ApiError
 from . import throttle
-from .exceptions import ApiError
 
 REFUSED = "chatstream_login_refused"  # the request attribute that holds the refusal
 

@@ -22,10 +22,10 @@ from decimal import Decimal
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 
-from . import state
-from .conf import conf
-from .exceptions import ApiError
-from .models import Budget, Spend
+from .. import state
+from ..conf import conf
+from ..exceptions import ApiError
+from ..models import Budget, Spend
 
 # Whether any Budget row exists is read at most this often: with no budgets
 # anywhere, a message costs no query here.

@@ -15,8 +15,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
 from django.utils import timezone
 
-from .models import ApiKey
-from .storage import sql
+from ..models import ApiKey
+from ..storage import sql
 
 KEY_PREFIX = "cs_"
 # last_used_at is a hint for the admin, not an audit log: refreshing it at most

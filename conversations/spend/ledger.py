@@ -15,11 +15,11 @@ from decimal import Decimal
 
 from django.db import connection
 
+from ..models import Spend
+from ..providers import Completion
+from ..storage.rows import RowInsert
+from ..stream.answer import Answer, PreparedTurn
 from . import pricing
-from .models import Spend
-from .providers import Completion
-from .storage.rows import RowInsert
-from .stream.answer import Answer, PreparedTurn
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from . import state
-from .catalogue import catalogue
-from .conf import conf
-from .models import ModelPrice
+from .. import state
+from ..catalogue import catalogue
+from ..conf import conf
+from ..models import ModelPrice
 
 PRICES_CACHE_SECONDS = 30.0
 MILLION = Decimal(1_000_000)

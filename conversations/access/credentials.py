@@ -12,9 +12,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
+from ..exceptions import ApiError
+from ..storage.threads import run_db
 from . import api_keys, throttle
-from .exceptions import ApiError
-from .storage.threads import run_db
 
 CHECKED_USER = "chatstream.user"  # the scope key the guard leaves the user it found under
 

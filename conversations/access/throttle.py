@@ -22,10 +22,10 @@ from collections import defaultdict, deque
 from asgiref.sync import async_to_sync
 from redis.exceptions import RedisError
 
-from . import state
-from .conf import conf
-from .exceptions import ApiError
-from .live.client import redis_client, redis_trouble
+from .. import state
+from ..conf import conf
+from ..exceptions import ApiError
+from ..live.client import redis_client, redis_trouble
 
 AUTH_WINDOW_SECONDS = 900.0
 
@@ -149,5 +149,5 @@ async def failed(address: str, account: str) -> None:
         await throttle().failed(*(name for name, _ in bars_for(address, account)))
 
 
-# For the failed-login signal's receiver (conversations/logins.py), sync.
+# For the failed-login signal's receiver (conversations/access/logins.py), sync.
 failed_sync = async_to_sync(failed)
