@@ -18,14 +18,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .stream import background
-
 logger = logging.getLogger(__name__)
 
 CLOSE_WAIT_SECONDS = 10.0
 
 Forget = Callable[[], None]
 _forgetters: list[tuple[frozenset[str], Forget]] = []
+_closing: set[asyncio.Task] = set()  # closings run in the background, held until done
 
 
 def forgotten_when(*settings: str) -> Callable[[Forget], Forget]:
@@ -64,7 +63,9 @@ def close_on_its_loop(loop: asyncio.AbstractEventLoop, closing: Callable[[], Cor
     except RuntimeError:
         running = None
     if running is loop:
-        background.keep(loop.create_task(closing()))
+        task = loop.create_task(closing())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
         return
     future = asyncio.run_coroutine_threadsafe(closing(), loop)
     try:
