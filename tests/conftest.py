@@ -1,7 +1,9 @@
 import openai
 import pytest
+from django.contrib.auth import get_user_model
 
-from conversations import budgets, pricing
+from conversations import budgets, pricing, services
+from conversations.models import Conversation
 from conversations.providers.openai import close_shared_session
 from conversations.storage.threads import close_worker_connections
 from conversations.stream import registry
@@ -60,6 +62,20 @@ def live(app_server, transactional_db):
     yield app_server
     if registry.all_answers():
         app_server.run(interrupt_all(), timeout=SAVE_WAIT_SECONDS + 1)
+
+
+@pytest.fixture
+def owner(db):
+    """A user to own conversations, saved in the database the test uses:
+    pytest-django's `db` gives way to `transactional_db` (or a
+    `django_db(transaction=True)` mark) when the test asks for that too."""
+    return get_user_model().objects.create_user("owner")
+
+
+@pytest.fixture
+def conversation(owner) -> Conversation:
+    """An empty conversation of `owner`'s."""
+    return services.create_conversation(owner=owner)
 
 
 @pytest.fixture

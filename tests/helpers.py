@@ -15,8 +15,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from httpx_sse import EventSource
 
-from conversations import answering, api_keys
+from conversations import answering, api_keys, services
 from conversations.models import Turn
+from conversations.stream.answer import Answer, PreparedTurn
 
 API_DESCRIPTION = schemathesis.openapi.from_path(Path(__file__).parent.parent / "conversations" / "openapi.yaml")
 API_PREFIX = "/api/"
@@ -35,10 +36,36 @@ def races(many: int) -> range:
 # --- turns without a request ---------------------------------------------------------
 
 
-def start_turn(*, owner, conversation_id, content: str):
+def start_turn(*, owner, conversation_id, content: str) -> PreparedTurn:
     """A message saved and its answer's turn prepared, as sending it does."""
     message = answering.NewMessage(content)
     return answering.start_turn(owner=owner, conversation_id=conversation_id, message=message)
+
+
+def answer(**overrides) -> Answer:
+    """An answer as the relay hands it to be saved: a cancelled one's
+    fields, with `overrides`."""
+    fields = {
+        "content": "partial",
+        "finish_reason": "cancelled",
+        "model": "m",
+        "provider": "openai",
+        "trace_id": "t",
+        "ttft_ms": 1,
+        "duration_ms": 2,
+        "tokens_in": 3,
+        "tokens_out": 4,
+        "tokens_estimated": False,
+    }
+    return Answer(**{**fields, **overrides})
+
+
+def exchange(owner, conversation, question: str, reply: str = "An answer.", **fields) -> PreparedTurn:
+    """A message and its answer, both saved; the answer ended normally
+    unless `fields` (answer()'s) say otherwise."""
+    prepared = start_turn(owner=owner, conversation_id=conversation.pk, content=question)
+    services.record_answer(prepared=prepared, answer=answer(content=reply, **{"finish_reason": "stop", **fields}))
+    return prepared
 
 
 # --- users and clients ------------------------------------------------------------

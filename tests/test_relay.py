@@ -5,9 +5,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from conversations import answering, services
+from conversations import answering
 from conversations.models import Turn
 from conversations.providers import TEXT, Completion, Message, Piece, Provider
 from conversations.storage.threads import run_db
@@ -40,9 +39,9 @@ class PacedProvider(Provider):
 
 
 @pytest.fixture
-def prepared(transactional_db) -> PreparedTurn:
-    owner = get_user_model().objects.create_user("ivan")
-    conversation = services.create_conversation(owner=owner)
+def prepared(owner, conversation, transactional_db) -> PreparedTurn:
+    """A message saved and its answer prepared, committed: the relay saves
+    the answer on a database thread."""
     return start_turn(owner=owner, conversation_id=conversation.pk, content="q")
 
 
@@ -175,11 +174,9 @@ def test_a_response_closed_unread_cancels_its_answer(prepared):
     assert turn.finish_reason == "client_disconnected" and provider.closed
 
 
-def test_a_message_abandoned_while_saved_gets_an_empty_answer(transactional_db):
+def test_a_message_abandoned_while_saved_gets_an_empty_answer(owner, conversation, transactional_db):
     """The client left during the message's save: the message stays, and so
     does an empty answer marked as the client's doing; the model is not called."""
-    owner = get_user_model().objects.create_user("judy")
-    conversation = services.create_conversation(owner=owner)
 
     async def scenario():
         start = asyncio.ensure_future(run_db(start_turn, owner=owner, conversation_id=conversation.pk, content="q"))
