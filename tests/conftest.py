@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 
 from conversations import budgets, pricing, services
 from conversations.models import Conversation
-from conversations.providers.openai import close_shared_session
+from conversations.providers.openai import OpenAIProvider, close_shared_session
 from conversations.storage.threads import close_worker_connections
 from conversations.stream import registry
 from conversations.stream.shutdown import SAVE_WAIT_SECONDS, interrupt_all
@@ -42,6 +42,12 @@ def upstream(upstream_server, settings) -> FakeUpstream:
     settings.LLM_BASE_URL = f"{upstream_server.url}/v1"
     settings.LLM_MODEL = "fake-model"
     return app
+
+
+@pytest.fixture
+def openai_provider(upstream, upstream_server) -> OpenAIProvider:
+    """The OpenAI-compatible provider on the fake upstream, made directly."""
+    return OpenAIProvider(model="fake-model", base_url=f"{upstream_server.url}/v1", api_key="sk-test")
 
 
 @pytest.fixture(scope="session")
