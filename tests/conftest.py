@@ -50,6 +50,20 @@ def openai_provider(upstream, upstream_server) -> OpenAIProvider:
     return OpenAIProvider(model="fake-model", base_url=f"{upstream_server.url}/v1", api_key="sk-test")
 
 
+@pytest.fixture
+def two_models(upstream, upstream_server, settings) -> FakeUpstream:
+    """A catalogue of two models on the fake upstream, told apart by their
+    upstream ids: small (qwen3:4b, the default) and big (gpt-big, which
+    thinks)."""
+    base_url = f"{upstream_server.url}/v1"
+    settings.LLM_MODELS = {
+        "small": {"provider": "openai", "base_url": base_url, "model": "qwen3:4b"},
+        "big": {"provider": "openai", "base_url": base_url, "model": "gpt-big", "reasoning": True},
+    }
+    settings.LLM_DEFAULT_MODEL = "small"
+    return upstream
+
+
 @pytest.fixture(scope="session")
 def app_server():
     from harness.asgi import application  # on the stack tests/settings.py names
