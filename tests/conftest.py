@@ -2,7 +2,7 @@ import openai
 import pytest
 from django.contrib.auth import get_user_model
 
-from conversations import budgets, pricing, services
+from conversations import budgets, pricing, services, throttle
 from conversations.models import Conversation
 from conversations.providers.openai import OpenAIProvider, close_shared_session
 from conversations.storage.threads import close_worker_connections
@@ -118,6 +118,17 @@ def sdk(alice, live):
     client = openai.OpenAI(base_url=f"{live.url}/v1", api_key=alice.key, max_retries=0, timeout=30)
     yield client
     client.close()
+
+
+@pytest.fixture
+def throttled(settings):
+    """Failed logins and keys counted, with a fresh count: 3 allowed from an
+    address, 10 for an account (tests/settings.py turns both off)."""
+    settings.CHATSTREAM_AUTH_FAILURES = 3
+    settings.CHATSTREAM_AUTH_ACCOUNT_FAILURES = 10
+    throttle.throttle.cache_clear()
+    yield
+    throttle.throttle.cache_clear()
 
 
 @pytest.fixture

@@ -110,6 +110,15 @@ def api_client(base_url: str, **kwargs) -> httpx.Client:
     )
 
 
+def log_in(client: httpx.Client, door: str, username: str, password: str) -> httpx.Response:
+    """The login form at `door` posted, as a browser does: its page read
+    first for the CSRF cookie, unless the client has one."""
+    if "csrftoken" not in client.cookies:
+        client.get(door)
+    data = {"username": username, "password": password, "csrfmiddlewaretoken": client.cookies["csrftoken"]}
+    return client.post(door, data=data)
+
+
 def make_api_user(live, username: str) -> ApiUser:
     user = get_user_model().objects.create_user(username=username, password="pw-" + username)
     _, key = api_keys.create_api_key(user=user)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from conversations import api_keys, services
 from conversations.models import ApiKey, Conversation, Turn
 
-from .helpers import exchange, start_turn
+from .helpers import exchange, log_in, start_turn
 
 
 @pytest.fixture
@@ -85,11 +85,7 @@ def test_admin_under_the_asgi_server(live):
     get_user_model().objects.create_superuser("staff", "staff@example.com", "pw-staff")
     key, _ = api_keys.create_api_key(user=get_user_model().objects.get(username="staff"), name="old")
     with httpx.Client(base_url=live.url, follow_redirects=True, timeout=30) as browser:
-        browser.get("/admin/login/")
-        browser.post(
-            "/admin/login/?next=/admin/",
-            data={"username": "staff", "password": "pw-staff", "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
-        )
+        log_in(browser, "/admin/login/?next=/admin/", "staff", "pw-staff")
         url = reverse("admin:conversations_apikey_changelist")
         assert key.prefix in browser.get(url).text
         token = browser.cookies["csrftoken"]

@@ -25,7 +25,7 @@ from harness import stacks
 from harness.fake_upstream import Behaviour
 from harness.servers import ServerThread
 
-from .helpers import post_and_read, read_events, read_until_deltas, sse_events, stream, text_of, wait_for_answer
+from .helpers import log_in, post_and_read, read_events, read_until_deltas, sse_events, stream, text_of, wait_for_answer
 
 
 def raw_client(api_user) -> httpx.Client:
@@ -90,14 +90,6 @@ def test_an_eventsource_reconnecting_after_the_end_is_told_to_stop(alice, upstre
     assert [event["event"] for event in replay] == ["done"]
 
 
-@pytest.fixture
-def throttled(settings):
-    settings.CHATSTREAM_AUTH_FAILURES = 3
-    throttle.throttle.cache_clear()  # a fresh count for this test
-    yield
-    throttle.throttle.cache_clear()
-
-
 def test_wrong_api_keys_are_throttled_per_address(alice, throttled):
     with raw_client(alice) as client:
         statuses = [
@@ -113,14 +105,9 @@ def test_wrong_api_keys_are_throttled_per_address(alice, throttled):
 def test_wrong_passwords_are_throttled_per_account(live, throttled):
     get_user_model().objects.create_user("vic", password="the-right-password")
     with httpx.Client(base_url=live.url) as browser:
-        browser.get("/accounts/login/")
-
-        def log_in(password: str) -> httpx.Response:
-            data = {"username": "vic", "password": password, "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
-            return browser.post("/accounts/login/", data=data)
-
-        assert [log_in(f"guess-{i}").status_code for i in range(3)] == [200, 200, 200]  # the form again
-        blocked = log_in("the-right-password")
+        guesses = [log_in(browser, "/accounts/login/", "vic", f"guess-{i}") for i in range(3)]
+        assert [response.status_code for response in guesses] == [200, 200, 200]  # the form again
+        blocked = log_in(browser, "/accounts/login/", "vic", "the-right-password")
     assert blocked.status_code == 429 and "Too many failed attempts" in blocked.text
     assert int(blocked.headers["Retry-After"]) > 0
 
