@@ -1,8 +1,9 @@
 import openai
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 
-from conversations import budgets, pricing, services, throttle
+from conversations import api_keys, budgets, pricing, services, throttle
 from conversations.models import Conversation
 from conversations.providers.openai import OpenAIProvider, close_shared_session
 from conversations.storage.threads import close_worker_connections
@@ -11,7 +12,7 @@ from conversations.stream.shutdown import SAVE_WAIT_SECONDS, interrupt_all
 from harness.fake_upstream import Behaviour, FakeUpstream
 from harness.servers import ServerThread
 
-from .helpers import make_api_user
+from .helpers import TEST_REDIS_URL, ApiUser, api_client, make_api_user, wait_until_every_answer_is_saved
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -129,6 +130,34 @@ def throttled(settings):
     throttle.throttle.cache_clear()
     yield
     throttle.throttle.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def redis_ready():
+    """The tests' own database on the machine's Redis, emptied (once a
+    module: the server processes a module starts share it)."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"These tests need Redis at {TEST_REDIS_URL} (set CHATSTREAM_TEST_REDIS_URL): {exc}")
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def on(pair, transactional_db):
+    """A user with an API key and a client for each of the module's `pair`
+    of server processes: on["a"], on["b"]. Afterwards, the answers the test
+    left running are saved before the database is emptied."""
+    user = get_user_model().objects.create_user(username="carol", password="pw-carol")
+    _, key = api_keys.create_api_key(user=user)
+    headers = {"Authorization": f"Bearer {key}"}
+    users = {name: ApiUser(user, key, api_client(url, headers=headers)) for name, url in vars(pair).items()}
+    yield users
+    for api_user in users.values():
+        api_user.client.close()
+    wait_until_every_answer_is_saved()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from httpx_sse import EventSource
 from conversations import answering, api_keys, services
 from conversations.models import Turn
 from conversations.stream.answer import Answer, PreparedTurn
+from harness.servers import PYTHON, Service, free_port
 
 API_DESCRIPTION = schemathesis.openapi.from_path(Path(__file__).parent.parent / "conversations" / "openapi.yaml")
 API_PREFIX = "/api/"
@@ -255,3 +256,51 @@ def database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     credentials = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+# --- two server processes on Redis and the test database ------------------------------
+
+# A database of its own on the machine's Redis; the redis_ready fixture empties it.
+TEST_REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PAIR_GRACE_SECONDS = 1.0  # CHATSTREAM_RESUME_GRACE_SECONDS
+PAIR_MAX_STREAMS = 3  # per user, counted in Redis across both processes
+
+
+@dataclass
+class Pair:
+    a: str  # the base URLs of the two processes
+    b: str
+
+
+def start_pair(
+    tmp_path_factory, upstream_url: str, policy: str, redis_url: str = TEST_REDIS_URL, **more_env: str
+) -> list[Service]:
+    """Two app processes (uvicorn), not yet started, sharing Redis and the
+    test database, each answering with the `policy` on disconnect."""
+    env = process_env(
+        upstream_url,
+        REDIS_URL=redis_url,
+        CHATSTREAM_ON_DISCONNECT=policy,
+        CHATSTREAM_RESUME_GRACE_SECONDS=str(PAIR_GRACE_SECONDS),
+        CHATSTREAM_DB_THREADS="2",
+        CHATSTREAM_MAX_CONCURRENT_STREAMS=str(PAIR_MAX_STREAMS),
+        **more_env,
+    )
+    logs = tmp_path_factory.mktemp(f"servers-{policy}")
+    services = []
+    for name in ("a", "b"):
+        port = free_port()
+        argv = [PYTHON, "-m", "uvicorn", "harness.asgi:application", "--port", str(port), "--lifespan", "off"]
+        argv += ["--log-level", "warning"]
+        services.append(Service(f"server {name}", argv, port, log_dir=logs, env=env))
+    return services
+
+
+def wait_until_every_answer_is_saved(timeout: float = PAIR_GRACE_SECONDS + 5) -> None:
+    """The servers finish answers whose clients left after the test is over;
+    the database must not be flushed under their saves (on PostgreSQL the
+    flush's TRUNCATE and a save's INSERT deadlock)."""
+    deadline = time.monotonic() + timeout
+    while Turn.objects.filter(role=Turn.Role.USER).count() > Turn.objects.filter(role=Turn.Role.ASSISTANT).count():
+        assert time.monotonic() < deadline, "an answer was never saved"
+        time.sleep(0.02)

@@ -2,18 +2,17 @@
 once on a fresh process. On a real Redis (CHATSTREAM_TEST_REDIS_URL)."""
 
 import asyncio
-import os
 
 import pytest
 
 from conversations.live import redis as live_redis
 
-REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from .helpers import TEST_REDIS_URL
 
 
 @pytest.fixture
 def fresh_layer(settings):
-    settings.REDIS_URL = REDIS_URL
+    settings.REDIS_URL = TEST_REDIS_URL
     live_redis.channel_layer.cache_clear()
     yield
     live_redis.channel_layer.cache_clear()
