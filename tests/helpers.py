@@ -224,6 +224,14 @@ def saved_answer(conversation_id: str) -> Turn:
     return Turn.objects.get(conversation_id=conversation_id, role=Turn.Role.ASSISTANT)
 
 
+def wait_for(condition, timeout: float, what: str, interval: float = 0.02) -> None:
+    """Until `condition()` holds; fails, naming `what`, after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(interval)
+
+
 def wait_for_answer(conversation_id: str, timeout: float = 5.0) -> Turn:
     """The answer's row, once the server has written it."""
     deadline = time.monotonic() + timeout
@@ -300,7 +308,8 @@ def wait_until_every_answer_is_saved(timeout: float = PAIR_GRACE_SECONDS + 5) ->
     """The servers finish answers whose clients left after the test is over;
     the database must not be flushed under their saves (on PostgreSQL the
     flush's TRUNCATE and a save's INSERT deadlock)."""
-    deadline = time.monotonic() + timeout
-    while Turn.objects.filter(role=Turn.Role.USER).count() > Turn.objects.filter(role=Turn.Role.ASSISTANT).count():
-        assert time.monotonic() < deadline, "an answer was never saved"
-        time.sleep(0.02)
+
+    def all_saved() -> bool:
+        return Turn.objects.filter(role=Turn.Role.USER).count() <= Turn.objects.filter(role=Turn.Role.ASSISTANT).count()
+
+    wait_for(all_saved, timeout, "every answer saved")

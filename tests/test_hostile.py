@@ -25,7 +25,17 @@ from harness import stacks
 from harness.fake_upstream import Behaviour
 from harness.servers import ServerThread
 
-from .helpers import log_in, post_and_read, read_events, read_until_deltas, sse_events, stream, text_of, wait_for_answer
+from .helpers import (
+    log_in,
+    post_and_read,
+    read_events,
+    read_until_deltas,
+    sse_events,
+    stream,
+    text_of,
+    wait_for,
+    wait_for_answer,
+)
 
 
 def raw_client(api_user) -> httpx.Client:
@@ -297,10 +307,8 @@ def test_stream_slots_are_leases_renewed_while_the_answer_lives(alice, upstream,
     time.sleep(1.2)
     assert read_events(alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"}))
 
-    deadline = time.monotonic() + 5
-    while slots.zcard(key):  # given back as the answer's task ends, just after its last event
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    # Given back as the answer's task ends, just after its last event.
+    wait_for(lambda: not slots.zcard(key), 5, "the answer's slot given back")
     upstream.behaviour = Behaviour(tokens=100, pace=0.025)  # 2.5 s: longer than the lease
     with stream(alice, conversation_id) as response:
         events = sse_events(response)

@@ -21,7 +21,7 @@ from conversations.providers.demo import DemoProvider, extract_memory
 from harness.fake_upstream import Behaviour
 from harness.servers import PYTHON, popen, stop
 
-from .helpers import answer, exchange, process_env, start_turn
+from .helpers import answer, exchange, process_env, start_turn, wait_for
 
 # The memory's job is queued when the answer commits, and run by workers in
 # other threads and processes: every test here commits for real.
@@ -267,13 +267,6 @@ def start_worker(upstream_server, log_path):
     argv = [PYTHON, "manage.py", "db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.05"]
     with open(log_path, "ab") as log:
         return popen(argv, env=env, stdout=log, stderr=log)
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.02)
 
 
 def test_a_job_whose_worker_was_killed_is_taken_up_by_another(owner, conversation, upstream, upstream_server, tmp_path):
