@@ -3,7 +3,7 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 
-from conversations import api_keys, budgets, pricing, services, throttle
+from conversations import budgets, pricing, services, throttle
 from conversations.models import Conversation
 from conversations.providers.openai import OpenAIProvider, close_shared_session
 from conversations.storage.threads import close_worker_connections
@@ -12,7 +12,7 @@ from conversations.stream.shutdown import SAVE_WAIT_SECONDS, interrupt_all
 from harness.fake_upstream import Behaviour, FakeUpstream
 from harness.servers import ServerThread
 
-from .helpers import TEST_REDIS_URL, ApiUser, api_client, make_api_user, wait_until_every_answer_is_saved
+from .helpers import TEST_REDIS_URL, make_api_user, wait_until_every_answer_is_saved
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -101,14 +101,14 @@ def conversation(owner) -> Conversation:
 
 @pytest.fixture
 def alice(live):
-    api_user = make_api_user(live, "alice")
+    api_user = make_api_user(live.url, "alice")
     yield api_user
     api_user.client.close()
 
 
 @pytest.fixture
 def bob(live):
-    api_user = make_api_user(live, "bob")
+    api_user = make_api_user(live.url, "bob")
     yield api_user
     api_user.client.close()
 
@@ -150,10 +150,8 @@ def on(pair, transactional_db):
     """A user with an API key and a client for each of the module's `pair`
     of server processes: on["a"], on["b"]. Afterwards, the answers the test
     left running are saved before the database is emptied."""
-    user = get_user_model().objects.create_user(username="carol", password="pw-carol")
-    _, key = api_keys.create_api_key(user=user)
-    headers = {"Authorization": f"Bearer {key}"}
-    users = {name: ApiUser(user, key, api_client(url, headers=headers)) for name, url in vars(pair).items()}
+    carol = make_api_user(pair.a, "carol")
+    users = {"a": carol, "b": carol.on(pair.b)}
     yield users
     for api_user in users.values():
         api_user.client.close()

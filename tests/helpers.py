@@ -83,6 +83,10 @@ class ApiUser:
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
+    def on(self, base_url: str) -> "ApiUser":
+        """The same user and key, with a client of its own on another server."""
+        return ApiUser(self.user, self.key, api_client(base_url, headers=dict(self.client.headers)))
+
 
 def conforms_to_the_api_description(response: httpx.Response) -> None:
     """An httpx response hook: every JSON answer of the API (and every
@@ -120,10 +124,11 @@ def log_in(client: httpx.Client, door: str, username: str, password: str) -> htt
     return client.post(door, data=data)
 
 
-def make_api_user(live, username: str) -> ApiUser:
+def make_api_user(base_url: str, username: str) -> ApiUser:
+    """A user (password pw-<username>) with an API key, and a client on the server at `base_url`."""
     user = get_user_model().objects.create_user(username=username, password="pw-" + username)
     _, key = api_keys.create_api_key(user=user)
-    client = api_client(live.url, headers={"Authorization": f"Bearer {key}"})
+    client = api_client(base_url, headers={"Authorization": f"Bearer {key}"})
     return ApiUser(user=user, key=key, client=client)
 
 

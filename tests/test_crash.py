@@ -9,13 +9,11 @@ import time
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 
-from conversations import api_keys
 from conversations.models import Spend, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import TEST_REDIS_URL, api_client, sse_events, start_pair
+from .helpers import TEST_REDIS_URL, make_api_user, sse_events, start_pair
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
@@ -34,10 +32,8 @@ def doomed_pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready,
 
 def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, upstream):
     a, b = doomed_pair
-    user = get_user_model().objects.create_user(username="kim")
-    _, key = api_keys.create_api_key(user=user)
-    headers = {"Authorization": f"Bearer {key}"}
-    on_a, on_b = (api_client(f"http://127.0.0.1:{s.port}", headers=headers) for s in (a, b))
+    kim = make_api_user(f"http://127.0.0.1:{a.port}", "kim")
+    user, on_a, on_b = kim.user, kim.client, kim.on(f"http://127.0.0.1:{b.port}").client
     upstream.behaviour = Behaviour(tokens=2000, pace=0.01)
     conversation_id = on_a.post("/api/conversations", json={}).json()["id"]
 

@@ -48,7 +48,7 @@ def server(database_proxy, tmp_path, live):
 
 @pytest.fixture
 def client(server, live):
-    api_user = make_api_user(live, "dora")
+    api_user = make_api_user(live.url, "dora")
     with httpx.Client(base_url=server, headers=dict(api_user.client.headers), timeout=30) as client:
         assert client.get("/api/conversations").status_code == 200  # connected, through the proxy
         yield client
