@@ -299,20 +299,20 @@ def test_stream_slots_are_leases_renewed_while_the_answer_lives(alice, upstream,
     request.addfinalizer(slots.close)
     key = f"chatstream:streams:{alice.user.pk}"
     slots.delete(key)
-    slots.zadd(key, {"held-by-a-dead-process": time.time() + 1})  # as a killed process leaves it
+    slots.zadd(key, {"held-by-a-dead-process": time.time() + 0.6})  # as a process leaves it, killed between renewals
     upstream.behaviour = Behaviour(tokens=2)
     conversation_id = alice.new_conversation()
     first = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"})
     assert first.status_code == 429 and first.json()["error"]["code"] == "too_many_streams"
-    time.sleep(1.2)
+    time.sleep(0.7)
     assert read_events(alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"}))
 
     # Given back as the answer's task ends, just after its last event.
     wait_for(lambda: not slots.zcard(key), 5, "the answer's slot given back")
-    upstream.behaviour = Behaviour(tokens=100, pace=0.025)  # 2.5 s: longer than the lease
+    upstream.behaviour = Behaviour(tokens=60, pace=0.025)  # 1.5 s: longer than a slot's 1 s
     with stream(alice, conversation_id) as response:
         events = sse_events(response)
-        read_until_deltas(events, 60)  # 1.5 s in
+        read_until_deltas(events, 45)  # at least 1.1 s in: an unrenewed slot has lapsed
         refused = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Again"})
         assert refused.status_code == 429  # the live answer's slot was renewed
         list(events)
