@@ -37,7 +37,7 @@ def db_timeout() -> float:
 
 
 @pytest.fixture
-def server(database_proxy, tmp_path, live, db_timeout):
+def proxied_server(database_proxy, tmp_path, live, db_timeout):
     """A server process on the test database, through the proxy."""
     credentials, rest = database_url().rsplit("@", 1)
     name = rest.split("/", 1)[1]
@@ -55,9 +55,9 @@ def server(database_proxy, tmp_path, live, db_timeout):
 
 
 @pytest.fixture
-def client(server, live):
+def client(proxied_server, live):
     api_user = make_api_user(live.url, "dora")
-    with httpx.Client(base_url=server, headers=dict(api_user.client.headers), timeout=30) as client:
+    with httpx.Client(base_url=proxied_server, headers=dict(api_user.client.headers), timeout=30) as client:
         assert client.get("/api/conversations").status_code == 200  # connected, through the proxy
         yield client
     api_user.client.close()

@@ -62,7 +62,7 @@ async def read(relay: AnswerRelay, deltas: int, heartbeat: float = 10) -> list[t
     return events
 
 
-def answers(prepared) -> list[Turn]:
+def saved_answers(prepared) -> list[Turn]:
     return list(Turn.objects.filter(conversation_id=prepared.conversation_id, role="assistant"))
 
 
@@ -84,7 +84,7 @@ def test_cancelled_twice_still_saves_once(prepared, attempt):
             await relay._task
 
     asyncio.run(scenario())
-    (turn,) = answers(prepared)
+    (turn,) = saved_answers(prepared)
     assert turn.finish_reason == "client_disconnected" and provider.closed
     assert turn.content == "".join(f"w{i} " for i in range(len(turn.content.split())))
 
@@ -102,7 +102,7 @@ def test_a_reader_that_falls_behind_gets_tokens_together(prepared):
     events = asyncio.run(scenario())
     kinds = [kind for kind, _, _ in events]
     assert kinds[0] == START and kinds[-1] == DONE and kinds.count(DELTA) < 50
-    assert "".join(data for kind, data, _ in events if kind == DELTA) == answers(prepared)[0].content
+    assert "".join(data for kind, data, _ in events if kind == DELTA) == saved_answers(prepared)[0].content
 
 
 def test_heartbeat_events_during_silence(prepared):
@@ -126,7 +126,7 @@ def test_cancel_from_the_server_side_is_recorded(prepared):
 
     events = asyncio.run(scenario())
     assert events[-1][0] == DONE and events[-1][1]["finish_reason"] == "cancelled"
-    assert answers(prepared)[0].status == "interrupted"
+    assert saved_answers(prepared)[0].status == "interrupted"
 
 
 def test_the_final_event_follows_the_save(prepared):
@@ -135,7 +135,7 @@ def test_the_final_event_follows_the_save(prepared):
         relay.start()
         async for kind, _, _ in relay.follow(heartbeat=10):
             if kind == DONE:
-                return await run_db(answers, prepared)
+                return await run_db(saved_answers, prepared)
 
     assert len(asyncio.run(scenario())) == 1
 
@@ -151,7 +151,7 @@ def test_cancel_before_the_task_first_runs_still_saves(prepared, reason):
         await relay.close()
 
     asyncio.run(scenario())
-    (turn,) = answers(prepared)
+    (turn,) = saved_answers(prepared)
     assert (turn.finish_reason, turn.content) == (reason, "")
 
 
@@ -170,7 +170,7 @@ def test_a_response_closed_unread_cancels_its_answer(prepared):
             await relay.close()
 
     asyncio.run(scenario())
-    (turn,) = answers(prepared)
+    (turn,) = saved_answers(prepared)
     assert turn.finish_reason == "client_disconnected" and provider.closed
 
 
@@ -204,4 +204,4 @@ def test_a_reader_cancelled_mid_wait_does_not_disturb_another(prepared, attempt)
 
     events = asyncio.run(scenario())
     text = "".join(data for kind, data, _ in events if kind == DELTA)
-    assert events[-1][0] == DONE and text == answers(prepared)[0].content == "".join(f"w{i} " for i in range(40))
+    assert events[-1][0] == DONE and text == saved_answers(prepared)[0].content == "".join(f"w{i} " for i in range(40))
