@@ -1,15 +1,18 @@
 import openai
 import pytest
+import redis
+from django.contrib.auth import get_user_model
 
-from conversations import state
-from conversations.providers.openai import close_shared_session
+from conversations import services, state
+from conversations.models import Conversation
+from conversations.providers.openai import OpenAIProvider, close_shared_session
 from conversations.storage.threads import close_worker_connections
 from conversations.stream import registry
 from conversations.stream.shutdown import SAVE_WAIT_SECONDS, interrupt_all
 from harness.fake_upstream import Behaviour, FakeUpstream
 from harness.servers import ServerThread
 
-from .helpers import make_api_user
+from .helpers import TEST_REDIS_URL, make_api_user, wait_until_every_answer_is_saved
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,6 +45,26 @@ def upstream(upstream_server, settings) -> FakeUpstream:
     return app
 
 
+@pytest.fixture
+def openai_provider(upstream, upstream_server) -> OpenAIProvider:
+    """The OpenAI-compatible provider on the fake upstream, made directly."""
+    return OpenAIProvider(model="fake-model", base_url=f"{upstream_server.url}/v1", api_key="sk-test")
+
+
+@pytest.fixture
+def two_models(upstream, upstream_server, settings) -> FakeUpstream:
+    """A catalogue of two models on the fake upstream, told apart by their
+    upstream ids: small (qwen3:4b, the default) and big (gpt-big, which
+    thinks)."""
+    base_url = f"{upstream_server.url}/v1"
+    settings.LLM_MODELS = {
+        "small": {"provider": "openai", "base_url": base_url, "model": "qwen3:4b"},
+        "big": {"provider": "openai", "base_url": base_url, "model": "gpt-big", "reasoning": True},
+    }
+    settings.LLM_DEFAULT_MODEL = "small"
+    return upstream
+
+
 @pytest.fixture(scope="session")
 def app_server():
     from harness.asgi import application  # on the stack tests/settings.py names
@@ -63,15 +86,29 @@ def live(app_server, transactional_db):
 
 
 @pytest.fixture
+def owner(db):
+    """A user to own conversations, saved in the database the test uses:
+    pytest-django's `db` gives way to `transactional_db` (or a
+    `django_db(transaction=True)` mark) when the test asks for that too."""
+    return get_user_model().objects.create_user("owner")
+
+
+@pytest.fixture
+def conversation(owner) -> Conversation:
+    """An empty conversation of `owner`'s."""
+    return services.create_conversation(owner=owner)
+
+
+@pytest.fixture
 def alice(live):
-    api_user = make_api_user(live, "alice")
+    api_user = make_api_user(live.url, "alice")
     yield api_user
     api_user.client.close()
 
 
 @pytest.fixture
 def bob(live):
-    api_user = make_api_user(live, "bob")
+    api_user = make_api_user(live.url, "bob")
     yield api_user
     api_user.client.close()
 
@@ -82,6 +119,43 @@ def sdk(alice, live):
     client = openai.OpenAI(base_url=f"{live.url}/v1", api_key=alice.key, max_retries=0, timeout=30)
     yield client
     client.close()
+
+
+@pytest.fixture
+def throttled(settings):
+    """Failed logins and keys counted, with a fresh count: 3 allowed from an
+    address, 10 for an account (tests/settings.py turns both off)."""
+    settings.CHATSTREAM_AUTH_FAILURES = 3
+    settings.CHATSTREAM_AUTH_ACCOUNT_FAILURES = 10
+    state.reset()
+    yield
+    state.reset()
+
+
+@pytest.fixture(scope="module")
+def redis_ready():
+    """The tests' own database on the machine's Redis, emptied (once a
+    module: the server processes a module starts share it)."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"These tests need Redis at {TEST_REDIS_URL} (set CHATSTREAM_TEST_REDIS_URL): {exc}")
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def on(pair, transactional_db):
+    """A user with an API key and a client for each of the module's `pair`
+    of server processes: on["a"], on["b"]. Afterwards, the answers the test
+    left running are saved before the database is emptied."""
+    carol = make_api_user(pair.a, "carol")
+    users = {"a": carol, "b": carol.on(pair.b)}
+    yield users
+    for api_user in users.values():
+        api_user.client.close()
+    wait_until_every_answer_is_saved()
 
 
 @pytest.fixture

@@ -15,9 +15,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from httpx_sse import EventSource
 
-from conversations import answering
+from conversations import answering, services
 from conversations.access import api_keys
 from conversations.models import Turn
+from conversations.stream.answer import Answer, PreparedTurn
+from harness.servers import PYTHON, Service, free_port
 
 API_DESCRIPTION = schemathesis.openapi.from_path(Path(__file__).parent.parent / "conversations" / "openapi.yaml")
 API_PREFIX = "/api/"
@@ -36,10 +38,36 @@ def races(many: int) -> range:
 # --- turns without a request ---------------------------------------------------------
 
 
-def start_turn(*, owner, conversation_id, content: str):
+def start_turn(*, owner, conversation_id, content: str) -> PreparedTurn:
     """A message saved and its answer's turn prepared, as sending it does."""
     message = answering.NewMessage(content)
     return answering.start_turn(owner=owner, conversation_id=conversation_id, message=message)
+
+
+def answer(**overrides) -> Answer:
+    """An answer as the relay hands it to be saved: a cancelled one's
+    fields, with `overrides`."""
+    fields = {
+        "content": "partial",
+        "finish_reason": "cancelled",
+        "model": "m",
+        "provider": "openai",
+        "trace_id": "t",
+        "ttft_ms": 1,
+        "duration_ms": 2,
+        "tokens_in": 3,
+        "tokens_out": 4,
+        "tokens_estimated": False,
+    }
+    return Answer(**{**fields, **overrides})
+
+
+def exchange(owner, conversation, question: str, reply: str = "An answer.", **fields) -> PreparedTurn:
+    """A message and its answer, both saved; the answer ended normally
+    unless `fields` (answer()'s) say otherwise."""
+    prepared = start_turn(owner=owner, conversation_id=conversation.pk, content=question)
+    services.record_answer(prepared=prepared, answer=answer(content=reply, **{"finish_reason": "stop", **fields}))
+    return prepared
 
 
 # --- users and clients ------------------------------------------------------------
@@ -55,6 +83,10 @@ class ApiUser:
         response = self.client.post("/api/conversations", json={})
         assert response.status_code == 201, response.text
         return response.json()["id"]
+
+    def on(self, base_url: str) -> "ApiUser":
+        """The same user and key, with a client of its own on another server."""
+        return ApiUser(self.user, self.key, api_client(base_url, headers=dict(self.client.headers)))
 
 
 def conforms_to_the_api_description(response: httpx.Response) -> None:
@@ -84,10 +116,20 @@ def api_client(base_url: str, **kwargs) -> httpx.Client:
     )
 
 
-def make_api_user(live, username: str) -> ApiUser:
+def log_in(client: httpx.Client, door: str, username: str, password: str) -> httpx.Response:
+    """The login form at `door` posted, as a browser does: its page read
+    first for the CSRF cookie, unless the client has one."""
+    if "csrftoken" not in client.cookies:
+        client.get(door)
+    data = {"username": username, "password": password, "csrfmiddlewaretoken": client.cookies["csrftoken"]}
+    return client.post(door, data=data)
+
+
+def make_api_user(base_url: str, username: str) -> ApiUser:
+    """A user (password pw-<username>) with an API key, and a client on the server at `base_url`."""
     user = get_user_model().objects.create_user(username=username, password="pw-" + username)
     _, key = api_keys.create_api_key(user=user)
-    client = api_client(live.url, headers={"Authorization": f"Bearer {key}"})
+    client = api_client(base_url, headers={"Authorization": f"Bearer {key}"})
     return ApiUser(user=user, key=key, client=client)
 
 
@@ -188,6 +230,14 @@ def saved_answer(conversation_id: str) -> Turn:
     return Turn.objects.get(conversation_id=conversation_id, role=Turn.Role.ASSISTANT)
 
 
+def wait_for(condition, timeout: float, what: str, interval: float = 0.02) -> None:
+    """Until `condition()` holds; fails, naming `what`, after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(interval)
+
+
 def wait_for_answer(conversation_id: str, timeout: float = 5.0) -> Turn:
     """The answer's row, once the server has written it."""
     deadline = time.monotonic() + timeout
@@ -220,3 +270,52 @@ def database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     credentials = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+# --- two server processes on Redis and the test database ------------------------------
+
+# A database of its own on the machine's Redis; the redis_ready fixture empties it.
+TEST_REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PAIR_GRACE_SECONDS = 1.0  # CHATSTREAM_RESUME_GRACE_SECONDS
+PAIR_MAX_STREAMS = 3  # per user, counted in Redis across both processes
+
+
+@dataclass
+class Pair:
+    a: str  # the base URLs of the two processes
+    b: str
+
+
+def start_pair(
+    tmp_path_factory, upstream_url: str, policy: str, redis_url: str = TEST_REDIS_URL, **more_env: str
+) -> list[Service]:
+    """Two app processes (uvicorn), not yet started, sharing Redis and the
+    test database, each answering with the `policy` on disconnect."""
+    env = process_env(
+        upstream_url,
+        REDIS_URL=redis_url,
+        CHATSTREAM_ON_DISCONNECT=policy,
+        CHATSTREAM_RESUME_GRACE_SECONDS=str(PAIR_GRACE_SECONDS),
+        CHATSTREAM_DB_THREADS="2",
+        CHATSTREAM_MAX_CONCURRENT_STREAMS=str(PAIR_MAX_STREAMS),
+        **more_env,
+    )
+    logs = tmp_path_factory.mktemp(f"servers-{policy}")
+    services = []
+    for name in ("a", "b"):
+        port = free_port()
+        argv = [PYTHON, "-m", "uvicorn", "harness.asgi:application", "--port", str(port), "--lifespan", "off"]
+        argv += ["--log-level", "warning"]
+        services.append(Service(f"server {name}", argv, port, log_dir=logs, env=env))
+    return services
+
+
+def wait_until_every_answer_is_saved(timeout: float = PAIR_GRACE_SECONDS + 5) -> None:
+    """The servers finish answers whose clients left after the test is over;
+    the database must not be flushed under their saves (on PostgreSQL the
+    flush's TRUNCATE and a save's INSERT deadlock)."""
+
+    def all_saved() -> bool:
+        return Turn.objects.filter(role=Turn.Role.USER).count() <= Turn.objects.filter(role=Turn.Role.ASSISTANT).count()
+
+    wait_for(all_saved, timeout, "every answer saved")

@@ -11,7 +11,7 @@ from conversations import services
 from conversations.access import api_keys
 from conversations.models import ApiKey, Conversation, Turn
 
-from .helpers import start_turn
+from .helpers import exchange, log_in, start_turn
 
 
 @pytest.fixture
@@ -22,49 +22,45 @@ def staff_client(client, db):
 
 
 @pytest.fixture
-def conversation(db) -> Conversation:
-    owner = get_user_model().objects.create_user("erin")
-    prepared = start_turn(
-        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="Find me <b>this</b>"
+def answered(owner, conversation) -> Conversation:
+    """`conversation` with a message and an answer the client left."""
+    exchange(
+        owner,
+        conversation,
+        "Find me <b>this</b>",
+        "An answer",
+        finish_reason="client_disconnected",
+        model="m-1",
+        trace_id="trace-1",
+        ttft_ms=40,
+        duration_ms=900,
+        tokens_in=5,
+        tokens_out=12,
+        tokens_estimated=True,
     )
-    services.record_answer(
-        prepared=prepared,
-        answer=services.Answer(
-            content="An answer",
-            finish_reason="client_disconnected",
-            model="m-1",
-            provider="openai",
-            trace_id="trace-1",
-            ttft_ms=40,
-            duration_ms=900,
-            tokens_in=5,
-            tokens_out=12,
-            tokens_estimated=True,
-        ),
-    )
-    return Conversation.objects.get(pk=prepared.conversation_id)
+    return Conversation.objects.get(pk=conversation.pk)
 
 
-def test_conversation_list_search_and_filters(staff_client, conversation):
+def test_conversation_list_search_and_filters(staff_client, answered):
     url = reverse("admin:conversations_conversation_changelist")
     assert staff_client.get(url).status_code == 200
     found = staff_client.get(url, {"q": "this"})
-    assert found.status_code == 200 and str(conversation.pk) in found.text
-    assert staff_client.get(url, {"q": "erin"}).context["cl"].result_count == 1
+    assert found.status_code == 200 and str(answered.pk) in found.text
+    assert staff_client.get(url, {"q": answered.owner.username}).context["cl"].result_count == 1
     assert staff_client.get(url, {"q": "nothing-like-it"}).context["cl"].result_count == 0
     filtered = staff_client.get(url, {"turns__finish_reason": "client_disconnected"})
     assert filtered.context["cl"].result_count == 1
 
 
-def test_conversation_page_shows_turns_in_order_read_only(staff_client, conversation):
-    page = staff_client.get(reverse("admin:conversations_conversation_change", args=[conversation.pk]))
+def test_conversation_page_shows_turns_in_order_read_only(staff_client, answered):
+    page = staff_client.get(reverse("admin:conversations_conversation_change", args=[answered.pk]))
     assert page.status_code == 200
     text = page.content.decode()
     assert text.index("Find me &lt;b&gt;this&lt;/b&gt;") < text.index("An answer")
     assert "trace-1" in text
 
 
-def test_turn_list_has_metric_columns_and_filters(staff_client, conversation):
+def test_turn_list_has_metric_columns_and_filters(staff_client, answered):
     url = reverse("admin:conversations_turn_changelist")
     page = staff_client.get(url, {"finish_reason": "client_disconnected", "model": "m-1"})
     assert page.status_code == 200 and page.context["cl"].result_count == 1
@@ -74,8 +70,8 @@ def test_turn_list_has_metric_columns_and_filters(staff_client, conversation):
     assert staff_client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).status_code == 200
 
 
-def test_api_keys_listed_and_revoked(staff_client, conversation):
-    key, _ = api_keys.create_api_key(user=conversation.owner, name="laptop")
+def test_api_keys_listed_and_revoked(staff_client, owner):
+    key, _ = api_keys.create_api_key(user=owner, name="laptop")
     url = reverse("admin:conversations_apikey_changelist")
     assert key.prefix in staff_client.get(url).text
     staff_client.post(url, {"action": "revoke_keys", "_selected_action": [key.pk]})
@@ -90,11 +86,7 @@ def test_admin_under_the_asgi_server(live):
     get_user_model().objects.create_superuser("staff", "staff@example.com", "pw-staff")
     key, _ = api_keys.create_api_key(user=get_user_model().objects.get(username="staff"), name="old")
     with httpx.Client(base_url=live.url, follow_redirects=True, timeout=30) as browser:
-        browser.get("/admin/login/")
-        browser.post(
-            "/admin/login/?next=/admin/",
-            data={"username": "staff", "password": "pw-staff", "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
-        )
+        log_in(browser, "/admin/login/?next=/admin/", "staff", "pw-staff")
         url = reverse("admin:conversations_apikey_changelist")
         assert key.prefix in browser.get(url).text
         token = browser.cookies["csrftoken"]
@@ -105,24 +97,22 @@ def test_admin_under_the_asgi_server(live):
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
 
 
-def test_memory_is_shown_and_can_be_updated_now(staff_client, conversation):
+def test_memory_is_shown_and_can_be_updated_now(staff_client, answered):
     from django_tasks_db.models import DBTaskResult
 
     from conversations.models import ConversationMemory
 
-    ConversationMemory.objects.create(conversation=conversation, summary="They talked about <relays>.", version=3)
-    page = staff_client.get(reverse("admin:conversations_conversation_change", args=[conversation.pk]))
+    ConversationMemory.objects.create(conversation=answered, summary="They talked about <relays>.", version=3)
+    page = staff_client.get(reverse("admin:conversations_conversation_change", args=[answered.pk]))
     assert "They talked about &lt;relays&gt;." in page.content.decode()
     listing = staff_client.get(reverse("admin:conversations_conversation_changelist"))
     assert "empty v0" not in listing.content.decode() and "empty v3" in listing.content.decode()
 
     changelist = reverse("admin:conversations_conversation_changelist")
-    done = staff_client.post(changelist, {"action": "update_memory_now", "_selected_action": [conversation.pk]})
+    done = staff_client.post(changelist, {"action": "update_memory_now", "_selected_action": [answered.pk]})
     assert done.status_code == 302
     job = DBTaskResult.objects.get()
-    assert job.task_path == "conversations.memory.tasks.update_memory" and job.args_kwargs["args"] == [
-        str(conversation.pk)
-    ]
+    assert job.task_path == "conversations.memory.tasks.update_memory" and job.args_kwargs["args"] == [str(answered.pk)]
     jobs_page = staff_client.get(reverse("admin:django_tasks_database_dbtaskresult_changelist"))
     assert jobs_page.status_code == 200
     assert staff_client.get(reverse("admin:conversations_conversationmemory_changelist")).status_code == 200
@@ -131,10 +121,7 @@ def test_memory_is_shown_and_can_be_updated_now(staff_client, conversation):
 @pytest.fixture
 def thinking_turn(db, settings) -> Turn:
     """An answer with reasoning, a tool call and a cost, saved as the relay saves it."""
-    from conversations.spend import pricing
-
     settings.LLM_PRICES = {"m-2": {"input": 1, "output": 4}}
-    pricing.forget_prices()
     owner = get_user_model().objects.create_user("frank")
     key, _ = api_keys.create_api_key(user=owner, name="ci")
     prepared = start_turn(owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="Weather?")
@@ -160,7 +147,6 @@ def thinking_turn(db, settings) -> Turn:
             usage_source="reported",
         ),
     )
-    pricing.forget_prices()
     return Turn.objects.get(role="assistant", trace_id="trace-2")
 
 
@@ -225,18 +211,12 @@ def test_the_model_catalogue_and_router_are_shown_read_only(staff_client, settin
     assert "min_chars 500 → big" in page
 
 
-def _answered(owner, content: str, **answer) -> Turn:
-    prepared = start_turn(
-        owner=owner, conversation_id=services.create_conversation(owner=owner).pk, content="A question"
-    )
-    fields = {"finish_reason": "stop", "model": "m-1", "provider": "openai", "trace_id": "t", "ttft_ms": 1}
-    fields |= {"duration_ms": 2, "tokens_in": 1, "tokens_out": 1, "tokens_estimated": False} | answer
-    services.record_answer(prepared=prepared, answer=services.Answer(content=content, **fields))
+def _answered(owner, content: str, **fields) -> Turn:
+    prepared = exchange(owner, services.create_conversation(owner=owner), "A question", content, **fields)
     return Turn.objects.get(pk=prepared.answer_turn_id)
 
 
-def test_the_review_queue_puts_what_needs_a_look_first(staff_client):
-    owner = get_user_model().objects.create_user("rita")
+def test_the_review_queue_puts_what_needs_a_look_first(staff_client, owner):
     liked = _answered(owner, "A liked answer")
     fine = _answered(owner, "An answer nobody rated")
     disliked = _answered(owner, "A disliked answer")

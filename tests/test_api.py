@@ -13,7 +13,7 @@ from conversations.access import api_keys
 from conversations.models import ApiKey, Conversation, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import API_DESCRIPTION, api_client, post_and_read, read_events, saved_answer
+from .helpers import API_DESCRIPTION, api_client, log_in, post_and_read, read_events, saved_answer
 
 
 def error_code(response: httpx.Response) -> str:
@@ -149,18 +149,8 @@ def session_client(live, username: str) -> Iterator[httpx.Client]:
     """A client logged in through the login form, as a browser would."""
     get_user_model().objects.create_user(username=username, password="pw-" + username)
     with api_client(live.url) as client:
-        _log_in(client, username)
+        assert log_in(client, "/accounts/login/", username, "pw-" + username).status_code == 302
         yield client
-
-
-def _log_in(client: httpx.Client, username: str) -> None:
-    login_page = client.get("/accounts/login/")
-    token = client.cookies["csrftoken"]
-    assert login_page.status_code == 200
-    response = client.post(
-        "/accounts/login/", data={"username": username, "password": "pw-" + username, "csrfmiddlewaretoken": token}
-    )
-    assert response.status_code == 302, response.text
 
 
 def test_session_writes_need_csrf(live, upstream):

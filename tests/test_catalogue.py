@@ -15,24 +15,17 @@ from .helpers import read_events, saved_answer, send, wait_for_answer
 
 
 @pytest.fixture
-def two_models(upstream, upstream_server, settings, monkeypatch):
-    """A small and a big model on the fake upstream (each its own key), and the demo."""
+def three_models(two_models, settings, monkeypatch, fresh_prices):
+    """two_models with more to tell apart: the small one's 60-token
+    context, the big one's own key and prices, and the demo, offline."""
     monkeypatch.setenv("BIG_MODEL_KEY", "sk-big")
-    base_url = f"{upstream_server.url}/v1"
+    small, big = settings.LLM_MODELS["small"], settings.LLM_MODELS["big"]
     settings.LLM_MODELS = {
-        "small": {"provider": "openai", "base_url": base_url, "model": "qwen3:4b", "context_tokens": 60},
-        "big": {
-            "provider": "openai",
-            "base_url": base_url,
-            "model": "gpt-big",
-            "api_key_env": "BIG_MODEL_KEY",
-            "prices": {"input": 1, "output": 2},
-            "reasoning": True,
-        },
+        "small": {**small, "context_tokens": 60},
+        "big": {**big, "api_key_env": "BIG_MODEL_KEY", "prices": {"input": 1, "output": 2}},
         "offline": {"provider": "demo", "model": "demo-1"},
     }
-    settings.LLM_DEFAULT_MODEL = "small"
-    return upstream  # prices are read afresh as LLM_MODELS changes (conversations/state.py)
+    return two_models
 
 
 def test_one_llm_model_is_a_catalogue_of_one(alice, upstream):
@@ -44,7 +37,7 @@ def test_one_llm_model_is_a_catalogue_of_one(alice, upstream):
     assert (turn.model, turn.model_name) == ("fake-model", "fake-model")
 
 
-def test_a_message_names_its_model_and_reaches_that_upstream(alice, two_models):
+def test_a_message_names_its_model_and_reaches_that_upstream(alice, three_models):
     listed = alice.client.get("/api/models").json()
     assert listed["default"] == "small" and [m["name"] for m in listed["models"]] == ["small", "big", "offline"]
     assert listed["auto"] is False
@@ -54,28 +47,28 @@ def test_a_message_names_its_model_and_reaches_that_upstream(alice, two_models):
         f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "big"}
     )
     events = read_events(response)
-    call = two_models.calls[-1]
+    call = three_models.calls[-1]
     assert call.body["model"] == "gpt-big" and call.authorization == "Bearer sk-big"
     turn = saved_answer(conversation_id)
     assert (turn.model_name, turn.model) == ("big", "gpt-big")
     assert turn.cost == Decimal("0.000051") and events[-1]["data"]["cost"] == str(turn.cost)  # 11 x 1 + 20 x 2
 
 
-def test_a_conversation_has_a_default_model_of_its_own(alice, two_models, settings):
+def test_a_conversation_has_a_default_model_of_its_own(alice, three_models, settings):
     settings.LLM_DEMO_TOKENS_PER_SECOND, settings.LLM_DEMO_FIRST_TOKEN_DELAY = 0, 0  # the offline model, at once
     created = alice.client.post("/api/conversations", json={"model": "offline"}).json()
     assert created["model"] == "offline"
     send(alice, created["id"])
-    assert not two_models.calls  # the demo answered, offline
+    assert not three_models.calls  # the demo answered, offline
     assert alice.client.patch(f"/api/conversations/{created['id']}", json={"model": "big"}).json()["model"] == "big"
     send(alice, created["id"], content="Again")
-    assert two_models.calls[-1].body["model"] == "gpt-big"
+    assert three_models.calls[-1].body["model"] == "gpt-big"
     renamed = alice.client.patch(f"/api/conversations/{created['id']}", json={"title": "Kept model"}).json()
     assert (renamed["title"], renamed["model"]) == ("Kept model", "big")
     assert alice.client.patch(f"/api/conversations/{created['id']}", json={"model": ""}).json()["model"] is None
 
 
-def test_an_unknown_model_is_refused_before_anything_is_saved(alice, two_models):
+def test_an_unknown_model_is_refused_before_anything_is_saved(alice, three_models):
     conversation_id = alice.new_conversation()
     refused = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "x"})
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
@@ -84,24 +77,24 @@ def test_an_unknown_model_is_refused_before_anything_is_saved(alice, two_models)
     assert alice.client.post("/api/conversations", json={"model": 3}).status_code == 400
 
 
-def test_each_model_has_its_own_prompt_budget(alice, two_models):
-    two_models.behaviour = Behaviour(tokens=40)  # answers of ~40 tokens: the small model's 60 fit one at most
+def test_each_model_has_its_own_prompt_budget(alice, three_models):
+    three_models.behaviour = Behaviour(tokens=40)  # answers of ~40 tokens: the small model's 60 fit one at most
     conversation_id = alice.new_conversation()
     for _ in range(3):
         send(alice, conversation_id, content="Tell me more")
-    small_prompt = two_models.calls[-1].body["messages"]
+    small_prompt = three_models.calls[-1].body["messages"]
     send(alice, conversation_id, content="Tell me more", model="big")
-    big_prompt = two_models.calls[-1].body["messages"]
+    big_prompt = three_models.calls[-1].body["messages"]
     assert len(small_prompt) < len(big_prompt)
 
 
-def test_each_model_caps_its_answers_and_the_api_sends_the_cap(alice, two_models, settings):
+def test_each_model_caps_its_answers_and_the_api_sends_the_cap(alice, three_models, settings):
     settings.LLM_MAX_OUTPUT_TOKENS = 300
     settings.LLM_MODELS = {**settings.LLM_MODELS, "big": {**settings.LLM_MODELS["big"], "max_output_tokens": 900}}
     conversation_id = alice.new_conversation()
     send(alice, conversation_id)
     send(alice, conversation_id, model="big")
-    assert [call.body["max_tokens"] for call in two_models.calls] == [300, 900]
+    assert [call.body["max_tokens"] for call in three_models.calls] == [300, 900]
     listed = {m["name"]: m["max_output_tokens"] for m in alice.client.get("/api/models").json()["models"]}
     assert listed == {"small": 300, "big": 900, "offline": 300}
 
@@ -192,7 +185,7 @@ def test_a_json_client_that_leaves_cancels_its_answer(alice, upstream, live):
 
 
 @pytest.fixture
-def router(two_models, settings):
+def router(three_models, settings):
     settings.LLM_ROUTER = {
         "small": "small",
         "big": "big",
@@ -202,7 +195,7 @@ def router(two_models, settings):
             {"if": {"min_turns": 4}, "use": "big"},
         ],
     }
-    return two_models
+    return three_models
 
 
 def auto(api_user, conversation_id: str, content: str) -> dict:
@@ -230,7 +223,8 @@ def test_each_rule_sends_a_message_where_it_should(alice, router):
         (Behaviour(text="big", tokens=1), "classifier: big"),
         (Behaviour(text="hmm, not sure"), "classifier said 'hmm, not sure': default"),
         (Behaviour(status=500), "classifier failed (UpstreamStatusError): default"),
-        (Behaviour(status=200, first_token_delay=2), "classifier failed (TimeoutError): default"),
+        # Past the classifier's 0.3 s; the answer, from the same model, waits it out.
+        (Behaviour(status=200, first_token_delay=0.6), "classifier failed (TimeoutError): default"),
     ],
 )
 def test_the_classifier_decides_and_its_failure_is_the_default(alice, router, settings, behaviour, reason):
@@ -248,7 +242,7 @@ def test_the_classifier_decides_and_its_failure_is_the_default(alice, router, se
     assert classify_call["stream"] is False and "one word" in classify_call["messages"][0]["content"]
 
 
-def test_auto_without_a_router_is_not_a_model(alice, two_models):
+def test_auto_without_a_router_is_not_a_model(alice, three_models):
     conversation_id = alice.new_conversation()
     refused = alice.client.post(
         f"/api/conversations/{conversation_id}/messages", json={"content": "Hi", "model": "auto"}
@@ -265,7 +259,7 @@ def test_auto_without_a_router_is_not_a_model(alice, two_models):
         {"small": "small", "big": "big", "rules": [{"if": {"colour": 5}, "use": "big"}]},
     ],
 )
-def test_a_router_that_cannot_work_fails_at_start_up(two_models, settings, router):
+def test_a_router_that_cannot_work_fails_at_start_up(three_models, settings, router):
     settings.LLM_ROUTER = router
     assert "conversations.E015" in {error.id for error in check_llm_settings(None)}
 

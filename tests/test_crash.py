@@ -9,14 +9,11 @@ import time
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 
-from conversations.access import api_keys
 from conversations.models import Spend, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import api_client, sse_events
-from .test_processes import REDIS_URL, redis_ready, start_pair  # noqa: F401  (a fixture, and the servers)
+from .helpers import TEST_REDIS_URL, make_api_user, sse_events, start_pair
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
@@ -25,7 +22,7 @@ LEASE_SECONDS = 1.0
 
 
 @pytest.fixture
-def doomed_pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready, transactional_db):  # noqa: F811
+def doomed_pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready, transactional_db):
     a, b = start_pair(
         tmp_path_factory, upstream_server.url, "continue", CHATSTREAM_ANSWER_LEASE_SECONDS=str(LEASE_SECONDS)
     )
@@ -35,10 +32,8 @@ def doomed_pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready,
 
 def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, upstream):
     a, b = doomed_pair
-    user = get_user_model().objects.create_user(username="kim")
-    _, key = api_keys.create_api_key(user=user)
-    headers = {"Authorization": f"Bearer {key}"}
-    on_a, on_b = (api_client(f"http://127.0.0.1:{s.port}", headers=headers) for s in (a, b))
+    kim = make_api_user(f"http://127.0.0.1:{a.port}", "kim")
+    user, on_a, on_b = kim.user, kim.client, kim.on(f"http://127.0.0.1:{b.port}").client
     upstream.behaviour = Behaviour(tokens=2000, pace=0.01)
     conversation_id = on_a.post("/api/conversations", json={}).json()["id"]
 
@@ -62,7 +57,7 @@ def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, up
     spend = Spend.objects.get(turn_id=turn_id)  # what it wrote is paid for
     assert (spend.user_id, spend.tokens_out, spend.tokens_estimated) == (user.pk, turn.tokens_out, True)
     # The slot the dead process held for the user lapses within three leases.
-    slots = redis.Redis.from_url(REDIS_URL)
+    slots = redis.Redis.from_url(TEST_REDIS_URL)
     deadline = killed_at + 3 * LEASE_SECONDS + 2
     while slots.zcount(f"chatstream:streams:{user.pk}", time.time(), "+inf"):
         assert time.monotonic() < deadline, "the dead process's stream slot was not freed"

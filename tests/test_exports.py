@@ -11,7 +11,7 @@ from conversations.exports import export_markdown
 from conversations.models import Conversation, Turn
 from harness.fake_upstream import Behaviour
 
-from .test_versions import send
+from .helpers import send
 
 HOSTILE = (
     "Hi <script>alert(1)</script> and <img src=x onerror=alert(2)>\n"

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def fuzzer(live, upstream):
     upstream.behaviour = Behaviour(tokens=3)
-    api_user = make_api_user(live, "fuzzer")
+    api_user = make_api_user(live.url, "fuzzer")
     yield api_user
     api_user.client.close()
 

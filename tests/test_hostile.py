@@ -15,13 +15,23 @@ from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIHandler
 from django.db import OperationalError
 
-from conversations import selectors, state
+from conversations import selectors
 from conversations.asgi import RequestGuard
 from harness import stacks
 from harness.fake_upstream import Behaviour
 from harness.servers import ServerThread
 
-from .helpers import post_and_read, read_events, read_until_deltas, sse_events, stream, text_of, wait_for_answer
+from .helpers import (
+    log_in,
+    post_and_read,
+    read_events,
+    read_until_deltas,
+    sse_events,
+    stream,
+    text_of,
+    wait_for,
+    wait_for_answer,
+)
 
 
 def raw_client(api_user) -> httpx.Client:
@@ -86,14 +96,6 @@ def test_an_eventsource_reconnecting_after_the_end_is_told_to_stop(alice, upstre
     assert [event["event"] for event in replay] == ["done"]
 
 
-@pytest.fixture
-def throttled(settings):
-    settings.CHATSTREAM_AUTH_FAILURES = 3
-    state.reset()  # a fresh count for this test
-    yield
-    state.reset()
-
-
 def test_wrong_api_keys_are_throttled_per_address(alice, throttled):
     with raw_client(alice) as client:
         statuses = [
@@ -109,14 +111,9 @@ def test_wrong_api_keys_are_throttled_per_address(alice, throttled):
 def test_wrong_passwords_are_throttled_per_account(live, throttled):
     get_user_model().objects.create_user("vic", password="the-right-password")
     with httpx.Client(base_url=live.url) as browser:
-        browser.get("/accounts/login/")
-
-        def log_in(password: str) -> httpx.Response:
-            data = {"username": "vic", "password": password, "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
-            return browser.post("/accounts/login/", data=data)
-
-        assert [log_in(f"guess-{i}").status_code for i in range(3)] == [200, 200, 200]  # the form again
-        blocked = log_in("the-right-password")
+        guesses = [log_in(browser, "/accounts/login/", "vic", f"guess-{i}") for i in range(3)]
+        assert [response.status_code for response in guesses] == [200, 200, 200]  # the form again
+        blocked = log_in(browser, "/accounts/login/", "vic", "the-right-password")
     assert blocked.status_code == 429 and "Too many failed attempts" in blocked.text
     assert int(blocked.headers["Retry-After"]) > 0
 
@@ -281,22 +278,20 @@ def test_stream_slots_are_leases_renewed_while_the_answer_lives(alice, upstream,
     request.addfinalizer(slots.close)
     key = f"chatstream:streams:{alice.user.pk}"
     slots.delete(key)
-    slots.zadd(key, {"held-by-a-dead-process": time.time() + 1})  # as a killed process leaves it
+    slots.zadd(key, {"held-by-a-dead-process": time.time() + 0.6})  # as a process leaves it, killed between renewals
     upstream.behaviour = Behaviour(tokens=2)
     conversation_id = alice.new_conversation()
     first = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"})
     assert first.status_code == 429 and first.json()["error"]["code"] == "too_many_streams"
-    time.sleep(1.2)
+    time.sleep(0.7)
     assert read_events(alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Hi"}))
 
-    deadline = time.monotonic() + 5
-    while slots.zcard(key):  # given back as the answer's task ends, just after its last event
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    upstream.behaviour = Behaviour(tokens=100, pace=0.025)  # 2.5 s: longer than the lease
+    # Given back as the answer's task ends, just after its last event.
+    wait_for(lambda: not slots.zcard(key), 5, "the answer's slot given back")
+    upstream.behaviour = Behaviour(tokens=60, pace=0.025)  # 1.5 s: longer than a slot's 1 s
     with stream(alice, conversation_id) as response:
         events = sse_events(response)
-        read_until_deltas(events, 60)  # 1.5 s in
+        read_until_deltas(events, 45)  # at least 1.1 s in: an unrenewed slot has lapsed
         refused = alice.client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "Again"})
         assert refused.status_code == 429  # the live answer's slot was renewed
         list(events)

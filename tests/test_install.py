@@ -13,7 +13,7 @@ import pytest
 
 from harness.servers import PYTHON, ROOT, Service, free_port
 
-from .helpers import read_events
+from .helpers import log_in, read_events
 
 # End to end, on one CI leg; the Django 5.2 leg installs the app too (`install`).
 pytestmark = [pytest.mark.e2e, pytest.mark.install]
@@ -114,13 +114,8 @@ def test_the_chat_page_and_the_admin_in_the_host_project(host, upstream, tmp_pat
         httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=True, timeout=30) as browser,
     ):
         assert browser.get("/chat/").url.path == "/accounts/login/"  # the project's LOGIN_URL
-        browser.get("/admin/login/")  # the project has no login page of its own: the admin's logs in
-        credentials = {
-            "username": "ann@example.com",
-            "password": "pw",
-            "csrfmiddlewaretoken": browser.cookies["csrftoken"],
-        }
-        assert browser.post("/admin/login/?next=/admin/", data=credentials).url.path == "/admin/"
+        # The project has no login page of its own: the admin's logs in.
+        assert log_in(browser, "/admin/login/?next=/admin/", "ann@example.com", "pw").url.path == "/admin/"
         page = browser.get("/chat/")
         assert page.status_code == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
         assert 'data-api="/chat/api/conversations"' in page.text and "/static/conversations/chat.js" in page.text

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from conversations.live.remote import Cursor
 
 
-def text_of(events) -> str:
+def text_given(events) -> str:
     return "".join(text for _, text, _ in events)
 
 
@@ -34,10 +34,10 @@ def test_live_messages_in_any_state_then_the_journal_give_the_text_once(pieces, 
     # What the group delivered: some entries lost, some twice, in order.
     live = [entry for entry in entries for _ in range(data.draw(st.integers(0, 2)))]
     cursor = Cursor(after)
-    received = text_of(cursor.take(live))
+    received = text_given(cursor.take(live))
     if cursor.final is None:  # a gap or a lost end: the reader reads the journal
         cursor.gap = False
-        received += text_of(cursor.take(entries))
+        received += text_given(cursor.take(entries))
     assert received == text[after:]
     assert cursor.final is not None and cursor.final[2] == len(text)
 
@@ -45,7 +45,7 @@ def test_live_messages_in_any_state_then_the_journal_give_the_text_once(pieces, 
 def test_a_gap_holds_back_the_text_after_it():
     entries = journal(["ab", "cd", "ef"])
     cursor = Cursor(0)
-    assert text_of(cursor.take([entries[0], entries[2]])) == "ab"
+    assert text_given(cursor.take([entries[0], entries[2]])) == "ab"
     assert cursor.gap and cursor.sent == 2 and cursor.final is None
     assert cursor.take([entries[3]]) == [] and cursor.final is None  # the end, but "cd" and "ef" are missing
 

@@ -9,7 +9,6 @@ import time
 
 import orjson
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection, transaction
 from django_tasks_db.models import DBTaskResult
@@ -19,33 +18,19 @@ from conversations.memory import update_memory
 from conversations.memory.leases import take_up_lost_jobs
 from conversations.models import Conversation, ConversationMemory, Spend, TaskLease, Turn
 from conversations.providers.demo import DemoProvider, extract_memory
-from conversations.stream.answer import PreparedTurn
 from harness.fake_upstream import Behaviour
 from harness.servers import PYTHON, popen, stop
 
-from .helpers import process_env, start_turn
-from .test_services import answer
+from .helpers import answer, exchange, process_env, start_turn, wait_for
+
+# The memory's job is queued when the answer commits, and run by workers in
+# other threads and processes: every test here commits for real.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run_worker() -> None:
     """The real `db_worker`, until no job is ready."""
     call_command("db_worker", "--batch", "--interval", "0", "--no-startup-delay", "--no-reload")
-
-
-@pytest.fixture
-def owner(transactional_db):
-    return get_user_model().objects.create_user("mia")
-
-
-@pytest.fixture
-def conversation(owner) -> Conversation:
-    return services.create_conversation(owner=owner)
-
-
-def exchange(owner, conversation, question: str, reply: str = "An answer.") -> PreparedTurn:
-    prepared = start_turn(owner=owner, conversation_id=conversation.pk, content=question)
-    services.record_answer(prepared=prepared, answer=answer(content=reply, finish_reason="stop"))
-    return prepared
 
 
 def memory_of(conversation) -> ConversationMemory:
@@ -282,13 +267,6 @@ def start_worker(upstream_server, log_path):
     argv = [PYTHON, "manage.py", "db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.05"]
     with open(log_path, "ab") as log:
         return popen(argv, env=env, stdout=log, stderr=log)
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.02)
 
 
 def test_a_job_whose_worker_was_killed_is_taken_up_by_another(owner, conversation, upstream, upstream_server, tmp_path):

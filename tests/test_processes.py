@@ -4,77 +4,30 @@ through the other. The fake upstream runs in this process, so the tests see
 when the generating process closed its request."""
 
 import contextlib
-import os
 import threading
 import time
-from dataclasses import dataclass
 
 import pytest
-import redis
-from django.contrib.auth import get_user_model
 
-from conversations.access import api_keys
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour, reasoning_script
-from harness.servers import PYTHON, Service, free_port
 
 from .helpers import (
-    ApiUser,
-    api_client,
+    PAIR_GRACE_SECONDS,
+    PAIR_MAX_STREAMS,
+    Pair,
     post_with_key,
-    process_env,
     races,
     read_events,
     read_until_deltas,
     saved_answer,
     sse_events,
     start_event_and_a_delta,
+    start_pair,
     stream,
     text_and_final,
     wait_for_answer,
 )
-
-# A database of its own on the machine's Redis; emptied before the servers start.
-REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-GRACE_SECONDS = 1.0
-MAX_STREAMS = 3  # per user, counted in Redis across both processes
-
-
-@dataclass
-class Pair:
-    a: str  # the base URLs of the two processes
-    b: str
-
-
-@pytest.fixture(scope="module")
-def redis_ready():
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"These tests need Redis at {REDIS_URL} (set CHATSTREAM_TEST_REDIS_URL): {exc}")
-    finally:
-        client.close()
-
-
-def start_pair(tmp_path_factory, upstream_url: str, policy: str, redis_url: str = REDIS_URL, **more_env: str):
-    env = process_env(
-        upstream_url,
-        REDIS_URL=redis_url,
-        CHATSTREAM_ON_DISCONNECT=policy,
-        CHATSTREAM_RESUME_GRACE_SECONDS=str(GRACE_SECONDS),
-        CHATSTREAM_DB_THREADS="2",
-        CHATSTREAM_MAX_CONCURRENT_STREAMS=str(MAX_STREAMS),
-        **more_env,
-    )
-    logs = tmp_path_factory.mktemp(f"servers-{policy}")
-    services = []
-    for name in ("a", "b"):
-        port = free_port()
-        argv = [PYTHON, "-m", "uvicorn", "harness.asgi:application", "--port", str(port), "--lifespan", "off"]
-        argv += ["--log-level", "warning"]
-        services.append(Service(f"server {name}", argv, port, log_dir=logs, env=env))
-    return services
 
 
 @pytest.fixture(scope="module", params=["cancel", "continue"])
@@ -82,35 +35,6 @@ def pair(request, tmp_path_factory, upstream_server, django_db_setup, redis_read
     a, b = start_pair(tmp_path_factory, upstream_server.url, request.param)
     with a, b:
         yield Pair(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}")
-
-
-@pytest.fixture
-def on(pair, transactional_db):
-    """A user with an API key, and a client for each process."""
-    with users_on(pair) as users:
-        yield users
-
-
-@contextlib.contextmanager
-def users_on(pair: Pair):
-    user = get_user_model().objects.create_user(username="carol", password="pw-carol")
-    _, key = api_keys.create_api_key(user=user)
-    headers = {"Authorization": f"Bearer {key}"}
-    clients = {name: api_client(url, headers=headers) for name, url in vars(pair).items()}
-    yield {name: ApiUser(user=user, key=key, client=client) for name, client in clients.items()}
-    for client in clients.values():
-        client.close()
-    wait_until_every_answer_is_saved()
-
-
-def wait_until_every_answer_is_saved(timeout: float = GRACE_SECONDS + 5) -> None:
-    """The servers finish answers whose clients left after the test is over;
-    the database must not be flushed under their saves (on PostgreSQL the
-    flush's TRUNCATE and a save's INSERT deadlock)."""
-    deadline = time.monotonic() + timeout
-    while Turn.objects.filter(role=Turn.Role.USER).count() > Turn.objects.filter(role=Turn.Role.ASSISTANT).count():
-        assert time.monotonic() < deadline, "an answer was never saved"
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("dropped_after", [1, 4, 12])
@@ -230,9 +154,9 @@ def test_with_nobody_back_the_answer_ends_after_the_grace(on, upstream, request)
         read_until_deltas(sse_events(response), 2)
     left_at = time.monotonic()
     policy = request.node.callspec.params["pair"]
-    turn = wait_for_answer(conversation_id, timeout=GRACE_SECONDS + 5)
+    turn = wait_for_answer(conversation_id, timeout=PAIR_GRACE_SECONDS + 5)
     if policy == "continue":
-        assert turn.finish_reason == "cancelled" and time.monotonic() - left_at >= GRACE_SECONDS * 0.9
+        assert turn.finish_reason == "cancelled" and time.monotonic() - left_at >= PAIR_GRACE_SECONDS * 0.9
     else:
         assert turn.finish_reason == "client_disconnected"
     assert upstream.closed_within(1.0)  # the fake notices on its own thread, a moment after the save
@@ -240,9 +164,9 @@ def test_with_nobody_back_the_answer_ends_after_the_grace(on, upstream, request)
 
 def test_the_limit_on_answers_at_once_holds_across_processes(on, upstream):
     upstream.behaviour = Behaviour(pace=0.02, tokens=300)
-    conversations = [on["a"].new_conversation() for _ in range(MAX_STREAMS + 1)]
+    conversations = [on["a"].new_conversation() for _ in range(PAIR_MAX_STREAMS + 1)]
     with contextlib.ExitStack() as open_streams:
-        for index, conversation_id in enumerate(conversations[:MAX_STREAMS]):
+        for index, conversation_id in enumerate(conversations[:PAIR_MAX_STREAMS]):
             response = open_streams.enter_context(stream(on["ab"[index % 2]], conversation_id))
             assert response.status_code == 200
         refused = on["b"].client.post(f"/api/conversations/{conversations[-1]}/messages", json={"content": "more"})

@@ -33,20 +33,15 @@ def collect(provider, messages=MESSAGES) -> tuple[list[str], Completion, Excepti
     return texts, completion, error
 
 
-@pytest.fixture
-def openai(upstream, upstream_server) -> OpenAIProvider:
-    return OpenAIProvider(model="fake-model", base_url=f"{upstream_server.url}/v1", api_key="sk-test")
-
-
-def test_openai_streams_text_finish_reason_and_usage(openai, upstream):
-    texts, completion, error = collect(openai)
+def test_openai_streams_text_finish_reason_and_usage(openai_provider, upstream):
+    texts, completion, error = collect(openai_provider)
     assert error is None
     assert "".join(texts) == "".join(f"t{i} " for i in range(20))
     assert (completion.finish_reason, completion.tokens_in, completion.tokens_out) == ("stop", 11, 20)
 
 
-def test_openai_sends_the_openai_request(openai, upstream):
-    collect(openai)
+def test_openai_sends_the_openai_request(openai_provider, upstream):
+    collect(openai_provider)
     body = upstream.calls[-1].body
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["model"] == "fake-model" and body["messages"] == MESSAGES
@@ -56,29 +51,29 @@ def test_openai_sends_the_openai_request(openai, upstream):
     ("upstream_reason", "reason"),
     [("length", "length"), ("content_filter", "content_filter"), ("tool_calls", "tool_calls")],
 )
-def test_openai_maps_finish_reasons(openai, upstream, upstream_reason, reason):
+def test_openai_maps_finish_reasons(openai_provider, upstream, upstream_reason, reason):
     upstream.behaviour = Behaviour(tokens=3, finish_reason=upstream_reason)
-    assert collect(openai)[1].finish_reason == reason
+    assert collect(openai_provider)[1].finish_reason == reason
 
 
-def test_malformed_chunk_is_skipped_and_counted(openai, upstream):
+def test_malformed_chunk_is_skipped_and_counted(openai_provider, upstream):
     upstream.behaviour = Behaviour(tokens=5, malformed_at=(2, 4))
-    texts, completion, error = collect(openai)
+    texts, completion, error = collect(openai_provider)
     assert error is None and "".join(texts) == "t0 t1 t2 t3 t4 "
     assert (completion.malformed_chunks, completion.deltas) == (2, 5)
 
 
 @pytest.mark.parametrize("status", [400, 500, 503])
-def test_error_status_becomes_upstream_status_error(openai, upstream, status):
+def test_error_status_becomes_upstream_status_error(openai_provider, upstream, status):
     upstream.behaviour = Behaviour(status=status)
-    _, _, error = collect(openai)
+    _, _, error = collect(openai_provider)
     assert isinstance(error, exceptions.UpstreamStatusError) and error.status == status
     assert f"fake failure {status}" in str(error)
 
 
-def test_429_carries_retry_after(openai, upstream):
+def test_429_carries_retry_after(openai_provider, upstream):
     upstream.behaviour = Behaviour(status=429, retry_after="7")
-    _, _, error = collect(openai)
+    _, _, error = collect(openai_provider)
     assert isinstance(error, exceptions.UpstreamRateLimited) and error.retry_after == 7.0
 
 
@@ -92,29 +87,29 @@ def test_refused_connection_is_upstream_unavailable():
     assert "sk-secret" not in str(error)
 
 
-def test_stream_cut_midway_is_incomplete(openai, upstream):
+def test_stream_cut_midway_is_incomplete(openai_provider, upstream):
     upstream.behaviour = Behaviour(tokens=10, cut_after=4)
-    texts, _, error = collect(openai)
+    texts, _, error = collect(openai_provider)
     assert isinstance(error, exceptions.UpstreamIncomplete)
     assert "".join(texts) == "t0 t1 t2 t3 "
 
 
-def test_stream_ending_without_finish_reason_is_incomplete(openai, upstream):
+def test_stream_ending_without_finish_reason_is_incomplete(openai_provider, upstream):
     upstream.behaviour = Behaviour(tokens=3, finish_reason=None)
-    texts, _, error = collect(openai)
+    texts, _, error = collect(openai_provider)
     assert isinstance(error, exceptions.UpstreamIncomplete) and "".join(texts) == "t0 t1 t2 "
 
 
-def test_wrong_content_type_is_a_protocol_error(openai, upstream):
+def test_wrong_content_type_is_a_protocol_error(openai_provider, upstream):
     upstream.behaviour = Behaviour(content_type="text/html")
-    _, _, error = collect(openai)
+    _, _, error = collect(openai_provider)
     assert isinstance(error, exceptions.UpstreamProtocolError)
 
 
-def test_huge_chunk_is_relayed_whole(openai, upstream):
+def test_huge_chunk_is_relayed_whole(openai_provider, upstream):
     huge = "x" * 300_000
     upstream.behaviour = Behaviour(text=huge, tokens_per_chunk=10**6)
-    texts, _, error = collect(openai)
+    texts, _, error = collect(openai_provider)
     assert error is None and "".join(texts) == huge
 
 

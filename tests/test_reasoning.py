@@ -65,30 +65,25 @@ def output_of(events: list[dict]) -> list[tuple[str, str]]:
     return merged(pieces)
 
 
-@pytest.fixture
-def openai(upstream, upstream_server) -> OpenAIProvider:
-    return OpenAIProvider(model="fake-model", base_url=f"{upstream_server.url}/v1", api_key="")
-
-
 # --- the provider reads every shape ---------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", ["reasoning_content", "reasoning", "both", "think"])
-def test_reasoning_in_every_shape_is_read_apart_from_the_text(openai, upstream, shape):
+def test_reasoning_in_every_shape_is_read_apart_from_the_text(openai_provider, upstream, shape):
     upstream.behaviour = Behaviour(script=reasoning_script(THOUGHTS, ANSWER, shape=shape))
-    pieces, completion = pieces_of(openai)
+    pieces, completion = pieces_of(openai_provider)
     assert pieces == [(REASONING, "".join(THOUGHTS)), (TEXT, "".join(ANSWER))]
     assert completion.finish_reason == "stop"
 
 
-def test_a_think_tag_later_in_the_text_is_text(openai, upstream):
+def test_a_think_tag_later_in_the_text_is_text(openai_provider, upstream):
     upstream.behaviour = Behaviour(script=[{"content": "Use "}, {"content": "<think> in HTML"}])
-    assert pieces_of(openai)[0] == [(TEXT, "Use <think> in HTML")]
+    assert pieces_of(openai_provider)[0] == [(TEXT, "Use <think> in HTML")]
 
 
-def test_parallel_tool_calls_interleaved_by_index_are_assembled(openai, upstream):
+def test_parallel_tool_calls_interleaved_by_index_are_assembled(openai_provider, upstream):
     upstream.behaviour = Behaviour(script=parallel_tool_calls_script(), finish_reason="tool_calls")
-    pieces, completion = pieces_of(openai)
+    pieces, completion = pieces_of(openai_provider)
     calls = [json.loads(text) for kind, text in pieces if kind == TOOL_CALL]
     assert [kind for kind, _ in pieces] == [TOOL_CALL, TOOL_CALL]
     # Each goes out when its arguments close.
@@ -99,9 +94,9 @@ def test_parallel_tool_calls_interleaved_by_index_are_assembled(openai, upstream
     assert completion.finish_reason == "tool_calls"
 
 
-def test_calls_reusing_an_index_with_new_ids_stay_apart(openai, upstream):
+def test_calls_reusing_an_index_with_new_ids_stay_apart(openai_provider, upstream):
     upstream.behaviour = Behaviour(script=reused_index_tool_calls_script(), finish_reason="stop")
-    pieces, _ = pieces_of(openai)
+    pieces, _ = pieces_of(openai_provider)
     calls = [json.loads(text) for _, text in pieces]
     assert [(call["id"], call["arguments"]) for call in calls] == [
         ("call_1", '{"path": "a.py"}'),
@@ -122,12 +117,12 @@ def test_tool_call_fragments_in_the_ways_servers_stray():
     assert [json.loads(text) for text in calls.rest()] == [{"id": "x4", "name": "h", "arguments": '{"c"'}]
 
 
-def test_a_refusal_is_read_as_a_refusal(openai, upstream):
+def test_a_refusal_is_read_as_a_refusal(openai_provider, upstream):
     upstream.behaviour = Behaviour(script=refusal_script(["I can't ", "help with that."]))
-    assert pieces_of(openai)[0] == [(REFUSAL, "I can't help with that.")]
+    assert pieces_of(openai_provider)[0] == [(REFUSAL, "I can't help with that.")]
 
 
-def test_the_usage_chunk_is_read_whole(openai, upstream):
+def test_the_usage_chunk_is_read_whole(openai_provider, upstream):
     usage = {
         "prompt_tokens": 1200,
         "completion_tokens": 300,
@@ -136,7 +131,7 @@ def test_the_usage_chunk_is_read_whole(openai, upstream):
         "completion_tokens_details": {"reasoning_tokens": 250},
     }
     upstream.behaviour = Behaviour(tokens=3, usage=usage)
-    _, completion = pieces_of(openai)
+    _, completion = pieces_of(openai_provider)
     assert (completion.tokens_in, completion.tokens_cached, completion.tokens_out, completion.tokens_reasoning) == (
         1200,
         1024,
@@ -146,10 +141,10 @@ def test_the_usage_chunk_is_read_whole(openai, upstream):
     assert completion.usage_reported
 
 
-def test_deepseek_cache_hits_count_as_cached(openai, upstream):
+def test_deepseek_cache_hits_count_as_cached(openai_provider, upstream):
     usage = {"prompt_tokens": 100, "completion_tokens": 5, "prompt_cache_hit_tokens": 64}
     upstream.behaviour = Behaviour(tokens=3, usage=usage)
-    assert pieces_of(openai)[1].tokens_cached == 64
+    assert pieces_of(openai_provider)[1].tokens_cached == 64
 
 
 # --- through the API -------------------------------------------------------------------

@@ -13,8 +13,7 @@ import pytest
 from harness.fake_upstream import Behaviour
 from harness.servers import Service, free_port
 
-from .helpers import saved_answer, sse_events, start_event_and_a_delta, stream, text_and_final
-from .test_processes import Pair, start_pair, users_on
+from .helpers import Pair, saved_answer, sse_events, start_event_and_a_delta, start_pair, stream, text_and_final
 
 LEASE_SECONDS = 1.0  # how soon a process notices that Redis lost its answer's lease
 
@@ -52,18 +51,12 @@ def own_redis(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def restart_pair(tmp_path_factory, upstream_server, django_db_setup, own_redis):
+def pair(tmp_path_factory, upstream_server, django_db_setup, own_redis):
     # Heartbeats every half second: a reader looks at Redis in each quiet spell.
     more = {"CHATSTREAM_ANSWER_LEASE_SECONDS": str(LEASE_SECONDS), "CHATSTREAM_HEARTBEAT_SECONDS": "0.5"}
     a, b = start_pair(tmp_path_factory, upstream_server.url, "cancel", redis_url=own_redis.url, **more)
     with a, b:
         yield Pair(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}")
-
-
-@pytest.fixture
-def on(restart_pair, transactional_db):
-    with users_on(restart_pair) as users:
-        yield users
 
 
 def follow_in_a_thread(api_user, turn_id: str) -> tuple[threading.Thread, threading.Event, list[dict]]:

@@ -2,18 +2,17 @@
 once on a fresh process. On a real Redis (CHATSTREAM_TEST_REDIS_URL)."""
 
 import asyncio
-import os
 
 import pytest
 
 from conversations.live import redis as live_redis
 
-REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from .helpers import TEST_REDIS_URL
 
 
 @pytest.fixture
 def fresh_layer(settings):
-    settings.REDIS_URL = REDIS_URL  # a new layer, without connections yet (conversations/state.py)
+    settings.REDIS_URL = TEST_REDIS_URL  # a new layer, without connections yet (conversations/state.py)
 
 
 def test_readers_joining_a_fresh_process_at_once_wait_for_the_layers_connections(fresh_layer, settings):

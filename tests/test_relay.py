@@ -5,9 +5,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from conversations import answering, services
+from conversations import answering
 from conversations.models import Turn
 from conversations.providers import TEXT, Completion, Message, Piece, Provider
 from conversations.storage.threads import run_db
@@ -40,9 +39,9 @@ class PacedProvider(Provider):
 
 
 @pytest.fixture
-def prepared(transactional_db) -> PreparedTurn:
-    owner = get_user_model().objects.create_user("ivan")
-    conversation = services.create_conversation(owner=owner)
+def prepared(owner, conversation, transactional_db) -> PreparedTurn:
+    """A message saved and its answer prepared, committed: the relay saves
+    the answer on a database thread."""
     return start_turn(owner=owner, conversation_id=conversation.pk, content="q")
 
 
@@ -63,7 +62,7 @@ async def read(relay: AnswerRelay, deltas: int, heartbeat: float = 10) -> list[t
     return events
 
 
-def answers(prepared) -> list[Turn]:
+def saved_answers(prepared) -> list[Turn]:
     return list(Turn.objects.filter(conversation_id=prepared.conversation_id, role="assistant"))
 
 
@@ -85,7 +84,7 @@ def test_cancelled_twice_still_saves_once(prepared, attempt):
             await relay._task
 
     asyncio.run(scenario())
-    (turn,) = answers(prepared)
+    (turn,) = saved_answers(prepared)
     assert turn.finish_reason == "client_disconnected" and provider.closed
     assert turn.content == "".join(f"w{i} " for i in range(len(turn.content.split())))
 
@@ -103,7 +102,7 @@ def test_a_reader_that_falls_behind_gets_tokens_together(prepared):
     events = asyncio.run(scenario())
     kinds = [kind for kind, _, _ in events]
     assert kinds[0] == START and kinds[-1] == DONE and kinds.count(DELTA) < 50
-    assert "".join(data for kind, data, _ in events if kind == DELTA) == answers(prepared)[0].content
+    assert "".join(data for kind, data, _ in events if kind == DELTA) == saved_answers(prepared)[0].content
 
 
 def test_heartbeat_events_during_silence(prepared):
@@ -127,7 +126,7 @@ def test_cancel_from_the_server_side_is_recorded(prepared):
 
     events = asyncio.run(scenario())
     assert events[-1][0] == DONE and events[-1][1]["finish_reason"] == "cancelled"
-    assert answers(prepared)[0].status == "interrupted"
+    assert saved_answers(prepared)[0].status == "interrupted"
 
 
 def test_the_final_event_follows_the_save(prepared):
@@ -136,7 +135,7 @@ def test_the_final_event_follows_the_save(prepared):
         relay.start()
         async for kind, _, _ in relay.follow(heartbeat=10):
             if kind == DONE:
-                return await run_db(answers, prepared)
+                return await run_db(saved_answers, prepared)
 
     assert len(asyncio.run(scenario())) == 1
 
@@ -152,7 +151,7 @@ def test_cancel_before_the_task_first_runs_still_saves(prepared, reason):
         await relay.close()
 
     asyncio.run(scenario())
-    (turn,) = answers(prepared)
+    (turn,) = saved_answers(prepared)
     assert (turn.finish_reason, turn.content) == (reason, "")
 
 
@@ -171,15 +170,13 @@ def test_a_response_closed_unread_cancels_its_answer(prepared):
             await relay.close()
 
     asyncio.run(scenario())
-    (turn,) = answers(prepared)
+    (turn,) = saved_answers(prepared)
     assert turn.finish_reason == "client_disconnected" and provider.closed
 
 
-def test_a_message_abandoned_while_saved_gets_an_empty_answer(transactional_db):
+def test_a_message_abandoned_while_saved_gets_an_empty_answer(owner, conversation, transactional_db):
     """The client left during the message's save: the message stays, and so
     does an empty answer marked as the client's doing; the model is not called."""
-    owner = get_user_model().objects.create_user("judy")
-    conversation = services.create_conversation(owner=owner)
 
     async def scenario():
         start = asyncio.ensure_future(run_db(start_turn, owner=owner, conversation_id=conversation.pk, content="q"))
@@ -207,4 +204,4 @@ def test_a_reader_cancelled_mid_wait_does_not_disturb_another(prepared, attempt)
 
     events = asyncio.run(scenario())
     text = "".join(data for kind, data, _ in events if kind == DELTA)
-    assert events[-1][0] == DONE and text == answers(prepared)[0].content == "".join(f"w{i} " for i in range(40))
+    assert events[-1][0] == DONE and text == saved_answers(prepared)[0].content == "".join(f"w{i} " for i in range(40))

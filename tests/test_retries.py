@@ -5,11 +5,7 @@ import pytest
 
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, saved_answer, sse_events, stream, wait_for_answer
-
-
-def text_of(events: list[dict]) -> str:
-    return "".join(event["data"]["text"] for event in events if event["event"] == "delta")
+from .helpers import post_and_read, saved_answer, sse_events, stream, text_of, wait_for_answer
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])

@@ -4,12 +4,11 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from conversations.models import Conversation, Turn
+from conversations.models import Turn
 from conversations.storage.rows import RowInsert
 
 EVERY_KIND_OF_VALUE = {
@@ -28,11 +27,6 @@ EVERY_KIND_OF_VALUE = {
     "attempts": [{"model": "m-0", "code": "upstream_unavailable", "message": "refused"}],
     "reply_id": None,
 }
-
-
-@pytest.fixture
-def conversation(db):
-    return Conversation.objects.create(owner=get_user_model().objects.create_user("rita"))
 
 
 def _insert(**values) -> None:

@@ -12,30 +12,8 @@ from django.utils import timezone
 from conversations import recovery, services
 from conversations.access import api_keys
 from conversations.models import ApiKey, Conversation, Turn
-from conversations.stream.answer import Answer
 
-from .helpers import start_turn
-
-
-def answer(**overrides) -> Answer:
-    fields = {
-        "content": "partial",
-        "finish_reason": "cancelled",
-        "model": "m",
-        "provider": "openai",
-        "trace_id": "t",
-        "ttft_ms": 1,
-        "duration_ms": 2,
-        "tokens_in": 3,
-        "tokens_out": 4,
-        "tokens_estimated": False,
-    }
-    return Answer(**{**fields, **overrides})
-
-
-@pytest.fixture
-def owner(db):
-    return get_user_model().objects.create_user("frank")
+from .helpers import answer, start_turn
 
 
 def test_start_turn_saves_the_message_and_reserves_the_answer(owner):
@@ -83,7 +61,7 @@ def test_answer_to_a_deleted_conversation_is_dropped(owner):
 
 
 def test_create_api_key_command_prints_a_working_key(owner, capsys):
-    call_command("create_api_key", "frank", "--name", "cli")
+    call_command("create_api_key", owner.username, "--name", "cli")
     key = capsys.readouterr().out.strip()
     assert api_keys.user_for_key(key) == owner
     assert api_keys.user_for_key(key + "x") is None

@@ -5,16 +5,13 @@ import signal
 import threading
 import time
 
-import httpx
 import pytest
-from django.contrib.auth import get_user_model
 
-from conversations.access import api_keys
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 from harness.servers import PYTHON, Service, free_port
 
-from .helpers import process_env, read_until_deltas, sse_events, text_of
+from .helpers import make_api_user, process_env, read_until_deltas, sse_events, text_of
 
 GRACE_SECONDS = 1.0
 
@@ -30,9 +27,7 @@ def server(tmp_path, upstream_server, transactional_db):
 
 
 def test_sigterm_saves_every_answer_before_the_process_exits(server, upstream):
-    user = get_user_model().objects.create_user(username="dora")
-    _, key = api_keys.create_api_key(user=user)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"Authorization": f"Bearer {key}"})
+    client = make_api_user(f"http://127.0.0.1:{server.port}", "dora").client
     upstream.behaviour = Behaviour(pace=0.05, tokens=2000)  # far longer than the grace
     received: dict[str, str] = {}
     started = threading.Barrier(4)
@@ -72,10 +67,8 @@ def test_sigterm_saves_every_answer_before_the_process_exits(server, upstream):
 
 
 def test_an_answer_that_ends_within_the_grace_ends_normally(server, upstream):
-    user = get_user_model().objects.create_user(username="eve")
-    _, key = api_keys.create_api_key(user=user)
     upstream.behaviour = Behaviour(pace=0.05, tokens=12)  # about 0.6 s: inside the grace
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"Authorization": f"Bearer {key}"}) as client:
+    with make_api_user(f"http://127.0.0.1:{server.port}", "eve").client as client:
         conversation_id = client.post("/api/conversations", json={}).json()["id"]
         with client.stream("POST", f"/api/conversations/{conversation_id}/messages", json={"content": "hi"}) as reply:
             events = sse_events(reply)

@@ -138,7 +138,7 @@ def test_actions_check_the_turn(alice, bob, upstream, two_exchanges):
 def test_a_message_sent_while_an_answer_streams_follows_that_answer(alice, upstream):
     """Two tabs: the second message's parent is the answer still streaming,
     so once both are saved the branch holds all four turns in order."""
-    upstream.behaviour = Behaviour(tokens=40, pace=0.05)  # 2 s
+    upstream.behaviour = Behaviour(tokens=20, pace=0.05)  # 1 s: the second message takes a tenth of it
     conversation_id = alice.new_conversation()
     with alice.client.stream(
         "POST", f"/api/conversations/{conversation_id}/messages", json={"content": "One"}
