@@ -17,15 +17,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def two_models(upstream, upstream_server, settings):
-    """Two models on the fake upstream, told apart by their upstream ids."""
-    settings.LLM_MODELS = {
-        "small": {"provider": "openai", "base_url": f"{upstream_server.url}/v1", "model": "qwen3:4b"},
-        "big": {"provider": "openai", "base_url": f"{upstream_server.url}/v1", "model": "gpt-big", "reasoning": True},
-    }
-    settings.LLM_DEFAULT_MODEL = "small"
-    upstream.behaviour = Behaviour(tokens=3)
-    return upstream
+def short_answers(two_models):
+    """conftest's two models, answering in three tokens."""
+    two_models.behaviour = Behaviour(tokens=3)
+    return two_models
 
 
 def test_stop_keeps_the_partial_answer(page, upstream):
@@ -59,7 +54,7 @@ def test_an_upstream_error_is_shown_with_retry(page, upstream):
     assert Turn.objects.filter(role="assistant").count() == 2
 
 
-def test_the_model_picker_chooses_the_model_and_a_reload_keeps_it(page, two_models):
+def test_the_model_picker_chooses_the_model_and_a_reload_keeps_it(page, short_answers):
     reload(page)  # the page was opened before there were two models
     picker = model_picker(page)
     expect(picker.locator("option")).to_have_text(["small", "big · thinks"])
@@ -69,7 +64,7 @@ def test_the_model_picker_chooses_the_model_and_a_reload_keeps_it(page, two_mode
     send(page, "Hello, big model")
     meta = answers(page).first.locator(".meta")
     expect(meta).to_have_text(re.compile(r"^big · first token \d+ ms"), timeout=10_000)
-    assert two_models.calls[-1].body["model"] == "gpt-big"
+    assert short_answers.calls[-1].body["model"] == "gpt-big"
     screenshot(page, "chat-models.png")
 
     reload(page)
@@ -83,10 +78,10 @@ def test_the_model_picker_chooses_the_model_and_a_reload_keeps_it(page, two_mode
     expect(meta).to_have_text(re.compile(r"^big · "))  # the answer still names the model that wrote it
     send(page, "Hello, small model")
     expect(answers(page).last.locator(".meta")).to_have_text(re.compile(r"^small · "), timeout=10_000)
-    assert two_models.calls[-1].body["model"] == "qwen3:4b"
+    assert short_answers.calls[-1].body["model"] == "qwen3:4b"
 
 
-def test_auto_names_the_model_the_router_chose(page, two_models, settings):
+def test_auto_names_the_model_the_router_chose(page, short_answers, settings):
     settings.LLM_ROUTER = {"small": "small", "big": "big", "rules": [{"if": {"pattern": "(?i)prove"}, "use": "big"}]}
     reload(page)
     picker = model_picker(page)
@@ -96,7 +91,7 @@ def test_auto_names_the_model_the_router_chose(page, two_models, settings):
     send(page, "Prove it")
     meta = answers(page).first.locator(".meta")
     expect(meta).to_have_text(re.compile(r"^auto → big · first token"), timeout=10_000)
-    assert two_models.calls[-1].body["model"] == "gpt-big"
+    assert short_answers.calls[-1].body["model"] == "gpt-big"
 
     reload(page)
     expect(meta).to_have_text(re.compile(r"^auto → big · first token"))
