@@ -67,8 +67,8 @@ class Settings:
         'JSON: the models users choose from, by name: `{"small": {"model": "qwen3:4b", "base_url": '
         '"http://127.0.0.1:11434/v1"}, "big": {"model": "gpt-4.1", "api_key_env": "OPENAI_API_KEY"}}`, each with '
         "`provider`, `base_url`, `api_key_env`, `model`, `prices`, `context_tokens`, `max_output_tokens`, "
-        "`reasoning`, `tools` (all but `model` optional, from the LLM_* settings). Empty: the one model LLM_MODEL "
-        "names",
+        "`reasoning`, `tools`, `tool_names` (all but `model` optional, from the LLM_* settings). Empty: the one "
+        "model LLM_MODEL names",
     )
     LLM_DEFAULT_MODEL = Setting("", "the LLM_MODELS entry used when none is chosen (empty: the first)")
     LLM_MAX_OUTPUT_TOKENS = Setting(
@@ -123,6 +123,26 @@ class Settings:
         30.0,
         "a `db_worker` renews its lease on the memory job it runs three times this often; a job whose lease "
         "lapsed (its worker died) is queued again by another worker, or failed after CHATSTREAM_MEMORY_ATTEMPTS",
+    )
+    # --- tools (conversations/tools/, docs/tools.md) -------------------------------------
+    CHATSTREAM_TOOLS = Setting[list[str]](
+        [],
+        "comma-separated dotted paths of `@tool` functions models may call; an LLM_MODELS entry with "
+        '`"tools": true` gets them all, with `"tool_names"` only those (without LLM_MODELS the one model gets '
+        "them all)",
+    )
+    CHATSTREAM_TOOL_TIMEOUT_SECONDS = Setting(
+        30.0, "how long a tool call may run before the model is told it timed out (a tool's own `timeout` overrides it)"
+    )
+    CHATSTREAM_TOOL_OUTPUT_CHARS = Setting(
+        20_000, "a tool's output (or error) longer than this is cut, with a note to the model saying so"
+    )
+    CHATSTREAM_TOOL_CONCURRENCY = Setting(4, "the most tool calls of one model reply that run at once")
+    CHATSTREAM_MAX_TOOL_STEPS = Setting(
+        8, "model calls one answer may make while tools run; the last is asked to answer without tools"
+    )
+    CHATSTREAM_APPROVAL_TIMEOUT_SECONDS = Setting(
+        600.0, "how long a call to a `needs_approval` tool waits for the user's decision before the answer ends"
     )
     # --- the stream --------------------------------------------------------------------
     CHATSTREAM_HEARTBEAT_SECONDS = Setting(15.0, "a `: heartbeat` comment after this much silence")
