@@ -6,7 +6,11 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     ├── DuplicateMessage          - a message's Idempotency-Key was used already: its answer is replayed
     ├── SettingsError             - a setting cannot be used (also a ValueError); names the fix
     │   ├── CatalogueError        - LLM_MODELS or LLM_DEFAULT_MODEL
-    │   └── RouterError           - LLM_ROUTER
+    │   ├── RouterError           - LLM_ROUTER
+    │   └── ToolsError            - CHATSTREAM_TOOLS, or an entry's tool_names
+    │       ├── ToolImportError   - a path that does not import
+    │       └── NotATool          - a path naming something @tool did not make
+    ├── ToolDefinitionError       - a function @tool cannot make a tool of (its name, its schema)
     ├── MemoryUpdateFailed        - a memory job failed for good (its job shows as failed)
     │   └── WorkerLost            - its workers died as often as it may be tried
     ├── ServerShutdown            - the process stopped before the answer ended
@@ -66,6 +70,22 @@ class CatalogueError(SettingsError):
 
 class RouterError(SettingsError):
     """LLM_ROUTER cannot be used; the message names the fix."""
+
+
+class ToolsError(SettingsError):
+    """CHATSTREAM_TOOLS, or an LLM_MODELS entry's tool_names, cannot be used."""
+
+
+class ToolImportError(ToolsError):
+    """A CHATSTREAM_TOOLS path does not import."""
+
+
+class NotATool(ToolsError):
+    """A CHATSTREAM_TOOLS path names something that @tool did not make."""
+
+
+class ToolDefinitionError(ChatstreamError):
+    """@tool cannot make a tool of a function: its name, or a schema of its type hints."""
 
 
 class MemoryUpdateFailed(ChatstreamError):

@@ -1,0 +1,160 @@
+"""Running a model's tool calls.
+
+A call's arguments are validated against its tool's schema, then the tool
+runs under its timeout: an async tool on the event loop, a sync tool on a
+thread of the tools' own pool (never on the loop, and never on the database
+threads, whose few connections the answers' saves need). Whatever goes wrong
+(an unknown tool, arguments that are not JSON or fail the schema, an
+exception, the timeout) becomes an error result the model reads and can
+act on; the traceback is logged with the trace id, never sent.
+
+Cancelling the caller cancels an async tool. A sync tool cannot be stopped:
+it is left to finish on its thread and its result is dropped.
+"""
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+import pydantic
+from django.db import close_old_connections
+
+from .. import state
+from ..conf import conf
+from .context import ToolContext
+from .definition import Tool
+from .results import ToolResult, cut, output_text
+
+logger = logging.getLogger(__name__)
+
+# Sync tools' threads. Per answer, CHATSTREAM_TOOL_CONCURRENCY bounds the
+# calls at once; this bounds the process, so sync tools that hang (their
+# threads held past their timeouts) queue the next ones rather than starting
+# threads without end.
+TOOL_THREADS = 32
+
+
+JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+JSON_TYPES[type(None)] = "null"
+
+
+class CallError(Exception):
+    """What the model got wrong in a call: its message is the whole story, no traceback to log."""
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=TOOL_THREADS, thread_name_prefix="chatstream-tool")
+
+
+@state.forgotten_when()
+def forget_threads() -> None:
+    """A new pool at the next sync call; the old one's threads end when their tools return."""
+    if _threads.cache_info().currsize:
+        old = _threads()
+        _threads.cache_clear()
+        old.shutdown(wait=False)
+
+
+async def run_call(tool: Tool | None, call: Mapping[str, Any], context: ToolContext) -> ToolResult:
+    """Run one call, `{"id", "name", "arguments"}` (arguments a JSON string, as
+    providers/tool_calls.py assembles them), of `tool` (None: no tool of
+    that name is available). Never raises, but CancelledError."""
+    started = time.monotonic()
+    name = str(call.get("name", ""))
+    output = error = None
+    try:
+        output = await _run(tool, call, context)
+    except CallError as exc:
+        error = str(exc)
+    except Exception as exc:
+        logger.exception("tool %s failed, call %s trace_id=%s", name, call.get("id"), context.trace_id)
+        error = str(exc) or type(exc).__name__
+    limit = conf.CHATSTREAM_TOOL_OUTPUT_CHARS
+    return ToolResult(
+        id=str(call.get("id", "")),
+        name=name,
+        output=None if output is None else cut(output, limit),
+        error=None if error is None else cut(error, limit),
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
+
+
+async def run_calls(
+    calls: Iterable[Mapping[str, Any]], tools: Iterable[Tool], context: ToolContext, *, limit: int | None = None
+) -> list[ToolResult]:
+    """Run `calls` of `tools`, at most `limit` (CHATSTREAM_TOOL_CONCURRENCY) at
+    once; the results in the calls' order. Cancelling it cancels them all."""
+    by_name = {tool.name: tool for tool in tools}
+    slots = asyncio.Semaphore(limit or conf.CHATSTREAM_TOOL_CONCURRENCY)
+
+    async def run_one(call: Mapping[str, Any]) -> ToolResult:
+        async with slots:
+            return await run_call(by_name.get(str(call.get("name"))), call, context)
+
+    async with asyncio.TaskGroup() as group:  # run_call never raises, so one call never cancels the others
+        tasks = [group.create_task(run_one(call)) for call in calls]
+    return [task.result() for task in tasks]
+
+
+async def _run(tool: Tool | None, call: Mapping[str, Any], context: ToolContext) -> str:
+    if tool is None:
+        raise CallError(f"There is no tool named {call.get('name')!r}.")
+    try:
+        arguments = tool.keyword_arguments(_parsed(call.get("arguments")), context)
+    except pydantic.ValidationError as exc:
+        raise CallError(f"Invalid arguments: {_summary(exc)}") from None
+    limit = tool.timeout if tool.timeout is not None else conf.CHATSTREAM_TOOL_TIMEOUT_SECONDS
+    try:
+        async with asyncio.timeout(limit) as scope:
+            value = await _invoke(tool, arguments)
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the tool's own TimeoutError, an exception like any other
+        raise CallError(f"The tool did not finish within {limit:g} s.") from None
+    return output_text(value)
+
+
+async def _invoke(tool: Tool, arguments: dict[str, Any]) -> Any:
+    if tool.is_async:
+        return await tool.func(**arguments)
+    loop = asyncio.get_running_loop()
+    # Cancelled (the timeout, the answer stopped), this await ends at once;
+    # the thread goes on to the tool's end and its result goes nowhere.
+    return await loop.run_in_executor(_threads(), functools.partial(_in_thread, tool.func, arguments))
+
+
+def _in_thread(func: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+    # A tool's queries use this thread's own connections; they are treated as
+    # a request's are, so CONN_MAX_AGE applies and a broken one is dropped.
+    close_old_connections()
+    try:
+        return func(**arguments)
+    finally:
+        close_old_connections()
+
+
+def _parsed(arguments: object) -> dict[str, Any]:
+    if isinstance(arguments, dict):  # some proxies send an object (providers/tool_calls.py keeps it as JSON)
+        return arguments
+    text = arguments.strip() if isinstance(arguments, str) else ""
+    if not text:  # a call of a tool without parameters may come with no arguments at all
+        return {}
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CallError(f"The arguments are not JSON: {exc}.") from None
+    if not isinstance(parsed, dict):
+        raise CallError(f"The arguments must be a JSON object, not {JSON_TYPES.get(type(parsed), 'that')}.")
+    return parsed
+
+
+def _summary(exc: pydantic.ValidationError) -> str:
+    """Each problem as `where: what`, e.g. `items.0.quantity: Input should be a valid integer`."""
+    problems = (f"{'.'.join(map(str, error['loc'])) or 'arguments'}: {error['msg']}" for error in exc.errors())
+    return "; ".join(problems)
