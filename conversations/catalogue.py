@@ -28,6 +28,7 @@ ENTRY_FIELDS = frozenset(
         "max_output_tokens",
         "reasoning",
         "tools",
+        "tool_names",
     }
 )
 # What a request may name its output bound by; both are upper bounds on the answer's tokens.
@@ -44,7 +45,8 @@ class ModelEntry:
     context_tokens: int  # the prompt budget
     max_output_tokens: int  # the most tokens an answer may have: sent upstream with every call
     reasoning: bool = False  # it thinks before answering
-    tools: bool = False  # it can call tools
+    tools: bool = False  # it can call tools: those of CHATSTREAM_TOOLS (conversations/tools/registry.py)
+    tool_names: tuple[str, ...] | None = None  # only these of them; None: all
     prices: dict[str, Any] | None = field(default=None, hash=False)  # per million tokens, as in LLM_PRICES
 
     @property
@@ -121,6 +123,7 @@ def _settings_key() -> tuple:
         conf.LLM_CONTEXT_TOKENS,
         conf.LLM_MAX_OUTPUT_TOKENS,
         conf.LLM_DEMO_REASONING,
+        tuple(conf.CHATSTREAM_TOOLS),
     )
 
 
@@ -135,7 +138,9 @@ def _catalogue(key: tuple) -> dict[str, ModelEntry]:
     }
     if not conf.LLM_MODELS:
         model = conf.LLM_MODEL
-        return {model: ModelEntry(name=model, model=model, reasoning=conf.LLM_DEMO_REASONING, **defaults)}
+        # The one model has every tool there is: without LLM_MODELS nothing else could say it may.
+        tools = bool(conf.CHATSTREAM_TOOLS)
+        return {model: ModelEntry(name=model, model=model, reasoning=conf.LLM_DEMO_REASONING, tools=tools, **defaults)}
     return {name: _entry(name, given, defaults) for name, given in conf.LLM_MODELS.items()}
 
 
@@ -150,6 +155,7 @@ def _entry(name: str, given: Any, defaults: dict[str, Any]) -> ModelEntry:
     if name == "auto":
         raise CatalogueError('"auto" is kept for routing; give the model another name in LLM_MODELS.')
     values = {**defaults, **given}
+    tool_names = _tool_names(name, given.get("tool_names"))
     try:
         return ModelEntry(
             name=name,
@@ -160,11 +166,20 @@ def _entry(name: str, given: Any, defaults: dict[str, Any]) -> ModelEntry:
             context_tokens=int(values["context_tokens"]),
             max_output_tokens=_positive(values["max_output_tokens"]),
             reasoning=bool(values.get("reasoning", False)),
-            tools=bool(values.get("tools", False)),
+            tools=bool(values.get("tools", tool_names is not None)),  # naming tools turns them on
+            tool_names=tool_names,
             prices=values.get("prices"),
         )
     except (TypeError, ValueError) as exc:
         raise CatalogueError(f"LLM_MODELS[{name!r}]: {exc}.") from None
+
+
+def _tool_names(name: str, given: Any) -> tuple[str, ...] | None:
+    if given is None:
+        return None
+    if not isinstance(given, list) or not all(isinstance(item, str) for item in given):
+        raise CatalogueError(f'LLM_MODELS[{name!r}]["tool_names"] must be a list of tool names, e.g. ["current_time"].')
+    return tuple(given)
 
 
 def _positive(value: Any) -> int:

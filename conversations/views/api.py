@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.utils.http import content_disposition_header
 
 from .. import answering, exports, selectors, services
-from ..catalogue import catalogue, chosen_model, default_entry
+from ..catalogue import ModelEntry, catalogue, chosen_model, default_entry
 from ..exceptions import ApiError
 from ..live import live_answers
 from ..models import Conversation, Turn
@@ -18,6 +18,7 @@ from ..routing import router
 from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
 from ..stream.output import saved_output
+from ..tools import tools_for
 from .bodies import idempotency_key, json_body, message_content
 from .errors import api_view, error_response, not_found, parse_id
 from .streaming import answer_response, trace_id_for
@@ -221,10 +222,15 @@ async def models(request: HttpRequest, user) -> HttpResponse:
     return JsonResponse(
         {
             "default": default_entry().name,
-            "models": [entry.public() for entry in catalogue().values()],
+            "models": [_model_json(entry) for entry in catalogue().values()],
             "auto": router() is not None,  # "model": "auto" routes (LLM_ROUTER)
         }
     )
+
+
+def _model_json(entry: ModelEntry) -> dict:
+    # The tools by name, once CHATSTREAM_TOOLS is imported (catalogue.py stays below tools/).
+    return {**entry.public(), "tool_names": [tool.name for tool in tools_for(entry)]}
 
 
 async def openapi_description(request: HttpRequest) -> HttpResponse:
