@@ -9,9 +9,12 @@ from django.core.checks import Error, Tags, Warning, register
 
 from .catalogue import CatalogueError, catalogue, default_entry
 from .conf import conf
+from .exceptions import NotATool, ToolDefinitionError, ToolImportError
 from .providers import PROVIDERS, load_provider_class
 from .routing import RouterError, router
 from .spend.pricing import settings_prices
+from .tools.definition import Tool
+from .tools.registry import load_tool
 
 
 @register()
@@ -46,6 +49,8 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "CHATSTREAM_HEARTBEAT_SECONDS",
         "CHATSTREAM_RESUME_GRACE_SECONDS",
         "CHATSTREAM_WORKER_LEASE_SECONDS",
+        "CHATSTREAM_TOOL_TIMEOUT_SECONDS",
+        "CHATSTREAM_APPROVAL_TIMEOUT_SECONDS",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))
@@ -54,6 +59,9 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "CHATSTREAM_MAX_MESSAGE_CHARS",
         "LLM_MAX_OUTPUT_TOKENS",
         "LLM_MAX_EVENT_BYTES",
+        "CHATSTREAM_TOOL_OUTPUT_CHARS",
+        "CHATSTREAM_TOOL_CONCURRENCY",
+        "CHATSTREAM_MAX_TOOL_STEPS",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
@@ -81,7 +89,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 id="conversations.E008",
             )
         )
-    return errors + _catalogue_errors() + _router_errors() + _money_errors()
+    return errors + _catalogue_errors() + _router_errors() + _money_errors() + _tool_errors()
 
 
 def _router_errors() -> list[Error]:
@@ -129,6 +137,64 @@ def _catalogue_errors() -> list[Error]:
                 )
             )
     return errors
+
+
+def _tool_errors() -> list[Error]:
+    """CHATSTREAM_TOOLS: each path a tool whose schema can be built, each
+    name once; and every name an entry's tool_names lists, one of them."""
+    errors, tools = _loaded_tools()
+    names: set[str] = set()
+    for tool in tools:
+        try:
+            tool.spec()  # builds the schema
+        except ToolDefinitionError as exc:
+            errors.append(Error(str(exc), hint=SCHEMA_HINT, id="conversations.E018"))
+        if tool.name in names:
+            errors.append(
+                Error(
+                    f"Two tools in CHATSTREAM_TOOLS are named {tool.name!r}.",
+                    hint="Give one another name with @tool(name=...).",
+                    id="conversations.E019",
+                )
+            )
+        names.add(tool.name)
+    return errors + _tool_name_errors(names, complete=len(tools) == len(conf.CHATSTREAM_TOOLS))
+
+
+SCHEMA_HINT = "Annotate each parameter with a type pydantic can validate (docs/tools.md)."
+
+
+def _loaded_tools() -> tuple[list[Error], list[Tool]]:
+    errors, tools = [], []
+    for path in conf.CHATSTREAM_TOOLS:
+        try:
+            tools.append(load_tool(path))
+        except ToolImportError as exc:
+            errors.append(Error(str(exc), hint="Give the dotted path of an @tool function.", id="conversations.E016"))
+        except NotATool as exc:
+            errors.append(Error(str(exc), id="conversations.E017"))
+        except ToolDefinitionError as exc:  # raised by @tool as the module imported (a name it cannot take)
+            errors.append(Error(str(exc), id="conversations.E018"))
+    return errors, tools
+
+
+def _tool_name_errors(names: set[str], *, complete: bool) -> list[Error]:
+    if not complete:  # a tool that did not load may be the one named: said above already
+        return []
+    try:
+        entries = catalogue().values()
+    except CatalogueError:
+        return []  # reported by _catalogue_errors
+    return [
+        Error(
+            f"LLM_MODELS[{entry.name!r}] lists {name!r} in tool_names, but no tool in CHATSTREAM_TOOLS has that name.",
+            hint=f"Name one of CHATSTREAM_TOOLS' tools: {', '.join(sorted(names)) or '(there are none)'}.",
+            id="conversations.E020",
+        )
+        for entry in entries
+        for name in entry.tool_names or ()
+        if name not in names
+    ]
 
 
 def _is_provider(name: str) -> bool:
