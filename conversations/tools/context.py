@@ -27,13 +27,6 @@ class ToolContext:
     turn_id: uuid.UUID | None = None  # the answer's turn
     trace_id: str = ""
 
-    @classmethod
-    def for_user(cls, user: Any, **fields: Any) -> "ToolContext":
-        """A context for a user object already loaded (a view's, a test's)."""
-        context = cls(user_id=user.pk, **fields)
-        context.__dict__["user"] = user  # what `user` would load; a frozen dataclass still has a __dict__
-        return context
-
     @functools.cached_property
     def user(self) -> Any:
         """The user, from the database at first use: only off the event loop
@@ -44,6 +37,6 @@ class ToolContext:
 
     async def auser(self) -> Any:
         """The user, for an async tool: loaded on a database thread."""
-        if "user" in self.__dict__:
+        if "user" in self.__dict__:  # loaded already (cached_property keeps it there, frozen or not)
             return self.__dict__["user"]
         return await run_db(lambda: self.user)
