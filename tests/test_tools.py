@@ -4,6 +4,7 @@ fails, timeouts, cancellation, the output cut, the concurrency bound,
 CHATSTREAM_TOOLS, tool_names, the checks and GET api/models."""
 
 import asyncio
+import contextvars
 import enum
 import json
 import logging
@@ -275,6 +276,20 @@ def test_a_sync_tool_past_its_timeout_is_left_to_finish_and_its_result_dropped()
     assert result.error == "The tool did not finish within 0.05 s." and time.monotonic() - started < 0.3
     assert not sync_sleeper_done.is_set()  # still running, on its own thread
     assert sync_sleeper_done.wait(2)
+
+
+def test_a_sync_tool_sees_the_callers_context_variables():
+    request_id = contextvars.ContextVar("request_id", default="none")
+
+    @tool
+    def reads_it() -> str:
+        return request_id.get()
+
+    async def scenario() -> ToolResult:
+        request_id.set("r-7")
+        return await run_call(reads_it, call("reads_it"), context())
+
+    assert asyncio.run(scenario()).output == "r-7"
 
 
 def test_the_default_timeout_is_the_setting(settings):

@@ -13,6 +13,7 @@ it is left to finish on its thread and its result is dropped.
 """
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -124,9 +125,12 @@ async def _invoke(tool: Tool, arguments: dict[str, Any]) -> Any:
     if tool.is_async:
         return await tool.func(**arguments)
     loop = asyncio.get_running_loop()
-    # Cancelled (the timeout, the answer stopped), this await ends at once;
-    # the thread goes on to the tool's end and its result goes nowhere.
-    return await loop.run_in_executor(_threads(), functools.partial(_in_thread, tool.func, arguments))
+    # The caller's context variables go along (a trace's span, as
+    # asyncio.to_thread does). Cancelled (the timeout, the answer stopped),
+    # this await ends at once; the thread goes on to the tool's end and its
+    # result goes nowhere.
+    in_context = functools.partial(contextvars.copy_context().run, _in_thread, tool.func, arguments)
+    return await loop.run_in_executor(_threads(), in_context)
 
 
 def _in_thread(func: Callable[..., Any], arguments: dict[str, Any]) -> Any:
