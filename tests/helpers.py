@@ -319,3 +319,15 @@ def wait_until_every_answer_is_saved(timeout: float = PAIR_GRACE_SECONDS + 5) ->
         return Turn.objects.filter(role=Turn.Role.USER).count() <= Turn.objects.filter(role=Turn.Role.ASSISTANT).count()
 
     wait_for(all_saved, timeout, "every answer saved")
+
+
+def connections_held() -> int:
+    """Connections this process has open and in use (PostgreSQL: each is a
+    server process). With Django's pool, those lent out; the pool's idle ones,
+    left from earlier tests' busy moments, hold nothing. Without it, all."""
+    if connection.pool is not None:
+        stats = connection.pool.get_stats()
+        return stats["pool_size"] - stats["pool_available"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> 0")
+        return cursor.fetchone()[0]

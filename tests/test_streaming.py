@@ -12,7 +12,17 @@ from conversations.conf import conf
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, races, read_events, saved_answer, sse_events, stream, text_of, wait_for_answer
+from .helpers import (
+    connections_held,
+    post_and_read,
+    races,
+    read_events,
+    saved_answer,
+    sse_events,
+    stream,
+    text_of,
+    wait_for_answer,
+)
 
 
 def test_headers_and_first_byte(alice, upstream):
@@ -283,18 +293,6 @@ def test_many_concurrent_streams_each_saved_once(alice, upstream):
     expected = "".join(f"t{i} " for i in range(40))
     assert all(texts[i] == expected == saved_answer(i).content for i in ids)
     assert Turn.objects.filter(role="assistant").count() == 20
-
-
-def connections_held() -> int:
-    """Connections this process has open and in use (PostgreSQL: each is a
-    server process). With Django's pool, those lent out; the pool's idle ones,
-    left from earlier tests' busy moments, hold nothing. Without it, all."""
-    if connection.pool is not None:
-        stats = connection.pool.get_stats()
-        return stats["pool_size"] - stats["pool_available"]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> 0")
-        return cursor.fetchone()[0]
 
 
 def test_streams_hold_no_database_connection(alice, upstream):

@@ -16,6 +16,7 @@ from typing import Annotated
 import environ
 import pytest
 from django.core.checks import Error
+from django.db import connection
 from pydantic import BaseModel, Field
 
 from conversations import catalogue, services
@@ -25,6 +26,8 @@ from conversations.exceptions import CatalogueError, NotATool, ToolDefinitionErr
 from conversations.models import Conversation
 from conversations.tools import ToolContext, ToolResult, registered_tools, run_call, run_calls, tool, tools_for
 from conversations.tools.demo import current_time, lookup_order
+
+from .helpers import connections_held, wait_for
 
 HERE = __name__  # the tools below are named in CHATSTREAM_TOOLS by their dotted paths
 DEMO = ["conversations.tools.demo.current_time", "conversations.tools.demo.lookup_order"]
@@ -208,6 +211,21 @@ def test_a_sync_tool_queries_the_orm_as_the_contexts_user_off_the_loop(django_us
     assert output["titles"] == ["Alice's trip"]  # alice's only
     # Its own pool's thread: not the loop's, not one of run_db's (chatstream-db).
     assert output["thread"].startswith("chatstream-tool") and output["thread"] != loop_thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_tools_hold_no_database_connection_once_they_return(django_user_model):
+    """The tools' pool has 32 threads: each keeping its connection would
+    hold up to 32 beyond the database threads' while answers stream."""
+    if connection.vendor != "postgresql":
+        pytest.skip("connections are counted on PostgreSQL")
+    alice = django_user_model.objects.create_user("alice")
+    before = connections_held()
+    calls = [call("conversation_titles", "{}", f"call_{n}") for n in range(4)]
+    results = asyncio.run(run_calls(calls, [conversation_titles], context(alice.pk)))
+    assert [result.error for result in results] == [None] * 4
+    # Given back to the pool, which checks a returned connection on a thread of its own.
+    wait_for(lambda: connections_held() == before, 2, "the tools' connections given back")
 
 
 @pytest.mark.django_db(transaction=True)

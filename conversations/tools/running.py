@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 import pydantic
-from django.db import close_old_connections
+from django.db import connections
 
 from .. import state
 from ..conf import conf
@@ -134,13 +134,13 @@ async def _invoke(tool: Tool, arguments: dict[str, Any]) -> Any:
 
 
 def _in_thread(func: Callable[..., Any], arguments: dict[str, Any]) -> Any:
-    # A tool's queries use this thread's own connections; they are treated as
-    # a request's are, so CONN_MAX_AGE applies and a broken one is dropped.
-    close_old_connections()
+    # A tool's queries use this thread's own connections, closed when it
+    # returns: tool calls are few, and a pool of 32 threads keeping theirs
+    # open would hold connections while answers stream.
     try:
         return func(**arguments)
     finally:
-        close_old_connections()
+        connections.close_all()
 
 
 def _parsed(arguments: object) -> dict[str, Any]:
