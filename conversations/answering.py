@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ from .storage.threads import run_db
 from .stream.answer import Answer, PreparedTurn
 from .stream.output import saved_output
 from .stream.relay import AnswerRelay
+from .stream.tool_loop import Toolbox
+from .tools import ToolResult, tools_for
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +121,7 @@ def _start_turn(
         )
         if reserved is None:
             raise Conversation.DoesNotExist
-        position, conversation_model, leaf = reserved
+        position, conversation_model, leaf, tools_on = reserved
         model = _model_for(message.model_name or conversation_model)
         if version is None or version.action == Version.EDIT:
             # A message follows the branch shown; an edited one stands beside the original.
@@ -163,6 +166,8 @@ def _start_turn(
         route=route,
         parent_id=question_id,
         prefix=prefix,
+        # The OpenAI door's prompt is the client's, tools and all: no server tools there.
+        server_tools=tools_on and message.prompt is None,
     )
 
 
@@ -219,16 +224,40 @@ def answer_relay(
     prepared: PreparedTurn, *, trace_id: str, received_at: float, provider: Provider | None = None
 ) -> AnswerRelay:
     """The generation task for a prepared turn (from the configured provider
-    unless given one), saving through record_answer."""
+    unless given one), saving through record_answer; with the model's tools
+    (tools_for) unless the conversation turned them off."""
 
     async def save(answer: Answer) -> Answer:
         return await run_db(services.record_answer, prepared=prepared, answer=answer) or answer
 
+    toolbox = None
     if provider is None:
         entry = _model_for(prepared.model_name)
         provider = provider_for(entry)
         provider.request_options = entry.bounded(prepared.request_options)
-    return AnswerRelay(prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save)
+        toolbox = _toolbox(prepared, entry)
+        if toolbox is not None:
+            provider.request_options["tools"] = toolbox.specs()
+    return AnswerRelay(
+        prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save, toolbox=toolbox
+    )
+
+
+def _toolbox(prepared: PreparedTurn, entry: ModelEntry) -> Toolbox | None:
+    """The answer's tools, each call recorded before it runs and when it ends
+    (services.claim_tool_call, record_tool_result) on the database threads."""
+    tools = tools_for(entry) if prepared.server_tools else []
+    if not tools:
+        return None
+
+    async def claim(call: Mapping[str, Any]) -> ToolResult | None:
+        fields = {key: str(call.get(key, "")) for key in ("name", "arguments")}
+        return await run_db(services.claim_tool_call, prepared=prepared, call_id=str(call.get("id", "")), **fields)
+
+    async def record(result: ToolResult) -> None:
+        await run_db(services.record_tool_result, prepared=prepared, result=result)
+
+    return Toolbox(tools=tools, claim=claim, record=record)
 
 
 async def send_message(

@@ -24,6 +24,7 @@ class Conversation(models.Model):
     # its row comes when it ends). Not a foreign key for that reason; empty
     # for a conversation without turns.
     leaf = models.UUIDField(null=True, blank=True, editable=False, help_text="The shown branch's last turn")
+    tools = models.BooleanField(default=True, help_text="Its answers may call the model's tools (CHATSTREAM_TOOLS)")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -105,6 +106,9 @@ class Turn(models.Model):
     reasoning = models.TextField(blank=True, help_text="What the model thought before answering")
     refusal = models.TextField(blank=True, help_text="The model's refusal, if it refused")
     tool_calls = models.JSONField(default=list, blank=True, help_text="Tools the model asked for: id, name, arguments")
+    tool_results = models.JSONField(
+        default=list, blank=True, help_text="The tool calls' results: id, name, output or error, duration_ms"
+    )
     output_runs = models.JSONField(
         default=list,
         blank=True,
@@ -162,6 +166,30 @@ class Turn(models.Model):
         if self.duration_ms is None or self.ttft_ms is None or not self.tokens_out or self.tokens_out < 2:
             return None
         return (self.duration_ms - self.ttft_ms) / (self.tokens_out - 1)
+
+
+class ToolRun(models.Model):
+    """One tool call of an answer, written before the tool runs and again when
+    it ends: a call id recorded once is never run again (tools/records.py)."""
+
+    turn_id = models.UUIDField(help_text="The answer's turn (its row comes when the answer ends)")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="tool_runs")
+    call_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200)
+    arguments = models.TextField(blank=True)
+    # None and "" differ here: a tool may return "", and a call still running has neither.
+    output = models.TextField(null=True, blank=True)  # noqa: DJ001
+    error = models.TextField(null=True, blank=True)  # noqa: DJ001
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+        constraints = [models.UniqueConstraint(fields=["turn_id", "call_id"], name="tool_run_unique_call")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.call_id} of {self.turn_id}"
 
 
 class ReviewItem(Turn):

@@ -99,6 +99,7 @@ def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool
         reasoning=parts.reasoning,
         refusal=parts.refusal,
         tool_calls=parts.tool_calls,
+        tool_results=parts.tool_results,
         output_runs=parts.output_runs,
         model=row["model"],
         model_name=row["model_name"],

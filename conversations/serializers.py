@@ -10,6 +10,7 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
         "id": str(conversation.pk),
         "title": conversation.title,
         "model": conversation.model or None,
+        "tools": conversation.tools,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
@@ -44,6 +45,7 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "content": turn.content,
         "reasoning": turn.reasoning,
         "tool_calls": turn.tool_calls,
+        "tool_results": turn.tool_results,
         "refusal": turn.refusal,
         "status": turn.status,
         "finish_reason": turn.finish_reason or None,

@@ -13,7 +13,8 @@ import logging
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from . import selectors
@@ -22,12 +23,13 @@ from .conf import conf
 from .exceptions import ApiError
 from .live import live_answers
 from .memory.tasks import enqueue_update
-from .models import Conversation, Feedback, Turn
+from .models import Conversation, Feedback, ToolRun, Turn
 from .spend import ledger
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
 from .stream.answer import Answer, PreparedTurn
+from .tools import ToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +62,17 @@ def conversation_for_key(*, owner: AbstractBaseUser, key: str) -> Conversation:
 
 
 def update_conversation(
-    *, conversation: Conversation, title: str | None = None, model: str | None = None
+    *, conversation: Conversation, title: str | None = None, model: str | None = None, tools: bool | None = None
 ) -> Conversation:
-    """Rename it, or give it another default model ("": the catalogue's default)."""
+    """Rename it, give it another default model ("": the catalogue's default),
+    or turn its answers' tools off (or on again)."""
     if title is not None:
         conversation.title = title.strip()[:200]
     if model is not None:
         conversation.model = model
-    conversation.save(update_fields=["title", "model", "updated_at"])
+    if tools is not None:
+        conversation.tools = tools
+    conversation.save(update_fields=["title", "model", "tools", "updated_at"])
     return conversation
 
 
@@ -177,6 +182,37 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
     # nothing, a committed one exactly one update.
     transaction.on_commit(functools.partial(enqueue_update, prepared.conversation_id))
     return answer
+
+
+# --- tool calls: each run at most once ----------------------------------------------
+
+
+def claim_tool_call(*, prepared: PreparedTurn, call_id: str, name: str, arguments: str) -> ToolResult | None:
+    """Record a call of the answer's before it runs: None, recorded now, so
+    run it. A call id the answer already recorded is never run again: its
+    saved result, or an error saying it ran and how it ended is unknown."""
+    try:
+        with transaction.atomic():
+            ToolRun.objects.create(
+                turn_id=prepared.answer_turn_id,
+                conversation_id=prepared.conversation_id,
+                call_id=call_id,
+                name=name,
+                arguments=arguments,
+            )
+        return None
+    except IntegrityError:  # that call id already recorded (or the conversation deleted meanwhile)
+        run = ToolRun.objects.filter(turn_id=prepared.answer_turn_id, call_id=call_id).first()
+    if run is not None and run.ended_at is not None:
+        return ToolResult(id=call_id, name=name, output=run.output, error=run.error, duration_ms=run.duration_ms or 0)
+    return ToolResult(id=call_id, name=name, error=f"The call {call_id!r} was already run; its result is not known.")
+
+
+def record_tool_result(*, prepared: PreparedTurn, result: ToolResult) -> None:
+    """A call's result, once it has ended."""
+    ToolRun.objects.filter(turn_id=prepared.answer_turn_id, call_id=result.id).update(
+        output=result.output, error=result.error, duration_ms=result.duration_ms, ended_at=timezone.now()
+    )
 
 
 # --- answers: stopping --------------------------------------------------------------

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from ..conf import conf
 from ..models import Turn
+from ..providers.kinds import WHOLE
 from ..storage.threads import run_db
 from ..stream import background
 from ..stream.events import (
@@ -27,7 +28,6 @@ from ..stream.events import (
     ERROR,
     HEARTBEAT,
     OUTPUT_EVENTS,
-    TOOL_CALL,
     Event,
     FinishReason,
     saved_rest,
@@ -109,9 +109,9 @@ class Cursor:
                 if start > self.sent:
                     self.gap = True
                     continue
-                # A tool call is never cut (no event id falls inside one).
-                text = entry["d"] if kind == TOOL_CALL else entry["d"][self.sent - start :]
-                if events and events[-1][0] == kind != TOOL_CALL:
+                # A tool call, result or step is never cut (no event id falls inside one).
+                text = entry["d"] if kind in WHOLE else entry["d"][self.sent - start :]
+                if events and events[-1][0] == kind and kind not in WHOLE:
                     events[-1] = (kind, events[-1][1] + text, end)
                 else:
                     events.append((kind, text, end))

@@ -36,25 +36,26 @@ def _cost(content: str) -> int:
 
 
 def assemble(
-    *, system: str, summary: str, facts: list[str], newest_first: Iterable[tuple[str, str]], budget: int
+    *, system: str, summary: str, facts: list[str], newest_first: Iterable[list[Message]], budget: int
 ) -> Prompt:
-    """`newest_first` yields (role, content) from the new message backwards;
-    it is read only as far as the budget allows. The new message is always
-    sent, even alone over the budget: the message limit bounds it."""
+    """`newest_first` yields each turn's messages (one, or an answer's tool
+    steps) from the new message backwards; it is read only as far as the
+    budget allows. The new message is always sent, even alone over the
+    budget: the message limit bounds it."""
     head: list[Message] = [{"role": "system", "content": system}]
     remembered = memory_text(summary, facts)
     if remembered:
         head.append({"role": "system", "content": remembered})
     used = sum(_cost(message["content"]) for message in head)
-    picked: list[Message] = []
-    for role, content in newest_first:
-        cost = _cost(content)
+    picked: list[list[Message]] = []
+    for messages in newest_first:
+        cost = _cost(messages[0]["content"]) if len(messages) == 1 else sum(_cost(message_text(m)) for m in messages)
         if picked and used + cost > budget:
             break
-        picked.append({"role": role, "content": content})
+        picked.append(messages)
         used += cost
     picked.reverse()
-    return Prompt(messages=head + picked, turns=len(picked), tokens=used)
+    return Prompt(messages=head + [m for turn in picked for m in turn], turns=len(picked), tokens=used)
 
 
 def given_prompt(messages: list[Message], *, memory: tuple[str, list[str]] | None = None) -> Prompt:

@@ -4,7 +4,7 @@ from django.utils.module_loading import import_string
 
 from ..catalogue import ModelEntry, default_entry
 from .base import Completion, Message, Provider
-from .kinds import REASONING, REFUSAL, TEXT, TOOL_CALL, Piece
+from .kinds import REASONING, REFUSAL, STEP, TEXT, TOOL_CALL, TOOL_RESULT, WHOLE, Piece
 
 PROVIDERS = {
     "demo": "conversations.providers.demo.DemoProvider",
@@ -16,7 +16,10 @@ __all__ = [
     "REASONING",
     "REFUSAL",
     "TEXT",
+    "STEP",
     "TOOL_CALL",
+    "TOOL_RESULT",
+    "WHOLE",
     "Completion",
     "Message",
     "Piece",

@@ -1,6 +1,6 @@
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from ..catalogue import ModelEntry
 from ..conf import conf
@@ -16,7 +16,9 @@ MAX_SUMMARY_CHARS = 4000
 
 class Message(TypedDict):
     role: str
-    content: str
+    content: str  # "" for an assistant message of tool calls alone
+    tool_calls: NotRequired[list[dict[str, Any]]]  # an assistant's, in OpenAI's shape
+    tool_call_id: NotRequired[str]  # a `tool` message: the call it answers
 
 
 @dataclass

@@ -1,5 +1,13 @@
-"""The kinds of output a model streams. Each is also the name of the event a
-client gets for it (stream/events.py takes them from here)."""
+"""The kinds of output an answer streams. Each is also the name of the event a
+client gets for it (stream/events.py takes them from here).
+
+The model streams text, reasoning, refusals and tool calls; the tool loop
+(stream/tool_loop.py) adds a `tool_result` as each call ends and a `step`
+before each model call after the first. Those three are JSON objects, each a
+run of its own in the output (no event id falls inside one).
+"""
 
 TEXT, REASONING, TOOL_CALL, REFUSAL = "delta", "reasoning", "tool_call", "refusal"
+TOOL_RESULT, STEP = "tool_result", "step"
+WHOLE = frozenset({TOOL_CALL, TOOL_RESULT, STEP})  # JSON objects, never cut or joined
 Piece = tuple[str, str]  # (kind, text); a tool call's text is its JSON (tool_calls.py)

@@ -6,12 +6,16 @@ import functools
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import orjson
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
 from ..models import ApiKey, Conversation, ConversationMemory, Turn
+from ..providers import Message
+from ..stream.tool_loop import answer_messages
 
 _CONVERSATION = Conversation._meta.db_table
 # The UPDATE also takes the conversation's row lock on PostgreSQL (and the
@@ -22,7 +26,7 @@ _RESERVE_POSITIONS = f"""
     SET next_position = next_position + 2, updated_at = %s,
         title = CASE WHEN title = '' THEN %s ELSE title END
     WHERE id = %s AND owner_id = %s
-    RETURNING next_position - 2, model, leaf
+    RETURNING next_position - 2, model, leaf, tools
 """
 _SET_LEAF = f"UPDATE {_CONVERSATION} SET leaf = %s WHERE id = %s"
 _TOUCH_CONVERSATION = f"UPDATE {_CONVERSATION} SET updated_at = %s WHERE id = %s"
@@ -35,13 +39,13 @@ _TURN = Turn._meta.db_table
 # position): a branch is read from them by following parents, which always
 # sit at lower positions, so the prompt reads only as far back as it needs.
 _TURNS_NEWEST_FIRST = f"""
-    SELECT id, parent, reply_id, role, content, '' FROM {_TURN}
+    SELECT id, parent, reply_id, role, content, '', tool_results, tool_calls, output_runs FROM {_TURN}
     WHERE conversation_id = %s
     ORDER BY position DESC
 """
 _TURNS_NEWEST_FIRST_WITH_REASONING = _TURNS_NEWEST_FIRST.replace("content, ''", "content, reasoning", 1)
 _TURN_IDS_NEWEST_FIRST = f"""
-    SELECT id, parent, reply_id, role, '', '' FROM {_TURN}
+    SELECT id, parent, reply_id, role, '', '', '', '', '' FROM {_TURN}
     WHERE conversation_id = %s AND position >= %s
     ORDER BY position DESC
 """
@@ -58,16 +62,17 @@ def _db_now():
 
 def reserve_positions(
     cursor, *, conversation_id: uuid.UUID, owner_id: int, title: str
-) -> tuple[int, str, uuid.UUID | None] | None:
+) -> tuple[int, str, uuid.UUID | None, bool] | None:
     """Two positions for a message and its answer (the first is returned,
-    with the conversation's model and its shown branch's last turn), and
+    with the conversation's model, its shown branch's last turn and whether
+    its answers may call tools), and
     the title if the conversation has none; None for a foreign id."""
     cursor.execute(_RESERVE_POSITIONS, [_db_now(), title, _db_id(conversation_id), owner_id])
     reserved = cursor.fetchone()
     if reserved is None:
         return None
-    position, model, leaf = reserved
-    return position, model, _uuid(leaf)
+    position, model, leaf, tools = reserved
+    return position, model, _uuid(leaf), bool(tools)
 
 
 def show_leaf(cursor, conversation_id: uuid.UUID, leaf: uuid.UUID) -> None:
@@ -99,16 +104,29 @@ def memory_of(cursor, conversation_id: uuid.UUID) -> tuple[str, list[str], uuid.
 
 def branch_newest_first(
     cursor, conversation_id: uuid.UUID, last_turn_id: uuid.UUID, *, with_reasoning: bool = False, batch: int = 50
-) -> Iterator[tuple[str, str]]:
-    """(role, content) of the branch ending at `last_turn_id`, from it back,
-    read a batch at a time: the prompt stops reading where its budget ends.
-    `with_reasoning`: an answer's reasoning goes before its text, as
-    `<think>…</think>`."""
+) -> Iterator[list[Message]]:
+    """The messages of each turn of the branch ending at `last_turn_id`, from
+    it back, read a batch at a time: the prompt stops reading where its
+    budget ends. `with_reasoning`: an answer's reasoning goes before its
+    text, as `<think>…</think>`. An answer whose tools ran is its steps in
+    OpenAI's shape (tool_loop.answer_messages)."""
     statement = _TURNS_NEWEST_FIRST_WITH_REASONING if with_reasoning else _TURNS_NEWEST_FIRST
     cursor.execute(statement, [_db_id(conversation_id)])
-    for _, role, content, reasoning in _on_branch_only(cursor, last_turn_id, batch):
-        if content:
-            yield role, f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content
+    for _, role, content, reasoning, *tools in _on_branch_only(cursor, last_turn_id, batch):
+        results = _json(tools[0])
+        if results:
+            yield answer_messages(
+                content, tool_calls=_json(tools[1]), tool_results=results, output_runs=_json(tools[2])
+            )
+        elif content:
+            yield [{"role": role, "content": f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content}]
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as a raw cursor reads it: decoded on PostgreSQL, text on SQLite."""
+    if isinstance(value, str):
+        return orjson.loads(value) if value not in ("", "[]") else []
+    return value
 
 
 def on_branch(cursor, conversation_id: uuid.UUID, last_turn_id: uuid.UUID, turn_id: uuid.UUID, position: int) -> bool:
@@ -118,19 +136,19 @@ def on_branch(cursor, conversation_id: uuid.UUID, last_turn_id: uuid.UUID, turn_
     return any(found == wanted for found, *_ in _on_branch_only(cursor, last_turn_id, batch=100))
 
 
-def _on_branch_only(cursor, last_turn_id: uuid.UUID, batch: int) -> Iterator[tuple[object, str, str, str]]:
+def _on_branch_only(cursor, last_turn_id: uuid.UUID, batch: int) -> Iterator[tuple[Any, ...]]:
     """Of the rows the cursor gives newest first, those on the branch ending
-    at `last_turn_id`: (id as the database gives it, role, content,
-    reasoning). An answer with no row (still streaming, or lost with its
+    at `last_turn_id`: (id as the database gives it, role, then the row's
+    other columns). An answer with no row (still streaming, or lost with its
     process) is stepped past to the question whose reply it is."""
     # Ids are compared as the database gives them (UUIDs on PostgreSQL, hex
     # on SQLite): parsing two per row cost more than the query.
     wanted = _db_id(last_turn_id)
     while wanted is not None and (rows := cursor.fetchmany(batch)):
-        for turn_id, parent, reply_id, role, content, reasoning in rows:
+        for turn_id, parent, reply_id, role, *rest in rows:
             if turn_id != wanted and (role != "user" or reply_id != wanted):
                 continue
-            yield turn_id, role, content, reasoning
+            yield turn_id, role, *rest
             wanted = parent
             if wanted is None:
                 return

@@ -30,6 +30,7 @@ class PreparedTurn:
     # Continue: the stopped answer's output, which the new version starts
     # with (already sent and saved once: not model output of this call).
     prefix: list[tuple[str, str]] = field(default_factory=list)
+    server_tools: bool = False  # the model's tools may be run (the conversation has not turned them off)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Answer:
     reasoning: str = ""
     refusal: str = ""
     tool_calls: list[dict[str, str]] = field(default_factory=list)
+    tool_results: list[dict[str, Any]] = field(default_factory=list)  # the tool loop's (stream/output.py)
     output_runs: list[list[Any]] = field(default_factory=list)  # the order of the kinds (stream/output.py)
     cost: Decimal | None = None  # priced when saved
     malformed_chunks: int = 0

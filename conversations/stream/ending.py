@@ -14,11 +14,12 @@ from typing import Protocol
 
 from ..exceptions import AnswerFailed, ServerShutdown, UpstreamError
 from ..providers import Completion, Provider
-from ..providers.base import estimate_tokens, message_text
+from ..providers.base import Message
 from .answer import Answer, PreparedTurn
 from .events import ERROR, Event, FinishReason, final_event
 from .figures import Figures
 from .readers import Readers
+from .tool_loop import call_usage, summed
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class Ended(Protocol):
     finish_reason: str
     error: UpstreamError | ServerShutdown | AnswerFailed | None
     attempts: list[dict[str, str]]
+    messages: list[Message]  # the prompt of the last model call
+    spent: list[dict]  # the usage of each earlier model call (the tool loop's steps)
 
     @property
     def produced(self) -> bool: ...
@@ -51,7 +54,7 @@ def answer_of(relay: Ended) -> Answer:
     parts = relay.readers.output.parts()
     return Answer(
         **vars(parts),  # the text of each kind, and their order
-        finish_reason=_finish_reason(relay.finish_reason, parts.tool_calls),
+        finish_reason=_finish_reason(relay.finish_reason, relay.completion.tool_calls),
         model=completion.model,
         provider=relay.provider.name,
         trace_id=relay.trace_id,
@@ -106,33 +109,15 @@ def final_event_of(answer: Answer | None, length: int, trace_id: str) -> Event:
 
 
 def usage_of(relay: Ended) -> dict:
-    """The counts and where they came from: `reported` by the server,
-    `estimated` when the stream ended before its usage chunk (cancel,
-    disconnect, error: the server may still bill what it produced), or
-    `none` when no call was ever accepted."""
-    completion = relay.completion
-    if completion.usage_reported:
-        source = "reported"
-    elif completion.responded or relay.produced:
-        source = "estimated"
-    else:
-        return {"tokens_in": None, "tokens_out": None, "tokens_estimated": False, "usage_source": "none"}
-    tokens_in = completion.tokens_in
-    if tokens_in is None:
-        tokens_in = sum(estimate_tokens(message_text(m)) for m in relay.prepared.messages)
-    tokens_out = completion.tokens_out if completion.tokens_out is not None else completion.deltas
-    return {
-        "tokens_in": tokens_in,
-        "tokens_out": tokens_out,
-        "tokens_cached": completion.tokens_cached,
-        "tokens_reasoning": completion.tokens_reasoning,
-        "tokens_estimated": source == "estimated" or completion.tokens_out is None or completion.tokens_in is None,
-        "usage_source": source,
-    }
+    """The answer's counts: each model call's (tool_loop.call_usage), summed
+    over the calls of a tool loop."""
+    last = call_usage(relay.completion, relay.messages, produced=relay.produced)
+    return summed([*relay.spent, last])
 
 
-def _finish_reason(finish_reason: str, tool_calls: list) -> str:
-    # Some servers (Ollama) end a tool-calling answer with `stop`.
+def _finish_reason(finish_reason: str, tool_calls: object) -> str:
+    # Some servers (Ollama) end a tool-calling answer with `stop`: the last
+    # model call's calls count (a tool loop's earlier ones have their results).
     if finish_reason == FinishReason.STOP and tool_calls:
         return FinishReason.TOOL_CALLS
     return finish_reason

@@ -3,24 +3,37 @@ built. Every part that writes or reads an answer's events (the relay, a
 reader in another process, a saved turn replayed) takes them from here.
 
 An event is (kind, data, id): the id is the answer's length in characters
-after the event (output.py: text, reasoning, refusal and tool calls counted
-together), so it names a place in the saved output. The output events carry
-their text as data: a `tool_call`'s text is the call's JSON.
+after the event (output.py: text, reasoning, refusal, tool calls, tool
+results and steps counted together), so it names a place in the saved
+output. The output events carry their text as data: a `tool_call`'s,
+`tool_result`'s and `step`'s text is its JSON object.
 """
 
 from typing import Any
 
 from django.db.models import TextChoices
 
-from ..providers.kinds import REASONING, REFUSAL, TOOL_CALL
+from ..providers.kinds import REASONING, REFUSAL, STEP, TOOL_CALL, TOOL_RESULT
 from ..providers.kinds import TEXT as DELTA
 from .output import saved_output
 
 START, HEARTBEAT, DONE, ERROR = "start", "heartbeat", "done", "error"
-OUTPUT_EVENTS = frozenset({DELTA, REASONING, REFUSAL, TOOL_CALL})  # the ones that move the id on
+OUTPUT_EVENTS = frozenset({DELTA, REASONING, REFUSAL, TOOL_CALL, TOOL_RESULT, STEP})  # the ones that move the id on
 Event = tuple[str, Any, int]
 
-__all__ = ["DELTA", "DONE", "ERROR", "HEARTBEAT", "OUTPUT_EVENTS", "REASONING", "REFUSAL", "START", "TOOL_CALL"]
+__all__ = [
+    "DELTA",
+    "DONE",
+    "ERROR",
+    "HEARTBEAT",
+    "OUTPUT_EVENTS",
+    "REASONING",
+    "REFUSAL",
+    "START",
+    "STEP",
+    "TOOL_CALL",
+    "TOOL_RESULT",
+]
 
 
 class FinishReason(TextChoices):

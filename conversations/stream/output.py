@@ -2,10 +2,11 @@
 calls in the order the model produced them, held as one sequence of
 characters, appended a piece at a time and read from any character offset.
 
-Event ids count these characters (a tool call counts the characters of its
-JSON), so an id names one place in the output whatever its kind, live or
-saved: the saved turn keeps each kind in its own column and the order as
-runs of (kind, length), and `saved_output` puts them back together.
+Event ids count these characters (a tool call, a tool's result and a step
+count the characters of their JSON), so an id names one place in the output
+whatever its kind, live or saved: the saved turn keeps each kind in its own
+column and the order as runs of (kind, length), and `saved_output` puts them
+back together (a step's JSON is its number, counted from 2 in the runs).
 """
 
 from bisect import bisect_right
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..providers.kinds import REASONING, REFUSAL, TEXT, TOOL_CALL
+from ..providers.kinds import REASONING, REFUSAL, STEP, TEXT, TOOL_CALL, TOOL_RESULT, WHOLE
 from ..providers.tool_calls import call_text
 
 # Pieces are merged in runs of this many, so a long answer costs about its
@@ -34,6 +35,7 @@ class Parts:
     reasoning: str
     refusal: str
     tool_calls: list[dict[str, str]]
+    tool_results: list[dict[str, Any]]  # the tool loop's: ToolResult.event() of each call run
     output_runs: list[list[Any]]  # [[kind, length], ...]; empty when it is all text
 
 
@@ -50,7 +52,7 @@ class Output:
     def append(self, text: str, kind: str = TEXT) -> None:
         if not text:
             return
-        if not self._kinds or kind != self._kinds[-1] or kind == TOOL_CALL:
+        if not self._kinds or kind != self._kinds[-1] or kind in WHOLE:
             self._starts.append(self.length)
             self._kinds.append(kind)
         self._pieces.append(text)
@@ -62,12 +64,12 @@ class Output:
 
     def since(self, offset: int) -> list[Segment]:
         """The output after the first `offset` characters, a segment per run.
-        An offset inside a tool call (no event id falls there) gives the
-        whole call."""
+        An offset inside a tool call, result or step (no event id falls
+        there) gives the whole of it."""
         if len(self._kinds) == 1:  # nearly every answer: one kind of output
             return [(self._kinds[0], self._tail(offset), self.length)] if offset < self.length else []
         first = max(0, bisect_right(self._starts, offset) - 1)
-        if self._kinds and self._kinds[first] == TOOL_CALL and offset < self._end(first):
+        if self._kinds and self._kinds[first] in WHOLE and offset < self._end(first):
             offset = min(offset, self._starts[first])
         tail, segments = self._tail(offset), []
         for run in range(first, len(self._kinds)):
@@ -80,7 +82,7 @@ class Output:
         return self._starts[run + 1] if run + 1 < len(self._starts) else self.length
 
     def parts(self) -> Parts:
-        taken: dict[str, list[str]] = {TEXT: [], REASONING: [], REFUSAL: [], TOOL_CALL: []}
+        taken: dict[str, list[str]] = {TEXT: [], REASONING: [], REFUSAL: [], TOOL_CALL: [], TOOL_RESULT: [], STEP: []}
         runs = []
         for kind, text, _ in self.since(0):
             taken[kind].append(text)
@@ -90,6 +92,7 @@ class Output:
             reasoning="".join(taken[REASONING]),
             refusal="".join(taken[REFUSAL]),
             tool_calls=[orjson.loads(call) for call in taken[TOOL_CALL]],
+            tool_results=[orjson.loads(result) for result in taken[TOOL_RESULT]],
             output_runs=[] if all(kind == TEXT for kind, _ in runs) else runs,
         )
 
@@ -118,12 +121,35 @@ def saved_output(turn: Any) -> Output:
     sources = {TEXT: turn.content or "", REASONING: turn.reasoning or "", REFUSAL: turn.refusal or ""}
     taken = dict.fromkeys(sources, 0)
     calls = iter(turn.tool_calls or ())
+    results = iter(getattr(turn, "tool_results", None) or ())
+    steps = 1
     for kind, length in runs:
         if kind == TOOL_CALL:
             call = next(calls, None)
             if call is not None:
                 output.append(call_text(call["id"], call["name"], call["arguments"]), TOOL_CALL)
+        elif kind == TOOL_RESULT:
+            result = next(results, None)
+            if result is not None:
+                output.append(result_text(result), TOOL_RESULT)
+        elif kind == STEP:
+            steps += 1
+            output.append(step_text(steps), STEP)
         elif kind in sources and length:
             output.append(sources[kind][taken[kind] : taken[kind] + length], kind)
             taken[kind] += length
     return output
+
+
+def result_text(event: dict[str, Any]) -> str:
+    """A `tool_result` event's text (ToolResult.event()), built field by field
+    as call_text is, so a result read back from jsonb has the same length."""
+    outcome = {"error": event["error"]} if event.get("error") is not None else {"output": event.get("output")}
+    return orjson.dumps(
+        {"id": event["id"], "name": event["name"], **outcome, "duration_ms": event["duration_ms"]}
+    ).decode()
+
+
+def step_text(n: int) -> str:
+    """A `step` event's text: the number of the model call it comes before."""
+    return f'{{"n":{n}}}'

@@ -11,7 +11,7 @@ same however the upstream split the text (tests/test_redaction.py).
 
 import regex
 
-from ..providers.kinds import TOOL_CALL, Piece
+from ..providers.kinds import WHOLE, Piece
 
 PATTERN = regex.compile(
     r"(?P<email>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
@@ -98,8 +98,8 @@ class OutputRedactor:
         self._last: str | None = None
 
     def feed(self, kind: str, text: str) -> list[Piece]:
-        out = self.finish() if self._last not in (None, kind) or kind == TOOL_CALL else []
-        if kind == TOOL_CALL:
+        out = self.finish() if self._last not in (None, kind) or kind in WHOLE else []
+        if kind in WHOLE:
             return [*out, (kind, text)]
         self._last = kind
         masked = self._redactors.setdefault(kind, Redactor()).feed(text)

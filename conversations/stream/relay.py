@@ -6,6 +6,11 @@ stream ends.
         ▲                      │ appends text, wakes the readers
         └──── follow() ◀───────┘ (whatever is pending, in one delta)
 
+With tools (tool_loop.py), a model call that ends in tool calls has them run
+(run_calls, each recorded first), a `tool_result` relayed as each ends, then
+a `step` and the next model call with the results, up to
+CHATSTREAM_MAX_TOOL_STEPS calls; the last is made with `tool_choice: "none"`.
+
 Whatever ends the stream (finish, error, timeout, cancel, client gone), the
 task records why, saves the turn once under `asyncio.shield` (with the
 `save` it was given), and only then lets the readers have the final event.
@@ -22,14 +27,17 @@ from contextlib import aclosing
 
 from ..conf import conf
 from ..exceptions import AnswerFailed, ServerShutdown, UpstreamError, UpstreamTimeout
-from ..providers import TEXT, Completion, Piece, Provider
+from ..providers import STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
+from ..tools import ToolContext, ToolResult, run_calls
 from . import background, ending, registry, retries, shutdown, telemetry
 from .answer import Answer, PreparedTurn
 from .events import FinishReason, start_event
 from .figures import Figures
+from .output import result_text, step_text
 from .presence import Presence
 from .readers import Readers
 from .redaction import OutputRedactor
+from .tool_loop import Toolbox, call_usage, step_messages, step_output
 from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
@@ -39,7 +47,14 @@ SaveAnswer = Callable[[Answer], Awaitable[Answer]]  # the answer as saved (with 
 
 class AnswerRelay:
     def __init__(
-        self, *, prepared: PreparedTurn, provider: Provider, trace_id: str, received_at: float, save: SaveAnswer
+        self,
+        *,
+        prepared: PreparedTurn,
+        provider: Provider,
+        trace_id: str,
+        received_at: float,
+        save: SaveAnswer,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.prepared = prepared
         self.provider = provider
@@ -56,7 +71,11 @@ class AnswerRelay:
         self.readers = Readers(start=start, on_attach=self.presence.reader_came, frame=conf.CHATSTREAM_FRAME_SECONDS)
         for kind, text in prepared.prefix:  # a continued answer's output so far: no reader yet to tell
             self.readers.output.append(text, kind)
-        self._prefix_length = self.readers.length
+        self._prefix_length = self.readers.length  # where this model call's output begins
+        self.toolbox = toolbox  # None: no tools run (none given, turned off, or the OpenAI door)
+        self.messages: list[Message] = prepared.messages  # the prompt of the model call being made
+        self.step = 1  # the model call being made, counted from 1
+        self.spent: list[dict] = []  # the usage of each earlier model call (tool_loop.call_usage)
         self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
         self.finish_reason: str = ""
         self.error: UpstreamError | ServerShutdown | AnswerFailed | None = None
@@ -98,7 +117,7 @@ class AnswerRelay:
     @property
     def produced(self) -> bool:
         """Has this model call's output reached the readers (a continued
-        answer's earlier text aside)?"""
+        answer's earlier text, and earlier steps' output, aside)?"""
         return self.readers.length > self._prefix_length
 
     # --- control --------------------------------------------------------------
@@ -176,7 +195,10 @@ class AnswerRelay:
         try:
             if self._stop_requested:
                 raise asyncio.CancelledError
+            self._limit_tools()
             await self._call_model()
+            while self._wants_tools():
+                await self._tool_step()
         except asyncio.CancelledError:
             # Not re-raised: this task's whole job is to save the turn, and
             # finishing normally is how it says the turn is saved.
@@ -231,6 +253,59 @@ class AnswerRelay:
                     raise
                 logger.warning("falling back trace_id=%s from=%s to=%s", self.trace_id, model, models[index + 1])
 
+    # --- the tool loop (tool_loop.py) ------------------------------------------
+
+    def _wants_tools(self) -> bool:
+        """The model call ended asking for tools, and another call is allowed."""
+        if self.toolbox is None or self.step >= conf.CHATSTREAM_MAX_TOOL_STEPS:
+            return False
+        reason = self.completion.finish_reason
+        return reason == FinishReason.TOOL_CALLS or (reason == FinishReason.STOP and bool(self.completion.tool_calls))
+
+    def _limit_tools(self) -> None:
+        """The last model call allowed is made with `tool_choice: "none"`."""
+        if self.toolbox is not None and self.step >= conf.CHATSTREAM_MAX_TOOL_STEPS:
+            self.provider.request_options = {**self.provider.request_options, "tool_choice": "none"}
+
+    async def _tool_step(self) -> None:
+        """Run the calls the model call ended with, then make the next model
+        call with their results. Never retried: its output follows output
+        already read."""
+        assert self.toolbox is not None
+        self._relay_held()
+        text, calls = step_output(self.readers.output, self._prefix_length)
+        spent = call_usage(self.completion, self.messages, produced=self.produced)
+        context = ToolContext(
+            user_id=self.owner_id,
+            conversation_id=self.prepared.conversation_id,
+            turn_id=self.turn_id,
+            trace_id=self.trace_id,
+        )
+        results = await run_calls(
+            calls, self.toolbox.tools, context, claim=self.toolbox.claim, on_result=self._relay_result
+        )
+        self.messages = [*self.messages, *step_messages(text, calls, results)]
+        self.step += 1
+        self.readers.append(step_text(self.step), STEP)
+        self._limit_tools()
+        self.spent.append(spent)  # with no await since: a cancel from here on counts the next call
+        self._prefix_length = self.length
+        await self._try_model(self.completion.model)
+
+    async def _relay_result(self, result: ToolResult) -> None:
+        self.readers.append(result_text(result.event()), TOOL_RESULT)
+        try:
+            await self.toolbox.record(result)  # type: ignore[union-attr]
+        except Exception:  # the reader has it, and the turn will: the log says what the record missed
+            logger.exception("could not record tool result trace_id=%s call=%s", self.trace_id, result.id)
+
+    def _relay_held(self) -> None:
+        """What the model call's output held back (an unfinished tag, a tail
+        that might be masked) goes out before the tools' results."""
+        self._relay_pieces(self.completion.rest())
+        if self._redactor is not None:
+            self._relay_pieces(self._redactor.finish(), redacted=True)
+
     async def _try_model(self, model: str) -> None:
         self.completion = Completion(model=model)
         self.figures.upstream_closed_at = None
@@ -243,7 +318,7 @@ class AnswerRelay:
             raise
 
     async def _relay_tokens(self) -> None:
-        stream = self.provider.stream(self.prepared.messages, self.completion)
+        stream = self.provider.stream(self.messages, self.completion)
         try:
             async with aclosing(stream), asyncio.timeout(None) as deadline:
                 silence = Watchdog(conf.LLM_FIRST_TOKEN_TIMEOUT, lambda: self._model_silent(deadline))

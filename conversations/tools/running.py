@@ -17,7 +17,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -86,19 +86,39 @@ async def run_call(tool: Tool | None, call: Mapping[str, Any], context: ToolCont
     )
 
 
+Claim = Callable[[Mapping[str, Any]], Awaitable[ToolResult | None]]
+
+
 async def run_calls(
-    calls: Iterable[Mapping[str, Any]], tools: Iterable[Tool], context: ToolContext, *, limit: int | None = None
+    calls: Iterable[Mapping[str, Any]],
+    tools: Iterable[Tool],
+    context: ToolContext,
+    *,
+    limit: int | None = None,
+    claim: Claim | None = None,
+    on_result: Callable[[ToolResult], Awaitable[None]] | None = None,
 ) -> list[ToolResult]:
     """Run `calls` of `tools`, at most `limit` (CHATSTREAM_TOOL_CONCURRENCY) at
-    once; the results in the calls' order. Cancelling it cancels them all."""
+    once; the results in the calls' order. Cancelling it cancels them all.
+
+    `claim(call)`, if given, is awaited before a call runs: None lets it
+    run, a result stands for it (a call already run is never run again).
+    `on_result(result)` is awaited as each call ends, in the order they end."""
     by_name = {tool.name: tool for tool in tools}
     slots = asyncio.Semaphore(limit or conf.CHATSTREAM_TOOL_CONCURRENCY)
 
     async def run_one(call: Mapping[str, Any]) -> ToolResult:
         async with slots:
-            return await run_call(by_name.get(str(call.get("name"))), call, context)
+            result = await claim(call) if claim is not None else None
+            if result is None:
+                result = await run_call(by_name.get(str(call.get("name"))), call, context)
+            if on_result is not None:
+                await on_result(result)
+            return result
 
-    async with asyncio.TaskGroup() as group:  # run_call never raises, so one call never cancels the others
+    # run_call never raises, so one call never cancels the others (a claim or
+    # on_result that raises does: the loop's own failure, not the tool's).
+    async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(run_one(call)) for call in calls]
     return [task.result() for task in tasks]
 

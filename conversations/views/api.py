@@ -87,7 +87,7 @@ def _detail(user, conversation_id) -> dict:
 
 
 def _update(user, conversation_id, changes: dict) -> dict:
-    """PATCH: a new title or model answers with the conversation; a branch
+    """PATCH: a new title, model or tools answers with the conversation; a branch
     chosen (`leaf`) with the conversation and the turns it now shows."""
     conversation = selectors.owned_conversations(owner=user).get(pk=conversation_id)
     leaf = changes.pop("leaf", None)
@@ -107,13 +107,17 @@ def _conversation_changes(request: HttpRequest) -> dict:
         changes["title"] = _checked_title(body["title"])
     if "model" in body:
         changes["model"] = chosen_model(body["model"])
+    if "tools" in body:
+        if not isinstance(body["tools"], bool):
+            raise ApiError(400, "invalid_tools", "tools must be true or false.")
+        changes["tools"] = body["tools"]
     if "leaf" in body:
         try:
             changes["leaf"] = uuid.UUID(body["leaf"])
         except (TypeError, ValueError, AttributeError):
             raise ApiError(400, "invalid_leaf", "The leaf must be a turn id.") from None
     if not changes:
-        raise ApiError(400, "nothing_to_change", 'Send {"title"}, {"model"} or {"leaf"}.')
+        raise ApiError(400, "nothing_to_change", 'Send {"title"}, {"model"}, {"tools"} or {"leaf"}.')
     return changes
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import orjson
 
+from ..providers.kinds import WHOLE
 from ..stream.events import DELTA, HEARTBEAT, OUTPUT_EVENTS, Event
 
 SSE_CONTENT_TYPE = "text/event-stream"
@@ -61,17 +62,18 @@ def encode_ndjson_delta(text: str, id: int) -> bytes:
 
 def encode_sse_output(kind: str, text: str, id: int) -> bytes:
     """Any output event: `reasoning` and `refusal` carry {"text"}; a
-    `tool_call`'s text is already the call's JSON object (one line: JSON
-    from orjson has no raw newline)."""
-    data = text.encode() if kind == "tool_call" else b'{"text":%b}' % orjson.dumps(text)
+    `tool_call`'s, `tool_result`'s or `step`'s text is already its JSON
+    object (one line: JSON from orjson has no raw newline)."""
+    data = text.encode() if kind in WHOLE else b'{"text":%b}' % orjson.dumps(text)
     return b"event: %b\nid: %d\ndata: %b\n\n" % (kind.encode(), id, data)
 
 
 def encode_ndjson_output(kind: str, text: str, id: int) -> bytes:
-    """The same as NDJSON; a tool call goes under `tool_call`, since its own
-    `id` would collide with the event's."""
-    if kind == "tool_call":
-        return b'{"type":"tool_call","id":%d,"tool_call":%b}\n' % (id, text.encode())
+    """The same as NDJSON; a tool call, result or step goes under its kind's
+    name (`"tool_call": {...}`), since a call's own `id` would collide with
+    the event's."""
+    if kind in WHOLE:
+        return b'{"type":"%b","id":%d,"%b":%b}\n' % (kind.encode(), id, kind.encode(), text.encode())
     return b'{"type":%b,"id":%d,"text":%b}\n' % (orjson.dumps(kind), id, orjson.dumps(text))
 
 

@@ -1,0 +1,162 @@
+"""What the relay's tool loop needs beyond the model call (relay.py runs it):
+the tools and how each call is recorded, the messages that carry a step's
+calls and results to the next model call, and the answer's usage summed
+over its model calls.
+
+    model call ─ tool calls ─▶ run_calls ─ tool_result per call ─▶ step {"n"} ─▶ model call …
+
+The relay never touches the ORM: the Toolbox it is handed records each call
+before it runs (`claim`, which gives back a result for a call id already
+recorded, so no call runs twice) and its result when it ends (`record`),
+through functions answering.py makes on the database threads.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+
+from ..providers import STEP, TEXT, TOOL_CALL, TOOL_RESULT, Completion, Message
+from ..providers.base import estimate_tokens, message_text
+from ..tools import Tool, ToolResult
+from .output import Output, saved_output
+
+Claim = Callable[[Mapping[str, Any]], Awaitable[ToolResult | None]]
+Record = Callable[[ToolResult], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Toolbox:
+    """An answer's tools, and how their calls are recorded."""
+
+    tools: list[Tool]
+    claim: Claim  # before a call runs: None lets it run; a result stands for a call already recorded
+    record: Record  # a call's result, once it ends
+
+    def specs(self) -> list[dict[str, Any]]:
+        return [tool.spec() for tool in self.tools]
+
+
+def step_output(output: Output, start: int) -> tuple[str, list[dict[str, str]]]:
+    """One model call's text and tool calls: the output after `start`."""
+    text, calls = [], []
+    for kind, piece, _ in output.since(start):
+        if kind == TEXT:
+            text.append(piece)
+        elif kind == TOOL_CALL:
+            calls.append(orjson.loads(piece))
+    return "".join(text), calls
+
+
+def step_messages(text: str, calls: list[dict[str, str]], results: list[ToolResult]) -> list[Message]:
+    """The assistant's message of a step's text and calls (OpenAI's shape),
+    then a `tool` message for each result."""
+    return [assistant_message(text, calls), *(tool_message(result.id, result.content) for result in results)]
+
+
+def assistant_message(text: str, calls: list[dict[str, Any]]) -> Message:
+    tool_calls = [
+        {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
+        for call in calls
+    ]
+    return {"role": "assistant", "content": text, "tool_calls": tool_calls}
+
+
+def tool_message(call_id: str, content: str) -> Message:
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+def answer_messages(
+    content: str, *, tool_calls: list[dict], tool_results: list[dict], output_runs: list[list[Any]]
+) -> list[Message]:
+    """A saved answer whose tools ran, as the messages a later prompt carries:
+    each step's assistant message (text and calls) and its `tool` messages,
+    then the last step's text. A call without a result (the answer stopped
+    while it ran) is left out: OpenAI refuses a call that no `tool` message
+    answers."""
+    saved = SimpleNamespace(
+        content=content,
+        reasoning="",
+        refusal="",
+        tool_calls=tool_calls,
+        tool_results=tool_results,
+        output_runs=output_runs,
+    )
+    messages: list[Message] = []
+    text: list[str] = []
+    calls: list[dict] = []
+    results: dict[str, str] = {}
+
+    def flush() -> None:
+        answered = [call for call in calls if call["id"] in results]
+        said = "".join(text)
+        if answered:
+            messages.append(assistant_message(said, answered))
+            messages.extend(tool_message(call["id"], results[call["id"]]) for call in answered)
+        elif said:
+            messages.append({"role": "assistant", "content": said})
+        text.clear()
+        calls.clear()
+        results.clear()
+
+    for kind, piece, _ in saved_output(saved).since(0):
+        if kind == TEXT:
+            text.append(piece)
+        elif kind == TOOL_CALL:
+            calls.append(orjson.loads(piece))
+        elif kind == TOOL_RESULT:
+            result = orjson.loads(piece)
+            results[result["id"]] = ToolResult(**result).content
+        elif kind == STEP:
+            flush()
+    flush()
+    return messages
+
+
+# --- usage ---------------------------------------------------------------------------
+
+NO_USAGE: dict[str, Any] = {"tokens_in": None, "tokens_out": None, "tokens_estimated": False, "usage_source": "none"}
+COUNTS = ("tokens_in", "tokens_out", "tokens_cached", "tokens_reasoning")
+
+
+def call_usage(completion: Completion, messages: list[Message], *, produced: bool) -> dict[str, Any]:
+    """One model call's counts and where they came from: `reported` by the
+    server, `estimated` when the stream ended before its usage chunk (cancel,
+    disconnect, error: the server may still bill what it produced), or
+    `none` when the call was never accepted."""
+    if completion.usage_reported:
+        source = "reported"
+    elif completion.responded or produced:
+        source = "estimated"
+    else:
+        return NO_USAGE
+    tokens_in = completion.tokens_in
+    if tokens_in is None:
+        tokens_in = sum(estimate_tokens(message_text(m)) for m in messages)
+    tokens_out = completion.tokens_out if completion.tokens_out is not None else completion.deltas
+    return {
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "tokens_cached": completion.tokens_cached,
+        "tokens_reasoning": completion.tokens_reasoning,
+        "tokens_estimated": source == "estimated" or completion.tokens_out is None or completion.tokens_in is None,
+        "usage_source": source,
+    }
+
+
+def summed(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer's usage: its model calls' counts added up (a count none of
+    them has stays None); `reported` only if every counted call's was."""
+    counted = [usage for usage in usages if usage["usage_source"] != "none"]
+    if len(counted) <= 1:
+        return counted[0] if counted else NO_USAGE
+    total: dict[str, Any] = {}
+    for name in COUNTS:
+        values = [usage[name] for usage in counted if usage.get(name) is not None]
+        total[name] = sum(values) if values else None
+    all_reported = all(usage["usage_source"] == "reported" for usage in counted)
+    total["tokens_estimated"] = any(usage["tokens_estimated"] for usage in counted)
+    total["usage_source"] = "reported" if all_reported else "estimated"
+    return total
