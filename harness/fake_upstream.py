@@ -75,6 +75,9 @@ class CutStream(Exception):
 class FakeUpstream:
     behaviour: Behaviour = field(default_factory=Behaviour)
     by_model: dict[str, Behaviour] = field(default_factory=dict)  # a model's own behaviour, if not the default
+    # The next calls' behaviours, one taken by each call until none is left
+    # (a tool loop: tool calls first, then text); then the ones above.
+    next_calls: deque[Behaviour] = field(default_factory=deque)
     calls: list[Call] = field(default_factory=list)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -98,7 +101,8 @@ class FakeUpstream:
             authorization=dict(scope["headers"]).get(b"authorization", b"").decode(),
         )
         self.calls.append(call)
-        behaviour = self.by_model.get(call.body.get("model", ""), self.behaviour)
+        behaviour = self.next_calls.popleft() if self.next_calls else None
+        behaviour = behaviour or self.by_model.get(call.body.get("model", ""), self.behaviour)
         if behaviour.status != 200 and (not behaviour.fail_first or len(self.calls) <= behaviour.fail_first):
             headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
             await _send_json(
@@ -242,6 +246,16 @@ def parallel_tool_calls_script() -> list[dict]:
         {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
         {"tool_calls": [{"index": 1, "function": {"arguments": "}"}}]},
     ]
+
+
+def tool_calls_behaviour(*calls: tuple[str, str, dict], text: str = "") -> Behaviour:
+    """A call answered with `text`, then these tool calls (id, name,
+    arguments), each whole in one chunk, ending with `tool_calls`."""
+    script = [ROLE, *([{"content": text}] if text else [])]
+    for index, (call_id, name, arguments) in enumerate(calls):
+        function = {"name": name, "arguments": json.dumps(arguments)}
+        script.append({"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": function}]})
+    return Behaviour(script=script, finish_reason="tool_calls")
 
 
 def reused_index_tool_calls_script() -> list[dict]:

@@ -39,6 +39,7 @@ def upstream(upstream_server, settings) -> FakeUpstream:
     app.behaviour = Behaviour()
     app.by_model.clear()
     app.calls.clear()
+    app.next_calls.clear()
     settings.LLM_PROVIDER = "openai"
     settings.LLM_BASE_URL = f"{upstream_server.url}/v1"
     settings.LLM_MODEL = "fake-model"
