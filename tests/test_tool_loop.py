@@ -178,6 +178,8 @@ def test_stop_during_a_slow_tool_cancels_it_and_saves_the_steps(alice, upstream,
     with stream(alice, conversation_id, "Go") as response:
         events = sse_events(response)
         turn_id = next(events)["data"]["turn_id"]
+        while next(events)["event"] != "tool_result":  # add's; slow's never comes
+            pass
         assert SLOW["started"].wait(5)
         stopped = alice.client.post(f"/api/turns/{turn_id}/cancel")
         rest = list(events)
@@ -264,6 +266,18 @@ def test_a_call_id_is_never_run_twice(alice, upstream, tools):
     results = [e["data"] for e in events if e["event"] == "tool_result"]
     assert [r["output"] for r in results] == ["ran x", "ran x"]  # the second is the saved result
     assert ToolRun.objects.filter(turn_id=saved_answer(conversation_id).pk).count() == 1
+
+
+def test_calls_without_ids_are_named_apart_in_each_step(alice, upstream, tools):
+    def unnamed(label: str) -> Behaviour:
+        behaviour = tool_calls_behaviour(("", "counted", {"label": label}))
+        del behaviour.script[1]["tool_calls"][0]["id"]  # as some servers send them
+        return behaviour
+
+    answer_with(upstream, unnamed("a"), unnamed("b"), Behaviour(text="Done."))
+    _, events = loop_answer(alice)
+    assert RUNS == ["a", "b"]
+    assert [e["data"]["id"] for e in events if e["event"] == "tool_result"] == ["call_0", "call_2_0"]
 
 
 def test_a_conversation_can_turn_its_tools_off(alice, upstream, tools):

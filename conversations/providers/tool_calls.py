@@ -52,7 +52,11 @@ class _Call:
 
 
 class ToolCalls:
-    def __init__(self) -> None:
+    def __init__(self, id_prefix: str = "call_") -> None:
+        # A call the server gave no id is named `<id_prefix><n>`: a tool loop
+        # gives each model call a prefix of its own, so no two calls of one
+        # answer share an id (a recorded id is never run again).
+        self.id_prefix = id_prefix
         self._calls: list[_Call] = []  # in the order they started
         self._by_index: dict[int, _Call] = {}  # the call each index last named
 
@@ -96,7 +100,7 @@ class ToolCalls:
                 current.id, current.id_given = given_id, True
                 return current
         # A new index, or (Ollama) a new id under an index already used.
-        call = _Call(id=given_id or f"call_{len(self._calls)}", id_given=given_id is not None)
+        call = _Call(id=given_id or f"{self.id_prefix}{len(self._calls)}", id_given=given_id is not None)
         self._calls.append(call)
         self._by_index[index] = call
         return call

@@ -28,6 +28,7 @@ from contextlib import aclosing
 from ..conf import conf
 from ..exceptions import AnswerFailed, ServerShutdown, UpstreamError, UpstreamTimeout
 from ..providers import STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
+from ..providers.tool_calls import ToolCalls
 from ..tools import ToolContext, ToolResult, run_calls
 from . import background, ending, registry, retries, shutdown, telemetry
 from .answer import Answer, PreparedTurn
@@ -308,6 +309,8 @@ class AnswerRelay:
 
     async def _try_model(self, model: str) -> None:
         self.completion = Completion(model=model)
+        if self.step > 1:  # ids for calls the server names none, unused by earlier steps
+            self.completion.tool_calls = ToolCalls(f"call_{self.step}_")
         self.figures.upstream_closed_at = None
         self.figures.heard_from_model = False
         try:
