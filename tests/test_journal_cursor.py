@@ -61,6 +61,16 @@ def test_once_the_text_is_lost_only_the_end_counts():
     assert cursor.take(entries[1:]) == [] and cursor.final is not None and not cursor.gap
 
 
+def test_tool_results_and_steps_stay_whole():
+    result, step = '{"id":"c1","name":"f","output":"5","duration_ms":1}', '{"n":2}'
+    end = len(result)
+    entries = [
+        {"k": "tool_result", "s": 0, "e": end, "d": result},
+        {"k": "step", "s": end, "e": end + len(step), "d": step},
+    ]
+    assert Cursor(0).take(entries) == [("tool_result", result, end), ("step", step, end + len(step))]
+
+
 def test_kinds_stay_apart_and_a_tool_call_whole():
     call = orjson.dumps({"id": "c1", "name": "f", "arguments": "{}"}).decode()
     entries = [

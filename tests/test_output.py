@@ -7,18 +7,38 @@ from types import SimpleNamespace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conversations.providers.kinds import REASONING, REFUSAL, TEXT, TOOL_CALL
+from conversations.providers.kinds import REASONING, REFUSAL, STEP, TEXT, TOOL_CALL, TOOL_RESULT
 from conversations.providers.tool_calls import call_text
-from conversations.stream.output import MERGE_RUN, Output, saved_output
+from conversations.stream.output import MERGE_RUN, Output, result_text, saved_output, step_text
 
 calls = st.builds(call_text, st.text(max_size=6), st.text(max_size=6), st.text(max_size=12))
+outcomes = st.one_of(
+    st.builds(lambda o: {"output": o}, st.text(max_size=8)), st.builds(lambda e: {"error": e}, st.text())
+)
+results = st.builds(
+    lambda id, name, outcome, ms: result_text({"id": id, "name": name, **outcome, "duration_ms": ms}),
+    st.text(max_size=6),
+    st.text(max_size=6),
+    outcomes,
+    st.integers(0, 10**6),
+)
+
+
+def numbered_steps(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A tool loop's steps numbered from 2, as the relay numbers them."""
+    steps = iter(range(2, len(parts) + 2))
+    return [(kind, step_text(next(steps)) if kind == STEP else text) for kind, text in parts]
+
+
 pieces = st.lists(
     st.one_of(
         st.tuples(st.sampled_from([TEXT, REASONING, REFUSAL]), st.text(min_size=1, max_size=8)),
         st.tuples(st.just(TOOL_CALL), calls),
+        st.tuples(st.just(TOOL_RESULT), results),
+        st.tuples(st.just(STEP), st.just("")),
     ),
     max_size=3 * MERGE_RUN + 5,
-)
+).map(numbered_steps)
 
 
 def built(parts) -> Output:
@@ -74,6 +94,20 @@ def test_an_offset_inside_a_tool_call_gives_the_whole_call():
     call = call_text("call_1", "lookup", '{"q": "x"}')
     output = built([(REASONING, "hmm"), (TOOL_CALL, call), (TEXT, "ok")])
     assert output.since(5) == [(TOOL_CALL, call, 3 + len(call)), (TEXT, "ok", 5 + len(call))]
+
+
+def test_an_offset_inside_a_tool_result_or_step_gives_the_whole_of_it():
+    result = result_text({"id": "c1", "name": "f", "output": "5", "duration_ms": 2})
+    output = built([(TOOL_RESULT, result), (STEP, step_text(2)), (TEXT, "ok")])
+    assert output.since(3) == [(TOOL_RESULT, result, len(result)), (STEP, '{"n":2}', len(result) + 7)] + [
+        (TEXT, "ok", len(result) + 9)
+    ]
+    assert output.since(len(result) + 1)[0] == (STEP, '{"n":2}', len(result) + 7)
+
+
+def test_a_results_text_does_not_depend_on_its_keys_order():
+    stored = {"duration_ms": 2, "output": "5", "name": "f", "id": "c1"}  # jsonb reorders keys
+    assert result_text(stored) == '{"id":"c1","name":"f","output":"5","duration_ms":2}'
 
 
 def test_text_only_answers_save_no_runs():

@@ -52,3 +52,19 @@ def test_the_openai_doors_opening_is_no_event_to_the_openai_sdk():
     chunk = wire.encode(("delta", "Hi", 2))
     decoded = list(SSEDecoder().iter_bytes(iter([wire.opening, chunk])))
     assert [(e.id, json.loads(e.data)["choices"][0]["delta"]) for e in decoded] == [("2", {"content": "Hi"})]
+
+
+def test_tool_results_and_steps_are_json_objects_on_either_wire():
+    result = '{"id":"c1","name":"add","output":"5","duration_ms":3}'
+    assert events_of(sse.SSE.encode(("tool_result", result, 60))) == [
+        {"event": "tool_result", "id": "60", "data": json.loads(result)}
+    ]
+    assert json.loads(sse.NDJSON.encode(("step", '{"n":2}', 67))) == {"type": "step", "id": 67, "step": {"n": 2}}
+    assert json.loads(sse.NDJSON.encode(("tool_result", result, 60)))["tool_result"]["output"] == "5"
+
+
+def test_the_openai_door_skips_tool_results_and_steps():
+    from conversations.wire.openai_chunks import ChunkWire
+
+    wire = ChunkWire("t", "m", include_usage=False)
+    assert wire.encode(("tool_result", '{"id":"c1"}', 9)) == wire.encode(("step", '{"n":2}', 16)) == b""

@@ -1,13 +1,27 @@
 """The OpenAI door's wire: an answer's events as OpenAI's
 `chat.completion.chunk`s, with reasoning as `delta.reasoning_content` (as
 DeepSeek and vLLM send it), the usage chunk when the client asked for it,
-then `data: [DONE]`."""
+then `data: [DONE]`. The door never runs server tools (its answers have no
+tool loop), so `tool_result` and `step` events cannot reach it; should one,
+it is skipped: OpenAI's chunks have no place for it."""
 
 import time
 
 import orjson
 
-from ..stream.events import DELTA, DONE, ERROR, HEARTBEAT, REASONING, REFUSAL, START, TOOL_CALL, Event
+from ..stream.events import (
+    DELTA,
+    DONE,
+    ERROR,
+    HEARTBEAT,
+    REASONING,
+    REFUSAL,
+    START,
+    STEP,
+    TOOL_CALL,
+    TOOL_RESULT,
+    Event,
+)
 from .events import SSE_CONTENT_TYPE, SSE_HEARTBEAT
 
 # chatstream's endings that OpenAI's vocabulary lacks: the answer stopped early.
@@ -45,6 +59,8 @@ class ChunkWire:
             return self._chunk({"refusal": data}, event_id)
         if kind == TOOL_CALL:
             return self._tool_call(data, event_id)
+        if kind in (TOOL_RESULT, STEP):
+            return b""
         if kind == ERROR:  # a chunk that carries it: the SDKs raise on one
             return _sse({"error": {"message": data["message"], "type": "upstream_error", "code": data["code"]}})
         assert kind == DONE
