@@ -69,9 +69,16 @@ async def slow() -> str:
     return "late"
 
 
+@tool(needs_approval=True)
+def guarded() -> str:
+    """Needs the user's approval."""
+    RUNS.append("guarded")
+    return "ran"
+
+
 @pytest.fixture
 def tools(settings):
-    settings.CHATSTREAM_TOOLS = [
+    settings.CHATSTREAM_TOOLS = [f"{HERE}.guarded"] + [
         f"{HERE}.{name}" for name in ("add", "whoami", "broken", "counted", "overlapping", "slow")
     ]
     RUNS.clear()
@@ -120,7 +127,7 @@ def test_tool_results_go_to_the_next_model_call(alice, upstream, tools):
     assert events[-1]["data"]["finish_reason"] == "stop"
 
     first, second = (call.body for call in upstream.calls)
-    assert [spec["function"]["name"] for spec in first["tools"]][:2] == ["add", "whoami"]
+    assert [spec["function"]["name"] for spec in first["tools"]][:3] == ["guarded", "add", "whoami"]
     assert "tool_choice" not in first and "tool_choice" not in second
     assistant, tool_message = second["messages"][-2:]
     assert assistant["role"] == "assistant" and assistant["content"] == "Let me add. "
@@ -278,6 +285,13 @@ def test_calls_without_ids_are_named_apart_in_each_step(alice, upstream, tools):
     _, events = loop_answer(alice)
     assert RUNS == ["a", "b"]
     assert [e["data"]["id"] for e in events if e["event"] == "tool_result"] == ["call_0", "call_2_0"]
+
+
+def test_a_tool_that_needs_approval_is_not_run_yet(alice, upstream, tools):
+    answer_with(upstream, tool_calls_behaviour(("g1", "guarded", {})), Behaviour(text="I may not."))
+    _, events = loop_answer(alice)
+    result = next(e["data"] for e in events if e["event"] == "tool_result")
+    assert "approval" in result["error"] and RUNS == []
 
 
 def test_a_conversation_can_turn_its_tools_off(alice, upstream, tools):

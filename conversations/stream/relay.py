@@ -283,7 +283,7 @@ class AnswerRelay:
             trace_id=self.trace_id,
         )
         results = await run_calls(
-            calls, self.toolbox.tools, context, claim=self.toolbox.claim, on_result=self._relay_result
+            calls, self.toolbox.tools, context, claim=self.toolbox.admit, on_result=self._relay_result
         )
         self.messages = [*self.messages, *step_messages(text, calls, results)]
         self.step += 1

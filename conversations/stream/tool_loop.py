@@ -38,6 +38,18 @@ class Toolbox:
     def specs(self) -> list[dict[str, Any]]:
         return [tool.spec() for tool in self.tools]
 
+    async def admit(self, call: Mapping[str, Any]) -> ToolResult | None:
+        """Before a call runs (run_calls' `claim`): None lets it run. A tool
+        that needs approval is not run: asking the user is not built yet
+        (issue 25's next part), so the model is told, and goes on."""
+        name = str(call.get("name", ""))
+        if any(tool.name == name and tool.needs_approval for tool in self.tools):
+            return ToolResult(id=str(call.get("id", "")), name=name, error=NEEDS_APPROVAL)
+        return await self.claim(call)
+
+
+NEEDS_APPROVAL = "This tool needs the user's approval, which cannot be asked for here; it was not run."
+
 
 def step_output(output: Output, start: int) -> tuple[str, list[dict[str, str]]]:
     """One model call's text and tool calls: the output after `start`."""
