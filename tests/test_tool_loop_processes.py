@@ -1,0 +1,41 @@
+"""The tool loop across two server processes sharing Redis (issue 25): a
+reader on B, resuming mid-loop from A's stream, gets exactly what A's reader
+gets, tool results and steps included."""
+
+import pytest
+
+from harness.fake_upstream import Behaviour, tool_calls_behaviour
+
+from .helpers import Pair, read_events, saved_answer, sse_events, start_pair, stream
+from .test_tool_loop import joined, kinds
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready):
+    tools = "tests.test_tool_loop.add,tests.test_tool_loop.overlapping"
+    a, b = start_pair(tmp_path_factory, upstream_server.url, "continue", CHATSTREAM_TOOLS=tools)
+    with a, b:
+        yield Pair(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}")
+
+
+def test_a_reader_on_b_resumes_mid_loop(on, upstream):
+    upstream.next_calls.extend(
+        [
+            tool_calls_behaviour(("c1", "overlapping", {"label": "one"}), ("c2", "add", {"a": 1, "b": 2})),
+            Behaviour(text="Both are done now.", pace=0.01),
+        ]
+    )
+    conversation_id = on["a"].new_conversation()
+    with stream(on["a"], conversation_id, "Go") as response:
+        events = sse_events(response)
+        seen = [next(events)]
+        while seen[-1]["event"] != "tool_call":
+            seen.append(next(events))
+        turn_id, last_id = seen[0]["data"]["turn_id"], seen[-1]["id"]
+        resumed = read_events(on["b"].client.get(f"/api/turns/{turn_id}/events", headers={"Last-Event-ID": last_id}))
+        rest = list(events)
+    assert joined(resumed) == joined(rest)
+    assert kinds(joined(rest)) == ["tool_call", "tool_result", "tool_result", "step", "delta", "done"]
+    saved = saved_answer(conversation_id)
+    assert {result["id"] for result in saved.tool_results} == {"c1", "c2"}
+    assert saved.content == "Both are done now."
