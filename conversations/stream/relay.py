@@ -260,8 +260,10 @@ class AnswerRelay:
         """The model call ended asking for tools, and another call is allowed."""
         if self.toolbox is None or self.step >= conf.CHATSTREAM_MAX_TOOL_STEPS:
             return False
+        # Some servers (Ollama) end a call of tool calls with `stop`; a call
+        # that says `tool_calls` but sent none has nothing to run.
         reason = self.completion.finish_reason
-        return reason == FinishReason.TOOL_CALLS or (reason == FinishReason.STOP and bool(self.completion.tool_calls))
+        return reason in (FinishReason.TOOL_CALLS, FinishReason.STOP) and bool(self.completion.tool_calls)
 
     def _limit_tools(self) -> None:
         """The last model call allowed is made with `tool_choice: "none"`."""
@@ -295,6 +297,8 @@ class AnswerRelay:
 
     async def _relay_result(self, result: ToolResult) -> None:
         self.readers.append(result_text(result.event()), TOOL_RESULT)
+        if result.id not in self.toolbox.ran:  # type: ignore[union-attr]
+            return  # not run here (already run, or refused): nothing new to record
         try:
             await self.toolbox.record(result)  # type: ignore[union-attr]
         except Exception:  # the reader has it, and the turn will: the log says what the record missed

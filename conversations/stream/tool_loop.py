@@ -12,7 +12,7 @@ through functions answering.py makes on the database threads.
 """
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,6 +34,7 @@ class Toolbox:
     tools: list[Tool]
     claim: Claim  # before a call runs: None lets it run; a result stands for a call already recorded
     record: Record  # a call's result, once it ends
+    ran: set[str] = field(default_factory=set)  # the ids of calls admitted to run
 
     def specs(self) -> list[dict[str, Any]]:
         return [tool.spec() for tool in self.tools]
@@ -45,7 +46,10 @@ class Toolbox:
         name = str(call.get("name", ""))
         if any(tool.name == name and tool.needs_approval for tool in self.tools):
             return ToolResult(id=str(call.get("id", "")), name=name, error=NEEDS_APPROVAL)
-        return await self.claim(call)
+        saved = await self.claim(call)
+        if saved is None:
+            self.ran.add(str(call.get("id", "")))
+        return saved
 
 
 NEEDS_APPROVAL = "This tool needs the user's approval, which cannot be asked for here; it was not run."
