@@ -287,6 +287,16 @@ def test_calls_without_ids_are_named_apart_in_each_step(alice, upstream, tools):
     assert [e["data"]["id"] for e in events if e["event"] == "tool_result"] == ["call_0", "call_2_0"]
 
 
+def test_a_later_model_call_is_never_tried_again(alice, upstream, tools, settings):
+    settings.LLM_RETRIES = 2
+    answer_with(upstream, tool_calls_behaviour(("c1", "add", {"a": 1, "b": 1})), Behaviour(status=503))
+    upstream.behaviour = Behaviour(text="A second try.")
+    conversation_id, events = loop_answer(alice)
+    assert len(upstream.calls) == 2 and events[-1]["event"] == "error"
+    turn = saved_answer(conversation_id)
+    assert turn.finish_reason == "error" and [r["output"] for r in turn.tool_results] == ["2"]
+
+
 def test_a_tool_that_needs_approval_is_not_run_yet(alice, upstream, tools):
     answer_with(upstream, tool_calls_behaviour(("g1", "guarded", {})), Behaviour(text="I may not."))
     _, events = loop_answer(alice)
