@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from conversations.models import ToolRun, Turn
+from conversations.stream.tool_loop import transcript_text
 from conversations.tools import ToolContext, tool
 from harness.fake_upstream import Behaviour, tool_calls_behaviour
 
@@ -302,6 +303,12 @@ def test_a_tool_that_needs_approval_is_not_run_yet(alice, upstream, tools):
     _, events = loop_answer(alice)
     result = next(e["data"] for e in events if e["event"] == "tool_result")
     assert "approval" in result["error"] and RUNS == []
+
+
+def test_the_memory_worker_reads_what_the_tools_returned():
+    results = [{"id": "c1", "name": "add", "output": "5", "duration_ms": 1}, {"id": "c2", "name": "f", "error": "no"}]
+    assert transcript_text("It is 5.", results) == "[add returned 5]\n[f failed: no]\nIt is 5."
+    assert transcript_text("Hi.", []) == "Hi."
 
 
 def test_a_conversation_can_turn_its_tools_off(alice, upstream, tools):

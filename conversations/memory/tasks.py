@@ -37,6 +37,7 @@ from ..exceptions import MemoryUpdateFailed, UpstreamError, UpstreamRateLimited
 from ..models import Conversation, ConversationMemory, Spend, Turn
 from ..providers import Completion, get_provider
 from ..spend import ledger
+from ..stream.tool_loop import transcript_text
 from .request import ask_for_memory, fit_turns, memory_context_tokens
 
 try:
@@ -78,7 +79,10 @@ def update_memory(conversation_id: str, attempt: int = 1) -> dict[str, Any]:
         messages = fit_turns(
             snapshot.summary,
             snapshot.facts,
-            [{"role": turn.role, "content": turn.content} for turn in snapshot.turns],
+            [
+                {"role": turn.role, "content": transcript_text(turn.content, turn.tool_results)}
+                for turn in snapshot.turns
+            ],
             memory_context_tokens(provider.memory_model),
         )
         snapshot = dataclasses.replace(snapshot, turns=snapshot.turns[: len(messages)])

@@ -131,6 +131,18 @@ def answer_messages(
     return messages
 
 
+def transcript_text(content: str, tool_results: list[dict]) -> str:
+    """An answer's text as a transcript shows it (the memory worker's): what
+    its tools returned, then its text."""
+    if not tool_results:
+        return content
+    notes = (
+        f"[{r['name']} failed: {r['error']}]" if r.get("error") is not None else f"[{r['name']} returned {r['output']}]"
+        for r in tool_results
+    )
+    return "\n".join([*notes, content])
+
+
 # --- usage ---------------------------------------------------------------------------
 
 NO_USAGE: dict[str, Any] = {"tokens_in": None, "tokens_out": None, "tokens_estimated": False, "usage_source": "none"}
