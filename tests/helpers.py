@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import schemathesis
@@ -39,6 +39,27 @@ def start_turn(*, owner, conversation_id, content: str):
     """A message saved and its answer's turn prepared, as sending it does."""
     message = answering.NewMessage(content)
     return answering.start_turn(owner=owner, conversation_id=conversation_id, message=message)
+
+
+# --- Redis ---------------------------------------------------------------------------
+
+# The first of the suite's databases on the machine's Redis; a test process
+# (pytest, or each pytest-xdist worker) has two of its own, counting down.
+TEST_REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_url(which: int = 0) -> str:
+    """A database of this test process's own on the machine's Redis, so that
+    pytest-xdist's workers never share keys or empty each other's: `which`
+    0 (the server processes' and the channel layer's) or 1 (the in-process
+    server's, tests/test_hostile.py). CHATSTREAM_TEST_REDIS_URL's database
+    (15 by default) and the one below for a run without xdist and for worker
+    gw0, the next two down for gw1, and so on: 15 to 12 under `-n 2`."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    url = urlsplit(TEST_REDIS_URL)
+    number = int(url.path.strip("/") or 0) - 2 * worker - which
+    assert number >= 0, f"{TEST_REDIS_URL} leaves no Redis database for worker gw{worker}: start higher"
+    return url._replace(path=f"/{number}").geturl()
 
 
 # --- users and clients ------------------------------------------------------------

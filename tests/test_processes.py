@@ -4,7 +4,6 @@ through the other. The fake upstream runs in this process, so the tests see
 when the generating process closed its request."""
 
 import contextlib
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .helpers import (
     races,
     read_events,
     read_until_deltas,
+    redis_url,
     saved_answer,
     sse_events,
     start_event_and_a_delta,
@@ -34,8 +34,8 @@ from .helpers import (
     wait_for_answer,
 )
 
-# A database of its own on the machine's Redis; emptied before the servers start.
-REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A database of this test process's own on the machine's Redis; emptied before the servers start.
+REDIS_URL = redis_url()
 GRACE_SECONDS = 1.0
 MAX_STREAMS = 3  # per user, counted in Redis across both processes
 

@@ -1,19 +1,19 @@
 """The link between processes under strain: a crowd of readers joining at
-once on a fresh process. On a real Redis (CHATSTREAM_TEST_REDIS_URL)."""
+once on a fresh process. On the machine's Redis, in the test process's own
+database (helpers.redis_url)."""
 
 import asyncio
-import os
 
 import pytest
 
 from conversations.live import redis as live_redis
 
-REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from .helpers import redis_url
 
 
 @pytest.fixture
 def fresh_layer(settings):
-    settings.REDIS_URL = REDIS_URL
+    settings.REDIS_URL = redis_url()
     live_redis.channel_layer.cache_clear()
     yield
     live_redis.channel_layer.cache_clear()
