@@ -12,7 +12,7 @@ from conversations.stream.shutdown import SAVE_WAIT_SECONDS, interrupt_all
 from harness.fake_upstream import Behaviour, FakeUpstream
 from harness.servers import ServerThread
 
-from .helpers import TEST_REDIS_URL, make_api_user, wait_until_every_answer_is_saved
+from .helpers import make_api_user, redis_url, wait_until_every_answer_is_saved
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -137,11 +137,11 @@ def throttled(settings):
 def redis_ready():
     """The tests' own database on the machine's Redis, emptied (once a
     module: the server processes a module starts share it)."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client = redis.Redis.from_url(redis_url())
     try:
         client.flushdb()
     except redis.ConnectionError as exc:
-        pytest.fail(f"These tests need Redis at {TEST_REDIS_URL} (set CHATSTREAM_TEST_REDIS_URL): {exc}")
+        pytest.fail(f"These tests need Redis at {redis_url()} (set CHATSTREAM_TEST_REDIS_URL): {exc}")
     finally:
         client.close()
 

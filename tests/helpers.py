@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import schemathesis
@@ -68,6 +68,27 @@ def exchange(owner, conversation, question: str, reply: str = "An answer.", **fi
     prepared = start_turn(owner=owner, conversation_id=conversation.pk, content=question)
     services.record_answer(prepared=prepared, answer=answer(content=reply, **{"finish_reason": "stop", **fields}))
     return prepared
+
+
+# --- Redis ---------------------------------------------------------------------------
+
+# The first of the suite's databases on the machine's Redis; a test process
+# (pytest, or each pytest-xdist worker) has two of its own, counting down.
+TEST_REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_url(which: int = 0) -> str:
+    """A database of this test process's own on the machine's Redis, so that
+    pytest-xdist's workers never share keys or empty each other's: `which`
+    0 (the server processes' and the channel layer's) or 1 (the in-process
+    server's, tests/test_hostile.py). CHATSTREAM_TEST_REDIS_URL's database
+    (15 by default) and the one below for a run without xdist and for worker
+    gw0, the next two down for gw1, and so on: 15 to 12 under `-n 2`."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    url = urlsplit(TEST_REDIS_URL)
+    number = int(url.path.strip("/") or 0) - 2 * worker - which
+    assert number >= 0, f"{TEST_REDIS_URL} leaves no Redis database for worker gw{worker}: start higher"
+    return url._replace(path=f"/{number}").geturl()
 
 
 # --- users and clients ------------------------------------------------------------
@@ -274,8 +295,6 @@ def database_url() -> str:
 
 # --- two server processes on Redis and the test database ------------------------------
 
-# A database of its own on the machine's Redis; the redis_ready fixture empties it.
-TEST_REDIS_URL = os.environ.get("CHATSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PAIR_GRACE_SECONDS = 1.0  # CHATSTREAM_RESUME_GRACE_SECONDS
 PAIR_MAX_STREAMS = 3  # per user, counted in Redis across both processes
 
@@ -286,14 +305,14 @@ class Pair:
     b: str
 
 
-def start_pair(
-    tmp_path_factory, upstream_url: str, policy: str, redis_url: str = TEST_REDIS_URL, **more_env: str
-) -> list[Service]:
-    """Two app processes (uvicorn), not yet started, sharing Redis and the
-    test database, each answering with the `policy` on disconnect."""
+def start_pair(tmp_path_factory, upstream_url: str, policy: str, redis: str = "", **more_env: str) -> list[Service]:
+    """Two app processes (uvicorn), not yet started, sharing Redis (`redis`,
+    else this test process's own database, which the redis_ready fixture
+    empties) and the test database, each answering with the `policy` on
+    disconnect."""
     env = process_env(
         upstream_url,
-        REDIS_URL=redis_url,
+        REDIS_URL=redis or redis_url(),
         CHATSTREAM_ON_DISCONNECT=policy,
         CHATSTREAM_RESUME_GRACE_SECONDS=str(PAIR_GRACE_SECONDS),
         CHATSTREAM_DB_THREADS="2",

@@ -13,7 +13,7 @@ import redis
 from conversations.models import Spend, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import TEST_REDIS_URL, make_api_user, sse_events, start_pair
+from .helpers import make_api_user, redis_url, sse_events, start_pair
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
@@ -57,7 +57,7 @@ def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, up
     spend = Spend.objects.get(turn_id=turn_id)  # what it wrote is paid for
     assert (spend.user_id, spend.tokens_out, spend.tokens_estimated) == (user.pk, turn.tokens_out, True)
     # The slot the dead process held for the user lapses within three leases.
-    slots = redis.Redis.from_url(TEST_REDIS_URL)
+    slots = redis.Redis.from_url(redis_url())
     deadline = killed_at + 3 * LEASE_SECONDS + 2
     while slots.zcount(f"chatstream:streams:{user.pk}", time.time(), "+inf"):
         assert time.monotonic() < deadline, "the dead process's stream slot was not freed"

@@ -26,6 +26,7 @@ from .helpers import (
     post_and_read,
     read_events,
     read_until_deltas,
+    redis_url,
     sse_events,
     stream,
     text_of,
@@ -254,7 +255,7 @@ def test_a_redis_that_cannot_be_reached_is_logged_once_and_answers_go_on(alice, 
 
 
 def test_a_burst_larger_than_the_redis_pool_waits_for_connections(alice, upstream, on_redis):
-    on_redis("redis://127.0.0.1:6379/14", CHATSTREAM_REDIS_MAX_CONNECTIONS=2, CHATSTREAM_MAX_CONCURRENT_STREAMS=50)
+    on_redis(redis_url(1), CHATSTREAM_REDIS_MAX_CONNECTIONS=2, CHATSTREAM_MAX_CONCURRENT_STREAMS=50)
     upstream.behaviour = Behaviour(tokens=5, pace=0.01)
     conversation_ids = [alice.new_conversation() for _ in range(30)]
 
@@ -273,8 +274,8 @@ def test_stream_slots_are_leases_renewed_while_the_answer_lives(alice, upstream,
     """A process that died holding a slot frees it within the lease (three
     answer leases: here 1 s); a live answer keeps its own slot however long
     it runs."""
-    on_redis("redis://127.0.0.1:6379/14", CHATSTREAM_MAX_CONCURRENT_STREAMS=1, CHATSTREAM_ANSWER_LEASE_SECONDS=0.3)
-    slots = redis.Redis.from_url("redis://127.0.0.1:6379/14")
+    on_redis(redis_url(1), CHATSTREAM_MAX_CONCURRENT_STREAMS=1, CHATSTREAM_ANSWER_LEASE_SECONDS=0.3)
+    slots = redis.Redis.from_url(redis_url(1))
     request.addfinalizer(slots.close)
     key = f"chatstream:streams:{alice.user.pk}"
     slots.delete(key)
@@ -300,7 +301,7 @@ def test_stream_slots_are_leases_renewed_while_the_answer_lives(alice, upstream,
 def test_with_redis_a_stalled_reader_still_holds_the_model_back(alice, upstream, on_redis, settings):
     """The journal's publisher reads the whole answer as it comes; it used to
     count as a reader, so a client that stopped reading held nothing back."""
-    on_redis("redis://127.0.0.1:6379/14")
+    on_redis(redis_url(1))
     settings.CHATSTREAM_READER_STALL_SECONDS = 0.5
     size = 24_000_000
     upstream.behaviour = Behaviour(text="r" * size, piece_chars=1024)
@@ -315,7 +316,7 @@ def test_with_redis_a_stalled_reader_still_holds_the_model_back(alice, upstream,
 def test_an_idle_process_on_redis_logs_nothing(alice, upstream, on_redis, caplog):
     """The channel layer's receive blocks on Redis for 5 s; redis-py's socket
     timeout was 5 s too, so an idle process logged a timeout every ~6 s."""
-    on_redis("redis://127.0.0.1:6379/14")
+    on_redis(redis_url(1))
     upstream.behaviour = Behaviour(tokens=2)
     with caplog.at_level(logging.WARNING, logger="conversations"):
         post_and_read(alice)  # the process opens its channel

@@ -37,7 +37,13 @@ def host(tmp_path_factory, upstream_server):
     """The host project in a folder of its own, with the wheel installed
     beside it (and not this checkout: the folder has no `conversations`)."""
     work = tmp_path_factory.mktemp("host")
-    wheels, site = work / "wheels", work / "site"
+    source, wheels, site = work / "source", work / "wheels", work / "site"
+    # Built from a copy of what the wheel is made of: setuptools builds in the
+    # tree (build/, *.egg-info), where another test process (an xdist worker)
+    # may be building at the same time; the checkout stays clean too.
+    shutil.copytree(ROOT / "conversations", source / "conversations", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
     pip = [PYTHON, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     run(
         *pip,
@@ -46,7 +52,7 @@ def host(tmp_path_factory, upstream_server):
         "--no-deps",
         "--wheel-dir",
         str(wheels),
-        str(ROOT),
+        str(source),
         cwd=work,
         env=os.environ.copy(),
     )

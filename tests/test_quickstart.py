@@ -46,6 +46,14 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: floa
     raise AssertionError(f"make run did not listen within {timeout:g} s:\n{log.read_text()[-3000:]}")
 
 
+def take_ctrl_c() -> None:
+    """In `make run`'s process, before it starts: Ctrl-C stops it, as in a
+    terminal, even where the suite was started with SIGINT ignored (a
+    non-interactive shell's `&` job, nohup), which its children inherit:
+    runserver then never stopped."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def clone(tmp_path):
     """The repository as a newcomer gets it; the suite's own venv stands in
@@ -68,6 +76,7 @@ def test_the_readmes_quick_start_works_in_a_fresh_clone(clone, tmp_path):
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # make, the worker and the server stop together
+            preexec_fn=take_ctrl_c,
         )
     try:
         wait_for_port(port, server, log)
@@ -78,7 +87,11 @@ def test_the_readmes_quick_start_works_in_a_fresh_clone(clone, tmp_path):
         )
     finally:
         os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)  # never left serving after the test
+            raise
     assert shell.returncode == 0, shell.stderr
     assert "event: start" in shell.stdout and "event: done" in shell.stdout, shell.stdout
     with closing(sqlite3.connect(clone / "db.sqlite3")) as db:

@@ -54,7 +54,7 @@ def own_redis(tmp_path_factory):
 def pair(tmp_path_factory, upstream_server, django_db_setup, own_redis):
     # Heartbeats every half second: a reader looks at Redis in each quiet spell.
     more = {"CHATSTREAM_ANSWER_LEASE_SECONDS": str(LEASE_SECONDS), "CHATSTREAM_HEARTBEAT_SECONDS": "0.5"}
-    a, b = start_pair(tmp_path_factory, upstream_server.url, "cancel", redis_url=own_redis.url, **more)
+    a, b = start_pair(tmp_path_factory, upstream_server.url, "cancel", redis=own_redis.url, **more)
     with a, b:
         yield Pair(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}")
 

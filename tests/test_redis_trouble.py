@@ -1,5 +1,6 @@
 """The link between processes under strain: a crowd of readers joining at
-once on a fresh process. On a real Redis (CHATSTREAM_TEST_REDIS_URL)."""
+once on a fresh process. On the machine's Redis, in the test process's own
+database (helpers.redis_url)."""
 
 import asyncio
 
@@ -7,12 +8,12 @@ import pytest
 
 from conversations.live import redis as live_redis
 
-from .helpers import TEST_REDIS_URL
+from .helpers import redis_url
 
 
 @pytest.fixture
 def fresh_layer(settings):
-    settings.REDIS_URL = TEST_REDIS_URL  # a new layer, without connections yet (conversations/state.py)
+    settings.REDIS_URL = redis_url()  # a new layer, without connections yet (conversations/state.py)
 
 
 def test_readers_joining_a_fresh_process_at_once_wait_for_the_layers_connections(fresh_layer, settings):

@@ -12,7 +12,7 @@ from conversations.live import LocalAnswers, client, live_answers
 from conversations.live.redis import RedisAnswers
 from conversations.storage import threads
 
-from .helpers import TEST_REDIS_URL, process_env, send
+from .helpers import process_env, redis_url, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,7 +49,7 @@ def test_no_module_reads_a_setting_at_import(upstream_server):
 
 
 def test_changing_redis_url_closes_the_old_clients_on_their_loop(live, alice, upstream, settings):
-    settings.REDIS_URL = TEST_REDIS_URL
+    settings.REDIS_URL = redis_url(1)  # the in-process server's own
     send(alice, alice.new_conversation(), "Hello")
     answers = live_answers()
     assert isinstance(answers, RedisAnswers) and answers.processes and client.loops()
