@@ -56,8 +56,10 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-# The whole suite, on DATABASE_URL (SQLite by default), browser tests included.
-# PYTEST_ARGS narrows it, e.g. PYTEST_ARGS='-m "not e2e"' (docs/development.md).
+# The whole suite, on DATABASE_URL (SQLite by default), browser tests included,
+# in one process. PYTEST_ARGS narrows or spreads it, e.g.
+# PYTEST_ARGS='-n 2 -m "not e2e"': all but the end-to-end tests on two
+# pytest-xdist workers, as CI runs them (docs/development.md).
 PYTEST_ARGS ?=
 test: $(VENV)/.installed-dev $(CHROMIUM)
 	CHATSTREAM_STACK=$(STACK) $(PY) -m pytest $(PYTEST_ARGS)
