@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from conversations import services, state
 from conversations.models import Conversation
 from conversations.providers.openai import OpenAIProvider, close_shared_session
+from conversations.storage import calls
 from conversations.storage.threads import close_worker_connections
 from conversations.stream import registry
 from conversations.stream.shutdown import SAVE_WAIT_SECONDS, interrupt_all
@@ -22,6 +23,15 @@ def database_threads(django_db_setup, django_db_blocker):
     yield
     with django_db_blocker.unblock():
         close_worker_connections()
+
+
+@pytest.fixture(autouse=True)
+def no_refusal_carried_over():
+    """A test whose database refused (or seemed to) leaves this process
+    failing new connections for 2 s (storage/calls.py): the next test, on the
+    same process under pytest-xdist, starts without that pause."""
+    yield
+    calls.forget_refusal()
 
 
 @pytest.fixture(scope="session")
