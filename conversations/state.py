@@ -14,9 +14,10 @@ client closes it on its own loop (`close_on_its_loop`).
 """
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,22 @@ def forgotten_when(*settings: str) -> Callable[[Forget], Forget]:
         return forget
 
     return register
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def built_from(*settings: str) -> Callable[[F], F]:
+    """functools.cache for a function that builds process-wide state (a
+    client, a table read from settings), its cache forgotten like any other
+    state: on `reset()`, and when any of `settings` changes."""
+
+    def remember(build: F) -> F:
+        cached = functools.cache(build)
+        _forgetters.append((frozenset(settings), cached.cache_clear))
+        return cached  # type: ignore[return-value]  # the same call, cached
+
+    return remember
 
 
 def reset() -> None:

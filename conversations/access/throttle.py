@@ -14,7 +14,6 @@ With REDIS_URL the counts live in Redis and hold across processes; otherwise
 in this process's memory.
 """
 
-import functools
 import math
 import time
 from collections import defaultdict, deque
@@ -116,15 +115,10 @@ class RedisThrottle:
         return f"chatstream:auth-failures:{name}:{window}"
 
 
-@functools.cache
+# Forgotten with REDIS_URL: failed logins counted in this process start afresh (Redis keeps its own).
+@state.built_from("REDIS_URL")
 def throttle() -> LocalThrottle | RedisThrottle:
     return RedisThrottle() if conf.REDIS_URL else LocalThrottle()
-
-
-@state.forgotten_when("REDIS_URL")
-def forget_failures() -> None:
-    """Failed logins counted in this process are forgotten (Redis keeps its own)."""
-    throttle.cache_clear()
 
 
 def bars_for(address: str, account: str) -> tuple[Bar, Bar]:

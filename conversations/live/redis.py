@@ -26,7 +26,6 @@ Keys, each with an expiry that only a dead process lets run out:
 
 import asyncio
 import contextlib
-import functools
 import logging
 import uuid
 from collections import Counter
@@ -58,12 +57,8 @@ logger = logging.getLogger(__name__)
 KEEP_AFTER_END_SECONDS = 60
 
 
-@state.forgotten_when("REDIS_URL", "CHATSTREAM_REDIS_MAX_CONNECTIONS")
-def forget_channel_layer() -> None:
-    channel_layer.cache_clear()  # its pools are closed with the answers' Process, on their loops
-
-
-@functools.cache
+# Its pools are closed with the answers' Process, on their loops (live/__init__.py).
+@state.built_from("REDIS_URL", "CHATSTREAM_REDIS_MAX_CONNECTIONS")
 def channel_layer() -> RedisChannelLayer:
     """The app's own Channels layer on REDIS_URL, whatever a project's
     CHANNEL_LAYERS say (it may use Channels for something else)."""

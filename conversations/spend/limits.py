@@ -9,7 +9,6 @@ process's memory.
 """
 
 import asyncio
-import functools
 import math
 import time
 import uuid
@@ -179,15 +178,10 @@ class RedisLimits:
             redis_trouble("giving a stream slot back", exc)
 
 
-@functools.cache
+# Forgotten with REDIS_URL: this process's counts and slots start afresh (a slot still held lapses in Redis).
+@state.built_from("REDIS_URL")
 def limits() -> LocalLimits | RedisLimits:
     return RedisLimits() if conf.REDIS_URL else LocalLimits()
-
-
-@state.forgotten_when("REDIS_URL")
-def forget_limits() -> None:
-    """This process's counts and slots start afresh (a slot still held lapses in Redis)."""
-    limits.cache_clear()
 
 
 def close_stream_later(user_id: int, stream_id: uuid.UUID) -> None:

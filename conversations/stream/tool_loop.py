@@ -41,8 +41,8 @@ class Toolbox:
 
     async def admit(self, call: Mapping[str, Any]) -> ToolResult | None:
         """Before a call runs (run_calls' `claim`): None lets it run. A tool
-        that needs approval is not run: asking the user is not built yet
-        (issue 25's next part), so the model is told, and goes on."""
+        that needs approval is not run: there is no way to ask the user
+        yet, so the model is told, and goes on."""
         name = str(call.get("name", ""))
         if any(tool.name == name and tool.needs_approval for tool in self.tools):
             return ToolResult(id=str(call.get("id", "")), name=name, error=NEEDS_APPROVAL)

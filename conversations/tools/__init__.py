@@ -12,8 +12,8 @@ schema), `context.py` is what a tool learns about the call, `running.py`
 runs calls (validated, timed out, their failures made results), `results.py`
 is a call's result as the model reads it, and `registry.py` says which
 tools CHATSTREAM_TOOLS turns on and which models get them. The loop that
-sends the tools to a model and calls it again with their results is built
-on these (issue 25's next part).
+sends the tools to a model and calls it again with their results is the
+relay's (stream/tool_loop.py).
 """
 
 from .context import ToolContext

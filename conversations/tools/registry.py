@@ -5,7 +5,6 @@ The paths are imported at first use, not at import (no setting is read
 then), kept, and forgotten when CHATSTREAM_TOOLS changes.
 """
 
-import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -26,14 +25,9 @@ def registered_tools() -> dict[str, Tool]:
     return _registered(tuple(conf.CHATSTREAM_TOOLS))
 
 
-@functools.cache
+@state.built_from("CHATSTREAM_TOOLS")
 def _registered(paths: tuple[str, ...]) -> dict[str, Tool]:
     return by_name(load_tool(path) for path in paths)
-
-
-@state.forgotten_when("CHATSTREAM_TOOLS")
-def forget_tools() -> None:
-    _registered.cache_clear()
 
 
 def load_tool(path: str) -> Tool:

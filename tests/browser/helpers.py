@@ -19,6 +19,14 @@ def send(page: Page, text: str) -> None:
     page.press("#message", "Enter")
 
 
+def new_chats(page: Page, *questions: str) -> None:
+    """A new conversation for each question, each answered before the next."""
+    for question in questions:
+        page.click("#new-chat")
+        send(page, question)
+        expect(answers(page).first.locator(".meta")).to_contain_text("tokens")
+
+
 def ready(page: Page) -> None:
     """Wait until the chat page has started (its script marks it ready)."""
     expect(page.locator("#app[data-ready=true]")).to_be_attached()

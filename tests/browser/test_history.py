@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from conversations.models import Conversation, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import answer_text, answers, api_url, questions, ready, reload, saved, screenshot, send
+from .helpers import answer_text, answers, api_url, new_chats, questions, ready, reload, saved, screenshot, send
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
@@ -20,10 +20,7 @@ pytestmark = pytest.mark.e2e
 
 def test_the_sidebar_opens_renames_and_deletes(page, upstream):
     upstream.behaviour = Behaviour(tokens=2)
-    for question in ("first chat", "second chat"):
-        page.click("#new-chat")
-        send(page, question)
-        expect(answers(page).first.locator(".meta")).to_contain_text("tokens")
+    new_chats(page, "first chat", "second chat")
     items = page.locator("#conversations li .open")
     expect(items).to_have_text(["second chat", "first chat"])  # newest first
 

@@ -7,7 +7,7 @@ from playwright.sync_api import Page, expect
 
 from harness.fake_upstream import Behaviour
 
-from .helpers import MARKDOWN_ANSWER, answers, model_picker, questions, ready, screenshot, send
+from .helpers import MARKDOWN_ANSWER, answers, model_picker, new_chats, questions, ready, screenshot, send
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
@@ -54,10 +54,7 @@ def test_screenshots_light_and_dark_on_desktop_and_phone(page, upstream):
 
 def test_a_phone_opens_the_conversation_list_through_menu(page, upstream):
     upstream.behaviour = Behaviour(tokens=2)
-    for question in ("first chat", "second chat"):
-        page.click("#new-chat")
-        send(page, question)
-        expect(answers(page).first.locator(".meta")).to_contain_text("tokens")
+    new_chats(page, "first chat", "second chat")
     page.set_viewport_size({"width": 390, "height": 844})
     conversations = page.get_by_role("navigation", name="Conversations")
     expect(conversations).to_be_hidden()
