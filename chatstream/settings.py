@@ -229,3 +229,10 @@ TASKS = {
 for _setting in ChatstreamSettings.declared():
     if _setting.name in env.ENVIRON:
         globals()[_setting.name] = _setting.from_env(env)
+
+# In development with the offline demo model (`make run`), the demo model gets
+# the demo tools, so the tool loop and its approvals show with no model
+# server. CHATSTREAM_TOOLS in the environment (even empty) says otherwise.
+DEMO_TOOLS = ["conversations.tools.demo.current_time", "conversations.tools.demo.lookup_order"]
+if DEBUG and "CHATSTREAM_TOOLS" not in env.ENVIRON and globals().get("LLM_PROVIDER", "demo") == "demo":
+    CHATSTREAM_TOOLS = DEMO_TOOLS

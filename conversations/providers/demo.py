@@ -2,17 +2,21 @@
 
 It answers in readable markdown built from the user's own words, at a steady
 pace, so the whole product (streaming, cancel, persistence) can be tried with
-nothing else running.
+nothing else running. Given the demo tools, it calls them when asked the time
+or about an order, and answers from their results (demo_tools.py).
 """
 
 import asyncio
 import re
 from collections.abc import AsyncGenerator
 
+import orjson
+
 from ..catalogue import ModelEntry
 from ..conf import conf
 from .base import MAX_FACTS, Completion, Message, Provider, estimate_tokens, message_text
-from .kinds import REASONING, TEXT, Piece
+from .demo_tools import Call, answer_from_results, calls_for, calls_preface, offered_tools
+from .kinds import REASONING, TEXT, TOOL_CALL, Piece
 
 _WORD = re.compile(r"[\w'-]+")
 # Sentences in which a user tells something lasting about themselves.
@@ -56,6 +60,18 @@ def split_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def _call_pieces(calls: list[Call], completion: Completion) -> list[Piece]:
+    """A sentence, then the calls. Each goes through the completion's
+    assembler as a whole OpenAI-style fragment, so it is named (`call_0`…)
+    and counted as a server's would be: the relay runs what it holds."""
+    fragments = [
+        {"index": index, "function": {"name": name, "arguments": orjson.dumps(arguments).decode()}}
+        for index, (name, arguments) in enumerate(calls)
+    ]
+    preface: list[Piece] = [(TEXT, token) for token in split_tokens(calls_preface(calls))]
+    return preface + [(TOOL_CALL, text) for text in completion.tool_calls.feed(fragments)]
+
+
 class DemoProvider(Provider):
     name = "demo"
 
@@ -86,21 +102,38 @@ class DemoProvider(Provider):
         )
 
     async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:
-        question = next((message_text(m) for m in reversed(messages) if m["role"] == "user"), "")
-        pieces = [(TEXT, token) for token in split_tokens(compose_answer(question))]
-        if self.reasoning:
-            pieces[:0] = [(REASONING, token) for token in split_tokens(compose_reasoning(question))]
-            completion.tokens_reasoning = len(pieces) - len(split_tokens(compose_answer(question)))
         completion.tokens_in = sum(estimate_tokens(message_text(m)) for m in messages)
         completion.responded = True
+        calls = self._calls_asked(messages)
+        pieces = _call_pieces(calls, completion) if calls else self._answer(messages, completion)
         await asyncio.sleep(self.first_token_delay)
         for index, piece in enumerate(pieces):
             if index:
                 await asyncio.sleep(self.pace)
             completion.tokens_out = completion.deltas = index + 1
             yield [piece]
-        completion.finish_reason = "stop"
+        completion.finish_reason = "tool_calls" if calls else "stop"
         completion.usage_reported = True  # as a server's usage chunk comes last
+
+    def _calls_asked(self, messages: list[Message]) -> list[Call]:
+        """The tool calls the user's last message asks for, of those offered;
+        none once results have come back (the prompt then ends with them)."""
+        if not messages or messages[-1]["role"] != "user":
+            return []
+        return calls_for(message_text(messages[-1]), offered_tools(self.request_options))
+
+    def _answer(self, messages: list[Message], completion: Completion) -> list[Piece]:
+        """The text answer: from the tools' results when the prompt ends with
+        them, else from the user's words (thinking aloud first, if it does)."""
+        if messages and messages[-1]["role"] == "tool":
+            return [(TEXT, token) for token in split_tokens(answer_from_results(messages))]
+        question = next((message_text(m) for m in reversed(messages) if m["role"] == "user"), "")
+        pieces: list[Piece] = [(TEXT, token) for token in split_tokens(compose_answer(question))]
+        if self.reasoning:
+            thoughts = [(REASONING, token) for token in split_tokens(compose_reasoning(question))]
+            completion.tokens_reasoning = len(thoughts)
+            pieces[:0] = thoughts
+        return pieces
 
     @property
     def memory_model(self) -> str:
