@@ -46,6 +46,7 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "reasoning": turn.reasoning,
         "tool_calls": turn.tool_calls,
         "tool_results": turn.tool_results,
+        "output_runs": turn.output_runs,  # the kinds' order, for a page to show them as they streamed
         "refusal": turn.refusal,
         "status": turn.status,
         "finish_reason": turn.finish_reason or None,

@@ -5,6 +5,7 @@ import { addActions, setHandlers } from "./actions.js";
 import { api, call, conversationUrl, exportUrl, getJSON, openStream, turnUrl } from "./api.js";
 import { conversationModel, loadModels, messageModel, selectModel } from "./models.js";
 import { readOrNull, answerEvents, resume } from "./stream.js";
+import { setErrorHandler } from "./tools.js";
 import { Answer, STOPPED, describeSavedAnswer, metrics, showSavedAnswer, showUser, shownText } from "./turns.js";
 
 const app = document.querySelector("#app");
@@ -320,6 +321,7 @@ setHandlers({
   continueAnswer: (turn, item) => act(continueAnswer(turn, item)),
   act,
 });
+setErrorHandler(showError); // a tool call's Approve or Deny that failed
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();

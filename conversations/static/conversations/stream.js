@@ -36,6 +36,8 @@ async function readAnswer(response, answer) {
       else if (event.type === "delta") answer.append(event.data.text);
       else if (event.type === "reasoning") answer.think(event.data.text);
       else if (event.type === "tool_call") answer.toolCall(event.data);
+      else if (event.type === "tool_result") answer.toolResult(event.data);
+      else if (event.type === "approval_request") answer.approvalRequest(event.data);
       else if (event.type === "refusal") answer.refuse(event.data.text);
       else if (event.type === "done" || event.type === "error") return event;
     }

@@ -3,6 +3,7 @@
 // markdown, never as HTML of its own.
 import { liveModelLabel, savedModelLabel } from "./models.js";
 import { LiveMarkdown, renderMarkdown } from "./render.js";
+import { ToolCard, savedOutput } from "./tools.js";
 
 const turns = document.querySelector("#turns");
 const empty = document.querySelector("#empty");
@@ -104,20 +105,18 @@ class Thinking {
   }
 }
 
-function showToolCall(item, call) {
-  const card = clone("#tool-call");
-  card.querySelector(".name").textContent = call.name;
-  card.querySelector(".arguments").textContent = prettyJSON(call.arguments);
-  item.querySelector(".meta").before(card);
+// An answer's text comes in parts around its tool cards, in the order it
+// streamed: a part after a card is a `.body` of its own.
+function addBody(item) {
+  const body = document.createElement("div");
+  body.className = "body";
+  item.querySelector(".meta").before(body);
+  return body;
 }
 
-// The arguments are what the model wrote: shown as written when not JSON.
-function prettyJSON(text) {
-  try {
-    return JSON.stringify(JSON.parse(text), null, 2);
-  } catch {
-    return text;
-  }
+function addCard(item, card) {
+  item.querySelector(".meta").before(card.card);
+  return card;
 }
 
 function showRefusal(item, text = "") {
@@ -130,12 +129,35 @@ function showRefusal(item, text = "") {
 export function showSavedAnswer(turn, replacing = null) {
   const item = addTurn("assistant", replacing);
   if (turn.reasoning) new Thinking(item, turn.reasoning).label(serverThinkingSeconds(turn));
-  renderMarkdown(item.querySelector(".body"), turn.content);
-  for (const call of turn.tool_calls ?? []) showToolCall(item, call);
+  showSavedOutput(item, turn);
   if (turn.refusal) showRefusal(item, turn.refusal);
   describeSavedAnswer(item, turn);
   shownText.set(item, turn.content);
   return item;
+}
+
+// A saved answer's text and tool cards in the order they streamed (tools.js
+// savedOutput); a call with no result was never run (the answer stopped, or
+// its model had no tools to run).
+function showSavedOutput(item, turn) {
+  let body = item.querySelector(".body");
+  let text = "";
+  const cards = new Map();
+  const settle = () => {
+    if (text) renderMarkdown(body ?? addBody(item), text);
+    body = null;
+    text = "";
+  };
+  for (const piece of savedOutput(turn)) {
+    if (piece.kind === "delta") text += piece.text;
+    else if (piece.kind === "tool_call") {
+      settle();
+      cards.set(piece.data.id, addCard(item, new ToolCard(piece.data)));
+    } else if (piece.kind === "tool_result") cards.get(piece.data.id)?.finish(piece.data);
+    else if (piece.kind === "approval_request") cards.get(piece.data.id)?.decided(piece.data);
+  }
+  settle();
+  for (const card of cards.values()) card.notRun();
 }
 
 // A saved answer's meta line and state (also for a streamed one, once saved).
@@ -154,12 +176,14 @@ export class Answer {
   // `own`: this tab asked for it (Send, Regenerate, Edit, Continue).
   constructor({ asked = null, own = false, replacing = null } = {}) {
     this.item = addTurn("assistant", replacing);
-    this.body = this.item.querySelector(".body");
+    this.body = this.item.querySelector(".body"); // the text part being written; null after a card
     this.meta = this.item.querySelector(".meta");
     this.markdown = new LiveMarkdown(this.body);
     this.controller = new AbortController();
     this.own = own;
-    this.text = "";
+    this.text = ""; // all of it, as the saved turn's content
+    this.partText = ""; // the part being written
+    this.cards = new Map(); // tool cards by call id
     this.frame = 0;
     this.turnId = null;
     this.lastId = 0; // the id of the last event read: where a resume starts
@@ -179,7 +203,12 @@ export class Answer {
 
   append(text) {
     this.thinking?.fold();
+    if (!this.body) {
+      this.body = addBody(this.item);
+      this.markdown = new LiveMarkdown(this.body);
+    }
     this.text += text;
+    this.partText += text;
     this.frame ||= requestAnimationFrame(() => this.render());
   }
 
@@ -193,7 +222,31 @@ export class Answer {
 
   toolCall(call) {
     this.thinking?.fold();
-    showToolCall(this.item, call);
+    this.settleText();
+    const card = addCard(this.item, new ToolCard(call, { timed: !this.joinedLate }));
+    this.cards.set(call.id, card);
+    card.run();
+  }
+
+  toolResult(result) {
+    this.cards.get(result.id)?.finish(result);
+  }
+
+  // The stream waits for the user's decision (tools.js posts it); the
+  // call's tool_result follows it.
+  approvalRequest(request) {
+    this.cards.get(request.id)?.ask(this.turnId);
+  }
+
+  // The text so far is final; more text goes in a part below the card.
+  settleText() {
+    if (!this.body) return;
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.markdown.render(this.partText, { final: true });
+    this.body.classList.add("settled");
+    this.body = this.markdown = null;
+    this.partText = "";
   }
 
   refuse(text) {
@@ -211,14 +264,13 @@ export class Answer {
 
   render() {
     this.frame = 0;
-    this.markdown.render(this.text);
+    this.markdown?.render(this.partText);
   }
 
   end(status, { failed = false, retry = null } = {}) {
     this.thinking?.fold();
-    cancelAnimationFrame(this.frame);
-    this.frame = 0;
-    this.markdown.render(this.text, { final: true });
+    this.settleText();
+    for (const card of this.cards.values()) card.notRun();
     shownText.set(this.item, this.text);
     this.item.classList.remove("streaming");
     this.item.classList.toggle("failed", failed);

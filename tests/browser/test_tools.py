@@ -1,0 +1,99 @@
+"""Tool calls on the chat page: a card per call in the answer, in the order
+it streamed with the text, running (with a clock) until its result, then
+done or failed; the same cards after a reload, from the saved turn."""
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from conversations.tools import tool
+from harness.fake_upstream import Behaviour, tool_calls_behaviour
+
+from .helpers import answers, reload, saved, send
+
+# End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
+pytestmark = pytest.mark.e2e
+
+DEMO_TOOLS = ["conversations.tools.demo.current_time", "conversations.tools.demo.lookup_order"]
+SCREENSHOT = "/tmp/demo-tools.png"
+
+
+@tool
+def slow_report(pages: int) -> dict:
+    """Takes a while, then returns a long result."""
+    time.sleep(2.2)
+    return {f"page_{n}": f"line {n} of the report" for n in range(pages)}
+
+
+@pytest.fixture
+def demo_tools(settings):
+    """The offline demo model with the demo tools, at a quick pace."""
+    settings.CHATSTREAM_TOOLS = DEMO_TOOLS
+    settings.LLM_PROVIDER = "demo"
+    settings.LLM_DEMO_TOKENS_PER_SECOND = 200
+    settings.LLM_DEMO_FIRST_TOKEN_DELAY = 0.05
+
+
+def card(page: Page, name: str, index: int = 0):
+    return answers(page).nth(index).get_by_role("group", name=f"Tool {name}")
+
+
+def test_the_time_question_shows_a_tool_card_then_the_answer(page, demo_tools):
+    send(page, "What time is it?")
+    clock = card(page, "current_time")
+    expect(clock.locator(".status")).to_have_text(re.compile(r"done · \d+ ms"), timeout=10_000)
+    expect(clock.locator(".output")).to_contain_text('"timezone": "UTC"')
+    answer = answers(page).first
+    expect(answer.locator(".body").last).to_have_text(re.compile(r"It is \d\d:\d\d UTC, on a \w+day\."))
+    shown_in_order(answer)
+    saved(page)
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+    reload(page)
+    clock = card(page, "current_time")
+    expect(clock.locator(".status")).to_have_text(re.compile(r"done · \d+ ms"))
+    expect(clock.locator(".arguments")).to_have_text("{}")
+    shown_in_order(answers(page).first)
+
+
+def shown_in_order(answer) -> None:
+    """The text before the call, the card, then the text after it."""
+    parts = answer.locator(":scope > .body:not(:empty), :scope > .tool-call")
+    expect(parts).to_have_count(3)
+    expect(parts.nth(0)).to_have_text("Let me check the clock.")
+    expect(parts.nth(1)).to_have_attribute("data-state", "done")
+    expect(parts.nth(2)).to_contain_text("It is ")
+
+
+def test_a_slow_tool_runs_with_a_clock_and_a_long_result_folds(page, upstream, settings):
+    settings.CHATSTREAM_TOOLS = [f"{__name__}.slow_report"]
+    upstream.next_calls.extend(
+        [tool_calls_behaviour(("r1", "slow_report", {"pages": 12}), text="Reading. "), Behaviour(text="All read.")]
+    )
+    send(page, "Read the report")
+    report = card(page, "slow_report")
+    expect(report.locator(".status")).to_have_text("running", timeout=10_000)
+    expect(report.locator(".clock")).to_have_text(re.compile(r"[12] s"), timeout=3000)
+    expect(report.locator(".status")).to_have_text(re.compile(r"done · 2\.\d s"), timeout=10_000)
+    expect(report.locator(".clock")).to_be_empty()
+    result = report.locator("details.output")
+    expect(result.locator("summary")).to_have_text("Result (14 lines)")
+    expect(result.locator("pre")).to_be_hidden()  # folded
+    result.locator("summary").click()
+    expect(result.locator("pre")).to_contain_text('"page_11": "line 11 of the report"')
+    expect(answers(page).first.locator(".body").last).to_have_text("All read.")
+
+
+def test_a_failed_tool_shows_its_error(page, upstream, settings):
+    settings.CHATSTREAM_TOOLS = [f"{__name__}.slow_report"]
+    upstream.next_calls.extend(
+        [tool_calls_behaviour(("r1", "slow_report", {"pages": "many"})), Behaviour(text="It failed.")]
+    )
+    send(page, "Read the report")
+    report = card(page, "slow_report")
+    expect(report.locator(".status")).to_have_text(re.compile(r"failed · \d+ ms"), timeout=10_000)
+    expect(report.locator(".error")).to_contain_text("pages")
+    reload(page)
+    expect(card(page, "slow_report").locator(".status")).to_have_text(re.compile(r"failed · \d+ ms"))
