@@ -2,15 +2,18 @@
 it streamed with the text, running (with a clock) until its result, then
 done or failed; the same cards after a reload, from the saved turn."""
 
+import json
 import re
 import time
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from conversations.stream.output import saved_output
 from conversations.tools import tool
 from harness.fake_upstream import Behaviour, tool_calls_behaviour
 
+from ..helpers import wait_for_answer
 from .helpers import answers, reload, saved, send
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
@@ -25,6 +28,12 @@ def slow_report(pages: int) -> dict:
     """Takes a while, then returns a long result."""
     time.sleep(2.2)
     return {f"page_{n}": f"line {n} of the report" for n in range(pages)}
+
+
+@tool
+def echo(text: str) -> str:
+    """Says it back."""
+    return text
 
 
 @pytest.fixture
@@ -97,3 +106,44 @@ def test_a_failed_tool_shows_its_error(page, upstream, settings):
     expect(report.locator(".error")).to_contain_text("pages")
     reload(page)
     expect(card(page, "slow_report").locator(".status")).to_have_text(re.compile(r"failed · \d+ ms"))
+
+
+SAVED_OUTPUT_IN_THE_PAGE = """async ([url, turnId]) => {
+    const chat = document.querySelector("script[src$='chat.js']").src;
+    const { savedOutput } = await import(chat.replace("chat.js", "tools.js"));
+    const conversation = await (await fetch(url)).json();
+    const turn = conversation.turns.find((each) => each.id === turnId);
+    return savedOutput(turn).map((piece) => [piece.kind, piece.text ?? piece.data ?? null]);
+}"""
+
+
+def test_the_page_rebuilds_a_saved_answer_as_the_server_does(page, upstream, settings):
+    """tools.js savedOutput mirrors stream/output.py saved_output: the same
+    pieces in the same order, characters beyond the BMP counted as Python does."""
+    settings.CHATSTREAM_TOOLS = [f"{__name__}.echo"]
+    upstream.next_calls.extend(
+        [
+            tool_calls_behaviour(
+                ("e1", "echo", {"text": "🙂"}), ("e2", "echo", {"text": "b"}), text="Asking 🙂🙂 twice. "
+            ),
+            tool_calls_behaviour(("e3", "echo", {"text": "c"}), text="Once more 🎉. "),
+            Behaviour(text="Done: 🙂, b, c."),
+        ]
+    )
+    send(page, "Echo three times")
+    expect(answers(page).first.locator(".body").last).to_have_text("Done: 🙂, b, c.", timeout=10_000)
+    saved(page)
+    turn = wait_for_answer(page.evaluate("location.hash.slice(1)"))
+    url = page.locator("#app").get_attribute("data-api") + f"/{turn.conversation_id}"
+    in_the_page = page.evaluate(SAVED_OUTPUT_IN_THE_PAGE, [url, str(turn.pk)])
+
+    on_the_server = [
+        [kind, json.loads(text) if kind in ("tool_call", "tool_result") else None if kind == "step" else text]
+        for kind, text, _ in saved_output(turn).since(0)
+    ]
+    assert in_the_page == on_the_server
+    assert [kind for kind, _ in in_the_page].count("tool_result") == 3
+    cards = answers(page).first.locator(".tool-call")
+    expect(cards).to_have_count(3)
+    reload(page)
+    expect(cards.locator(".status")).to_have_text([re.compile("done")] * 3)
