@@ -160,9 +160,16 @@ function showSavedOutput(item, turn) {
   for (const card of cards.values()) card.notRun();
 }
 
+// How an answer ended, when it did not simply stop: said before its figures.
+const ENDED = {
+  length: "Cut at the length limit · ",
+  approval_timeout: "No approval in time · ",
+  budget_exceeded: "Stopped at the budget · ",
+};
+
 // A saved answer's meta line and state (also for a streamed one, once saved).
 export function describeSavedAnswer(item, turn) {
-  const status = STOPPED.has(turn.finish_reason) ? "Stopped · " : turn.finish_reason === "length" ? "Cut at the length limit · " : "";
+  const status = STOPPED.has(turn.finish_reason) ? "Stopped · " : (ENDED[turn.finish_reason] ?? "");
   item.querySelector(".meta").textContent = status + metrics(turn, savedModelLabel(turn));
   item.classList.toggle("failed", turn.status === "failed");
 }
