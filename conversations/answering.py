@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,8 @@ from .stream.answer import Answer, PreparedTurn
 from .stream.output import saved_output
 from .stream.relay import AnswerRelay
 from .stream.tool_loop import Toolbox
-from .tools import ToolResult, tools_for
+from .tool_runs import DatabaseToolRecords
+from .tools import tools_for
 
 logger = logging.getLogger(__name__)
 
@@ -244,20 +244,10 @@ def answer_relay(
 
 
 def _toolbox(prepared: PreparedTurn, entry: ModelEntry) -> Toolbox | None:
-    """The answer's tools, each call recorded before it runs and when it ends
-    (services.claim_tool_call, record_tool_result) on the database threads."""
+    """The answer's tools, their calls, decisions and steps kept in the
+    database (tool_runs.py)."""
     tools = tools_for(entry) if prepared.server_tools else []
-    if not tools:
-        return None
-
-    async def claim(call: Mapping[str, Any]) -> ToolResult | None:
-        fields = {key: str(call.get(key, "")) for key in ("name", "arguments")}
-        return await run_db(services.claim_tool_call, prepared=prepared, call_id=str(call.get("id", "")), **fields)
-
-    async def record(result: ToolResult) -> None:
-        await run_db(services.record_tool_result, prepared=prepared, result=result)
-
-    return Toolbox(tools=tools, claim=claim, record=record)
+    return Toolbox(tools=tools, records=DatabaseToolRecords(prepared)) if tools else None
 
 
 async def send_message(

@@ -14,6 +14,9 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     ├── MemoryUpdateFailed        - a memory job failed for good (its job shows as failed)
     │   └── WorkerLost            - its workers died as often as it may be tried
     ├── ServerShutdown            - the process stopped before the answer ended
+    ├── AnswerEnded               - the tool loop ends an answer early; `finish_reason` says why
+    │   ├── ApprovalTimedOut      - no decision on a call within CHATSTREAM_APPROVAL_TIMEOUT_SECONDS
+    │   └── BudgetReached         - a budget was reached between two model calls
     ├── AnswerFailed              - chatstream itself failed while answering
     └── UpstreamError             - the model call failed; `code` goes to the client
         ├── UpstreamUnavailable   - connection refused, reset, DNS, TLS
@@ -164,3 +167,23 @@ class AnswerFailed(ChatstreamError):
     generated or ended; the turn keeps what was produced, the log the detail."""
 
     code = "internal_error"
+
+
+class AnswerEnded(ChatstreamError):
+    """The tool loop ends an answer before the model is done; saved with
+    `finish_reason`, not as an error."""
+
+    finish_reason = ""
+
+
+class ApprovalTimedOut(AnswerEnded):
+    """Nobody approved or denied a tool call in time."""
+
+    finish_reason = "approval_timeout"
+
+
+class BudgetReached(AnswerEnded):
+    """A budget of the user's or the key's was reached between two model
+    calls of a tool loop: the next call is not made."""
+
+    finish_reason = "budget_exceeded"

@@ -3,30 +3,35 @@
 With Redis, another process saves a dead one's answers from their journals
 (live/leases.py calls `save_lost_answer`, handed to it below, so live/
 stays below this layer). Without Redis (one process), the first message
-after a start saves, empty, the answers of questions asked before it.
-Either way the turn is `error` / `process_lost`: a version to regenerate or
-continue.
+after a start saves the answers of questions asked before it. Either way
+the turn is `error` / `process_lost`: a version to regenerate or continue.
+
+A tool loop's answer keeps every step that had ended (AnswerStep rows,
+saved before each next model call) and their usage, whichever holds more:
+the steps or the journal. A call still waiting for approval is closed: it
+will never run.
 """
 
 import functools
 import logging
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from . import state
+from . import state, tool_runs
 from .conf import conf
 from .live.leases import PROCESS_LOST, when_an_answer_is_lost
 from .memory.tasks import enqueue_update
-from .models import Conversation, Spend, Turn
+from .models import AnswerStep, Conversation, Spend, Turn
 from .providers.base import estimate_tokens
 from .spend import ledger
 from .storage.threads import run_db
-from .stream.output import Parts
+from .stream.output import Output, Parts
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +50,28 @@ def save_lost_answers(*, before: datetime) -> int:
     answered still: only earlier ones are looked at. Without Redis there is
     one process, so at its start nothing else can be answering them."""
     answered = Turn.objects.filter(pk=OuterRef("reply_id"))
-    lost = Turn.objects.filter(
-        role=Turn.Role.USER, reply_id__isnull=False, created_at__lt=before, created_at__gte=before - LOST_ANSWERS_WINDOW
-    ).filter(~Exists(answered))
+    lost = (
+        Turn.objects.filter(
+            role=Turn.Role.USER,
+            reply_id__isnull=False,
+            created_at__lt=before,
+            created_at__gte=before - LOST_ANSWERS_WINDOW,
+        )
+        .filter(~Exists(answered))
+        .select_related("conversation")
+    )
     saved = 0
     for question in lost:
-        position = _reserve_one_position(question.conversation_id)
+        position, answer_id = _reserve_one_position(question.conversation_id), question.reply_id
+        assert answer_id is not None  # the query's filter
+        steps = tool_runs.saved_steps(answer_id)
+        tool_runs.close_pending(answer_id)
+        if steps:
+            owner = {"owner_id": question.conversation.owner_id, "api_key_id": question.api_key_id}
+            row = {**owner, "model": steps[-1].model, "conversation": question.conversation_id}
+            _record_lost_spend(answer_id, row, steps_output(steps).parts(), steps)
         Turn.objects.create(
-            id=question.reply_id,
+            id=answer_id,
             conversation_id=question.conversation_id,
             position=position,
             parent=question.pk,
@@ -61,7 +80,8 @@ def save_lost_answers(*, before: datetime) -> int:
             finish_reason=Turn.FinishReason.ERROR,
             error_code=PROCESS_LOST,
             error_detail="The server stopped before this answer was saved; regenerate it.",
-            usage_source=Turn.UsageSource.NONE,
+            **_output_fields(answer_id, steps_output(steps).parts()),
+            **_steps_usage(steps),
         )
         saved += 1
     if saved:
@@ -81,7 +101,10 @@ def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool
     already, or its conversation is gone."""
     if Turn.objects.filter(pk=turn_id).exists():
         return False
-    _record_lost_spend(turn_id, row, parts)  # once per turn id, conversation or not
+    steps = tool_runs.saved_steps(turn_id)
+    parts = _fuller(parts, steps_output(steps).parts())
+    _record_lost_spend(turn_id, row, parts, steps)  # once per turn id, conversation or not
+    tool_runs.close_pending(turn_id)
     conversation = Conversation.objects.select_for_update().filter(pk=row["conversation"]).first()
     if conversation is None:
         return False
@@ -95,43 +118,102 @@ def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool
         finish_reason=Turn.FinishReason.ERROR,
         error_code=PROCESS_LOST,
         error_detail="The server generating this answer stopped; what it had written is saved.",
-        content=parts.content,
-        reasoning=parts.reasoning,
-        refusal=parts.refusal,
-        tool_calls=parts.tool_calls,
-        tool_results=parts.tool_results,
-        output_runs=parts.output_runs,
+        **_output_fields(turn_id, parts),
         model=row["model"],
         model_name=row["model_name"],
         provider=row["provider"],
         trace_id=row["trace_id"],
         api_key_id=row["api_key_id"],
-        usage_source=Turn.UsageSource.ESTIMATED if parts.content else Turn.UsageSource.NONE,
-        tokens_out=estimate_tokens(parts.content) if parts.content else None,
-        tokens_estimated=True,
+        **_lost_usage(parts, steps),
         cost=Spend.objects.filter(turn_id=turn_id, kind=Spend.Kind.ANSWER).values_list("cost", flat=True).first(),
     )
     transaction.on_commit(functools.partial(enqueue_update, conversation.pk))
     return True
 
 
-def _record_lost_spend(turn_id: str, row: dict[str, Any], parts: Parts) -> None:
-    """What the lost answer's output cost, estimated, in the ledger (its
-    prompt's count died with the process)."""
-    if parts.content and row.get("owner_id") is not None:
-        tokens_out = estimate_tokens(parts.content)
-        ledger.record(
-            kind=Spend.Kind.ANSWER,
-            user_id=row["owner_id"],
-            api_key_id=row["api_key_id"],
-            model=row["model"],
-            conversation_id=row["conversation"],
-            turn_id=turn_id,
-            tokens_in=None,
-            tokens_out=tokens_out,
-            estimated=True,
-            cost=ledger.price(row["model"], tokens_in=None, tokens_cached=None, tokens_out=tokens_out),
-        )
+def _record_lost_spend(turn_id: uuid.UUID | str, row: dict[str, Any], parts: Parts, steps: list[AnswerStep]) -> None:
+    """What the lost answer cost in the ledger: its ended steps' counts and
+    costs, and its output after them, estimated (the last call's prompt
+    count died with the process). `row`: its owner_id, api_key_id, model
+    and conversation."""
+    usage = _lost_usage(parts, steps)
+    if usage.get("tokens_out") is None or row.get("owner_id") is None:
+        return
+    rest = usage["tokens_out"] - sum(step.tokens_out or 0 for step in steps)
+    rest_cost = ledger.price(row["model"], tokens_in=None, tokens_cached=None, tokens_out=rest)
+    costs = [step.cost for step in steps] + [rest_cost]
+    ledger.record(
+        kind=Spend.Kind.ANSWER,
+        user_id=row["owner_id"],
+        api_key_id=row["api_key_id"],
+        model=row["model"],
+        conversation_id=row["conversation"],
+        turn_id=turn_id,
+        tokens_in=usage["tokens_in"],
+        tokens_out=usage["tokens_out"],
+        estimated=True,
+        cost=None if all(cost is None for cost in costs) else sum((cost or Decimal(0) for cost in costs), Decimal(0)),
+    )
+
+
+def steps_output(steps: list[AnswerStep]) -> Output:
+    """The output of a tool loop's ended steps, as it streamed."""
+    output = Output()
+    for step in steps:
+        for kind, text in step.output:
+            output.append(text, kind)
+    return output
+
+
+def _fuller(journal: Parts, steps: Parts) -> Parts:
+    """Of two records of one answer's output, the one that holds more (the
+    steps, when the journal lost its tail; the journal, which has the step
+    that was streaming)."""
+    return steps if _length(steps) > _length(journal) else journal
+
+
+def _length(parts: Parts) -> int:
+    return sum(length for _, length in parts.output_runs) if parts.output_runs else len(parts.content)
+
+
+def _output_fields(turn_id: uuid.UUID | str, parts: Parts) -> dict[str, Any]:
+    return {
+        "content": parts.content,
+        "reasoning": parts.reasoning,
+        "refusal": parts.refusal,
+        "tool_calls": parts.tool_calls,
+        "tool_results": parts.tool_results,
+        "approvals": tool_runs.with_decisions(turn_id, parts.approvals),
+        "output_runs": parts.output_runs,
+    }
+
+
+def _steps_usage(steps: list[AnswerStep]) -> dict[str, Any]:
+    """The counts and cost of a lost answer's ended steps (none: nothing known)."""
+    if not steps:
+        return {"usage_source": Turn.UsageSource.NONE}
+    costs = [step.cost for step in steps if step.cost is not None]
+    return {
+        "tokens_in": sum(step.tokens_in or 0 for step in steps),
+        "tokens_out": sum(step.tokens_out or 0 for step in steps),
+        "tokens_estimated": True,
+        "usage_source": Turn.UsageSource.ESTIMATED,
+        "cost": sum(costs, Decimal(0)) if costs else None,
+    }
+
+
+def _lost_usage(parts: Parts, steps: list[AnswerStep]) -> dict[str, Any]:
+    """The counts of a lost answer: its ended steps', and its text after them estimated."""
+    counted = _steps_usage(steps)
+    if not steps and not parts.content:
+        return {"usage_source": Turn.UsageSource.NONE, "tokens_estimated": True}
+    after_steps = parts.content[len(steps_output(steps).parts().content) :]
+    return {
+        "tokens_in": counted.get("tokens_in"),
+        "tokens_out": counted.get("tokens_out", 0) + estimate_tokens(after_steps),
+        "tokens_estimated": True,
+        "usage_source": Turn.UsageSource.ESTIMATED,
+    }
 
 
 async def _save_lost_answer(turn_id: str, row: dict[str, Any], parts: Parts) -> bool:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from .models import Conversation, ConversationMemory, Feedback, Turn
+from .models import Conversation, ConversationMemory, Feedback, ToolRun, Turn
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
@@ -20,6 +20,17 @@ def feedback_json(feedback: Feedback | None) -> dict[str, Any] | None:
     if feedback is None:
         return None
     return {"rating": feedback.rating, "comment": feedback.comment, "updated_at": feedback.updated_at.isoformat()}
+
+
+def approval_json(run: ToolRun) -> dict[str, Any]:
+    """A decision on a tool call, as POST …/approvals answers it."""
+    return {
+        "tool_call_id": run.call_id,
+        "approved": run.approval == ToolRun.Approval.APPROVED,
+        "reason": run.decision_reason,
+        "decided_by": run.decided_by.get_username() if run.decided_by else None,
+        "decided_at": run.decided_at.isoformat() if run.decided_at else None,
+    }
 
 
 def _feedback_of(turn: Turn) -> Feedback | None:
@@ -46,7 +57,8 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "reasoning": turn.reasoning,
         "tool_calls": turn.tool_calls,
         "tool_results": turn.tool_results,
-        "output_runs": turn.output_runs,  # the kinds' order, for a page to show them as they streamed
+        "approvals": turn.approvals,
+        "output_runs": turn.output_runs,  # the order of the kinds: [[kind, length], ...] (stream/output.py)
         "refusal": turn.refusal,
         "status": turn.status,
         "finish_reason": turn.finish_reason or None,

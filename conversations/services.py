@@ -13,23 +13,21 @@ import logging
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import connection, transaction
 from django.utils.crypto import salted_hmac
 
-from . import selectors
+from . import selectors, tool_runs
 from .branches import Branches
 from .conf import conf
 from .exceptions import ApiError
 from .live import live_answers
 from .memory.tasks import enqueue_update
-from .models import Conversation, Feedback, ToolRun, Turn
+from .models import Conversation, Feedback, Turn
 from .spend import ledger
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
 from .stream.answer import Answer, PreparedTurn
-from .tools import ToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +158,10 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
         # locks in the order every other does (a TRUNCATE deadlocked with it).
         kept = sql.touch_conversation(cursor, prepared.conversation_id)
         ledger.record_answer(prepared, answer)
+        tool_runs.close_pending(prepared.answer_turn_id)  # before the decisions are read: none comes after
+        if answer.approvals:
+            approvals = tool_runs.with_decisions(prepared.answer_turn_id, answer.approvals)
+            answer = dataclasses.replace(answer, approvals=approvals)
         if not kept:
             logger.info("conversation %s was deleted while answering; its cost is kept", prepared.conversation_id)
             return None
@@ -182,37 +184,6 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
     # nothing, a committed one exactly one update.
     transaction.on_commit(functools.partial(enqueue_update, prepared.conversation_id))
     return answer
-
-
-# --- tool calls: each run at most once ----------------------------------------------
-
-
-def claim_tool_call(*, prepared: PreparedTurn, call_id: str, name: str, arguments: str) -> ToolResult | None:
-    """Record a call of the answer's before it runs: None, recorded now, so
-    run it. A call id the answer already recorded is never run again: its
-    saved result, or an error saying it ran and how it ended is unknown."""
-    try:
-        with transaction.atomic():
-            ToolRun.objects.create(
-                turn_id=prepared.answer_turn_id,
-                conversation_id=prepared.conversation_id,
-                call_id=call_id,
-                name=name,
-                arguments=arguments,
-            )
-        return None
-    except IntegrityError:  # that call id already recorded (or the conversation deleted meanwhile)
-        run = ToolRun.objects.filter(turn_id=prepared.answer_turn_id, call_id=call_id).first()
-    if run is not None and run.ended_at is not None:
-        return ToolResult(id=call_id, name=name, output=run.output, error=run.error, duration_ms=run.duration_ms or 0)
-    return ToolResult(id=call_id, name=name, error=f"The call {call_id!r} was already run; its result is not known.")
-
-
-def record_tool_result(*, prepared: PreparedTurn, result: ToolResult) -> None:
-    """A call's result, once it has ended."""
-    ToolRun.objects.filter(turn_id=prepared.answer_turn_id, call_id=result.id).update(
-        output=result.output, error=result.error, duration_ms=result.duration_ms, ended_at=timezone.now()
-    )
 
 
 # --- answers: stopping --------------------------------------------------------------

@@ -23,6 +23,7 @@ api_urlpatterns = [
     path("turns/<str:turn_id>/edit", turns.edit, name="edit"),
     path("turns/<str:turn_id>/continue", turns.continue_answer, name="continue"),
     path("turns/<str:turn_id>/feedback", turns.feedback, name="feedback"),
+    path("turns/<str:turn_id>/approvals", turns.approvals, name="approvals"),
     path("models", api.models, name="models"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
     # Any other path under the API: the JSON 404, for every method. Reversed,

@@ -299,13 +299,6 @@ def test_a_later_model_call_is_never_tried_again(alice, upstream, tools, setting
     assert turn.finish_reason == "error" and [r["output"] for r in turn.tool_results] == ["2"]
 
 
-def test_a_tool_that_needs_approval_is_not_run_yet(alice, upstream, tools):
-    answer_with(upstream, tool_calls_behaviour(("g1", "guarded", {})), Behaviour(text="I may not."))
-    _, events = loop_answer(alice)
-    result = next(e["data"] for e in events if e["event"] == "tool_result")
-    assert "approval" in result["error"] and RUNS == []
-
-
 def test_the_memory_worker_reads_what_the_tools_returned():
     results = [{"id": "c1", "name": "add", "output": "5", "duration_ms": 1}, {"id": "c2", "name": "f", "error": "no"}]
     assert transcript_text("It is 5.", results) == "[add returned 5]\n[f failed: no]\nIt is 5."

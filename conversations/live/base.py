@@ -36,6 +36,9 @@ class LiveAnswer(Protocol):
     async def stop(self) -> None:
         """Cancel the model call and wait until the turn is saved."""
 
+    async def decided(self, call_id: str) -> None:
+        """A decision on one of its tool calls is in the database: wake its wait."""
+
 
 class LiveAnswers(Protocol):
     async def publish(self, relay: "AnswerRelay") -> None:

@@ -15,7 +15,8 @@ it covers, so a message lost on the way (a full channel) shows as a gap that
 is read back from the journal: a reader never skips or repeats text.
 
 Control goes the other way, to the generating process's own channel: a cancel
-(a Stop served by B), and B's readers coming and going, which the `continue`
+(a Stop served by B), a decision on a tool call B wrote to the database, and
+B's readers coming and going, which the `continue`
 policy's grace period counts like readers in A.
 
 Keys, each with an expiry that only a dead process lets run out:
@@ -321,10 +322,10 @@ class Process:
         entries = await self.redis.xrange(keys.journal_key(turn))
         return [fields for _, fields in entries or ()]  # type: ignore[misc]
 
-    async def tell(self, channel: str, kind: str, turn: str) -> None:
+    async def tell(self, channel: str, kind: str, turn: str, **fields: str) -> None:
         """A control message to the process generating `turn`."""
         try:
-            await self.layer.send(channel, {"type": kind, "turn": turn})
+            await self.layer.send(channel, {"type": kind, "turn": turn, **fields})
         except (ChannelFull, RedisError, OSError):
             logger.exception("could not send %s turn=%s", kind, turn)
 
@@ -359,6 +360,8 @@ class Process:
             return  # ended meanwhile
         if kind == "answer.cancel":
             relay.cancel(FinishReason.CANCELLED)
+        elif kind == "answer.decided":
+            relay.decision_written(message["call"])
         elif kind == "answer.follow":
             self._remote_readers[turn] += 1
             relay.attach()

@@ -60,7 +60,7 @@ class Link(Protocol):
 
     async def journal(self, turn: str) -> list[dict[str, str]]: ...
 
-    async def tell(self, channel: str, kind: str, turn: str) -> None: ...
+    async def tell(self, channel: str, kind: str, turn: str, **fields: str) -> None: ...
 
 
 class Inbox:
@@ -263,6 +263,10 @@ class RemoteAnswer:
 
     def release_threadsafe(self) -> None:
         self._loop.call_soon_threadsafe(lambda: background.keep(asyncio.ensure_future(self.close())))
+
+    async def decided(self, call_id: str) -> None:
+        # Lost on the way, the decision is still read: the wait looks at the row now and then.
+        await self._process.tell(self._meta["channel"], "answer.decided", self._turn, call=call_id)
 
     async def stop(self) -> None:
         await self._process.tell(self._meta["channel"], "answer.cancel", self._turn)

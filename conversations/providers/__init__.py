@@ -4,7 +4,7 @@ from django.utils.module_loading import import_string
 
 from ..catalogue import ModelEntry, default_entry
 from .base import Completion, Message, Provider
-from .kinds import REASONING, REFUSAL, STEP, TEXT, TOOL_CALL, TOOL_RESULT, WHOLE, Piece
+from .kinds import APPROVAL, REASONING, REFUSAL, STEP, TEXT, TOOL_CALL, TOOL_RESULT, WHOLE, Piece
 
 PROVIDERS = {
     "demo": "conversations.providers.demo.DemoProvider",
@@ -12,6 +12,7 @@ PROVIDERS = {
 }
 
 __all__ = [
+    "APPROVAL",
     "PROVIDERS",
     "REASONING",
     "REFUSAL",

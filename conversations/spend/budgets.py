@@ -110,9 +110,16 @@ def spent(*, user_id: int | None, api_key_id: int | None, since: datetime) -> tu
     return totals["spend"], totals["tokens"]
 
 
-def check(*, user_id: int, api_key_id: int | None, now: datetime | None = None) -> None:
+def check(
+    *,
+    user_id: int,
+    api_key_id: int | None,
+    now: datetime | None = None,
+    unrecorded: tuple[Decimal, int] = (Decimal(0), 0),
+) -> None:
     """Raise 429 `budget_exceeded` if any of the user's or the key's budgets
-    is spent. Runs on a database thread."""
+    is spent, counting `unrecorded` spend and tokens beside the ledger's (a
+    tool loop's steps before its answer is saved). Runs on a database thread."""
     limits = limits_for(user_id, api_key_id)
     if not limits:
         return
@@ -121,6 +128,7 @@ def check(*, user_id: int, api_key_id: int | None, now: datetime | None = None) 
         start, end = period_bounds(limit.period, now)
         key = api_key_id if limit.owner == "API key" else None
         spend, tokens = spent(user_id=user_id, api_key_id=key, since=start)
+        spend, tokens = spend + unrecorded[0], tokens + unrecorded[1]
         if limit.max_spend is not None and spend >= limit.max_spend:
             raise _exceeded(limit, f"{spend:.4f} of {limit.max_spend:.4f} spent", end, now)
         if limit.max_tokens is not None and tokens >= limit.max_tokens:

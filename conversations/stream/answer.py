@@ -55,6 +55,7 @@ class Answer:
     refusal: str = ""
     tool_calls: list[dict[str, str]] = field(default_factory=list)
     tool_results: list[dict[str, Any]] = field(default_factory=list)  # the tool loop's (stream/output.py)
+    approvals: list[dict[str, Any]] = field(default_factory=list)  # requests for approval, decisions added when saved
     output_runs: list[list[Any]] = field(default_factory=list)  # the order of the kinds (stream/output.py)
     cost: Decimal | None = None  # priced when saved
     malformed_chunks: int = 0

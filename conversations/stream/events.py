@@ -6,22 +6,24 @@ An event is (kind, data, id): the id is the answer's length in characters
 after the event (output.py: text, reasoning, refusal, tool calls, tool
 results and steps counted together), so it names a place in the saved
 output. The output events carry their text as data: a `tool_call`'s,
-`tool_result`'s and `step`'s text is its JSON object.
+`approval_request`'s, `tool_result`'s and `step`'s text is its JSON object.
 """
 
 from typing import Any
 
 from django.db.models import TextChoices
 
-from ..providers.kinds import REASONING, REFUSAL, STEP, TOOL_CALL, TOOL_RESULT
+from ..providers.kinds import APPROVAL, REASONING, REFUSAL, STEP, TOOL_CALL, TOOL_RESULT
 from ..providers.kinds import TEXT as DELTA
 from .output import saved_output
 
 START, HEARTBEAT, DONE, ERROR = "start", "heartbeat", "done", "error"
-OUTPUT_EVENTS = frozenset({DELTA, REASONING, REFUSAL, TOOL_CALL, TOOL_RESULT, STEP})  # the ones that move the id on
+# The ones that move the id on.
+OUTPUT_EVENTS = frozenset({DELTA, REASONING, REFUSAL, TOOL_CALL, TOOL_RESULT, STEP, APPROVAL})
 Event = tuple[str, Any, int]
 
 __all__ = [
+    "APPROVAL",
     "DELTA",
     "DONE",
     "ERROR",
@@ -45,6 +47,8 @@ class FinishReason(TextChoices):
     CLIENT_DISCONNECTED = "client_disconnected"
     CLIENT_STALLED = "client_stalled"  # connected, but took no output for CHATSTREAM_READER_STALL_SECONDS
     ERROR = "error"
+    APPROVAL_TIMEOUT = "approval_timeout"  # a tool's approval did not come within CHATSTREAM_APPROVAL_TIMEOUT_SECONDS
+    BUDGET_EXCEEDED = "budget_exceeded"  # a budget was reached between two model calls of a tool loop
 
 
 def start_event(*, turn_id: object, conversation_id: object, trace_id: str, model: str) -> Event:

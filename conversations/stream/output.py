@@ -2,8 +2,8 @@
 calls in the order the model produced them, held as one sequence of
 characters, appended a piece at a time and read from any character offset.
 
-Event ids count these characters (a tool call, a tool's result and a step
-count the characters of their JSON), so an id names one place in the output
+Event ids count these characters (a tool call, a request for approval, a
+tool's result and a step count the characters of their JSON), so an id names one place in the output
 whatever its kind, live or saved: the saved turn keeps each kind in its own
 column and the order as runs of (kind, length), and `saved_output` puts them
 back together (a step's JSON is its number, counted from 2 in the runs).
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..providers.kinds import REASONING, REFUSAL, STEP, TEXT, TOOL_CALL, TOOL_RESULT, WHOLE
+from ..providers.kinds import APPROVAL, REASONING, REFUSAL, STEP, TEXT, TOOL_CALL, TOOL_RESULT, WHOLE
 from ..providers.tool_calls import call_text
 
 # Pieces are merged in runs of this many, so a long answer costs about its
@@ -36,6 +36,7 @@ class Parts:
     refusal: str
     tool_calls: list[dict[str, str]]
     tool_results: list[dict[str, Any]]  # the tool loop's: ToolResult.event() of each call run
+    approvals: list[dict[str, Any]]  # the tool loop's requests for approval: {"id", "name", "arguments"}
     output_runs: list[list[Any]]  # [[kind, length], ...]; empty when it is all text
 
 
@@ -82,7 +83,7 @@ class Output:
         return self._starts[run + 1] if run + 1 < len(self._starts) else self.length
 
     def parts(self) -> Parts:
-        taken: dict[str, list[str]] = {TEXT: [], REASONING: [], REFUSAL: [], TOOL_CALL: [], TOOL_RESULT: [], STEP: []}
+        taken: dict[str, list[str]] = {kind: [] for kind in (TEXT, REASONING, REFUSAL, *WHOLE)}
         runs = []
         for kind, text, _ in self.since(0):
             taken[kind].append(text)
@@ -93,6 +94,7 @@ class Output:
             refusal="".join(taken[REFUSAL]),
             tool_calls=[orjson.loads(call) for call in taken[TOOL_CALL]],
             tool_results=[orjson.loads(result) for result in taken[TOOL_RESULT]],
+            approvals=[orjson.loads(request) for request in taken[APPROVAL]],
             output_runs=[] if all(kind == TEXT for kind, _ in runs) else runs,
         )
 
@@ -122,6 +124,7 @@ def saved_output(turn: Any) -> Output:
     taken = dict.fromkeys(sources, 0)
     calls = iter(turn.tool_calls or ())
     results = iter(getattr(turn, "tool_results", None) or ())
+    approvals = iter(getattr(turn, "approvals", None) or ())
     steps = 1
     for kind, length in runs:
         if kind == TOOL_CALL:
@@ -132,6 +135,10 @@ def saved_output(turn: Any) -> Output:
             result = next(results, None)
             if result is not None:
                 output.append(result_text(result), TOOL_RESULT)
+        elif kind == APPROVAL:
+            request = next(approvals, None)
+            if request is not None:
+                output.append(approval_text(request), APPROVAL)
         elif kind == STEP:
             steps += 1
             output.append(step_text(steps), STEP)
@@ -148,6 +155,12 @@ def result_text(event: dict[str, Any]) -> str:
     return orjson.dumps(
         {"id": event["id"], "name": event["name"], **outcome, "duration_ms": event["duration_ms"]}
     ).decode()
+
+
+def approval_text(request: dict[str, Any]) -> str:
+    """An `approval_request` event's text, from its fields alone (a saved
+    request also holds its decision, which the event never carried)."""
+    return orjson.dumps({"id": request["id"], "name": request["name"], "arguments": request["arguments"]}).decode()
 
 
 def step_text(n: int) -> str:

@@ -5,6 +5,12 @@ can come back (GET .../turns/<id>/events), and cancels it if nobody has.
 While the server drains its connections (a deploy), a reader's going is not
 the client's doing: the answer is interrupted, saved as an error.
 
+An answer waiting for a person to approve a tool call costs nothing and may
+be approved from anywhere: its last reader's going does not end it (the
+approval's own timeout does). Once the decision is in, an answer nobody
+reads gets the grace period, whatever the policy, so the person who decided
+can come back to read it.
+
 `Presence` holds only the grace period's timer, never the answer: the relay
 passes itself to each call, so the two make no reference cycle and a
 finished answer is freed by reference counting.
@@ -27,6 +33,11 @@ class Present(Protocol):
     @property
     def ending(self) -> bool:
         """Its turn is being saved (or is saved): nothing left to stop."""
+        ...
+
+    @property
+    def awaiting_person(self) -> bool:
+        """Is it waiting for a decision on a tool call?"""
         ...
 
     def cancel(self, reason: str = ...) -> None: ...
@@ -57,11 +68,21 @@ class Presence:
             return
         if shutdown.draining():  # the server is dropping its connections, not the client
             answer.interrupt()
+        elif answer.awaiting_person:
+            return  # person_answered() looks again
         elif conf.CHATSTREAM_ON_DISCONNECT == "continue":
-            loop = asyncio.get_running_loop()
-            self._grace = loop.call_later(conf.CHATSTREAM_RESUME_GRACE_SECONDS, self._grace_over, answer)
+            self._start_grace(answer)
         else:
             answer.cancel(FinishReason.CLIENT_DISCONNECTED)
+
+    def person_answered(self, answer: Present) -> None:
+        """A wait for approval has ended: an answer nobody reads now gets the grace period."""
+        if not (answer.readers.followers or answer.ending or answer.awaiting_person or self._grace is not None):
+            self._start_grace(answer)
+
+    def _start_grace(self, answer: Present) -> None:
+        loop = asyncio.get_running_loop()
+        self._grace = loop.call_later(conf.CHATSTREAM_RESUME_GRACE_SECONDS, self._grace_over, answer)
 
     def _grace_over(self, answer: Present) -> None:
         self._grace = None

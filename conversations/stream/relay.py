@@ -7,9 +7,11 @@ stream ends.
         └──── follow() ◀───────┘ (whatever is pending, in one delta)
 
 With tools (tool_loop.py), a model call that ends in tool calls has them run
-(run_calls, each recorded first), a `tool_result` relayed as each ends, then
-a `step` and the next model call with the results, up to
-CHATSTREAM_MAX_TOOL_STEPS calls; the last is made with `tool_choice: "none"`.
+(run_calls, each recorded first; one that needs approval waits for it,
+approvals.py), a `tool_result` relayed as each ends, the step saved, then a
+`step` and the next model call with the results, up to
+CHATSTREAM_MAX_TOOL_STEPS calls (the last made with `tool_choice: "none"`)
+while the budgets allow.
 
 Whatever ends the stream (finish, error, timeout, cancel, client gone), the
 task records why, saves the turn once under `asyncio.shield` (with the
@@ -22,23 +24,25 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
+from typing import Any
 
 from ..conf import conf
-from ..exceptions import AnswerFailed, ServerShutdown, UpstreamError, UpstreamTimeout
-from ..providers import STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
+from ..exceptions import AnswerEnded, AnswerFailed, BudgetReached, ServerShutdown, UpstreamError, UpstreamTimeout
+from ..providers import APPROVAL, STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
 from ..providers.tool_calls import ToolCalls
 from ..tools import ToolContext, ToolResult, run_calls
 from . import background, ending, registry, retries, shutdown, telemetry
 from .answer import Answer, PreparedTurn
+from .approvals import Approvals, Decision
 from .events import FinishReason, start_event
 from .figures import Figures
-from .output import result_text, step_text
+from .output import approval_text, result_text, step_text
 from .presence import Presence
 from .readers import Readers
 from .redaction import OutputRedactor
-from .tool_loop import Toolbox, call_usage, step_messages, step_output
+from .tool_loop import Step, Toolbox, call_usage, step_messages, step_output
 from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
@@ -77,6 +81,9 @@ class AnswerRelay:
         self.messages: list[Message] = prepared.messages  # the prompt of the model call being made
         self.step = 1  # the model call being made, counted from 1
         self.spent: list[dict] = []  # the usage of each earlier model call (tool_loop.call_usage)
+        self.steps: list[Step] = []  # the earlier model calls, as saved
+        self._step_start = self._prefix_length  # where the step being made began in the output
+        self.approvals = Approvals()  # calls waiting for a person's decision
         self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
         self.finish_reason: str = ""
         self.error: UpstreamError | ServerShutdown | AnswerFailed | None = None
@@ -109,6 +116,11 @@ class AnswerRelay:
     def ending(self) -> bool:
         """Its turn is being saved (or is saved): nothing left to stop."""
         return self._saving or self._task is None or self._task.done()
+
+    @property
+    def awaiting_person(self) -> bool:
+        """Is the answer waiting for a decision on a tool call (not for the model)?"""
+        return self.approvals.pending
 
     @property
     def redactions(self) -> int:
@@ -181,6 +193,14 @@ class AnswerRelay:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    async def decided(self, call_id: str) -> None:
+        """A decision on `call_id` is in the database (served here)."""
+        self.decision_written(call_id)
+
+    def decision_written(self, call_id: str) -> None:
+        """A decision on `call_id` is in the database: its wait reads it now."""
+        self.approvals.decided(call_id)
+
     def attach(self) -> None:
         """One more reader (here, or in another process through Redis)."""
         self.readers.attach()
@@ -200,6 +220,8 @@ class AnswerRelay:
             await self._call_model()
             while self._wants_tools():
                 await self._tool_step()
+        except AnswerEnded as exc:  # an approval that never came, a budget reached
+            self.finish_reason = exc.finish_reason
         except asyncio.CancelledError:
             # Not re-raised: this task's whole job is to save the turn, and
             # finishing normally is how it says the turn is saved.
@@ -271,9 +293,9 @@ class AnswerRelay:
             self.provider.request_options = {**self.provider.request_options, "tool_choice": "none"}
 
     async def _tool_step(self) -> None:
-        """Run the calls the model call ended with, then make the next model
-        call with their results. Never retried: its output follows output
-        already read."""
+        """Run the calls the model call ended with, save the step, then make
+        the next model call with their results if the budgets allow. Never
+        retried: its output follows output already read."""
         assert self.toolbox is not None
         self._relay_held()
         text, calls = step_output(self.readers.output, self._prefix_length)
@@ -284,23 +306,54 @@ class AnswerRelay:
             turn_id=self.turn_id,
             trace_id=self.trace_id,
         )
+        toolbox = self.toolbox
         results = await run_calls(
-            calls, self.toolbox.tools, context, claim=self.toolbox.admit, on_result=self._relay_result
+            calls,
+            toolbox.tools,
+            context,
+            claim=lambda call: toolbox.admit(call, self._ask),
+            on_result=self._relay_result,
         )
         self.messages = [*self.messages, *step_messages(text, calls, results)]
+        await self._save_step(spent)
+        if not await toolbox.records.within_budget(self.steps):
+            raise BudgetReached
         self.step += 1
+        self._step_start = self.length
         self.readers.append(step_text(self.step), STEP)
         self._limit_tools()
         self.spent.append(spent)  # with no await since: a cancel from here on counts the next call
         self._prefix_length = self.length
         await self._try_model(self.completion.model)
 
+    async def _ask(self, call: Mapping[str, Any]) -> Decision:
+        """Ask the user to approve a call, and wait for their decision
+        (ApprovalTimedOut after CHATSTREAM_APPROVAL_TIMEOUT_SECONDS). Readers
+        may come and go meanwhile: the answer waits for a person, not for them."""
+        request = {key: str(call.get(key, "")) for key in ("id", "name", "arguments")}
+        self.readers.append(approval_text(request), APPROVAL)
+        records = self.toolbox.records  # type: ignore[union-attr]
+        decision = await self.approvals.wait(request["id"], records.decision, conf.CHATSTREAM_APPROVAL_TIMEOUT_SECONDS)
+        self.presence.person_answered(self)
+        return decision
+
+    async def _save_step(self, spent: dict[str, Any]) -> None:
+        """The step whose tools have run, saved before the next model call: a
+        process lost from here on loses none of it."""
+        output = [[kind, text] for kind, text, _ in self.readers.output.since(self._step_start)]
+        step = Step(n=self.step, model=self.completion.model, output=output, usage=spent)
+        self.steps.append(step)
+        try:
+            await self.toolbox.records.save_step(step)  # type: ignore[union-attr]
+        except Exception:  # the answer goes on: its turn will hold the step all the same
+            logger.exception("could not save step %d trace_id=%s", step.n, self.trace_id)
+
     async def _relay_result(self, result: ToolResult) -> None:
         self.readers.append(result_text(result.event()), TOOL_RESULT)
-        if result.id not in self.toolbox.ran:  # type: ignore[union-attr]
-            return  # not run here (already run, or refused): nothing new to record
+        if result.id not in self.toolbox.recorded:  # type: ignore[union-attr]
+            return  # recorded elsewhere (a call already run): nothing new to record
         try:
-            await self.toolbox.record(result)  # type: ignore[union-attr]
+            await self.toolbox.records.record(result)  # type: ignore[union-attr]
         except Exception:  # the reader has it, and the turn will: the log says what the record missed
             logger.exception("could not record tool result trace_id=%s call=%s", self.trace_id, result.id)
 

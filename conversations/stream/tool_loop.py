@@ -7,24 +7,56 @@ over its model calls.
 
 The relay never touches the ORM: the Toolbox it is handed records each call
 before it runs (`claim`, which gives back a result for a call id already
-recorded, so no call runs twice) and its result when it ends (`record`),
-through functions answering.py makes on the database threads.
+recorded, so no call runs twice), its result when it ends, the decision on
+a call that needs approval, and each step once its tools have run, and
+says whether the budgets allow another model call, through the ToolRecords answering.py makes on the database threads.
 """
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from ..providers import STEP, TEXT, TOOL_CALL, TOOL_RESULT, Completion, Message
 from ..providers.base import estimate_tokens, message_text
 from ..tools import Tool, ToolResult
+from .approvals import Decision
 from .output import Output, saved_output
 
-Claim = Callable[[Mapping[str, Any]], Awaitable[ToolResult | None]]
-Record = Callable[[ToolResult], Awaitable[None]]
+Ask = Callable[[Mapping[str, Any]], Awaitable[Decision]]  # asks the user about a call, waits for the decision
+
+
+class ToolRecords(Protocol):
+    """How an answer's tool calls are kept (answering.py's, on the database
+    threads): each call recorded before it runs, so no call id runs twice;
+    its result when it ends; a decision on a call that needs approval; each
+    step when its tools have run; and the budgets between steps."""
+
+    async def claim(self, call: Mapping[str, Any], *, approval: bool) -> ToolResult | None:
+        """Record a call before it runs (`approval`: as waiting for one).
+        None lets it run; a result stands for a call already recorded."""
+
+    async def record(self, result: ToolResult) -> None: ...
+
+    async def decision(self, call_id: str) -> Decision | None:
+        """The decision on a call waiting for approval; None while pending."""
+
+    async def save_step(self, step: "Step") -> None: ...
+
+    async def within_budget(self, steps: list["Step"]) -> bool:
+        """May another model call be made, counting these steps (not in the ledger yet)?"""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model call of the loop and what it streamed, as it is saved when its tools have run."""
+
+    n: int
+    model: str
+    output: list[list[str]]  # [kind, text] pairs, in order
+    usage: dict[str, Any]  # call_usage's
 
 
 @dataclass(frozen=True)
@@ -32,27 +64,34 @@ class Toolbox:
     """An answer's tools, and how their calls are recorded."""
 
     tools: list[Tool]
-    claim: Claim  # before a call runs: None lets it run; a result stands for a call already recorded
-    record: Record  # a call's result, once it ends
-    ran: set[str] = field(default_factory=set)  # the ids of calls admitted to run
+    records: ToolRecords
+    recorded: set[str] = field(default_factory=set)  # the ids of calls whose results are recorded here
 
     def specs(self) -> list[dict[str, Any]]:
         return [tool.spec() for tool in self.tools]
 
-    async def admit(self, call: Mapping[str, Any]) -> ToolResult | None:
-        """Before a call runs (run_calls' `claim`): None lets it run. A tool
-        that needs approval is not run: there is no way to ask the user
-        yet, so the model is told, and goes on."""
-        name = str(call.get("name", ""))
-        if any(tool.name == name and tool.needs_approval for tool in self.tools):
-            return ToolResult(id=str(call.get("id", "")), name=name, error=NEEDS_APPROVAL)
-        saved = await self.claim(call)
-        if saved is None:
-            self.ran.add(str(call.get("id", "")))
-        return saved
+    def needs_approval(self, name: str) -> bool:
+        return any(tool.name == name and tool.needs_approval for tool in self.tools)
+
+    async def admit(self, call: Mapping[str, Any], ask: "Ask") -> ToolResult | None:
+        """Before a call runs (run_calls' `claim`): None lets it run. A call
+        recorded already is not run again. A tool that needs approval is
+        asked about (`ask`), and runs only if approved; denied, the model is
+        told so, with the reason."""
+        call_id, name = str(call.get("id", "")), str(call.get("name", ""))
+        approval = self.needs_approval(name)
+        saved = await self.records.claim(call, approval=approval)
+        if saved is not None:
+            return saved
+        self.recorded.add(call_id)
+        if approval and not (decision := await ask(call)).approved:
+            return ToolResult(id=call_id, name=name, error=declined(decision.reason))
+        return None
 
 
-NEEDS_APPROVAL = "This tool needs the user's approval, which cannot be asked for here; it was not run."
+def declined(reason: str) -> str:
+    said = f" Their reason: {reason}" if reason else ""
+    return f"The user declined to run this tool.{said}"
 
 
 def step_output(output: Output, start: int) -> tuple[str, list[dict[str, str]]]:

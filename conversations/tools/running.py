@@ -117,9 +117,13 @@ async def run_calls(
             return result
 
     # run_call never raises, so one call never cancels the others (a claim or
-    # on_result that raises does: the loop's own failure, not the tool's).
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(run_one(call)) for call in calls]
+    # on_result that raises does: the loop's own failure, not the tool's,
+    # raised as it is, such as an approval that never came).
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(run_one(call)) for call in calls]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     return [task.result() for task in tasks]
 
 

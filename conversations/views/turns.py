@@ -1,17 +1,18 @@
 """One turn's actions: a new version of it (regenerate an answer, edit a
 question, continue an answer that stopped), each streamed as a message's
-answer is, and the user's feedback on an answer."""
+answer is, the user's feedback on an answer, and their decision on a tool
+call waiting for approval."""
 
 import time
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
-from .. import answering, selectors, services
+from .. import answering, selectors, services, tool_runs
 from ..answering import NewMessage, Version
 from ..catalogue import chosen_model
 from ..exceptions import ApiError
 from ..models import Conversation, Feedback, Turn
-from ..serializers import feedback_json
+from ..serializers import approval_json, feedback_json
 from ..storage.threads import run_db
 from .bodies import idempotency_key, json_body, message_content
 from .errors import api_view, not_found, parse_id
@@ -19,6 +20,7 @@ from .streaming import answer_response, trace_id_for
 from .whole import wants_whole_answer, whole_answer_response
 
 COMMENT_MAX_CHARS = 4000
+REASON_MAX_CHARS = 2000
 
 # The answers Continue can carry on: cut short, not finished.
 CONTINUABLE = {
@@ -113,3 +115,24 @@ def _rating(request: HttpRequest) -> tuple[str, str]:
     if not isinstance(comment, str) or "\x00" in comment or len(comment) > COMMENT_MAX_CHARS:
         raise ApiError(400, "invalid_comment", f"The comment is a string of up to {COMMENT_MAX_CHARS} characters.")
     return rating, comment.strip()
+
+
+@api_view("POST")
+async def approvals(request: HttpRequest, user, turn_id: str) -> HttpResponse:
+    """Approve or deny a tool call the answer waits on (`{"tool_call_id",
+    "approved": true | false, "reason"?}`), served by any process."""
+    call_id, approved, reason = _decision(request)
+    run = await tool_runs.decide_approval(
+        owner=user, turn_id=parse_id(turn_id, "turn"), call_id=call_id, approved=approved, reason=reason
+    )
+    return JsonResponse(approval_json(run))
+
+
+def _decision(request: HttpRequest) -> tuple[str, bool, str]:
+    body = json_body(request)
+    call_id, approved, reason = body.get("tool_call_id"), body.get("approved"), body.get("reason", "")
+    if not isinstance(call_id, str) or not call_id or not isinstance(approved, bool):
+        raise ApiError(400, "invalid_decision", 'Send {"tool_call_id": "…", "approved": true or false}.')
+    if not isinstance(reason, str) or "\x00" in reason or len(reason) > REASON_MAX_CHARS:
+        raise ApiError(400, "invalid_reason", f"The reason is a string of up to {REASON_MAX_CHARS} characters.")
+    return call_id, approved, reason.strip()

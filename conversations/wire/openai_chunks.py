@@ -10,6 +10,7 @@ import time
 import orjson
 
 from ..stream.events import (
+    APPROVAL,
     DELTA,
     DONE,
     ERROR,
@@ -25,7 +26,13 @@ from ..stream.events import (
 from .events import SSE_CONTENT_TYPE, SSE_HEARTBEAT
 
 # chatstream's endings that OpenAI's vocabulary lacks: the answer stopped early.
-FINISH_REASONS = {"cancelled": "stop", "client_disconnected": "stop"}
+FINISH_REASONS = {
+    "cancelled": "stop",
+    "client_disconnected": "stop",
+    "client_stalled": "stop",
+    "approval_timeout": "stop",
+    "budget_exceeded": "stop",
+}
 
 # A comment only, unlike chatstream's own SSE opening: the official SDKs turn
 # a `retry:` field alone into an event with empty data, and fail parsing it.
@@ -59,7 +66,7 @@ class ChunkWire:
             return self._chunk({"refusal": data}, event_id)
         if kind == TOOL_CALL:
             return self._tool_call(data, event_id)
-        if kind in (TOOL_RESULT, STEP):
+        if kind in (TOOL_RESULT, STEP, APPROVAL):  # the server's tool loop: never on this door
             return b""
         if kind == ERROR:  # a chunk that carries it: the SDKs raise on one
             return _sse({"error": {"message": data["message"], "type": "upstream_error", "code": data["code"]}})

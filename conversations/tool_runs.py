@@ -1,0 +1,219 @@
+"""What the tool loop keeps in the database (stream/tool_loop.py's
+ToolRecords): each call before it runs and when it ends (ToolRun, one row
+per call id, so no call runs twice), the decision on a call that needs
+approval, each step once its tools have run (AnswerStep), and whether the
+budgets allow the next model call.
+
+A decision comes from whichever process serves `POST …/approvals`
+(`decide_approval`): it is written to the call's row, then the answer is
+woken where it runs (stream/approvals.py reads the row).
+
+    claim ─▶ ToolRun(pending?) ─▶ approval_request … decide_approval ─▶ ToolRun(approved) ─▶ run ─▶ record
+"""
+
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .exceptions import ApiError
+from .live import live_answers
+from .models import AnswerStep, ToolRun, Turn
+from .spend import budgets, ledger
+from .storage.threads import run_db
+from .stream.answer import PreparedTurn
+from .stream.approvals import Decision
+from .stream.tool_loop import Step
+from .tools import ToolResult
+
+NOT_DECIDED = "No decision was made before the answer ended; the tool was not run."
+
+
+class DatabaseToolRecords:
+    """An answer's ToolRecords, on the database threads."""
+
+    def __init__(self, prepared: PreparedTurn) -> None:
+        self.prepared = prepared
+
+    async def claim(self, call: Mapping[str, Any], *, approval: bool) -> ToolResult | None:
+        fields = {key: str(call.get(key, "")) for key in ("id", "name", "arguments")}
+        return await run_db(claim_call, prepared=self.prepared, approval=approval, **fields)
+
+    async def record(self, result: ToolResult) -> None:
+        await run_db(record_result, turn_id=self.prepared.answer_turn_id, result=result)
+
+    async def decision(self, call_id: str) -> Decision | None:
+        return await run_db(decision_on, turn_id=self.prepared.answer_turn_id, call_id=call_id)
+
+    async def save_step(self, step: Step) -> None:
+        await run_db(save_step, prepared=self.prepared, step=step)
+
+    async def within_budget(self, steps: list[Step]) -> bool:
+        return await run_db(within_budget, prepared=self.prepared, steps=steps)
+
+
+# --- calls ----------------------------------------------------------------------------
+
+
+def claim_call(*, prepared: PreparedTurn, id: str, name: str, arguments: str, approval: bool) -> ToolResult | None:
+    """Record a call before it runs (`approval`: as pending a decision): None,
+    recorded now, so run it. A call id the answer already recorded is never
+    run again: its saved result, or an error saying how it ended is unknown."""
+    try:
+        with transaction.atomic():
+            ToolRun.objects.create(
+                turn_id=prepared.answer_turn_id,
+                conversation_id=prepared.conversation_id,
+                call_id=id,
+                name=name,
+                arguments=arguments,
+                approval=ToolRun.Approval.PENDING if approval else "",
+            )
+        return None
+    except IntegrityError:  # that call id already recorded (or the conversation deleted meanwhile)
+        run = ToolRun.objects.filter(turn_id=prepared.answer_turn_id, call_id=id).first()
+    if run is not None and run.ended_at is not None:
+        return ToolResult(id=id, name=name, output=run.output, error=run.error, duration_ms=run.duration_ms or 0)
+    return ToolResult(id=id, name=name, error=f"The call {id!r} was already run; its result is not known.")
+
+
+def record_result(*, turn_id: uuid.UUID, result: ToolResult) -> None:
+    """A call's result, once it has ended."""
+    ToolRun.objects.filter(turn_id=turn_id, call_id=result.id).update(
+        output=result.output, error=result.error, duration_ms=result.duration_ms, ended_at=timezone.now()
+    )
+
+
+# --- approvals --------------------------------------------------------------------------
+
+
+def decision_on(*, turn_id: uuid.UUID, call_id: str) -> Decision | None:
+    row = ToolRun.objects.filter(turn_id=turn_id, call_id=call_id).values("approval", "decision_reason").first()
+    if row is None or row["approval"] not in (ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED):
+        return None
+    return Decision(approved=row["approval"] == ToolRun.Approval.APPROVED, reason=row["decision_reason"])
+
+
+async def decide_approval(
+    *, owner: AbstractBaseUser, turn_id: uuid.UUID, call_id: str, approved: bool, reason: str = ""
+) -> ToolRun:
+    """Approve or deny a call waiting for it, from any process, and wake the
+    answer. ApiError 404 if the user has no such answer, 409 if that call is
+    not waiting for a decision (decided already, never asked, or the answer
+    has ended)."""
+    live = await live_answers().find(turn_id)
+    if live is not None and live.owner_id != owner.pk:
+        live = None
+    run = await run_db(
+        _write_decision,
+        owner=owner,
+        turn_id=turn_id,
+        generating=live is not None,
+        call_id=call_id,
+        approved=approved,
+        reason=reason,
+    )
+    if live is not None:
+        await live.decided(call_id)
+    return run
+
+
+@transaction.atomic
+def _write_decision(
+    *, owner: AbstractBaseUser, turn_id: uuid.UUID, generating: bool, call_id: str, approved: bool, reason: str
+) -> ToolRun:
+    runs = ToolRun.objects.filter(turn_id=turn_id, conversation__owner_id=owner.pk)
+    owned = generating or runs.exists() or Turn.objects.filter(pk=turn_id, conversation__owner_id=owner.pk).exists()
+    if not owned:
+        raise ApiError(404, "not_found", "No such answer.")
+    decided = runs.filter(call_id=call_id, approval=ToolRun.Approval.PENDING).update(
+        approval=ToolRun.Approval.APPROVED if approved else ToolRun.Approval.DENIED,
+        decided_by=owner,
+        decided_at=timezone.now(),
+        decision_reason=reason,
+    )
+    if not decided:
+        raise ApiError(409, "approval_not_pending", f"The call {call_id!r} of this answer is not waiting for approval.")
+    return runs.select_related("decided_by").get(call_id=call_id)
+
+
+def close_pending(turn_id: uuid.UUID | str) -> None:
+    """The answer has ended (saved, or lost with its process): a call still
+    waiting for a decision will never run, and can no longer be decided."""
+    ToolRun.objects.filter(turn_id=turn_id, approval=ToolRun.Approval.PENDING).update(
+        approval=ToolRun.Approval.UNDECIDED, error=NOT_DECIDED, ended_at=timezone.now()
+    )
+
+
+def with_decisions(turn_id: uuid.UUID | str, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The answer's requests for approval, each with who decided, when and how
+    (`approved` None: nobody did), as the turn saves them."""
+    if not requests:
+        return requests
+    runs = ToolRun.objects.filter(turn_id=turn_id).exclude(approval="").select_related("decided_by")
+    by_call = {run.call_id: run for run in runs}
+    return [{**request, **_decision_fields(by_call.get(request["id"]))} for request in requests]
+
+
+def _decision_fields(run: ToolRun | None) -> dict[str, Any]:
+    decided = run is not None and run.approval in (ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED)
+    return {
+        "approved": run.approval == ToolRun.Approval.APPROVED if decided else None,  # type: ignore[union-attr]
+        "decided_by": run.decided_by.get_username() if decided and run.decided_by else None,  # type: ignore[union-attr]
+        "decided_at": run.decided_at.isoformat() if decided and run.decided_at else None,  # type: ignore[union-attr]
+        "reason": run.decision_reason if decided else "",  # type: ignore[union-attr]
+    }
+
+
+# --- steps --------------------------------------------------------------------------------
+
+
+def save_step(*, prepared: PreparedTurn, step: Step) -> None:
+    """A model call of the loop whose tools have run, with what it cost."""
+    usage = step.usage
+    AnswerStep.objects.update_or_create(
+        turn_id=prepared.answer_turn_id,
+        n=step.n,
+        defaults={
+            "conversation_id": prepared.conversation_id,
+            "model": step.model,
+            "output": step.output,
+            "tokens_in": usage.get("tokens_in"),
+            "tokens_out": usage.get("tokens_out"),
+            "tokens_cached": usage.get("tokens_cached"),
+            "tokens_reasoning": usage.get("tokens_reasoning"),
+            "tokens_estimated": bool(usage.get("tokens_estimated")),
+            "usage_source": usage.get("usage_source", ""),
+            "cost": step_cost(step),
+        },
+    )
+
+
+def step_cost(step: Step) -> Decimal | None:
+    usage = step.usage
+    return ledger.price(
+        step.model,
+        tokens_in=usage.get("tokens_in"),
+        tokens_cached=usage.get("tokens_cached"),
+        tokens_out=usage.get("tokens_out"),
+    )
+
+
+def within_budget(*, prepared: PreparedTurn, steps: list[Step]) -> bool:
+    """Do the user's and the key's budgets allow another model call, counting
+    the answer's steps so far (its ledger row comes when it ends)?"""
+    spend = sum((step_cost(step) or Decimal(0) for step in steps), Decimal(0))
+    tokens = sum((step.usage.get("tokens_in") or 0) + (step.usage.get("tokens_out") or 0) for step in steps)
+    try:
+        budgets.check(user_id=prepared.owner_id, api_key_id=prepared.api_key_id, unrecorded=(spend, tokens))
+    except ApiError:
+        return False
+    return True
+
+
+def saved_steps(turn_id: uuid.UUID | str) -> list[AnswerStep]:
+    return list(AnswerStep.objects.filter(turn_id=turn_id).order_by("n"))
