@@ -11,7 +11,8 @@ from conversations.providers.demo import DemoProvider
 from conversations.providers.demo_tools import answer_from_results, calls_for, offered_tools
 from conversations.tools import registered_tools
 
-from .helpers import post_and_read, saved_answer, text_of
+from .helpers import post_and_read, saved_answer, sse_events, stream, text_of
+from .test_approvals import decide, until
 
 DEMO_TOOLS = ["conversations.tools.demo.current_time", "conversations.tools.demo.lookup_order"]
 BOTH = {"current_time", "lookup_order"}
@@ -121,6 +122,25 @@ def test_the_demo_model_runs_the_time_tool_through_the_loop(alice, demo_tools):
 
     turn = saved_answer(conversation_id)
     assert turn.finish_reason == "stop" and turn.tool_results == [result]
+
+
+@pytest.mark.parametrize(
+    ("approved", "said"),
+    [(True, "Order A-17 is **"), (False, "You declined the lookup, so I did not look up order A-17.")],
+)
+def test_the_demo_model_waits_for_approval_of_an_order_lookup(alice, demo_tools, approved, said):
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id, "Where is my order A-17?") as response:
+        events = sse_events(response)
+        seen = until(events, "approval_request")
+        turn_id, request = seen[0]["data"]["turn_id"], seen[-1]["data"]
+        assert (request["name"], json.loads(request["arguments"])) == ("lookup_order", {"order_id": "A-17"})
+        assert decide(alice, turn_id, request["id"], approved).status_code == 200
+        rest = list(events)
+    result = next(event["data"] for event in rest if event["event"] == "tool_result")
+    assert ("output" in result) is approved
+    assert text_of(rest).startswith(said) and rest[-1]["event"] == "done"
+    assert saved_answer(conversation_id).approvals[0]["approved"] is approved
 
 
 def _openai_call(call: dict) -> dict:

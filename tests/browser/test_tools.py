@@ -147,3 +147,69 @@ def test_the_page_rebuilds_a_saved_answer_as_the_server_does(page, upstream, set
     expect(cards).to_have_count(3)
     reload(page)
     expect(cards.locator(".status")).to_have_text([re.compile("done")] * 3)
+
+
+# --- approvals ------------------------------------------------------------------------
+
+
+def asked_to_approve(page: Page):
+    """ "look up order 1234": the order card, waiting with Approve and Deny."""
+    send(page, "Please look up order 1234")
+    order = card(page, "lookup_order")
+    expect(order.locator(".status")).to_have_text("waiting for approval", timeout=10_000)
+    expect(order.get_by_role("button", name="Approve")).to_be_enabled()
+    expect(order.get_by_role("button", name="Deny")).to_be_enabled()
+    expect(order.locator(".arguments")).to_have_text('{\n  "order_id": "1234"\n}')
+    return order
+
+
+def test_approve_runs_the_lookup_even_after_a_reload(page, demo_tools):
+    asked_to_approve(page)
+    page.screenshot(path=SCREENSHOT.replace(".png", "-approval.png"), full_page=True)
+    reload(page)  # the live answer is followed from its start: the request is asked again
+    order = card(page, "lookup_order")
+    expect(order.locator(".status")).to_have_text("waiting for approval", timeout=10_000)
+    order.get_by_role("button", name="Approve").click()
+    expect(order.locator(".decision")).to_have_text("Approved")
+    expect(order.locator(".status")).to_have_text(re.compile(r"done · \d+ ms"), timeout=10_000)
+    expect(order.get_by_role("button", name="Approve")).to_be_hidden()
+    expect(order.locator(".output")).to_contain_text('"order_id": "1234"')
+    answer = answers(page).first
+    expect(answer.locator(".body").last).to_contain_text("Order 1234 is ", timeout=10_000)
+    saved(page)
+
+    reload(page)
+    order = card(page, "lookup_order")
+    expect(order.locator(".decision")).to_have_text("Approved")
+    expect(order.locator(".status")).to_have_text(re.compile(r"done · \d+ ms"))
+    expect(order.locator(".approval")).to_be_hidden()
+
+
+def test_deny_fails_the_call_and_the_model_says_so(page, demo_tools):
+    order = asked_to_approve(page)
+    order.get_by_role("textbox", name="Reason for denying (optional)").fill("not now")
+    order.get_by_role("button", name="Deny").click()
+    expect(order.locator(".decision")).to_have_text("Denied: not now")
+    expect(order.locator(".status")).to_have_text(re.compile(r"failed · \d+ ms"), timeout=10_000)
+    expect(order.locator(".error")).to_contain_text("declined")
+    answer = answers(page).first
+    expect(answer.locator(".body").last).to_have_text("You declined the lookup, so I did not look up order 1234.")
+    saved(page)
+    reload(page)
+    order = card(page, "lookup_order")
+    expect(order.locator(".decision")).to_have_text("Denied: not now")
+    expect(order.locator(".status")).to_have_text(re.compile(r"failed · \d+ ms"))
+
+
+def test_a_refused_decision_is_shown_and_can_be_made_again(page, demo_tools):
+    order = asked_to_approve(page)
+    refused = {"error": {"code": "approval_not_pending", "message": "The call is not waiting for approval."}}
+    page.route("**/approvals", lambda route: route.fulfill(status=409, json=refused))
+    order.get_by_role("button", name="Approve").click()
+    expect(page.locator("#notice")).to_have_text("The call is not waiting for approval.")
+    expect(order.get_by_role("button", name="Approve")).to_be_enabled()  # nothing was decided
+    expect(order.locator(".decision")).to_be_empty()
+
+    page.unroute("**/approvals")
+    order.get_by_role("button", name="Approve").click()
+    expect(order.locator(".status")).to_have_text(re.compile(r"done · \d+ ms"), timeout=10_000)
