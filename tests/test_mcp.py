@@ -5,7 +5,10 @@ and at call time, and the checks of CHATSTREAM_MCP_SERVERS."""
 
 import asyncio
 import logging
+import os
 import socket
+import subprocess
+import sys
 
 import environ
 import httpx
@@ -18,9 +21,9 @@ from conversations import catalogue
 from conversations.checks import check_llm_settings
 from conversations.conf import Settings
 from conversations.tools import ToolContext, atools_for, run_call, tools_for
-from conversations.tools.mcp import McpServer, McpTool, list_servers
+from conversations.tools.mcp import McpServer
 from conversations.tools.mcp import tools as mcp_tools
-from conversations.tools.mcp.tools import RELIST_AFTER_SECONDS, _listings
+from conversations.tools.mcp.tools import RELIST_AFTER_SECONDS, McpTool, _listings, list_servers
 from harness.fake_upstream import Behaviour, tool_calls_behaviour
 from harness.servers import ServerThread, free_port
 
@@ -316,3 +319,15 @@ def test_the_servers_from_the_environment_as_json(settings, monkeypatch):
     settings.CHATSTREAM_MCP_SERVERS = Settings.CHATSTREAM_MCP_SERVERS.from_env(environ.Env())
     assert settings.CHATSTREAM_MCP_SERVERS == {"calc": {"url": "http://127.0.0.1:1/mcp"}}
     assert mcp_check_ids(settings, settings.CHATSTREAM_MCP_SERVERS) == []
+
+
+def test_a_process_without_mcp_servers_never_imports_the_sdk():
+    # It takes about a second: every process (a manage.py command, a worker) would pay it.
+    script = (
+        "import sys, django; django.setup(); "
+        "import conversations.answering, conversations.checks, conversations.views.api; "
+        "assert 'mcp' not in sys.modules, 'mcp imported'"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env.pop("CHATSTREAM_MCP_SERVERS", None)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)

@@ -15,7 +15,7 @@ from .. import state
 from ..conf import conf
 from ..exceptions import NotATool, ToolImportError, ToolsError
 from .definition import Tool
-from .mcp import list_servers, listed_tools, mcp_servers
+from .mcp import mcp_servers
 
 if TYPE_CHECKING:  # the catalogue is read by the providers, below tools; only its type is needed here
     from ..catalogue import ModelEntry
@@ -65,7 +65,7 @@ def tools_for(entry: "ModelEntry") -> list[Tool]:
     if not entry.tools:
         return []
     tools: dict[str, Tool] = dict(registered_tools())
-    for name, mcp_tool in listed_tools().items():
+    for name, mcp_tool in _listed_mcp_tools().items():
         tools.setdefault(name, mcp_tool)  # CHATSTREAM_TOOLS' own tool keeps its name
     if entry.tool_names is None:
         return list(tools.values())
@@ -76,8 +76,18 @@ async def atools_for(entry: "ModelEntry") -> list[Tool]:
     """tools_for, once the MCP servers the model may use are listed (at
     first use; a server that is down has no tools until a later listing)."""
     if entry.tools and mcp_servers():
+        from .mcp.tools import list_servers  # the SDK, imported only where there are servers (mcp/__init__.py)
+
         await list_servers(_servers_named(entry))
     return tools_for(entry)
+
+
+def _listed_mcp_tools() -> dict[str, Tool]:
+    if not mcp_servers():
+        return {}
+    from .mcp.tools import listed_tools  # the SDK, imported only where there are servers (mcp/__init__.py)
+
+    return dict(listed_tools())
 
 
 def _servers_named(entry: "ModelEntry") -> set[str] | None:

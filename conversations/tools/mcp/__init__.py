@@ -6,9 +6,12 @@ names a server's tool `<server>__<tool>`; `client.py` is the edge with the
 SDK (a listing, a call, the SDK's errors made plain messages); `tools.py`
 makes each listed tool a Tool (`McpTool`) the loop runs like any other, and
 keeps the listings. `registry.tools_for` puts them beside CHATSTREAM_TOOLS'.
+
+The SDK takes about a second to import, so only `servers.py` is imported
+here: `tools.py` and `client.py` (and the SDK) are imported by a process
+that has MCP servers, at their first use.
 """
 
 from .servers import McpServer, mcp_servers
-from .tools import McpTool, list_servers, listed_tools
 
-__all__ = ["McpServer", "McpTool", "list_servers", "listed_tools", "mcp_servers"]
+__all__ = ["McpServer", "mcp_servers"]
