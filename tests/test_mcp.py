@@ -23,6 +23,7 @@ from conversations.conf import Settings
 from conversations.tools import ToolContext, atools_for, run_call, tools_for
 from conversations.tools.mcp import McpServer
 from conversations.tools.mcp import tools as mcp_tools
+from conversations.tools.mcp.client import result_text
 from conversations.tools.mcp.tools import RELIST_AFTER_SECONDS, McpTool, _listings, list_servers
 from harness.fake_upstream import Behaviour, tool_calls_behaviour
 from harness.servers import ServerThread, free_port
@@ -155,7 +156,23 @@ def test_a_long_name_is_cut_to_64_characters():
     assert tool.name == f"{'s' * 32}__{'x' * 30}" and len(tool.name) == 64
 
 
+def test_two_tools_of_one_function_name_keep_the_first(caplog):
+    server = McpServer(name="s", url="http://127.0.0.1:1/mcp")
+    listed = [mcp.types.Tool(name=name, input_schema={"type": "object"}) for name in ("a.b", "a_b", "c")]
+    with caplog.at_level(logging.WARNING):
+        tools = mcp_tools._named(server, listed)
+    assert [(tool.name, tool.remote_name) for tool in tools] == [("s__a_b", "a.b"), ("s__c", "c")]
+    assert "the first is kept" in caplog.text
+
+
 # --- calls ---------------------------------------------------------------------------
+
+
+def test_a_result_without_text_is_its_structured_content_or_a_note():
+    structured = mcp.types.CallToolResult(content=[], structured_content={"n": 1})
+    image = mcp.types.CallToolResult(content=[mcp.types.ImageContent(data="AA==", mime_type="image/png")])
+    assert result_text(structured) == '{"n":1}'
+    assert result_text(image) == "[image content, not shown]"
 
 
 def test_a_call_returns_the_text_and_structured_content_as_json(servers, monkeypatch):
