@@ -39,7 +39,7 @@ from .stream.output import saved_output
 from .stream.relay import AnswerRelay
 from .stream.tool_loop import Toolbox
 from .tool_runs import DatabaseToolRecords
-from .tools import tools_for
+from .tools import Tool, atools_for
 
 logger = logging.getLogger(__name__)
 
@@ -221,11 +221,16 @@ def _title_from(content: str) -> str:
 
 
 def answer_relay(
-    prepared: PreparedTurn, *, trace_id: str, received_at: float, provider: Provider | None = None
+    prepared: PreparedTurn,
+    *,
+    trace_id: str,
+    received_at: float,
+    provider: Provider | None = None,
+    tools: list[Tool] | None = None,
 ) -> AnswerRelay:
     """The generation task for a prepared turn (from the configured provider
-    unless given one), saving through record_answer; with the model's tools
-    (tools_for) unless the conversation turned them off."""
+    unless given one), saving through record_answer; with `tools`
+    (answer_tools) run by its loop."""
 
     async def save(answer: Answer) -> Answer:
         return await run_db(services.record_answer, prepared=prepared, answer=answer) or answer
@@ -235,7 +240,7 @@ def answer_relay(
         entry = _model_for(prepared.model_name)
         provider = provider_for(entry)
         provider.request_options = entry.bounded(prepared.request_options)
-        toolbox = _toolbox(prepared, entry)
+        toolbox = _toolbox(prepared, tools or [])
         if toolbox is not None:
             provider.request_options["tools"] = toolbox.specs()
     return AnswerRelay(
@@ -243,10 +248,16 @@ def answer_relay(
     )
 
 
-def _toolbox(prepared: PreparedTurn, entry: ModelEntry) -> Toolbox | None:
+async def answer_tools(prepared: PreparedTurn) -> list[Tool]:
+    """The answer's model's tools (atools_for: MCP servers listed at first
+    use), unless the conversation turned them off or the prompt is a
+    client's (the OpenAI door)."""
+    return await atools_for(_model_for(prepared.model_name)) if prepared.server_tools else []
+
+
+def _toolbox(prepared: PreparedTurn, tools: list[Tool]) -> Toolbox | None:
     """The answer's tools, their calls, decisions and steps kept in the
     database (tool_runs.py)."""
-    tools = tools_for(entry) if prepared.server_tools else []
     return Toolbox(tools=tools, records=DatabaseToolRecords(prepared)) if tools else None
 
 
@@ -295,7 +306,12 @@ async def _start_answer(
         await answer_abandoned(start, trace_id, received_at)
         raise
     prepared = dataclasses.replace(prepared, request_options=message.request_options)
-    relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at)
+    try:
+        tools = await answer_tools(prepared)
+    except asyncio.CancelledError:  # the client left while an MCP server was listed: the message is saved
+        await _abandon(prepared, trace_id, received_at)
+        raise
+    relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at, tools=tools)
     relay.start()
     try:
         await live_answers().publish(relay)
@@ -351,6 +367,10 @@ async def answer_abandoned(start: asyncio.Future, trace_id: str, received_at: fl
         prepared = await start
     except (Conversation.DoesNotExist, DuplicateMessage, ApiError):
         return
+    await _abandon(prepared, trace_id, received_at)
+
+
+async def _abandon(prepared: PreparedTurn, trace_id: str, received_at: float) -> None:
     relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at)
     relay.start()
     await relay.close()  # cancels as client_disconnected before the model is called, then saves

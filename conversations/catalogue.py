@@ -45,7 +45,7 @@ class ModelEntry:
     context_tokens: int  # the prompt budget
     max_output_tokens: int  # the most tokens an answer may have: sent upstream with every call
     reasoning: bool = False  # it thinks before answering
-    tools: bool = False  # it can call tools: those of CHATSTREAM_TOOLS (conversations/tools/registry.py)
+    tools: bool = False  # it can call tools: CHATSTREAM_TOOLS' and MCP servers' (conversations/tools/registry.py)
     tool_names: tuple[str, ...] | None = None  # only these of them; None: all
     prices: dict[str, Any] | None = field(default=None, hash=False)  # per million tokens, as in LLM_PRICES
 
@@ -124,7 +124,15 @@ def _settings_key() -> tuple:
         conf.LLM_MAX_OUTPUT_TOKENS,
         conf.LLM_DEMO_REASONING,
         tuple(conf.CHATSTREAM_TOOLS),
+        _mcp_servers_given(),
     )
+
+
+def _mcp_servers_given() -> bool:
+    try:
+        return bool(conf.CHATSTREAM_MCP_SERVERS)
+    except (TypeError, ValueError):  # not an object: the checks say so (conversations.E021)
+        return True
 
 
 @functools.lru_cache(maxsize=8)
@@ -139,7 +147,7 @@ def _catalogue(key: tuple) -> dict[str, ModelEntry]:
     if not conf.LLM_MODELS:
         model = conf.LLM_MODEL
         # The one model has every tool there is: without LLM_MODELS nothing else could say it may.
-        tools = bool(conf.CHATSTREAM_TOOLS)
+        tools = bool(conf.CHATSTREAM_TOOLS) or _mcp_servers_given()
         return {model: ModelEntry(name=model, model=model, reasoning=conf.LLM_DEMO_REASONING, tools=tools, **defaults)}
     return {name: _entry(name, given, defaults) for name, given in conf.LLM_MODELS.items()}
 

@@ -9,11 +9,13 @@ from django.core.checks import Error, Tags, Warning, register
 
 from .catalogue import CatalogueError, catalogue, default_entry
 from .conf import conf
-from .exceptions import NotATool, ToolDefinitionError, ToolImportError
+from .exceptions import McpServersError, NotATool, ToolDefinitionError, ToolImportError
 from .providers import PROVIDERS, load_provider_class
 from .routing import RouterError, router
 from .spend.pricing import settings_prices
 from .tools.definition import Tool
+from .tools.mcp import McpServer, mcp_servers
+from .tools.mcp.servers import headers_from
 from .tools.registry import load_tool
 
 
@@ -89,7 +91,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 id="conversations.E008",
             )
         )
-    return errors + _catalogue_errors() + _router_errors() + _money_errors() + _tool_errors()
+    return errors + _catalogue_errors() + _router_errors() + _money_errors() + _tool_errors() + _mcp_errors()
 
 
 def _router_errors() -> list[Error]:
@@ -183,8 +185,11 @@ def _tool_name_errors(names: set[str], *, complete: bool) -> list[Error]:
         return []
     try:
         entries = catalogue().values()
-    except CatalogueError:
-        return []  # reported by _catalogue_errors
+        # An MCP server's tools are known once it is listed, not here (no
+        # network at start-up): a name with its prefix is taken on trust.
+        prefixes = tuple(server.prefix for server in mcp_servers())
+    except (CatalogueError, McpServersError):
+        return []  # reported by _catalogue_errors, _mcp_errors
     return [
         Error(
             f"LLM_MODELS[{entry.name!r}] lists {name!r} in tool_names, but no tool in CHATSTREAM_TOOLS has that name.",
@@ -193,8 +198,31 @@ def _tool_name_errors(names: set[str], *, complete: bool) -> list[Error]:
         )
         for entry in entries
         for name in entry.tool_names or ()
-        if name not in names
+        if name not in names and not name.startswith(prefixes)
     ]
+
+
+def _mcp_errors() -> list[Error]:
+    """CHATSTREAM_MCP_SERVERS: each server a name, a URL and headers that can be read."""
+    try:
+        servers = mcp_servers()
+    except McpServersError as exc:
+        return [Error(str(exc), hint="See docs/tools.md (MCP servers).", id="conversations.E021")]
+    return [error for server in servers if (error := _headers_error(server)) is not None]
+
+
+def _headers_error(server: McpServer) -> Error | None:
+    if not server.headers_env:
+        return None
+    try:
+        headers_from(os.environ.get(server.headers_env, ""))
+    except ValueError as exc:
+        return Error(
+            f"CHATSTREAM_MCP_SERVERS[{server.name!r}] reads its headers from ${server.headers_env}, which {exc}.",
+            hint=f'Set {server.headers_env} to a JSON object such as {{"Authorization": "Bearer …"}}.',
+            id="conversations.E022",
+        )
+    return None
 
 
 def _is_provider(name: str) -> bool:

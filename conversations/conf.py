@@ -131,6 +131,14 @@ class Settings:
         '`"tools": true` gets them all, with `"tool_names"` only those (without LLM_MODELS the one model gets '
         "them all)",
     )
+    CHATSTREAM_MCP_SERVERS = Setting[dict](
+        {},
+        'JSON: MCP servers whose tools models may call, by name: `{"files": {"url": "http://127.0.0.1:8808/mcp", '
+        '"headers_env": "FILES_MCP_HEADERS", "tool_names": ["read_file"]}}` (streamable HTTP; `headers_env` '
+        "names an environment variable holding a JSON object of headers; `tool_names` keeps only those of the "
+        "server's tools). The model sees each tool as `<server>__<tool>`; like CHATSTREAM_TOOLS' tools, an "
+        "LLM_MODELS entry gets them with `tools` or by name in `tool_names`",
+    )
     CHATSTREAM_TOOL_TIMEOUT_SECONDS = Setting(
         30.0, "how long a tool call may run before the model is told it timed out (a tool's own `timeout` overrides it)"
     )

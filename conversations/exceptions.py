@@ -9,8 +9,11 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     │   ├── RouterError           - LLM_ROUTER
     │   └── ToolsError            - CHATSTREAM_TOOLS, or an entry's tool_names
     │       ├── ToolImportError   - a path that does not import
-    │       └── NotATool          - a path naming something @tool did not make
+    │       ├── NotATool          - a path naming something @tool did not make
+    │       └── McpServersError   - CHATSTREAM_MCP_SERVERS
     ├── ToolDefinitionError       - a function @tool cannot make a tool of (its name, its schema)
+    ├── ToolCallFailed            - a call failed and its message says all (the model is told, no traceback)
+    │   └── McpUnreachable        - an MCP server that could not be reached, or could not list its tools
     ├── MemoryUpdateFailed        - a memory job failed for good (its job shows as failed)
     │   └── WorkerLost            - its workers died as often as it may be tried
     ├── ServerShutdown            - the process stopped before the answer ended
@@ -87,8 +90,21 @@ class NotATool(ToolsError):
     """A CHATSTREAM_TOOLS path names something that @tool did not make."""
 
 
+class McpServersError(ToolsError):
+    """CHATSTREAM_MCP_SERVERS cannot be used; the message names the fix."""
+
+
 class ToolDefinitionError(ChatstreamError):
     """@tool cannot make a tool of a function: its name, or a schema of its type hints."""
+
+
+class ToolCallFailed(ChatstreamError):
+    """A tool call failed in a way its message tells whole (an MCP tool's own
+    error): the model reads the message; there is no traceback to log."""
+
+
+class McpUnreachable(ToolCallFailed):
+    """An MCP server could not be reached, or did not answer as MCP servers do."""
 
 
 class MemoryUpdateFailed(ChatstreamError):

@@ -175,7 +175,7 @@ class Turn(models.Model):
 
 class ToolRun(models.Model):
     """One tool call of an answer, written before the tool runs and again when
-    it ends: a call id recorded once is never run again (services.claim_tool_call)."""
+    it ends: a call id recorded once is never run again (tool_runs.claim_call)."""
 
     class Approval(models.TextChoices):
         PENDING = "pending"

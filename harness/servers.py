@@ -112,10 +112,12 @@ class Service:
 
 
 class ServerThread:
-    """Serve an ASGI app with uvicorn on a free loopback port, in a thread."""
+    """Serve an ASGI app with uvicorn on a free loopback port, in a thread.
+    `lifespan="on"` for an app that starts its work in its lifespan (an MCP
+    server's session manager)."""
 
-    def __init__(self, app) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", loop="asyncio")
+    def __init__(self, app, *, lifespan: str = "off") -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan, loop="asyncio")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

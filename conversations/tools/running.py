@@ -6,7 +6,9 @@ thread of the tools' own pool (never on the loop, and never on the database
 threads, whose few connections the answers' saves need). Whatever goes wrong
 (an unknown tool, arguments that are not JSON or fail the schema, an
 exception, the timeout) becomes an error result the model reads and can
-act on; the traceback is logged with the trace id, never sent.
+act on; the traceback is logged with the trace id, never sent. A tool that
+raises ToolCallFailed (an MCP tool's own error, its server down) has its
+message sent as it is, and nothing logged here.
 
 Cancelling the caller cancels an async tool. A sync tool cannot be stopped:
 it is left to finish on its thread and its result is dropped.
@@ -27,6 +29,7 @@ from django.db import connections
 
 from .. import state
 from ..conf import conf
+from ..exceptions import ToolCallFailed
 from .context import ToolContext
 from .definition import Tool
 from .results import ToolResult, cut, output_text
@@ -71,7 +74,7 @@ async def run_call(tool: Tool | None, call: Mapping[str, Any], context: ToolCont
     output = error = None
     try:
         output = await _run(tool, call, context)
-    except CallError as exc:
+    except (CallError, ToolCallFailed) as exc:
         error = str(exc)
     except Exception as exc:
         logger.exception("tool %s failed, call %s trace_id=%s", name, call.get("id"), context.trace_id)

@@ -18,7 +18,7 @@ from ..routing import router
 from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
 from ..stream.output import saved_output
-from ..tools import tools_for
+from ..tools import atools_for
 from .bodies import idempotency_key, json_body, message_content
 from .errors import api_view, error_response, not_found, parse_id
 from .streaming import answer_response, trace_id_for
@@ -226,15 +226,16 @@ async def models(request: HttpRequest, user) -> HttpResponse:
     return JsonResponse(
         {
             "default": default_entry().name,
-            "models": [_model_json(entry) for entry in catalogue().values()],
+            "models": [await _model_json(entry) for entry in catalogue().values()],
             "auto": router() is not None,  # "model": "auto" routes (LLM_ROUTER)
         }
     )
 
 
-def _model_json(entry: ModelEntry) -> dict:
-    # The tools by name, once CHATSTREAM_TOOLS is imported (catalogue.py stays below tools/).
-    return {**entry.public(), "tool_names": [tool.name for tool in tools_for(entry)]}
+async def _model_json(entry: ModelEntry) -> dict:
+    # The tools by name, once CHATSTREAM_TOOLS is imported and the MCP servers
+    # listed (at first use; catalogue.py stays below tools/).
+    return {**entry.public(), "tool_names": [tool.name for tool in await atools_for(entry)]}
 
 
 async def openapi_description(request: HttpRequest) -> HttpResponse:
