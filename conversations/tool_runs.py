@@ -112,7 +112,9 @@ def record_results(turn_id: uuid.UUID | str, results: list[dict[str, Any]]) -> N
 
 def decision_on(*, turn_id: uuid.UUID, call_id: str) -> Decision | None:
     row = ToolRun.objects.filter(turn_id=turn_id, call_id=call_id).values("approval", "decision_reason").first()
-    if row is None or row["approval"] not in (ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED):
+    if row is None:  # its conversation was deleted (the admin's delete stops no answer): no one is left to ask
+        return Decision(approved=False, reason=CONVERSATION_GONE)
+    if row["approval"] not in (ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED):
         return None
     return Decision(approved=row["approval"] == ToolRun.Approval.APPROVED, reason=row["decision_reason"])
 

@@ -79,7 +79,8 @@ class AnswerRelay:
         self._prefix_length = self.readers.length  # where this model call's output begins
         self.toolbox = toolbox  # None: no tools run (none given, turned off, or the OpenAI door)
         self.messages: list[Message] = prepared.messages  # the prompt of the model call being made
-        self.step = 1  # the model call being made, counted from 1
+        # The model call being made, counted from 1 (a continued answer's own steps counted too).
+        self.step = 1 + sum(kind == STEP for kind, _ in prepared.prefix)
         self.spent: list[dict] = []  # the usage of each earlier model call (tool_loop.call_usage)
         self.steps: list[Step] = []  # the earlier model calls, as saved
         self._step_saved: asyncio.Task | None = None  # the last step's save, made while the next call starts
