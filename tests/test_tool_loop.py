@@ -4,6 +4,7 @@ server and the fake upstream."""
 
 import asyncio
 import json
+import logging
 import threading
 
 import pytest
@@ -341,3 +342,13 @@ def test_an_answer_stopped_mid_loop_is_continued_with_its_steps(alice, upstream,
     assert steps == [2, 3]  # the stopped answer's step, then this one's, counted on
     new_id = live[0]["data"]["turn_id"]
     assert read_events(alice.client.get(f"/api/turns/{new_id}/events")) == live  # the saved turn replays as it streamed
+
+
+def test_the_pace_of_tokens_leaves_the_tools_time_out(alice, upstream, tools, caplog):
+    caplog.set_level(logging.INFO, logger="conversations")
+    # The tool takes 150 ms; the tokens come 5 ms apart.
+    answer_with(upstream, tool_calls_behaviour(("c1", "overlapping", {"label": "x"})), Behaviour(tokens=6, pace=0.005))
+    _, events = loop_answer(alice)
+    trace_id = events[0]["data"]["trace_id"]
+    [end] = [r for r in caplog.records if getattr(r, "trace_id", None) == trace_id and r.getMessage() == "stream.end"]
+    assert end.tpot_ms < 30  # not (150 ms + 25 ms) over the last call's 5 gaps

@@ -86,6 +86,7 @@ class AnswerRelay:
         self._step_saved: asyncio.Task | None = None  # the last step's save, made while the next call starts
         self._step_start = self._prefix_length  # where the step being made began in the output
         self.approvals = Approvals()  # calls waiting for a person's decision
+        self.malformed_before = 0  # unreadable chunks of the earlier model calls (and tries)
         self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
         self.finish_reason: str = ""
         self.error: UpstreamError | ServerShutdown | AnswerFailed | None = None
@@ -376,6 +377,8 @@ class AnswerRelay:
             self._relay_pieces(self._redactor.finish(), redacted=True)
 
     async def _try_model(self, model: str) -> None:
+        self.malformed_before += self.completion.malformed_chunks
+        self.figures.call_began()
         self.completion = Completion(model=model)
         if self.step > 1:  # ids for calls the server names none, unused by earlier steps
             self.completion.tool_calls = ToolCalls(f"call_{self.step}_")
@@ -473,8 +476,9 @@ class AnswerRelay:
             except Exception:
                 logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.turn_id)
         try:
-            tokens = self.completion.tokens_out or self.completion.deltas
-            telemetry.stream_ended(self, saved or answer, self.figures.time_per_output_token(tokens), saved is not None)
+            ended = saved or answer
+            tokens = ended.tokens_out or self.completion.deltas  # of every model call
+            telemetry.stream_ended(self, ended, self.figures.time_per_output_token(tokens), saved is not None)
         except Exception:
             logger.exception("could not measure answer trace_id=%s", self.trace_id)
         return saved
