@@ -181,9 +181,10 @@ class AnswerRelay:
     async def close(self) -> None:
         """Called when a response ends for any reason: releases the answer,
         and if that stopped it, waits until the turn is saved (shielded, so a
-        second cancellation cannot abandon the save)."""
+        second cancellation cannot abandon the save). An answer that waits
+        for a person goes on: nothing to wait for here."""
         self.release()
-        if not self.readers.followers and not self.presence.awaiting_return:
+        if not (self.readers.followers or self.presence.awaiting_return or self.awaiting_person):
             await self.wait_saved()
 
     async def stop(self) -> None:
