@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from .admin_timeline import render_steps, uses_tools
 from .models import Feedback, ReviewItem, Turn
 
 NEEDS_A_LOOK = Q(feedback__rating=Feedback.Rating.DOWN) | Q(status=Turn.Status.FAILED) | Q(redactions__gt=0)
@@ -73,12 +74,19 @@ class ReviewAdmin(admin.ModelAdmin):
         "model_name",
         "created_at",
     )
-    readonly_fields = fields[2:]
+    readonly_fields = (*fields[2:], "steps")
 
     def get_queryset(self, request) -> QuerySet:
         first = Case(When(NEEDS_A_LOOK, then=Value(0)), default=Value(1), output_field=IntegerField())
         answers = super().get_queryset(request).filter(role=Turn.Role.ASSISTANT)
         return answers.annotate(needs_a_look=first).order_by("needs_a_look", "-created_at")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None or not uses_tools(obj):
+            return fields
+        at = fields.index("reasoning") + 1  # what it did, right under what it said
+        return [*fields[:at], "steps", *fields[at:]]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -114,6 +122,10 @@ class ReviewAdmin(admin.ModelAdmin):
     @admin.display(description="User", ordering="conversation__owner")
     def owner(self, turn: Turn):
         return turn.conversation.owner
+
+    @admin.display(description="Model calls")
+    def steps(self, turn: Turn) -> str:
+        return render_steps(turn)
 
     @admin.display(description="Conversation")
     def conversation_link(self, turn: Turn) -> str:

@@ -11,7 +11,7 @@ from conversations import services
 from conversations.access import api_keys
 from conversations.models import ApiKey, Conversation, Turn
 
-from .helpers import exchange, log_in, start_turn
+from .helpers import exchange, log_in, start_turn, tool_loop_answer
 
 
 @pytest.fixture
@@ -249,3 +249,63 @@ def test_the_review_queue_puts_what_needs_a_look_first(staff_client, owner):
     assert (disliked.review_status, disliked.review_notes) == ("needs_work", "Dates need a source")
     assert disliked.content == "A disliked answer"
     assert staff_client.get(url, {"review_status__exact": "needs_work"}).context["cl"].result_count == 1
+
+
+@pytest.fixture
+def tool_answer(staff_client, owner, settings) -> Turn:
+    settings.LLM_PRICES = {"m-2": {"input": 1, "output": 4}}
+    return tool_loop_answer(owner, decider=get_user_model().objects.get(username="root"))
+
+
+def in_order(page: str, *texts: str) -> bool:
+    """Are `texts` all in the page's steps, in this order?"""
+    steps = page[page.index('<ol class="steps">') :]
+    places = [steps.find(text) for text in texts]
+    assert -1 not in places, [text for text, place in zip(texts, places, strict=True) if place == -1]
+    return places == sorted(places)
+
+
+def test_a_tool_answer_shows_its_model_calls_in_order(staff_client, tool_answer):
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[tool_answer.pk])).content.decode()
+    assert in_order(
+        page,
+        "Model call 1 · m-2",
+        "100 in / 20 out",
+        "cost 0.0001800000",
+        "Let me work it out.",
+        "&quot;a&quot;: 2",
+        "Result in 12 ms",
+        "Denied by root at ",
+        ": Not today",
+        "Model call 2 · m-2",
+        "200 in / 10 out",
+        "Now the weather.",
+        "Error after 30000 ms",
+        "Timed out &lt;b&gt;badly&lt;/b&gt;",
+        "Model call 3 · m-2",
+        "300 in / 15 out",
+        "cost 0.0003600000",
+        "(the turn's total less the earlier calls')",
+        "2 + 3 = 5",
+    )
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;5" in page and "<script>alert(1)" not in page
+    assert "<b>badly</b>" not in page
+
+
+def test_a_long_tool_output_is_folded(staff_client, tool_answer):
+    tool_answer.tool_results[0]["output"] = "x" * 5000
+    tool_answer.save(update_fields=["tool_results"])
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[tool_answer.pk])).content.decode()
+    assert "<details><summary>5000 characters</summary>" in page
+
+
+def test_an_answer_without_tools_has_no_steps(staff_client, answered):
+    turn = Turn.objects.get(role="assistant")
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).content.decode()
+    assert "Model call 1" not in page and "Steps" not in page
+
+
+def test_the_review_page_shows_the_steps(staff_client, tool_answer):
+    page = staff_client.get(reverse("admin:conversations_reviewitem_change", args=[tool_answer.pk])).content.decode()
+    assert in_order(page, "Model call 1", "Denied by root", "Model call 3")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;5" in page
