@@ -4,13 +4,13 @@ and where staff record their verdict and notes."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from .admin_timeline import render_steps, uses_tools
-from .models import Feedback, ReviewItem, Turn
+from .models import Feedback, ReviewItem, ToolRun, Turn
 
 NEEDS_A_LOOK = Q(feedback__rating=Feedback.Rating.DOWN) | Q(status=Turn.Status.FAILED) | Q(redactions__gt=0)
 
@@ -28,6 +28,38 @@ class FeedbackFilter(admin.SimpleListFilter):
         if self.value() in Feedback.Rating.values:
             return queryset.filter(feedback__rating=self.value())
         return queryset
+
+
+class ToolsFilter(admin.SimpleListFilter):
+    """Answers by what happened to their tool calls. Read from the ToolRun
+    rows rather than the turns' JSON, whose containment lookups differ
+    between PostgreSQL and SQLite."""
+
+    title = "tools"
+    parameter_name = "tools"
+    # A denied call and one nobody decided on carry an error for the model
+    # too; "a tool failed" means the tool itself (or its arguments) did.
+    NOT_RUN = (ToolRun.Approval.DENIED, ToolRun.Approval.UNDECIDED)
+    RUNS = {
+        "failed": Q(error__isnull=False) & ~Q(approval__in=NOT_RUN),
+        "denied": Q(approval=ToolRun.Approval.DENIED),
+        "approval": ~Q(approval=""),
+        "any": Q(),
+    }
+
+    def lookups(self, request, model_admin):
+        return [
+            ("failed", "A tool failed"),
+            ("denied", "A call was denied"),
+            ("approval", "Waited for approval"),
+            ("any", "Called a tool"),
+        ]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() not in self.RUNS:
+            return queryset
+        runs = ToolRun.objects.filter(self.RUNS[self.value()], turn_id=OuterRef("pk"))
+        return queryset.filter(Exists(runs))
 
 
 class OwnerFilter(admin.SimpleListFilter):
@@ -55,7 +87,7 @@ class ReviewAdmin(admin.ModelAdmin):
     list_display = ("answer", "why", "feedback_rating", "feedback_comment", "model_name", "owner", "review_status")
     list_display_links = ("answer",)
     list_editable = ("review_status",)
-    list_filter = (FeedbackFilter, "review_status", "status", "model_name", OwnerFilter, "created_at")
+    list_filter = (FeedbackFilter, ToolsFilter, "review_status", "status", "model_name", OwnerFilter, "created_at")
     list_select_related = ("conversation__owner", "feedback")
     search_fields = ("content", "review_notes", "feedback__comment")
     date_hierarchy = "created_at"

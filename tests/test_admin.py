@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from conversations import services
 from conversations.access import api_keys
-from conversations.models import ApiKey, Conversation, Turn
+from conversations.models import ApiKey, Conversation, ToolRun, Turn
 
 from .helpers import exchange, log_in, start_turn, tool_loop_answer
 
@@ -309,3 +309,28 @@ def test_the_review_page_shows_the_steps(staff_client, tool_answer):
     page = staff_client.get(reverse("admin:conversations_reviewitem_change", args=[tool_answer.pk])).content.decode()
     assert in_order(page, "Model call 1", "Denied by root", "Model call 3")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;5" in page
+
+
+def _run(turn: Turn, call_id: str, **fields) -> None:
+    ToolRun.objects.create(turn_id=turn.pk, conversation_id=turn.conversation_id, call_id=call_id, name="t", **fields)
+
+
+def test_the_review_queue_filters_by_what_the_tools_did(staff_client, owner, tool_answer):
+    plain = _answered(owner, "No tools")
+    approved = _answered(owner, "An approved call that worked")
+    _run(approved, "c1", output="ok", approval=ToolRun.Approval.APPROVED)
+    failed = _answered(owner, "A tool that failed")
+    _run(failed, "c1", output="ok")
+    _run(failed, "c2", error="Boom")
+    undecided = _answered(owner, "Nobody decided")
+    _run(undecided, "c1", error="No decision was made", approval=ToolRun.Approval.UNDECIDED)
+
+    def listed(choice: str) -> set:
+        page = staff_client.get(reverse("admin:conversations_reviewitem_changelist"), {"tools": choice})
+        return {turn.pk for turn in page.context["cl"].result_list}
+
+    assert listed("failed") == {tool_answer.pk, failed.pk}  # a denial or no decision is not a failure
+    assert listed("denied") == {tool_answer.pk}
+    assert listed("approval") == {tool_answer.pk, approved.pk, undecided.pk}
+    assert listed("any") == {tool_answer.pk, approved.pk, failed.pk, undecided.pk}
+    assert plain.pk in listed("")
