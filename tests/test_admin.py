@@ -10,8 +10,10 @@ from django.urls import reverse
 from conversations import services
 from conversations.access import api_keys
 from conversations.models import ApiKey, Conversation, ToolRun, Turn
+from harness.fake_upstream import Behaviour, tool_calls_behaviour
 
-from .helpers import exchange, log_in, start_turn, tool_loop_answer
+from .helpers import exchange, log_in, saved_answer, start_turn, tool_loop_answer
+from .test_tool_loop import answer_with, loop_answer, tools  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -258,11 +260,13 @@ def tool_answer(staff_client, owner, settings) -> Turn:
 
 
 def in_order(page: str, *texts: str) -> bool:
-    """Are `texts` all in the page's steps, in this order?"""
-    steps = page[page.index('<ol class="steps">') :]
-    places = [steps.find(text) for text in texts]
-    assert -1 not in places, [text for text, place in zip(texts, places, strict=True) if place == -1]
-    return places == sorted(places)
+    """Are `texts` all in the page's steps, each after the one before?"""
+    steps, at = page[page.index('<ol class="steps">') :], 0
+    for text in texts:
+        at = steps.find(text, at)
+        assert at != -1, f"{text!r} is missing, or not where it should be"
+        at += len(text)
+    return True
 
 
 def test_a_tool_answer_shows_its_model_calls_in_order(staff_client, tool_answer):
@@ -290,6 +294,29 @@ def test_a_tool_answer_shows_its_model_calls_in_order(staff_client, tool_answer)
     )
     assert "&lt;script&gt;alert(1)&lt;/script&gt;5" in page and "<script>alert(1)" not in page
     assert "<b>badly</b>" not in page
+
+
+@pytest.mark.usefixtures("tools")
+def test_a_live_tool_answer_shows_as_it_was_saved(staff_client, alice, upstream):
+    calls = [("c1", "add", {"a": 2, "b": 3}), ("c2", "broken", {})]
+    answer_with(upstream, tool_calls_behaviour(*calls, text="Let me add. "), Behaviour(text="Five."))
+    turn = saved_answer(loop_answer(alice)[0])
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).content.decode()
+    assert in_order(
+        page,
+        "Model call 1 · fake-model",
+        "11 in / ",  # the step's row: the fake upstream reports 11 prompt tokens a call
+        "Let me add.",
+        "<code>add</code>",
+        "Result in ",
+        "<code>broken</code>",
+        "Error after ",
+        "out of stock",
+        "Model call 2 · fake-model",
+        "11 in / ",
+        "(the turn's total less the earlier calls')",
+        "Five.",
+    )
 
 
 def test_a_long_tool_output_is_folded(staff_client, tool_answer):
