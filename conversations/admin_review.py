@@ -56,10 +56,10 @@ class ToolsFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        if self.value() not in self.RUNS:
+        runs = self.RUNS.get(self.value() or "")
+        if runs is None:
             return queryset
-        runs = ToolRun.objects.filter(self.RUNS[self.value()], turn_id=OuterRef("pk"))
-        return queryset.filter(Exists(runs))
+        return queryset.filter(Exists(ToolRun.objects.filter(runs, turn_id=OuterRef("pk"))))
 
 
 class OwnerFilter(admin.SimpleListFilter):
