@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import admin_review  # noqa: F401  (the review queue registers itself)
 from .access import api_keys
-from .admin_timeline import STEPS_FIELDSET, render_steps, uses_tools
+from .admin_timeline import STEPS_CSS, STEPS_FIELDSET, render_steps, uses_tools
 from .catalogue import catalogue, default_entry
 from .memory.tasks import enqueue_update
 from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Spend, Turn
@@ -146,6 +146,10 @@ class TurnAdmin(admin.ModelAdmin):
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
     readonly_fields = ("tool_call_list", "timeline", "steps")
+
+    class Media:
+        css = STEPS_CSS
+
     # A reviewer reads what was said first, then how it ended, what it cost, how it streamed.
     fieldsets = [
         (None, {"fields": ("conversation", "position", "role", "content", "reasoning", "refusal", "tool_call_list")}),

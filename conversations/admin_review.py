@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from .admin_timeline import render_steps, uses_tools
+from .admin_timeline import STEPS_CSS, render_steps, uses_tools
 from .models import Feedback, ReviewItem, ToolRun, Turn
 
 NEEDS_A_LOOK = Q(feedback__rating=Feedback.Rating.DOWN) | Q(status=Turn.Status.FAILED) | Q(redactions__gt=0)
@@ -107,6 +107,9 @@ class ReviewAdmin(admin.ModelAdmin):
         "created_at",
     )
     readonly_fields = (*fields[2:], "steps")
+
+    class Media:
+        css = STEPS_CSS
 
     def get_queryset(self, request) -> QuerySet:
         first = Case(When(NEEDS_A_LOOK, then=Value(0)), default=Value(1), output_field=IntegerField())

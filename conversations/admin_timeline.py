@@ -11,11 +11,13 @@ the earlier calls', shown as worked out rather than measured.
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 from django.template.loader import render_to_string
+from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString
 
 from .models import AnswerStep, ToolRun, Turn
@@ -24,6 +26,7 @@ from .stream.output import saved_output
 
 LONG_TEXT = 600  # characters shown before a text or an output is folded
 STEPS_FIELDSET = ("Steps", {"fields": ("steps",)})  # the admin pages' section, shown when uses_tools
+STEPS_CSS = {"all": ["conversations/admin/steps.css"]}  # a file: the CSP refuses inline styles
 
 
 @dataclass
@@ -39,7 +42,7 @@ class Usage:
 class Decision:
     state: str  # approved, denied, undecided (nobody decided before the answer ended)
     decided_by: str | None = None
-    decided_at: str | None = None
+    decided_at: datetime | None = None
     reason: str = ""
 
 
@@ -150,7 +153,8 @@ def _add_saved_outcomes(turn: Turn, by_id: dict[str, ToolCall]) -> None:
 def _saved_decision(request: dict[str, Any]) -> Decision:
     approved = request.get("approved")
     state = "undecided" if approved is None else "approved" if approved else "denied"
-    return Decision(state, request.get("decided_by"), request.get("decided_at"), request.get("reason") or "")
+    when = parse_datetime(request["decided_at"]) if request.get("decided_at") else None
+    return Decision(state, request.get("decided_by"), when, request.get("reason") or "")
 
 
 def _add_run(call: ToolCall, run: ToolRun | None) -> None:
@@ -162,8 +166,7 @@ def _add_run(call: ToolCall, run: ToolRun | None) -> None:
         call.output, call.error, call.duration_ms = run.output, run.error, run.duration_ms
     if run.approval in (ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED):
         who = run.decided_by.get_username() if run.decided_by else None
-        when = run.decided_at.isoformat() if run.decided_at else None
-        call.decision = Decision(run.approval, who, when, run.decision_reason)
+        call.decision = Decision(run.approval, who, run.decided_at, run.decision_reason)
     elif run.approval and call.decision is None:
         call.decision = Decision("undecided")
 
