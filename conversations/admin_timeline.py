@@ -114,22 +114,27 @@ def timeline(turn: Turn) -> list[ModelCall]:
 
 
 def _split_by_model_call(turn: Turn) -> list[ModelCall]:
-    """The saved output walked in stream order, a new call at each step."""
-    calls = [ModelCall(n=1, model="", usage=None)]
-    by_id: dict[str, ToolCall] = {}
+    """The saved output walked in stream order, a new model call at each step."""
+    model_calls = [ModelCall(n=1, model="", usage=None)]
+    tool_calls: dict[str, ToolCall] = {}
     for kind, text, _ in saved_output(turn).since(0):
         if kind == STEP:
-            calls.append(ModelCall(n=orjson.loads(text)["n"], model="", usage=None))
+            model_calls.append(ModelCall(n=orjson.loads(text)["n"], model="", usage=None))
         elif kind == TOOL_CALL:
-            call = orjson.loads(text)
-            by_id[call["id"]] = ToolCall(id=call["id"], name=call["name"], arguments=_pretty(call["arguments"]))
-            calls[-1].entries.append(by_id[call["id"]])
-        elif kind in (APPROVAL, TOOL_RESULT):
-            pass  # matched to their call below, from the saved fields that carry the decision
-        else:
-            _add_text(calls[-1], kind, text)
-    _add_saved_outcomes(turn, by_id)
-    return calls
+            _add_call(model_calls[-1], tool_calls, orjson.loads(text))
+        elif kind not in (APPROVAL, TOOL_RESULT):  # those two: matched to their call from the saved fields
+            _add_text(model_calls[-1], kind, text)
+    for saved in turn.tool_calls:  # a turn saved without output_runs: its calls come after its text
+        if saved.get("id", "") not in tool_calls:
+            _add_call(model_calls[-1], tool_calls, saved)
+    _add_saved_outcomes(turn, tool_calls)
+    return model_calls
+
+
+def _add_call(model_call: ModelCall, tool_calls: dict[str, ToolCall], saved: dict[str, Any]) -> None:
+    call = ToolCall(id=saved.get("id", ""), name=saved.get("name", ""), arguments=_pretty(saved.get("arguments", "")))
+    tool_calls[call.id] = call
+    model_call.entries.append(call)
 
 
 def _add_text(call: ModelCall, kind: str, text: str) -> None:
@@ -182,7 +187,7 @@ def _usage(n: int, turn: Turn, steps: dict[int, AnswerStep], *, last: bool) -> U
         _less(turn.tokens_in, [step.tokens_in for step in earlier]),
         _less(turn.tokens_out, [step.tokens_out for step in earlier]),
         _less(turn.cost, [step.cost for step in earlier]),
-        measured=False,
+        measured=not steps,  # the only call: the turn's own counts
         estimated=turn.tokens_estimated,
     )
 

@@ -163,6 +163,12 @@ def test_a_turn_shows_its_reasoning_tool_calls_and_cost(staff_client, thinking_t
     assert "column-spend" in conversations.text and "0.0020000000" in conversations.text
 
 
+def test_a_single_call_with_tool_calls_shows_its_own_usage(staff_client, thinking_turn):
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[thinking_turn.pk])).content.decode()
+    assert in_order(page, "Model call 1 · m-2", "1000 in / 250 out", "cost 0.0020000000", "weather", "get_weather")
+    assert "No result saved." in page and "less the earlier calls" not in page
+
+
 def test_the_dashboard_shows_spend_by_day_model_user_and_key(staff_client, thinking_turn):
     page = staff_client.get(reverse("admin:conversations_turn_dashboard"))
     tables = {table["title"]: table["rows"] for table in page.context["spend"]}
