@@ -24,7 +24,8 @@ from .models import AnswerStep, ToolRun, Turn
 from .providers.kinds import APPROVAL, STEP, TOOL_CALL, TOOL_RESULT
 from .stream.output import saved_output
 
-LONG_TEXT = 600  # characters shown before a text or an output is folded
+LONG_TEXT = 600  # a text or an output longer than this is folded
+PREVIEW = 160  # the characters of a folded text shown
 STEPS_FIELDSET = ("Steps", {"fields": ("steps",)})  # the admin pages' section, shown when uses_tools
 STEPS_CSS = {"all": ["conversations/admin/steps.css"]}  # a file: the CSP refuses inline styles
 
@@ -77,7 +78,7 @@ class Text:
 
     @property
     def preview(self) -> str:
-        return self.text[:LONG_TEXT]
+        return self.text[:PREVIEW]
 
 
 @dataclass
