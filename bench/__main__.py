@@ -5,7 +5,8 @@ reading the upstream directly, a FastAPI relay, a plain Django relay and the
 floor, ending with the targets as ratios to them (bench/targets.py); a
 stalled reader's cost under each server (10 MB answers); what the opt-in
 handler and middleware each save (bench.stacks); reasoning tokens against
-answer tokens (bench.reasoning); and the database writes per turn. Prints
+answer tokens (bench.reasoning); the tool loop's own time between model
+calls (bench.tool_loop); and the database writes per turn. Prints
 the tables and saves one JSON file under bench/results/. About 20 minutes;
 --quick about 5."""
 
@@ -13,7 +14,7 @@ import argparse
 import sys
 import time
 
-from . import clients, reasoning, relay, report, stacks, stalled, writes
+from . import clients, reasoning, relay, report, stacks, stalled, tool_loop, writes
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
     parser.add_argument(
         "--only",
-        choices=("clients", "relay", "stacks", "reasoning", "stalled", "writes"),
+        choices=("clients", "relay", "stacks", "reasoning", "stalled", "tool_loop", "writes"),
         help="run one of the benchmarks",
     )
     parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 200; --quick 50)")
@@ -54,6 +55,10 @@ def main() -> None:
         print("\nrunning bench.stalled ...", file=sys.stderr, flush=True)
         results["stalled"] = stalled.run(pin=args.pin, streams=10, token_chars=1000)
         stalled.print_results(results["stalled"])
+    if args.only in (None, "tool_loop"):
+        print("\nrunning bench.tool_loop ...", file=sys.stderr, flush=True)
+        results["tool_loop"] = tool_loop.run(quick=args.quick, pin=args.pin)
+        tool_loop.print_results(results["tool_loop"])
     if args.only in (None, "writes"):
         print("\nrunning bench.writes ...", file=sys.stderr, flush=True)
         results["writes"] = writes.run()

@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import admin_review  # noqa: F401  (the review queue registers itself)
 from .access import api_keys
+from .admin_timeline import STEPS_CSS, STEPS_FIELDSET, render_steps, uses_tools
 from .catalogue import catalogue, default_entry
 from .memory.tasks import enqueue_update
 from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Spend, Turn
@@ -144,7 +145,11 @@ class TurnAdmin(admin.ModelAdmin):
     search_fields = ("content", "reasoning", "trace_id", f"conversation__{OWNER_LOGIN}")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
-    readonly_fields = ("tool_call_list", "timeline")
+    readonly_fields = ("tool_call_list", "timeline", "steps")
+
+    class Media:
+        css = STEPS_CSS
+
     # A reviewer reads what was said first, then how it ended, what it cost, how it streamed.
     fieldsets = [
         (None, {"fields": ("conversation", "position", "role", "content", "reasoning", "refusal", "tool_call_list")}),
@@ -184,6 +189,12 @@ class TurnAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not uses_tools(obj):
+            return fieldsets
+        return [*fieldsets[:1], STEPS_FIELDSET, *fieldsets[1:]]  # what it did, right under what it said
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -226,6 +237,10 @@ class TurnAdmin(admin.ModelAdmin):
             '<div class="tool-call"><code>{}</code> <small>{}</small><pre>{}</pre></div>',
             map(_call_row, turn.tool_calls),
         )
+
+    @admin.display(description="Model calls")
+    def steps(self, turn: Turn) -> str:
+        return render_steps(turn)
 
     @admin.display(description="Token timeline")
     def timeline(self, turn: Turn) -> str:

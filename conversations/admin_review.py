@@ -4,12 +4,13 @@ and where staff record their verdict and notes."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from .models import Feedback, ReviewItem, Turn
+from .admin_timeline import STEPS_CSS, render_steps, uses_tools
+from .models import Feedback, ReviewItem, ToolRun, Turn
 
 NEEDS_A_LOOK = Q(feedback__rating=Feedback.Rating.DOWN) | Q(status=Turn.Status.FAILED) | Q(redactions__gt=0)
 
@@ -27,6 +28,38 @@ class FeedbackFilter(admin.SimpleListFilter):
         if self.value() in Feedback.Rating.values:
             return queryset.filter(feedback__rating=self.value())
         return queryset
+
+
+class ToolsFilter(admin.SimpleListFilter):
+    """Answers by what happened to their tool calls. Read from the ToolRun
+    rows rather than the turns' JSON, whose containment lookups differ
+    between PostgreSQL and SQLite."""
+
+    title = "tools"
+    parameter_name = "tools"
+    # A denied call and one nobody decided on carry an error for the model
+    # too; "a tool failed" means the tool itself (or its arguments) did.
+    NOT_RUN = (ToolRun.Approval.DENIED, ToolRun.Approval.UNDECIDED)
+    RUNS = {
+        "failed": Q(error__isnull=False) & ~Q(approval__in=NOT_RUN),
+        "denied": Q(approval=ToolRun.Approval.DENIED),
+        "approval": ~Q(approval=""),
+        "any": Q(),
+    }
+
+    def lookups(self, request, model_admin):
+        return [
+            ("failed", "A tool failed"),
+            ("denied", "A call was denied"),
+            ("approval", "Waited for approval"),
+            ("any", "Called a tool"),
+        ]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        runs = self.RUNS.get(self.value() or "")
+        if runs is None:
+            return queryset
+        return queryset.filter(Exists(ToolRun.objects.filter(runs, turn_id=OuterRef("pk"))))
 
 
 class OwnerFilter(admin.SimpleListFilter):
@@ -54,7 +87,7 @@ class ReviewAdmin(admin.ModelAdmin):
     list_display = ("answer", "why", "feedback_rating", "feedback_comment", "model_name", "owner", "review_status")
     list_display_links = ("answer",)
     list_editable = ("review_status",)
-    list_filter = (FeedbackFilter, "review_status", "status", "model_name", OwnerFilter, "created_at")
+    list_filter = (FeedbackFilter, ToolsFilter, "review_status", "status", "model_name", OwnerFilter, "created_at")
     list_select_related = ("conversation__owner", "feedback")
     search_fields = ("content", "review_notes", "feedback__comment")
     date_hierarchy = "created_at"
@@ -73,12 +106,22 @@ class ReviewAdmin(admin.ModelAdmin):
         "model_name",
         "created_at",
     )
-    readonly_fields = fields[2:]
+    readonly_fields = (*fields[2:], "steps")
+
+    class Media:
+        css = STEPS_CSS
 
     def get_queryset(self, request) -> QuerySet:
         first = Case(When(NEEDS_A_LOOK, then=Value(0)), default=Value(1), output_field=IntegerField())
         answers = super().get_queryset(request).filter(role=Turn.Role.ASSISTANT)
         return answers.annotate(needs_a_look=first).order_by("needs_a_look", "-created_at")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None or not uses_tools(obj):
+            return fields
+        at = fields.index("reasoning") + 1  # what it did, right under what it said
+        return [*fields[:at], "steps", *fields[at:]]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -114,6 +157,10 @@ class ReviewAdmin(admin.ModelAdmin):
     @admin.display(description="User", ordering="conversation__owner")
     def owner(self, turn: Turn):
         return turn.conversation.owner
+
+    @admin.display(description="Model calls")
+    def steps(self, turn: Turn) -> str:
+        return render_steps(turn)
 
     @admin.display(description="Conversation")
     def conversation_link(self, turn: Turn) -> str:

@@ -37,7 +37,7 @@ from .storage.threads import run_db
 from .stream.answer import Answer, PreparedTurn
 from .stream.output import saved_output
 from .stream.relay import AnswerRelay
-from .stream.tool_loop import Toolbox
+from .stream.tool_loop import Toolbox, answer_messages
 from .tool_runs import DatabaseToolRecords
 from .tools import Tool, atools_for
 
@@ -150,7 +150,7 @@ def _start_turn(
             built = _assembled(cursor, conversation_id, model, question_id)
     prefix = []
     if version is not None and version.action == Version.CONTINUE:
-        built = continuation(built, version.turn.content)
+        built = continuation(built, _said(version.turn))
         prefix = [(kind, text) for kind, text, _ in saved_output(version.turn).since(0)]
     return PreparedTurn(
         conversation_id=conversation_id,
@@ -169,6 +169,15 @@ def _start_turn(
         # The OpenAI door's prompt is the client's, tools and all: no server tools there.
         server_tools=tools_on and message.prompt is None,
     )
+
+
+def _said(answer: Turn) -> str | list[Message]:
+    """What a stopped answer said, as its continuation's prompt carries it:
+    its text, or a tool loop's steps (calls and results) and its text."""
+    if not answer.tool_calls:
+        return answer.content
+    runs = {"tool_calls": answer.tool_calls, "tool_results": answer.tool_results, "output_runs": answer.output_runs}
+    return answer_messages(answer.content, **runs)
 
 
 def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_id: uuid.UUID) -> Prompt:

@@ -1,6 +1,8 @@
 """A conversation as a file to keep: Markdown to read, JSON to process. Both
 hold the branch the conversation shows, with each answer's reasoning, tool
-calls and refusal when it has them.
+calls and refusal when it has them; a tool-using answer's Markdown follows
+it in the order it streamed: each call, the decision on it when it waited
+for approval, and its result or error.
 
 The Markdown is read by renderers we do not control, so what users and the
 model wrote stays Markdown but cannot become HTML or the file's structure:
@@ -16,8 +18,12 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from .models import Conversation, Turn
+from .providers.kinds import APPROVAL, REASONING, REFUSAL, STEP, TOOL_CALL, TOOL_RESULT
 from .serializers import conversation_json, turn_json
+from .stream.output import saved_output
 
 FORMATS = {"md": "text/markdown; charset=utf-8", "json": "application/json"}
 
@@ -46,20 +52,77 @@ def _turn_markdown(turn: Turn) -> list[str]:
         return ["## You", "", _text(turn.content), ""]
     model = f" ({_inline(turn.model_name or turn.model)})" if turn.model_name or turn.model else ""
     lines = [f"## Assistant{model}", ""]
-    if turn.reasoning:
-        # A <details> block: folded in renderers that know it, plain text in the rest.
-        lines += ["<details><summary>Reasoning</summary>", "", _text(turn.reasoning), "", "</details>", ""]
-    if turn.content:
-        lines += [_text(turn.content), ""]
-    for call in turn.tool_calls:
-        arguments = _fenced(_pretty(call.get("arguments", "")), "json")
-        lines += [f"**Tool call** {_code_span(str(call.get('name', '')))}", "", arguments, ""]
-    if turn.refusal:
-        # Not in a quote: a quote's "> " would move its tabs, and so which of its fences close.
-        lines += ["**Refused:**", "", _text(turn.refusal), ""]
+    lines += _in_stream_order(turn) if turn.output_runs else _by_kind(turn)
     if turn.finish_reason and turn.finish_reason not in (Turn.FinishReason.STOP, Turn.FinishReason.TOOL_CALLS):
         lines += [f"_The answer ended early: {turn.finish_reason}._", ""]
     return lines
+
+
+def _by_kind(turn: Turn) -> list[str]:
+    """An answer whose output is all text, or saved before output_runs was."""
+    lines = _reasoning(turn.reasoning) if turn.reasoning else []
+    if turn.content:
+        lines += [_text(turn.content), ""]
+    for call in turn.tool_calls:
+        lines += _tool_call(call)
+    return lines + (_refusal(turn.refusal) if turn.refusal else [])
+
+
+def _in_stream_order(turn: Turn) -> list[str]:
+    """Each piece of the answer as it streamed: a tool loop's text, calls,
+    decisions and results interleaved, as the user saw them."""
+    decisions = {request.get("id"): request for request in turn.approvals or ()}
+    lines: list[str] = []
+    for kind, text, _ in saved_output(turn).since(0):
+        if kind == REASONING:
+            lines += _reasoning(text)
+        elif kind == REFUSAL:
+            lines += _refusal(text)
+        elif kind == TOOL_CALL:
+            lines += _tool_call(orjson.loads(text))
+        elif kind == APPROVAL:
+            lines += _decision(decisions.get(orjson.loads(text)["id"], {}))
+        elif kind == TOOL_RESULT:
+            lines += _tool_result(orjson.loads(text))
+        elif kind == STEP:
+            lines += [f"_Model call {orjson.loads(text)['n']}_", ""]
+        elif text.strip():
+            lines += [_text(text), ""]
+    return lines
+
+
+def _reasoning(text: str) -> list[str]:
+    # A <details> block: folded in renderers that know it, plain text in the rest.
+    return ["<details><summary>Reasoning</summary>", "", _text(text), "", "</details>", ""]
+
+
+def _refusal(text: str) -> list[str]:
+    # Not in a quote: a quote's "> " would move its tabs, and so which of its fences close.
+    return ["**Refused:**", "", _text(text), ""]
+
+
+def _tool_call(call: dict[str, Any]) -> list[str]:
+    arguments = _fenced(_pretty(call.get("arguments", "")), "json")
+    return [f"**Tool call** {_code_span(str(call.get('name', '')))}", "", arguments, ""]
+
+
+def _decision(request: dict[str, Any]) -> list[str]:
+    """Who decided on a call that waited for approval, when, and why."""
+    approved = request.get("approved")
+    if approved is None:
+        return ["_Approval: no decision was made._", ""]
+    said = "Approved" if approved else "Denied"
+    who = f" by {_inline(request['decided_by'])}" if request.get("decided_by") else ""
+    when = f" at {_inline(request['decided_at'])}" if request.get("decided_at") else ""
+    why = f": {_inline(request['reason'])}" if request.get("reason") else ""
+    return [f"**{said}**{who}{when}{why}", ""]
+
+
+def _tool_result(result: dict[str, Any]) -> list[str]:
+    name, took = _code_span(str(result.get("name", ""))), f" ({result.get('duration_ms')} ms)"
+    if result.get("error") is not None:
+        return [f"**Error** from {name}{took}:", "", _fenced(str(result["error"]), ""), ""]
+    return [f"**Result** of {name}{took}:", "", _fenced(str(result.get("output") or ""), ""), ""]
 
 
 def _pretty(arguments: str) -> str:

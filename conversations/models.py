@@ -165,13 +165,6 @@ class Turn(models.Model):
     def __str__(self) -> str:
         return f"{self.role} #{self.position} of {self.conversation_id}"
 
-    @property
-    def time_per_output_token_ms(self) -> float | None:
-        """Mean gap between output tokens after the first, the usual TPOT."""
-        if self.duration_ms is None or self.ttft_ms is None or not self.tokens_out or self.tokens_out < 2:
-            return None
-        return (self.duration_ms - self.ttft_ms) / (self.tokens_out - 1)
-
 
 class ToolRun(models.Model):
     """One tool call of an answer, written before the tool runs and again when

@@ -104,6 +104,7 @@ def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool
     steps = tool_runs.saved_steps(turn_id)
     parts = _fuller(parts, steps_output(steps).parts())
     _record_lost_spend(turn_id, row, parts, steps)  # once per turn id, conversation or not
+    tool_runs.record_results(turn_id, parts.tool_results)
     tool_runs.close_pending(turn_id)
     conversation = Conversation.objects.select_for_update().filter(pk=row["conversation"]).first()
     if conversation is None:

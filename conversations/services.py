@@ -158,7 +158,9 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
         # locks in the order every other does (a TRUNCATE deadlocked with it).
         kept = sql.touch_conversation(cursor, prepared.conversation_id)
         ledger.record_answer(prepared, answer)
-        tool_runs.close_pending(prepared.answer_turn_id)  # before the decisions are read: none comes after
+        if answer.tool_calls:  # (a query an answer without tools does not pay for)
+            tool_runs.record_results(prepared.answer_turn_id, answer.tool_results)  # a stopped step's
+            tool_runs.close_pending(prepared.answer_turn_id)  # before the decisions are read: none comes after
         if answer.approvals:
             approvals = tool_runs.with_decisions(prepared.answer_turn_id, answer.approvals)
             answer = dataclasses.replace(answer, approvals=approvals)

@@ -8,7 +8,13 @@ A decision comes from whichever process serves `POST …/approvals`
 (`decide_approval`): it is written to the call's row, then the answer is
 woken where it runs (stream/approvals.py reads the row).
 
-    claim ─▶ ToolRun(pending?) ─▶ approval_request … decide_approval ─▶ ToolRun(approved) ─▶ run ─▶ record
+    claim ─▶ ToolRun(pending?) ─▶ approval_request … decide_approval ─▶ ToolRun(approved) ─▶ run
+    step ends ─▶ its results on their ToolRun rows + its AnswerStep row, in one transaction
+
+A call's claim is the only write the loop waits for (it must be committed
+before the tool runs); the step is saved while the next model call starts
+(stream/relay.py), and the answer's save records any result a stopped step
+left unrecorded.
 """
 
 import uuid
@@ -17,13 +23,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .exceptions import ApiError
 from .live import live_answers
 from .models import AnswerStep, ToolRun, Turn
 from .spend import budgets, ledger
+from .storage.rows import RowInsert
 from .storage.threads import run_db
 from .stream.answer import PreparedTurn
 from .stream.approvals import Decision
@@ -31,6 +38,12 @@ from .stream.tool_loop import Step
 from .tools import ToolResult
 
 NOT_DECIDED = "No decision was made before the answer ended; the tool was not run."
+CONVERSATION_GONE = "The conversation was deleted; the tool was not run."
+
+# The claim is on the path from one model call to the next: one prepared
+# INSERT, not the ORM's create in a transaction (bench/tool_loop.py).
+_insert_run = RowInsert(ToolRun, unless_present=True)
+_insert_step = RowInsert(AnswerStep, unless_present=True)
 
 
 class DatabaseToolRecords:
@@ -43,16 +56,15 @@ class DatabaseToolRecords:
         fields = {key: str(call.get(key, "")) for key in ("id", "name", "arguments")}
         return await run_db(claim_call, prepared=self.prepared, approval=approval, **fields)
 
-    async def record(self, result: ToolResult) -> None:
-        await run_db(record_result, turn_id=self.prepared.answer_turn_id, result=result)
-
     async def decision(self, call_id: str) -> Decision | None:
         return await run_db(decision_on, turn_id=self.prepared.answer_turn_id, call_id=call_id)
 
-    async def save_step(self, step: Step) -> None:
-        await run_db(save_step, prepared=self.prepared, step=step)
+    async def save_step(self, step: Step, results: list[ToolResult]) -> None:
+        await run_db(save_step, prepared=self.prepared, step=step, results=results)
 
     async def within_budget(self, steps: list[Step]) -> bool:
+        if budgets.none_apply():  # nearly always: no query, no thread
+            return True
         return await run_db(within_budget, prepared=self.prepared, steps=steps)
 
 
@@ -64,8 +76,9 @@ def claim_call(*, prepared: PreparedTurn, id: str, name: str, arguments: str, ap
     recorded now, so run it. A call id the answer already recorded is never
     run again: its saved result, or an error saying how it ended is unknown."""
     try:
-        with transaction.atomic():
-            ToolRun.objects.create(
+        with connection.cursor() as cursor:
+            inserted = _insert_run(
+                cursor,
                 turn_id=prepared.answer_turn_id,
                 conversation_id=prepared.conversation_id,
                 call_id=id,
@@ -73,19 +86,25 @@ def claim_call(*, prepared: PreparedTurn, id: str, name: str, arguments: str, ap
                 arguments=arguments,
                 approval=ToolRun.Approval.PENDING if approval else "",
             )
+    except IntegrityError:  # its conversation is gone (deleted while the answer ran)
+        return ToolResult(id=id, name=name, error=CONVERSATION_GONE)
+    if inserted:
         return None
-    except IntegrityError:  # that call id already recorded (or the conversation deleted meanwhile)
-        run = ToolRun.objects.filter(turn_id=prepared.answer_turn_id, call_id=id).first()
+    run = ToolRun.objects.filter(turn_id=prepared.answer_turn_id, call_id=id).first()
     if run is not None and run.ended_at is not None:
         return ToolResult(id=id, name=name, output=run.output, error=run.error, duration_ms=run.duration_ms or 0)
     return ToolResult(id=id, name=name, error=f"The call {id!r} was already run; its result is not known.")
 
 
-def record_result(*, turn_id: uuid.UUID, result: ToolResult) -> None:
-    """A call's result, once it has ended."""
-    ToolRun.objects.filter(turn_id=turn_id, call_id=result.id).update(
-        output=result.output, error=result.error, duration_ms=result.duration_ms, ended_at=timezone.now()
-    )
+def record_results(turn_id: uuid.UUID | str, results: list[dict[str, Any]]) -> None:
+    """Calls' results (ToolResult.event()s) on their rows, where no result is yet."""
+    for result in results:
+        ToolRun.objects.filter(turn_id=turn_id, call_id=result["id"], ended_at__isnull=True).update(
+            output=result.get("output"),
+            error=result.get("error"),
+            duration_ms=result.get("duration_ms"),
+            ended_at=timezone.now(),
+        )
 
 
 # --- approvals --------------------------------------------------------------------------
@@ -93,7 +112,9 @@ def record_result(*, turn_id: uuid.UUID, result: ToolResult) -> None:
 
 def decision_on(*, turn_id: uuid.UUID, call_id: str) -> Decision | None:
     row = ToolRun.objects.filter(turn_id=turn_id, call_id=call_id).values("approval", "decision_reason").first()
-    if row is None or row["approval"] not in (ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED):
+    if row is None:  # its conversation was deleted (the admin's delete stops no answer): no one is left to ask
+        return Decision(approved=False, reason=CONVERSATION_GONE)
+    if row["approval"] not in (ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED):
         return None
     return Decision(approved=row["approval"] == ToolRun.Approval.APPROVED, reason=row["decision_reason"])
 
@@ -172,25 +193,28 @@ def _decision_fields(run: ToolRun | None) -> dict[str, Any]:
 # --- steps --------------------------------------------------------------------------------
 
 
-def save_step(*, prepared: PreparedTurn, step: Step) -> None:
-    """A model call of the loop whose tools have run, with what it cost."""
+@transaction.atomic
+def save_step(*, prepared: PreparedTurn, step: Step, results: list[ToolResult]) -> None:
+    """A model call of the loop whose tools have run: its calls' results,
+    and the step with what it cost."""
+    record_results(prepared.answer_turn_id, [result.event() for result in results])
     usage = step.usage
-    AnswerStep.objects.update_or_create(
-        turn_id=prepared.answer_turn_id,
-        n=step.n,
-        defaults={
-            "conversation_id": prepared.conversation_id,
-            "model": step.model,
-            "output": step.output,
-            "tokens_in": usage.get("tokens_in"),
-            "tokens_out": usage.get("tokens_out"),
-            "tokens_cached": usage.get("tokens_cached"),
-            "tokens_reasoning": usage.get("tokens_reasoning"),
-            "tokens_estimated": bool(usage.get("tokens_estimated")),
-            "usage_source": usage.get("usage_source", ""),
-            "cost": step_cost(step),
-        },
-    )
+    with connection.cursor() as cursor:
+        _insert_step(
+            cursor,
+            turn_id=prepared.answer_turn_id,
+            conversation_id=prepared.conversation_id,
+            n=step.n,
+            model=step.model,
+            output=step.output,
+            tokens_in=usage.get("tokens_in"),
+            tokens_out=usage.get("tokens_out"),
+            tokens_cached=usage.get("tokens_cached"),
+            tokens_reasoning=usage.get("tokens_reasoning"),
+            tokens_estimated=bool(usage.get("tokens_estimated")),
+            usage_source=usage.get("usage_source", ""),
+            cost=step_cost(step),
+        )
 
 
 def step_cost(step: Step) -> Decimal | None:

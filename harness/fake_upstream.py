@@ -8,6 +8,10 @@ first-token delay, pace, length and failures, and records what it was sent
 and when each client went away.
 
     python -m harness.fake_upstream --port 9100 --first-token-delay 0.05 --pace 0.02
+
+With --tool-loop, a request that offers tools and has no tool results yet is
+answered with one call of the first tool offered; one that ends with a tool
+result, with text (bench/tool_loop.py).
 """
 
 import argparse
@@ -65,6 +69,7 @@ class Call:
     tokens_sent: int = 0
     disconnected_at: float | None = None  # time.monotonic() when the client left early
     finished_at: float | None = None
+    tool_call: str = ""  # --tool-loop: the call id this call asked for, or the one whose result it carried
 
 
 class CutStream(Exception):
@@ -79,6 +84,7 @@ class FakeUpstream:
     # (a tool loop: tool calls first, then text); then the ones above.
     next_calls: deque[Behaviour] = field(default_factory=deque)
     calls: list[Call] = field(default_factory=list)
+    tool_loop: bool = False  # --tool-loop: a call of the first tool offered, then text once it has run
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -103,6 +109,8 @@ class FakeUpstream:
         self.calls.append(call)
         behaviour = self.next_calls.popleft() if self.next_calls else None
         behaviour = behaviour or self.by_model.get(call.body.get("model", ""), self.behaviour)
+        if self.tool_loop:
+            behaviour = _tool_loop_turn(call, behaviour, len(self.calls))
         if behaviour.status != 200 and (not behaviour.fail_first or len(self.calls) <= behaviour.fail_first):
             headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
             await _send_json(
@@ -248,6 +256,20 @@ def parallel_tool_calls_script() -> list[dict]:
     ]
 
 
+def _tool_loop_turn(call: Call, behaviour: Behaviour, number: int) -> Behaviour:
+    """--tool-loop: this call's behaviour, and which tool call it belongs to."""
+    messages, tools = call.body.get("messages", []), call.body.get("tools") or []
+    if messages and messages[-1].get("role") == "tool":
+        call.tool_call = messages[-1].get("tool_call_id", "")
+        return behaviour
+    if not tools:
+        return behaviour
+    call.tool_call = f"call_{number}"
+    asked = tool_calls_behaviour((call.tool_call, tools[0]["function"]["name"], {}))
+    asked.first_token_delay, asked.pace = behaviour.first_token_delay, behaviour.pace
+    return asked
+
+
 def tool_calls_behaviour(*calls: tuple[str, str, dict], text: str = "") -> Behaviour:
     """A call answered with `text`, then these tool calls (id, name,
     arguments), each whole in one chunk, ending with `tool_calls`."""
@@ -376,6 +398,7 @@ def service(
     record_calls: bool = False,
     reasoning_tokens: int = 0,
     stamp: bool = False,
+    tool_loop: bool = False,
 ) -> Service:
     """The fake upstream as a server process, e.g. for a benchmark."""
     argv = [PYTHON, "-m", "harness.fake_upstream", "--port", str(port)]
@@ -388,6 +411,8 @@ def service(
         argv += ["--reasoning-tokens", str(reasoning_tokens)]
     if stamp:
         argv += ["--stamp"]
+    if tool_loop:
+        argv += ["--tool-loop"]
     return Service(f"fake upstream {port}", argv, port, log_dir=log_dir, cpus=cpus)
 
 
@@ -405,6 +430,7 @@ def main() -> None:
     parser.add_argument("--record-calls", action="store_true", help="keep the last 1,000 calls for GET /calls")
     parser.add_argument("--reasoning-tokens", type=int, default=0, help="send the first N tokens as reasoning")
     parser.add_argument("--stamp", action="store_true", help="each token says when it was sent: 't7@<monotonic> '")
+    parser.add_argument("--tool-loop", action="store_true", help="call the first tool offered, then answer in text")
     args = parser.parse_args()
     behaviour = Behaviour(
         first_token_delay=args.first_token_delay,
@@ -416,7 +442,7 @@ def main() -> None:
     if args.token_chars:
         words = "lorem ipsum dolor sit amet " * (args.token_chars * args.tokens // 27 + 1)
         behaviour.text, behaviour.piece_chars = words[: args.token_chars * args.tokens], args.token_chars
-    app = FakeUpstream(behaviour)
+    app = FakeUpstream(behaviour, tool_loop=args.tool_loop)
     # A long-running process keeps only the newest calls (GET /calls), or none:
     # memory stays flat.
     app.calls = deque(maxlen=1000) if args.record_calls else _Discard()  # type: ignore[assignment]

@@ -70,6 +70,90 @@ def exchange(owner, conversation, question: str, reply: str = "An answer.", **fi
     return prepared
 
 
+def tool_loop_answer(owner, decider) -> Turn:
+    """An answer of three model calls, saved as the tool loop saves one: the
+    first calls `add` (its output holds a <script>) and `lookup_order`,
+    which `decider` denies; the second calls `weather`, which fails; the
+    third answers. Priced at 1 and 4 a million tokens (LLM_PRICES must say
+    so for "m-2")."""
+    from django.utils import timezone
+
+    from conversations.models import AnswerStep, ToolRun
+    from conversations.providers.tool_calls import call_text
+    from conversations.stream.output import Output, approval_text, result_text, step_text
+
+    conversation = services.create_conversation(owner=owner)
+    prepared = start_turn(owner=owner, conversation_id=conversation.pk, content="Add 2 and 3, then my order?")
+    calls = [
+        {"id": "call_1", "name": "add", "arguments": '{"a": 2, "b": 3}'},
+        {"id": "call_2", "name": "lookup_order", "arguments": '{"order_id": "A-1"}'},
+        {"id": "call_3", "name": "weather", "arguments": '{"city": "Oslo"}'},
+    ]
+    results = [
+        {"id": "call_1", "name": "add", "output": "<script>alert(1)</script>5", "duration_ms": 12},
+        {"id": "call_2", "name": "lookup_order", "error": "The user declined to run this tool.", "duration_ms": 0},
+        {"id": "call_3", "name": "weather", "error": "Timed out <b>badly</b>", "duration_ms": 30000},
+    ]
+    output = Output()
+    for text, kind in [
+        ("Let me work it out.", "delta"),
+        (call_text(*calls[0].values()), "tool_call"),
+        (call_text(*calls[1].values()), "tool_call"),
+        (approval_text(calls[1]), "approval_request"),
+        (result_text(results[0]), "tool_result"),
+        (result_text(results[1]), "tool_result"),
+        (step_text(2), "step"),
+        ("Now the weather.", "delta"),
+        (call_text(*calls[2].values()), "tool_call"),
+        (result_text(results[2]), "tool_result"),
+        (step_text(3), "step"),
+        ("2 + 3 = 5; the order I may not look up.", "delta"),
+    ]:
+        output.append(text, kind)
+    for call, result in zip(calls, results, strict=True):
+        ToolRun.objects.create(
+            turn_id=prepared.answer_turn_id,
+            conversation=conversation,
+            call_id=call["id"],
+            name=call["name"],
+            arguments=call["arguments"],
+            output=result.get("output"),
+            error=result.get("error"),
+            duration_ms=result["duration_ms"],
+            ended_at=timezone.now(),
+        )
+    ToolRun.objects.filter(call_id="call_2").update(
+        approval=ToolRun.Approval.DENIED, decided_by=decider, decided_at=timezone.now(), decision_reason="Not today"
+    )
+    for n, tokens_in, tokens_out, cost in [(1, 100, 20, "0.00018"), (2, 200, 10, "0.00024")]:
+        AnswerStep.objects.create(
+            turn_id=prepared.answer_turn_id,
+            conversation=conversation,
+            n=n,
+            model="m-2",
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost=cost,
+        )
+    parts = output.parts()
+    services.record_answer(
+        prepared=prepared,
+        answer=answer(
+            content=parts.content,
+            tool_calls=parts.tool_calls,
+            tool_results=parts.tool_results,
+            approvals=parts.approvals,
+            output_runs=parts.output_runs,
+            finish_reason="stop",
+            model="m-2",
+            tokens_in=600,  # the three calls': 100 + 200 + 300
+            tokens_out=45,  # 20 + 10 + 15
+            usage_source="reported",
+        ),
+    )
+    return Turn.objects.get(pk=prepared.answer_turn_id)
+
+
 # --- Redis ---------------------------------------------------------------------------
 
 # The first of the suite's databases on the machine's Redis; a test process

@@ -9,9 +9,11 @@ from django.urls import reverse
 
 from conversations import services
 from conversations.access import api_keys
-from conversations.models import ApiKey, Conversation, Turn
+from conversations.models import ApiKey, Conversation, ToolRun, Turn
+from harness.fake_upstream import Behaviour, tool_calls_behaviour
 
-from .helpers import exchange, log_in, start_turn
+from .helpers import exchange, log_in, saved_answer, start_turn, tool_loop_answer
+from .test_tool_loop import answer_with, loop_answer, tools  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -161,6 +163,12 @@ def test_a_turn_shows_its_reasoning_tool_calls_and_cost(staff_client, thinking_t
     assert "column-spend" in conversations.text and "0.0020000000" in conversations.text
 
 
+def test_a_single_call_with_tool_calls_shows_its_own_usage(staff_client, thinking_turn):
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[thinking_turn.pk])).content.decode()
+    assert in_order(page, "Model call 1 · m-2", "1000 in / 250 out", "cost 0.0020000000", "weather", "get_weather")
+    assert "No result saved." in page and "less the earlier calls" not in page
+
+
 def test_the_dashboard_shows_spend_by_day_model_user_and_key(staff_client, thinking_turn):
     page = staff_client.get(reverse("admin:conversations_turn_dashboard"))
     tables = {table["title"]: table["rows"] for table in page.context["spend"]}
@@ -249,3 +257,113 @@ def test_the_review_queue_puts_what_needs_a_look_first(staff_client, owner):
     assert (disliked.review_status, disliked.review_notes) == ("needs_work", "Dates need a source")
     assert disliked.content == "A disliked answer"
     assert staff_client.get(url, {"review_status__exact": "needs_work"}).context["cl"].result_count == 1
+
+
+@pytest.fixture
+def tool_answer(staff_client, owner, settings) -> Turn:
+    settings.LLM_PRICES = {"m-2": {"input": 1, "output": 4}}
+    return tool_loop_answer(owner, decider=get_user_model().objects.get(username="root"))
+
+
+def in_order(page: str, *texts: str) -> bool:
+    """Are `texts` all in the page's steps, each after the one before?"""
+    steps, at = page[page.index('<ol class="steps">') :], 0
+    for text in texts:
+        at = steps.find(text, at)
+        assert at != -1, f"{text!r} is missing, or not where it should be"
+        at += len(text)
+    return True
+
+
+def test_a_tool_answer_shows_its_model_calls_in_order(staff_client, tool_answer):
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[tool_answer.pk])).content.decode()
+    assert in_order(
+        page,
+        "Model call 1 · m-2",
+        "100 in / 20 out",
+        "cost 0.0001800000",
+        "Let me work it out.",
+        "&quot;a&quot;: 2",
+        "Result in 12 ms",
+        "Denied by root at ",
+        ": Not today",
+        "Model call 2 · m-2",
+        "200 in / 10 out",
+        "Now the weather.",
+        "Error after 30000 ms",
+        "Timed out &lt;b&gt;badly&lt;/b&gt;",
+        "Model call 3 · m-2",
+        "300 in / 15 out",
+        "cost 0.0003600000",
+        "(the turn's total less the earlier calls')",
+        "2 + 3 = 5",
+    )
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;5" in page and "<script>alert(1)" not in page
+    assert "<b>badly</b>" not in page
+
+
+@pytest.mark.usefixtures("tools")
+def test_a_live_tool_answer_shows_as_it_was_saved(staff_client, alice, upstream):
+    calls = [("c1", "add", {"a": 2, "b": 3}), ("c2", "broken", {})]
+    answer_with(upstream, tool_calls_behaviour(*calls, text="Let me add. "), Behaviour(text="Five."))
+    turn = saved_answer(loop_answer(alice)[0])
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).content.decode()
+    assert in_order(
+        page,
+        "Model call 1 · fake-model",
+        "11 in / ",  # the step's row: the fake upstream reports 11 prompt tokens a call
+        "Let me add.",
+        "<code>add</code>",
+        "Result in ",
+        "<code>broken</code>",
+        "Error after ",
+        "out of stock",
+        "Model call 2 · fake-model",
+        "11 in / ",
+        "(the turn's total less the earlier calls')",
+        "Five.",
+    )
+
+
+def test_a_long_tool_output_is_folded(staff_client, tool_answer):
+    tool_answer.tool_results[0]["output"] = "x" * 5000
+    tool_answer.save(update_fields=["tool_results"])
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[tool_answer.pk])).content.decode()
+    assert "<details><summary>5000 characters</summary>" in page
+
+
+def test_an_answer_without_tools_has_no_steps(staff_client, answered):
+    turn = Turn.objects.get(role="assistant")
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[turn.pk])).content.decode()
+    assert "Model call 1" not in page and "Steps" not in page
+
+
+def test_the_review_page_shows_the_steps(staff_client, tool_answer):
+    page = staff_client.get(reverse("admin:conversations_reviewitem_change", args=[tool_answer.pk])).content.decode()
+    assert in_order(page, "Model call 1", "Denied by root", "Model call 3")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;5" in page
+
+
+def _run(turn: Turn, call_id: str, **fields) -> None:
+    ToolRun.objects.create(turn_id=turn.pk, conversation_id=turn.conversation_id, call_id=call_id, name="t", **fields)
+
+
+def test_the_review_queue_filters_by_what_the_tools_did(staff_client, owner, tool_answer):
+    plain = _answered(owner, "No tools")
+    approved = _answered(owner, "An approved call that worked")
+    _run(approved, "c1", output="ok", approval=ToolRun.Approval.APPROVED)
+    failed = _answered(owner, "A tool that failed")
+    _run(failed, "c1", output="ok")
+    _run(failed, "c2", error="Boom")
+    undecided = _answered(owner, "Nobody decided")
+    _run(undecided, "c1", error="No decision was made", approval=ToolRun.Approval.UNDECIDED)
+
+    def listed(choice: str) -> set:
+        page = staff_client.get(reverse("admin:conversations_reviewitem_changelist"), {"tools": choice})
+        return {turn.pk for turn in page.context["cl"].result_list}
+
+    assert listed("failed") == {tool_answer.pk, failed.pk}  # a denial or no decision is not a failure
+    assert listed("denied") == {tool_answer.pk}
+    assert listed("approval") == {tool_answer.pk, approved.pk, undecided.pk}
+    assert listed("any") == {tool_answer.pk, approved.pk, failed.pk, undecided.pk}
+    assert plain.pk in listed("")

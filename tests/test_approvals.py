@@ -6,7 +6,7 @@ answer. Through the live server and the fake upstream."""
 import pytest
 from django.utils import timezone
 
-from conversations import recovery
+from conversations import recovery, tool_runs
 from conversations.models import AnswerStep, Spend, ToolRun, Turn
 from harness.fake_upstream import Behaviour, tool_calls_behaviour
 
@@ -199,3 +199,12 @@ def test_an_answer_lost_without_redis_keeps_its_ended_steps(owner, conversation)
     assert [r["output"] for r in turn.tool_results] == ["2"] and turn.usage_source == "estimated"
     assert Spend.objects.get(turn_id=lost.answer_turn_id).tokens_out == 7  # the steps' cost is in the ledger
     assert ToolRun.objects.get(call_id="g1").approval == "undecided"  # never to be run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_of_a_deleted_conversation_is_not_run(owner, conversation):
+    prepared = start_turn(owner=owner, conversation_id=conversation.pk, content="Go")
+    conversation.delete()
+    call = {"prepared": prepared, "id": "c1", "name": "add", "arguments": "{}"}
+    assert tool_runs.claim_call(**call, approval=False).error == tool_runs.CONVERSATION_GONE
+    assert tool_runs.decision_on(turn_id=prepared.answer_turn_id, call_id="c1").approved is False

@@ -1,7 +1,8 @@
 """A server process killed with -9 mid-answer (two real uvicorn processes on
 Redis and the test database): the other one notices as the answer's lease
 lapses, saves the turn with everything the journal holds, and its readers
-get the error at once."""
+get the error at once. Mid tool loop, every step that had ended is saved,
+and no tool runs again."""
 
 import os
 import signal
@@ -10,8 +11,8 @@ import time
 import pytest
 import redis
 
-from conversations.models import Spend, Turn
-from harness.fake_upstream import Behaviour
+from conversations.models import AnswerStep, Spend, ToolRun, Turn
+from harness.fake_upstream import Behaviour, tool_calls_behaviour
 
 from .helpers import make_api_user, redis_url, sse_events, start_pair
 
@@ -23,8 +24,13 @@ LEASE_SECONDS = 1.0
 
 @pytest.fixture
 def doomed_pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready, transactional_db):
+    tools = "tests.test_tool_loop.add,tests.test_tool_loop.guarded"
     a, b = start_pair(
-        tmp_path_factory, upstream_server.url, "continue", CHATSTREAM_ANSWER_LEASE_SECONDS=str(LEASE_SECONDS)
+        tmp_path_factory,
+        upstream_server.url,
+        "continue",
+        CHATSTREAM_ANSWER_LEASE_SECONDS=str(LEASE_SECONDS),
+        CHATSTREAM_TOOLS=tools,
     )
     with a, b:
         yield a, b
@@ -65,6 +71,48 @@ def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, up
     slots.close()
     for client in (on_a, on_b):
         client.close()
+
+
+def test_a_loop_whose_process_is_killed_keeps_every_ended_step(doomed_pair, upstream):
+    a, b = doomed_pair
+    kim = make_api_user(f"http://127.0.0.1:{a.port}", "kim")
+    on_a, on_b = kim.client, kim.on(f"http://127.0.0.1:{b.port}").client
+    upstream.next_calls.extend(
+        [
+            tool_calls_behaviour(("c1", "add", {"a": 2, "b": 3}), text="Adding. "),
+            tool_calls_behaviour(("g1", "guarded", {}), text="Now the guarded one. "),
+        ]
+    )
+    conversation_id = on_a.post("/api/conversations", json={}).json()["id"]
+    with on_a.stream("POST", f"/api/conversations/{conversation_id}/messages", json={"content": "Go"}) as first:
+        turn_id = next(sse_events(first))["data"]["turn_id"]
+        with on_b.stream("GET", f"/api/turns/{turn_id}/events") as follower:
+            events = sse_events(follower)
+            seen = [event["event"] for event in _until_approval(events)]
+            os.kill(a.pid, signal.SIGKILL)  # waiting for a decision, the first step saved
+            rest = list(events)
+
+    assert seen == ["start", "delta", "tool_call", "tool_result", "step", "delta", "tool_call", "approval_request"]
+    assert rest[-1]["event"] == "error" and rest[-1]["data"]["code"] == "process_lost"
+    turn = Turn.objects.get(pk=turn_id)
+    assert turn.content == "Adding. Now the guarded one. " and [r["output"] for r in turn.tool_results] == ["5"]
+    assert [call["id"] for call in turn.tool_calls] == ["c1", "g1"] and turn.approvals[0]["approved"] is None
+    assert AnswerStep.objects.get(turn_id=turn_id).tokens_in == 11  # the first call's usage
+    runs = {run.call_id: run for run in ToolRun.objects.filter(turn_id=turn_id)}
+    assert runs["c1"].output == "5" and runs["g1"].approval == "undecided"  # never to run
+    assert (
+        on_b.post(f"/api/turns/{turn_id}/approvals", json={"tool_call_id": "g1", "approved": True}).status_code == 409
+    )
+    assert Spend.objects.get(turn_id=turn_id).tokens_in == 11
+    for client in (on_a, on_b):
+        client.close()
+
+
+def _until_approval(events):
+    for event in events:
+        yield event
+        if event["event"] == "approval_request":
+            return
 
 
 def _deltas(events):

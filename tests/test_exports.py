@@ -2,16 +2,18 @@
 real CommonMark renderer (markdown-it-py) as other tools would render it:
 their Markdown stays Markdown, never HTML or the file's own structure."""
 
+import json
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from markdown_it import MarkdownIt
 
-from conversations.exports import export_markdown
+from conversations.exports import export_json, export_markdown
 from conversations.models import Conversation, Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import send
+from .helpers import send, tool_loop_answer
 
 HOSTILE = (
     "Hi <script>alert(1)</script> and <img src=x onerror=alert(2)>\n"
@@ -82,3 +84,59 @@ def test_fences_a_renderer_would_not_see_are_not_trusted(field, text):
     answer = Turn(role=Turn.Role.ASSISTANT, **{field: text})  # not saved: the export reads what it is given
     html = rendered(export_markdown(Conversation(title="T"), [answer]))
     assert "<script>" not in html and headings(html) == ["T", "Assistant"], html
+
+
+@pytest.fixture
+def tool_answer(owner, settings) -> Turn:
+    settings.LLM_PRICES = {"m-2": {"input": 1, "output": 4}}
+    return tool_loop_answer(owner, decider=get_user_model().objects.create_user("alice"))
+
+
+def exported(turn: Turn, export) -> str:
+    return export(turn.conversation, list(turn.conversation.turns.order_by("position")))
+
+
+def test_the_markdown_export_shows_tool_calls_decisions_and_results_in_order(tool_answer):
+    markdown = exported(tool_answer, export_markdown)
+    pieces = [
+        "Let me work it out.",
+        "**Tool call** `add`",
+        '"a": 2',
+        "**Tool call** `lookup_order`",
+        "**Denied** by alice at ",
+        ": Not today",
+        "**Result** of `add` (12 ms):",
+        "<script>alert(1)</script>5",  # in a code block: text, never HTML
+        "**Error** from `lookup_order` (0 ms):",
+        "_Model call 2_",
+        "Now the weather.",
+        "**Error** from `weather` (30000 ms):",
+        "Timed out <b>badly</b>",
+        "_Model call 3_",
+        "2 + 3 = 5",
+    ]
+    places = [markdown.find(piece) for piece in pieces]
+    assert -1 not in places and places == sorted(places), markdown
+    html = rendered(markdown)
+    assert "<script>" not in html and "<b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;5" in html
+
+
+def test_the_json_export_holds_tool_calls_results_and_decisions(tool_answer):
+    document = json.loads(exported(tool_answer, export_json))
+    answer = document["turns"][1]
+    assert [call["name"] for call in answer["tool_calls"]] == ["add", "lookup_order", "weather"]
+    assert answer["tool_results"][0] == {
+        "id": "call_1",
+        "name": "add",
+        "output": "<script>alert(1)</script>5",
+        "duration_ms": 12,
+    }
+    assert answer["tool_results"][2]["error"] == "Timed out <b>badly</b>"
+    [decision] = answer["approvals"]
+    assert (decision["id"], decision["approved"], decision["decided_by"], decision["reason"]) == (
+        "call_2",
+        False,
+        "alice",
+        "Not today",
+    )

@@ -4,6 +4,7 @@ server and the fake upstream."""
 
 import asyncio
 import json
+import logging
 import threading
 
 import pytest
@@ -315,3 +316,39 @@ def test_a_conversation_can_turn_its_tools_off(alice, upstream, tools):
     assert Turn.objects.get(conversation_id=conversation_id, role="assistant").finish_reason == "tool_calls"
     refused = alice.client.patch(f"/api/conversations/{conversation_id}", json={"tools": "no"})
     assert refused.status_code == 400
+
+
+def test_an_answer_stopped_mid_loop_is_continued_with_its_steps(alice, upstream, tools):
+    answer_with(
+        upstream,
+        tool_calls_behaviour(("c1", "add", {"a": 2, "b": 3}), text="Adding. "),
+        tool_calls_behaviour(("s1", "slow", {})),
+    )
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id, "Go") as response:
+        events = sse_events(response)
+        turn_id = next(events)["data"]["turn_id"]
+        assert SLOW["started"].wait(5)
+        assert alice.client.post(f"/api/turns/{turn_id}/cancel").status_code == 200
+        list(events)
+    answer_with(upstream, tool_calls_behaviour(("c9", "add", {"a": 1, "b": 1})), Behaviour(text="Five, then two."))
+    with alice.client.stream("POST", f"/api/turns/{turn_id}/continue") as response:
+        live = joined(read_events(response))
+    asked = upstream.calls[2].body["messages"]
+    # Its first step's call and result; the call that never ended is left out (no result answers it).
+    assert [m["role"] for m in asked[1:]] == ["user", "assistant", "tool", "user"]
+    assert asked[2]["content"] == "Adding. " and asked[2]["tool_calls"][0]["id"] == "c1" and asked[3]["content"] == "5"
+    steps = [e["data"]["n"] for e in live if e["event"] == "step"]
+    assert steps == [2, 3]  # the stopped answer's step, then this one's, counted on
+    new_id = live[0]["data"]["turn_id"]
+    assert read_events(alice.client.get(f"/api/turns/{new_id}/events")) == live  # the saved turn replays as it streamed
+
+
+def test_the_pace_of_tokens_leaves_the_tools_time_out(alice, upstream, tools, caplog):
+    caplog.set_level(logging.INFO, logger="conversations")
+    # The tool takes 150 ms; the tokens come 5 ms apart.
+    answer_with(upstream, tool_calls_behaviour(("c1", "overlapping", {"label": "x"})), Behaviour(tokens=6, pace=0.005))
+    _, events = loop_answer(alice)
+    trace_id = events[0]["data"]["trace_id"]
+    [end] = [r for r in caplog.records if getattr(r, "trace_id", None) == trace_id and r.getMessage() == "stream.end"]
+    assert end.tpot_ms < 30  # not (150 ms + 25 ms) over the last call's 5 gaps

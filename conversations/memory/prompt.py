@@ -84,11 +84,11 @@ CONTINUE_INSTRUCTION = (
 )
 
 
-def continuation(prompt: Prompt, partial: str) -> Prompt:
-    """The prompt that asked for an answer, asking now for the rest of `partial`."""
-    asked: list[Message] = [
-        {"role": "assistant", "content": partial},
-        {"role": "user", "content": CONTINUE_INSTRUCTION},
-    ]
-    extra = sum(_cost(message["content"]) for message in asked)
+def continuation(prompt: Prompt, partial: str | list[Message]) -> Prompt:
+    """The prompt that asked for an answer, asking now for the rest of
+    `partial`: its text, or (a tool loop's answer) its messages, each step's
+    calls and results then its last text (tool_loop.answer_messages)."""
+    said: list[Message] = [{"role": "assistant", "content": partial}] if isinstance(partial, str) else partial
+    asked: list[Message] = [*said, {"role": "user", "content": CONTINUE_INSTRUCTION}]
+    extra = sum(_cost(message_text(message)) for message in asked)
     return Prompt(messages=[*prompt.messages, *asked], turns=prompt.turns + 1, tokens=prompt.tokens + extra)

@@ -53,6 +53,16 @@ def _any_rows() -> bool:
         return exist
 
 
+def none_apply() -> bool:
+    """Known, without a query, that no budget applies to anyone: none in the
+    settings, and no Budget row when the rows were last looked at (under
+    ROWS_CACHE_SECONDS ago). False means: check."""
+    exist, read_at = _rows_exist
+    fresh = time.monotonic() - read_at < ROWS_CACHE_SECONDS
+    settings_empty = not (conf.CHATSTREAM_DAILY_BUDGET.strip() or conf.CHATSTREAM_MONTHLY_BUDGET.strip())
+    return settings_empty and fresh and not exist
+
+
 @state.forgotten_when()
 def forget_rows() -> None:
     """Look for Budget rows afresh (an admin edit, a test)."""

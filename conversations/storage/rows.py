@@ -25,9 +25,10 @@ class RowInsert:
         self._tail = " ON CONFLICT DO NOTHING" if unless_present else ""
         self._statements: dict[str, str] = {}  # by database vendor
 
-    def __call__(self, cursor, **values) -> None:
+    def __call__(self, cursor, **values) -> int:
         """Insert one row through `cursor` (a Django cursor); fields not
-        given take their defaults."""
+        given take their defaults. The rows inserted: 1, or 0 for a row
+        already present (`unless_present`)."""
         unknown = values.keys() - self.columns
         if unknown:
             raise TypeError(f"{self.table} has no column for {sorted(unknown)}")
@@ -36,6 +37,7 @@ class RowInsert:
         db, now = cursor.db, timezone.now()
         params = [field.get_db_prep_save(self._value(field, values, now), db) for field in self.fields]
         cursor.execute(self._sql(db), params)
+        return cursor.rowcount
 
     @staticmethod
     def _value(field: models.Field, values: dict, now):

@@ -40,6 +40,7 @@ class Ended(Protocol):
     attempts: list[dict[str, str]]
     messages: list[Message]  # the prompt of the last model call
     spent: list[dict]  # the usage of each earlier model call (the tool loop's steps)
+    malformed_before: int  # unreadable chunks of the earlier model calls
 
     @property
     def produced(self) -> bool: ...
@@ -62,7 +63,7 @@ def answer_of(relay: Ended) -> Answer:
         ttft_answer_ms=figures.ttft_answer_ms(),
         duration_ms=figures.duration_ms(time.monotonic()),
         **usage_of(relay),
-        malformed_chunks=completion.malformed_chunks,
+        malformed_chunks=relay.malformed_before + completion.malformed_chunks,
         redactions=relay.redactions,
         cancel_latency_ms=figures.cancel_latency_ms(),
         tokens_after_cancel=figures.tokens_after_cancel(completion.deltas),

@@ -21,6 +21,9 @@ class Figures:
         "cancelled_at",
         "upstream_closed_at",
         "_deltas_at_cancel",
+        "_call_first_at",
+        "_earlier_calls_s",
+        "calls",
     )
 
     def __init__(self, received_at: float) -> None:
@@ -33,6 +36,17 @@ class Figures:
         self.cancelled_at: float | None = None
         self.upstream_closed_at: float | None = None
         self._deltas_at_cancel = 0
+        # A tool loop's model calls: the tokens' pace is measured within each
+        # call, never across the tools' time between them.
+        self._call_first_at: float | None = None  # the first output of the model call being made
+        self._earlier_calls_s = 0.0  # first to last output, of the earlier calls together
+        self.calls = 0  # the model calls that produced output
+
+    def call_began(self) -> None:
+        """Another model call of a tool loop starts."""
+        if self._call_first_at is not None and self.last_token_at is not None:
+            self._earlier_calls_s += self.last_token_at - self._call_first_at
+        self._call_first_at = None
 
     def arrived(self, now: float) -> None:
         """A piece of text arrived: note the wait for it (ms, two bytes; the
@@ -40,6 +54,9 @@ class Figures:
         if len(self.gaps) < MAX_TIMELINE_PIECES:
             self.gaps.append(min(65535, round((now - (self.last_token_at or self.received_at)) * 1000)))
         self.last_token_at = now
+        if self._call_first_at is None:
+            self._call_first_at = now
+            self.calls += 1
 
     def cancelled(self, deltas: int) -> None:
         self.cancelled_at, self._deltas_at_cancel = time.monotonic(), deltas
@@ -54,10 +71,12 @@ class Figures:
         return _ms(ended_at - self.received_at)
 
     def time_per_output_token(self, tokens: int) -> float | None:
-        """Mean seconds between tokens after the first (needs two or more)."""
-        if self.first_token_at is None or self.last_token_at is None or tokens < 2:
+        """Mean seconds between tokens after each model call's first (`tokens`:
+        of all the calls; needs more of them than calls)."""
+        if self._call_first_at is None or self.last_token_at is None or tokens <= self.calls:
             return None
-        return (self.last_token_at - self.first_token_at) / (tokens - 1)
+        generating = self._earlier_calls_s + (self.last_token_at - self._call_first_at)
+        return generating / (tokens - self.calls)
 
     def cancel_latency_ms(self) -> float | None:
         if self.cancelled_at is None or self.upstream_closed_at is None:

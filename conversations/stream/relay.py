@@ -79,11 +79,14 @@ class AnswerRelay:
         self._prefix_length = self.readers.length  # where this model call's output begins
         self.toolbox = toolbox  # None: no tools run (none given, turned off, or the OpenAI door)
         self.messages: list[Message] = prepared.messages  # the prompt of the model call being made
-        self.step = 1  # the model call being made, counted from 1
+        # The model call being made, counted from 1 (a continued answer's own steps counted too).
+        self.step = 1 + sum(kind == STEP for kind, _ in prepared.prefix)
         self.spent: list[dict] = []  # the usage of each earlier model call (tool_loop.call_usage)
         self.steps: list[Step] = []  # the earlier model calls, as saved
+        self._step_saved: asyncio.Task | None = None  # the last step's save, made while the next call starts
         self._step_start = self._prefix_length  # where the step being made began in the output
         self.approvals = Approvals()  # calls waiting for a person's decision
+        self.malformed_before = 0  # unreadable chunks of the earlier model calls (and tries)
         self.follow = self.readers.follow  # readers follow the fan-out directly: no layer per event
         self.finish_reason: str = ""
         self.error: UpstreamError | ServerShutdown | AnswerFailed | None = None
@@ -178,9 +181,10 @@ class AnswerRelay:
     async def close(self) -> None:
         """Called when a response ends for any reason: releases the answer,
         and if that stopped it, waits until the turn is saved (shielded, so a
-        second cancellation cannot abandon the save)."""
+        second cancellation cannot abandon the save). An answer that waits
+        for a person goes on: nothing to wait for here."""
         self.release()
-        if not self.readers.followers and not self.presence.awaiting_return:
+        if not (self.readers.followers or self.presence.awaiting_return or self.awaiting_person):
             await self.wait_saved()
 
     async def stop(self) -> None:
@@ -298,6 +302,7 @@ class AnswerRelay:
         retried: its output follows output already read."""
         assert self.toolbox is not None
         self._relay_held()
+        await self._steps_saved()  # a call id the last step ran is claimed only once its result is on its row
         text, calls = step_output(self.readers.output, self._prefix_length)
         spent = call_usage(self.completion, self.messages, produced=self.produced)
         context = ToolContext(
@@ -315,7 +320,7 @@ class AnswerRelay:
             on_result=self._relay_result,
         )
         self.messages = [*self.messages, *step_messages(text, calls, results)]
-        await self._save_step(spent)
+        self._save_step(spent, results)
         if not await toolbox.records.within_budget(self.steps):
             raise BudgetReached
         self.step += 1
@@ -337,25 +342,33 @@ class AnswerRelay:
         self.presence.person_answered(self)
         return decision
 
-    async def _save_step(self, spent: dict[str, Any]) -> None:
-        """The step whose tools have run, saved before the next model call: a
-        process lost from here on loses none of it."""
+    def _save_step(self, spent: dict[str, Any], results: list[ToolResult]) -> None:
+        """Save the step whose tools have run, with their results, while the
+        next model call starts (the call waits for no write of its own; its
+        first output comes long after the step is committed)."""
         output = [[kind, text] for kind, text, _ in self.readers.output.since(self._step_start)]
         step = Step(n=self.step, model=self.completion.model, output=output, usage=spent)
         self.steps.append(step)
+        save = self.toolbox.records.save_step(step, results)  # type: ignore[union-attr]
+        self._step_saved = asyncio.create_task(save, name=f"step {step.n} of {self.turn_id}")
+        background.keep(self._step_saved)
+
+    async def _steps_saved(self) -> None:
+        """Until the last step's save has ended (a failed one is logged: the
+        answer goes on, and its turn holds the step all the same)."""
+        if (saving := self._step_saved) is None:
+            return
         try:
-            await self.toolbox.records.save_step(step)  # type: ignore[union-attr]
-        except Exception:  # the answer goes on: its turn will hold the step all the same
-            logger.exception("could not save step %d trace_id=%s", step.n, self.trace_id)
+            await asyncio.shield(saving)
+        except asyncio.CancelledError:
+            if not saving.done():
+                raise  # this task is cancelled: the turn's save waits for it again
+        except Exception:
+            logger.exception("could not save a step trace_id=%s", self.trace_id)
+        self._step_saved = None
 
     async def _relay_result(self, result: ToolResult) -> None:
         self.readers.append(result_text(result.event()), TOOL_RESULT)
-        if result.id not in self.toolbox.recorded:  # type: ignore[union-attr]
-            return  # recorded elsewhere (a call already run): nothing new to record
-        try:
-            await self.toolbox.records.record(result)  # type: ignore[union-attr]
-        except Exception:  # the reader has it, and the turn will: the log says what the record missed
-            logger.exception("could not record tool result trace_id=%s call=%s", self.trace_id, result.id)
 
     def _relay_held(self) -> None:
         """What the model call's output held back (an unfinished tag, a tail
@@ -365,6 +378,8 @@ class AnswerRelay:
             self._relay_pieces(self._redactor.finish(), redacted=True)
 
     async def _try_model(self, model: str) -> None:
+        self.malformed_before += self.completion.malformed_chunks
+        self.figures.call_began()
         self.completion = Completion(model=model)
         if self.step > 1:  # ids for calls the server names none, unused by earlier steps
             self.completion.tool_calls = ToolCalls(f"call_{self.step}_")
@@ -453,6 +468,7 @@ class AnswerRelay:
         an `internal_error`; None if that fails too (a database that is
         gone: the answer is then saved as lost at the next start, or by
         another process from its journal)."""
+        await self._steps_saved()  # the turn's save comes after its steps'
         saved: Answer | None = None
         for attempt in (answer, None):
             try:
@@ -461,8 +477,9 @@ class AnswerRelay:
             except Exception:
                 logger.exception("could not save answer trace_id=%s turn=%s", self.trace_id, self.turn_id)
         try:
-            tokens = self.completion.tokens_out or self.completion.deltas
-            telemetry.stream_ended(self, saved or answer, self.figures.time_per_output_token(tokens), saved is not None)
+            ended = saved or answer
+            tokens = ended.tokens_out or self.completion.deltas  # of every model call
+            telemetry.stream_ended(self, ended, self.figures.time_per_output_token(tokens), saved is not None)
         except Exception:
             logger.exception("could not measure answer trace_id=%s", self.trace_id)
         return saved

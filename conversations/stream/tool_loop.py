@@ -7,13 +7,14 @@ over its model calls.
 
 The relay never touches the ORM: the Toolbox it is handed records each call
 before it runs (`claim`, which gives back a result for a call id already
-recorded, so no call runs twice), its result when it ends, the decision on
-a call that needs approval, and each step once its tools have run, and
-says whether the budgets allow another model call, through the ToolRecords answering.py makes on the database threads.
+recorded, so no call runs twice), reads the decision on a call that needs
+approval, saves each step with its calls' results once its tools have run,
+and says whether the budgets allow another model call, through the
+ToolRecords answering.py makes (tool_runs.py, on the database threads).
 """
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Protocol
 
@@ -31,19 +32,18 @@ Ask = Callable[[Mapping[str, Any]], Awaitable[Decision]]  # asks the user about 
 class ToolRecords(Protocol):
     """How an answer's tool calls are kept (answering.py's, on the database
     threads): each call recorded before it runs, so no call id runs twice;
-    its result when it ends; a decision on a call that needs approval; each
-    step when its tools have run; and the budgets between steps."""
+    a decision on a call that needs approval; each step, with its calls'
+    results, when its tools have run; and the budgets between steps."""
 
     async def claim(self, call: Mapping[str, Any], *, approval: bool) -> ToolResult | None:
         """Record a call before it runs (`approval`: as waiting for one).
         None lets it run; a result stands for a call already recorded."""
 
-    async def record(self, result: ToolResult) -> None: ...
-
     async def decision(self, call_id: str) -> Decision | None:
         """The decision on a call waiting for approval; None while pending."""
 
-    async def save_step(self, step: "Step") -> None: ...
+    async def save_step(self, step: "Step", results: list[ToolResult]) -> None:
+        """A step whose tools have run, with their results."""
 
     async def within_budget(self, steps: list["Step"]) -> bool:
         """May another model call be made, counting these steps (not in the ledger yet)?"""
@@ -65,7 +65,6 @@ class Toolbox:
 
     tools: list[Tool]
     records: ToolRecords
-    recorded: set[str] = field(default_factory=set)  # the ids of calls whose results are recorded here
 
     def specs(self) -> list[dict[str, Any]]:
         return [tool.spec() for tool in self.tools]
@@ -83,7 +82,6 @@ class Toolbox:
         saved = await self.records.claim(call, approval=approval)
         if saved is not None:
             return saved
-        self.recorded.add(call_id)
         if approval and not (decision := await ask(call)).approved:
             return ToolResult(id=call_id, name=name, error=declined(decision.reason))
         return None
