@@ -434,3 +434,14 @@ def connections_held() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> 0")
         return cursor.fetchone()[0]
+
+
+DEMO_TOOLS = ["conversations.tools.demo.current_time", "conversations.tools.demo.lookup_order"]
+
+
+def use_demo_model_with_tools(settings, *, tokens_per_second: float, first_token_delay: float) -> None:
+    """The offline demo model, with the demo tools, at this pace."""
+    settings.CHATSTREAM_TOOLS = DEMO_TOOLS
+    settings.LLM_PROVIDER = "demo"
+    settings.LLM_DEMO_TOKENS_PER_SECOND = tokens_per_second
+    settings.LLM_DEMO_FIRST_TOKEN_DELAY = first_token_delay

@@ -3,6 +3,8 @@ stream open, and runs the tool only when the user approves; each step is
 saved when its tools have run; a budget reached between steps ends the
 answer. Through the live server and the fake upstream."""
 
+import contextlib
+
 import pytest
 from django.utils import timezone
 
@@ -33,6 +35,18 @@ def guarded_answer(upstream) -> None:
     answer_with(upstream, tool_calls_behaviour(("g1", "guarded", {}), text="Checking. "), Behaviour(text="Done."))
 
 
+@contextlib.contextmanager
+def waiting_answer(api_user, upstream):
+    """An answer asking to run `guarded`, streamed up to its request:
+    (conversation id, turn id, the rest of its events to come)."""
+    guarded_answer(upstream)
+    conversation_id = api_user.new_conversation()
+    with stream(api_user, conversation_id, "Go") as response:
+        events = sse_events(response)
+        turn_id = until(events, "approval_request")[0]["data"]["turn_id"]
+        yield conversation_id, turn_id, events
+
+
 def test_an_approved_call_runs_and_the_answer_goes_on(alice, upstream):
     guarded_answer(upstream)
     conversation_id = alice.new_conversation()
@@ -61,11 +75,7 @@ def test_an_approved_call_runs_and_the_answer_goes_on(alice, upstream):
 
 
 def test_a_denied_call_is_not_run_and_the_model_is_told_why(alice, upstream):
-    guarded_answer(upstream)
-    conversation_id = alice.new_conversation()
-    with stream(alice, conversation_id, "Go") as response:
-        events = sse_events(response)
-        turn_id = until(events, "approval_request")[0]["data"]["turn_id"]
+    with waiting_answer(alice, upstream) as (conversation_id, turn_id, events):
         assert decide(alice, turn_id, "g1", False, reason="Not today").status_code == 200
         rest = list(events)
     assert "declined" in rest[0]["data"]["error"] and "Not today" in rest[0]["data"]["error"]
@@ -77,11 +87,7 @@ def test_a_denied_call_is_not_run_and_the_model_is_told_why(alice, upstream):
 
 
 def test_decisions_are_refused_unless_the_users_call_waits(alice, bob, upstream):
-    guarded_answer(upstream)
-    conversation_id = alice.new_conversation()
-    with stream(alice, conversation_id, "Go") as response:
-        events = sse_events(response)
-        turn_id = until(events, "approval_request")[0]["data"]["turn_id"]
+    with waiting_answer(alice, upstream) as (_, turn_id, events):
         assert decide(bob, turn_id, "g1", True).status_code == 404  # not bob's
         assert decide(alice, turn_id, "nope", True).json()["error"]["code"] == "approval_not_pending"
         assert decide(alice, turn_id, "g1", "yes").json()["error"]["code"] == "invalid_decision"
@@ -135,11 +141,7 @@ def test_an_approved_answer_nobody_reads_is_kept_for_its_grace_period(alice, ups
 
 
 def test_a_stop_while_the_answer_waits_closes_the_request(alice, upstream):
-    guarded_answer(upstream)
-    conversation_id = alice.new_conversation()
-    with stream(alice, conversation_id, "Go") as response:
-        events = sse_events(response)
-        turn_id = until(events, "approval_request")[0]["data"]["turn_id"]
+    with waiting_answer(alice, upstream) as (_, turn_id, events):
         assert alice.client.post(f"/api/turns/{turn_id}/cancel").status_code == 200
         rest = list(events)
     assert rest[-1]["data"]["finish_reason"] == "cancelled"

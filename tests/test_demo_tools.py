@@ -11,10 +11,9 @@ from conversations.providers.demo import DemoProvider
 from conversations.providers.demo_tools import answer_from_results, calls_for, offered_tools
 from conversations.tools import registered_tools
 
-from .helpers import post_and_read, saved_answer, sse_events, stream, text_of
+from .helpers import post_and_read, saved_answer, sse_events, stream, text_of, use_demo_model_with_tools
 from .test_approvals import decide, until
 
-DEMO_TOOLS = ["conversations.tools.demo.current_time", "conversations.tools.demo.lookup_order"]
 BOTH = {"current_time", "lookup_order"}
 
 
@@ -39,10 +38,7 @@ def demo_with(*tool_names: str, **options) -> DemoProvider:
 
 @pytest.fixture
 def demo_tools(settings):
-    settings.CHATSTREAM_TOOLS = DEMO_TOOLS
-    settings.LLM_PROVIDER = "demo"
-    settings.LLM_DEMO_TOKENS_PER_SECOND = 0
-    settings.LLM_DEMO_FIRST_TOKEN_DELAY = 0
+    use_demo_model_with_tools(settings, tokens_per_second=0, first_token_delay=0)
 
 
 @pytest.mark.parametrize(

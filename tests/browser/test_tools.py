@@ -13,13 +13,12 @@ from conversations.stream.output import saved_output
 from conversations.tools import tool
 from harness.fake_upstream import Behaviour, tool_calls_behaviour
 
-from ..helpers import wait_for_answer
+from ..helpers import use_demo_model_with_tools, wait_for_answer
 from .helpers import answers, reload, saved, send
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
 
-DEMO_TOOLS = ["conversations.tools.demo.current_time", "conversations.tools.demo.lookup_order"]
 SCREENSHOT = "/tmp/demo-tools.png"
 
 
@@ -39,10 +38,7 @@ def echo(text: str) -> str:
 @pytest.fixture
 def demo_tools(settings):
     """The offline demo model with the demo tools, at a quick pace."""
-    settings.CHATSTREAM_TOOLS = DEMO_TOOLS
-    settings.LLM_PROVIDER = "demo"
-    settings.LLM_DEMO_TOKENS_PER_SECOND = 200
-    settings.LLM_DEMO_FIRST_TOKEN_DELAY = 0.05
+    use_demo_model_with_tools(settings, tokens_per_second=200, first_token_delay=0.05)
 
 
 def card(page: Page, name: str, index: int = 0):
