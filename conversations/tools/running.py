@@ -119,6 +119,9 @@ async def run_calls(
                 await on_result(result)
             return result
 
+    calls = list(calls)
+    if len(calls) == 1:  # most steps: run here, with no task to start and wait on (two turns of the loop)
+        return [await run_one(calls[0])]
     # run_call never raises, so one call never cancels the others (a claim or
     # on_result that raises does: the loop's own failure, not the tool's,
     # raised as it is, such as an approval that never came).
