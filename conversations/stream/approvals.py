@@ -1,7 +1,7 @@
 """An answer's wait for a person's approval of a tool call.
 
 The decision is written to the database by whichever process served the
-request (services.decide_approval), then this process is woken: by a call
+request (tool_runs.decide_approval), then this process is woken: by a call
 here, or by a message through Redis (live/redis.py). Woken, the wait reads
 the decision from the database, which is the only place it is kept. It
 reads it every POLL_SECONDS as well, so a wake-up lost on the way delays a

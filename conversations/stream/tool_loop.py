@@ -72,7 +72,7 @@ class Toolbox:
     def needs_approval(self, name: str) -> bool:
         return any(tool.name == name and tool.needs_approval for tool in self.tools)
 
-    async def admit(self, call: Mapping[str, Any], ask: "Ask") -> ToolResult | None:
+    async def admit(self, call: Mapping[str, Any], ask: Ask) -> ToolResult | None:
         """Before a call runs (run_calls' `claim`): None lets it run. A call
         recorded already is not run again. A tool that needs approval is
         asked about (`ask`), and runs only if approved; denied, the model is
