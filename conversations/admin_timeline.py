@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 
 from .models import AnswerStep, ToolRun, Turn
 from .providers.kinds import APPROVAL, STEP, TOOL_CALL, TOOL_RESULT
+from .serializers import pretty_json
 from .stream.output import saved_output
 
 LONG_TEXT = 600  # a text or an output longer than this is folded
@@ -133,7 +134,9 @@ def _split_by_model_call(turn: Turn) -> list[ModelCall]:
 
 
 def _add_call(model_call: ModelCall, tool_calls: dict[str, ToolCall], saved: dict[str, Any]) -> None:
-    call = ToolCall(id=saved.get("id", ""), name=saved.get("name", ""), arguments=_pretty(saved.get("arguments", "")))
+    call = ToolCall(
+        id=saved.get("id", ""), name=saved.get("name", ""), arguments=pretty_json(saved.get("arguments", ""))
+    )
     tool_calls[call.id] = call
     model_call.entries.append(call)
 
@@ -199,10 +202,3 @@ def _less(total: Any, parts: list[Any]) -> Any:
         return None
     rest = total - sum(parts)
     return rest if rest >= 0 else None
-
-
-def _pretty(arguments: str) -> str:
-    try:
-        return orjson.dumps(orjson.loads(arguments), option=orjson.OPT_INDENT_2).decode()
-    except (orjson.JSONDecodeError, TypeError):
-        return arguments  # as the model wrote it, broken or not

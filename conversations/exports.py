@@ -22,7 +22,7 @@ import orjson
 
 from .models import Conversation, Turn
 from .providers.kinds import APPROVAL, REASONING, REFUSAL, STEP, TOOL_CALL, TOOL_RESULT
-from .serializers import conversation_json, turn_json
+from .serializers import conversation_json, pretty_json, turn_json
 from .stream.output import saved_output
 
 FORMATS = {"md": "text/markdown; charset=utf-8", "json": "application/json"}
@@ -102,7 +102,7 @@ def _refusal(text: str) -> list[str]:
 
 
 def _tool_call(call: dict[str, Any]) -> list[str]:
-    arguments = _fenced(_pretty(call.get("arguments", "")), "json")
+    arguments = _fenced(pretty_json(call.get("arguments", "")), "json")
     return [f"**Tool call** {_code_span(str(call.get('name', '')))}", "", arguments, ""]
 
 
@@ -123,13 +123,6 @@ def _tool_result(result: dict[str, Any]) -> list[str]:
     if result.get("error") is not None:
         return [f"**Error** from {name}{took}:", "", _fenced(str(result["error"]), ""), ""]
     return [f"**Result** of {name}{took}:", "", _fenced(str(result.get("output") or ""), ""), ""]
-
-
-def _pretty(arguments: str) -> str:
-    try:
-        return json.dumps(json.loads(arguments), ensure_ascii=False, indent=2)
-    except (TypeError, ValueError):
-        return arguments  # as the model wrote it
 
 
 def _fenced(text: str, language: str) -> str:

@@ -15,6 +15,7 @@ will never run.
 import functools
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -64,12 +65,12 @@ def save_lost_answers(*, before: datetime) -> int:
     for question in lost:
         position, answer_id = _reserve_one_position(question.conversation_id), question.reply_id
         assert answer_id is not None  # the query's filter
-        steps = tool_runs.saved_steps(answer_id)
+        steps = _ended_steps(answer_id)
         tool_runs.close_pending(answer_id)
-        if steps:
+        if steps.rows:
             owner = {"owner_id": question.conversation.owner_id, "api_key_id": question.api_key_id}
-            row = {**owner, "model": steps[-1].model, "conversation": question.conversation_id}
-            _record_lost_spend(answer_id, row, steps_output(steps).parts(), steps)
+            row = {**owner, "model": steps.rows[-1].model, "conversation": question.conversation_id}
+            _record_lost_spend(answer_id, row, _lost_usage(steps.parts, steps), steps.rows)
         Turn.objects.create(
             id=answer_id,
             conversation_id=question.conversation_id,
@@ -80,8 +81,8 @@ def save_lost_answers(*, before: datetime) -> int:
             finish_reason=Turn.FinishReason.ERROR,
             error_code=PROCESS_LOST,
             error_detail="The server stopped before this answer was saved; regenerate it.",
-            **_output_fields(answer_id, steps_output(steps).parts()),
-            **_steps_usage(steps),
+            **_output_fields(answer_id, steps.parts),
+            **_steps_usage(steps.rows),
         )
         saved += 1
     if saved:
@@ -101,9 +102,10 @@ def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool
     already, or its conversation is gone."""
     if Turn.objects.filter(pk=turn_id).exists():
         return False
-    steps = tool_runs.saved_steps(turn_id)
-    parts = _fuller(parts, steps_output(steps).parts())
-    _record_lost_spend(turn_id, row, parts, steps)  # once per turn id, conversation or not
+    steps = _ended_steps(turn_id)
+    parts = _fuller(parts, steps.parts)
+    usage = _lost_usage(parts, steps)
+    _record_lost_spend(turn_id, row, usage, steps.rows)  # once per turn id, conversation or not
     tool_runs.record_results(turn_id, parts.tool_results)
     tool_runs.close_pending(turn_id)
     conversation = Conversation.objects.select_for_update().filter(pk=row["conversation"]).first()
@@ -125,19 +127,20 @@ def save_lost_answer(*, turn_id: str, row: dict[str, Any], parts: Parts) -> bool
         provider=row["provider"],
         trace_id=row["trace_id"],
         api_key_id=row["api_key_id"],
-        **_lost_usage(parts, steps),
+        **usage,
         cost=Spend.objects.filter(turn_id=turn_id, kind=Spend.Kind.ANSWER).values_list("cost", flat=True).first(),
     )
     transaction.on_commit(functools.partial(enqueue_update, conversation.pk))
     return True
 
 
-def _record_lost_spend(turn_id: uuid.UUID | str, row: dict[str, Any], parts: Parts, steps: list[AnswerStep]) -> None:
+def _record_lost_spend(
+    turn_id: uuid.UUID | str, row: dict[str, Any], usage: dict[str, Any], steps: list[AnswerStep]
+) -> None:
     """What the lost answer cost in the ledger: its ended steps' counts and
-    costs, and its output after them, estimated (the last call's prompt
-    count died with the process). `row`: its owner_id, api_key_id, model
-    and conversation."""
-    usage = _lost_usage(parts, steps)
+    costs, and its output after them, estimated (`usage`, _lost_usage's: the
+    last call's prompt count died with the process). `row`: its owner_id,
+    api_key_id, model and conversation."""
     if usage.get("tokens_out") is None or row.get("owner_id") is None:
         return
     rest = usage["tokens_out"] - sum(step.tokens_out or 0 for step in steps)
@@ -157,13 +160,22 @@ def _record_lost_spend(turn_id: uuid.UUID | str, row: dict[str, Any], parts: Par
     )
 
 
-def steps_output(steps: list[AnswerStep]) -> Output:
-    """The output of a tool loop's ended steps, as it streamed."""
+@dataclass(frozen=True)
+class EndedSteps:
+    """A lost answer's steps that had ended (AnswerStep rows), and their
+    output, as it streamed."""
+
+    rows: list[AnswerStep]
+    parts: Parts
+
+
+def _ended_steps(turn_id: uuid.UUID | str) -> EndedSteps:
+    rows = tool_runs.saved_steps(turn_id)
     output = Output()
-    for step in steps:
+    for step in rows:
         for kind, text in step.output:
             output.append(text, kind)
-    return output
+    return EndedSteps(rows, output.parts())
 
 
 def _fuller(journal: Parts, steps: Parts) -> Parts:
@@ -203,12 +215,12 @@ def _steps_usage(steps: list[AnswerStep]) -> dict[str, Any]:
     }
 
 
-def _lost_usage(parts: Parts, steps: list[AnswerStep]) -> dict[str, Any]:
+def _lost_usage(parts: Parts, steps: EndedSteps) -> dict[str, Any]:
     """The counts of a lost answer: its ended steps', and its text after them estimated."""
-    counted = _steps_usage(steps)
-    if not steps and not parts.content:
+    counted = _steps_usage(steps.rows)
+    if not steps.rows and not parts.content:
         return {"usage_source": Turn.UsageSource.NONE, "tokens_estimated": True}
-    after_steps = parts.content[len(steps_output(steps).parts().content) :]
+    after_steps = parts.content[len(steps.parts.content) :]
     return {
         "tokens_in": counted.get("tokens_in"),
         "tokens_out": counted.get("tokens_out", 0) + estimate_tokens(after_steps),

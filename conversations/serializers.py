@@ -1,5 +1,6 @@
 """Models as the API's JSON."""
 
+import json
 from typing import Any
 
 from .models import Conversation, ConversationMemory, Feedback, ToolRun, Turn
@@ -20,6 +21,15 @@ def feedback_json(feedback: Feedback | None) -> dict[str, Any] | None:
     if feedback is None:
         return None
     return {"rating": feedback.rating, "comment": feedback.comment, "updated_at": feedback.updated_at.isoformat()}
+
+
+def pretty_json(text: str) -> str:
+    """A tool call's arguments (JSON the model wrote) laid out for reading;
+    as the model wrote them when they are not JSON."""
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, indent=2)
+    except (TypeError, ValueError):
+        return text
 
 
 def approval_json(run: ToolRun) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from django.utils import timezone
 from .exceptions import ApiError
 from .live import live_answers
 from .models import AnswerStep, ToolRun, Turn
+from .serializers import approval_json
 from .spend import budgets, ledger
 from .storage.rows import RowInsert
 from .storage.threads import run_db
@@ -97,14 +98,25 @@ def claim_call(*, prepared: PreparedTurn, id: str, name: str, arguments: str, ap
 
 
 def record_results(turn_id: uuid.UUID | str, results: list[dict[str, Any]]) -> None:
-    """Calls' results (ToolResult.event()s) on their rows, where no result is yet."""
-    for result in results:
-        ToolRun.objects.filter(turn_id=turn_id, call_id=result["id"], ended_at__isnull=True).update(
-            output=result.get("output"),
-            error=result.get("error"),
-            duration_ms=result.get("duration_ms"),
-            ended_at=timezone.now(),
+    """Calls' results (ToolResult.event()s) on their rows, where no result is
+    yet: one query finds those (at an answer's save, most were recorded with
+    their steps), then one write each."""
+    if not results:
+        return
+    ids = [result["id"] for result in results]
+    open_calls = set(
+        ToolRun.objects.filter(turn_id=turn_id, call_id__in=ids, ended_at__isnull=True).values_list(
+            "call_id", flat=True
         )
+    )
+    for result in results:
+        if result["id"] in open_calls:
+            ToolRun.objects.filter(turn_id=turn_id, call_id=result["id"], ended_at__isnull=True).update(
+                output=result.get("output"),
+                error=result.get("error"),
+                duration_ms=result.get("duration_ms"),
+                ended_at=timezone.now(),
+            )
 
 
 # --- approvals --------------------------------------------------------------------------
@@ -172,22 +184,20 @@ def close_pending(turn_id: uuid.UUID | str) -> None:
 
 def with_decisions(turn_id: uuid.UUID | str, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The answer's requests for approval, each with who decided, when and how
-    (`approved` None: nobody did), as the turn saves them."""
+    (approval_json's fields; `approved` None: nobody did), as the turn saves them."""
     if not requests:
         return requests
-    runs = ToolRun.objects.filter(turn_id=turn_id).exclude(approval="").select_related("decided_by")
-    by_call = {run.call_id: run for run in runs}
-    return [{**request, **_decision_fields(by_call.get(request["id"]))} for request in requests]
+    decided = ToolRun.objects.filter(
+        turn_id=turn_id, approval__in=(ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED)
+    ).select_related("decided_by")
+    decisions = {run.call_id: approval_json(run) for run in decided}
+    return [{**request, **_decision_fields(decisions.get(request["id"]))} for request in requests]
 
 
-def _decision_fields(run: ToolRun | None) -> dict[str, Any]:
-    decided = run is not None and run.approval in (ToolRun.Approval.APPROVED, ToolRun.Approval.DENIED)
-    return {
-        "approved": run.approval == ToolRun.Approval.APPROVED if decided else None,  # type: ignore[union-attr]
-        "decided_by": run.decided_by.get_username() if decided and run.decided_by else None,  # type: ignore[union-attr]
-        "decided_at": run.decided_at.isoformat() if decided and run.decided_at else None,  # type: ignore[union-attr]
-        "reason": run.decision_reason if decided else "",  # type: ignore[union-attr]
-    }
+def _decision_fields(decision: dict[str, Any] | None) -> dict[str, Any]:
+    if decision is None:
+        return {"approved": None, "decided_by": None, "decided_at": None, "reason": ""}
+    return {key: decision[key] for key in ("approved", "decided_by", "decided_at", "reason")}
 
 
 # --- steps --------------------------------------------------------------------------------
