@@ -152,6 +152,25 @@ class Settings:
     CHATSTREAM_APPROVAL_TIMEOUT_SECONDS = Setting(
         600.0, "how long a call to a `needs_approval` tool waits for the user's decision before the answer ends"
     )
+    # --- files (conversations/files/, docs/files.md) ------------------------------------
+    CHATSTREAM_MAX_FILE_BYTES = Setting(20 * 1024 * 1024, "the largest file `POST api/files` takes (413 above it)")
+    CHATSTREAM_MAX_FILES_PER_MESSAGE = Setting(10, "how many files one message may name (400 above it)")
+    CHATSTREAM_USER_FILE_QUOTA_BYTES = Setting(
+        1024 * 1024 * 1024, "what one user's files may add up to (413 `quota_exceeded` above it)"
+    )
+    CHATSTREAM_UPLOAD_TTL_HOURS = Setting(24.0, "an upload no message has named is deleted this long after it came")
+    CHATSTREAM_FILE_URLS = Setting(
+        "data",
+        "how an image reaches the model: `data` (a data: URL, the bytes in the request) or `storage` (the "
+        "storage's URL, for model servers that can fetch it)",
+    )
+    CHATSTREAM_IMAGES_IN_HISTORY = Setting(
+        False, "later turns' prompts carry earlier images again (off: an image goes only with its own message)"
+    )
+    CHATSTREAM_PDF_MAX_PAGES = Setting(500, "a PDF's pages read for its text; the rest are left out, with a note")
+    CHATSTREAM_PDF_TIMEOUT_SECONDS = Setting(
+        30.0, "how long reading a PDF's text may take before the upload is refused (the reader is killed)"
+    )
     # --- the stream --------------------------------------------------------------------
     CHATSTREAM_HEARTBEAT_SECONDS = Setting(15.0, "a `: heartbeat` comment after this much silence")
     CHATSTREAM_FRAME_SECONDS = Setting(
