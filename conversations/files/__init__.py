@@ -1,0 +1,2 @@
+"""Files in a conversation: uploaded to Django's storage, checked for what
+they really are, and given to the models that can read them."""
