@@ -74,6 +74,12 @@ class NewMessage:
     with_memory: bool = False  # the OpenAI door: the conversation's memory goes with that prompt
     request_options: dict[str, Any] = field(default_factory=dict)  # the OpenAI door: tools, temperature…
     version: Version | None = None  # a new version of a turn, not a message after the shown branch
+    file_ids: tuple[uuid.UUID, ...] = ()  # files uploaded with POST api/files, sent with it
+    files: tuple[dict[str, Any], ...] = ()  # those files, checked (files/sending.py): what its turn keeps
+
+    @property
+    def has_images(self) -> bool:
+        return any(file["kind"] == "image" for file in self.files)
 
 
 # --- the message's turn --------------------------------------------------------------
@@ -123,6 +129,9 @@ def _start_turn(
             raise Conversation.DoesNotExist
         position, conversation_model, leaf, tools_on = reserved
         model = _model_for(message.model_name or conversation_model)
+        if message.files:
+            sending.refuse_images_unseen(message.files, model)
+            sending.claim(owner_id=owner.pk, conversation_id=conversation_id, files=message.files)
         if version is None or version.action == Version.EDIT:
             # A message follows the branch shown; an edited one stands beside the original.
             question_id = uuid.uuid4()
@@ -136,6 +145,7 @@ def _start_turn(
                 content=content,
                 idempotency_key=message.idempotency_key,
                 reply_id=answer_turn_id,
+                files=list(message.files),
             )
         else:
             assert version.turn.parent is not None, "an answer's parent is its question"
@@ -148,6 +158,7 @@ def _start_turn(
             _refuse_over_budget(built, model)
         else:
             built = _assembled(cursor, conversation_id, model, question_id)
+            _refuse_unseen_images_in(built, model)
     prefix = []
     if version is not None and version.action == Version.CONTINUE:
         built = continuation(built, _said(version.turn))
@@ -158,7 +169,8 @@ def _start_turn(
         user_turn_id=question_id,
         answer_turn_id=answer_turn_id,
         answer_position=position + 1,
-        messages=built.messages,
+        messages=sending.located(built.messages),
+        file_cuts=built.file_cuts,
         prompt_turns=built.turns,
         prompt_tokens=built.tokens,
         api_key_id=key_id_of(owner),
@@ -197,6 +209,16 @@ def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_i
         ),
         budget=model.context_tokens,
     )
+
+
+def _refuse_unseen_images_in(prompt: Prompt, model: ModelEntry) -> None:
+    """A version of a question that sent images (a regenerate, a continue)
+    asked of a model that cannot see them: refused like the question would be."""
+    if model.vision:
+        return
+    files = [part["file"] for message in prompt.messages for part in parts.placeholders(message)]
+    if any(file["kind"] == "image" and not part_noted for file, part_noted in _images(prompt)):
+        sending.refuse_images_unseen(tuple(files), model)
 
 
 def _refuse_over_budget(prompt: Prompt, model: ModelEntry) -> None:
