@@ -1,0 +1,1 @@
+"""Files in conversations: their kinds, their storage, uploads, and what the model is sent."""
