@@ -69,8 +69,10 @@ def outcome(path: str, max_pages: int, max_chars: int) -> dict[str, Any]:
         return read(path, max_pages, max_chars)
     except Refused as refused:
         return refusal(refused.code, refused.message)
-    except (FileNotDecryptedError, DependencyError):
-        # DependencyError: AES without the `cryptography` package.
+    except FileNotDecryptedError:
+        return refusal("pdf_encrypted", PASSWORD)
+    except DependencyError:
+        # pypdf decrypts AES with the `cryptography` package (or pycryptodome) only.
         return refusal("pdf_encrypted", AES_UNAVAILABLE)
     except MemoryError:
         return refusal("pdf_too_large", "The PDF needs more memory to read than a file may use.")
