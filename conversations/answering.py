@@ -24,6 +24,7 @@ from .access.api_keys import key_id_of
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError, DuplicateMessage
+from .files import parts, sending
 from .live import LiveAnswer, live_answers
 from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
 from .models import Conversation, Spend, Turn
@@ -157,8 +158,7 @@ def _start_turn(
             built = given_prompt(message.prompt, memory=memory)
             _refuse_over_budget(built, model)
         else:
-            built = _assembled(cursor, conversation_id, model, question_id)
-            _refuse_unseen_images_in(built, model)
+            built = _for_sight_of(_assembled(cursor, conversation_id, model, question_id), model)
     prefix = []
     if version is not None and version.action == Version.CONTINUE:
         built = continuation(built, _said(version.turn))
@@ -211,14 +211,15 @@ def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_i
     )
 
 
-def _refuse_unseen_images_in(prompt: Prompt, model: ModelEntry) -> None:
-    """A version of a question that sent images (a regenerate, a continue)
-    asked of a model that cannot see them: refused like the question would be."""
+def _for_sight_of(prompt: Prompt, model: ModelEntry) -> Prompt:
+    """The prompt as `model` can take it: a question with images (asked again:
+    a regenerate, a continue) is refused if it cannot see them, as the
+    question would have been; earlier turns' images become notes."""
     if model.vision:
-        return
-    files = [part["file"] for message in prompt.messages for part in parts.placeholders(message)]
-    if any(file["kind"] == "image" and not part_noted for file, part_noted in _images(prompt)):
-        sending.refuse_images_unseen(tuple(files), model)
+        return prompt
+    *earlier, newest = prompt.messages
+    sending.refuse_images_unseen(tuple(part["file"] for part in parts.placeholders(newest)), model)
+    return dataclasses.replace(prompt, messages=[*map(parts.images_noted, earlier), newest])
 
 
 def _refuse_over_budget(prompt: Prompt, model: ModelEntry) -> None:
@@ -320,8 +321,13 @@ async def _start_answer(
     owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, trace_id: str, received_at: float
 ) -> LiveAnswer | Turn:
     why = None
+    if message.file_ids:
+        files = await run_db(
+            sending.attachable, owner_id=owner.pk, conversation_id=conversation_id, ids=message.file_ids
+        )
+        message = dataclasses.replace(message, files=files)
     if message.model_name == AUTO:
-        route = await _route(owner, conversation_id, message.content)
+        route = await _route(owner, conversation_id, message)
         message, why = (
             dataclasses.replace(message, model_name=route.model),
             {"model": route.model, "reason": route.reason},
@@ -338,8 +344,9 @@ async def _start_answer(
         raise
     prepared = dataclasses.replace(prepared, request_options=message.request_options)
     try:
+        prepared = await _with_files_read(prepared)
         tools = await answer_tools(prepared)
-    except asyncio.CancelledError:  # the client left while an MCP server was listed: the message is saved
+    except asyncio.CancelledError:  # the client left while files were read or tools listed: the message is saved
         await _abandon(prepared, trace_id, received_at)
         raise
     relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at, tools=tools)
@@ -352,7 +359,15 @@ async def _start_answer(
     return relay
 
 
-async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str) -> routing.Route:
+async def _with_files_read(prepared: PreparedTurn) -> PreparedTurn:
+    """The prompt's files read from storage (on a thread: a storage may be
+    a network away), outside the transaction that built it."""
+    if not any(parts.placeholders(message) for message in prepared.messages):
+        return prepared
+    return dataclasses.replace(prepared, messages=await asyncio.to_thread(parts.resolve, prepared.messages))
+
+
+async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage) -> routing.Route:
     """The router's choice for a message sent to "auto" (routing.py). A spent
     budget refuses the message before the classifier is asked; what the
     classifier cost goes in the ledger."""
@@ -365,7 +380,7 @@ async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, content: s
         owned = Conversation.objects.filter(pk=conversation_id, owner_id=owner.pk)
         return await run_db(lambda: owned.values_list("next_position", flat=True).first() or 0)
 
-    route = await router.route(content, count_turns)
+    route = await router.route(message.content, count_turns, images=message.has_images)
     metrics.ROUTES.labels(route.model).inc()
     if route.classifier is not None:
         await run_db(

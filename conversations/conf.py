@@ -106,7 +106,7 @@ class Settings:
     LLM_DEMO_FIRST_TOKEN_DELAY = Setting(0.3, "the demo model's wait before its first token, in seconds")
     LLM_VISION = Setting(
         False,
-        "the one model (without LLM_MODELS) can see images; an LLM_MODELS entry says `\"vision\": true` "
+        'the one model (without LLM_MODELS) can see images; an LLM_MODELS entry says `"vision": true` '
         "(the demo model always can)",
     )
     LLM_DEMO_REASONING = Setting(False, "the demo model thinks aloud (streamed as `reasoning`) before it answers")

@@ -71,7 +71,9 @@ def fit_documents(message: Message, room: int) -> tuple[Message, list[dict[str, 
         left_chars -= sent
         chars[part["file"]["id"]] = sent
         if sent < part["chars"]:
-            cuts.append({"id": part["file"]["id"], "name": part["file"]["name"], "chars": part["chars"], "chars_sent": sent})
+            cuts.append(
+                {"id": part["file"]["id"], "name": part["file"]["name"], "chars": part["chars"], "chars_sent": sent}
+            )
     return _with_chars(message, None, chars), cuts
 
 
@@ -81,15 +83,18 @@ def _with_chars(message: Message, every: int | None, each: dict[str, int] | None
             return part
         return {**part, "chars": every if every is not None else (each or {}).get(part["file"]["id"], part["chars"])}
 
-    return {**message, "content": [sized(part) for part in message["content"]]}
+    return {**message, "content": [sized(part) for part in _parts_of(message)]}
 
 
 def earlier(message: Message) -> Message:
     """An earlier turn's message: its images become a note (unless
     CHATSTREAM_IMAGES_IN_HISTORY): an image goes with its own message."""
-    if not placeholders(message) or conf.CHATSTREAM_IMAGES_IN_HISTORY:
-        return message
-    return _noted(message, lambda part: part["file"]["kind"] == "image")
+    return message if conf.CHATSTREAM_IMAGES_IN_HISTORY else images_noted(message)
+
+
+def images_noted(message: Message) -> Message:
+    """The message with a note for each image it sent, not the image."""
+    return _noted(message, lambda part: part["file"]["kind"] == "image") if placeholders(message) else message
 
 
 def without_files(message: Message) -> Message:
@@ -101,7 +106,12 @@ def _noted(message: Message, which) -> Message:
     def noted(part: dict[str, Any]) -> dict[str, Any]:
         return {**part, "note": True} if part.get("type") == FILE_PART and which(part) else part
 
-    return {**message, "content": [noted(part) for part in message["content"]]}
+    return {**message, "content": [noted(part) for part in _parts_of(message)]}
+
+
+def _parts_of(message: Message) -> list[dict[str, Any]]:
+    content = message["content"]
+    return content if isinstance(content, list) else [{"type": "text", "text": content}]
 
 
 def located(messages: list[Message], where: dict[str, tuple[str, str]]) -> list[Message]:
@@ -141,7 +151,10 @@ def _file_parts(part: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"type": "text", "text": f"{heading(file)}\n[sent earlier in the conversation; not repeated here]"}]
     path, text_path = where
     if file["kind"] == "image":
-        return [{"type": "text", "text": heading(file)}, {"type": "image_url", "image_url": {"url": _image_url(file, path)}}]
+        return [
+            {"type": "text", "text": heading(file)},
+            {"type": "image_url", "image_url": {"url": _image_url(file, path)}},
+        ]
     text = _text(text_path or path, part["chars"])
     if part["chars"] < file.get("text_chars", 0):
         text += "\n" + CUT_NOTE.format(sent=part["chars"], chars=file["text_chars"])

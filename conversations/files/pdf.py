@@ -71,9 +71,15 @@ def cpu_seconds(timeout: float) -> int:
     return max(1, math.ceil(timeout))
 
 
+# What the reader's process needs of the server's environment to start;
+# nothing else (no keys, no database URL) is in reach of a hostile file.
+CHILD_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "PYTHONHOME", "VIRTUAL_ENV", "TMPDIR")
+
+
 def child_environment() -> dict[str, str]:
     paths = [PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+    kept = {name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ}
+    return {**kept, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
 
 
 def answer(done: subprocess.CompletedProcess[bytes]) -> PdfText:

@@ -51,7 +51,7 @@ def assemble(
     remembered = memory_text(summary, facts)
     if remembered:
         head.append({"role": "system", "content": remembered})
-    used = sum(_cost(message["content"]) for message in head)
+    used = sum(_cost(message_text(message)) for message in head)
     picked: list[list[Message]] = []
     cuts: list[dict[str, Any]] = []
     for messages in newest_first:

@@ -13,9 +13,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
+from ..files.parts import with_files
 from ..models import ApiKey, Conversation, ConversationMemory, Turn
 from ..providers import Message
-from ..files.parts import with_files
 from ..stream.tool_loop import answer_messages
 
 _CONVERSATION = Conversation._meta.db_table
