@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import openai
 import pytest
 import redis
@@ -176,3 +178,13 @@ def fresh_prices():
     state.reset()
     yield
     state.reset()
+
+
+@pytest.fixture
+def stored_in(settings, tmp_path) -> Path:
+    """The files' storage (STORAGES["chatstream"]): a folder of the test's own."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatstream": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path}},
+    }
+    return tmp_path
