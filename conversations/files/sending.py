@@ -30,7 +30,7 @@ def attachable(*, owner_id: int, conversation_id: uuid.UUID, ids: tuple[uuid.UUI
             "file_in_another_conversation",
             f"{elsewhere[0]!r} was sent in another conversation; upload it again to send it here.",
         )
-    return tuple({**file_summary(found[pk]), "text_chars": found[pk].text_chars} for pk in ids)
+    return tuple(file_summary(found[pk]) for pk in ids)
 
 
 def claim(*, owner_id: int, conversation_id: uuid.UUID, files: tuple[dict, ...]) -> None:
