@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import openai
 import pytest
 import redis
@@ -108,6 +110,24 @@ def owner(db):
 def conversation(owner) -> Conversation:
     """An empty conversation of `owner`'s."""
     return services.create_conversation(owner=owner)
+
+
+@pytest.fixture
+def staff_client(client, db):
+    """Django's test client, logged in as a superuser."""
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def stored_in(settings, tmp_path) -> Path:
+    """The files' storage: a folder of the test's own."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatstream": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path}},
+    }
+    return tmp_path
 
 
 @pytest.fixture

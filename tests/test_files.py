@@ -15,16 +15,6 @@ from .files import image, png
 from .test_memory import run_worker
 
 
-@pytest.fixture
-def stored_in(settings, tmp_path) -> Path:
-    """The files' storage: a folder of the test's own."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "chatstream": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path}},
-    }
-    return tmp_path
-
-
 def upload(api_user, name: str, content: bytes, content_type: str = "application/octet-stream") -> httpx.Response:
     return api_user.client.post("/api/files", files={"file": (name, content, content_type)})
 
