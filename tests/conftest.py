@@ -121,16 +121,6 @@ def staff_client(client, db):
 
 
 @pytest.fixture
-def stored_in(settings, tmp_path) -> Path:
-    """The files' storage: a folder of the test's own."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "chatstream": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path}},
-    }
-    return tmp_path
-
-
-@pytest.fixture
 def alice(live):
     api_user = make_api_user(live.url, "alice")
     yield api_user
@@ -196,3 +186,13 @@ def fresh_prices():
     state.reset()
     yield
     state.reset()
+
+
+@pytest.fixture
+def stored_in(settings, tmp_path) -> Path:
+    """The files' storage (STORAGES["chatstream"]): a folder of the test's own."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatstream": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path}},
+    }
+    return tmp_path

@@ -16,9 +16,8 @@ from conversations.files import storage
 from conversations.models import Conversation, StoredFile, Turn
 from conversations.serializers import file_summary
 
-from .files import png
-from .helpers import api_client, exchange, log_in
-from .test_files import on_disk, upload
+from .files import on_disk, png, upload
+from .helpers import api_client, exchange, log_in, send
 from .test_memory import run_worker
 
 FILES = reverse("admin:conversations_storedfile_changelist")
@@ -189,6 +188,17 @@ def test_a_turns_page_shows_its_files_and_an_answers_cuts(staff_client, owner, c
     answer_page = staff_client.get(reverse("admin:conversations_turn_change", args=[answer.pk])).text
     assert "report.pdf: 12,000 of 48,000 characters sent (25%)" in answer_page
     assert "Files sent" not in answer_page
+
+
+def test_a_message_sent_with_an_image_shows_it_on_its_turns_page(alice, upstream, staff_client, stored_in, settings):
+    settings.LLM_VISION = True  # the fake upstream's model sees images
+    conversation_id = alice.new_conversation()
+    file_id = upload(alice, "wide.png", png(800, 200)).json()["id"]
+    assert send(alice, conversation_id, "What is this?", files=[file_id]).status_code == 200
+    message = Turn.objects.get(conversation_id=conversation_id, role=Turn.Role.USER)
+    page = staff_client.get(reverse("admin:conversations_turn_change", args=[message.pk])).text
+    content = reverse("admin:conversations_storedfile_content", args=[file_id])
+    assert f'<img class="file-thumbnail" src="{content}" alt="wide.png" width="160" height="40">' in page
 
 
 def test_a_conversations_page_lists_its_files(staff_client, owner, conversation, stored_in):

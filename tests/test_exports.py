@@ -15,6 +15,7 @@ from conversations.models import Conversation, StoredFile, Turn
 from conversations.serializers import file_summary
 from harness.fake_upstream import Behaviour
 
+from .files import upload
 from .helpers import exchange, send, tool_loop_answer
 
 HOSTILE = (
@@ -201,11 +202,14 @@ def test_the_markdown_export_names_a_messages_files_under_its_text(with_files):
     assert "<img" not in rendered(markdown)
 
 
-def test_the_api_exports_a_conversations_files(alice, upstream):
+def test_the_api_exports_the_files_a_message_was_sent_with(alice, upstream, stored_in):
     conversation_id = alice.new_conversation()
-    send(alice, conversation_id, "Look")
-    file_id = alice.client.post("/api/files", files={"file": ("notes.txt", b"some notes")}).json()["id"]
-    StoredFile.objects.filter(pk=file_id).update(conversation_id=conversation_id)  # as a message sent with it would
+    file_id = upload(alice, "notes.txt", b"some notes").json()["id"]
+    assert send(alice, conversation_id, "Look", files=[file_id]).status_code == 200
+    upload(alice, "unsent.txt", b"not sent")
     exported = alice.client.get(f"/api/conversations/{conversation_id}/export", params={"format": "json"})
     assert exported.status_code == 200  # and it matches the API's description (alice's client checks)
     assert [entry["id"] for entry in exported.json()["files"]] == [file_id]
+    assert [entry["name"] for entry in exported.json()["turns"][0]["files"]] == ["notes.txt"]
+    markdown = alice.client.get(f"/api/conversations/{conversation_id}/export", params={"format": "md"}).text
+    assert "Look\n\nAttached: notes.txt (text/plain, 10 bytes)\n" in markdown

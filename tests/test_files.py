@@ -2,8 +2,6 @@
 FileSystemStorage in a temporary folder, checked on disk; what is refused,
 and why; another user's files as if they did not exist."""
 
-from pathlib import Path
-
 import httpx
 import pytest
 from django.utils import timezone
@@ -11,20 +9,8 @@ from django.utils import timezone
 from conversations.files import cleanup
 from conversations.models import StoredFile
 
-from .files import image, png
+from .files import error_code, image, on_disk, png, upload
 from .test_memory import run_worker
-
-
-def upload(api_user, name: str, content: bytes, content_type: str = "application/octet-stream") -> httpx.Response:
-    return api_user.client.post("/api/files", files={"file": (name, content, content_type)})
-
-
-def on_disk(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.is_file())
-
-
-def error_code(response: httpx.Response) -> str:
-    return response.json()["error"]["code"]
 
 
 def test_an_image_is_stored_described_served_and_deleted(alice, stored_in):

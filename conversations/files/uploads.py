@@ -20,7 +20,7 @@ from django.db.models import Sum
 from ..conf import conf
 from ..exceptions import ApiError
 from ..models import StoredFile
-from . import cleanup, kinds, storage
+from . import cleanup, kinds, pdf, storage
 from .limits import file_too_large
 
 # A document's text kept for the model: past any prompt budget (about 250k tokens).
@@ -101,8 +101,6 @@ def _read_pdf(upload: UploadedFile, stored: Stored, owner_id: object) -> None:
     """A PDF's text, read once now (in a child process, within the page and
     time limits) and kept beside it: every prompt that carries the file reads
     that, never the PDF."""
-    from . import pdf  # FIXME(lead): top-level once files-pdf is merged
-
     try:
         read = pdf.pdf_text(
             upload.temporary_file_path(),  # type: ignore[attr-defined]  # LimitedUploadHandler's files have one
