@@ -10,11 +10,11 @@ from django.utils.html import format_html, format_html_join
 
 from . import admin_review  # noqa: F401  (the review queue registers itself)
 from .access import api_keys
-from .admin_files import FILES_CSS, FileInline, files_fieldsets, render_file_cuts, render_turn_files
+from .admin_files import FILES_CSS, StoredFileAdmin, files_fieldsets, render_file_cuts, render_turn_files
 from .admin_timeline import STEPS_CSS, STEPS_FIELDSET, render_steps, uses_tools
 from .catalogue import catalogue, default_entry
 from .memory.tasks import enqueue_update
-from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Spend, Turn
+from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Spend, StoredFile, Turn
 from .ops.dashboard import dashboard_data, timeline_svg
 from .routing import router
 from .spend import budgets, pricing
@@ -25,13 +25,9 @@ OWNER_LOGIN = f"owner__{get_user_model().USERNAME_FIELD}"
 TURN_METRICS = ("ttft_ms", "ttft_answer_ms", "duration_ms", "tokens_in", "tokens_out", "usage_source", "cost")
 
 
-class TurnInline(admin.TabularInline):
-    """The conversation's turns in order, read-only: they are a record."""
+class RecordInline(admin.TabularInline):
+    """Rows shown read-only, each linked to its own page: they are a record."""
 
-    model = Turn
-    ordering = ["position"]
-    fields = ("position", "role", "content", "status", "finish_reason", "model", *TURN_METRICS, "trace_id")
-    readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
@@ -41,6 +37,24 @@ class TurnInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class TurnInline(RecordInline):
+    """The conversation's turns in order."""
+
+    model = Turn
+    ordering = ["position"]
+    fields = ("position", "role", "content", "status", "finish_reason", "model", *TURN_METRICS, "trace_id")
+    readonly_fields = fields
+
+
+class FileInline(RecordInline):
+    """The conversation's files (their bytes are a click away, on each one's page)."""
+
+    model = StoredFile
+    fields = ("name", "kind", "content_type", "size_shown", "created_at")
+    readonly_fields = fields
+    size_shown = StoredFileAdmin.size_shown
 
 
 MEMORY_FIELDS = (

@@ -238,22 +238,3 @@ def files_fieldsets(turn: Turn) -> list[tuple[str, dict[str, Any]]]:
     """The turn page's Files section, when its turn has files or cuts."""
     fields = [name for name, present in (("file_list", turn.files), ("cut_list", turn.file_cuts)) if present]
     return [("Files", {"fields": fields})] if fields else []
-
-
-class FileInline(admin.TabularInline):
-    """A conversation's files, read-only, each linked to its own page."""
-
-    model = StoredFile
-    fields = ("name", "kind", "content_type", "size_shown", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    size_shown = StoredFileAdmin.size_shown

@@ -53,6 +53,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "CHATSTREAM_WORKER_LEASE_SECONDS",
         "CHATSTREAM_TOOL_TIMEOUT_SECONDS",
         "CHATSTREAM_APPROVAL_TIMEOUT_SECONDS",
+        "CHATSTREAM_PDF_TIMEOUT_SECONDS",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))
@@ -64,6 +65,9 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "CHATSTREAM_TOOL_OUTPUT_CHARS",
         "CHATSTREAM_TOOL_CONCURRENCY",
         "CHATSTREAM_MAX_TOOL_STEPS",
+        "CHATSTREAM_MAX_FILE_BYTES",
+        "CHATSTREAM_MAX_FILES_PER_MESSAGE",
+        "CHATSTREAM_PDF_MAX_PAGES",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
@@ -326,15 +330,13 @@ def check_deploy_through_the_opt_in_middleware(app_configs, **kwargs) -> list:
 
 @register()
 def check_file_settings(app_configs, **kwargs) -> list:
-    """Files (docs/files.md): sizes that make sense, a known way to send
-    images, and a storage that is not wherever the server happens to start."""
+    """Files (docs/files.md): a TTL, a known way to send images, and a
+    storage that is not wherever the server happens to start."""
     problems: list = []
-    for name in ("CHATSTREAM_MAX_FILE_BYTES", "CHATSTREAM_MAX_FILES_PER_MESSAGE", "CHATSTREAM_PDF_MAX_PAGES"):
-        if getattr(conf, name) <= 0:
-            problems.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
-    for name in ("CHATSTREAM_UPLOAD_TTL_HOURS", "CHATSTREAM_PDF_TIMEOUT_SECONDS"):
-        if getattr(conf, name) <= 0:
-            problems.append(Error(f"{name} must be a positive number.", id="conversations.E004"))
+    if conf.CHATSTREAM_UPLOAD_TTL_HOURS <= 0:
+        problems.append(
+            Error("CHATSTREAM_UPLOAD_TTL_HOURS must be a positive number of hours.", id="conversations.E004")
+        )
     if conf.CHATSTREAM_FILE_URLS not in ("data", "storage"):
         problems.append(
             Error(

@@ -72,7 +72,7 @@ def test_the_files_list_filters_and_searches(staff_client, some_files, owner, co
     assert page.status_code == 200 and names(page) == ["cat.png", "notes.txt", "report.pdf"]
     for column in ("column-owner", "column-kind", "column-content_type", "column-size_shown", "column-sent"):
         assert column in page.text
-    assert "3.2 KB" in page.text  # notes.txt, 3,300 bytes
+    assert "3.2\u00a0KB" in page.text  # notes.txt, 3,300 bytes
     assert reverse("admin:conversations_conversation_change", args=[conversation.pk]) in page.text
     assert names(staff_client.get(FILES, {"kind": "image"})) == ["cat.png"]
     assert names(staff_client.get(FILES, {"content_type": "application/pdf"})) == ["report.pdf"]

@@ -130,9 +130,10 @@ def test_a_budget_must_be_an_amount(settings):
 
 def test_file_settings(settings):
     assert check_file_settings(None) == []
-    settings.CHATSTREAM_FILE_URLS, settings.CHATSTREAM_MAX_FILE_BYTES = "s3", 0
-    settings.CHATSTREAM_UPLOAD_TTL_HOURS = -1
-    assert ids(check_file_settings(None)) == ["conversations.E005", "conversations.E004", "conversations.E023"]
+    settings.CHATSTREAM_FILE_URLS, settings.CHATSTREAM_UPLOAD_TTL_HOURS = "s3", -1
+    assert ids(check_file_settings(None)) == ["conversations.E004", "conversations.E023"]
+    settings.CHATSTREAM_MAX_FILE_BYTES, settings.CHATSTREAM_PDF_TIMEOUT_SECONDS = 0, 0
+    assert ids(check_llm_settings(None)) == ["conversations.E004", "conversations.E005"]
 
 
 def test_uploads_into_the_working_directory_are_warned_of(settings):
