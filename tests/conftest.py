@@ -113,6 +113,14 @@ def conversation(owner) -> Conversation:
 
 
 @pytest.fixture
+def staff_client(client, db):
+    """Django's test client, logged in as a superuser."""
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
 def alice(live):
     api_user = make_api_user(live.url, "alice")
     yield api_user

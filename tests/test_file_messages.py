@@ -4,6 +4,7 @@ as text headed by their names, within the prompt's budget."""
 
 import base64
 
+import openai
 import pytest
 from django.core.files.storage import storages
 
@@ -201,3 +202,38 @@ def test_storage_urls_instead_of_data(alice, seeing, stored_in, settings):
     send(alice, alice.new_conversation(), "Look", files=[file_id])
     url = sent_parts(seeing)[2]["image_url"]["url"]
     assert url.startswith("https://files.example.com/chatstream/") and "cat" not in url
+
+
+def test_the_demo_model_describes_what_it_is_sent(alice, stored_in):
+    image_id = upload(alice, "cat.png", png(64, 48)).json()["id"]
+    pdf_id = upload(alice, "report.pdf", make_pdf(["Quarterly revenue grew by a third in the north."])).json()["id"]
+    conversation_id = alice.new_conversation()
+    send(alice, conversation_id, "", files=[image_id, pdf_id])
+    answer = Turn.objects.get(conversation_id=conversation_id, role="assistant").content
+    assert answer.startswith("You sent 2 files:")
+    assert "**cat.png**: an image (image/png, 64 × 48 pixels," in answer
+    assert "**report.pdf**: a document (application/pdf," in answer
+    assert 'beginning "Quarterly revenue grew by a third in the north."' in answer
+    assert "You asked" not in answer  # no words of the user's to answer
+
+
+def test_the_openai_door_passes_image_parts_on_to_a_model_that_sees(sdk, seeing, settings):
+    picture = "data:image/png;base64," + base64.b64encode(png()).decode()
+    content = [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_url", "image_url": {"url": picture}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
+    ]
+    sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": content}])
+    assert sent_parts(seeing) == content  # as the client sent them
+    assert Turn.objects.get(role="user").content == "What is in these?\n[image]\n[image]"
+
+    settings.LLM_VISION = False
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": content}])
+    assert refused.value.code == "model_cannot_see_images" and Turn.objects.count() == 2
+
+    wrong = [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": wrong}])
+    assert "image_url" in refused.value.body["param"]

@@ -18,6 +18,7 @@ from typing import Any
 from ..conf import conf
 from ..providers.base import Message, estimate_tokens
 from . import storage
+from .headings import heading
 
 FILE_PART = "chatstream_file"
 # What an image is taken to cost a prompt: OpenAI counts 85 tokens plus 170
@@ -34,8 +35,17 @@ def with_files(message: Message, files: list[dict[str, Any]]) -> Message:
 
 
 def placeholders(message: Message) -> list[dict[str, Any]]:
+    return [part for part in _list_of(message) if part.get("type") == FILE_PART]
+
+
+def client_sends_images(messages: list[Message]) -> bool:
+    """Does a client's own prompt (the OpenAI door) have image parts?"""
+    return any(part.get("type") == "image_url" for message in messages for part in _list_of(message))
+
+
+def _list_of(message: Message) -> list[dict[str, Any]]:
     content = message.get("content")
-    return [part for part in content if part.get("type") == FILE_PART] if isinstance(content, list) else []
+    return content if isinstance(content, list) else []
 
 
 def message_tokens(message: Message) -> int:
@@ -159,23 +169,6 @@ def _file_parts(part: dict[str, Any]) -> list[dict[str, Any]]:
     if part["chars"] < file.get("text_chars", 0):
         text += "\n" + CUT_NOTE.format(sent=part["chars"], chars=file["text_chars"])
     return [{"type": "text", "text": f"{heading(file)}\n{text}"}]
-
-
-def heading(file: dict[str, Any]) -> str:
-    """`Image: cat.png (image/png, 640×480, 12 KB)`, `File: notes.md (text/markdown, 3 KB)`."""
-    facts = [file["content_type"]]
-    if file.get("width"):
-        facts.append(f"{file['width']}×{file['height']}")
-    facts.append(human_size(file["size"]))
-    return f"{'Image' if file['kind'] == 'image' else 'File'}: {file['name']} ({', '.join(facts)})"
-
-
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def _image_url(file: dict[str, Any], path: str) -> str:
