@@ -22,10 +22,10 @@ each request (`clear_refs` 5) and read after it, so "peak" is the exact
 high-water mark of that one request; growth is that peak less the RSS just
 before. VmRSS is also sampled every 2 ms, to say when in the request the
 peak came. The PDF reader is a child of the server: its peak is its VmHWM
-as last seen while polling it every 2 ms (a lower bound), and the same command
-run once more by the bench gives the exact figure (wait4's ru_maxrss); its
-CPU time is the server's children's CPU (cutime + cstime), which counts it
-once it has been waited for.
+as last seen while polling it every 2 ms (a lower bound), and the same
+module run once more by the bench reads its own VmHWM as it ends (the exact
+figure); its CPU time is the server's children's CPU (cutime + cstime),
+which counts it once it has been waited for.
 """
 
 import argparse
@@ -351,22 +351,32 @@ def stored_file(file_id: str, conversation: str) -> dict:
     return found | {"chars_sent": min([cut["chars_sent"] for cut in cuts[0]], default=found["text_chars"])}
 
 
+# The reader's module run as `python -m` runs it, then its own peak read from
+# /proc/self/status: wait4's ru_maxrss would be no use, as it counts the
+# memory of the process it was forked from (the bench's, larger) too.
+READER_ALONE = """
+import runpy, sys
+sys.argv.pop(0)
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+sys.stderr.write(peak.split()[1])
+"""
+
+
 def reader_alone(path: Path) -> dict:
-    """The server's PDF reader, the same command with the server's limits,
-    run by the bench: its wall time and exact peak RSS (wait4)."""
+    """The server's PDF reader, the same module with the server's limits,
+    run by the bench: its wall time, CPU time and exact peak RSS."""
     from conversations.files import pdf  # no Django needed: the command and its environment
 
-    command = [procs.PYTHON, "-m", pdf.CHILD_MODULE, str(path), "500", str(pdf.MAX_CHARS), "30"]
+    command = [procs.PYTHON, "-c", READER_ALONE, pdf.CHILD_MODULE, str(path), "500", str(pdf.MAX_CHARS), "30"]
     started = time.perf_counter()
-    with open(os.devnull, "wb") as devnull:
-        child = procs.popen(command, env=pdf.child_environment(), stdout=devnull)
+    with tempfile.TemporaryFile() as peak, open(os.devnull, "wb") as devnull:
+        child = procs.popen(command, env=pdf.child_environment(), stdout=devnull, stderr=peak)
         _, status_, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status_)
-    return {
-        "wall_s": time.perf_counter() - started,
-        "peak": usage.ru_maxrss * 1024,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-    }
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status_)
+        peak.seek(0)
+        return {"wall_s": wall, "peak": int(peak.read()) * 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 def run(*, quick: bool = False, pin: bool = True) -> dict:
