@@ -480,7 +480,7 @@ def print_pdfs(results: dict) -> None:
     pdfs = results["pdfs"]
     print(
         f"\n== A PDF uploaded, {results['size']['pdf_rounds']} each: its text read by the reader's process "
-        "(seen: from the first to the last time the bench saw it; alone: the same command run by the bench)"
+        "(seen: from the first to the last time the bench saw it; alone: the same module run by the bench)"
     )
     rows = []
     for name, entry in pdfs.items():
