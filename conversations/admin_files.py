@@ -95,7 +95,7 @@ class StoredFileAdmin(admin.ModelAdmin):
 
     @admin.display(description="size", ordering="size")
     def size_shown(self, stored: StoredFile) -> str:
-        return human_size(stored.size)
+        return human_size(stored.size).replace(" ", "\u00a0")  # one line in a narrow column
 
     @admin.display(description="conversation", ordering="conversation")
     def conversation_link(self, stored: StoredFile) -> str:

@@ -183,6 +183,7 @@ def test_the_json_export_carries_the_conversations_files_and_each_messages(with_
         "kind": "pdf",
         "width": None,
         "height": None,
+        "text_chars": 0,
         "created_at": files[1].created_at.isoformat(),
         "conversation_id": str(conversation.pk),
     }
