@@ -40,7 +40,8 @@ async def _stored(upload, owner_id) -> uploads.Stored:
 
 def _delete_if_stored(storing: asyncio.Future) -> None:
     if not storing.cancelled() and storing.exception() is None:
-        asyncio.ensure_future(asyncio.to_thread(storage.delete_paths, storing.result().paths))
+        # On the executor's thread, which holds the work: no task to be lost.
+        asyncio.get_running_loop().run_in_executor(None, storage.delete_paths, storing.result().paths)
 
 
 @api_view("GET", "DELETE")
