@@ -237,3 +237,12 @@ def test_the_openai_door_passes_image_parts_on_to_a_model_that_sees(sdk, seeing,
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": wrong}])
     assert "image_url" in refused.value.body["param"]
+
+
+def test_a_file_whose_bytes_are_gone_from_storage_is_named_not_a_failure(alice, seeing, stored_in):
+    file_id = upload(alice, "notes.txt", b"here today").json()["id"]
+    for path in on_disk(stored_in):
+        path.unlink()  # a storage that lost it (or cannot be reached)
+    response = send(alice, alice.new_conversation(), "Read", files=[file_id])
+    assert response.status_code == 200
+    assert sent_parts(seeing)[1]["text"] == "File: notes.txt (text/plain, 10 bytes)\n[could not be read from the storage]"
