@@ -245,4 +245,5 @@ def test_a_file_whose_bytes_are_gone_from_storage_is_named_not_a_failure(alice, 
         path.unlink()  # a storage that lost it (or cannot be reached)
     response = send(alice, alice.new_conversation(), "Read", files=[file_id])
     assert response.status_code == 200
-    assert sent_parts(seeing)[1]["text"] == "File: notes.txt (text/plain, 10 bytes)\n[could not be read from the storage]"
+    unread = "File: notes.txt (text/plain, 10 bytes)\n[could not be read from the storage]"
+    assert sent_parts(seeing)[1]["text"] == unread
