@@ -208,6 +208,25 @@ def test_a_body_that_trickles_in_is_given_up_on(guarded, settings):
     assert answer.startswith(b"HTTP/1.1 408") and guarded.recorder.bodies == []
 
 
+def test_an_upload_announced_over_the_file_limit_is_refused_before_it_is_sent(guarded_app, alice):
+    started = time.monotonic()
+    head = f"POST /api/files HTTP/1.1\nHost: x\nAuthorization: Bearer {alice.key}\nContent-Length: 100000000\n"
+    answer = raw_request(guarded_app, head)
+    assert answer.startswith(b"HTTP/1.1 413") and b'"file_too_large"' in answer
+    assert time.monotonic() - started < 2
+
+
+def test_an_upload_that_stops_arriving_is_given_up_on(guarded_app, alice, settings):
+    settings.CHATSTREAM_BODY_TIMEOUT_SECONDS = 0.5
+    head = (
+        f"POST /api/files HTTP/1.1\nHost: x\nAuthorization: Bearer {alice.key}\n"
+        "Content-Type: multipart/form-data; boundary=b\nContent-Length: 5000000\n"
+    )
+    started = time.monotonic()
+    answer = raw_request(guarded_app, head, body=b"--b\r\n" + b"x" * 100_000, wait=5)
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 3
+
+
 def test_what_the_guard_lets_through_arrives_whole(guarded):
     body = json.dumps({"content": "x" * 5000}).encode()
     with httpx.Client(base_url=guarded.url) as client:
