@@ -8,9 +8,11 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 # The page may run only the app's own scripts and styles, and talk only to
 # its own server: model output rendered into it can never load or run
 # anything. Set by the view, so it holds in any project that installs the app
-# (a project's own policy, if it sets one, is left as it is).
+# (a project's own policy, if it sets one, is left as it is). Images may also
+# be blob: URLs, which only this page's script can make: the thumbnails of
+# files being attached, shown before they are uploaded.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 

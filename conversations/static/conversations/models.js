@@ -52,3 +52,11 @@ export function liveModelLabel(asked, upstreamId) {
   if (asked === AUTO) return `auto → ${name}`;
   return asked || name;
 }
+
+// Whether the message's model can see images: false only when its catalogue
+// entry says so. "auto" leaves it to the router, and the server refuses an
+// image a model cannot see anyway.
+export function seesImages() {
+  const name = messageModel() || catalogue.default;
+  return catalogue.models.find((entry) => entry.name === name)?.vision !== false;
+}
