@@ -5,6 +5,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from ..conf import conf
+
 # The page may run only the app's own scripts and styles, and talk only to
 # its own server: model output rendered into it can never load or run
 # anything. Set by the view, so it holds in any project that installs the app
@@ -20,6 +22,9 @@ CONTENT_SECURITY_POLICY = (
 @login_required
 @ensure_csrf_cookie  # the page's script sends it back as X-CSRFToken
 def chat(request: HttpRequest) -> HttpResponse:
-    response = render(request, "conversations/chat.html")
+    # The largest file the server takes: the page refuses a larger one before
+    # sending a byte of it.
+    context = {"max_file_bytes": conf.CHATSTREAM_MAX_FILE_BYTES}
+    response = render(request, "conversations/chat.html", context)
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     return response

@@ -61,7 +61,7 @@ export function uploadFile(file, { onProgress, signal }) {
       if (request.status === 201) resolve(request.response);
       else reject(new Error(errorMessage(request.response, request.status)));
     });
-    request.addEventListener("error", () => reject(new Error("The upload failed: the network is down.")));
+    request.addEventListener("error", () => reject(new Error("The upload failed: the connection was lost.")));
     request.addEventListener("abort", () => reject(new DOMException("The upload was cancelled.", "AbortError")));
     signal.addEventListener("abort", () => request.abort());
     const body = new FormData();

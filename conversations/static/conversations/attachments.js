@@ -13,6 +13,7 @@ const attachButton = document.querySelector("#attach");
 const dropZone = document.querySelector(".chat");
 const message = document.querySelector("#message");
 const chipTemplate = document.querySelector("#attachment-chip");
+const maxBytes = Number(document.querySelector("#app").dataset.maxFileBytes);
 
 const attachments = []; // in the order chosen
 let changed = () => {};
@@ -39,7 +40,7 @@ class Attachment {
       thumb.src = this.thumbnail;
       thumb.hidden = false;
       chip.classList.add("image");
-    }
+    } else chip.querySelector(".badge").textContent = extension(blob.name);
     chip.querySelector(".progress").setAttribute("aria-label", `Uploading ${blob.name}`);
     const remove = chip.querySelector(".remove");
     remove.setAttribute("aria-label", `Remove ${blob.name}`);
@@ -48,6 +49,9 @@ class Attachment {
   }
 
   async upload() {
+    if (this.blob.size > maxBytes) {
+      return this.failed(`${this.blob.name} is ${formatSize(this.blob.size)}: the largest file is ${formatSize(maxBytes)}.`);
+    }
     this.chip.dataset.state = "uploading";
     const progress = this.chip.querySelector(".progress");
     try {
@@ -58,10 +62,15 @@ class Attachment {
       this.chip.dataset.state = "uploaded";
     } catch (error) {
       if (error.name === "AbortError") return; // removed meanwhile
-      this.error = error.message;
-      this.chip.dataset.state = "failed";
-      this.chip.querySelector(".error").textContent = error.message;
+      return this.failed(error.message);
     }
+    changed();
+  }
+
+  failed(message) {
+    this.error = message;
+    this.chip.dataset.state = "failed";
+    this.chip.querySelector(".error").textContent = message;
     changed();
   }
 
@@ -73,6 +82,9 @@ class Attachment {
     this.chip.remove();
   }
 }
+
+// A document's chip shows its kind where an image's shows its thumbnail.
+const extension = (name) => (/\.([a-z0-9]{1,4})$/i.exec(name)?.[1] ?? "file").toUpperCase();
 
 function attach(blobs) {
   for (const blob of blobs) {
@@ -123,8 +135,8 @@ function pastedFiles(data) {
   if (data.types.includes("text/plain")) return [];
   return [...data.files].map((file) => {
     if (!file.type.startsWith("image/")) return file;
-    const extension = file.type.split("/")[1].replace("jpeg", "jpg").replace(/\+.*/, "");
-    return new File([file], `pasted-image.${extension}`, { type: file.type, lastModified: file.lastModified });
+    const suffix = file.type.split("/")[1].replace("jpeg", "jpg").replace(/\+.*/, "");
+    return new File([file], `pasted-image.${suffix}`, { type: file.type, lastModified: file.lastModified });
   });
 }
 

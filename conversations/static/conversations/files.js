@@ -5,12 +5,13 @@ import { fileContentUrl } from "./api.js";
 
 const UNITS = ["KB", "MB", "GB"];
 
+// In units of 1024, as the server's limits are set (20 MB is 20 * 1024 * 1024).
 export function formatSize(bytes) {
-  if (bytes < 1000) return `${bytes} B`;
+  if (bytes < 1024) return `${bytes} B`;
   let size = bytes;
   let unit = -1;
-  while (size >= 1000 && unit < UNITS.length - 1) {
-    size /= 1000;
+  while (size >= 1024 && unit < UNITS.length - 1) {
+    size /= 1024;
     unit += 1;
   }
   return `${size < 10 ? size.toFixed(1) : Math.round(size)} ${UNITS[unit]}`;
@@ -39,15 +40,21 @@ function list(className, items) {
   return element;
 }
 
-// An image opens full size in a new tab (the server serves images inline).
-// Its width and height reserve its box before it loads, so a conversation
-// does not jump as lazy images come in.
+// An image opens full size over the page (a click with a modifier key, or
+// without this script, opens it in a new tab: the server serves images
+// inline). Its width and height reserve its box before it loads, so a
+// conversation does not jump as lazy images come in.
 function image(file) {
   const link = document.createElement("a");
   link.href = fileContentUrl(file.id);
   link.target = "_blank";
   link.rel = "noopener";
   link.title = `${file.name} (open full size)`;
+  link.addEventListener("click", (event) => {
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault();
+    showFullSize(file, link.href);
+  });
   const img = document.createElement("img");
   img.src = link.href;
   img.alt = file.name;
@@ -76,3 +83,24 @@ function documentLink(file) {
   link.append(name, " ", size);
   return link;
 }
+
+// --- the full-size view ------------------------------------------------------------
+
+const lightbox = document.querySelector("#lightbox");
+
+function showFullSize(file, url) {
+  const img = lightbox.querySelector("img");
+  img.src = url;
+  img.alt = file.name;
+  lightbox.setAttribute("aria-label", file.name);
+  lightbox.querySelector(".name").textContent = file.name;
+  lightbox.querySelector(".open").href = url;
+  lightbox.showModal();
+  lightbox.querySelector(".close").focus();
+}
+
+lightbox.querySelector(".close").addEventListener("click", () => lightbox.close());
+// A click on the backdrop (the dialog itself, outside its image and bar) closes it.
+lightbox.addEventListener("click", (event) => event.target === lightbox && lightbox.close());
+// Esc closes the dialog (the browser's own), and is not the page's Esc: Stop.
+lightbox.addEventListener("keydown", (event) => event.key === "Escape" && event.stopPropagation());

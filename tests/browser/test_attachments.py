@@ -1,0 +1,307 @@
+"""Files in a message (issue 26): attached through the button, dropped on
+the chat or pasted; each a chip that uploads at once and can be removed; sent
+with the message and shown in the conversation (images inline, documents as
+links), on a desktop and on a phone."""
+
+import base64
+import io
+import re
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from harness.fake_upstream import Behaviour
+
+from .helpers import ready, reload, send
+
+# End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
+pytestmark = pytest.mark.e2e
+
+PHONE = {"width": 390, "height": 844}
+NOTES = b"Milk\nEggs\nFlour\n"
+
+
+def png(width: int = 4, height: int = 3, colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_file(name: str = "red.png", **size) -> dict:
+    return {"name": name, "mimeType": "image/png", "buffer": png(**size)}
+
+
+def text_file(name: str = "notes.txt", data: bytes = NOTES) -> dict:
+    return {"name": name, "mimeType": "text/plain", "buffer": data}
+
+
+def attach_button(page: Page):
+    return page.get_by_role("button", name="Attach files")
+
+
+def chips(page: Page):
+    return page.get_by_role("list", name="Attached files").get_by_role("listitem")
+
+
+def chip(page: Page, name: str):
+    return chips(page).filter(has=page.get_by_role("button", name=f"Remove {name}"))
+
+
+def file_input(page: Page):
+    return page.locator("#composer input[type=file]")
+
+
+def files_url(page: Page, path: str = "") -> str:
+    return page.locator("#app").get_attribute("data-files") + path
+
+
+def attach(page: Page, file: dict) -> dict:
+    """A file chosen in the file input: the server's answer, once its chip
+    shows it uploaded."""
+    with page.expect_response(is_upload) as upload:
+        file_input(page).set_input_files([file])
+    expect(chip(page, file["name"])).to_have_attribute("data-state", "uploaded")
+    return upload.value.json()
+
+
+def is_upload(response) -> bool:
+    return is_upload_request(response.request)
+
+
+def chip_appears_uploaded(page: Page, name: str, size: str) -> None:
+    item = chip(page, name)
+    expect(item).to_have_attribute("data-state", "uploaded")
+    expect(item.locator(".name")).to_have_text(name)
+    expect(item.locator(".size")).to_have_text(size)
+
+
+# --- in the page: a drop and a paste, as a browser dispatches them ------------------
+
+DISPATCH = """([kind, target, files]) => {
+  const data = new DataTransfer();
+  for (const [name, type, b64] of files) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    data.items.add(new File([bytes], name, { type }));
+  }
+  const element = document.querySelector(target);
+  const init = { bubbles: true, cancelable: true };
+  const event = kind === "paste"
+    ? new ClipboardEvent("paste", { ...init, clipboardData: data })
+    : new DragEvent(kind, { ...init, dataTransfer: data });
+  return element.dispatchEvent(event); // false: the page took it (preventDefault)
+}"""
+
+
+def dispatch(page: Page, kind: str, target: str, *files: dict) -> bool:
+    encoded = [[each["name"], each["mimeType"], base64.b64encode(each["buffer"]).decode()] for each in files]
+    return page.evaluate(DISPATCH, [kind, target, encoded])
+
+
+# --- the tests ------------------------------------------------------------------------
+
+
+def test_attach_files_opens_the_picker_and_remove_deletes_the_upload(page):
+    with page.expect_file_chooser() as chooser:
+        attach_button(page).click()
+    assert chooser.value.is_multiple()
+    with page.expect_response(is_upload) as upload:
+        chooser.value.set_files([image_file()])
+    uploaded = upload.value.json()
+    assert upload.value.status == 201 and uploaded["kind"] == "image", uploaded
+    chip_appears_uploaded(page, "red.png", f"{uploaded['size']} B")
+    thumbnail = chip(page, "red.png").locator("img.thumb")
+    expect(thumbnail).to_be_visible()
+    expect(thumbnail).to_have_attribute("src", re.compile(r"^blob:"))
+    assert page.request.get(files_url(page, f"/{uploaded['id']}")).status == 200
+
+    with page.expect_response(lambda response: response.request.method == "DELETE") as deleted:
+        page.get_by_role("button", name="Remove red.png").click()
+    assert deleted.value.status == 204
+    expect(chips(page)).to_have_count(0)
+    expect(attach_button(page)).to_be_focused()  # focus goes back where the chips began
+    assert page.request.get(files_url(page, f"/{uploaded['id']}")).status == 404
+
+
+def test_a_dropped_file_and_a_pasted_image_become_chips(page):
+    chat = page.locator(".chat")
+    assert not dispatch(page, "dragenter", "#turns", text_file())
+    dispatch(page, "dragover", "#turns", text_file())
+    expect(chat).to_have_class(re.compile(r"\bdropping\b"))  # the drop zone shows itself
+    with page.expect_response(is_upload):
+        assert not dispatch(page, "drop", "#turns", text_file())  # taken: the browser does not open it
+    expect(chat).not_to_have_class(re.compile(r"\bdropping\b"))
+    chip_appears_uploaded(page, "notes.txt", f"{len(NOTES)} B")
+    expect(chip(page, "notes.txt").locator("img.thumb")).to_be_hidden()  # a document shows its name and size
+
+    with page.expect_response(is_upload) as upload:
+        assert not dispatch(page, "paste", "#message", image_file("image.png"))
+    assert upload.value.json()["name"] == "pasted-image.png"
+    chip_appears_uploaded(page, "pasted-image.png", f"{upload.value.json()['size']} B")
+    expect(chip(page, "pasted-image.png").locator("img.thumb")).to_be_visible()
+    expect(page.locator("#message")).to_have_value("")  # nothing pasted as text
+
+
+def test_pasted_text_stays_text(page):
+    page.locator("#message").focus()
+    taken = page.evaluate("""() => {
+      const data = new DataTransfer();
+      data.setData("text/plain", "just words");
+      return !document.querySelector("#message").dispatchEvent(
+        new ClipboardEvent("paste", { bubbles: true, cancelable: true, clipboardData: data }));
+    }""")
+    assert not taken
+    expect(chips(page)).to_have_count(0)
+
+
+def test_an_unsupported_file_shows_the_servers_error_on_its_chip(page):
+    program = {
+        "name": "setup.exe",
+        "mimeType": "application/octet-stream",
+        "buffer": b"MZ\x90\x00\x03\x00\x00\x00" * 64,
+    }
+    with page.expect_response(is_upload) as upload:
+        file_input(page).set_input_files([program])
+    assert upload.value.status == 415
+    message = upload.value.json()["error"]["message"]
+    refused = chip(page, "setup.exe")
+    expect(refused).to_have_attribute("data-state", "failed")
+    expect(refused.get_by_role("alert")).to_have_text(message)
+    expect(page.locator("#send")).to_be_enabled()  # a refused file holds nothing up
+    page.get_by_role("button", name="Remove setup.exe").click()
+    expect(chips(page)).to_have_count(0)
+
+
+def test_an_image_and_a_text_file_are_sent_and_shown_after_a_reload(page, upstream):
+    upstream.behaviour = Behaviour(tokens=3)
+    image = attach(page, image_file("photo.png", width=800, height=600))
+    notes = attach(page, text_file())
+    send(page, "What is in these?")
+    expect(chips(page)).to_have_count(0)  # the chips go with the message
+    question = page.locator("#turns > li.user").first
+    expect(question.locator(".body")).to_have_text("What is in these?")
+    turn_shows_files(page, question, image, notes)
+    expect(page.locator("#turns > li.assistant .meta")).to_contain_text("tokens", timeout=10_000)
+
+    reload(page)
+    question = page.locator("#turns > li.user").first
+    turn_shows_files(page, question, image, notes)
+    shown = question.get_by_role("img", name="photo.png")
+    box = shown.bounding_box()
+    assert box and box["height"] <= 241 and abs(box["width"] / box["height"] - 800 / 600) < 0.02, box
+    shown.click()  # the full-size image, over the page
+    full = page.get_by_role("dialog", name="photo.png")
+    expect(full).to_be_visible()
+    expect(full.get_by_role("img", name="photo.png")).to_have_js_property("naturalWidth", 800)
+    expect(full.get_by_role("link", name="Open in a new tab")).to_have_attribute(
+        "href", files_url(page, f"/{image['id']}/content")
+    )
+    page.keyboard.press("Escape")
+    expect(full).to_be_hidden()
+    shown.click()
+    full.get_by_role("button", name="Close").click()
+    expect(full).to_be_hidden()
+
+
+def turn_shows_files(page: Page, question, image: dict, notes: dict) -> None:
+    shown = question.get_by_role("img", name=image["name"])
+    expect(shown).to_be_visible()
+    expect(shown).to_have_attribute("loading", "lazy")
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=shown.element_handle())
+    document = question.get_by_role("link", name=re.compile(rf"^{re.escape(notes['name'])} "))
+    expect(document).to_have_text(f"{notes['name']} {notes['size']} B")
+    expect(document).to_have_attribute("href", files_url(page, f"/{notes['id']}/content"))
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_sent(page, settings):
+    settings.CHATSTREAM_MAX_FILE_BYTES = 1000
+    reload(page)
+    uploads = []
+    page.on("request", lambda request: is_upload_request(request) and uploads.append(request))
+    file_input(page).set_input_files([text_file("long.txt", b"word " * 400)])
+    refused = chip(page, "long.txt")
+    expect(refused).to_have_attribute("data-state", "failed")
+    expect(refused.get_by_role("alert")).to_have_text("long.txt is 2.0 KB: the largest file is 1000 B.")
+    assert not uploads
+
+
+def is_upload_request(request) -> bool:
+    return request.method == "POST" and request.url.endswith("/files")
+
+
+def test_files_alone_are_a_message(page, upstream):
+    upstream.behaviour = Behaviour(tokens=2)
+    attach(page, image_file())
+    page.get_by_role("button", name="Send").click()
+    question = page.locator("#turns > li.user").first
+    expect(question.get_by_role("img", name="red.png")).to_be_visible()
+    expect(page.locator("#turns > li.assistant .meta")).to_contain_text("tokens", timeout=10_000)
+
+
+def test_send_waits_while_a_file_uploads_and_its_progress_shows(page):
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 400_000},
+    )
+    page.fill("#message", "a question")
+    file_input(page).set_input_files([text_file("big.txt", b"words and words\n" * 60_000)])
+    uploading = chip(page, "big.txt")
+    expect(uploading).to_have_attribute("data-state", "uploading")
+    expect(uploading.get_by_role("progressbar", name="Uploading big.txt")).to_be_visible()
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    page.wait_for_function("() => document.querySelector('.chip progress').value > 0")
+    network.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    expect(uploading).to_have_attribute("data-state", "uploaded", timeout=15_000)
+    expect(uploading.get_by_role("progressbar")).to_be_hidden()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def test_a_phone_attaches_and_shows_files(page, upstream):
+    upstream.behaviour = Behaviour(tokens=2)
+    page.set_viewport_size(PHONE)
+    reload(page)
+    button = attach_button(page)
+    expect(button).to_be_in_viewport()
+    with page.expect_file_chooser() as chooser:
+        button.click()
+    with page.expect_response(is_upload):
+        chooser.value.set_files([image_file("a-long-name-for-a-holiday-photo.png", width=640, height=480)])
+    file_input(page).set_input_files([text_file()])
+    chip_appears_uploaded(page, "notes.txt", f"{len(NOTES)} B")
+    expect(chip(page, "a-long-name-for-a-holiday-photo.png")).to_have_attribute("data-state", "uploaded")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.fill("#message", "Where was this taken?")
+    page.screenshot(path="/tmp/ui-chips-phone.png", animations="disabled")
+
+    page.press("#message", "Enter")
+    expect(page.locator("#turns > li.assistant .meta")).to_contain_text("tokens", timeout=10_000)
+    shown = page.locator("#turns > li.user").get_by_role("img", name="a-long-name-for-a-holiday-photo.png")
+    expect(shown).to_be_visible()
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=shown.element_handle())
+    box = shown.bounding_box()
+    assert box and box["x"] + box["width"] <= PHONE["width"], box
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path="/tmp/ui-sent-phone.png", animations="disabled")
+
+
+def test_screenshots_on_a_desktop(page, upstream):
+    upstream.behaviour = Behaviour(tokens=12)
+    attach(page, image_file("sunset.png", width=900, height=500, colour=(240, 140, 60)))
+    attach(page, text_file("shopping-list.md"))
+    file_input(page).set_input_files(
+        [{"name": "archive.zip", "mimeType": "application/zip", "buffer": b"PK\x03\x04" + bytes(200)}]
+    )
+    expect(chip(page, "archive.zip")).to_have_attribute("data-state", "failed")
+    page.fill("#message", "Plan a picnic for this view")
+    page.screenshot(path="/tmp/ui-chips-desktop.png", animations="disabled")
+    page.get_by_role("button", name="Remove archive.zip").click()
+    page.press("#message", "Enter")
+    expect(page.locator("#turns > li.assistant .meta")).to_contain_text("tokens", timeout=10_000)
+    page.locator("#turns > li.user img").evaluate("(img) => img.decode()")
+    page.screenshot(path="/tmp/ui-sent-desktop.png", animations="disabled")
+    ready(page)
