@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from harness.fake_upstream import Behaviour
 
-from .helpers import ready, reload, send
+from .helpers import model_picker, ready, reload, saved, send
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
@@ -140,6 +140,9 @@ def test_a_dropped_file_and_a_pasted_image_become_chips(page):
     chip_appears_uploaded(page, "pasted-image.png", f"{upload.value.json()['size']} B")
     expect(chip(page, "pasted-image.png").locator("img.thumb")).to_be_visible()
     expect(page.locator("#message")).to_have_value("")  # nothing pasted as text
+
+    assert not dispatch(page, "drop", "#sidebar", text_file("beside.txt"))  # the page is not left for the file
+    expect(chips(page)).to_have_count(2)  # nor is it attached
 
 
 def test_pasted_text_stays_text(page):
@@ -305,3 +308,35 @@ def test_screenshots_on_a_desktop(page, upstream):
     page.locator("#turns > li.user img").evaluate("(img) => img.decode()")
     page.screenshot(path="/tmp/ui-sent-desktop.png", animations="disabled")
     ready(page)
+
+
+def test_an_edited_question_keeps_its_files(page, upstream):
+    upstream.behaviour = Behaviour(tokens=2)
+    attach(page, image_file())
+    send(page, "What colour?")
+    saved(page)
+    page.locator("#turns > li.user").get_by_role("button", name="Edit").click()
+    page.get_by_role("textbox", name="Edited message").fill("Which colour is it?")
+    page.get_by_role("button", name="Save").click()
+    question = page.locator("#turns > li.user")
+    expect(question.get_by_role("img", name="red.png")).to_be_visible()
+    saved(page)
+    reload(page)
+    expect(question.locator(".body")).to_have_text("Which colour is it?")
+    expect(question.get_by_role("img", name="red.png")).to_be_visible()
+    expect(question.locator(".versions .count")).to_have_text("2 / 2")
+
+
+def test_an_image_for_a_model_that_cannot_see_waits_for_another_model(page, two_models, settings):
+    settings.LLM_MODELS = {**settings.LLM_MODELS, "small": {**settings.LLM_MODELS["small"], "vision": False}}
+    reload(page)
+    attach(page, image_file())
+    send(page, "What is this?")
+    expect(page.locator("#notice")).to_have_text(re.compile(r"^small cannot see images"))
+    expect(chips(page)).to_have_count(1)  # nothing was sent: the message and its files wait
+    expect(page.locator("#turns > li")).to_have_count(0)
+    model_picker(page).select_option("big")
+    page.press("#message", "Enter")
+    expect(page.locator("#turns > li.user").get_by_role("img", name="red.png")).to_be_visible()
+    expect(page.locator("#turns > li.assistant .meta")).to_contain_text("tokens", timeout=10_000)
+    assert two_models.calls[-1].body["model"] == "gpt-big"

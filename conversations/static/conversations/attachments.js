@@ -170,6 +170,14 @@ function listenForDrops() {
     attach([...event.dataTransfer.files]);
     message.focus();
   });
+  // Files dropped beside the chat (on the sidebar) are not taken, and the
+  // browser does not leave the page to open them either.
+  window.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event) || dropZone.contains(event.target)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "none";
+  });
+  window.addEventListener("drop", (event) => carriesFiles(event) && event.preventDefault());
 }
 
 // `onChange()` is called whenever what is attached, or its state, changes.
