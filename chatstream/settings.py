@@ -196,6 +196,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # scale, nginx serves STATIC_ROOT after collectstatic (docs/deployment.md).
 SERVESTATIC_USE_FINDERS = True
 
+# Uploaded files (docs/files.md): on disk under MEDIA_ROOT, never served
+# from MEDIA_URL (only their owner may read them, through the API). For S3
+# and others, define STORAGES["chatstream"] with django-storages.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+
 # LOG_FORMAT: "json" (one object a line, for a log pipeline; the default
 # unless DEBUG) or "plain" (`message key=value …`, for a terminal).
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")

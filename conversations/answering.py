@@ -24,6 +24,7 @@ from .access.api_keys import key_id_of
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError, DuplicateMessage
+from .files import parts, sending
 from .live import LiveAnswer, live_answers
 from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
 from .models import Conversation, Spend, Turn
@@ -74,6 +75,12 @@ class NewMessage:
     with_memory: bool = False  # the OpenAI door: the conversation's memory goes with that prompt
     request_options: dict[str, Any] = field(default_factory=dict)  # the OpenAI door: tools, temperature…
     version: Version | None = None  # a new version of a turn, not a message after the shown branch
+    file_ids: tuple[uuid.UUID, ...] = ()  # files uploaded with POST api/files, sent with it
+    files: tuple[dict[str, Any], ...] = ()  # those files, checked (files/sending.py): what its turn keeps
+
+    @property
+    def has_images(self) -> bool:
+        return any(file["kind"] == "image" for file in self.files)
 
 
 # --- the message's turn --------------------------------------------------------------
@@ -123,6 +130,9 @@ def _start_turn(
             raise Conversation.DoesNotExist
         position, conversation_model, leaf, tools_on = reserved
         model = _model_for(message.model_name or conversation_model)
+        if message.files:
+            sending.refuse_images_unseen(message.files, model)
+            sending.claim(owner_id=owner.pk, conversation_id=conversation_id, files=message.files)
         if version is None or version.action == Version.EDIT:
             # A message follows the branch shown; an edited one stands beside the original.
             question_id = uuid.uuid4()
@@ -136,6 +146,7 @@ def _start_turn(
                 content=content,
                 idempotency_key=message.idempotency_key,
                 reply_id=answer_turn_id,
+                files=list(message.files),
             )
         else:
             assert version.turn.parent is not None, "an answer's parent is its question"
@@ -147,7 +158,7 @@ def _start_turn(
             built = given_prompt(message.prompt, memory=memory)
             _refuse_over_budget(built, model)
         else:
-            built = _assembled(cursor, conversation_id, model, question_id)
+            built = _for_sight_of(_assembled(cursor, conversation_id, model, question_id), model)
     prefix = []
     if version is not None and version.action == Version.CONTINUE:
         built = continuation(built, _said(version.turn))
@@ -158,7 +169,8 @@ def _start_turn(
         user_turn_id=question_id,
         answer_turn_id=answer_turn_id,
         answer_position=position + 1,
-        messages=built.messages,
+        messages=sending.located(built.messages),
+        file_cuts=built.file_cuts,
         prompt_turns=built.turns,
         prompt_tokens=built.tokens,
         api_key_id=key_id_of(owner),
@@ -197,6 +209,17 @@ def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_i
         ),
         budget=model.context_tokens,
     )
+
+
+def _for_sight_of(prompt: Prompt, model: ModelEntry) -> Prompt:
+    """The prompt as `model` can take it: a question with images (asked again:
+    a regenerate, a continue) is refused if it cannot see them, as the
+    question would have been; earlier turns' images become notes."""
+    if model.vision:
+        return prompt
+    *earlier, newest = prompt.messages
+    sending.refuse_images_unseen(tuple(part["file"] for part in parts.placeholders(newest)), model)
+    return dataclasses.replace(prompt, messages=[*map(parts.images_noted, earlier), newest])
 
 
 def _refuse_over_budget(prompt: Prompt, model: ModelEntry) -> None:
@@ -298,8 +321,13 @@ async def _start_answer(
     owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, trace_id: str, received_at: float
 ) -> LiveAnswer | Turn:
     why = None
+    if message.file_ids:
+        files = await run_db(
+            sending.attachable, owner_id=owner.pk, conversation_id=conversation_id, ids=message.file_ids
+        )
+        message = dataclasses.replace(message, files=files)
     if message.model_name == AUTO:
-        route = await _route(owner, conversation_id, message.content)
+        route = await _route(owner, conversation_id, message)
         message, why = (
             dataclasses.replace(message, model_name=route.model),
             {"model": route.model, "reason": route.reason},
@@ -316,8 +344,9 @@ async def _start_answer(
         raise
     prepared = dataclasses.replace(prepared, request_options=message.request_options)
     try:
+        prepared = await _with_files_read(prepared)
         tools = await answer_tools(prepared)
-    except asyncio.CancelledError:  # the client left while an MCP server was listed: the message is saved
+    except asyncio.CancelledError:  # the client left while files were read or tools listed: the message is saved
         await _abandon(prepared, trace_id, received_at)
         raise
     relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at, tools=tools)
@@ -330,7 +359,15 @@ async def _start_answer(
     return relay
 
 
-async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, content: str) -> routing.Route:
+async def _with_files_read(prepared: PreparedTurn) -> PreparedTurn:
+    """The prompt's files read from storage (on a thread: a storage may be
+    a network away), outside the transaction that built it."""
+    if not any(parts.placeholders(message) for message in prepared.messages):
+        return prepared
+    return dataclasses.replace(prepared, messages=await asyncio.to_thread(parts.resolve, prepared.messages))
+
+
+async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage) -> routing.Route:
     """The router's choice for a message sent to "auto" (routing.py). A spent
     budget refuses the message before the classifier is asked; what the
     classifier cost goes in the ledger."""
@@ -343,7 +380,7 @@ async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, content: s
         owned = Conversation.objects.filter(pk=conversation_id, owner_id=owner.pk)
         return await run_db(lambda: owned.values_list("next_position", flat=True).first() or 0)
 
-    route = await router.route(content, count_turns)
+    route = await router.route(message.content, count_turns, images=message.has_images)
     metrics.ROUTES.labels(route.model).inc()
     if route.classifier is not None:
         await run_db(

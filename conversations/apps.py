@@ -11,6 +11,7 @@ class ConversationsConfig(AppConfig):
     def ready(self) -> None:
         from . import checks, state  # noqa: F401  (register the system checks)
         from .access import logins  # noqa: F401  (count failed logins)
+        from .files import cleanup  # noqa: F401  (files' bytes deleted after their rows)
 
         setting_changed.connect(state.setting_changed, dispatch_uid="chatstream-state")
 

@@ -47,6 +47,7 @@ from django.urls import NoReverseMatch, get_script_prefix, reverse, set_script_p
 
 from .conf import conf
 from .exceptions import ApiError
+from .files import limits
 from .stream import shutdown
 
 
@@ -61,11 +62,17 @@ def api_prefixes() -> tuple[str, ...]:
     return tuple("/" + url.removeprefix(get_script_prefix()) for url in urls)
 
 
+def upload_path() -> str | None:
+    """Where `POST api/files` is (its body may be a file, far over the
+    JSON bodies' limit), without any script prefix."""
+    try:
+        return "/" + reverse("conversations:api:files").removeprefix(get_script_prefix())
+    except NoReverseMatch:
+        return None
+
+
 def _under_api(scope, prefixes: tuple[str, ...]) -> bool:
-    path, root = scope["path"], scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return path.startswith(prefixes)
+    return _path(scope).startswith(prefixes)
 
 
 class RequestGuard:
@@ -74,6 +81,7 @@ class RequestGuard:
     the request; anything else is refused with the API's JSON error at once."""
 
     _api_prefixes: tuple[str, ...] | None = None
+    _upload_path: str | None = None
 
     def __init__(self, app) -> None:
         self.app = app
@@ -82,16 +90,19 @@ class RequestGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if self._api_prefixes is None:
-            self._api_prefixes = api_prefixes()
+            self._api_prefixes, self._upload_path = api_prefixes(), upload_path()
         if not _under_api(scope, self._api_prefixes):
             return await self.app(scope, receive, send)
-        refusal = _refusal_before_body(scope)
+        upload = _path(scope) == self._upload_path
+        refusal = _refusal_before_body(scope, limits.body_limit() if upload else conf.CHATSTREAM_MAX_BODY_BYTES)
         if refusal is not None:
             return await _send_error(send, *refusal)
         if _has_body(scope):
             scope, refused = await _with_checked_user(scope)
             if refused is not None:
                 return await _send_error(send, refused.status, refused.code, refused.message, refused.headers)
+        if upload:  # streamed on to Django's handler, which spools it to disk
+            return await self.app(scope, _limited_upload(receive, send), send)
         try:
             async with asyncio.timeout(conf.CHATSTREAM_BODY_TIMEOUT_SECONDS):
                 body, complete = await _read_body(receive, conf.CHATSTREAM_MAX_BODY_BYTES)
@@ -107,11 +118,45 @@ class RequestGuard:
 BODY_TOO_LARGE = (413, "body_too_large", "The request body is larger than the server accepts.")
 
 
-def _refusal_before_body(scope) -> tuple[int, str, str] | None:
+def _path(scope) -> str:
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _refusal_before_body(scope, limit: int) -> tuple[int, str, str] | None:
     length = dict(scope["headers"]).get(b"content-length")
-    if length is not None and (not length.isdigit() or int(length) > conf.CHATSTREAM_MAX_BODY_BYTES):
-        return BODY_TOO_LARGE
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        too_large = limits.file_too_large()
+        return (413, too_large.code, too_large.message) if limit != conf.CHATSTREAM_MAX_BODY_BYTES else BODY_TOO_LARGE
     return None
+
+
+def _limited_upload(receive, send):
+    """`receive` for an upload: its body passed on as it comes, never held
+    whole; past the limit (a chunked body says no length) or silent for
+    CHATSTREAM_BODY_TIMEOUT_SECONDS, the client gets the error and the app a
+    disconnect, so it stops reading."""
+    received, complete = 0, False
+
+    async def limited():
+        nonlocal received, complete
+        if complete:
+            return await receive()
+        try:
+            async with asyncio.timeout(conf.CHATSTREAM_BODY_TIMEOUT_SECONDS):
+                message = await receive()
+        except TimeoutError:
+            await _send_error(send, 408, "body_timeout", "The request body stopped arriving.")
+            return {"type": "http.disconnect"}
+        received += len(message.get("body", b""))
+        if received > limits.body_limit():
+            too_large = limits.file_too_large()
+            await _send_error(send, 413, too_large.code, too_large.message)
+            return {"type": "http.disconnect"}
+        complete = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return limited
 
 
 def _has_body(scope) -> bool:

@@ -29,6 +29,7 @@ ENTRY_FIELDS = frozenset(
         "reasoning",
         "tools",
         "tool_names",
+        "vision",
     }
 )
 # What a request may name its output bound by; both are upper bounds on the answer's tokens.
@@ -47,6 +48,7 @@ class ModelEntry:
     reasoning: bool = False  # it thinks before answering
     tools: bool = False  # it can call tools: CHATSTREAM_TOOLS' and MCP servers' (conversations/tools/registry.py)
     tool_names: tuple[str, ...] | None = None  # only these of them; None: all
+    vision: bool = False  # it can see images (image_url content parts)
     prices: dict[str, Any] | None = field(default=None, hash=False)  # per million tokens, as in LLM_PRICES
 
     @property
@@ -63,6 +65,7 @@ class ModelEntry:
             "max_output_tokens": self.max_output_tokens,
             "reasoning": self.reasoning,
             "tools": self.tools,
+            "vision": self.vision,
             "prices": self.prices,
         }
 
@@ -123,6 +126,7 @@ def _settings_key() -> tuple:
         conf.LLM_CONTEXT_TOKENS,
         conf.LLM_MAX_OUTPUT_TOKENS,
         conf.LLM_DEMO_REASONING,
+        conf.LLM_VISION,
         tuple(conf.CHATSTREAM_TOOLS),
         _mcp_servers_given(),
     )
@@ -148,7 +152,11 @@ def _catalogue(key: tuple) -> dict[str, ModelEntry]:
         model = conf.LLM_MODEL
         # The one model has every tool there is: without LLM_MODELS nothing else could say it may.
         tools = bool(conf.CHATSTREAM_TOOLS) or _mcp_servers_given()
-        return {model: ModelEntry(name=model, model=model, reasoning=conf.LLM_DEMO_REASONING, tools=tools, **defaults)}
+        vision = conf.LLM_VISION or conf.LLM_PROVIDER == "demo"  # the demo describes what it is sent
+        entry = ModelEntry(
+            name=model, model=model, reasoning=conf.LLM_DEMO_REASONING, tools=tools, vision=vision, **defaults
+        )
+        return {model: entry}
     return {name: _entry(name, given, defaults) for name, given in conf.LLM_MODELS.items()}
 
 
@@ -176,6 +184,7 @@ def _entry(name: str, given: Any, defaults: dict[str, Any]) -> ModelEntry:
             reasoning=bool(values.get("reasoning", False)),
             tools=bool(values.get("tools", tool_names is not None)),  # naming tools turns them on
             tool_names=tool_names,
+            vision=bool(values.get("vision", values["provider"] == "demo")),
             prices=values.get("prices"),
         )
     except (TypeError, ValueError) as exc:

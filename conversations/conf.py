@@ -104,6 +104,11 @@ class Settings:
     )
     LLM_DEMO_TOKENS_PER_SECOND = Setting(30.0, "the demo model's pace")
     LLM_DEMO_FIRST_TOKEN_DELAY = Setting(0.3, "the demo model's wait before its first token, in seconds")
+    LLM_VISION = Setting(
+        False,
+        'the one model (without LLM_MODELS) can see images; an LLM_MODELS entry says `"vision": true` '
+        "(the demo model always can)",
+    )
     LLM_DEMO_REASONING = Setting(False, "the demo model thinks aloud (streamed as `reasoning`) before it answers")
     LLM_REASONING_IN_PROMPT = Setting(
         False, "send earlier answers' reasoning back to the model (as `<think>…</think>` before their text)"

@@ -21,7 +21,7 @@ from typing import Any
 
 from .catalogue import catalogue, entry_named
 from .conf import conf
-from .exceptions import RouterError
+from .exceptions import ApiError, RouterError
 from .providers import Completion, Message, provider_for
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,13 @@ class Router:
     def needs_turns(self) -> bool:
         return any(rule.kind == "min_turns" for rule in self.rules)
 
-    async def route(self, content: str, count_turns: Callable[[], Awaitable[int]]) -> Route:
+    async def route(self, content: str, count_turns: Callable[[], Awaitable[int]], *, images: bool = False) -> Route:
+        """The model for a message; one with `images` goes to a model that
+        can see them, whatever the rules (400 if neither can)."""
+        if images:
+            seeing = self._seeing()
+            if len(seeing) == 1:
+                return Route(seeing[0], f"images: only {seeing[0]} sees them")
         turns = await count_turns() if self.needs_turns else 0
         for number, rule in enumerate(self.rules, 1):
             if rule.matches(content, turns):
@@ -82,6 +88,16 @@ class Router:
         if not self.classify:
             return Route(self.small, "no rule matched")
         return await self._classified(content)
+
+    def _seeing(self) -> list[str]:
+        seeing = list(dict.fromkeys(name for name in (self.small, self.big) if entry_named(name).vision))
+        if not seeing:
+            raise ApiError(
+                400,
+                "model_cannot_see_images",
+                f'Neither of "auto"\'s models ({self.small}, {self.big}) can see images; send no image.',
+            )
+        return seeing
 
     async def _classified(self, content: str) -> Route:
         """The small model's one word; the small model on any failure."""

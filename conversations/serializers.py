@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from .models import Conversation, ConversationMemory, Feedback, ToolRun, Turn
+from .models import Conversation, ConversationMemory, Feedback, StoredFile, ToolRun, Turn
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
@@ -14,6 +14,28 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
         "tools": conversation.tools,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def file_json(file: StoredFile) -> dict[str, Any]:
+    """An upload, as the API answers with it."""
+    return {
+        **file_summary(file),
+        "created_at": file.created_at.isoformat(),
+        "conversation_id": str(file.conversation_id) if file.conversation_id else None,
+    }
+
+
+def file_summary(file: StoredFile) -> dict[str, Any]:
+    """What a message keeps of each of its files (Turn.files), as it was when sent."""
+    return {
+        "id": str(file.pk),
+        "name": file.name,
+        "size": file.size,
+        "content_type": file.content_type,
+        "kind": file.kind,
+        "width": file.width,
+        "height": file.height,
     }
 
 
@@ -64,6 +86,8 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         # Its versions, itself among them, oldest first (set by branches.Branches).
         "siblings": [str(pk) for pk in getattr(turn, "siblings", [turn.pk])],
         "content": turn.content,
+        "files": turn.files,  # a message's: [{id, name, size, content_type, kind, width, height}]
+        "file_cuts": turn.file_cuts,  # an answer's: files whose text its prompt cut
         "reasoning": turn.reasoning,
         "tool_calls": turn.tool_calls,
         "tool_results": turn.tool_results,

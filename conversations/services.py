@@ -180,6 +180,7 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
             model_name=prepared.model_name,
             route=prepared.route,
             parent=prepared.parent_id,
+            file_cuts=prepared.file_cuts,
             **vars(answer),
         )
     # Queued only if this transaction commits: a rolled-back answer queues

@@ -8,7 +8,7 @@ Prometheus' `metrics`.
 from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
-from .views import api, errors, openai_compat, pages, turns
+from .views import api, errors, files, openai_compat, pages, turns
 
 app_name = "conversations"
 
@@ -24,6 +24,9 @@ api_urlpatterns = [
     path("turns/<str:turn_id>/continue", turns.continue_answer, name="continue"),
     path("turns/<str:turn_id>/feedback", turns.feedback, name="feedback"),
     path("turns/<str:turn_id>/approvals", turns.approvals, name="approvals"),
+    path("files", files.files, name="files"),
+    path("files/<str:file_id>", files.file, name="file"),
+    path("files/<str:file_id>/content", files.file_content, name="file-content"),
     path("models", api.models, name="models"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
     # Any other path under the API: the JSON 404, for every method. Reversed,

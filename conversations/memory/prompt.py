@@ -6,9 +6,11 @@ memory (tasks.py), not resent with every message.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..conf import conf
+from ..files import parts
 from ..providers.base import Message, estimate_tokens, message_text
 
 # Chat formats wrap each message in a few tokens of their own.
@@ -20,6 +22,7 @@ class Prompt:
     messages: list[Message]
     turns: int  # conversation turns included, the new message among them
     tokens: int  # estimated size of the whole prompt
+    file_cuts: list[dict[str, Any]] = field(default_factory=list)  # the new message's documents cut to fit
 
 
 def memory_text(summary: str, facts: list[str]) -> str:
@@ -41,21 +44,51 @@ def assemble(
     """`newest_first` yields each turn's messages (one, or an answer's tool
     steps) from the new message backwards; it is read only as far as the
     budget allows. The new message is always sent, even alone over the
-    budget: the message limit bounds it."""
+    budget (the message limit bounds its text; its documents are cut to
+    fit). An earlier message's files go again while they fit, else a note
+    names them; its images only with CHATSTREAM_IMAGES_IN_HISTORY."""
     head: list[Message] = [{"role": "system", "content": system}]
     remembered = memory_text(summary, facts)
     if remembered:
         head.append({"role": "system", "content": remembered})
-    used = sum(_cost(message["content"]) for message in head)
+    used = sum(_cost(message_text(message)) for message in head)
     picked: list[list[Message]] = []
+    cuts: list[dict[str, Any]] = []
     for messages in newest_first:
-        cost = _cost(messages[0]["content"]) if len(messages) == 1 else sum(_cost(message_text(m)) for m in messages)
+        if not picked:
+            messages, cuts = _fitted_new(messages, budget - used)
+        else:
+            messages = [parts.earlier(message) for message in messages]
+        cost = _turn_cost(messages)
         if picked and used + cost > budget:
-            break
+            lighter = [parts.without_files(message) for message in messages]
+            cost = _turn_cost(lighter)
+            if used + cost > budget:
+                break
+            messages = lighter
         picked.append(messages)
         used += cost
     picked.reverse()
-    return Prompt(messages=head + [m for turn in picked for m in turn], turns=len(picked), tokens=used)
+    return Prompt(messages=head + [m for turn in picked for m in turn], turns=len(picked), tokens=used, file_cuts=cuts)
+
+
+def _fitted_new(messages: list[Message], room: int) -> tuple[list[Message], list[dict[str, Any]]]:
+    if len(messages) != 1:
+        return messages, []
+    fitted, cuts = parts.fit_documents(messages[0], room - MESSAGE_OVERHEAD_TOKENS)
+    return [fitted], cuts
+
+
+def _turn_cost(messages: list[Message]) -> int:
+    if len(messages) == 1 and isinstance(messages[0]["content"], str):
+        return _cost(messages[0]["content"])
+    return sum(_message_cost(message) for message in messages)
+
+
+def _message_cost(message: Message) -> int:
+    if parts.placeholders(message):
+        return parts.message_tokens(message) + MESSAGE_OVERHEAD_TOKENS
+    return _cost(message_text(message))
 
 
 def given_prompt(messages: list[Message], *, memory: tuple[str, list[str]] | None = None) -> Prompt:

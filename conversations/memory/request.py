@@ -46,10 +46,10 @@ def fit_turns(summary: str, facts: list[str], turns: list[Message], budget: int)
     room -= estimate_tokens(INSTRUCTIONS)
     fitted: list[Message] = []
     for turn in turns:
-        cost = estimate_tokens(turn["content"]) + TURN_OVERHEAD_TOKENS
+        cost = estimate_tokens(message_text(turn)) + TURN_OVERHEAD_TOKENS
         if cost > room:
             if not fitted:
-                fitted.append({"role": turn["role"], "content": _cut(turn["content"], max(room, MIN_TURN_TOKENS))})
+                fitted.append({"role": turn["role"], "content": _cut(message_text(turn), max(room, MIN_TURN_TOKENS))})
             break
         fitted.append(turn)
         room -= cost

@@ -16,7 +16,9 @@ MAX_SUMMARY_CHARS = 4000
 
 class Message(TypedDict):
     role: str
-    content: str  # "" for an assistant message of tool calls alone
+    # "" for an assistant message of tool calls alone; a list of content
+    # parts (text, image_url) for a message that sends files or images
+    content: str | list[dict[str, Any]]
     tool_calls: NotRequired[list[dict[str, Any]]]  # an assistant's, in OpenAI's shape
     tool_call_id: NotRequired[str]  # a `tool` message: the call it answers
 

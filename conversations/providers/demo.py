@@ -152,7 +152,7 @@ def extract_memory(summary: str, facts: list[str], turns: list[Message]) -> tupl
     for turn in turns:
         if turn["role"] != "user":
             continue
-        text = " ".join(turn["content"].split())
+        text = " ".join(message_text(turn).split())
         lines.append(f"- The user asked: {text[:120]}{'…' if len(text) > 120 else ''}")
         for match in _FACT.finditer(text):
             fact = match.group(0).strip()

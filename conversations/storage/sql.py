@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
+from ..files.parts import with_files
 from ..models import ApiKey, Conversation, ConversationMemory, Turn
 from ..providers import Message
 from ..stream.tool_loop import answer_messages
@@ -39,13 +40,13 @@ _TURN = Turn._meta.db_table
 # position): a branch is read from them by following parents, which always
 # sit at lower positions, so the prompt reads only as far back as it needs.
 _TURNS_NEWEST_FIRST = f"""
-    SELECT id, parent, reply_id, role, content, '', tool_results, tool_calls, output_runs FROM {_TURN}
+    SELECT id, parent, reply_id, role, content, '', tool_results, tool_calls, output_runs, files FROM {_TURN}
     WHERE conversation_id = %s
     ORDER BY position DESC
 """
 _TURNS_NEWEST_FIRST_WITH_REASONING = _TURNS_NEWEST_FIRST.replace("content, ''", "content, reasoning", 1)
 _TURN_IDS_NEWEST_FIRST = f"""
-    SELECT id, parent, reply_id, role, '', '', '', '', '' FROM {_TURN}
+    SELECT id, parent, reply_id, role, '', '', '', '', '', '' FROM {_TURN}
     WHERE conversation_id = %s AND position >= %s
     ORDER BY position DESC
 """
@@ -109,7 +110,8 @@ def branch_newest_first(
     it back, read a batch at a time: the prompt stops reading where its
     budget ends. `with_reasoning`: an answer's reasoning goes before its
     text, as `<think>…</think>`. An answer whose tools ran is its steps in
-    OpenAI's shape (tool_loop.answer_messages)."""
+    OpenAI's shape (tool_loop.answer_messages); a message that sent files
+    has a placeholder part for each (files/parts.py)."""
     statement = _TURNS_NEWEST_FIRST_WITH_REASONING if with_reasoning else _TURNS_NEWEST_FIRST
     cursor.execute(statement, [_db_id(conversation_id)])
     for _, role, content, reasoning, *tools in _on_branch_only(cursor, last_turn_id, batch):
@@ -118,6 +120,8 @@ def branch_newest_first(
             yield answer_messages(
                 content, tool_calls=_json(tools[1]), tool_results=results, output_runs=_json(tools[2])
             )
+        elif files := _json(tools[3]):
+            yield [with_files({"role": role, "content": content}, files)]
         elif content:
             yield [{"role": role, "content": f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content}]
 

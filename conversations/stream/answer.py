@@ -31,6 +31,7 @@ class PreparedTurn:
     # with (already sent and saved once: not model output of this call).
     prefix: list[tuple[str, str]] = field(default_factory=list)
     server_tools: bool = False  # the model's tools may be run (the conversation has not turned them off)
+    file_cuts: list[dict[str, Any]] = field(default_factory=list)  # documents the prompt could not carry whole
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
 from ..stream.output import saved_output
 from ..tools import atools_for
-from .bodies import idempotency_key, json_body, message_content
+from .bodies import idempotency_key, json_body, message_content, message_files
 from .errors import api_view, error_response, not_found, parse_id
 from .streaming import answer_response, trace_id_for
 from .whole import wants_whole_answer, whole_answer_response
@@ -174,8 +174,10 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     received_at = time.monotonic()
     pk = parse_id(conversation_id)
     try:
+        file_ids = message_files(request) or ()
         message = answering.NewMessage(
-            content=message_content(request),
+            content=message_content(request, with_files=bool(file_ids)),
+            file_ids=file_ids,
             idempotency_key=idempotency_key(request),
             model_name=chosen_model(json_body(request).get("model", ""), auto=True),
         )

@@ -1,6 +1,8 @@
 """What the API's requests carry, read and checked: a 400 with its own code
 for anything wrong."""
 
+import uuid
+
 import orjson
 from django.http import HttpRequest
 
@@ -18,9 +20,10 @@ def json_body(request: HttpRequest) -> dict:
     return body
 
 
-def message_content(request: HttpRequest) -> str:
-    content = json_body(request).get("content")
-    if not isinstance(content, str) or not content.strip():
+def message_content(request: HttpRequest, *, with_files: bool = False) -> str:
+    """The message's text: not blank, unless it sends files."""
+    content = json_body(request).get("content", "" if with_files else None)
+    if not isinstance(content, str) or not (content.strip() or with_files):
         raise ApiError(400, "invalid_content", 'Send {"content": "<your message>"} with a non-empty string.')
     if "\x00" in content:  # PostgreSQL cannot store it; no real message has one
         raise ApiError(400, "invalid_content", "The message contains a NUL character.")
@@ -31,6 +34,24 @@ def message_content(request: HttpRequest) -> str:
             f"The message has {len(content)} characters; the limit is {conf.CHATSTREAM_MAX_MESSAGE_CHARS}.",
         )
     return content
+
+
+def message_files(request: HttpRequest) -> tuple[uuid.UUID, ...] | None:
+    """The ids of the files a message sends (`"files"`), each once, in
+    order; None when the body does not say."""
+    given = json_body(request).get("files")
+    if given is None:
+        return None
+    if not isinstance(given, list):
+        raise ApiError(400, "invalid_files", '"files" must be a list of file ids (POST api/files).')
+    try:
+        ids = tuple(dict.fromkeys(uuid.UUID(value) for value in given))
+    except (TypeError, ValueError, AttributeError):
+        raise ApiError(400, "invalid_files", '"files" must be a list of file ids (POST api/files).') from None
+    limit = conf.CHATSTREAM_MAX_FILES_PER_MESSAGE
+    if len(ids) > limit:
+        raise ApiError(400, "too_many_files", f"A message may send {limit} files at most; this one names {len(ids)}.")
+    return ids
 
 
 def idempotency_key(request: HttpRequest) -> str:

@@ -1,6 +1,8 @@
 """The API's one error shape: {"error": {"code": ..., "message": ...}}."""
 
+import asyncio
 import functools
+import io
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from ..access import credentials, throttle
 from ..conf import conf
 from ..exceptions import ApiError
+from ..files import limits, uploads
 from ..storage.threads import run_db
 from .streaming import trace_id_for
 
@@ -50,13 +53,18 @@ def _csrf_failed(request: HttpRequest) -> bool:
     return CsrfViewMiddleware(_unused_view).process_view(request, _unused_view, (), {}) is not None
 
 
-async def authenticate(request: HttpRequest) -> AbstractBaseUser:
+async def authenticate(request: HttpRequest, *, upload: bool = False) -> AbstractBaseUser:
     """The user behind a Bearer key or the session (found already by the
-    guard, for a request with a body); ApiError(401) for neither."""
+    guard, for a request with a body); ApiError(401) for neither. An
+    `upload`'s multipart body is parsed on a thread of its own first: the
+    CSRF check reads its form, and parsing it is file I/O."""
     key = credentials.bearer_key(request.headers.get("Authorization", ""))
     user = credentials.checked_user(request) or await _look_up(request, key)
-    if key is None and request.method not in SAFE_METHODS and _csrf_failed(request):
-        raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken.")
+    if key is None and request.method not in SAFE_METHODS:
+        if upload:
+            await asyncio.to_thread(lambda: request.FILES)
+        if _csrf_failed(request):
+            raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken.")
     return user
 
 
@@ -71,9 +79,11 @@ async def _look_up(request: HttpRequest, key: str | None) -> AbstractBaseUser:
     return cast(AbstractBaseUser, user)
 
 
-def api_view(*methods: str) -> Callable:
+def api_view(*methods: str, upload: bool = False) -> Callable:
     """Async API view: method check (405), authentication (401/403), and every
-    ApiError or oversized body turned into the JSON error shape."""
+    ApiError or oversized body turned into the JSON error shape. An `upload`
+    view takes a multipart body of up to CHATSTREAM_MAX_FILE_BYTES, streamed
+    to a temporary file (files/uploads.py), instead of a JSON one."""
 
     def decorator(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
         @csrf_exempt
@@ -85,8 +95,11 @@ def api_view(*methods: str) -> Callable:
                 return refused
             response: HttpResponse
             try:
-                user = await authenticate(request)
-                _refuse_large_body(request)
+                if upload:
+                    _refuse_large_upload(request)
+                user = await authenticate(request, upload=upload)
+                if not upload:
+                    _refuse_large_body(request)
                 response = await view(request, user, *args, **kwargs)
             except ApiError as exc:
                 response = error_response(exc.status, exc.code, exc.message, **exc.details)
@@ -127,6 +140,30 @@ def _refuse_large_body(request: HttpRequest) -> None:
     DATA_UPLOAD_MAX_MEMORY_SIZE (which refuses larger bodies first)."""
     if len(request.body) > conf.CHATSTREAM_MAX_BODY_BYTES:
         raise RequestDataTooBig
+
+
+def _refuse_large_upload(request: HttpRequest) -> None:
+    """A body that says it is larger than a file may be is refused unread
+    (conversations.asgi.RequestGuard refuses it before it arrives); one that
+    grows past it is stopped as it is parsed (uploads.LimitedUploadHandler)."""
+    length = request.META.get("CONTENT_LENGTH") or _spooled_length(request)
+    if not length.isdigit() or int(length) > limits.body_limit():
+        raise limits.file_too_large()
+    request.upload_handlers = [uploads.LimitedUploadHandler(request)]
+
+
+def _spooled_length(request: HttpRequest) -> str:
+    """A chunked body's length, told to Django's multipart parser (which
+    reads a body without Content-Length as empty). Under ASGI the handler
+    has spooled the body whole by now, to a file that can say its size."""
+    body = request._stream  # type: ignore[attr-defined]  # ASGIRequest's spooled body
+    try:
+        size = body.seek(0, io.SEEK_END)
+        body.seek(0)
+    except (AttributeError, OSError, ValueError):
+        raise ApiError(411, "length_required", "Send the upload with a Content-Length.") from None
+    request.META["CONTENT_LENGTH"] = str(size)
+    return str(size)
 
 
 @csrf_exempt  # any method, session or not: the same JSON 404, never the CSRF page

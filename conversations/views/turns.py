@@ -4,6 +4,7 @@ answer is, the user's feedback on an answer, and their decision on a tool
 call waiting for approval."""
 
 import time
+import uuid
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
@@ -14,7 +15,7 @@ from ..exceptions import ApiError
 from ..models import Conversation, Feedback, Turn
 from ..serializers import approval_json, feedback_json
 from ..storage.threads import run_db
-from .bodies import idempotency_key, json_body, message_content
+from .bodies import idempotency_key, json_body, message_content, message_files
 from .errors import api_view, not_found, parse_id
 from .streaming import answer_response, trace_id_for
 from .whole import wants_whole_answer, whole_answer_response
@@ -43,7 +44,10 @@ async def regenerate(request: HttpRequest, user, turn_id: str) -> HttpResponseBa
 async def edit(request: HttpRequest, user, turn_id: str) -> HttpResponseBase:
     """A new version of a question (`{"content"}`), then its answer, streamed."""
     turn = await _own_turn(user, turn_id, Turn.Role.USER)
-    return await _stream_version(request, user, Version(Version.EDIT, turn), content=message_content(request))
+    given = message_files(request)
+    file_ids = given if given is not None else tuple(uuid.UUID(file["id"]) for file in turn.files)
+    content = message_content(request, with_files=bool(file_ids))
+    return await _stream_version(request, user, Version(Version.EDIT, turn), content=content, file_ids=file_ids)
 
 
 @api_view("POST")
@@ -67,10 +71,13 @@ async def _own_turn(user, turn_id: str, role: str) -> Turn:
     return turn
 
 
-async def _stream_version(request: HttpRequest, user, version: Version, *, content: str) -> HttpResponseBase:
+async def _stream_version(
+    request: HttpRequest, user, version: Version, *, content: str, file_ids: tuple[uuid.UUID, ...] = ()
+) -> HttpResponseBase:
     received_at = time.monotonic()
     message = NewMessage(
         content=content,
+        file_ids=file_ids,
         # A key names one saved message: only an edit saves one.
         idempotency_key=idempotency_key(request) if version.action == Version.EDIT else "",
         model_name=chosen_model(json_body(request).get("model", ""), auto=True),

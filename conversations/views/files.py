@@ -1,0 +1,100 @@
+"""Files: uploaded (`POST api/files`), described, served and deleted, each
+only to its owner (another user's id is a 404, as if it did not exist)."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
+
+from ..files import storage, uploads
+from ..models import StoredFile
+from ..serializers import file_json
+from ..storage.threads import run_db
+from .errors import api_view, not_found, parse_id
+
+# Shown inline when opened; every other type is a download, so a file
+# never runs as a page of the app's origin.
+CHUNK_BYTES = 256 * 1024
+INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+
+
+@api_view("POST", upload=True)
+async def files(request: HttpRequest, user) -> HttpResponse:
+    """Take one upload: 201 with what it is."""
+    upload = await asyncio.to_thread(uploads.received_file, request)
+    await run_db(uploads.refuse_over_quota, user.pk, upload.size or 0)
+    stored = await _stored(upload, user.pk)
+    try:
+        row = await run_db(uploads.record, user, stored)
+    except BaseException:
+        await asyncio.shield(asyncio.to_thread(storage.delete_paths, stored.paths))
+        raise
+    return JsonResponse(file_json(row), status=201)
+
+
+async def _stored(upload, owner_id) -> uploads.Stored:
+    """The upload in storage; a client that leaves meanwhile leaves no
+    bytes behind (the thread finishes, then its files are deleted)."""
+    storing = asyncio.ensure_future(asyncio.to_thread(uploads.store, upload, owner_id))
+    try:
+        return await asyncio.shield(storing)
+    except asyncio.CancelledError:
+        storing.add_done_callback(_delete_if_stored)
+        raise
+
+
+def _delete_if_stored(storing: asyncio.Future) -> None:
+    if not storing.cancelled() and storing.exception() is None:
+        asyncio.ensure_future(asyncio.to_thread(storage.delete_paths, storing.result().paths))
+
+
+@api_view("GET", "DELETE")
+async def file(request: HttpRequest, user, file_id: str) -> HttpResponse:
+    found = await run_db(_owned, user, parse_id(file_id, "file"))
+    if request.method == "DELETE":
+        await run_db(found.delete)  # its bytes go after the commit (files/cleanup.py)
+        return HttpResponse(status=204)
+    return JsonResponse(file_json(found))
+
+
+@api_view("GET")
+async def file_content(request: HttpRequest, user, file_id: str) -> HttpResponseBase:
+    """The file's bytes, as stored, with the type read at upload."""
+    found = await run_db(_owned, user, parse_id(file_id, "file"))
+    try:
+        opened = await asyncio.to_thread(storage.file_storage().open, found.path, "rb")
+    except FileNotFoundError:
+        raise not_found("file") from None
+    response = StreamingHttpResponse(_Chunks(opened), content_type=found.content_type)
+    inline = found.content_type in INLINE_TYPES
+    response["Content-Disposition"] = content_disposition_header(not inline, found.name) or "attachment"
+    response["Content-Length"] = str(found.size)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"  # the bytes under an id never change
+    return response
+
+
+class _Chunks:
+    """The file's bytes, read on a thread a chunk at a time (a storage may
+    be a network away), never all in memory; closed with the response,
+    however it ends."""
+
+    def __init__(self, opened) -> None:
+        self.opened = opened
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while chunk := await asyncio.to_thread(self.opened.read, CHUNK_BYTES):
+            yield chunk
+
+    def close(self) -> None:
+        self.opened.close()
+
+
+def _owned(user, pk: uuid.UUID) -> StoredFile:
+    try:
+        return StoredFile.objects.get(pk=pk, owner_id=user.pk)
+    except StoredFile.DoesNotExist:
+        raise not_found("file") from None
