@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from harness.fake_upstream import Behaviour
 
-from .helpers import model_picker, ready, reload, saved, send
+from .helpers import model_picker, reload, saved, screenshot, send
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
@@ -98,6 +98,14 @@ def dispatch(page: Page, kind: str, target: str, *files: dict) -> bool:
     return page.evaluate(DISPATCH, [kind, target, encoded])
 
 
+@pytest.fixture
+def seeing(upstream, settings):
+    """The fake upstream as a model that sees images. Named before `page`,
+    so the page reads the model's catalogue entry as it is then."""
+    settings.LLM_VISION = True
+    return upstream
+
+
 # --- the tests ------------------------------------------------------------------------
 
 
@@ -175,8 +183,8 @@ def test_an_unsupported_file_shows_the_servers_error_on_its_chip(page):
     expect(chips(page)).to_have_count(0)
 
 
-def test_an_image_and_a_text_file_are_sent_and_shown_after_a_reload(page, upstream):
-    upstream.behaviour = Behaviour(tokens=3)
+def test_an_image_and_a_text_file_are_sent_and_shown_after_a_reload(seeing, page):
+    seeing.behaviour = Behaviour(tokens=3)
     image = attach(page, image_file("photo.png", width=800, height=600))
     notes = attach(page, text_file())
     send(page, "What is in these?")
@@ -232,8 +240,8 @@ def is_upload_request(request) -> bool:
     return request.method == "POST" and request.url.endswith("/files")
 
 
-def test_files_alone_are_a_message(page, upstream):
-    upstream.behaviour = Behaviour(tokens=2)
+def test_files_alone_are_a_message(seeing, page):
+    seeing.behaviour = Behaviour(tokens=2)
     attach(page, image_file())
     page.get_by_role("button", name="Send").click()
     question = page.locator("#turns > li.user").first
@@ -264,8 +272,8 @@ def test_send_waits_while_a_file_uploads_and_its_progress_shows(page):
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
 
 
-def test_a_phone_attaches_and_shows_files(page, upstream):
-    upstream.behaviour = Behaviour(tokens=2)
+def test_a_phone_attaches_and_shows_files(seeing, page):
+    seeing.behaviour = Behaviour(tokens=2)
     page.set_viewport_size(PHONE)
     reload(page)
     button = attach_button(page)
@@ -279,7 +287,7 @@ def test_a_phone_attaches_and_shows_files(page, upstream):
     expect(chip(page, "a-long-name-for-a-holiday-photo.png")).to_have_attribute("data-state", "uploaded")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.fill("#message", "Where was this taken?")
-    page.screenshot(path="/tmp/ui-chips-phone.png", animations="disabled")
+    screenshot(page, "attachments-chips-phone.png", animations="disabled")
 
     page.press("#message", "Enter")
     expect(page.locator("#turns > li.assistant .meta")).to_contain_text("tokens", timeout=10_000)
@@ -289,29 +297,49 @@ def test_a_phone_attaches_and_shows_files(page, upstream):
     box = shown.bounding_box()
     assert box and box["x"] + box["width"] <= PHONE["width"], box
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    page.screenshot(path="/tmp/ui-sent-phone.png", animations="disabled")
+    screenshot(page, "attachments-sent-phone.png", animations="disabled")
 
 
-def test_screenshots_on_a_desktop(page, upstream):
-    upstream.behaviour = Behaviour(tokens=12)
-    attach(page, image_file("sunset.png", width=900, height=500, colour=(240, 140, 60)))
+def test_screenshots_on_a_desktop(seeing, page):
+    """tests/artifacts/attachments-*.png: the chips (one refused), the sent
+    message in light and dark, and an image at full size."""
+    seeing.behaviour = Behaviour(tokens=12)
+    picture = {"name": "sunset.png", "mimeType": "image/png", "buffer": sunset(900, 500)}
+    attach(page, picture)
     attach(page, text_file("shopping-list.md"))
     file_input(page).set_input_files(
         [{"name": "archive.zip", "mimeType": "application/zip", "buffer": b"PK\x03\x04" + bytes(200)}]
     )
     expect(chip(page, "archive.zip")).to_have_attribute("data-state", "failed")
     page.fill("#message", "Plan a picnic for this view")
-    page.screenshot(path="/tmp/ui-chips-desktop.png", animations="disabled")
+    screenshot(page, "attachments-chips.png", animations="disabled")
     page.get_by_role("button", name="Remove archive.zip").click()
     page.press("#message", "Enter")
     expect(page.locator("#turns > li.assistant .meta")).to_contain_text("tokens", timeout=10_000)
     page.locator("#turns > li.user img").evaluate("(img) => img.decode()")
-    page.screenshot(path="/tmp/ui-sent-desktop.png", animations="disabled")
-    ready(page)
+    screenshot(page, "attachments-sent.png", animations="disabled")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "attachments-sent-dark.png", animations="disabled")
+    page.emulate_media(color_scheme="light")
+    page.get_by_role("img", name="sunset.png").click()
+    expect(page.get_by_role("dialog", name="sunset.png")).to_be_visible()
+    screenshot(page, "attachments-full-size.png", animations="disabled")
 
 
-def test_an_edited_question_keeps_its_files(page, upstream):
-    upstream.behaviour = Behaviour(tokens=2)
+def sunset(width: int, height: int) -> bytes:
+    """A picture with something in it: a sky fading to orange."""
+    fade = Image.linear_gradient("L").resize((width, height))
+    sky = Image.merge(
+        "RGB",
+        (fade.point(lambda v: 90 + v * 0.6), fade.point(lambda v: 120 + v * 0.2), fade.point(lambda v: 200 - v * 0.6)),
+    )
+    buffer = io.BytesIO()
+    sky.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_edited_question_keeps_its_files(seeing, page):
+    seeing.behaviour = Behaviour(tokens=2)
     attach(page, image_file())
     send(page, "What colour?")
     saved(page)
@@ -327,8 +355,8 @@ def test_an_edited_question_keeps_its_files(page, upstream):
     expect(question.locator(".versions .count")).to_have_text("2 / 2")
 
 
-def test_an_image_for_a_model_that_cannot_see_waits_for_another_model(page, two_models, settings):
-    settings.LLM_MODELS = {**settings.LLM_MODELS, "small": {**settings.LLM_MODELS["small"], "vision": False}}
+def test_an_image_for_a_model_that_cannot_see_waits_for_another_model(two_models, settings, page):
+    settings.LLM_MODELS = {**settings.LLM_MODELS, "big": {**settings.LLM_MODELS["big"], "vision": True}}
     reload(page)
     attach(page, image_file())
     send(page, "What is this?")

@@ -149,6 +149,7 @@ function listenForDrops() {
   const highlight = (on) => dropZone.classList.toggle("dropping", on);
   dropZone.addEventListener("dragenter", (event) => {
     if (!carriesFiles(event)) return;
+    event.preventDefault(); // the chat is a drop target
     depth += 1;
     highlight(true);
   });

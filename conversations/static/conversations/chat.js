@@ -4,7 +4,7 @@
 import { addActions, setHandlers } from "./actions.js";
 import { api, call, conversationUrl, exportUrl, getJSON, openStream, turnUrl } from "./api.js";
 import { clearAttachments, setUpAttachments, uploaded, uploading } from "./attachments.js";
-import { conversationModel, loadModels, messageModel, seesImages, selectModel } from "./models.js";
+import { blindModel, conversationModel, loadModels, messageModel, selectModel } from "./models.js";
 import { readOrNull, answerEvents, resume } from "./stream.js";
 import { setErrorHandler } from "./tools.js";
 import { Answer, STOPPED, describeSavedAnswer, metrics, showSavedAnswer, showUser, shownText } from "./turns.js";
@@ -340,8 +340,9 @@ form.addEventListener("submit", (event) => {
   const content = input.value.trim();
   const files = uploaded();
   if ((!content && !files.length) || ownAnswer() || uploading()) return;
-  if (files.some((file) => file.kind === "image") && !seesImages()) {
-    showError(`${messageModel() || "This model"} cannot see images: choose another model, or remove the images.`);
+  const blind = files.some((file) => file.kind === "image") && blindModel();
+  if (blind) {
+    showError(new Error(`${blind} cannot see images: choose another model, or remove the images.`));
     return;
   }
   input.value = "";

@@ -53,7 +53,7 @@ function image(file) {
   link.addEventListener("click", (event) => {
     if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
     event.preventDefault();
-    showFullSize(file, link.href);
+    showFullSize(file, fileContentUrl(file.id));
   });
   const img = document.createElement("img");
   img.src = link.href;

@@ -53,10 +53,10 @@ export function liveModelLabel(asked, upstreamId) {
   return asked || name;
 }
 
-// Whether the message's model can see images: false only when its catalogue
-// entry says so. "auto" leaves it to the router, and the server refuses an
-// image a model cannot see anyway.
-export function seesImages() {
+// The message's model when its catalogue entry says it cannot see images,
+// else null. "auto" leaves it to the router, which sends images to a model
+// that sees them; the server refuses an image a model cannot see anyway.
+export function blindModel() {
   const name = messageModel() || catalogue.default;
-  return catalogue.models.find((entry) => entry.name === name)?.vision !== false;
+  return catalogue.models.find((entry) => entry.name === name)?.vision === false ? name : null;
 }
