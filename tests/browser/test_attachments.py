@@ -207,6 +207,12 @@ def test_an_image_and_a_text_file_are_sent_and_shown_after_a_reload(seeing, page
     expect(full.get_by_role("link", name="Open in a new tab")).to_have_attribute(
         "href", files_url(page, f"/{image['id']}/content")
     )
+    with page.expect_popup() as opened:
+        full.get_by_role("link", name="Open in a new tab").click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    assert tab.evaluate("document.images[0]?.naturalWidth") == 800  # the image's own page shows it
+    tab.close()
     page.keyboard.press("Escape")
     expect(full).to_be_hidden()
     shown.click()
@@ -368,3 +374,12 @@ def test_an_image_for_a_model_that_cannot_see_waits_for_another_model(two_models
     expect(page.locator("#turns > li.user").get_by_role("img", name="red.png")).to_be_visible()
     expect(page.locator("#turns > li.assistant .meta")).to_contain_text("tokens", timeout=10_000)
     assert two_models.calls[-1].body["model"] == "gpt-big"
+
+
+def test_an_answer_says_how_much_of_a_long_document_it_read(seeing, settings, page):
+    settings.LLM_CONTEXT_TOKENS = 1000
+    seeing.behaviour = Behaviour(tokens=2)
+    attach(page, text_file("novel.txt", b"It was a dark and stormy night. " * 2000))
+    send(page, "Summarise it")
+    saved(page)
+    expect(page.locator("#turns > li.assistant .meta")).to_have_text(re.compile(r"^Read \d{1,2}% of novel\.txt · "))

@@ -172,10 +172,14 @@ const ENDED = {
   budget_exceeded: "Stopped at the budget · ",
 };
 
+// The documents whose text the answer's prompt could not carry whole.
+const cutFiles = (cuts = []) =>
+  cuts.map((cut) => `Read ${Math.floor((100 * cut.chars_sent) / cut.chars)}% of ${cut.name} · `).join("");
+
 // A saved answer's meta line and state (also for a streamed one, once saved).
 export function describeSavedAnswer(item, turn) {
   const status = STOPPED.has(turn.finish_reason) ? "Stopped · " : (ENDED[turn.finish_reason] ?? "");
-  item.querySelector(".meta").textContent = status + metrics(turn, savedModelLabel(turn));
+  item.querySelector(".meta").textContent = status + cutFiles(turn.file_cuts) + metrics(turn, savedModelLabel(turn));
   item.classList.toggle("failed", turn.status === "failed");
 }
 
