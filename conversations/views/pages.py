@@ -22,9 +22,12 @@ CONTENT_SECURITY_POLICY = (
 @login_required
 @ensure_csrf_cookie  # the page's script sends it back as X-CSRFToken
 def chat(request: HttpRequest) -> HttpResponse:
-    # The largest file the server takes: the page refuses a larger one before
-    # sending a byte of it.
-    context = {"max_file_bytes": conf.CHATSTREAM_MAX_FILE_BYTES}
+    # The largest file the server takes, and how many one message may carry:
+    # the page refuses more before sending a byte of it.
+    context = {
+        "max_file_bytes": conf.CHATSTREAM_MAX_FILE_BYTES,
+        "max_files_per_message": conf.CHATSTREAM_MAX_FILES_PER_MESSAGE,
+    }
     response = render(request, "conversations/chat.html", context)
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     return response

@@ -131,6 +131,24 @@ def test_attach_files_opens_the_picker_and_remove_deletes_the_upload(page):
     assert page.request.get(files_url(page, f"/{uploaded['id']}")).status == 404
 
 
+def test_the_keyboard_attaches_and_removes(page):
+    # Playwright starts catching the file chooser without waiting for the
+    # browser to say it does: a key pressed at once can beat it.
+    with page.expect_file_chooser() as chooser:
+        page.locator("#message").focus()
+        page.keyboard.press("Shift+Tab")
+        expect(attach_button(page)).to_be_focused()
+        page.keyboard.press("Enter")
+    chooser.value.set_files([text_file()])
+    expect(chip(page, "notes.txt")).to_have_attribute("data-state", "uploaded")
+    page.keyboard.press("Shift+Tab")  # the chips come before Attach
+    remove = page.get_by_role("button", name="Remove notes.txt")
+    expect(remove).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(chips(page)).to_have_count(0)
+    expect(attach_button(page)).to_be_focused()
+
+
 def test_a_dropped_file_and_a_pasted_image_become_chips(page):
     chat = page.locator(".chat")
     assert not dispatch(page, "dragenter", "#turns", text_file())
@@ -240,6 +258,21 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent(page, settings):
     expect(refused).to_have_attribute("data-state", "failed")
     expect(refused.get_by_role("alert")).to_have_text("long.txt is 2.0 KB: the largest file is 1000 B.")
     assert not uploads
+
+
+def test_files_past_the_most_a_message_carries_are_refused_in_the_page(settings, page):
+    settings.CHATSTREAM_MAX_FILES_PER_MESSAGE = 2
+    reload(page)
+    uploads = []
+    page.on("request", lambda request: is_upload_request(request) and uploads.append(request))
+    file_input(page).set_input_files([text_file(f"{n}.txt") for n in ("one", "two", "three")])
+    expect(chip(page, "two.txt")).to_have_attribute("data-state", "uploaded")
+    refused = chip(page, "three.txt")
+    expect(refused.get_by_role("alert")).to_have_text("A message carries 2 files at most.")
+    assert len(uploads) == 2
+    page.get_by_role("button", name="Remove one.txt").click()
+    file_input(page).set_input_files([text_file("four.txt")])  # room again: a refused file takes none
+    expect(chip(page, "four.txt")).to_have_attribute("data-state", "uploaded")
 
 
 def is_upload_request(request) -> bool:

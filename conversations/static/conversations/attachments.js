@@ -13,7 +13,9 @@ const attachButton = document.querySelector("#attach");
 const dropZone = document.querySelector(".chat");
 const message = document.querySelector("#message");
 const chipTemplate = document.querySelector("#attachment-chip");
-const maxBytes = Number(document.querySelector("#app").dataset.maxFileBytes);
+const limits = document.querySelector("#app").dataset;
+const maxBytes = Number(limits.maxFileBytes);
+const maxFiles = Number(limits.maxFiles);
 
 const attachments = []; // in the order chosen
 let changed = () => {};
@@ -48,10 +50,12 @@ class Attachment {
     remove.addEventListener("click", () => detach(this, { focus: true }));
   }
 
-  async upload() {
+  // `place`: how many files the message carries with this one.
+  async upload(place) {
     if (this.blob.size > maxBytes) {
       return this.failed(`${this.blob.name} is ${formatSize(this.blob.size)}: the largest file is ${formatSize(maxBytes)}.`);
     }
+    if (place > maxFiles) return this.failed(`A message carries ${maxFiles} files at most.`);
     this.chip.dataset.state = "uploading";
     const progress = this.chip.querySelector(".progress");
     try {
@@ -89,9 +93,10 @@ const extension = (name) => (/\.([a-z0-9]{1,4})$/i.exec(name)?.[1] ?? "file").to
 function attach(blobs) {
   for (const blob of blobs) {
     const attachment = new Attachment(blob);
+    const place = attachments.filter((each) => !each.error).length + 1;
     attachments.push(attachment);
     chips.append(attachment.chip);
-    attachment.upload();
+    attachment.upload(place);
   }
   showChips();
 }
