@@ -6,7 +6,9 @@ floor, ending with the targets as ratios to them (bench/targets.py); a
 stalled reader's cost under each server (10 MB answers); what the opt-in
 handler and middleware each save (bench.stacks); reasoning tokens against
 answer tokens (bench.reasoning); the tool loop's own time between model
-calls (bench.tool_loop); and the database writes per turn. Prints
+calls (bench.tool_loop); the database writes per turn; and what a 20 MB
+upload and a message with a 10 MB PDF cost, beside a plain Django upload
+view (bench.files, on PostgreSQL). Prints
 the tables and saves one JSON file under bench/results/. About 20 minutes;
 --quick about 5."""
 
@@ -14,7 +16,7 @@ import argparse
 import sys
 import time
 
-from . import clients, reasoning, relay, report, stacks, stalled, tool_loop, writes
+from . import clients, files, reasoning, relay, report, stacks, stalled, tool_loop, writes
 
 
 def main() -> None:
@@ -23,7 +25,7 @@ def main() -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
     parser.add_argument(
         "--only",
-        choices=("clients", "relay", "stacks", "reasoning", "stalled", "tool_loop", "writes"),
+        choices=("clients", "relay", "stacks", "reasoning", "stalled", "tool_loop", "writes", "files"),
         help="run one of the benchmarks",
     )
     parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 200; --quick 50)")
@@ -63,6 +65,10 @@ def main() -> None:
         print("\nrunning bench.writes ...", file=sys.stderr, flush=True)
         results["writes"] = writes.run()
         writes.print_writes(results["writes"])
+    if args.only in (None, "files"):
+        print("\nrunning bench.files ...", file=sys.stderr, flush=True)
+        results["files"] = files.run(quick=args.quick, pin=args.pin)
+        files.print_results(results["files"])
     path = report.save(results, "bench-quick" if args.quick else "bench")
     print(f"\nresults: {path}  ({time.perf_counter() - started:.0f} s)")
 

@@ -10,10 +10,11 @@ from django.utils.html import format_html, format_html_join
 
 from . import admin_review  # noqa: F401  (the review queue registers itself)
 from .access import api_keys
+from .admin_files import FILES_CSS, StoredFileAdmin, files_fieldsets, render_file_cuts, render_turn_files
 from .admin_timeline import STEPS_CSS, STEPS_FIELDSET, render_steps, uses_tools
 from .catalogue import catalogue, default_entry
 from .memory.tasks import enqueue_update
-from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Spend, Turn
+from .models import ApiKey, Budget, Conversation, ConversationMemory, ModelPrice, Spend, StoredFile, Turn
 from .ops.dashboard import dashboard_data, timeline_svg
 from .routing import router
 from .spend import budgets, pricing
@@ -24,13 +25,9 @@ OWNER_LOGIN = f"owner__{get_user_model().USERNAME_FIELD}"
 TURN_METRICS = ("ttft_ms", "ttft_answer_ms", "duration_ms", "tokens_in", "tokens_out", "usage_source", "cost")
 
 
-class TurnInline(admin.TabularInline):
-    """The conversation's turns in order, read-only: they are a record."""
+class RecordInline(admin.TabularInline):
+    """Rows shown read-only, each linked to its own page: they are a record."""
 
-    model = Turn
-    ordering = ["position"]
-    fields = ("position", "role", "content", "status", "finish_reason", "model", *TURN_METRICS, "trace_id")
-    readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
@@ -40,6 +37,24 @@ class TurnInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class TurnInline(RecordInline):
+    """The conversation's turns in order."""
+
+    model = Turn
+    ordering = ["position"]
+    fields = ("position", "role", "content", "status", "finish_reason", "model", *TURN_METRICS, "trace_id")
+    readonly_fields = fields
+
+
+class FileInline(RecordInline):
+    """The conversation's files (their bytes are a click away, on each one's page)."""
+
+    model = StoredFile
+    fields = ("name", "kind", "content_type", "size_shown", "created_at")
+    readonly_fields = fields
+    size_shown = StoredFileAdmin.size_shown
 
 
 MEMORY_FIELDS = (
@@ -108,7 +123,7 @@ class ConversationAdmin(admin.ModelAdmin):
     list_filter = ("turns__finish_reason", "turns__model", "created_at")
     search_fields = ("title", OWNER_LOGIN, "turns__content")
     readonly_fields = ("id", "owner", "created_at", "updated_at")
-    inlines = [MemoryInline, TurnInline]
+    inlines = [MemoryInline, FileInline, TurnInline]
     date_hierarchy = "created_at"
     actions = ["update_memory_now"]
 
@@ -145,10 +160,10 @@ class TurnAdmin(admin.ModelAdmin):
     search_fields = ("content", "reasoning", "trace_id", f"conversation__{OWNER_LOGIN}")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
-    readonly_fields = ("tool_call_list", "timeline", "steps")
+    readonly_fields = ("tool_call_list", "timeline", "steps", "file_list", "cut_list")
 
     class Media:
-        css = STEPS_CSS
+        css = {"all": [*STEPS_CSS["all"], *FILES_CSS["all"]]}
 
     # A reviewer reads what was said first, then how it ended, what it cost, how it streamed.
     fieldsets = [
@@ -192,9 +207,11 @@ class TurnAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
-        if obj is None or not uses_tools(obj):
+        if obj is None:
             return fieldsets
-        return [*fieldsets[:1], STEPS_FIELDSET, *fieldsets[1:]]  # what it did, right under what it said
+        steps = [STEPS_FIELDSET] if uses_tools(obj) else []
+        # What it was sent with and what it did, right under what it said.
+        return [*fieldsets[:1], *files_fieldsets(obj), *steps, *fieldsets[1:]]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -241,6 +258,14 @@ class TurnAdmin(admin.ModelAdmin):
     @admin.display(description="Model calls")
     def steps(self, turn: Turn) -> str:
         return render_steps(turn)
+
+    @admin.display(description="Files sent")
+    def file_list(self, turn: Turn) -> str:
+        return render_turn_files(turn)
+
+    @admin.display(description="Files cut")
+    def cut_list(self, turn: Turn) -> str:
+        return render_file_cuts(turn)
 
     @admin.display(description="Token timeline")
     def timeline(self, turn: Turn) -> str:

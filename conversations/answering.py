@@ -80,7 +80,7 @@ class NewMessage:
 
     @property
     def has_images(self) -> bool:
-        return any(file["kind"] == "image" for file in self.files)
+        return sending.sends_images(self.files) or parts.client_sends_images(self.prompt or [])
 
 
 # --- the message's turn --------------------------------------------------------------
@@ -130,8 +130,8 @@ def _start_turn(
             raise Conversation.DoesNotExist
         position, conversation_model, leaf, tools_on = reserved
         model = _model_for(message.model_name or conversation_model)
+        sending.refuse_images_unseen(model, images=message.has_images)
         if message.files:
-            sending.refuse_images_unseen(message.files, model)
             sending.claim(owner_id=owner.pk, conversation_id=conversation_id, files=message.files)
         if version is None or version.action == Version.EDIT:
             # A message follows the branch shown; an edited one stands beside the original.
@@ -218,7 +218,9 @@ def _for_sight_of(prompt: Prompt, model: ModelEntry) -> Prompt:
     if model.vision:
         return prompt
     *earlier, newest = prompt.messages
-    sending.refuse_images_unseen(tuple(part["file"] for part in parts.placeholders(newest)), model)
+    sending.refuse_images_unseen(
+        model, images=sending.sends_images([part["file"] for part in parts.placeholders(newest)])
+    )
     return dataclasses.replace(prompt, messages=[*map(parts.images_noted, earlier), newest])
 
 

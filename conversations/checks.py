@@ -53,6 +53,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "CHATSTREAM_WORKER_LEASE_SECONDS",
         "CHATSTREAM_TOOL_TIMEOUT_SECONDS",
         "CHATSTREAM_APPROVAL_TIMEOUT_SECONDS",
+        "CHATSTREAM_PDF_TIMEOUT_SECONDS",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))
@@ -64,6 +65,9 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "CHATSTREAM_TOOL_OUTPUT_CHARS",
         "CHATSTREAM_TOOL_CONCURRENCY",
         "CHATSTREAM_MAX_TOOL_STEPS",
+        "CHATSTREAM_MAX_FILE_BYTES",
+        "CHATSTREAM_MAX_FILES_PER_MESSAGE",
+        "CHATSTREAM_PDF_MAX_PAGES",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive whole number.", id="conversations.E005"))
@@ -322,3 +326,36 @@ def check_deploy_through_the_opt_in_middleware(app_configs, **kwargs) -> list:
     with override_settings(MIDDLEWARE=as_stock):
         found = run_them()
     return [message for message in found if message.id not in found_already]
+
+
+@register()
+def check_file_settings(app_configs, **kwargs) -> list:
+    """Files (docs/files.md): a TTL, a known way to send images, and a
+    storage that is not wherever the server happens to start."""
+    problems: list = []
+    if conf.CHATSTREAM_UPLOAD_TTL_HOURS <= 0:
+        problems.append(
+            Error("CHATSTREAM_UPLOAD_TTL_HOURS must be a positive number of hours.", id="conversations.E004")
+        )
+    if conf.CHATSTREAM_FILE_URLS not in ("data", "storage"):
+        problems.append(
+            Error(
+                f"CHATSTREAM_FILE_URLS {conf.CHATSTREAM_FILE_URLS!r} is neither `data` nor `storage`.",
+                hint="`data` sends images in the request; `storage` sends the storage's URL (S3 and the like).",
+                id="conversations.E023",
+            )
+        )
+    if "chatstream" not in settings.STORAGES and not settings.MEDIA_ROOT and _default_storage_is_on_disk():
+        problems.append(
+            Warning(
+                "Uploaded files would be stored in the directory the server starts in (MEDIA_ROOT is empty).",
+                hint='Set MEDIA_ROOT, or STORAGES["chatstream"] (e.g. S3 through django-storages: docs/files.md).',
+                id="conversations.W002",
+            )
+        )
+    return problems
+
+
+def _default_storage_is_on_disk() -> bool:
+    backend = settings.STORAGES.get("default", {}).get("BACKEND", "")
+    return backend == "django.core.files.storage.FileSystemStorage"

@@ -12,6 +12,10 @@ is chatstream's; a setext underline is escaped; a code fence they left open is
 closed before the next turn. Only fences at the start of a line are trusted to
 hold code (written as it is): one indented under a list item or quote may end
 with its container where a renderer would show what follows as HTML.
+
+Files' bytes are not in either: the Markdown names a message's files under
+its text, the JSON carries their metadata (the conversation's files, and each
+message's as it was sent, perhaps deleted since).
 """
 
 import json
@@ -20,9 +24,10 @@ from typing import Any
 
 import orjson
 
-from .models import Conversation, Turn
+from .files.sizes import human_size
+from .models import Conversation, StoredFile, Turn
 from .providers.kinds import APPROVAL, REASONING, REFUSAL, STEP, TOOL_CALL, TOOL_RESULT
-from .serializers import conversation_json, pretty_json, turn_json
+from .serializers import conversation_json, file_json, pretty_json, turn_json
 from .stream.output import saved_output
 
 FORMATS = {"md": "text/markdown; charset=utf-8", "json": "application/json"}
@@ -34,8 +39,15 @@ def file_name(conversation: Conversation) -> str:
     return words or f"conversation-{conversation.pk}"
 
 
-def export_json(conversation: Conversation, turns: list[Turn]) -> str:
-    document: dict[str, Any] = {**conversation_json(conversation), "turns": [turn_json(turn) for turn in turns]}
+def export_json(conversation: Conversation, turns: list[Turn], *, files: list[StoredFile]) -> str:
+    """The conversation, its files' metadata as the API describes a file
+    (their bytes stay in storage), and its turns, each message with the
+    files it was sent with as they were then."""
+    document: dict[str, Any] = {
+        **conversation_json(conversation),
+        "files": [file_json(stored) for stored in files],
+        "turns": [turn_json(turn) for turn in turns],
+    }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
@@ -49,7 +61,7 @@ def export_markdown(conversation: Conversation, turns: list[Turn]) -> str:
 
 def _turn_markdown(turn: Turn) -> list[str]:
     if turn.role == Turn.Role.USER:
-        return ["## You", "", _text(turn.content), ""]
+        return ["## You", "", _text(turn.content), "", *_attached(turn.files)]
     model = f" ({_inline(turn.model_name or turn.model)})" if turn.model_name or turn.model else ""
     lines = [f"## Assistant{model}", ""]
     lines += _in_stream_order(turn) if turn.output_runs else _by_kind(turn)
@@ -89,6 +101,18 @@ def _in_stream_order(turn: Turn) -> list[str]:
         elif text.strip():
             lines += [_text(text), ""]
     return lines
+
+
+def _attached(files: list[dict[str, Any]]) -> list[str]:
+    """A message's files, named under its text (their bytes are not in the export)."""
+    if not files:
+        return []
+    named = (
+        f"{_inline(str(entry.get('name', '')))} ({_inline(str(entry.get('content_type', '')))}, "
+        f"{human_size(entry.get('size') or 0)})"
+        for entry in files
+    )
+    return [f"Attached: {', '.join(named)}", ""]
 
 
 def _reasoning(text: str) -> list[str]:

@@ -180,9 +180,9 @@ class StoredFile(models.Model):
     message, it belongs to that conversation and goes with it."""
 
     class Kind(models.TextChoices):
-        IMAGE = "image"
-        PDF = "pdf"
-        TEXT = "text"
+        IMAGE = "image", "Image"
+        PDF = "pdf", "PDF"
+        TEXT = "text", "Text"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chatstream_files")

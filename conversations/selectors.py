@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 from .branches import Branches
 from .conf import conf
 from .live import LiveAnswer, live_answers
-from .models import Conversation, Turn
+from .models import Conversation, StoredFile, Turn
 from .storage.threads import run_db
 
 
@@ -48,6 +48,11 @@ def conversation_with_turns(*, owner: AbstractBaseUser, conversation_id: uuid.UU
     Raises Conversation.DoesNotExist for a missing or foreign id."""
     conversation = owned_conversations(owner=owner).select_related("memory").get(pk=conversation_id)
     return conversation, shown_branch(conversation, list(conversation.turns.select_related("feedback")))
+
+
+def conversation_files(*, conversation: Conversation) -> list[StoredFile]:
+    """The files sent in the conversation that are still stored, oldest first."""
+    return list(conversation.files.order_by("created_at", "pk"))
 
 
 def shown_branch(conversation: Conversation, turns: list[Turn]) -> list[Turn]:

@@ -36,6 +36,7 @@ def file_summary(file: StoredFile) -> dict[str, Any]:
         "kind": file.kind,
         "width": file.width,
         "height": file.height,
+        "text_chars": file.text_chars,  # a PDF's or a text file's characters of text (0 for an image)
     }
 
 

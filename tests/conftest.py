@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import openai
 import pytest
 import redis
@@ -111,6 +113,14 @@ def conversation(owner) -> Conversation:
 
 
 @pytest.fixture
+def staff_client(client, db):
+    """Django's test client, logged in as a superuser."""
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
 def alice(live):
     api_user = make_api_user(live.url, "alice")
     yield api_user
@@ -176,3 +186,13 @@ def fresh_prices():
     state.reset()
     yield
     state.reset()
+
+
+@pytest.fixture
+def stored_in(settings, tmp_path) -> Path:
+    """The files' storage (STORAGES["chatstream"]): a folder of the test's own."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatstream": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path}},
+    }
+    return tmp_path

@@ -17,13 +17,6 @@ from .test_tool_loop import answer_with, loop_answer, tools  # noqa: F401 (a fix
 
 
 @pytest.fixture
-def staff_client(client, db):
-    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
 def answered(owner, conversation) -> Conversation:
     """`conversation` with a message and an answer the client left."""
     exchange(

@@ -11,6 +11,7 @@ from django.core.management.base import SystemCheckError
 
 from conversations.checks import (
     check_deploy_through_the_opt_in_middleware,
+    check_file_settings,
     check_llm_settings,
     check_security_middleware,
 )
@@ -125,3 +126,18 @@ def test_a_budget_must_be_an_amount(settings):
     assert "conversations.E010" in {error.id for error in check_llm_settings(None)}
     settings.CHATSTREAM_DAILY_BUDGET = "5.50"
     assert "conversations.E010" not in {error.id for error in check_llm_settings(None)}
+
+
+def test_file_settings(settings):
+    assert check_file_settings(None) == []
+    settings.CHATSTREAM_FILE_URLS, settings.CHATSTREAM_UPLOAD_TTL_HOURS = "s3", -1
+    assert ids(check_file_settings(None)) == ["conversations.E004", "conversations.E023"]
+    settings.CHATSTREAM_MAX_FILE_BYTES, settings.CHATSTREAM_PDF_TIMEOUT_SECONDS = 0, 0
+    assert ids(check_llm_settings(None)) == ["conversations.E004", "conversations.E005"]
+
+
+def test_uploads_into_the_working_directory_are_warned_of(settings):
+    settings.MEDIA_ROOT = ""
+    assert ids(check_file_settings(None)) == ["conversations.W002"]
+    settings.STORAGES = {**settings.STORAGES, "chatstream": {"BACKEND": "storages.backends.s3.S3Storage"}}
+    assert check_file_settings(None) == []

@@ -9,11 +9,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from markdown_it import MarkdownIt
 
+from conversations import selectors
 from conversations.exports import export_json, export_markdown
-from conversations.models import Conversation, Turn
+from conversations.models import Conversation, StoredFile, Turn
+from conversations.serializers import file_summary
 from harness.fake_upstream import Behaviour
 
-from .helpers import send, tool_loop_answer
+from .files import upload
+from .helpers import exchange, send, tool_loop_answer
 
 HOSTILE = (
     "Hi <script>alert(1)</script> and <img src=x onerror=alert(2)>\n"
@@ -93,7 +96,11 @@ def tool_answer(owner, settings) -> Turn:
 
 
 def exported(turn: Turn, export) -> str:
-    return export(turn.conversation, list(turn.conversation.turns.order_by("position")))
+    conversation = turn.conversation
+    turns = list(conversation.turns.order_by("position"))
+    if export is export_json:
+        return export_json(conversation, turns, files=selectors.conversation_files(conversation=conversation))
+    return export_markdown(conversation, turns)
 
 
 def test_the_markdown_export_shows_tool_calls_decisions_and_results_in_order(tool_answer):
@@ -140,3 +147,70 @@ def test_the_json_export_holds_tool_calls_results_and_decisions(tool_answer):
         "alice",
         "Not today",
     )
+
+
+def a_file(conversation: Conversation | None, owner, name: str, content_type: str, size: int) -> StoredFile:
+    """A file's row; the exports never read its bytes."""
+    kind = content_type.split("/")[0] if content_type.startswith("image/") else "pdf"
+    return StoredFile.objects.create(
+        owner=owner, conversation=conversation, name=name, kind=kind, content_type=content_type, size=size, path="x"
+    )
+
+
+@pytest.fixture
+def with_files(owner, conversation) -> tuple[Conversation, list[StoredFile]]:
+    """A message sent with an image, a PDF and a file deleted since (its name hostile)."""
+    cat = a_file(conversation, owner, "cat.png", "image/png", 12_345)
+    report = a_file(conversation, owner, "report.pdf", "application/pdf", 1_250_000)
+    a_file(None, owner, "unsent.png", "image/png", 10)  # the owner's, in no conversation
+    gone = {**file_summary(cat), "id": "11111111-1111-1111-1111-111111111111", "name": "<img src=x onerror=1>.png"}
+    exchange(owner, conversation, "What do these say?")
+    Turn.objects.filter(role=Turn.Role.USER).update(files=[file_summary(cat), file_summary(report), gone])
+    return conversation, [cat, report]
+
+
+def test_the_json_export_carries_the_conversations_files_and_each_messages(with_files):
+    conversation, files = with_files
+    turns = list(conversation.turns.order_by("position"))
+    stored = selectors.conversation_files(conversation=conversation)
+    document = json.loads(export_json(conversation, turns, files=stored))
+    assert [entry["name"] for entry in document["files"]] == ["cat.png", "report.pdf"]
+    assert document["files"][1] == {
+        "id": str(files[1].pk),
+        "name": "report.pdf",
+        "size": 1_250_000,
+        "content_type": "application/pdf",
+        "kind": "pdf",
+        "width": None,
+        "height": None,
+        "text_chars": 0,
+        "created_at": files[1].created_at.isoformat(),
+        "conversation_id": str(conversation.pk),
+    }
+    message, answer = document["turns"]
+    assert [entry["name"] for entry in message["files"]] == ["cat.png", "report.pdf", "<img src=x onerror=1>.png"]
+    assert answer["files"] == []
+
+
+def test_the_markdown_export_names_a_messages_files_under_its_text(with_files):
+    conversation, _ = with_files
+    markdown = export_markdown(conversation, list(conversation.turns.order_by("position")))
+    attached = (
+        "Attached: cat.png (image/png, 12 KB), report.pdf (application/pdf, 1.2 MB), "
+        "&lt;img src=x onerror=1>.png (image/png, 12 KB)"  # as the module writes every `<`
+    )
+    assert f"## You\n\nWhat do these say?\n\n{attached}\n\n## Assistant" in markdown
+    assert "<img" not in rendered(markdown)
+
+
+def test_the_api_exports_the_files_a_message_was_sent_with(alice, upstream, stored_in):
+    conversation_id = alice.new_conversation()
+    file_id = upload(alice, "notes.txt", b"some notes").json()["id"]
+    assert send(alice, conversation_id, "Look", files=[file_id]).status_code == 200
+    upload(alice, "unsent.txt", b"not sent")
+    exported = alice.client.get(f"/api/conversations/{conversation_id}/export", params={"format": "json"})
+    assert exported.status_code == 200  # and it matches the API's description (alice's client checks)
+    assert [entry["id"] for entry in exported.json()["files"]] == [file_id]
+    assert [entry["name"] for entry in exported.json()["turns"][0]["files"]] == ["notes.txt"]
+    markdown = alice.client.get(f"/api/conversations/{conversation_id}/export", params={"format": "md"}).text
+    assert "Look\n\nAttached: notes.txt (text/plain, 10 bytes)\n" in markdown

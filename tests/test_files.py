@@ -2,7 +2,9 @@
 FileSystemStorage in a temporary folder, checked on disk; what is refused,
 and why; another user's files as if they did not exist."""
 
-from pathlib import Path
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -11,30 +13,8 @@ from django.utils import timezone
 from conversations.files import cleanup
 from conversations.models import StoredFile
 
-from .files import image, png
+from .files import error_code, image, on_disk, png, upload
 from .test_memory import run_worker
-
-
-@pytest.fixture
-def stored_in(settings, tmp_path) -> Path:
-    """The files' storage: a folder of the test's own."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "chatstream": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path}},
-    }
-    return tmp_path
-
-
-def upload(api_user, name: str, content: bytes, content_type: str = "application/octet-stream") -> httpx.Response:
-    return api_user.client.post("/api/files", files={"file": (name, content, content_type)})
-
-
-def on_disk(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.is_file())
-
-
-def error_code(response: httpx.Response) -> str:
-    return response.json()["error"]["code"]
 
 
 def test_an_image_is_stored_described_served_and_deleted(alice, stored_in):
@@ -188,3 +168,31 @@ def test_a_chunked_upload_within_the_limit_is_taken(alice, stored_in):
     assert response.status_code == 201, response.text
     assert response.json()["size"] == 1400
     assert [path.read_bytes() for path in on_disk(stored_in)] == [b"chunked words\n" * 100]
+
+
+def test_a_client_that_leaves_mid_upload_leaves_nothing_behind(alice, live, stored_in):
+    boundary = "chatstream-boundary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.txt"\r\n\r\n').encode()
+    length = len(head) + 1_000_000
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(
+            (
+                f"POST /api/files HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.key}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {length}\r\n\r\n"
+            ).encode()
+            + head
+            + b"x" * 300_000
+        )
+        time.sleep(0.3)  # the server has begun on the body
+    time.sleep(0.5)
+    assert alice.client.get("/api/conversations").status_code == 200  # the server is fine
+    assert on_disk(stored_in) == [] and not StoredFile.objects.exists()
+
+
+def test_two_uploads_at_once_cannot_both_take_the_last_of_the_quota(alice, stored_in, settings):
+    settings.CHATSTREAM_USER_FILE_QUOTA_BYTES = 3000
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(lambda n: upload(alice, f"{n}.txt", b"x" * 2000).status_code, range(2)))
+    assert statuses == [201, 413]
+    assert len(on_disk(stored_in)) == 1

@@ -23,10 +23,9 @@ SECTION = "## The stream, with curl"
 
 
 def readme_commands() -> str:
-    """The shell block of the README's curl section, as written."""
+    """The shell blocks of the README's curl section, as written, one after another."""
     section = (ROOT / "README.md").read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
-    return block
+    return "\n".join(re.findall(r"```sh\n(.*?)```", section, re.DOTALL))
 
 
 def fresh_shell_env() -> dict[str, str]:
@@ -95,5 +94,9 @@ def test_the_readmes_quick_start_works_in_a_fresh_clone(clone, tmp_path):
     assert shell.returncode == 0, shell.stderr
     assert "event: start" in shell.stdout and "event: done" in shell.stdout, shell.stdout
     with closing(sqlite3.connect(clone / "db.sqlite3")) as db:
-        saved = db.execute("SELECT finish_reason FROM conversations_turn WHERE role = 'assistant'").fetchall()
-    assert saved == [("stop",)]
+        saved = db.execute(
+            "SELECT finish_reason, content FROM conversations_turn WHERE role = 'assistant' ORDER BY position"
+        ).fetchall()
+    assert [reason for reason, _ in saved] == ["stop", "stop"]
+    assert saved[1][1].startswith("You sent 1 file:\n\n- **README.md**: a document (text/markdown,"), saved[1][1]
+    assert (clone / "media" / "chatstream").is_dir()  # the upload went to MEDIA_ROOT

@@ -16,8 +16,9 @@ import codecs
 from typing import Any
 
 from ..conf import conf
-from ..providers.base import Message, estimate_tokens
+from ..providers.base import Message, estimate_tokens, tokens_for_chars
 from . import storage
+from .headings import heading
 
 FILE_PART = "chatstream_file"
 # What an image is taken to cost a prompt: OpenAI counts 85 tokens plus 170
@@ -34,8 +35,17 @@ def with_files(message: Message, files: list[dict[str, Any]]) -> Message:
 
 
 def placeholders(message: Message) -> list[dict[str, Any]]:
+    return [part for part in _list_of(message) if part.get("type") == FILE_PART]
+
+
+def client_sends_images(messages: list[Message]) -> bool:
+    """Does a client's own prompt (the OpenAI door) have image parts?"""
+    return any(part.get("type") == "image_url" for message in messages for part in _list_of(message))
+
+
+def _list_of(message: Message) -> list[dict[str, Any]]:
     content = message.get("content")
-    return [part for part in content if part.get("type") == FILE_PART] if isinstance(content, list) else []
+    return content if isinstance(content, list) else []
 
 
 def message_tokens(message: Message) -> int:
@@ -52,7 +62,7 @@ def _part_tokens(part: dict[str, Any]) -> int:
     if part.get("type") == FILE_PART:
         if part.get("note"):
             return estimate_tokens(heading(part["file"])) + 8
-        return IMAGE_TOKENS if part["file"]["kind"] == "image" else estimate_tokens("x" * part["chars"]) + 16
+        return IMAGE_TOKENS if part["file"]["kind"] == "image" else tokens_for_chars(part["chars"]) + 16
     return IMAGE_TOKENS  # an image_url part a client sent (the OpenAI door)
 
 
@@ -64,26 +74,23 @@ def fit_documents(message: Message, room: int) -> tuple[Message, list[dict[str, 
     if not files or message_tokens(message) <= room:
         return message, []
     documents = [part for part in files if part["file"]["kind"] != "image"]
-    left_chars = max(0, room - message_tokens(_with_chars(message, 0))) * 4
-    cuts, chars = [], {}
+    left_chars = max(0, room - message_tokens(_sized(message, lambda part: 0))) * 4
+    sent: dict[str, int] = {}
+    cuts = []
     for part in documents:
-        sent = min(part["chars"], left_chars)
-        left_chars -= sent
-        chars[part["file"]["id"]] = sent
-        if sent < part["chars"]:
+        file_id = part["file"]["id"]
+        sent[file_id] = min(part["chars"], left_chars)
+        left_chars -= sent[file_id]
+        if sent[file_id] < part["chars"]:
             cuts.append(
-                {"id": part["file"]["id"], "name": part["file"]["name"], "chars": part["chars"], "chars_sent": sent}
+                {"id": file_id, "name": part["file"]["name"], "chars": part["chars"], "chars_sent": sent[file_id]}
             )
-    return _with_chars(message, None, chars), cuts
+    return _sized(message, lambda part: sent[part["file"]["id"]]), cuts
 
 
-def _with_chars(message: Message, every: int | None, each: dict[str, int] | None = None) -> Message:
-    def sized(part: dict[str, Any]) -> dict[str, Any]:
-        if part.get("type") != FILE_PART or part["file"]["kind"] == "image":
-            return part
-        return {**part, "chars": every if every is not None else (each or {}).get(part["file"]["id"], part["chars"])}
-
-    return {**message, "content": [sized(part) for part in _parts_of(message)]}
+def _sized(message: Message, chars_of) -> Message:
+    """The message with each document's text to send set by `chars_of`."""
+    return _mapped(message, lambda part: part if part["file"]["kind"] == "image" else {**part, "chars": chars_of(part)})
 
 
 def earlier(message: Message) -> Message:
@@ -103,15 +110,7 @@ def without_files(message: Message) -> Message:
 
 
 def _noted(message: Message, which) -> Message:
-    def noted(part: dict[str, Any]) -> dict[str, Any]:
-        return {**part, "note": True} if part.get("type") == FILE_PART and which(part) else part
-
-    return {**message, "content": [noted(part) for part in _parts_of(message)]}
-
-
-def _parts_of(message: Message) -> list[dict[str, Any]]:
-    content = message["content"]
-    return content if isinstance(content, list) else [{"type": "text", "text": content}]
+    return _mapped(message, lambda part: {**part, "note": True} if which(part) else part)
 
 
 def located(messages: list[Message], where: dict[str, tuple[str, str]]) -> list[Message]:
@@ -149,7 +148,14 @@ def _file_parts(part: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"type": "text", "text": f"{heading(file)}\n[deleted since it was sent]"}]
     if part.get("note"):
         return [{"type": "text", "text": f"{heading(file)}\n[sent earlier in the conversation; not repeated here]"}]
-    path, text_path = where
+    try:
+        return _read(part, *where)
+    except OSError:  # its bytes are gone from the storage, or it cannot be reached
+        return [{"type": "text", "text": f"{heading(file)}\n[could not be read from the storage]"}]
+
+
+def _read(part: dict[str, Any], path: str, text_path: str) -> list[dict[str, Any]]:
+    file = part["file"]
     if file["kind"] == "image":
         return [
             {"type": "text", "text": heading(file)},
@@ -159,23 +165,6 @@ def _file_parts(part: dict[str, Any]) -> list[dict[str, Any]]:
     if part["chars"] < file.get("text_chars", 0):
         text += "\n" + CUT_NOTE.format(sent=part["chars"], chars=file["text_chars"])
     return [{"type": "text", "text": f"{heading(file)}\n{text}"}]
-
-
-def heading(file: dict[str, Any]) -> str:
-    """`Image: cat.png (image/png, 640×480, 12 KB)`, `File: notes.md (text/markdown, 3 KB)`."""
-    facts = [file["content_type"]]
-    if file.get("width"):
-        facts.append(f"{file['width']}×{file['height']}")
-    facts.append(human_size(file["size"]))
-    return f"{'Image' if file['kind'] == 'image' else 'File'}: {file['name']} ({', '.join(facts)})"
-
-
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def _image_url(file: dict[str, Any], path: str) -> str:

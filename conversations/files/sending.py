@@ -30,7 +30,7 @@ def attachable(*, owner_id: int, conversation_id: uuid.UUID, ids: tuple[uuid.UUI
             "file_in_another_conversation",
             f"{elsewhere[0]!r} was sent in another conversation; upload it again to send it here.",
         )
-    return tuple({**file_summary(found[pk]), "text_chars": found[pk].text_chars} for pk in ids)
+    return tuple(file_summary(found[pk]) for pk in ids)
 
 
 def claim(*, owner_id: int, conversation_id: uuid.UUID, files: tuple[dict, ...]) -> None:
@@ -44,14 +44,17 @@ def claim(*, owner_id: int, conversation_id: uuid.UUID, files: tuple[dict, ...])
         raise file_not_found()
 
 
-def refuse_images_unseen(files: tuple[dict, ...], model: ModelEntry) -> None:
-    if model.vision or not any(file["kind"] == StoredFile.Kind.IMAGE for file in files):
-        return
-    raise ApiError(
-        400,
-        "model_cannot_see_images",
-        f"{model.name!r} cannot see images; choose a model with vision (GET api/models) or send no image.",
-    )
+def refuse_images_unseen(model: ModelEntry, *, images: bool) -> None:
+    if images and not model.vision:
+        raise ApiError(
+            400,
+            "model_cannot_see_images",
+            f"{model.name!r} cannot see images; choose a model with vision (GET api/models) or send no image.",
+        )
+
+
+def sends_images(files: tuple[dict, ...] | list[dict]) -> bool:
+    return any(file["kind"] == StoredFile.Kind.IMAGE for file in files)
 
 
 def located(messages: list[Message]) -> list[Message]:

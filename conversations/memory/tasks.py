@@ -60,6 +60,13 @@ class Snapshot:
     turns: list[Turn]  # the next turns to cover, in order, without gaps
 
 
+def _with_file_names(turn: Turn, text: str) -> str:
+    """A message's text, and what files it sent (by name: the memory keeps
+    what was said, not the files)."""
+    names = ", ".join(file["name"] for file in turn.files)
+    return f"{text}\n[sent files: {names}]".strip() if names else text
+
+
 def enqueue_update(conversation_id: uuid.UUID) -> None:
     update_memory.enqueue(str(conversation_id))
 
@@ -80,7 +87,7 @@ def update_memory(conversation_id: str, attempt: int = 1) -> dict[str, Any]:
             snapshot.summary,
             snapshot.facts,
             [
-                {"role": turn.role, "content": transcript_text(turn.content, turn.tool_results)}
+                {"role": turn.role, "content": _with_file_names(turn, transcript_text(turn.content, turn.tool_results))}
                 for turn in snapshot.turns
             ],
             memory_context_tokens(provider.memory_model),

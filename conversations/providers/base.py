@@ -76,7 +76,12 @@ def message_text(message: Message | dict) -> str:
 def estimate_tokens(text: str) -> int:
     """About four characters a token for English text: used only where the
     upstream reports no usage, and the turn is then marked as estimated."""
-    return max(1, round(len(text) / 4)) if text else 0
+    return tokens_for_chars(len(text))
+
+
+def tokens_for_chars(chars: int) -> int:
+    """estimate_tokens of a text of that length, without the text."""
+    return max(1, round(chars / 4)) if chars else 0
 
 
 class Provider:

@@ -14,7 +14,9 @@ import orjson
 
 from ..catalogue import ModelEntry
 from ..conf import conf
+from ..files.headings import HEADING
 from .base import MAX_FACTS, Completion, Message, Provider, estimate_tokens, message_text
+from .demo_files import describe_files
 from .demo_tools import Call, answer_from_results, calls_for, calls_preface, offered_tools
 from .kinds import REASONING, TEXT, TOOL_CALL, Piece
 
@@ -72,6 +74,15 @@ def _call_pieces(calls: list[Call], completion: Completion) -> list[Piece]:
     return preface + [(TOOL_CALL, text) for text in completion.tool_calls.feed(fragments)]
 
 
+def _question_text(message: Message) -> str:
+    """The user's own words: a message's text parts without its files'."""
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    texts = [part["text"] for part in content if part.get("type") == "text"]
+    return " ".join(text for text in texts if not HEADING.match(text.partition("\n")[0]))
+
+
 class DemoProvider(Provider):
     name = "demo"
 
@@ -127,8 +138,11 @@ class DemoProvider(Provider):
         them, else from the user's words (thinking aloud first, if it does)."""
         if messages and messages[-1]["role"] == "tool":
             return [(TEXT, token) for token in split_tokens(answer_from_results(messages))]
-        question = next((message_text(m) for m in reversed(messages) if m["role"] == "user"), "")
-        pieces: list[Piece] = [(TEXT, token) for token in split_tokens(compose_answer(question))]
+        asked = next((m for m in reversed(messages) if m["role"] == "user"), None)
+        question = _question_text(asked) if asked else ""
+        files = describe_files(asked) if asked else ""
+        answer = files + compose_answer(question) if question or not files else files.rstrip()
+        pieces: list[Piece] = [(TEXT, token) for token in split_tokens(answer)]
         if self.reasoning:
             thoughts = [(REASONING, token) for token in split_tokens(compose_reasoning(question))]
             completion.tokens_reasoning = len(thoughts)

@@ -161,7 +161,11 @@ async def export(request: HttpRequest, user, conversation_id: str) -> HttpRespon
         )
     except Conversation.DoesNotExist:
         raise not_found() from None
-    text = exports.export_json(conversation, turns) if kind == "json" else exports.export_markdown(conversation, turns)
+    if kind == "json":
+        files = await run_db(selectors.conversation_files, conversation=conversation)
+        text = exports.export_json(conversation, turns, files=files)
+    else:
+        text = exports.export_markdown(conversation, turns)
     response = HttpResponse(text, content_type=exports.FORMATS[kind])
     response["Content-Disposition"] = content_disposition_header(True, f"{exports.file_name(conversation)}.{kind}")
     return response

@@ -3,21 +3,14 @@ only to its owner (another user's id is a 404, as if it did not exist)."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
-from django.utils.http import content_disposition_header
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
-from ..files import storage, uploads
+from ..files import serving, storage, uploads
 from ..models import StoredFile
 from ..serializers import file_json
 from ..storage.threads import run_db
 from .errors import api_view, not_found, parse_id
-
-# Shown inline when opened; every other type is a download, so a file
-# never runs as a page of the app's origin.
-CHUNK_BYTES = 256 * 1024
-INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 
 @api_view("POST", upload=True)
@@ -47,7 +40,8 @@ async def _stored(upload, owner_id) -> uploads.Stored:
 
 def _delete_if_stored(storing: asyncio.Future) -> None:
     if not storing.cancelled() and storing.exception() is None:
-        asyncio.ensure_future(asyncio.to_thread(storage.delete_paths, storing.result().paths))
+        # On the executor's thread, which holds the work: no task to be lost.
+        asyncio.get_running_loop().run_in_executor(None, storage.delete_paths, storing.result().paths)
 
 
 @api_view("GET", "DELETE")
@@ -67,30 +61,9 @@ async def file_content(request: HttpRequest, user, file_id: str) -> HttpResponse
         opened = await asyncio.to_thread(storage.file_storage().open, found.path, "rb")
     except FileNotFoundError:
         raise not_found("file") from None
-    response = StreamingHttpResponse(_Chunks(opened), content_type=found.content_type)
-    inline = found.content_type in INLINE_TYPES
-    response["Content-Disposition"] = content_disposition_header(not inline, found.name) or "attachment"
-    response["Content-Length"] = str(found.size)
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response = serving.content_response(found, opened)
     response["Cache-Control"] = "private, max-age=3600"  # the bytes under an id never change
     return response
-
-
-class _Chunks:
-    """The file's bytes, read on a thread a chunk at a time (a storage may
-    be a network away), never all in memory; closed with the response,
-    however it ends."""
-
-    def __init__(self, opened) -> None:
-        self.opened = opened
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while chunk := await asyncio.to_thread(self.opened.read, CHUNK_BYTES):
-            yield chunk
-
-    def close(self) -> None:
-        self.opened.close()
 
 
 def _owned(user, pk: uuid.UUID) -> StoredFile:

@@ -34,6 +34,7 @@ PASSED_ON = (
 )
 # OpenAI's content part types; a text-bearing one must carry a string.
 PART_TEXT = {"text": "text", "refusal": "refusal", "image_url": None, "input_audio": None, "file": None}
+IMAGE_URL = re.compile(r"https?://\S+$|data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 MAX_TOOLS = 128  # as OpenAI allows
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as OpenAI requires
@@ -62,13 +63,20 @@ def chat_request(request: HttpRequest) -> dict[str, Any]:
 
 
 def last_user_text(messages: list[dict]) -> str:
-    """The turn saved as the user's: their last message's text."""
+    """The turn saved as the user's: their last message's text, with an
+    `[image]` for each image it sends (the image goes on to the model; the
+    door keeps no copy)."""
     for message in reversed(messages):
         if message.get("role") == "user":
-            content = text_of(message)
+            content = "\n".join(filter(None, [text_of(message), *["[image]"] * _images_in(message)]))
             if content.strip() and "\x00" not in content:
                 return content
-    raise ApiError(400, "invalid_messages", "`messages` needs a user message with text.")
+    raise ApiError(400, "invalid_messages", "`messages` needs a user message with text or an image.")
+
+
+def _images_in(message: dict) -> int:
+    content = message.get("content")
+    return sum(part["type"] == "image_url" for part in content) if isinstance(content, list) else 0
 
 
 def text_of(message: dict) -> str:
@@ -105,6 +113,19 @@ def _check_part(param: str, part: object) -> None:
     field = PART_TEXT[part["type"]]
     if field and not isinstance(part.get(field), str):
         raise invalid(f"{param}.{field}", f"A {part['type']} part's {field!r} must be a string.")
+    if part["type"] == "image_url":
+        _check_image(param, part.get("image_url"))
+
+
+def _check_image(param: str, image: object) -> None:
+    """An image part names its image by an http(s) URL (the model server
+    fetches it) or carries it as a base64 data: URL of a type models read."""
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str) or not IMAGE_URL.match(url):
+        raise invalid(
+            f"{param}.image_url.url",
+            "An image_url part's url is an http(s) URL or a data:image/(png|jpeg|webp|gif);base64, URL.",
+        )
 
 
 # --- options ----------------------------------------------------------------------------
