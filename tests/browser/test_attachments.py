@@ -93,6 +93,15 @@ DISPATCH = """([kind, target, files]) => {
 }"""
 
 
+# Loaded as an image: the page's policy lets blob: URLs in as images only.
+IS_REVOKED = """(url) => new Promise((resolve) => {
+  const image = new Image();
+  image.onload = () => resolve(false);
+  image.onerror = () => resolve(true);
+  image.src = url;
+})"""
+
+
 def dispatch(page: Page, kind: str, target: str, *files: dict) -> bool:
     encoded = [[each["name"], each["mimeType"], base64.b64encode(each["buffer"]).decode()] for each in files]
     return page.evaluate(DISPATCH, [kind, target, encoded])
@@ -121,6 +130,9 @@ def test_attach_files_opens_the_picker_and_remove_deletes_the_upload(page):
     thumbnail = chip(page, "red.png").locator("img.thumb")
     expect(thumbnail).to_be_visible()
     expect(thumbnail).to_have_attribute("src", re.compile(r"^blob:"))
+    expect(thumbnail).to_have_js_property("naturalWidth", 4)  # the page's policy lets blob: images in
+    object_url = thumbnail.get_attribute("src")
+    assert not page.evaluate(IS_REVOKED, object_url)
     assert page.request.get(files_url(page, f"/{uploaded['id']}")).status == 200
 
     with page.expect_response(lambda response: response.request.method == "DELETE") as deleted:
@@ -129,6 +141,7 @@ def test_attach_files_opens_the_picker_and_remove_deletes_the_upload(page):
     expect(chips(page)).to_have_count(0)
     expect(attach_button(page)).to_be_focused()  # focus goes back where the chips began
     assert page.request.get(files_url(page, f"/{uploaded['id']}")).status == 404
+    assert page.evaluate(IS_REVOKED, object_url)  # the thumbnail's memory is given back
 
 
 def test_the_keyboard_attaches_and_removes(page):
@@ -205,8 +218,10 @@ def test_an_image_and_a_text_file_are_sent_and_shown_after_a_reload(seeing, page
     seeing.behaviour = Behaviour(tokens=3)
     image = attach(page, image_file("photo.png", width=800, height=600))
     notes = attach(page, text_file())
+    object_url = chip(page, "photo.png").locator("img.thumb").get_attribute("src")
     send(page, "What is in these?")
     expect(chips(page)).to_have_count(0)  # the chips go with the message
+    assert page.evaluate(IS_REVOKED, object_url)
     question = page.locator("#turns > li.user").first
     expect(question.locator(".body")).to_have_text("What is in these?")
     turn_shows_files(page, question, image, notes)
