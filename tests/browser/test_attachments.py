@@ -352,6 +352,12 @@ def test_a_phone_attaches_and_shows_files(seeing, page):
     assert box and box["x"] + box["width"] <= PHONE["width"], box
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "attachments-sent-phone.png", animations="disabled")
+    shown.click()
+    full = page.get_by_role("dialog", name="a-long-name-for-a-holiday-photo.png")
+    expect(full.get_by_role("button", name="Close")).to_be_in_viewport()
+    full_box = full.get_by_role("img").bounding_box()
+    assert full_box and full_box["x"] >= 0 and full_box["x"] + full_box["width"] <= PHONE["width"], full_box
+    screenshot(page, "attachments-full-size-phone.png", animations="disabled")
 
 
 def test_screenshots_on_a_desktop(seeing, page):
