@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from conversations.files.sizes import human_size
 from harness.fake_upstream import Behaviour
 
 from .helpers import model_picker, reload, saved, screenshot, send
@@ -126,7 +127,7 @@ def test_attach_files_opens_the_picker_and_remove_deletes_the_upload(page):
         chooser.value.set_files([image_file()])
     uploaded = upload.value.json()
     assert upload.value.status == 201 and uploaded["kind"] == "image", uploaded
-    chip_appears_uploaded(page, "red.png", f"{uploaded['size']} B")
+    chip_appears_uploaded(page, "red.png", human_size(uploaded["size"]))
     thumbnail = chip(page, "red.png").locator("img.thumb")
     expect(thumbnail).to_be_visible()
     expect(thumbnail).to_have_attribute("src", re.compile(r"^blob:"))
@@ -170,13 +171,13 @@ def test_a_dropped_file_and_a_pasted_image_become_chips(page):
     with page.expect_response(is_upload):
         assert not dispatch(page, "drop", "#turns", text_file())  # taken: the browser does not open it
     expect(chat).not_to_have_class(re.compile(r"\bdropping\b"))
-    chip_appears_uploaded(page, "notes.txt", f"{len(NOTES)} B")
+    chip_appears_uploaded(page, "notes.txt", human_size(len(NOTES)))
     expect(chip(page, "notes.txt").locator("img.thumb")).to_be_hidden()  # a document shows its name and size
 
     with page.expect_response(is_upload) as upload:
         assert not dispatch(page, "paste", "#message", image_file("image.png"))
     assert upload.value.json()["name"] == "pasted-image.png"
-    chip_appears_uploaded(page, "pasted-image.png", f"{upload.value.json()['size']} B")
+    chip_appears_uploaded(page, "pasted-image.png", human_size(upload.value.json()["size"]))
     expect(chip(page, "pasted-image.png").locator("img.thumb")).to_be_visible()
     expect(page.locator("#message")).to_have_value("")  # nothing pasted as text
 
@@ -259,8 +260,21 @@ def turn_shows_files(page: Page, question, image: dict, notes: dict) -> None:
     expect(shown).to_have_attribute("loading", "lazy")
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=shown.element_handle())
     document = question.get_by_role("link", name=re.compile(rf"^{re.escape(notes['name'])} "))
-    expect(document).to_have_text(f"{notes['name']} {notes['size']} B")
+    expect(document).to_have_text(f"{notes['name']} {human_size(notes['size'])}")
     expect(document).to_have_attribute("href", files_url(page, f"/{notes['id']}/content"))
+
+
+def test_sizes_read_as_the_admin_and_the_exports_write_them(page):
+    sizes = [0, 1, 512, 1023, 1024, 1536, 10 * 1024 - 1, 10 * 1024, 20 * 1024**2, 5 * 1024**3, 3 * 1024**5]
+    shown = page.evaluate(
+        """async (sizes) => {
+          const url = document.querySelector("script[type=module]").src.replace(/chat\\.js$/, "files.js");
+          const { formatSize } = await import(url);
+          return sizes.map(formatSize);
+        }""",
+        sizes,
+    )
+    assert shown == [human_size(size) for size in sizes]
 
 
 def test_a_file_over_the_limit_is_refused_before_it_is_sent(page, settings):
@@ -271,7 +285,7 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent(page, settings):
     file_input(page).set_input_files([text_file("long.txt", b"word " * 400)])
     refused = chip(page, "long.txt")
     expect(refused).to_have_attribute("data-state", "failed")
-    expect(refused.get_by_role("alert")).to_have_text("long.txt is 2.0 KB: the largest file is 1000 B.")
+    expect(refused.get_by_role("alert")).to_have_text("long.txt is 2 KB: the largest file is 1000 bytes.")
     assert not uploads
 
 
@@ -337,7 +351,7 @@ def test_a_phone_attaches_and_shows_files(seeing, page):
     with page.expect_response(is_upload):
         chooser.value.set_files([image_file("a-long-name-for-a-holiday-photo.png", width=640, height=480)])
     file_input(page).set_input_files([text_file()])
-    chip_appears_uploaded(page, "notes.txt", f"{len(NOTES)} B")
+    chip_appears_uploaded(page, "notes.txt", human_size(len(NOTES)))
     expect(chip(page, "a-long-name-for-a-holiday-photo.png")).to_have_attribute("data-state", "uploaded")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.fill("#message", "Where was this taken?")

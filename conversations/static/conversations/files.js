@@ -3,18 +3,20 @@
 // documents as links with their name and size). Names go in as textContent.
 import { fileContentUrl } from "./api.js";
 
-const UNITS = ["KB", "MB", "GB"];
+const UNITS = ["KB", "MB", "GB", "TB"];
 
-// In units of 1024, as the server's limits are set (20 MB is 20 * 1024 * 1024).
+// "512 bytes", "12 KB", "1.2 MB", 1024 to a KB: as the server's limits are set
+// (20 MB is 20 * 1024 * 1024) and as the admin and the exports write sizes
+// (files/sizes.py).
 export function formatSize(bytes) {
-  if (bytes < 1024) return `${bytes} B`;
-  let size = bytes;
-  let unit = -1;
+  if (bytes < 1024) return bytes === 1 ? "1 byte" : `${bytes} bytes`;
+  let size = bytes / 1024;
+  let unit = 0;
   while (size >= 1024 && unit < UNITS.length - 1) {
     size /= 1024;
     unit += 1;
   }
-  return `${size < 10 ? size.toFixed(1) : Math.round(size)} ${UNITS[unit]}`;
+  return `${size < 10 ? size.toFixed(1).replace(/\.0$/, "") : Math.round(size)} ${UNITS[unit]}`;
 }
 
 // The files of a user's turn, as a block placed before its text; none: null.
