@@ -3,7 +3,10 @@ CHATSTREAM_STACK names (harness/stacks.py: `stock`, Django's own handler and
 middleware as a project that installs the app serves it, or `fast`, the
 project's opt-in ones, the default), with a throwaway key."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Whatever a development .env says, the tests read none (their server
 # processes inherit this); the key is a throwaway.
@@ -25,6 +28,11 @@ CHATSTREAM_MESSAGES_PER_MINUTE = int(os.environ.get("CHATSTREAM_MESSAGES_PER_MIN
 # tests/test_hostile.py turns the throttle on.
 CHATSTREAM_AUTH_FAILURES = int(os.environ.get("CHATSTREAM_AUTH_FAILURES", 0))
 CHATSTREAM_AUTH_ACCOUNT_FAILURES = int(os.environ.get("CHATSTREAM_AUTH_ACCOUNT_FAILURES", 0))
+
+# Uploads go to a folder of the run's own, never into the checkout (tests
+# that look at the disk give each test a folder: the `stored_in` fixture).
+MEDIA_ROOT = tempfile.mkdtemp(prefix="chatstream-test-media-")
+atexit.register(shutil.rmtree, MEDIA_ROOT, ignore_errors=True)
 
 # The test servers speak plain HTTP on loopback.
 SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False

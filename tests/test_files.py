@@ -196,3 +196,8 @@ def test_two_uploads_at_once_cannot_both_take_the_last_of_the_quota(alice, store
         statuses = sorted(pool.map(lambda n: upload(alice, f"{n}.txt", b"x" * 2000).status_code, range(2)))
     assert statuses == [201, 413]
     assert len(on_disk(stored_in)) == 1
+
+
+def test_a_body_that_is_not_the_multipart_it_says_is_400(alice, stored_in):
+    response = alice.client.post("/api/files", content=b"x" * 100, headers={"Content-Type": "multipart/form-data"})
+    assert (response.status_code, error_code(response)) == (400, "invalid_upload")

@@ -13,6 +13,10 @@ from conversations.files.pdf import CHILD_MODULE, PdfText, UnreadablePdf, answer
 
 from .pdfs import bomb_pdf, encrypt, make_pdf, slow_pdf
 
+# The reader's own process: nothing here varies with Django, the stack or the
+# database, so it runs on one CI leg, with the end-to-end tests.
+pytestmark = pytest.mark.e2e
+
 MALFORMED = "The file is not a PDF that can be read: "
 
 

@@ -13,6 +13,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -107,6 +108,8 @@ def api_view(*methods: str, upload: bool = False) -> Callable:
                     response[name] = value
             except RequestDataTooBig:
                 response = _body_too_large()
+            except MultiPartParserError as exc:  # an upload's body that is not the multipart it says
+                response = error_response(400, "invalid_upload", f"The upload could not be read: {exc}")
             except DatabaseError:
                 response = _failed(request, 503, "database_unavailable", "The database is not answering; try again.")
                 response["Retry-After"] = "5"
