@@ -3,6 +3,7 @@
 const app = document.querySelector("#app");
 
 export const api = app.dataset.api; // api/conversations
+const filesApi = app.dataset.files; // api/files
 
 function csrfToken() {
   return document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1] ?? "";
@@ -17,10 +18,12 @@ export async function call(method, url, body, extra = {}) {
   });
   if (!response.ok) {
     const error = await response.json().catch(() => null);
-    throw new Error(error?.error?.message ?? `The server answered ${response.status}.`);
+    throw new Error(errorMessage(error, response.status));
   }
   return response;
 }
+
+const errorMessage = (body, status) => body?.error?.message ?? `The server answered ${status}.`;
 
 export const getJSON = async (url) => (await call("GET", url)).json();
 
@@ -38,3 +41,31 @@ export const exportUrl = (id, format) => `${api}/${id}/export?format=${format}`;
 export const turnUrl = (id, action) => app.dataset.cancel.replace("TURN", id).replace(/cancel$/, action);
 
 export const eventsUrl = (id) => app.dataset.events.replace("TURN", id);
+
+export const fileUrl = (id) => `${filesApi}/${id}`;
+
+export const fileContentUrl = (id) => `${fileUrl(id)}/content`;
+
+// One file sent as multipart/form-data. XMLHttpRequest, not fetch: only it
+// reports an upload's progress (`onProgress(fraction)`). Resolves with the
+// file's metadata; rejects with the server's message, or an AbortError once
+// `signal` aborts.
+export function uploadFile(file, { onProgress, signal }) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", filesApi);
+    request.setRequestHeader("X-CSRFToken", csrfToken());
+    request.responseType = "json";
+    request.upload.addEventListener("progress", (event) => event.lengthComputable && onProgress(event.loaded / event.total));
+    request.addEventListener("load", () => {
+      if (request.status === 201) resolve(request.response);
+      else reject(new Error(errorMessage(request.response, request.status)));
+    });
+    request.addEventListener("error", () => reject(new Error("The upload failed: the connection was lost.")));
+    request.addEventListener("abort", () => reject(new DOMException("The upload was cancelled.", "AbortError")));
+    signal.addEventListener("abort", () => request.abort());
+    const body = new FormData();
+    body.append("file", file);
+    request.send(body);
+  });
+}

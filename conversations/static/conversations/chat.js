@@ -3,7 +3,8 @@
 // streams, each on its own connection (stream.js, turns.js).
 import { addActions, setHandlers } from "./actions.js";
 import { api, call, conversationUrl, exportUrl, getJSON, openStream, turnUrl } from "./api.js";
-import { conversationModel, loadModels, messageModel, selectModel } from "./models.js";
+import { clearAttachments, setUpAttachments, uploaded, uploading } from "./attachments.js";
+import { blindModel, conversationModel, loadModels, messageModel, selectModel } from "./models.js";
 import { readOrNull, answerEvents, resume } from "./stream.js";
 import { setErrorHandler } from "./tools.js";
 import { Answer, STOPPED, describeSavedAnswer, metrics, showSavedAnswer, showUser, shownText } from "./turns.js";
@@ -179,7 +180,7 @@ function placeInOrder(items) {
   });
 }
 
-const showTurn = (turn) => (turn.role === "user" ? showUser(turn.content) : showSavedAnswer(turn));
+const showTurn = (turn) => (turn.role === "user" ? showUser(turn.content, null, turn.files) : showSavedAnswer(turn));
 
 // After an answer is saved: its id, versions and actions come from the server.
 async function refresh() {
@@ -204,7 +205,8 @@ function dropAfter(item) {
 
 const ownAnswer = () => [...streams].some((answer) => answer.own);
 
-async function send(content) {
+// `files`: the uploaded files' metadata (attachments.js), sent by id.
+async function send(content, files = []) {
   const model = messageModel();
   if (!current) {
     const created = await (await call("POST", api, { model: conversationModel() })).json();
@@ -212,10 +214,11 @@ async function send(content) {
     history.replaceState(null, "", `#${current}`);
     showHeader(created);
   }
-  showUser(content);
+  showUser(content, null, files);
   const url = `${conversationUrl(current)}/messages`;
-  const open = (signal) => openStream(url, { content, model }, signal);
-  await streamInto(new Answer({ asked: model, own: true }), open, () => send(content));
+  const body = files.length ? { content, model, files: files.map((file) => file.id) } : { content, model };
+  const open = (signal) => openStream(url, body, signal);
+  await streamInto(new Answer({ asked: model, own: true }), open, () => send(content, files));
 }
 
 async function regenerate(turn, item) {
@@ -231,7 +234,7 @@ async function edit(turn, item, content) {
   if (ownAnswer()) return;
   const model = messageModel();
   dropAfter(item);
-  const message = showUser(content, item);
+  const message = showUser(content, item, turn.files); // the edit keeps the question's files
   const open = (signal) => openStream(turnUrl(turn.id, "edit"), { content, model }, signal);
   await streamInto(new Answer({ asked: model, own: true }), open, () => edit(turn, message, content));
 }
@@ -290,10 +293,18 @@ async function streamInto(answer, open, retry) {
   }
 }
 
-// Send waits for this tab's own answer; Stop shows while any answer is read.
+// Send waits for this tab's own answer and for uploads; Stop shows while any
+// answer is read.
 function setStreaming() {
   stopButton.hidden = streams.size === 0;
-  sendButton.disabled = ownAnswer();
+  sendButton.disabled = ownAnswer() || uploading();
+  sendButton.title = uploading() ? "Waiting for the files to upload" : "";
+}
+
+// A message may be files alone: the text is required only without them.
+function attachmentsChanged() {
+  input.required = uploaded().length === 0;
+  setStreaming();
 }
 
 // Stop stops this tab's own answer (the newest), else the one it follows.
@@ -314,6 +325,7 @@ async function stop() {
 
 // --- wiring ----------------------------------------------------------------------
 
+setUpAttachments({ onChange: attachmentsChanged });
 setHandlers({
   switchTo: (turnId) => act(switchTo(turnId)),
   regenerate: (turn, item) => act(regenerate(turn, item)),
@@ -326,9 +338,16 @@ setErrorHandler(showError); // a tool call's Approve or Deny that failed
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const content = input.value.trim();
-  if (!content || ownAnswer()) return;
+  const files = uploaded();
+  if ((!content && !files.length) || ownAnswer() || uploading()) return;
+  const blind = files.some((file) => file.kind === "image") && blindModel();
+  if (blind) {
+    showError(new Error(`${blind} cannot see images: choose another model, or remove the images.`));
+    return;
+  }
   input.value = "";
-  act(send(content));
+  clearAttachments();
+  act(send(content, files));
 });
 input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

@@ -52,3 +52,11 @@ export function liveModelLabel(asked, upstreamId) {
   if (asked === AUTO) return `auto → ${name}`;
   return asked || name;
 }
+
+// The message's model when its catalogue entry says it cannot see images,
+// else null. "auto" leaves it to the router, which sends images to a model
+// that sees them; the server refuses an image a model cannot see anyway.
+export function blindModel() {
+  const name = messageModel() || catalogue.default;
+  return catalogue.models.find((entry) => entry.name === name)?.vision === false ? name : null;
+}

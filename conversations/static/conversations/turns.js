@@ -1,6 +1,7 @@
 // The turns on screen: a user's message, a saved answer, and an Answer being
 // streamed. Everything a model outputs goes in as textContent or sanitized
 // markdown, never as HTML of its own.
+import { sentFiles } from "./files.js";
 import { liveModelLabel, savedModelLabel } from "./models.js";
 import { LiveMarkdown, renderMarkdown } from "./render.js";
 import { ToolCard, savedOutput } from "./tools.js";
@@ -31,9 +32,13 @@ export function addTurn(role, replacing = null) {
   return item;
 }
 
-export function showUser(text, replacing = null) {
+// A user's message: its files (files.js) above its text.
+export function showUser(text, replacing = null, files = []) {
   const item = addTurn("user", replacing);
-  item.querySelector(".body").textContent = text;
+  const body = item.querySelector(".body");
+  body.textContent = text;
+  const shown = sentFiles(files);
+  if (shown) body.before(shown);
   shownText.set(item, text);
   return item;
 }
@@ -167,10 +172,14 @@ const ENDED = {
   budget_exceeded: "Stopped at the budget · ",
 };
 
+// The documents whose text the answer's prompt could not carry whole.
+const cutFiles = (cuts = []) =>
+  cuts.map((cut) => `Read ${Math.floor((100 * cut.chars_sent) / cut.chars)}% of ${cut.name} · `).join("");
+
 // A saved answer's meta line and state (also for a streamed one, once saved).
 export function describeSavedAnswer(item, turn) {
   const status = STOPPED.has(turn.finish_reason) ? "Stopped · " : (ENDED[turn.finish_reason] ?? "");
-  item.querySelector(".meta").textContent = status + metrics(turn, savedModelLabel(turn));
+  item.querySelector(".meta").textContent = status + cutFiles(turn.file_cuts) + metrics(turn, savedModelLabel(turn));
   item.classList.toggle("failed", turn.status === "failed");
 }
 
