@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from statistics import median
 
@@ -215,22 +214,12 @@ def fresh_database(url: str) -> None:
         admin.execute(f'CREATE DATABASE "{name}"')
 
 
-class Servers:
+class Servers(procs.Started):
     """The app, the peer and the fake upstream, with an API key for the app."""
 
     def __init__(self, work_dir: Path, layout: dict) -> None:
-        self.work_dir, self.layout, self.stack = work_dir, layout, ExitStack()
-
-    def __enter__(self) -> "Servers":
-        try:
-            self._start()
-        except BaseException:
-            self.stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stack.close()
+        super().__init__()
+        self.work_dir, self.layout = work_dir, layout
 
     def _start(self) -> None:
         tmp, measured = self.work_dir, self.layout["measured"]

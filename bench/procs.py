@@ -8,6 +8,7 @@ Linux only (/proc, sched_setaffinity).
 import json
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from harness.servers import HOST, PYTHON, ROOT, Service, free_port, popen, stop
@@ -74,3 +75,25 @@ def run_worker(module: str, spec: dict, *, work_dir: Path, cpus=None, timeout: f
     if proc.returncode != 0:
         raise RuntimeError(f"{module} failed with exit status {proc.returncode}")
     return json.loads(out_path.read_text()), peaks
+
+
+class Started:
+    """Processes started together (`_start`, entering each into `self.stack`)
+    and stopped together, however starting them ends."""
+
+    def __init__(self) -> None:
+        self.stack = ExitStack()
+
+    def __enter__(self):
+        try:
+            self._start()
+        except BaseException:
+            self.stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.close()
+
+    def _start(self) -> None:
+        raise NotImplementedError

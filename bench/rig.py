@@ -25,7 +25,6 @@ import json
 import os
 import subprocess
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -114,27 +113,16 @@ def app_server(
     return procs.Service(f"{server} {port}", argv, port, log_dir=log_dir, env=env, cpus=cpus)
 
 
-class Rig:
+class Rig(procs.Started):
     """The running processes, and rounds of streams against them."""
 
     def __init__(self, size: dict, layout: dict, work_dir: Path, server: str = "uvicorn", app_stack: str | None = None):
         """`app_stack`: serve the app on that stack of harness/stacks.py, and
         leave the plain relay out (bench/stacks.py); None: the project as it
         ships, with the plain relay beside it (bench/relay.py)."""
+        super().__init__()
         self.size, self.layout, self.work_dir, self.server = size, layout, work_dir, server
         self.app_stack = app_stack
-        self.stack = ExitStack()
-
-    def __enter__(self) -> "Rig":
-        try:
-            self._start()
-        except BaseException:
-            self.stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stack.close()
 
     def _start(self) -> None:
         harness, tmp = self.layout["harness"], self.work_dir
