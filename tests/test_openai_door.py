@@ -25,6 +25,16 @@ def test_models_are_listed(sdk, upstream):
     assert [model.id for model in sdk.models.list()] == ["fake-model"]
 
 
+def test_a_model_is_retrieved_and_an_unknown_one_is_openais_404(sdk, upstream, settings):
+    settings.LLM_MODELS = {"fake-model": {"model": "fake-model"}, "org/big": {"model": "big"}}
+    model = sdk.models.retrieve("fake-model")
+    assert (model.id, model.object, model.created, model.owned_by) == ("fake-model", "model", 0, "openai")
+    assert sdk.models.retrieve("org/big").id == "org/big"  # a name with a slash, as vLLM's often are
+    with pytest.raises(openai.NotFoundError) as refused:
+        sdk.models.retrieve("gpt-nope")
+    assert (refused.value.code, refused.value.type) == ("model_not_found", "invalid_request_error")
+
+
 def test_a_whole_completion_is_saved_with_the_clients_prompt(sdk, upstream):
     raw = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES, temperature=0.2)
     completion = raw.parse()
@@ -164,6 +174,38 @@ def test_a_malformed_request_is_an_openai_shaped_400(sdk, upstream, settings, op
         param,
     )
     assert not upstream.calls and not Turn.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"logprobs": False, "top_logprobs": 3}, "top_logprobs")],
+)
+def test_what_the_door_cannot_honour_is_refused_not_dropped(sdk, upstream, options, param):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="fake-model", messages=MESSAGES, **options)
+    assert (refused.value.code, refused.value.type, refused.value.param) == (
+        "unsupported_parameter",
+        "invalid_request_error",
+        param,
+    )
+    assert not upstream.calls and not Turn.objects.exists()
+    sdk.chat.completions.create(model="fake-model", messages=MESSAGES, n=1, logprobs=False)  # what it can do
+    assert len(upstream.calls) == 1
+
+
+def test_estimated_usage_says_so_and_reported_usage_does_not(sdk, upstream):
+    whole = sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert whole.usage is not None and not hasattr(whole.usage, "chatstream_estimated")
+    upstream.behaviour = Behaviour(usage_chunk=False)  # the server counts nothing: chatstream does
+    whole = sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert whole.usage is not None and whole.usage.chatstream_estimated is True and whole.usage.completion_tokens == 20
+    streamed = list(
+        sdk.chat.completions.create(
+            model="fake-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    usage = streamed[-1].usage
+    assert usage is not None and usage.chatstream_estimated is True and usage.completion_tokens == 20
 
 
 def test_every_message_and_the_whole_prompt_are_held_to_the_apis_limits(sdk, upstream, settings):

@@ -1,5 +1,5 @@
 """An OpenAI-compatible door: `POST v1/chat/completions` (streamed and not)
-and `GET v1/models`, so any OpenAI SDK client talks through chatstream with
+and `GET v1/models` (and `v1/models/<id>`), so any OpenAI SDK client talks through chatstream with
 a chatstream API key as its `api_key`, and its turns are saved, limited,
 budgeted, priced, reviewable in the admin and resumable like any other.
 
@@ -19,7 +19,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .. import answering, services
-from ..catalogue import catalogue, chosen_model
+from ..catalogue import ModelEntry, catalogue, chosen_model
 from ..exceptions import ApiError
 from ..live import LiveAnswer
 from ..models import Conversation, Turn
@@ -37,9 +37,22 @@ MEMORY_HEADER = "X-Chatstream-Memory"  # "on": the conversation's memory goes wi
 
 @api_view("GET")
 async def models(request: HttpRequest, user) -> HttpResponse:
-    entries = catalogue().values()
-    data = [{"id": entry.name, "object": "model", "created": 0, "owned_by": entry.provider} for entry in entries]
+    data = [_model_object(entry) for entry in catalogue().values()]
     return JsonResponse({"object": "list", "data": data})
+
+
+@api_view("GET")
+async def model(request: HttpRequest, user, model_id: str) -> HttpResponse:
+    """One model of the catalogue; an unknown one is 404 as OpenAI says it."""
+    entry = catalogue().get(model_id)
+    if entry is None:
+        message = f"The model `{model_id}` does not exist or you do not have access to it."
+        raise ApiError(404, "model_not_found", message, details={"type": "invalid_request_error", "param": None})
+    return JsonResponse(_model_object(entry))
+
+
+def _model_object(entry: ModelEntry) -> dict[str, Any]:
+    return {"id": entry.name, "object": "model", "created": 0, "owned_by": entry.provider}
 
 
 @api_view("POST")
@@ -136,6 +149,12 @@ async def _whole(answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
                 "finish_reason": FINISH_REASONS.get(turn.finish_reason, turn.finish_reason),
             }
         ],
-        "usage": openai_usage(turn.tokens_in, turn.tokens_out, turn.tokens_cached, turn.tokens_reasoning),
+        "usage": openai_usage(
+            turn.tokens_in,
+            turn.tokens_out,
+            turn.tokens_cached,
+            turn.tokens_reasoning,
+            turn.usage_source == Turn.UsageSource.ESTIMATED,
+        ),
     }
     return _with_headers(JsonResponse(completion), turn, names)
