@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from conversations.models import Conversation, Turn
-from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script
+from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script, tool_calls_behaviour
 
 from .helpers import read_events, wait_for_answer
 
@@ -254,3 +254,80 @@ def test_a_whole_completion_is_not_stored_by_caches(sdk, upstream):
         model="fake-model", messages=MESSAGES, stream=True
     ) as streamed:
         assert streamed.headers["Cache-Control"] == "no-cache, no-transform"
+
+
+# --- retries and the client's tool loop -------------------------------------------------
+
+
+def _turns(conversation_id: str) -> list[tuple[str, str]]:
+    return list(Turn.objects.filter(conversation_id=conversation_id).values_list("role", "status"))
+
+
+def test_an_sdks_retries_of_a_failed_call_save_its_question_once(sdk, upstream, settings):
+    settings.LLM_RETRIES = 0
+    upstream.behaviour = Behaviour(status=502)
+    with pytest.raises(openai.InternalServerError):
+        sdk.with_options(max_retries=2).chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert len(upstream.calls) == 3 and Conversation.objects.count() == 1
+    (conversation_id,) = Conversation.objects.values_list("pk", flat=True)
+    assert sorted(_turns(conversation_id)) == [("assistant", "failed")] * 3 + [("user", "complete")]
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_a_retry_that_succeeds_answers_the_same_question(sdk, alice, upstream, settings, named):
+    settings.LLM_RETRIES = 0
+    headers = {"X-Chatstream-Conversation": alice.new_conversation()} if named else {}
+    upstream.behaviour = Behaviour(status=502, fail_first=1)
+    raw = sdk.with_options(max_retries=2).chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, extra_headers=headers
+    )
+    conversation_id = raw.headers["X-Chatstream-Conversation"]
+    assert raw.parse().choices[0].message.content == "".join(f"t{i} " for i in range(20))
+    assert len(upstream.calls) == 2 and Conversation.objects.count() == 1
+    assert sorted(_turns(conversation_id)) == [("assistant", "complete"), ("assistant", "failed"), ("user", "complete")]
+    question = Turn.objects.get(conversation_id=conversation_id, role="user")
+    assert str(question.reply_id) == raw.headers["X-Chatstream-Turn"]  # the shown answer: the one that worked
+    again = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES, extra_headers=headers)
+    assert again.headers["X-Chatstream-Conversation"] != conversation_id or named  # a new call: a new question
+    assert Turn.objects.filter(role="user").count() == 2
+
+
+def test_a_retry_of_an_answered_call_gets_that_answer_without_a_model_call(sdk, alice, upstream):
+    headers = {"X-Chatstream-Conversation": alice.new_conversation()}
+    first = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES, extra_headers=headers)
+    retry = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, extra_headers={**headers, "X-Stainless-Retry-Count": "1"}
+    )
+    assert retry.headers["X-Chatstream-Turn"] == first.headers["X-Chatstream-Turn"] and len(upstream.calls) == 1
+    assert retry.parse().choices[0].message.content == first.parse().choices[0].message.content
+
+
+def test_a_client_tool_loop_step_carries_on_the_same_question(sdk, alice, upstream):
+    headers = {"X-Chatstream-Conversation": alice.new_conversation()}
+    upstream.next_calls.append(tool_calls_behaviour(("call_7", "get_weather", {"city": "Paris"})))
+    asked = sdk.chat.completions.create(model="fake-model", messages=MESSAGES, tools=TOOLS, extra_headers=headers)
+    (call,) = asked.choices[0].message.tool_calls or []
+    step = [
+        *MESSAGES,
+        asked.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "18°C"},
+    ]
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=step, tools=TOOLS, extra_headers=headers
+    )
+    assert raw.parse().choices[0].message.content and upstream.calls[-1].body["messages"] == step
+    turns = Turn.objects.filter(conversation_id=headers["X-Chatstream-Conversation"])
+    question = turns.get(role="user")
+    assert question.content == "Weather in Paris?" and turns.filter(role="assistant").count() == 2
+    assert str(question.reply_id) == raw.headers["X-Chatstream-Turn"]  # the loop's latest answer is the one shown
+    assert set(turns.filter(role="assistant").values_list("parent", flat=True)) == {question.pk}
+
+
+def test_a_retry_after_a_client_timeout_saves_the_question_once(sdk, upstream):
+    upstream.next_calls.extend([Behaviour(first_token_delay=3), Behaviour()])
+    raw = sdk.with_options(max_retries=1, timeout=1).chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES
+    )
+    assert raw.parse().choices[0].message.content == "".join(f"t{i} " for i in range(20))
+    question = Turn.objects.get(role="user")  # the only one
+    assert str(question.reply_id) == raw.headers["X-Chatstream-Turn"] and Conversation.objects.count() == 1

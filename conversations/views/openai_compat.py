@@ -5,7 +5,8 @@ budgeted, priced, reviewable in the admin and resumable like any other.
 
 The client's `messages` are the whole prompt (chatstream's history is not
 added, nor its memory unless `X-Chatstream-Memory: on` asks); its last user
-message is the turn saved. A
+message is the turn saved, unless the call carries on an earlier one (an
+SDK's retry, a step of the client's tool loop: openai_followups.py). A
 conversation is named by `X-Chatstream-Conversation`, or made per call; the
 response names both it and the answer's turn (`X-Chatstream-Turn`), so a
 client can resume with `GET api/turns/<id>/events`. Streamed chunks are
@@ -19,12 +20,14 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .. import answering, services
+from ..answering import Version
 from ..catalogue import ModelEntry, catalogue, chosen_model
 from ..exceptions import ApiError
 from ..live import LiveAnswer
 from ..models import Conversation, Turn
 from ..storage.threads import run_db
 from ..wire.openai_chunks import FINISH_REASONS, ChunkWire, openai_usage
+from . import openai_followups as followups
 from .bodies import idempotency_key
 from .errors import api_view, parse_id
 from .openai_request import PASSED_ON, chat_request, last_user_text
@@ -59,18 +62,45 @@ def _model_object(entry: ModelEntry) -> dict[str, Any]:
 async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     received_at = time.monotonic()
     body = chat_request(request)
+    question = last_user_text(body["messages"])
     key = idempotency_key(request)
-    conversation_id = await _conversation(request, user, key)
-    message = answering.NewMessage(
-        content=last_user_text(body["messages"]),
-        idempotency_key=key,
+    # A door-made conversation's question keeps a key of the request's, for its retries to find.
+    own_key = key or ("" if request.headers.get(CONVERSATION_HEADER) else followups.request_key(request, user))
+    conversation_id = await _conversation(request, user, key, own_key)
+    names = {"model": body["model"], "conversation": conversation_id}
+    earlier = await followups.find(request, user, conversation_id, body["messages"], question)
+    if isinstance(earlier, Turn):
+        answer: LiveAnswer | Turn = earlier  # a retry's earlier attempt's answer, complete
+    else:
+        message = _message(request, body, question, own_key, earlier)
+        answer = await _send(request, user, conversation_id, message, received_at)
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return _streamed(answer, names, include_usage)
+    return await _whole(answer, names)
+
+
+def _message(
+    request: HttpRequest, body: dict, question: str, own_key: str, version: Version | None
+) -> answering.NewMessage:
+    """The client's prompt as the message to answer: a new question, or a
+    new version of the answer it carries on (openai_followups.py)."""
+    return answering.NewMessage(
+        content=question,
+        idempotency_key=own_key if version is None else "",  # a key names one saved question
         model_name=chosen_model(body["model"], auto=True),
         prompt=body["messages"],
         with_memory=request.headers.get(MEMORY_HEADER, "").lower() in ("on", "true", "1"),
         request_options={name: body[name] for name in PASSED_ON if name in body},
+        version=version,
     )
+
+
+async def _send(
+    request: HttpRequest, user, conversation_id: uuid.UUID, message: answering.NewMessage, received_at: float
+) -> LiveAnswer | Turn:
     try:
-        answer = await answering.send_message(
+        return await answering.send_message(
             owner=user,
             conversation_id=conversation_id,
             message=message,
@@ -79,25 +109,24 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
         )
     except Conversation.DoesNotExist:
         raise ApiError(404, "conversation_not_found", "No conversation with that id belongs to you.") from None
-    names = {"model": body["model"], "conversation": conversation_id}
-    if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return _streamed(answer, names, include_usage)
-    return await _whole(answer, names)
 
 
-async def _conversation(request: HttpRequest, user, key: str) -> uuid.UUID:
+async def _conversation(request: HttpRequest, user, key: str, own_key: str) -> uuid.UUID:
     """The header's conversation; else, for an Idempotency-Key, the one
     conversation that key names for this user (made by its first call, so a
-    repeat finds the first call's message and gets its answer); else a new one."""
+    repeat finds the first call's message and gets its answer); else, for an
+    SDK's retry, the one its first attempt made (openai_followups.py); else
+    a new one."""
     given = request.headers.get(CONVERSATION_HEADER)
     if given:
         return parse_id(given)
     if key:
-        conversation = await run_db(services.conversation_for_key, owner=user, key=key)
-    else:
-        conversation = await run_db(services.create_conversation, owner=user)
-    return conversation.pk
+        return (await run_db(services.conversation_for_key, owner=user, key=key)).pk
+    if followups.is_retry(request):
+        made = await run_db(followups.conversation_of_request, owner=user, key=own_key)
+        if made is not None:
+            return made
+    return (await run_db(services.create_conversation, owner=user)).pk
 
 
 # --- streamed ------------------------------------------------------------------------
