@@ -331,3 +331,14 @@ def test_a_retry_after_a_client_timeout_saves_the_question_once(sdk, upstream):
     assert raw.parse().choices[0].message.content == "".join(f"t{i} " for i in range(20))
     question = Turn.objects.get(role="user")  # the only one
     assert str(question.reply_id) == raw.headers["X-Chatstream-Turn"] and Conversation.objects.count() == 1
+
+
+def test_only_a_retry_of_the_same_request_is_taken_for_one(sdk, alice, upstream):
+    headers = {"X-Chatstream-Conversation": alice.new_conversation()}
+    sdk.chat.completions.create(model="fake-model", messages=MESSAGES, extra_headers=headers)
+    sdk.chat.completions.create(model="fake-model", messages=MESSAGES, extra_headers=headers)  # sent again on purpose
+    # Its first attempt refused before anything was saved (a 429, say): same last words, another prompt.
+    other = [*MESSAGES[:1], *MESSAGES[3:]]
+    retry = {**headers, "X-Stainless-Retry-Count": "1"}
+    sdk.chat.completions.create(model="fake-model", messages=other, extra_headers=retry)
+    assert len(upstream.calls) == 3 and Turn.objects.filter(role="user").count() == 3

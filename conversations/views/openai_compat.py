@@ -64,15 +64,15 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     body = chat_request(request)
     question = last_user_text(body["messages"])
     key = idempotency_key(request)
-    # A door-made conversation's question keeps a key of the request's, for its retries to find.
-    own_key = key or ("" if request.headers.get(CONVERSATION_HEADER) else followups.request_key(request, user))
+    # The question keeps the client's key, or one of the request's, for its retries to find.
+    own_key = key or followups.request_key(request, user)
     conversation_id = await _conversation(request, user, key, own_key)
     names = {"model": body["model"], "conversation": conversation_id}
-    earlier = await followups.find(request, user, conversation_id, body["messages"], question)
-    if isinstance(earlier, Turn):
-        answer: LiveAnswer | Turn = earlier  # a retry's earlier attempt's answer, complete
+    carried = await followups.find(request, user, conversation_id, body["messages"], own_key)
+    if isinstance(carried, Turn):
+        answer: LiveAnswer | Turn = carried  # a retry's earlier attempt's answer, complete
     else:
-        message = _message(request, body, question, own_key, earlier)
+        message = _message(request, body, question, carried)
         answer = await _send(request, user, conversation_id, message, received_at)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -80,14 +80,13 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     return await _whole(answer, names)
 
 
-def _message(
-    request: HttpRequest, body: dict, question: str, own_key: str, version: Version | None
-) -> answering.NewMessage:
-    """The client's prompt as the message to answer: a new question, or a
-    new version of the answer it carries on (openai_followups.py)."""
+def _message(request: HttpRequest, body: dict, question: str, carried: Version | str) -> answering.NewMessage:
+    """The client's prompt as the message to answer: a new version of the
+    answer it carries on, or a new question with its key (openai_followups.py)."""
+    version = carried if isinstance(carried, Version) else None
     return answering.NewMessage(
         content=question,
-        idempotency_key=own_key if version is None else "",  # a key names one saved question
+        idempotency_key="" if isinstance(carried, Version) else carried,  # a key names one saved question
         model_name=chosen_model(body["model"], auto=True),
         prompt=body["messages"],
         with_memory=request.headers.get(MEMORY_HEADER, "").lower() in ("on", "true", "1"),

@@ -3,14 +3,15 @@ saved twice:
 
 - an SDK's retry: the official SDKs retry a failed non-streamed call (two
   retries by default) with the same body and `X-Stainless-Retry-Count: N`
-  (0 on the first attempt), and no Idempotency-Key. A retry (N above 0)
-  whose conversation's newest question has the same text is that
-  question's: its answer, if live or complete (the client lost the response,
-  not the answer), else a new version of it (a failed or cut answer, made
-  again). Without `X-Chatstream-Conversation` the door makes a conversation
-  per call, so each such call's question keeps a key of its own, derived
-  from the user and the body (`request_key`): the retry finds the first
-  attempt's conversation by it.
+  (0 on the first attempt), and no Idempotency-Key. So a door call's
+  question keeps, as its idempotency key, the client's or one derived from
+  the user and the body (`request_key`), and a retry (N above 0) finds the
+  question by it: its answer if it completed (the client lost the response,
+  not the answer; one still live is waited for), else a new version of it
+  (a failed or cut answer, made again). Without `X-Chatstream-Conversation`
+  the door makes a conversation per call: the retry finds the first
+  attempt's by the key too. A new call (N = 0) with a body already sent to
+  the conversation is a new question, its key suffixed.
 - a step of the client's own tool loop: messages that end with a tool
   result carry on the answer that asked for the tool (found by the call's
   id among the conversation's newest answers). The step's answer is a new
@@ -34,16 +35,18 @@ from ..storage.threads import run_db
 from .whole import finished_turn
 
 RETRY_HEADER = "X-Stainless-Retry-Count"  # the official SDKs' attempt number, 0 first
+REQUEST_KEY_PREFIX = "request:"
 TOOL_STEP_LOOKBACK = 20  # the newest answers searched for the tool call a step's result answers
 
 
 @dataclass(frozen=True)
 class Followup:
     """What a call carries on: a saved answer to make again, or the answer
-    (live or saved) an earlier attempt of this call got."""
+    an earlier attempt of this call got; else the key its question keeps."""
 
     again: Turn | None = None
     reply_id: uuid.UUID | None = None
+    key: str = ""
 
 
 def is_retry(request: HttpRequest) -> bool:
@@ -52,11 +55,11 @@ def is_retry(request: HttpRequest) -> bool:
 
 
 def request_key(request: HttpRequest, user: AbstractBaseUser) -> str:
-    """The key a door-made conversation's question keeps: the same for every
-    attempt of one call (same user, same body), and no easier to guess than
-    SECRET_KEY."""
+    """The key a door call's question keeps when its client sent none: the
+    same for every attempt of one call (same user, same body), and no easier
+    to guess than SECRET_KEY."""
     digest = salted_hmac("chatstream.door-request", f"{user.pk}\n".encode() + request.body, algorithm="sha256")
-    return f"request:{digest.hexdigest()}"
+    return f"{REQUEST_KEY_PREFIX}{digest.hexdigest()}"
 
 
 def conversation_of_request(*, owner: AbstractBaseUser, key: str) -> uuid.UUID | None:
@@ -66,19 +69,23 @@ def conversation_of_request(*, owner: AbstractBaseUser, key: str) -> uuid.UUID |
 
 
 def followup(
-    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, messages: list[dict], question: str, retry: bool
-) -> Followup | None:
-    """What this call carries on in the conversation, if anything (see the
-    module's docstring); None: a new question, saved as any other."""
+    *, owner: AbstractBaseUser, conversation_id: uuid.UUID, messages: list[dict], key: str, retry: bool
+) -> Followup:
+    """What this call carries on in the conversation (see the module's
+    docstring), or the key of its new question."""
     turns = Turn.objects.filter(conversation_id=conversation_id, conversation__owner_id=owner.pk).order_by("-position")
     step_of = _asked_for_tool(turns, messages)
-    if retry:
-        asked = turns.filter(role=Turn.Role.USER).values("content", "reply_id").first()
-        # A tool step's retry: its question's reply is the step's earlier attempt, not the answer it carries on.
-        carried_on = step_of.pk if step_of is not None else None
-        if asked and asked["content"] == question and asked["reply_id"] not in (None, carried_on):
-            return Followup(reply_id=asked["reply_id"])
-    return Followup(again=step_of) if step_of is not None else None
+    implicit = key.startswith(REQUEST_KEY_PREFIX)
+    # The newest question this call's key (a request key: or a suffixed one, below) names.
+    by_key = {"idempotency_key__startswith": key} if implicit else {"idempotency_key": key}
+    reply_id = turns.filter(role=Turn.Role.USER, **by_key).values_list("reply_id", flat=True).first()
+    # A tool step's retry: its question's reply is the step's earlier attempt, not the answer it carries on.
+    if retry and reply_id is not None and reply_id != (step_of.pk if step_of is not None else None):
+        return Followup(reply_id=reply_id)
+    if step_of is not None:
+        return Followup(again=step_of)
+    # A request key already taken: the same body sent on purpose again, a new question of its own.
+    return Followup(key=f"{key}:{uuid.uuid4().hex[:8]}" if implicit and reply_id is not None else key)
 
 
 def _asked_for_tool(turns: QuerySet[Turn], messages: list[dict]) -> Turn | None:
@@ -92,31 +99,25 @@ def _asked_for_tool(turns: QuerySet[Turn], messages: list[dict]) -> Turn | None:
     return None
 
 
-async def earlier_answer(owner: AbstractBaseUser, found: Followup) -> Turn | Version:
+async def earlier_answer(owner: AbstractBaseUser, reply_id: uuid.UUID) -> Turn | Version:
     """The earlier attempt's answer if it stands (complete), else the version
     to make: that answer again. One still live is waited for: the attempt's
     client left (a timeout), and the answer may yet be cancelled for it."""
-    if found.again is not None:
-        return Version(Version.REGENERATE, found.again)
-    assert found.reply_id is not None
-    answer = await selectors.find_answer(owner=owner, turn_id=found.reply_id)
+    answer = await selectors.find_answer(owner=owner, turn_id=reply_id)
     if answer is None:  # not findable yet: its row is a moment from committed
-        answer = await answer_to_repeat(owner, found.reply_id)
+        answer = await answer_to_repeat(owner, reply_id)
     turn = answer if isinstance(answer, Turn) else await finished_turn(answer)
     return turn if turn.status == Turn.Status.COMPLETE else Version(Version.REGENERATE, turn)
 
 
 async def find(
-    request: HttpRequest, owner: AbstractBaseUser, conversation_id: uuid.UUID, messages: list[dict], question: str
-) -> Turn | Version | None:
-    """The answer this call gets without a new question, or the version of
-    an answer it makes; None: a new question."""
+    request: HttpRequest, owner: AbstractBaseUser, conversation_id: uuid.UUID, messages: list[dict], key: str
+) -> Turn | Version | str:
+    """The answer this call gets without a new question; or the version of
+    an answer it makes; or, for a new question, the key it keeps."""
     found = await run_db(
-        followup,
-        owner=owner,
-        conversation_id=conversation_id,
-        messages=messages,
-        question=question,
-        retry=is_retry(request),
+        followup, owner=owner, conversation_id=conversation_id, messages=messages, key=key, retry=is_retry(request)
     )
-    return None if found is None else await earlier_answer(owner, found)
+    if found.reply_id is not None:
+        return await earlier_answer(owner, found.reply_id)
+    return Version(Version.REGENERATE, found.again) if found.again is not None else found.key
