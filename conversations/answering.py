@@ -340,7 +340,7 @@ async def _start_answer(
     try:
         prepared = await asyncio.shield(start)
     except DuplicateMessage as duplicate:
-        return await _answer_to_repeat(owner, duplicate.reply_id)
+        return await answer_to_repeat(owner, duplicate.reply_id)
     except asyncio.CancelledError:
         await answer_abandoned(start, trace_id, received_at)
         raise
@@ -396,7 +396,7 @@ async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, message: N
     return route
 
 
-async def _answer_to_repeat(owner: AbstractBaseUser, reply_id: uuid.UUID) -> LiveAnswer | Turn:
+async def answer_to_repeat(owner: AbstractBaseUser, reply_id: uuid.UUID) -> LiveAnswer | Turn:
     # The first message's answer may not be findable yet: its row is
     # committed a moment before its process starts and shares the answer.
     for _ in range(REPEAT_LOOKUPS):

@@ -38,6 +38,7 @@ api_urlpatterns = [
 openai_urlpatterns = [
     path("chat/completions", openai_compat.chat_completions, name="chat-completions"),
     path("models", openai_compat.models, name="models"),
+    path("models/<path:model_id>", openai_compat.model, name="model"),  # a name may hold a slash
     re_path(r"", errors.api_not_found, name="root"),
 ]
 

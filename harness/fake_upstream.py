@@ -44,6 +44,7 @@ class Behaviour:
     reasoning_tokens: int = 0  # the first this many tokens go as `reasoning_content`
     script: list[dict] | None = None  # the deltas to send, one a chunk (see the shapes below)
     usage: dict | None = None  # the usage chunk (default: prompt and completion tokens only)
+    usage_chunk: bool = True  # False: no usage chunk even when asked, as some servers do
     stamp: bool = False  # each token says when it was sent: "t7@<time.monotonic()> " (bench: send-to-receipt delay)
     huge_event: int = 0  # after the tokens, one event of about this many bytes, sent 16 KiB at a time
 
@@ -165,7 +166,7 @@ class FakeUpstream:
             await _send_huge_event(send, call, _event(_chunk(model, {"content": "x" * behaviour.huge_event})))
         if behaviour.finish_reason is not None:
             await _send_body(send, _event(_chunk(model, {}, behaviour.finish_reason)))
-            if call.body.get("stream_options", {}).get("include_usage"):
+            if behaviour.usage_chunk and call.body.get("stream_options", {}).get("include_usage"):
                 usage = behaviour.usage or {
                     "prompt_tokens": 11,
                     "completion_tokens": len(deltas),

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from conversations.models import Conversation, Turn
-from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script
+from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script, tool_calls_behaviour
 
 from .helpers import read_events, wait_for_answer
 
@@ -23,6 +23,16 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 
 def test_models_are_listed(sdk, upstream):
     assert [model.id for model in sdk.models.list()] == ["fake-model"]
+
+
+def test_a_model_is_retrieved_and_an_unknown_one_is_openais_404(sdk, upstream, settings):
+    settings.LLM_MODELS = {"fake-model": {"model": "fake-model"}, "org/big": {"model": "big"}}
+    model = sdk.models.retrieve("fake-model")
+    assert (model.id, model.object, model.created, model.owned_by) == ("fake-model", "model", 0, "openai")
+    assert sdk.models.retrieve("org/big").id == "org/big"  # a name with a slash, as vLLM's often are
+    with pytest.raises(openai.NotFoundError) as refused:
+        sdk.models.retrieve("gpt-nope")
+    assert (refused.value.code, refused.value.type) == ("model_not_found", "invalid_request_error")
 
 
 def test_a_whole_completion_is_saved_with_the_clients_prompt(sdk, upstream):
@@ -166,6 +176,38 @@ def test_a_malformed_request_is_an_openai_shaped_400(sdk, upstream, settings, op
     assert not upstream.calls and not Turn.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"logprobs": False, "top_logprobs": 3}, "top_logprobs")],
+)
+def test_what_the_door_cannot_honour_is_refused_not_dropped(sdk, upstream, options, param):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="fake-model", messages=MESSAGES, **options)
+    assert (refused.value.code, refused.value.type, refused.value.param) == (
+        "unsupported_parameter",
+        "invalid_request_error",
+        param,
+    )
+    assert not upstream.calls and not Turn.objects.exists()
+    sdk.chat.completions.create(model="fake-model", messages=MESSAGES, n=1, logprobs=False)  # what it can do
+    assert len(upstream.calls) == 1
+
+
+def test_estimated_usage_says_so_and_reported_usage_does_not(sdk, upstream):
+    whole = sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert whole.usage is not None and not hasattr(whole.usage, "chatstream_estimated")
+    upstream.behaviour = Behaviour(usage_chunk=False)  # the server counts nothing: chatstream does
+    whole = sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert whole.usage is not None and whole.usage.chatstream_estimated is True and whole.usage.completion_tokens == 20
+    streamed = list(
+        sdk.chat.completions.create(
+            model="fake-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    usage = streamed[-1].usage
+    assert usage is not None and usage.chatstream_estimated is True and usage.completion_tokens == 20
+
+
 def test_every_message_and_the_whole_prompt_are_held_to_the_apis_limits(sdk, upstream, settings):
     settings.CHATSTREAM_MAX_MESSAGE_CHARS, settings.LLM_CONTEXT_TOKENS = 100, 60
     long_system = [{"role": "system", "content": "x" * 101}, {"role": "user", "content": "Hi"}]
@@ -212,3 +254,92 @@ def test_a_whole_completion_is_not_stored_by_caches(sdk, upstream):
         model="fake-model", messages=MESSAGES, stream=True
     ) as streamed:
         assert streamed.headers["Cache-Control"] == "no-cache, no-transform"
+
+
+# --- retries and the client's tool loop -------------------------------------------------
+
+
+def _turns(conversation_id: str) -> list[tuple[str, str]]:
+    return list(Turn.objects.filter(conversation_id=conversation_id).values_list("role", "status"))
+
+
+def test_an_sdks_retries_of_a_failed_call_save_its_question_once(sdk, upstream, settings):
+    settings.LLM_RETRIES = 0
+    upstream.behaviour = Behaviour(status=502)
+    with pytest.raises(openai.InternalServerError):
+        sdk.with_options(max_retries=2).chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert len(upstream.calls) == 3 and Conversation.objects.count() == 1
+    (conversation_id,) = Conversation.objects.values_list("pk", flat=True)
+    assert sorted(_turns(conversation_id)) == [("assistant", "failed")] * 3 + [("user", "complete")]
+
+
+@pytest.mark.parametrize("named", ["", "X-Chatstream-Conversation", "Idempotency-Key"])
+def test_a_retry_that_succeeds_answers_the_same_question(sdk, alice, upstream, settings, named):
+    settings.LLM_RETRIES = 0
+    value = alice.new_conversation() if named == "X-Chatstream-Conversation" else "order-7"
+    headers = {named: value} if named else {}
+    upstream.behaviour = Behaviour(status=502, fail_first=1)
+    raw = sdk.with_options(max_retries=2).chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, extra_headers=headers
+    )
+    conversation_id = raw.headers["X-Chatstream-Conversation"]
+    assert raw.parse().choices[0].message.content == "".join(f"t{i} " for i in range(20))
+    assert len(upstream.calls) == 2 and Conversation.objects.count() == 1
+    assert sorted(_turns(conversation_id)) == [("assistant", "complete"), ("assistant", "failed"), ("user", "complete")]
+    question = Turn.objects.get(conversation_id=conversation_id, role="user")
+    assert str(question.reply_id) == raw.headers["X-Chatstream-Turn"]  # the shown answer: the one that worked
+    sdk.chat.completions.create(model="fake-model", messages=MESSAGES, extra_headers=headers)
+    if named != "Idempotency-Key":  # a new call: a new question (a key's repeat gets the first answer)
+        assert Turn.objects.filter(role="user").count() == 2
+
+
+def test_a_retry_of_an_answered_call_gets_that_answer_without_a_model_call(sdk, alice, upstream):
+    headers = {"X-Chatstream-Conversation": alice.new_conversation()}
+    first = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES, extra_headers=headers)
+    retry = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, extra_headers={**headers, "X-Stainless-Retry-Count": "1"}
+    )
+    assert retry.headers["X-Chatstream-Turn"] == first.headers["X-Chatstream-Turn"] and len(upstream.calls) == 1
+    assert retry.parse().choices[0].message.content == first.parse().choices[0].message.content
+
+
+def test_a_client_tool_loop_step_carries_on_the_same_question(sdk, alice, upstream):
+    headers = {"X-Chatstream-Conversation": alice.new_conversation()}
+    upstream.next_calls.append(tool_calls_behaviour(("call_7", "get_weather", {"city": "Paris"})))
+    asked = sdk.chat.completions.create(model="fake-model", messages=MESSAGES, tools=TOOLS, extra_headers=headers)
+    (call,) = asked.choices[0].message.tool_calls or []
+    step = [
+        *MESSAGES,
+        asked.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "18°C"},
+    ]
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=step, tools=TOOLS, extra_headers=headers
+    )
+    assert raw.parse().choices[0].message.content and upstream.calls[-1].body["messages"] == step
+    turns = Turn.objects.filter(conversation_id=headers["X-Chatstream-Conversation"])
+    question = turns.get(role="user")
+    assert question.content == "Weather in Paris?" and turns.filter(role="assistant").count() == 2
+    assert str(question.reply_id) == raw.headers["X-Chatstream-Turn"]  # the loop's latest answer is the one shown
+    assert set(turns.filter(role="assistant").values_list("parent", flat=True)) == {question.pk}
+
+
+def test_a_retry_after_a_client_timeout_saves_the_question_once(sdk, upstream):
+    upstream.next_calls.extend([Behaviour(first_token_delay=3), Behaviour()])
+    raw = sdk.with_options(max_retries=1, timeout=1).chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES
+    )
+    assert raw.parse().choices[0].message.content == "".join(f"t{i} " for i in range(20))
+    question = Turn.objects.get(role="user")  # the only one
+    assert str(question.reply_id) == raw.headers["X-Chatstream-Turn"] and Conversation.objects.count() == 1
+
+
+def test_only_a_retry_of_the_same_request_is_taken_for_one(sdk, alice, upstream):
+    headers = {"X-Chatstream-Conversation": alice.new_conversation()}
+    sdk.chat.completions.create(model="fake-model", messages=MESSAGES, extra_headers=headers)
+    sdk.chat.completions.create(model="fake-model", messages=MESSAGES, extra_headers=headers)  # sent again on purpose
+    # Its first attempt refused before anything was saved (a 429, say): same last words, another prompt.
+    other = [*MESSAGES[:1], *MESSAGES[3:]]
+    retry = {**headers, "X-Stainless-Retry-Count": "1"}
+    sdk.chat.completions.create(model="fake-model", messages=other, extra_headers=retry)
+    assert len(upstream.calls) == 3 and Turn.objects.filter(role="user").count() == 3

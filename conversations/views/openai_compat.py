@@ -1,11 +1,12 @@
 """An OpenAI-compatible door: `POST v1/chat/completions` (streamed and not)
-and `GET v1/models`, so any OpenAI SDK client talks through chatstream with
+and `GET v1/models` (and `v1/models/<id>`), so any OpenAI SDK client talks through chatstream with
 a chatstream API key as its `api_key`, and its turns are saved, limited,
 budgeted, priced, reviewable in the admin and resumable like any other.
 
 The client's `messages` are the whole prompt (chatstream's history is not
 added, nor its memory unless `X-Chatstream-Memory: on` asks); its last user
-message is the turn saved. A
+message is the turn saved, unless the call carries on an earlier one (an
+SDK's retry, a step of the client's tool loop: openai_followups.py). A
 conversation is named by `X-Chatstream-Conversation`, or made per call; the
 response names both it and the answer's turn (`X-Chatstream-Turn`), so a
 client can resume with `GET api/turns/<id>/events`. Streamed chunks are
@@ -19,12 +20,14 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .. import answering, services
-from ..catalogue import catalogue, chosen_model
+from ..answering import Version
+from ..catalogue import ModelEntry, catalogue, chosen_model
 from ..exceptions import ApiError
 from ..live import LiveAnswer
 from ..models import Conversation, Turn
 from ..storage.threads import run_db
 from ..wire.openai_chunks import FINISH_REASONS, ChunkWire, openai_usage
+from . import openai_followups as followups
 from .bodies import idempotency_key
 from .errors import api_view, parse_id
 from .openai_request import PASSED_ON, chat_request, last_user_text
@@ -37,27 +40,66 @@ MEMORY_HEADER = "X-Chatstream-Memory"  # "on": the conversation's memory goes wi
 
 @api_view("GET")
 async def models(request: HttpRequest, user) -> HttpResponse:
-    entries = catalogue().values()
-    data = [{"id": entry.name, "object": "model", "created": 0, "owned_by": entry.provider} for entry in entries]
+    data = [_model_object(entry) for entry in catalogue().values()]
     return JsonResponse({"object": "list", "data": data})
+
+
+@api_view("GET")
+async def model(request: HttpRequest, user, model_id: str) -> HttpResponse:
+    """One model of the catalogue; an unknown one is 404 as OpenAI says it."""
+    entry = catalogue().get(model_id)
+    if entry is None:
+        message = f"The model `{model_id}` does not exist or you do not have access to it."
+        raise ApiError(404, "model_not_found", message, details={"type": "invalid_request_error", "param": None})
+    return JsonResponse(_model_object(entry))
+
+
+def _model_object(entry: ModelEntry) -> dict[str, Any]:
+    return {"id": entry.name, "object": "model", "created": 0, "owned_by": entry.provider}
 
 
 @api_view("POST")
 async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     received_at = time.monotonic()
     body = chat_request(request)
+    question = last_user_text(body["messages"])
     key = idempotency_key(request)
-    conversation_id = await _conversation(request, user, key)
-    message = answering.NewMessage(
-        content=last_user_text(body["messages"]),
-        idempotency_key=key,
+    # The question keeps the client's key, or one of the request's, for its retries to find.
+    own_key = key or followups.request_key(request, user)
+    conversation_id = await _conversation(request, user, key, own_key)
+    names = {"model": body["model"], "conversation": conversation_id}
+    carried = await followups.find(request, user, conversation_id, body["messages"], own_key)
+    if isinstance(carried, Turn):
+        answer: LiveAnswer | Turn = carried  # a retry's earlier attempt's answer, complete
+    else:
+        message = _message(request, body, question, carried)
+        answer = await _send(request, user, conversation_id, message, received_at)
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return _streamed(answer, names, include_usage)
+    return await _whole(answer, names)
+
+
+def _message(request: HttpRequest, body: dict, question: str, carried: Version | str) -> answering.NewMessage:
+    """The client's prompt as the message to answer: a new version of the
+    answer it carries on, or a new question with its key (openai_followups.py)."""
+    version = carried if isinstance(carried, Version) else None
+    return answering.NewMessage(
+        content=question,
+        idempotency_key="" if isinstance(carried, Version) else carried,  # a key names one saved question
         model_name=chosen_model(body["model"], auto=True),
         prompt=body["messages"],
         with_memory=request.headers.get(MEMORY_HEADER, "").lower() in ("on", "true", "1"),
         request_options={name: body[name] for name in PASSED_ON if name in body},
+        version=version,
     )
+
+
+async def _send(
+    request: HttpRequest, user, conversation_id: uuid.UUID, message: answering.NewMessage, received_at: float
+) -> LiveAnswer | Turn:
     try:
-        answer = await answering.send_message(
+        return await answering.send_message(
             owner=user,
             conversation_id=conversation_id,
             message=message,
@@ -66,25 +108,24 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
         )
     except Conversation.DoesNotExist:
         raise ApiError(404, "conversation_not_found", "No conversation with that id belongs to you.") from None
-    names = {"model": body["model"], "conversation": conversation_id}
-    if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return _streamed(answer, names, include_usage)
-    return await _whole(answer, names)
 
 
-async def _conversation(request: HttpRequest, user, key: str) -> uuid.UUID:
+async def _conversation(request: HttpRequest, user, key: str, own_key: str) -> uuid.UUID:
     """The header's conversation; else, for an Idempotency-Key, the one
     conversation that key names for this user (made by its first call, so a
-    repeat finds the first call's message and gets its answer); else a new one."""
+    repeat finds the first call's message and gets its answer); else, for an
+    SDK's retry, the one its first attempt made (openai_followups.py); else
+    a new one."""
     given = request.headers.get(CONVERSATION_HEADER)
     if given:
         return parse_id(given)
     if key:
-        conversation = await run_db(services.conversation_for_key, owner=user, key=key)
-    else:
-        conversation = await run_db(services.create_conversation, owner=user)
-    return conversation.pk
+        return (await run_db(services.conversation_for_key, owner=user, key=key)).pk
+    if followups.is_retry(request):
+        made = await run_db(followups.conversation_of_request, owner=user, key=own_key)
+        if made is not None:
+            return made
+    return (await run_db(services.create_conversation, owner=user)).pk
 
 
 # --- streamed ------------------------------------------------------------------------
@@ -136,6 +177,12 @@ async def _whole(answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
                 "finish_reason": FINISH_REASONS.get(turn.finish_reason, turn.finish_reason),
             }
         ],
-        "usage": openai_usage(turn.tokens_in, turn.tokens_out, turn.tokens_cached, turn.tokens_reasoning),
+        "usage": openai_usage(
+            turn.tokens_in,
+            turn.tokens_out,
+            turn.tokens_cached,
+            turn.tokens_reasoning,
+            turn.usage_source == Turn.UsageSource.ESTIMATED,
+        ),
     }
     return _with_headers(JsonResponse(completion), turn, names)

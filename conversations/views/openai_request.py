@@ -4,7 +4,8 @@ checked before anything is saved or sent on: a 400 in OpenAI's error shape
 
 Every message is held to the API's message limit, and the whole prompt to
 the model's prompt budget (answering.start_turn, where the model is known);
-the output bound is capped by the catalogue (ModelEntry.bounded).
+the output bound is capped by the catalogue (ModelEntry.bounded). What the
+door cannot honour (`n` above 1, `logprobs`) is refused, not dropped.
 """
 
 import re
@@ -39,6 +40,7 @@ REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 MAX_TOOLS = 128  # as OpenAI allows
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as OpenAI requires
 FUNCTION_FIELDS = frozenset({"name", "description", "parameters", "strict"})
+UNSUPPORTED = "unsupported_parameter"  # OpenAI's code for a parameter a model does not take
 
 
 def invalid(param: str, message: str, code: str = "invalid_request") -> ApiError:
@@ -132,6 +134,7 @@ def _check_image(param: str, image: object) -> None:
 
 
 def _check_options(body: dict) -> None:
+    _refuse_unsupported(body)
     for name in ("max_tokens", "max_completion_tokens"):
         value = body.get(name)
         if value is not None and (type(value) is not int or value < 1):
@@ -141,6 +144,17 @@ def _check_options(body: dict) -> None:
         raise invalid("reasoning_effort", f"reasoning_effort is one of {', '.join(REASONING_EFFORTS)}.")
     if body.get("tools") is not None:
         _check_tools(body["tools"])
+
+
+def _refuse_unsupported(body: dict) -> None:
+    """What the door cannot do is refused, never dropped: one choice per
+    answer (a turn is one answer), and no log probabilities (the stream,
+    the turn and the providers carry none)."""
+    if body.get("n") not in (None, 1):
+        raise invalid("n", "The door answers one choice per call: send n: 1 or leave n out.", UNSUPPORTED)
+    for name in ("logprobs", "top_logprobs"):
+        if body.get(name):
+            raise invalid(name, f"The door does not return log probabilities: leave {name} out.", UNSUPPORTED)
 
 
 def _check_tools(tools: object) -> None:

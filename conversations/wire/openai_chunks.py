@@ -34,6 +34,9 @@ FINISH_REASONS = {
     "budget_exceeded": "stop",
 }
 
+ESTIMATED = "estimated"  # a usage_source: counted here, the server sent none
+ESTIMATED_FIELD = "chatstream_estimated"
+
 # A comment only, unlike chatstream's own SSE opening: the official SDKs turn
 # a `retry:` field alone into an event with empty data, and fail parsing it.
 OPENING = b": stream open\n\n"
@@ -91,7 +94,10 @@ class ChunkWire:
         if self.include_usage:
             usage = data["usage"]
             counts = (usage["tokens_in"], usage["tokens_out"], usage["tokens_cached"], usage["tokens_reasoning"])
-            chunks.append(_sse({**self.head, "model": self.model, "choices": [], "usage": openai_usage(*counts)}))
+            estimated = usage.get("source") == ESTIMATED
+            chunks.append(
+                _sse({**self.head, "model": self.model, "choices": [], "usage": openai_usage(*counts, estimated)})
+            )
         return b"".join(chunks) + b"data: [DONE]\n\n"
 
     def _chunk(self, delta: dict, event_id: int) -> bytes:
@@ -100,15 +106,23 @@ class ChunkWire:
         return b"id: %d\ndata: %b\n\n" % (event_id, payload)
 
 
-def openai_usage(tokens_in: int | None, tokens_out: int | None, cached: int | None, reasoning: int | None) -> dict:
+def openai_usage(
+    tokens_in: int | None, tokens_out: int | None, cached: int | None, reasoning: int | None, estimated: bool
+) -> dict:
+    """OpenAI's usage object. Counts chatstream made itself (the server sent
+    none: `usage_source` "estimated") say so in a field of ours, which
+    OpenAI's schema lacks and the SDKs keep as an extra."""
     prompt, completion = tokens_in or 0, tokens_out or 0
-    return {
+    usage: dict = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached or 0},
         "completion_tokens_details": {"reasoning_tokens": reasoning or 0},
     }
+    if estimated:
+        usage[ESTIMATED_FIELD] = True
+    return usage
 
 
 def _choice(delta: dict, finish_reason: str | None) -> dict:
