@@ -74,6 +74,8 @@ class ModelEntry:
             "tools": self.tools,
             "vision": self.vision,
             "prices": self.prices,
+            "parameters": self.fixed,
+            "forbid": list(self.forbid),
         }
 
     def bounded(self, options: dict[str, Any]) -> dict[str, Any]:
