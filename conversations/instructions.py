@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 MAX_STOPS = 4
+MIN_WHOLE, MAX_WHOLE = -(2**63), 2**63 - 1  # what a model server's (and orjson's) 64-bit integers hold
 SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -38,10 +39,10 @@ def _number(low: float, high: float):
     return problem
 
 
-def _whole(low: int | None):
+def _whole(low: int):
     def problem(name: str, value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-            return f"{name} must be a whole number" + (f" of at least {low}." if low is not None else ".")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_WHOLE:
+            return f"{name} must be a whole number from {low} to {MAX_WHOLE}."
         return None
 
     return problem
@@ -65,7 +66,7 @@ PARAMETERS = {
     "temperature": _number(0, 2),
     "top_p": _number(0, 1),
     "max_tokens": _whole(1),
-    "seed": _whole(None),
+    "seed": _whole(MIN_WHOLE),
     "stop": _stop,
     "presence_penalty": _number(-2, 2),
     "frequency_penalty": _number(-2, 2),

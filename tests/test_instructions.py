@@ -102,6 +102,7 @@ def test_a_conversation_shows_its_instructions_and_patch_changes_them(alice, ups
         ({"parameters": {"temperature": 3}}, "invalid_parameters", "temperature"),
         ({"parameters": {"max_tokens": 0}}, "invalid_parameters", "max_tokens"),
         ({"parameters": {"seed": 1.5}}, "invalid_parameters", "seed"),
+        ({"parameters": {"seed": 2**64}}, "invalid_parameters", "seed"),
         ({"parameters": {"stop": ["a", "b", "c", "d", "e"]}}, "invalid_parameters", "stop"),
         ({"parameters": {"reasoning_effort": "lots"}}, "invalid_parameters", "reasoning_effort"),
         ({"parameters": {"logit_bias": {}}}, "invalid_parameters", "logit_bias"),
