@@ -61,6 +61,9 @@ def _effort(name: str, value: Any) -> str | None:
     return None if value in REASONING_EFFORTS else f"{name} is one of {', '.join(REASONING_EFFORTS)}."
 
 
+WHOLE = frozenset({"max_tokens", "seed"})
+EXACT_FLOATS = 2**53  # the whole numbers a float holds exactly
+
 # Each parameter a conversation may set, and what is wrong with a value of it (None: nothing).
 PARAMETERS = {
     "temperature": _number(0, 2),
@@ -111,11 +114,25 @@ def parameters_problem(given: Any) -> tuple[str, str] | None:
 
 def checked_parameters(given: Any) -> dict[str, Any]:
     """A request's `parameters`; 400 `invalid_parameters` naming the one that is wrong."""
-    problem = parameters_problem(given)
+    problem = parameters_problem(_whole_numbers(given))
     if problem:
         name, message = problem
         raise ApiError(400, "invalid_parameters", message, details={"param": name})
-    return given
+    return _whole_numbers(given)
+
+
+def _whole_numbers(given: Any) -> Any:
+    # JSON Schema's integer takes 2.0 as 2; so does the API (a client's JSON library may write it
+    # so), where the float holds it exactly: a larger one (orjson reads an integer past 64 bits as
+    # a float) stays a float, refused.
+    if not isinstance(given, dict):
+        return given
+    return {name: _exact_whole(value) if name in WHOLE else value for name, value in given.items()}
+
+
+def _exact_whole(value: Any) -> Any:
+    exact = isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOATS
+    return int(value) if exact else value
 
 
 def checked_system_prompt(given: Any) -> str:

@@ -51,6 +51,13 @@ def test_parameters_and_response_format_reach_the_model(alice, upstream):
     assert body["response_format"] == {"type": "json_object"}
 
 
+def test_whole_numbers_may_be_written_as_floats(alice, upstream):
+    conversation_id = new_conversation(alice, parameters={"max_tokens": 40.0, "seed": 3.0})
+    send(alice, conversation_id)
+    body = upstream.calls[-1].body
+    assert (body["max_tokens"], body["seed"]) == (40, 3) and isinstance(body["seed"], int)
+
+
 def test_a_message_overrides_the_conversations_parameters(alice, upstream):
     conversation_id = new_conversation(alice, parameters={"temperature": 0.2, "top_p": 0.5})
     send(alice, conversation_id, parameters={"temperature": 1.1, "max_tokens": 40}, response_format=PERSON)
@@ -103,6 +110,7 @@ def test_a_conversation_shows_its_instructions_and_patch_changes_them(alice, ups
         ({"parameters": {"max_tokens": 0}}, "invalid_parameters", "max_tokens"),
         ({"parameters": {"seed": 1.5}}, "invalid_parameters", "seed"),
         ({"parameters": {"seed": 2**64}}, "invalid_parameters", "seed"),
+        ({"parameters": {"seed": -(2**63) - 1}}, "invalid_parameters", "seed"),
         ({"parameters": {"stop": ["a", "b", "c", "d", "e"]}}, "invalid_parameters", "stop"),
         ({"parameters": {"reasoning_effort": "lots"}}, "invalid_parameters", "reasoning_effort"),
         ({"parameters": {"logit_bias": {}}}, "invalid_parameters", "logit_bias"),
