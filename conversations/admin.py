@@ -198,6 +198,7 @@ class TurnAdmin(admin.ModelAdmin):
                     ("model_name", "model", "provider"),
                     ("route", "trace_id"),
                     ("prompt_turns", "prompt_tokens", "malformed_chunks", "redactions"),
+                    "parameters",
                     "idempotency_key",
                     "created_at",
                 )

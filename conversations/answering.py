@@ -186,13 +186,14 @@ def _start_turn(
         # The OpenAI door's prompt is the client's, tools and all: no server tools there.
         server_tools=reserved.tools and message.prompt is None,
         # The OpenAI door's request options are the client's (its own prompt, its own instructions).
-        **({} if message.prompt is not None else _instructed(given)),
+        **({} if message.prompt is not None else _instructed(given, model)),
     )
 
 
-def _instructed(given: Instructions) -> dict[str, Any]:
+def _instructed(given: Instructions, model: ModelEntry) -> dict[str, Any]:
     options = request_options(given.parameters, given.response_format)
-    return {"request_options": options, "response_format": given.response_format}
+    parameters = {**given.parameters, **model.fixed}  # as the call is made (ModelEntry.bounded)
+    return {"request_options": options, "response_format": given.response_format, "parameters": parameters}
 
 
 def _said(answer: Turn) -> str | list[Message]:

@@ -191,6 +191,7 @@ class Turn(models.Model):
     reply_id = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
     prompt_turns = models.PositiveIntegerField(null=True, blank=True, help_text="Earlier turns sent with the prompt")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Estimated tokens of the prompt")
+    parameters = models.JSONField(default=dict, blank=True, help_text="The parameters its model call was made with")
     output_valid = models.BooleanField(
         null=True, blank=True, help_text="With a response_format: whether the answer is JSON of that format"
     )

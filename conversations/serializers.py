@@ -120,6 +120,7 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "tokens_after_cancel": turn.tokens_after_cancel,
         "prompt_turns": turn.prompt_turns,
         "prompt_tokens": turn.prompt_tokens,
+        "parameters": turn.parameters,  # an answer's: those its model call was made with
         "output_valid": turn.output_valid,  # with a response_format: the answer is JSON of that format
         "trace_id": turn.trace_id or None,
         "feedback": feedback_json(_feedback_of(turn)) if turn.role == Turn.Role.ASSISTANT else None,

@@ -222,6 +222,7 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
             route=prepared.route,
             parent=prepared.parent_id,
             file_cuts=prepared.file_cuts,
+            parameters=prepared.parameters,
             **vars(answer),
         )
     # Queued only if this transaction commits: a rolled-back answer queues

@@ -64,6 +64,7 @@ def test_a_message_overrides_the_conversations_parameters(alice, upstream):
     body = upstream.calls[-1].body
     assert (body["temperature"], body["top_p"], body["max_tokens"]) == (1.1, 0.5, 40)
     assert body["response_format"] == PERSON
+    assert saved_answer(conversation_id).parameters == {"temperature": 1.1, "top_p": 0.5, "max_tokens": 40}
     send(alice, conversation_id)  # the next message has the conversation's again
     body = upstream.calls[-1].body
     assert body["temperature"] == 0.2 and "response_format" not in body
@@ -165,6 +166,7 @@ def test_the_catalogue_fixes_forbids_and_caps_parameters(alice, two_models, sett
     send(alice, new_conversation(alice, model="strict"), parameters={"max_tokens": 100})
     body = two_models.calls[-1].body
     assert (body["temperature"], body["max_tokens"]) == (0.2, 100)  # fixed, whatever the conversation says
+    assert Turn.objects.get(role="assistant").parameters == {"temperature": 0.2, "max_tokens": 100}
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ class PreparedTurn:
     server_tools: bool = False  # the model's tools may be run (the conversation has not turned them off)
     file_cuts: list[dict[str, Any]] = field(default_factory=list)  # documents the prompt could not carry whole
     response_format: dict[str, Any] | None = None  # the JSON the answer must be (instructions.py)
+    parameters: dict[str, Any] = field(default_factory=dict)  # the conversation's and message's, the model's fixed
 
 
 @dataclass(frozen=True)
