@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from . import admin_review  # noqa: F401  (the review queue registers itself)
+from . import admin_prompts, admin_review  # noqa: F401  (the prompts and the review queue register themselves)
 from .access import api_keys
 from .admin_files import FILES_CSS, StoredFileAdmin, files_fieldsets, render_file_cuts, render_turn_files
 from .admin_timeline import STEPS_CSS, STEPS_FIELDSET, render_steps, uses_tools
@@ -168,7 +168,7 @@ class TurnAdmin(admin.ModelAdmin):
     # A reviewer reads what was said first, then how it ended, what it cost, how it streamed.
     fieldsets = [
         (None, {"fields": ("conversation", "position", "role", "content", "reasoning", "refusal", "tool_call_list")}),
-        ("Outcome", {"fields": ("status", "finish_reason", "error_code", "error_detail", "attempts")}),
+        ("Outcome", {"fields": ("status", "finish_reason", "error_code", "error_detail", "attempts", "output_valid")}),
         (
             "Usage and cost",
             {
@@ -198,6 +198,7 @@ class TurnAdmin(admin.ModelAdmin):
                     ("model_name", "model", "provider"),
                     ("route", "trace_id"),
                     ("prompt_turns", "prompt_tokens", "malformed_chunks", "redactions"),
+                    "parameters",
                     "idempotency_key",
                     "created_at",
                 )

@@ -25,6 +25,7 @@ from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError, DuplicateMessage
 from .files import parts, sending
+from .instructions import Instructions, allowed, output_check, request_options
 from .live import LiveAnswer, live_answers
 from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
 from .models import Conversation, Spend, Turn
@@ -77,6 +78,7 @@ class NewMessage:
     version: Version | None = None  # a new version of a turn, not a message after the shown branch
     file_ids: tuple[uuid.UUID, ...] = ()  # files uploaded with POST api/files, sent with it
     files: tuple[dict[str, Any], ...] = ()  # those files, checked (files/sending.py): what its turn keeps
+    instructions: Instructions = field(default_factory=Instructions)  # over the conversation's, for its answer
 
     @property
     def has_images(self) -> bool:
@@ -128,8 +130,11 @@ def _start_turn(
         )
         if reserved is None:
             raise Conversation.DoesNotExist
-        position, conversation_model, leaf, tools_on = reserved
-        model = _model_for(message.model_name or conversation_model)
+        position, leaf = reserved.position, reserved.leaf
+        model = _model_for(message.model_name or reserved.model)
+        given = message.instructions.over(reserved.instructions)
+        if message.prompt is None:  # (the OpenAI door's prompt and options are the client's own)
+            allowed(model, given.parameters)  # before anything is written: a 400 saves nothing
         sending.refuse_images_unseen(model, images=message.has_images)
         if message.files:
             sending.claim(owner_id=owner.pk, conversation_id=conversation_id, files=message.files)
@@ -158,7 +163,7 @@ def _start_turn(
             built = given_prompt(message.prompt, memory=memory)
             _refuse_over_budget(built, model)
         else:
-            built = _for_sight_of(_assembled(cursor, conversation_id, model, question_id), model)
+            built = _for_sight_of(_assembled(cursor, conversation_id, model, question_id, given.system_prompt), model)
     prefix = []
     if version is not None and version.action == Version.CONTINUE:
         built = continuation(built, _said(version.turn))
@@ -179,8 +184,16 @@ def _start_turn(
         parent_id=question_id,
         prefix=prefix,
         # The OpenAI door's prompt is the client's, tools and all: no server tools there.
-        server_tools=tools_on and message.prompt is None,
+        server_tools=reserved.tools and message.prompt is None,
+        # The OpenAI door's request options are the client's (its own prompt, its own instructions).
+        **({} if message.prompt is not None else _instructed(given, model)),
     )
+
+
+def _instructed(given: Instructions, model: ModelEntry) -> dict[str, Any]:
+    options = request_options(given.parameters, given.response_format)
+    parameters = {**given.parameters, **model.fixed}  # as the call is made (ModelEntry.bounded)
+    return {"request_options": options, "response_format": given.response_format, "parameters": parameters}
 
 
 def _said(answer: Turn) -> str | list[Message]:
@@ -192,16 +205,19 @@ def _said(answer: Turn) -> str | list[Message]:
     return answer_messages(answer.content, **runs)
 
 
-def _assembled(cursor, conversation_id: uuid.UUID, model: ModelEntry, question_id: uuid.UUID) -> Prompt:
-    """The memory, then the branch's newest turns up to the question, read
-    only as far as the model's budget goes. A memory made on another branch
+def _assembled(
+    cursor, conversation_id: uuid.UUID, model: ModelEntry, question_id: uuid.UUID, system_prompt: str | None
+) -> Prompt:
+    """The system prompt (the conversation's or the message's, else
+    LLM_SYSTEM_PROMPT), the memory, then the branch's newest turns up to the
+    question, read only as far as the model's budget goes. A memory made on another branch
     (before a regenerate, an edit, a switch) is left out: it may hold what
     this branch never said."""
     summary, facts, covers, covers_position = sql.memory_of(cursor, conversation_id)
     if covers is not None and not sql.on_branch(cursor, conversation_id, question_id, covers, covers_position):
         summary, facts = "", []
     return assemble(
-        system=conf.LLM_SYSTEM_PROMPT,
+        system=system_prompt or conf.LLM_SYSTEM_PROMPT,
         summary=summary,
         facts=facts,
         newest_first=sql.branch_newest_first(
@@ -267,6 +283,9 @@ def answer_relay(
     (answer_tools) run by its loop."""
 
     async def save(answer: Answer) -> Answer:
+        if prepared.response_format is not None:
+            valid, _ = output_check(answer.content, prepared.response_format)
+            answer = dataclasses.replace(answer, output_valid=valid)
         return await run_db(services.record_answer, prepared=prepared, answer=answer) or answer
 
     toolbox = None
@@ -344,7 +363,8 @@ async def _start_answer(
     except asyncio.CancelledError:
         await answer_abandoned(start, trace_id, received_at)
         raise
-    prepared = dataclasses.replace(prepared, request_options=message.request_options)
+    if message.prompt is not None:  # the OpenAI door: the client's options as it sent them
+        prepared = dataclasses.replace(prepared, request_options=message.request_options)
     try:
         prepared = await _with_files_read(prepared)
         tools = await answer_tools(prepared)

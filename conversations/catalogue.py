@@ -13,6 +13,7 @@ from typing import Any
 
 from .conf import conf
 from .exceptions import ApiError, CatalogueError
+from .instructions import PARAMETERS, parameters_problem
 
 AUTO = "auto"  # a message's model when LLM_ROUTER chooses (routing.py)
 
@@ -30,6 +31,8 @@ ENTRY_FIELDS = frozenset(
         "tools",
         "tool_names",
         "vision",
+        "parameters",
+        "forbid",
     }
 )
 # What a request may name its output bound by; both are upper bounds on the answer's tokens.
@@ -50,6 +53,10 @@ class ModelEntry:
     tool_names: tuple[str, ...] | None = None  # only these of them; None: all
     vision: bool = False  # it can see images (image_url content parts)
     prices: dict[str, Any] | None = field(default=None, hash=False)  # per million tokens, as in LLM_PRICES
+    # Parameters every call is made with, whatever a conversation asks ("parameters"),
+    # and those a conversation may not set ("forbid"): instructions.allowed.
+    fixed: dict[str, Any] = field(default_factory=dict, hash=False)
+    forbid: tuple[str, ...] = ()
 
     @property
     def api_key(self) -> str:
@@ -67,6 +74,8 @@ class ModelEntry:
             "tools": self.tools,
             "vision": self.vision,
             "prices": self.prices,
+            "parameters": self.fixed,
+            "forbid": list(self.forbid),
         }
 
     def bounded(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +84,9 @@ class ModelEntry:
         unbounded, whoever asked. A bound over the cap is lowered to it
         rather than refused: `max_tokens` is an upper bound, clients often
         send a large fixed one, and an answer the cap cuts ends with
-        `finish_reason: length`, which they handle."""
+        `finish_reason: length`, which they handle. The entry's fixed
+        parameters replace any the request gives."""
+        options = {**options, **self.fixed}
         given = [name for name in OUTPUT_BOUNDS if name in options]
         if not given:
             return {**options, "max_tokens": self.max_output_tokens}
@@ -172,6 +183,7 @@ def _entry(name: str, given: Any, defaults: dict[str, Any]) -> ModelEntry:
         raise CatalogueError('"auto" is kept for routing; give the model another name in LLM_MODELS.')
     values = {**defaults, **given}
     tool_names = _tool_names(name, given.get("tool_names"))
+    fixed, forbid = _fixed(name, given.get("parameters", {})), _forbid(name, given.get("forbid", []))
     try:
         return ModelEntry(
             name=name,
@@ -186,6 +198,8 @@ def _entry(name: str, given: Any, defaults: dict[str, Any]) -> ModelEntry:
             tool_names=tool_names,
             vision=bool(values.get("vision", values["provider"] == "demo")),
             prices=values.get("prices"),
+            fixed=fixed,
+            forbid=forbid,
         )
     except (TypeError, ValueError) as exc:
         raise CatalogueError(f"LLM_MODELS[{name!r}]: {exc}.") from None
@@ -196,6 +210,21 @@ def _tool_names(name: str, given: Any) -> tuple[str, ...] | None:
         return None
     if not isinstance(given, list) or not all(isinstance(item, str) for item in given):
         raise CatalogueError(f'LLM_MODELS[{name!r}]["tool_names"] must be a list of tool names, e.g. ["current_time"].')
+    return tuple(given)
+
+
+def _fixed(name: str, given: Any) -> dict[str, Any]:
+    problem = parameters_problem(given)
+    if problem:
+        raise CatalogueError(f'LLM_MODELS[{name!r}]["parameters"]: {problem[1]}')
+    return given
+
+
+def _forbid(name: str, given: Any) -> tuple[str, ...]:
+    if not isinstance(given, list) or not all(item in PARAMETERS for item in given):
+        raise CatalogueError(
+            f'LLM_MODELS[{name!r}]["forbid"] must be a list of parameter names among {", ".join(PARAMETERS)}.'
+        )
     return tuple(given)
 
 

@@ -67,7 +67,9 @@ class Settings:
         'JSON: the models users choose from, by name: `{"small": {"model": "qwen3:4b", "base_url": '
         '"http://127.0.0.1:11434/v1"}, "big": {"model": "gpt-4.1", "api_key_env": "OPENAI_API_KEY"}}`, each with '
         "`provider`, `base_url`, `api_key_env`, `model`, `prices`, `context_tokens`, `max_output_tokens`, "
-        "`reasoning`, `tools`, `tool_names` (all but `model` optional, from the LLM_* settings). Empty: the one "
+        "`reasoning`, `tools`, `tool_names`, `vision`, `parameters` (sent with every call, e.g. "
+        '`{"temperature": 0.2}`), `forbid` (parameters a conversation may not set, e.g. `["seed"]`) (all but '
+        "`model` optional, from the LLM_* settings). Empty: the one "
         "model LLM_MODEL names",
     )
     LLM_DEFAULT_MODEL = Setting("", "the LLM_MODELS entry used when none is chosen (empty: the first)")

@@ -1,10 +1,38 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from .instructions import parameters_problem, response_format_problem
 from .stream.events import FinishReason
+
+
+class Prompt(models.Model):
+    """A named system prompt with its parameters, kept by staff in the admin;
+    a conversation started from one (`{"prompt": "<name>"}`) takes a copy
+    of its instructions and records which it was."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="What a request names it by")
+    system_prompt = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict, blank=True, help_text='e.g. {"temperature": 0.2, "max_tokens": 800}')
+    response_format = models.JSONField(null=True, blank=True, help_text='e.g. {"type": "json_object"}')
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        problem = parameters_problem(self.parameters)
+        if problem:
+            raise ValidationError({"parameters": problem[1]})
+        if self.response_format is not None and (wrong := response_format_problem(self.response_format)):
+            raise ValidationError({"response_format": wrong})
 
 
 class Conversation(models.Model):
@@ -25,6 +53,21 @@ class Conversation(models.Model):
     # for a conversation without turns.
     leaf = models.UUIDField(null=True, blank=True, editable=False, help_text="The shown branch's last turn")
     tools = models.BooleanField(default=True, help_text="Its answers may call the model's tools (CHATSTREAM_TOOLS)")
+    # Its own instructions (instructions.py): read by the same UPDATE that reserves a message's positions.
+    system_prompt = models.TextField(blank=True, help_text="Replaces LLM_SYSTEM_PROMPT for it (empty: that one)")
+    parameters = models.JSONField(default=dict, blank=True, help_text="temperature, top_p, max_tokens, seed…")
+    response_format = models.JSONField(null=True, blank=True, help_text="The JSON its answers must be")
+    # By name (a prompt in use keeps its name: the admin will not change it), so
+    # the API says which without a query.
+    prompt = models.ForeignKey(
+        Prompt,
+        to_field="name",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conversations",
+        help_text="The staff's prompt it was started from",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -148,6 +191,10 @@ class Turn(models.Model):
     reply_id = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
     prompt_turns = models.PositiveIntegerField(null=True, blank=True, help_text="Earlier turns sent with the prompt")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Estimated tokens of the prompt")
+    parameters = models.JSONField(default=dict, blank=True, help_text="The parameters its model call was made with")
+    output_valid = models.BooleanField(
+        null=True, blank=True, help_text="With a response_format: whether the answer is JSON of that format"
+    )
     review_status = models.CharField(max_length=16, choices=Review.choices, blank=True, default=Review.OPEN)
     review_notes = models.TextField(blank=True, help_text="Staff's notes on this answer")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -12,6 +12,10 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
         "title": conversation.title,
         "model": conversation.model or None,
         "tools": conversation.tools,
+        "system_prompt": conversation.system_prompt,  # "": LLM_SYSTEM_PROMPT
+        "parameters": conversation.parameters,
+        "response_format": conversation.response_format,
+        "prompt": conversation.prompt_id,  # the staff's prompt it was started from, by name
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
@@ -116,6 +120,8 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "tokens_after_cancel": turn.tokens_after_cancel,
         "prompt_turns": turn.prompt_turns,
         "prompt_tokens": turn.prompt_tokens,
+        "parameters": turn.parameters,  # an answer's: those its model call was made with
+        "output_valid": turn.output_valid,  # with a response_format: the answer is JSON of that format
         "trace_id": turn.trace_id or None,
         "feedback": feedback_json(_feedback_of(turn)) if turn.role == Turn.Role.ASSISTANT else None,
         "created_at": turn.created_at.isoformat(),

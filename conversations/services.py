@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import uuid
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
@@ -18,11 +19,13 @@ from django.utils.crypto import salted_hmac
 
 from . import selectors, tool_runs
 from .branches import Branches
+from .catalogue import catalogue, entry_named
 from .conf import conf
 from .exceptions import ApiError
+from .instructions import Instructions, allowed
 from .live import live_answers
 from .memory.tasks import enqueue_update
-from .models import Conversation, Feedback, Turn
+from .models import Conversation, Feedback, Prompt, Turn
 from .spend import ledger
 from .storage import sql
 from .storage.rows import RowInsert
@@ -41,9 +44,35 @@ _insert_turn = RowInsert(Turn)
 
 # --- conversations -------------------------------------------------------------
 
+# A conversation's instructions, as PATCH changes them (instructions.py).
+INSTRUCTION_FIELDS = ("system_prompt", "parameters", "response_format")
 
-def create_conversation(*, owner: AbstractBaseUser, title: str = "", model: str = "") -> Conversation:
-    return Conversation.objects.create(owner_id=owner.pk, title=title[:200], model=model)
+
+def create_conversation(
+    *,
+    owner: AbstractBaseUser,
+    title: str = "",
+    model: str = "",
+    instructions: Instructions | None = None,
+    prompt: str = "",
+) -> Conversation:
+    """A new conversation with its own instructions, over those of the
+    staff's prompt named `prompt` (Prompt.DoesNotExist for a name there is
+    not); ApiError 400 for parameters its model does not allow."""
+    given = instructions or Instructions()
+    if prompt:
+        kept = Prompt.objects.get(name=prompt)
+        given = given.over(Instructions(kept.system_prompt, kept.parameters, kept.response_format))
+    allowed(entry_named(model), given.parameters)
+    return Conversation.objects.create(
+        owner_id=owner.pk,
+        title=title[:200],
+        model=model,
+        system_prompt=given.system_prompt or "",
+        parameters=given.parameters,
+        response_format=given.response_format,
+        prompt_id=prompt or None,
+    )
 
 
 def conversation_for_key(*, owner: AbstractBaseUser, key: str) -> Conversation:
@@ -60,17 +89,29 @@ def conversation_for_key(*, owner: AbstractBaseUser, key: str) -> Conversation:
 
 
 def update_conversation(
-    *, conversation: Conversation, title: str | None = None, model: str | None = None, tools: bool | None = None
+    *,
+    conversation: Conversation,
+    title: str | None = None,
+    model: str | None = None,
+    tools: bool | None = None,
+    **instructions: Any,
 ) -> Conversation:
     """Rename it, give it another default model ("": the catalogue's default),
-    or turn its answers' tools off (or on again)."""
+    turn its answers' tools off (or on again), or give it other instructions
+    (`system_prompt`, `parameters`, `response_format`, each replaced whole;
+    None clears the response format). ApiError 400 for parameters its model
+    does not allow."""
     if title is not None:
         conversation.title = title.strip()[:200]
     if model is not None:
         conversation.model = model
     if tools is not None:
         conversation.tools = tools
-    conversation.save(update_fields=["title", "model", "tools", "updated_at"])
+    for name, value in instructions.items():
+        setattr(conversation, name, value)
+    if conversation.model in catalogue() or not conversation.model:  # else its messages get the default, checked then
+        allowed(entry_named(conversation.model), conversation.parameters)
+    conversation.save(update_fields=["title", "model", "tools", *INSTRUCTION_FIELDS, "updated_at"])
     return conversation
 
 
@@ -181,6 +222,7 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
             route=prepared.route,
             parent=prepared.parent_id,
             file_cuts=prepared.file_cuts,
+            parameters=prepared.parameters,
             **vars(answer),
         )
     # Queued only if this transaction commits: a rolled-back answer queues

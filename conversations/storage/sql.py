@@ -6,6 +6,7 @@ import functools
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ..files.parts import with_files
+from ..instructions import Instructions
 from ..models import ApiKey, Conversation, ConversationMemory, Turn
 from ..providers import Message
 from ..stream.tool_loop import answer_messages
@@ -27,7 +29,7 @@ _RESERVE_POSITIONS = f"""
     SET next_position = next_position + 2, updated_at = %s,
         title = CASE WHEN title = '' THEN %s ELSE title END
     WHERE id = %s AND owner_id = %s
-    RETURNING next_position - 2, model, leaf, tools
+    RETURNING next_position - 2, model, leaf, tools, system_prompt, parameters, response_format
 """
 _SET_LEAF = f"UPDATE {_CONVERSATION} SET leaf = %s WHERE id = %s"
 _TOUCH_CONVERSATION = f"UPDATE {_CONVERSATION} SET updated_at = %s WHERE id = %s"
@@ -61,19 +63,37 @@ def _db_now():
     return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
-def reserve_positions(
-    cursor, *, conversation_id: uuid.UUID, owner_id: int, title: str
-) -> tuple[int, str, uuid.UUID | None, bool] | None:
+@dataclass(frozen=True)
+class Reserved:
+    """What reserving a message's positions returns of its conversation."""
+
+    position: int  # the message's; its answer's is the next
+    model: str
+    leaf: uuid.UUID | None  # its shown branch's last turn
+    tools: bool  # its answers may call tools
+    instructions: Instructions  # its own system prompt, parameters and response format
+
+
+def reserve_positions(cursor, *, conversation_id: uuid.UUID, owner_id: int, title: str) -> Reserved | None:
     """Two positions for a message and its answer (the first is returned,
-    with the conversation's model, its shown branch's last turn and whether
-    its answers may call tools), and
-    the title if the conversation has none; None for a foreign id."""
+    with what the answer needs of the conversation), and the title if the
+    conversation has none; None for a foreign id."""
     cursor.execute(_RESERVE_POSITIONS, [_db_now(), title, _db_id(conversation_id), owner_id])
     reserved = cursor.fetchone()
     if reserved is None:
         return None
-    position, model, leaf, tools = reserved
-    return position, model, _uuid(leaf), bool(tools)
+    position, model, leaf, tools, system_prompt, parameters, response_format = reserved
+    instructions = Instructions(
+        system_prompt=system_prompt or None,
+        parameters=_json_object(parameters),
+        response_format=_json_object(response_format) or None,
+    )
+    return Reserved(position, model, _uuid(leaf), bool(tools), instructions)
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    # JSON is text on SQLite (and jsonb's "null" may come back as None).
+    return (orjson.loads(value) if isinstance(value, str | bytes) else value) or {}
 
 
 def show_leaf(cursor, conversation_id: uuid.UUID, leaf: uuid.UUID) -> None:

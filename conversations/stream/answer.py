@@ -32,6 +32,8 @@ class PreparedTurn:
     prefix: list[tuple[str, str]] = field(default_factory=list)
     server_tools: bool = False  # the model's tools may be run (the conversation has not turned them off)
     file_cuts: list[dict[str, Any]] = field(default_factory=list)  # documents the prompt could not carry whole
+    response_format: dict[str, Any] | None = None  # the JSON the answer must be (instructions.py)
+    parameters: dict[str, Any] = field(default_factory=dict)  # the conversation's and message's, the model's fixed
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,4 @@ class Answer:
     error_detail: str = ""
     attempts: list[dict[str, str]] = field(default_factory=list)  # failed model calls before this answer
     token_gaps: bytes = b""  # ms waited for each piece of text, as unsigned 16-bit numbers
+    output_valid: bool | None = None  # with a response_format: the text is JSON of that format

@@ -11,6 +11,7 @@ output. The output events carry their text as data: a `tool_call`'s,
 
 from typing import Any
 
+import orjson
 from django.db.models import TextChoices
 
 from ..providers.kinds import APPROVAL, REASONING, REFUSAL, STEP, TOOL_CALL, TOOL_RESULT
@@ -79,6 +80,10 @@ def final_event(answer: Any, length: int) -> Event:
         "ttft_answer_ms": answer.ttft_answer_ms,
         "duration_ms": answer.duration_ms,
     }
+    if answer.output_valid is not None:  # it had a response_format (instructions.py)
+        data["output_valid"] = answer.output_valid
+        if answer.output_valid:
+            data["output"] = orjson.loads(answer.content)
     return DONE, data, length
 
 

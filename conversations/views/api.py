@@ -12,8 +12,9 @@ from django.utils.http import content_disposition_header
 from .. import answering, exports, selectors, services
 from ..catalogue import ModelEntry, catalogue, chosen_model, default_entry
 from ..exceptions import ApiError
+from ..instructions import checked_parameters, checked_response_format, checked_system_prompt, instructions_in
 from ..live import live_answers
-from ..models import Conversation, Turn
+from ..models import Conversation, Prompt, Turn
 from ..routing import router
 from ..serializers import conversation_detail_json, conversation_json
 from ..storage.threads import run_db
@@ -27,6 +28,13 @@ from .whole import wants_whole_answer, whole_answer_response
 PAGE_SIZE = 20
 TITLE_MAX_CHARS = 200
 SEARCH_MAX_CHARS = 200
+PROMPT_NAME_MAX_CHARS = 100
+# A conversation's instructions, as PATCH checks them (instructions.py).
+INSTRUCTION_CHECKS = {
+    "system_prompt": checked_system_prompt,
+    "parameters": checked_parameters,
+    "response_format": checked_response_format,
+}
 OPENAPI_DESCRIPTION = (Path(__file__).resolve().parent.parent / "openapi.yaml").read_bytes()
 
 
@@ -87,7 +95,7 @@ def _detail(user, conversation_id) -> dict:
 
 
 def _update(user, conversation_id, changes: dict) -> dict:
-    """PATCH: a new title, model or tools answers with the conversation; a branch
+    """PATCH: a new title, model, tools or instructions answers with the conversation; a branch
     chosen (`leaf`) with the conversation and the turns it now shows."""
     conversation = selectors.owned_conversations(owner=user).get(pk=conversation_id)
     leaf = changes.pop("leaf", None)
@@ -111,21 +119,45 @@ def _conversation_changes(request: HttpRequest) -> dict:
         if not isinstance(body["tools"], bool):
             raise ApiError(400, "invalid_tools", "tools must be true or false.")
         changes["tools"] = body["tools"]
+    for name, check in INSTRUCTION_CHECKS.items():
+        if name in body:
+            changes[name] = check(body[name])
     if "leaf" in body:
         try:
             changes["leaf"] = uuid.UUID(body["leaf"])
         except (TypeError, ValueError, AttributeError):
             raise ApiError(400, "invalid_leaf", "The leaf must be a turn id.") from None
     if not changes:
-        raise ApiError(400, "nothing_to_change", 'Send {"title"}, {"model"}, {"tools"} or {"leaf"}.')
+        raise ApiError(
+            400,
+            "nothing_to_change",
+            'Send {"title"}, {"model"}, {"tools"}, {"system_prompt"}, {"parameters"}, {"response_format"} or {"leaf"}.',
+        )
     return changes
+
+
+def _prompt_name(given: object) -> str:
+    if not isinstance(given, str) or len(given) > PROMPT_NAME_MAX_CHARS:
+        limit = PROMPT_NAME_MAX_CHARS
+        raise ApiError(400, "invalid_prompt", f"prompt must be a prompt's name, of at most {limit} characters.")
+    return given
 
 
 @api_view("GET", "POST")
 async def conversations(request: HttpRequest, user) -> HttpResponse:
     if request.method == "POST":
-        model = chosen_model(json_body(request).get("model", ""))
-        conversation = await run_db(services.create_conversation, owner=user, title=_title(request), model=model)
+        body = json_body(request)
+        try:
+            conversation = await run_db(
+                services.create_conversation,
+                owner=user,
+                title=_title(request),
+                model=chosen_model(body.get("model", "")),
+                instructions=instructions_in(body),
+                prompt=_prompt_name(body.get("prompt", "")),
+            )
+        except Prompt.DoesNotExist:
+            raise ApiError(404, "prompt_not_found", f"There is no prompt {body['prompt']!r}.") from None
         return JsonResponse(conversation_json(conversation), status=201)
     page = await run_db(_conversation_page, user, request.GET.get("page", "1"), _search_words(request))
     return JsonResponse(page)
@@ -184,6 +216,7 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
             file_ids=file_ids,
             idempotency_key=idempotency_key(request),
             model_name=chosen_model(json_body(request).get("model", ""), auto=True),
+            instructions=instructions_in(json_body(request)),
         )
         answer = await answering.send_message(
             owner=user, conversation_id=pk, message=message, trace_id=trace_id_for(request), received_at=received_at
