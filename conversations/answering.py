@@ -25,7 +25,7 @@ from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError, DuplicateMessage
 from .files import parts, sending
-from .instructions import Instructions, allowed, output_check, request_options
+from .instructions import Instructions, output_check, request_options
 from .live import LiveAnswer, live_answers
 from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
 from .models import Conversation, Spend, Turn
@@ -134,7 +134,7 @@ def _start_turn(
         model = _model_for(message.model_name or reserved.model)
         given = message.instructions.over(reserved.instructions)
         if message.prompt is None:  # (the OpenAI door's prompt and options are the client's own)
-            allowed(model, given.parameters)  # before anything is written: a 400 saves nothing
+            model.refuse_disallowed(given.parameters)  # before anything is written: a 400 saves nothing
         sending.refuse_images_unseen(model, images=message.has_images)
         if message.files:
             sending.claim(owner_id=owner.pk, conversation_id=conversation_id, files=message.files)

@@ -54,7 +54,7 @@ class ModelEntry:
     vision: bool = False  # it can see images (image_url content parts)
     prices: dict[str, Any] | None = field(default=None, hash=False)  # per million tokens, as in LLM_PRICES
     # Parameters every call is made with, whatever a conversation asks ("parameters"),
-    # and those a conversation may not set ("forbid"): instructions.allowed.
+    # and those a conversation may not set ("forbid"): ModelEntry.refuse_disallowed.
     fixed: dict[str, Any] = field(default_factory=dict, hash=False)
     forbid: tuple[str, ...] = ()
 
@@ -78,6 +78,18 @@ class ModelEntry:
             "forbid": list(self.forbid),
         }
 
+    def refuse_disallowed(self, parameters: dict[str, Any]) -> None:
+        """400 `parameter_not_allowed` naming a parameter this model forbids,
+        one other than its fixed value, or a max_tokens over its cap. (Its
+        fixed values go with every call: `bounded`.)"""
+        for name, value in parameters.items():
+            if name in self.forbid:
+                _not_allowed(name, f"{self.name!r} does not take {name}.")
+            if name in self.fixed and value != self.fixed[name]:
+                _not_allowed(name, f"{self.name!r} takes {name} only as {self.fixed[name]!r}.")
+        if parameters.get("max_tokens", 0) > self.max_output_tokens:
+            _not_allowed("max_tokens", f"{self.name!r} takes max_tokens of at most {self.max_output_tokens}.")
+
     def bounded(self, options: dict[str, Any]) -> dict[str, Any]:
         """A request's options with its output bound at most this model's
         cap, and the cap itself where the request gives none: no answer is
@@ -91,6 +103,10 @@ class ModelEntry:
         if not given:
             return {**options, "max_tokens": self.max_output_tokens}
         return {**options, **{name: min(options[name], self.max_output_tokens) for name in given}}
+
+
+def _not_allowed(name: str, message: str) -> None:
+    raise ApiError(400, "parameter_not_allowed", message, details={"param": name})
 
 
 def catalogue() -> dict[str, ModelEntry]:

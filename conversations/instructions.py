@@ -9,20 +9,15 @@ what is wrong as a sentence naming the parameter; the views make it a 400
 start-up error.
 """
 
-from __future__ import annotations
-
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 import orjson
 
 from .conf import conf
 from .exceptions import ApiError
-
-if TYPE_CHECKING:
-    from .catalogue import ModelEntry
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 MAX_STOPS = 4
@@ -86,7 +81,7 @@ class Instructions:
     parameters: dict[str, Any] = field(default_factory=dict)
     response_format: dict[str, Any] | None = None
 
-    def over(self, base: Instructions) -> Instructions:
+    def over(self, base: "Instructions") -> "Instructions":
         """These, over `base`: each parameter given replaces base's."""
         return Instructions(
             system_prompt=base.system_prompt if self.system_prompt is None else self.system_prompt,
@@ -186,26 +181,6 @@ def instructions_in(body: dict[str, Any]) -> Instructions:
         parameters=checked_parameters(body["parameters"]) if "parameters" in body else {},
         response_format=checked_response_format(body.get("response_format")),
     )
-
-
-# --- what a model allows ---------------------------------------------------------------------
-
-
-def allowed(entry: ModelEntry, parameters: dict[str, Any]) -> None:
-    """400 `parameter_not_allowed` naming a parameter `entry` forbids, one
-    other than its fixed value, or a max_tokens over its cap. (Its fixed
-    values go with every call: ModelEntry.bounded.)"""
-    for name, value in parameters.items():
-        if name in entry.forbid:
-            _refuse(name, f"{entry.name!r} does not take {name}.")
-        if name in entry.fixed and value != entry.fixed[name]:
-            _refuse(name, f"{entry.name!r} takes {name} only as {entry.fixed[name]!r}.")
-    if parameters.get("max_tokens", 0) > entry.max_output_tokens:
-        _refuse("max_tokens", f"{entry.name!r} takes max_tokens of at most {entry.max_output_tokens}.")
-
-
-def _refuse(name: str, message: str) -> None:
-    raise ApiError(400, "parameter_not_allowed", message, details={"param": name})
 
 
 def request_options(parameters: dict[str, Any], response_format: dict[str, Any] | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from .branches import Branches
 from .catalogue import catalogue, entry_named
 from .conf import conf
 from .exceptions import ApiError
-from .instructions import Instructions, allowed
+from .instructions import Instructions
 from .live import live_answers
 from .memory.tasks import enqueue_update
 from .models import Conversation, Feedback, Prompt, Turn
@@ -63,7 +63,7 @@ def create_conversation(
     if prompt:
         kept = Prompt.objects.get(name=prompt)
         given = given.over(Instructions(kept.system_prompt, kept.parameters, kept.response_format))
-    allowed(entry_named(model), given.parameters)
+    entry_named(model).refuse_disallowed(given.parameters)
     return Conversation.objects.create(
         owner_id=owner.pk,
         title=title[:200],
@@ -110,7 +110,7 @@ def update_conversation(
     for name, value in instructions.items():
         setattr(conversation, name, value)
     if conversation.model in catalogue() or not conversation.model:  # else its messages get the default, checked then
-        allowed(entry_named(conversation.model), conversation.parameters)
+        entry_named(conversation.model).refuse_disallowed(conversation.parameters)
     conversation.save(update_fields=["title", "model", "tools", *INSTRUCTION_FIELDS, "updated_at"])
     return conversation
 

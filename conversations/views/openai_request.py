@@ -16,6 +16,7 @@ from django.http import HttpRequest
 
 from ..conf import conf
 from ..exceptions import ApiError
+from ..instructions import REASONING_EFFORTS
 
 # What of a chat completion request goes on to the model, checked as below.
 PASSED_ON = (
@@ -36,7 +37,6 @@ PASSED_ON = (
 # OpenAI's content part types; a text-bearing one must carry a string.
 PART_TEXT = {"text": "text", "refusal": "refusal", "image_url": None, "input_audio": None, "file": None}
 IMAGE_URL = re.compile(r"https?://\S+$|data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 MAX_TOOLS = 128  # as OpenAI allows
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as OpenAI requires
 FUNCTION_FIELDS = frozenset({"name", "description", "parameters", "strict"})
