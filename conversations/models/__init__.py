@@ -1,0 +1,26 @@
+"""chatstream's models, one module per concern; the migrations and every
+import name them from here (`conversations.models`)."""
+
+from .access import ApiKey
+from .conversations import Conversation, Feedback, Prompt, ReviewItem, Turn
+from .files import StoredFile
+from .memory import ConversationMemory, TaskLease
+from .spend import Budget, ModelPrice, Spend
+from .tools import AnswerStep, ToolRun
+
+__all__ = [
+    "AnswerStep",
+    "ApiKey",
+    "Budget",
+    "Conversation",
+    "ConversationMemory",
+    "Feedback",
+    "ModelPrice",
+    "Prompt",
+    "ReviewItem",
+    "Spend",
+    "StoredFile",
+    "TaskLease",
+    "ToolRun",
+    "Turn",
+]
