@@ -71,12 +71,20 @@ class Conversation(models.Model):
         related_name="conversations",
         help_text="The staff's prompt it was started from",
     )
+    # A front end's own name for it (the AI SDK's useChat makes short random
+    # ids, not UUIDs): api/ui/chat finds the conversation by it, per owner.
+    client_id = models.CharField(max_length=200, blank=True, help_text="The front end's id for it (api/ui/chat)")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "client_id"], condition=~models.Q(client_id=""), name="conversation_client_id"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.id}"
