@@ -56,12 +56,18 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
+# The AI SDK's own client code, which tests/test_ai_sdk.py drives with Node,
+# installed from its lock file.
+AISDK := tests/aisdk/node_modules/.package-lock.json
+$(AISDK): tests/aisdk/package-lock.json
+	npm ci --prefix tests/aisdk --no-audit --no-fund --loglevel=error
+
 # The whole suite, on DATABASE_URL (SQLite by default), browser tests included,
 # in one process. PYTEST_ARGS narrows or spreads it, e.g.
 # PYTEST_ARGS='-n 2 -m "not e2e"': all but the end-to-end tests on two
 # pytest-xdist workers, as CI runs them (docs/development.md).
 PYTEST_ARGS ?=
-test: $(VENV)/.installed-dev $(CHROMIUM)
+test: $(VENV)/.installed-dev $(CHROMIUM) $(AISDK)
 	CHATSTREAM_STACK=$(STACK) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

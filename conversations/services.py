@@ -88,6 +88,14 @@ def conversation_for_key(*, owner: AbstractBaseUser, key: str) -> Conversation:
     return conversation
 
 
+def conversation_for_client(*, owner: AbstractBaseUser, client_id: str) -> Conversation:
+    """The conversation a front end names by its own id (api/ui/chat), made
+    on its first use; two first messages at once reach the same one (the
+    unique constraint on owner and client id settles them)."""
+    conversation, _ = Conversation.objects.get_or_create(owner_id=owner.pk, client_id=client_id)
+    return conversation
+
+
 def update_conversation(
     *,
     conversation: Conversation,

@@ -8,7 +8,7 @@ Prometheus' `metrics`.
 from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
-from .views import api, errors, files, openai_compat, pages, turns
+from .views import api, errors, files, openai_compat, pages, turns, ui_chat
 
 app_name = "conversations"
 
@@ -27,6 +27,9 @@ api_urlpatterns = [
     path("files", files.files, name="files"),
     path("files/<str:file_id>", files.file, name="file"),
     path("files/<str:file_id>/content", files.file_content, name="file-content"),
+    # The AI SDK's useChat: its default transport's paths under `api: "…/api/ui/chat"`.
+    path("ui/chat", ui_chat.chat, name="ui-chat"),
+    path("ui/chat/<str:chat_id>/stream", ui_chat.chat_stream, name="ui-chat-stream"),
     path("models", api.models, name="models"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
     # Any other path under the API: the JSON 404, for every method. Reversed,

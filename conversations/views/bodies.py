@@ -22,7 +22,10 @@ def json_body(request: HttpRequest) -> dict:
 
 def message_content(request: HttpRequest, *, with_files: bool = False) -> str:
     """The message's text: not blank, unless it sends files."""
-    content = json_body(request).get("content", "" if with_files else None)
+    return checked_content(json_body(request).get("content", "" if with_files else None), with_files=with_files)
+
+
+def checked_content(content: object, *, with_files: bool = False) -> str:
     if not isinstance(content, str) or not (content.strip() or with_files):
         raise ApiError(400, "invalid_content", 'Send {"content": "<your message>"} with a non-empty string.')
     if "\x00" in content:  # PostgreSQL cannot store it; no real message has one

@@ -17,14 +17,19 @@ from .errors import api_view, not_found, parse_id
 async def files(request: HttpRequest, user) -> HttpResponse:
     """Take one upload: 201 with what it is."""
     upload = await asyncio.to_thread(uploads.received_file, request)
+    return JsonResponse(file_json(await take_upload(upload, user)), status=201)
+
+
+async def take_upload(upload, user) -> StoredFile:
+    """An upload within the user's quota, stored, and its row: the bytes are
+    deleted again if the row is not written."""
     await run_db(uploads.refuse_over_quota, user.pk, upload.size or 0)
     stored = await _stored(upload, user.pk)
     try:
-        row = await run_db(uploads.record, user, stored)
+        return await run_db(uploads.record, user, stored)
     except BaseException:
         await asyncio.shield(asyncio.to_thread(storage.delete_paths, stored.paths))
         raise
-    return JsonResponse(file_json(row), status=201)
 
 
 async def _stored(upload, owner_id) -> uploads.Stored:
