@@ -303,11 +303,16 @@ def test_a_retry_of_an_answered_call_gets_that_answer_without_a_model_call(sdk, 
     assert retry.parse().choices[0].message.content == first.parse().choices[0].message.content
 
 
-def test_a_client_tool_loop_step_carries_on_the_same_question(sdk, alice, upstream):
-    headers = {"X-Chatstream-Conversation": alice.new_conversation()}
+@pytest.mark.parametrize("named", [True, False], ids=["conversation named", "no header"])
+def test_a_client_tool_loop_step_carries_on_the_same_question(sdk, alice, upstream, named):
+    headers = {"X-Chatstream-Conversation": alice.new_conversation()} if named else {}
     upstream.next_calls.append(tool_calls_behaviour(("call_7", "get_weather", {"city": "Paris"})))
-    asked = sdk.chat.completions.create(model="fake-model", messages=MESSAGES, tools=TOOLS, extra_headers=headers)
+    raw_asked = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, tools=TOOLS, extra_headers=headers
+    )
+    asked = raw_asked.parse()
     (call,) = asked.choices[0].message.tool_calls or []
+    alice.new_conversation()  # a newer one than the call's: the step's is found among the newest
     step = [
         *MESSAGES,
         asked.choices[0].message.model_dump(exclude_none=True),
@@ -317,7 +322,8 @@ def test_a_client_tool_loop_step_carries_on_the_same_question(sdk, alice, upstre
         model="fake-model", messages=step, tools=TOOLS, extra_headers=headers
     )
     assert raw.parse().choices[0].message.content and upstream.calls[-1].body["messages"] == step
-    turns = Turn.objects.filter(conversation_id=headers["X-Chatstream-Conversation"])
+    assert raw.headers["X-Chatstream-Conversation"] == raw_asked.headers["X-Chatstream-Conversation"]
+    turns = Turn.objects.filter(conversation_id=raw.headers["X-Chatstream-Conversation"])
     question = turns.get(role="user")
     assert question.content == "Weather in Paris?" and turns.filter(role="assistant").count() == 2
     assert str(question.reply_id) == raw.headers["X-Chatstream-Turn"]  # the loop's latest answer is the one shown

@@ -66,7 +66,7 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     key = idempotency_key(request)
     # The question keeps the client's key, or one of the request's, for its retries to find.
     own_key = key or followups.request_key(request, user)
-    conversation_id = await _conversation(request, user, key, own_key)
+    conversation_id = await _conversation(request, user, key, own_key, body["messages"])
     names = {"model": body["model"], "conversation": conversation_id}
     carried = await followups.find(request, user, conversation_id, body["messages"], own_key)
     if isinstance(carried, Turn):
@@ -110,12 +110,13 @@ async def _send(
         raise ApiError(404, "conversation_not_found", "No conversation with that id belongs to you.") from None
 
 
-async def _conversation(request: HttpRequest, user, key: str, own_key: str) -> uuid.UUID:
+async def _conversation(request: HttpRequest, user, key: str, own_key: str, messages: list[dict]) -> uuid.UUID:
     """The header's conversation; else, for an Idempotency-Key, the one
     conversation that key names for this user (made by its first call, so a
     repeat finds the first call's message and gets its answer); else, for an
-    SDK's retry, the one its first attempt made (openai_followups.py); else
-    a new one."""
+    SDK's retry, the one its first attempt made, and for a step of the
+    client's tool loop, the one whose answer asked for the tool
+    (openai_followups.py); else a new one."""
     given = request.headers.get(CONVERSATION_HEADER)
     if given:
         return parse_id(given)
@@ -125,6 +126,9 @@ async def _conversation(request: HttpRequest, user, key: str, own_key: str) -> u
         made = await run_db(followups.conversation_of_request, owner=user, key=own_key)
         if made is not None:
             return made
+    step_of = await run_db(followups.conversation_of_tool_step, owner=user, messages=messages)
+    if step_of is not None:
+        return step_of
     return (await run_db(services.create_conversation, owner=user)).pk
 
 

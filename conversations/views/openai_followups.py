@@ -17,7 +17,9 @@ saved twice:
   id among the conversation's newest answers). The step's answer is a new
   version of that answer, to the same question: the conversation shows the
   question and the loop's latest answer; the earlier steps (their tool
-  calls) are that answer's earlier versions.
+  calls) are that answer's earlier versions. Without
+  `X-Chatstream-Conversation`, the step's conversation is the one of the
+  user's newest whose answer asked for the tool.
 """
 
 import uuid
@@ -30,13 +32,14 @@ from django.utils.crypto import salted_hmac
 
 from .. import selectors
 from ..answering import Version, answer_to_repeat
-from ..models import Turn
+from ..models import Conversation, Turn
 from ..storage.threads import run_db
 from .whole import finished_turn
 
 RETRY_HEADER = "X-Stainless-Retry-Count"  # the official SDKs' attempt number, 0 first
 REQUEST_KEY_PREFIX = "request:"
 TOOL_STEP_LOOKBACK = 20  # the newest answers searched for the tool call a step's result answers
+TOOL_STEP_CONVERSATIONS = 5  # without the header: the user's newest conversations searched so
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,20 @@ def conversation_of_request(*, owner: AbstractBaseUser, key: str) -> uuid.UUID |
     return asked.order_by("-created_at").values_list("conversation_id", flat=True).first()
 
 
+def conversation_of_tool_step(*, owner: AbstractBaseUser, messages: list[dict]) -> uuid.UUID | None:
+    """Without the header, the conversation a tool-loop step carries on: the
+    one, of the user's newest, whose answer asked for the tool the messages'
+    last one answers."""
+    if _answered_call(messages) is None:
+        return None
+    newest = Conversation.objects.filter(owner_id=owner.pk).order_by("-updated_at")[:TOOL_STEP_CONVERSATIONS]
+    for conversation_id in newest.values_list("pk", flat=True):
+        turns = Turn.objects.filter(conversation_id=conversation_id).order_by("-position")
+        if _asked_for_tool(turns, messages) is not None:
+            return conversation_id
+    return None
+
+
 def followup(
     *, owner: AbstractBaseUser, conversation_id: uuid.UUID, messages: list[dict], key: str, retry: bool
 ) -> Followup:
@@ -90,13 +107,20 @@ def followup(
 
 def _asked_for_tool(turns: QuerySet[Turn], messages: list[dict]) -> Turn | None:
     """The answer whose tool call the messages' last one (a tool result) answers."""
-    last = messages[-1]
-    if last.get("role") != "tool" or not isinstance(last.get("tool_call_id"), str):
+    call_id = _answered_call(messages)
+    if call_id is None:
         return None
     for answer in turns.filter(role=Turn.Role.ASSISTANT)[:TOOL_STEP_LOOKBACK]:
-        if any(call.get("id") == last["tool_call_id"] for call in answer.tool_calls):
+        if any(call.get("id") == call_id for call in answer.tool_calls):
             return answer
     return None
+
+
+def _answered_call(messages: list[dict]) -> str | None:
+    """The id of the tool call the messages' last one answers, if it is a tool result."""
+    last = messages[-1]
+    call_id = last.get("tool_call_id") if last.get("role") == "tool" else None
+    return call_id if isinstance(call_id, str) else None
 
 
 async def earlier_answer(owner: AbstractBaseUser, reply_id: uuid.UUID) -> Turn | Version:
