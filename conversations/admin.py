@@ -121,8 +121,8 @@ def _enqueue_updates(model_admin: admin.ModelAdmin, request, conversation_ids) -
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("__str__", "owner", "turn_count", "spend", "memory_status", "created_at", "updated_at")
     list_filter = ("turns__finish_reason", "turns__model", "created_at")
-    search_fields = ("title", OWNER_LOGIN, "turns__content")
-    readonly_fields = ("id", "owner", "created_at", "updated_at")
+    search_fields = ("title", OWNER_LOGIN, "turns__content", "=client_id")
+    readonly_fields = ("id", "client_id", "owner", "created_at", "updated_at")
     inlines = [MemoryInline, FileInline, TurnInline]
     date_hierarchy = "created_at"
     actions = ["update_memory_now"]

@@ -30,6 +30,7 @@ api_urlpatterns = [
     # The AI SDK's useChat: its default transport's paths under `api: "…/api/ui/chat"`.
     path("ui/chat", ui_chat.chat, name="ui-chat"),
     path("ui/chat/<str:chat_id>/stream", ui_chat.chat_stream, name="ui-chat-stream"),
+    path("ui/chat/<str:chat_id>/messages", ui_chat.chat_messages, name="ui-chat-messages"),
     path("models", api.models, name="models"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
     # Any other path under the API: the JSON 404, for every method. Reversed,

@@ -64,6 +64,12 @@ def until_found(find: Callable[[], T | None], timeout: float = 20) -> T:
     return found
 
 
+def saved_messages(api_user, chat_id: str) -> list[dict]:
+    response = api_user.client.get(f"/api/ui/chat/{chat_id}/messages")
+    assert response.status_code == 200, response.text
+    return response.json()["messages"]
+
+
 def parts_of(message: dict, kind: str) -> list[dict]:
     return [part for part in message["parts"] if part["type"] == kind]
 
@@ -87,6 +93,7 @@ def test_the_transport_reads_the_stream_into_the_saved_answer(alice, live, upstr
     assert text_of(message) == answer.content == "Forty-two."
     assert all(part.get("state") in (None, "done") for part in message["parts"])
     assert message["metadata"]["usage"]["outputTokens"] == answer.tokens_out
+    assert saved_messages(alice, "reader")[-1] == message  # what a page loads is what the stream built
 
 
 def test_use_chat_reads_a_tool_loop_and_an_approval_into_its_parts(alice, live, settings):
@@ -114,6 +121,8 @@ def test_use_chat_reads_a_tool_loop_and_an_approval_into_its_parts(alice, live, 
     assert len(parts_of(message, "step-start")) == 2  # the calls, then the answer from their results
     assert text_of(message) == answer.content
     assert Turn.objects.get(conversation__client_id="tools", role="user").content == text_of(user)
+    loaded_user, loaded = saved_messages(alice, "tools")
+    assert loaded == message and loaded_user["parts"] == user["parts"]
 
 
 def test_regenerate_replaces_the_answer_with_a_new_version(alice, live, upstream):

@@ -168,6 +168,25 @@ def test_files_come_as_uploads_or_data_urls(alice, upstream, stored_in, settings
     assert "Remember the milk." in sent and "image_url" in sent
 
 
+def test_saved_messages_load_as_ui_messages(alice, upstream, stored_in, settings):
+    settings.LLM_VISION = True
+    assert alice.client.get("/api/ui/chat/new-chat/messages").json() == {"messages": []}
+    uploaded = upload(alice, "a.png", png()).json()
+    by_url = {"type": "file", "mediaType": "image/png", "url": f"/api/files/{uploaded['id']}/content"}
+    _, first = chat(alice, "loaded", ui_message("Look", by_url))
+    upstream.behaviour = Behaviour(script=reasoning_script(["Hm."], ["Yes."]))
+    chat(alice, "loaded", ui_message("Look"), ui_message("t0", role="assistant"), ui_message("Sure?"))
+    question, answer, again, second = alice.client.get("/api/ui/chat/loaded/messages").json()["messages"]
+    assert question["parts"] == [
+        {"type": "file", "mediaType": "image/png", "filename": "a.png", "url": f"/api/files/{uploaded['id']}/content"},
+        {"type": "text", "text": "Look"},
+    ]
+    assert answer["id"] == first[0]["messageId"] and answer["parts"][0] == {"type": "step-start"}
+    assert answer["parts"][1] == {"type": "text", "text": text_of(first), "state": "done"}
+    assert answer["metadata"]["finishReason"] == "stop" and again["parts"] == [{"type": "text", "text": "Sure?"}]
+    assert [part["type"] for part in second["parts"]] == ["step-start", "reasoning", "text"]
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [

@@ -5,6 +5,8 @@ speaking to chatstream (docs/frontends.md).
                                      as a UI message stream (wire/ui_messages.py)
     GET  api/ui/chat/<id>/stream     the answer still streaming in that chat,
                                      from its start, or 204: `resume: true`
+    GET  api/ui/chat/<id>/messages   the chat's saved messages (the branch it
+                                     shows), as useChat's `messages` start
 
 The chat's `id` is the front end's own; the conversation keeps it beside its
 own id (Conversation.client_id) and is made on first use. The answer is
@@ -16,7 +18,8 @@ import time
 import uuid
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.urls import reverse
 
 from .. import answering, selectors, services
 from ..answering import NewMessage, Version
@@ -25,6 +28,7 @@ from ..exceptions import ApiError
 from ..live import LiveAnswer, live_answers
 from ..models import Conversation, Turn
 from ..storage.threads import run_db
+from ..wire.ui_history import ui_messages
 from ..wire.ui_messages import HEADER, UIMessageWire
 from .bodies import json_body
 from .errors import api_view
@@ -66,6 +70,22 @@ async def chat_stream(request: HttpRequest, user, chat_id: str) -> HttpResponseB
     if answer is None:
         return HttpResponse(status=204)
     return _ui_stream(answer)
+
+
+@api_view("GET")
+async def chat_messages(request: HttpRequest, user, chat_id: str) -> HttpResponse:
+    """The messages of the branch the chat shows, as UI messages (none for
+    a chat not yet used): what a page gives useChat when it loads."""
+    messages = await run_db(_saved_messages, user, checked_chat_id(chat_id))
+    return JsonResponse({"messages": messages})
+
+
+def _saved_messages(user, chat_id: str) -> list[dict]:
+    conversation = _client_conversation(user, chat_id)
+    if conversation is None:
+        return []
+    _, turns = selectors.conversation_with_turns(owner=user, conversation_id=conversation.pk)
+    return ui_messages(turns, lambda file_id: reverse("conversations:api:file-content", args=[file_id]))
 
 
 def _ui_stream(answer: LiveAnswer | Turn) -> HttpResponseBase:

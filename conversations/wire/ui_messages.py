@@ -103,12 +103,12 @@ class UIMessageWire:
         fields = orjson.loads(text)
         if kind == TOOL_CALL:
             call = {"toolCallId": fields["id"], "toolName": fields["name"]}
-            return _chunks({"type": "tool-input-available", **call, "input": _json_or_text(fields["arguments"])})
+            return _chunks({"type": "tool-input-available", **call, "input": json_or_text(fields["arguments"])})
         if kind == TOOL_RESULT:
             if fields.get("error") is not None:
                 return _chunks({"type": "tool-output-error", "toolCallId": fields["id"], "errorText": fields["error"]})
             return _chunks(
-                {"type": "tool-output-available", "toolCallId": fields["id"], "output": _json_or_text(fields["output"])}
+                {"type": "tool-output-available", "toolCallId": fields["id"], "output": json_or_text(fields["output"])}
             )
         assert kind == APPROVAL
         return _chunks({"type": "data-approval", "id": fields["id"], "data": {**fields, "turn_id": self.turn_id}})
@@ -119,7 +119,7 @@ class UIMessageWire:
         ending = self._closed() + _chunks({"type": "finish-step"})
         if kind == ERROR:
             return ending + _chunks({"type": "error", "errorText": data["message"]}) + END
-        metadata = {"turnId": self.turn_id, **_metadata(data)}
+        metadata = finish_metadata(self.turn_id, data)
         reason = FINISH_REASONS.get(data["finish_reason"])
         if reason is None:  # stopped: by a person, a client that left or stalled
             return (
@@ -133,10 +133,12 @@ class UIMessageWire:
         return ending + _chunks({"type": "finish", "finishReason": reason, "messageMetadata": metadata}) + END
 
 
-def _metadata(done: dict) -> dict[str, Any]:
-    """The `done` event's figures, named as JavaScript names them."""
+def finish_metadata(turn_id: str, done: dict) -> dict[str, Any]:
+    """The `done` event's figures, named as JavaScript names them: the
+    answer's message metadata."""
     usage = done["usage"]
     metadata = {
+        "turnId": turn_id,
         "finishReason": done["finish_reason"],
         "usage": {
             "inputTokens": usage["tokens_in"],
@@ -155,7 +157,7 @@ def _metadata(done: dict) -> dict[str, Any]:
     return metadata
 
 
-def _json_or_text(text: str | None) -> Any:
+def json_or_text(text: str | None) -> Any:
     """A call's arguments or a tool's output as the JSON it holds, else as
     the text it is (a model may send arguments that do not parse)."""
     if text is None:
