@@ -8,7 +8,7 @@ Prometheus' `metrics`.
 from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
-from .views import api, errors, files, openai_compat, pages, turns
+from .views import api, errors, files, openai_compat, pages, prompts, turns
 
 app_name = "conversations"
 
@@ -28,6 +28,7 @@ api_urlpatterns = [
     path("files/<str:file_id>", files.file, name="file"),
     path("files/<str:file_id>/content", files.file_content, name="file-content"),
     path("models", api.models, name="models"),
+    path("prompts", prompts.prompts, name="prompts"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
     # Any other path under the API: the JSON 404, for every method. Reversed,
     # it names where the API is mounted (conversations.asgi uses that).
