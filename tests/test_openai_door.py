@@ -211,6 +211,13 @@ def test_estimated_usage_says_so_and_reported_usage_does_not(sdk, upstream):
     assert usage is not None and usage.chatstream_estimated is True and usage.completion_tokens == counted
 
 
+def test_usage_that_leaves_a_count_out_is_marked_as_estimated(sdk, upstream):
+    upstream.behaviour = Behaviour(usage={"prompt_tokens": 11})  # no completion_tokens: chatstream counts them
+    whole = sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert whole.usage is not None and whole.usage.prompt_tokens == 11 and whole.usage.chatstream_estimated is True
+    assert whole.usage.completion_tokens == text_tokens("".join(Behaviour().pieces()))
+
+
 def test_every_message_and_the_whole_prompt_are_held_to_the_apis_limits(sdk, upstream, settings):
     settings.CHATSTREAM_MAX_MESSAGE_CHARS, settings.LLM_CONTEXT_TOKENS = 100, 60
     long_system = [{"role": "system", "content": "x" * 101}, {"role": "user", "content": "Hi"}]

@@ -117,6 +117,7 @@ def test_a_new_chat_starts_from_a_staff_prompt_and_an_invalid_answer_says_so(pag
     saved(page)
     assert upstream.calls[-1].body["response_format"] == {"type": "json_object"}
     expect(answers(page).first.locator(".meta .output-check")).to_have_text("✗ not valid JSON")
-    page.get_by_role("button", name="Close instructions").click()
+    form.get_by_label("System prompt").press("Escape")  # closes the panel
     expect(form).to_be_hidden()
+    expect(page.get_by_role("button", name="Instructions")).to_be_focused()
     screenshot(page, "instructions-invalid-answer.png", animations="disabled")

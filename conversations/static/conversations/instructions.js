@@ -33,6 +33,13 @@ export function setUpInstructions({ onCreated }) {
   fields.format.addEventListener("change", formatChanged);
   fields.prompt.addEventListener("change", promptChosen);
   panel.addEventListener("input", (event) => clearError(event.target.closest("[data-param]")));
+  // Esc in the panel closes it; it does not reach the page's Esc, which stops answers.
+  panel.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.stopPropagation();
+    setOpen(false);
+    toggle.focus();
+  });
 }
 
 // The conversation the page opened (null: a new chat).
