@@ -18,7 +18,7 @@ from ..files.headings import HEADING
 from .base import MAX_FACTS, Completion, Message, Provider
 from .demo_files import describe_files
 from .demo_tools import Call, answer_from_results, calls_for, calls_preface, offered_tools
-from .estimates import message_text, prompt_tokens
+from .estimates import message_text, piece_chars, prompt_tokens, tokens_for_chars
 from .kinds import REASONING, TEXT, TOOL_CALL, Piece
 
 _WORD = re.compile(r"[\w'-]+")
@@ -75,6 +75,13 @@ def _call_pieces(calls: list[Call], completion: Completion) -> list[Piece]:
     return preface + [(TOOL_CALL, text) for text in completion.tool_calls.feed(fragments)]
 
 
+def _piece_tokens(piece: Piece) -> int:
+    """A word (and the spaces before it) is a token; a tool call, its name
+    and arguments as estimates count them."""
+    kind, text = piece
+    return tokens_for_chars(piece_chars(kind, text)) if kind == TOOL_CALL else 1
+
+
 def _question_text(message: Message) -> str:
     """The user's own words: a message's text parts without its files'."""
     content = message["content"]
@@ -122,9 +129,10 @@ class DemoProvider(Provider):
         for index, piece in enumerate(pieces):
             if index:
                 await asyncio.sleep(self.pace)
-            # Counted as each piece goes (a piece is one token here): a cancel
-            # leaves counts of what was sent, the thoughts among the output.
-            completion.tokens_out = completion.deltas = index + 1
+            # Counted as each piece goes: a cancel leaves counts of what was
+            # sent, the thoughts among the output.
+            completion.deltas = index + 1
+            completion.tokens_out = (completion.tokens_out or 0) + _piece_tokens(piece)
             if piece[0] == REASONING:
                 completion.tokens_reasoning = (completion.tokens_reasoning or 0) + 1
             yield [piece]
