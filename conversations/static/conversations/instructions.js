@@ -134,24 +134,32 @@ async function save() {
   const problems = new Map();
   const instructions = readInstructions(problems);
   if (problems.size) return problems.forEach((message, param) => showError(param, message));
+  const id = conversationId;
   const button = panel.querySelector("[type=submit]");
   button.disabled = true;
   statusLine.textContent = "Saving…";
   try {
-    if (conversationId) {
-      fill(await (await call("PATCH", conversationUrl(conversationId), instructions)).json());
-      statusLine.textContent = "Saved: the next answer follows them.";
-    } else {
-      const conversation = await (await call("POST", api, newConversation(instructions))).json();
-      statusLine.textContent = "Saved.";
-      created(conversation.id);
-    }
+    await (id ? patch(id, instructions) : create(instructions));
   } catch (error) {
+    if (id !== conversationId) return; // another conversation was opened meanwhile
     statusLine.textContent = "";
     showError(error.param, error.message);
   } finally {
     button.disabled = false;
   }
+}
+
+async function patch(id, instructions) {
+  const saved = await (await call("PATCH", conversationUrl(id), instructions)).json();
+  if (id !== conversationId) return; // another conversation was opened meanwhile: its fields stay
+  fill(saved); // as the server keeps them
+  statusLine.textContent = "Saved: the next answer follows them.";
+}
+
+async function create(instructions) {
+  const conversation = await (await call("POST", api, newConversation(instructions))).json();
+  statusLine.textContent = "Saved.";
+  created(conversation.id);
 }
 
 // A new conversation's body: from the prompt chosen, the fields over its
