@@ -29,7 +29,7 @@ from .conf import conf
 from .live.leases import PROCESS_LOST, when_an_answer_is_lost
 from .memory.tasks import enqueue_update
 from .models import AnswerStep, Conversation, Spend, Turn
-from .providers.base import estimate_tokens
+from .providers.estimates import text_tokens
 from .spend import ledger
 from .storage.threads import run_db
 from .stream.output import Output, Parts
@@ -223,7 +223,7 @@ def _lost_usage(parts: Parts, steps: EndedSteps) -> dict[str, Any]:
     after_steps = parts.content[len(steps.parts.content) :]
     return {
         "tokens_in": counted.get("tokens_in"),
-        "tokens_out": counted.get("tokens_out", 0) + estimate_tokens(after_steps),
+        "tokens_out": counted.get("tokens_out", 0) + text_tokens(after_steps),
         "tokens_estimated": True,
         "usage_source": Turn.UsageSource.ESTIMATED,
     }

@@ -10,8 +10,13 @@ from django.db.models import Q, QuerySet
 from .branches import Branches
 from .conf import conf
 from .live import LiveAnswer, live_answers
-from .models import Conversation, StoredFile, Turn
+from .models import Conversation, Prompt, StoredFile, Turn
 from .storage.threads import run_db
+
+
+def prompts() -> list[Prompt]:
+    """The staff's prompts, by name (every user may start from any)."""
+    return list(Prompt.objects.order_by("name"))
 
 
 def owned_conversations(*, owner: AbstractBaseUser) -> QuerySet[Conversation]:

@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from .models import Conversation, ConversationMemory, Feedback, StoredFile, ToolRun, Turn
+from .models import Conversation, ConversationMemory, Feedback, Prompt, StoredFile, ToolRun, Turn
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
@@ -18,6 +18,23 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
         "prompt": conversation.prompt_id,  # the staff's prompt it was started from, by name
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+PROMPT_DESCRIPTION_CHARS = 120
+
+
+def prompt_json(prompt: Prompt) -> dict[str, Any]:
+    """A staff's prompt as GET api/prompts lists it: its system prompt's
+    first line says what it is for (the admin keeps no other description)."""
+    first_line = next((line.strip() for line in prompt.system_prompt.splitlines() if line.strip()), "")
+    if len(first_line) > PROMPT_DESCRIPTION_CHARS:
+        first_line = first_line[: PROMPT_DESCRIPTION_CHARS - 1].rstrip() + "…"
+    return {
+        "name": prompt.name,
+        "description": first_line,
+        "parameters": prompt.parameters,
+        "response_format": prompt.response_format,
     }
 
 

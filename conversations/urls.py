@@ -8,7 +8,7 @@ Prometheus' `metrics`.
 from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
-from .views import api, errors, files, openai_compat, pages, turns, ui_chat
+from .views import api, errors, files, openai_compat, pages, prompts, turns, ui_chat
 
 app_name = "conversations"
 
@@ -32,6 +32,7 @@ api_urlpatterns = [
     path("ui/chat/<str:chat_id>/stream", ui_chat.chat_stream, name="ui-chat-stream"),
     path("ui/chat/<str:chat_id>/messages", ui_chat.chat_messages, name="ui-chat-messages"),
     path("models", api.models, name="models"),
+    path("prompts", prompts.prompts, name="prompts"),
     path("openapi.yaml", api.openapi_description, name="openapi"),
     # Any other path under the API: the JSON 404, for every method. Reversed,
     # it names where the API is mounted (conversations.asgi uses that).

@@ -9,6 +9,7 @@ import pytest
 from conversations.providers import TEXT, TOOL_CALL, Completion
 from conversations.providers.demo import DemoProvider
 from conversations.providers.demo_tools import answer_from_results, calls_for, offered_tools
+from conversations.providers.estimates import text_tokens
 from conversations.tools import registered_tools
 
 from .helpers import post_and_read, saved_answer, sse_events, stream, text_of, use_demo_model_with_tools
@@ -59,6 +60,12 @@ def demo_tools(settings):
 )
 def test_a_question_calls_for_the_tools_it_names(question, calls):
     assert calls_for(question, BOTH) == calls
+
+
+def test_a_call_counts_its_name_and_arguments_not_one_token(demo_tools):
+    _, calls, completion = run(demo_with("lookup_order"), [{"role": "user", "content": "look up order 1234"}])
+    preface = completion.deltas - len(calls)  # a word a token
+    assert completion.tokens_out == preface + text_tokens("lookup_order" + calls[0]["arguments"]) > preface + 1
 
 
 def test_only_tools_offered_are_called():

@@ -3,6 +3,7 @@ response format (set on the conversation, overridden by a message), what a
 catalogue entry allows of them, an answer checked against its format, and
 conversations started from a staff's prompt."""
 
+import httpx
 import pytest
 
 from conversations.catalogue import CatalogueError, catalogue
@@ -264,3 +265,20 @@ def test_the_admin_keeps_prompts(staff_client):
     assert added.status_code == 302, added.content[:2000]
     assert Prompt.objects.get(name="terse").parameters == {"temperature": 0.5}
     assert staff_client.get("/admin/conversations/prompt/").status_code == 200
+
+
+def test_signed_in_users_list_the_prompts_to_start_from(alice, live):
+    Prompt.objects.create(
+        name="lawyer", system_prompt="\nYou are a careful lawyer.\nCite the law.", parameters={"seed": 4}
+    )
+    Prompt.objects.create(name="poet", system_prompt="Write " + "very " * 40 + "short poems.")
+    listed = alice.client.get("/api/prompts").json()["prompts"]  # its shape checked against openapi.yaml
+    assert listed[0] == {
+        "name": "lawyer",
+        "description": "You are a careful lawyer.",
+        "parameters": {"seed": 4},
+        "response_format": None,
+    }
+    assert listed[1]["name"] == "poet" and len(listed[1]["description"]) == 120
+    assert listed[1]["description"].endswith("…")
+    assert httpx.get(f"{live.url}/api/prompts").status_code == 401

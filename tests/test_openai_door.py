@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from conversations.models import Conversation, Turn
+from conversations.providers.estimates import text_tokens
 from harness.fake_upstream import Behaviour, parallel_tool_calls_script, reasoning_script, tool_calls_behaviour
 
 from .helpers import read_events, wait_for_answer
@@ -198,14 +199,23 @@ def test_estimated_usage_says_so_and_reported_usage_does_not(sdk, upstream):
     assert whole.usage is not None and not hasattr(whole.usage, "chatstream_estimated")
     upstream.behaviour = Behaviour(usage_chunk=False)  # the server counts nothing: chatstream does
     whole = sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
-    assert whole.usage is not None and whole.usage.chatstream_estimated is True and whole.usage.completion_tokens == 20
+    counted = text_tokens("".join(Behaviour().pieces()))  # its text's characters (providers/estimates.py)
+    assert whole.usage is not None and whole.usage.chatstream_estimated is True
+    assert whole.usage.completion_tokens == counted
     streamed = list(
         sdk.chat.completions.create(
             model="fake-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
         )
     )
     usage = streamed[-1].usage
-    assert usage is not None and usage.chatstream_estimated is True and usage.completion_tokens == 20
+    assert usage is not None and usage.chatstream_estimated is True and usage.completion_tokens == counted
+
+
+def test_usage_that_leaves_a_count_out_is_marked_as_estimated(sdk, upstream):
+    upstream.behaviour = Behaviour(usage={"prompt_tokens": 11})  # no completion_tokens: chatstream counts them
+    whole = sdk.chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert whole.usage is not None and whole.usage.prompt_tokens == 11 and whole.usage.chatstream_estimated is True
+    assert whole.usage.completion_tokens == text_tokens("".join(Behaviour().pieces()))
 
 
 def test_every_message_and_the_whole_prompt_are_held_to_the_apis_limits(sdk, upstream, settings):

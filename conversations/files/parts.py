@@ -16,7 +16,8 @@ import codecs
 from typing import Any
 
 from ..conf import conf
-from ..providers.base import Message, estimate_tokens, tokens_for_chars
+from ..providers.base import Message
+from ..providers.estimates import text_tokens, tokens_for_chars
 from . import storage
 from .headings import heading
 
@@ -52,16 +53,16 @@ def message_tokens(message: Message) -> int:
     """A message's estimated size, its files' at what they will send."""
     content = message.get("content")
     if not isinstance(content, list):
-        return estimate_tokens(content or "")
+        return text_tokens(content or "")
     return sum(_part_tokens(part) for part in content)
 
 
 def _part_tokens(part: dict[str, Any]) -> int:
     if part.get("type") == "text":
-        return estimate_tokens(part["text"])
+        return text_tokens(part["text"])
     if part.get("type") == FILE_PART:
         if part.get("note"):
-            return estimate_tokens(heading(part["file"])) + 8
+            return text_tokens(heading(part["file"])) + 8
         return IMAGE_TOKENS if part["file"]["kind"] == "image" else tokens_for_chars(part["chars"]) + 16
     return IMAGE_TOKENS  # an image_url part a client sent (the OpenAI door)
 

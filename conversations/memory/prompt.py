@@ -11,10 +11,8 @@ from typing import Any
 
 from ..conf import conf
 from ..files import parts
-from ..providers.base import Message, estimate_tokens, message_text
-
-# Chat formats wrap each message in a few tokens of their own.
-MESSAGE_OVERHEAD_TOKENS = 4
+from ..providers.base import Message
+from ..providers.estimates import MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, message_text, text_tokens
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ def memory_text(summary: str, facts: list[str]) -> str:
 
 
 def _cost(content: str) -> int:
-    return estimate_tokens(content) + MESSAGE_OVERHEAD_TOKENS
+    return text_tokens(content) + MESSAGE_OVERHEAD_TOKENS
 
 
 def assemble(
@@ -51,7 +49,7 @@ def assemble(
     remembered = memory_text(summary, facts)
     if remembered:
         head.append({"role": "system", "content": remembered})
-    used = sum(_cost(message_text(message)) for message in head)
+    used = sum(_cost(message_text(message)) for message in head) + REPLY_PRIMING_TOKENS
     picked: list[list[Message]] = []
     cuts: list[dict[str, Any]] = []
     for messages in newest_first:
@@ -98,13 +96,13 @@ def given_prompt(messages: list[Message], *, memory: tuple[str, list[str]] | Non
     if remembered:
         system = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
         messages = [*messages[:system], {"role": "system", "content": remembered}, *messages[system:]]
-    tokens = sum(_cost(message_text(message)) for message in messages)
+    tokens = sum(_cost(message_text(message)) for message in messages) + REPLY_PRIMING_TOKENS
     return Prompt(messages=messages, turns=sum(m.get("role") in ("user", "assistant") for m in messages), tokens=tokens)
 
 
 def largest_message_tokens() -> int:
     """The estimated size of one message at CHATSTREAM_MAX_MESSAGE_CHARS."""
-    return estimate_tokens("x" * conf.CHATSTREAM_MAX_MESSAGE_CHARS) + MESSAGE_OVERHEAD_TOKENS
+    return text_tokens("x" * conf.CHATSTREAM_MAX_MESSAGE_CHARS) + MESSAGE_OVERHEAD_TOKENS
 
 
 # How an answer that stopped is carried on: its text as the assistant's last

@@ -11,14 +11,14 @@ from ..catalogue import catalogue
 from ..conf import conf
 from ..exceptions import UpstreamProtocolError
 from ..providers import Completion, Provider
-from ..providers.base import MAX_FACTS, MAX_SUMMARY_CHARS, Message, estimate_tokens, message_text
+from ..providers.base import MAX_FACTS, MAX_SUMMARY_CHARS, Message
+from ..providers.estimates import CHARS_PER_TOKEN, message_text, text_tokens
 
 # The reply's room: a summary of MAX_SUMMARY_CHARS (~1,000 tokens) and the
 # facts, with some to spare; also the bound sent with the call.
 MEMORY_REPLY_TOKENS = 2048
 TURN_OVERHEAD_TOKENS = 4  # "role: " and the blank line between turns
 MIN_TURN_TOKENS = 256  # a first turn is cut to at least this, however small the budget
-CHARS_PER_TOKEN = 4  # as estimate_tokens counts
 
 INSTRUCTIONS = f"""You maintain the memory of a chat between a user and an assistant.
 You get the current memory (a summary and facts the user stated about themselves)
@@ -42,11 +42,11 @@ def fit_turns(summary: str, facts: list[str], turns: list[Message], budget: int)
     `budget` tokens (the reply's room set aside): as many whole turns as fit,
     and always the first, cut in its middle if it alone is too long. The
     turns left out are covered by the next call."""
-    room = budget - MEMORY_REPLY_TOKENS - estimate_tokens(message_text(memory_request(summary, facts, [])[1]))
-    room -= estimate_tokens(INSTRUCTIONS)
+    room = budget - MEMORY_REPLY_TOKENS - text_tokens(message_text(memory_request(summary, facts, [])[1]))
+    room -= text_tokens(INSTRUCTIONS)
     fitted: list[Message] = []
     for turn in turns:
-        cost = estimate_tokens(message_text(turn)) + TURN_OVERHEAD_TOKENS
+        cost = text_tokens(message_text(turn)) + TURN_OVERHEAD_TOKENS
         if cost > room:
             if not fitted:
                 fitted.append({"role": turn["role"], "content": _cut(message_text(turn), max(room, MIN_TURN_TOKENS))})

@@ -4,6 +4,7 @@ from typing import Any, NotRequired, TypedDict
 
 from ..catalogue import ModelEntry
 from ..conf import conf
+from .estimates import OutputCount, prompt_tokens, text_tokens
 from .kinds import TOOL_CALL, Piece
 from .think import ThinkSplitter
 from .tool_calls import ToolCalls
@@ -38,6 +39,7 @@ class Completion:
     responded: bool = False  # the server accepted the call (so it may bill for it)
     malformed_chunks: int = 0
     deltas: int = 0  # chunks with output: about one token each in OpenAI-style streams
+    output: OutputCount = field(default_factory=OutputCount)  # what it wrote, for estimates (the relay counts)
     tool_calls: ToolCalls = field(default_factory=ToolCalls)  # fragments being assembled
     think: ThinkSplitter = field(default_factory=ThinkSplitter)  # reasoning inline in the text
 
@@ -45,43 +47,13 @@ class Completion:
         """A whole call's counts where its server reported none: estimated
         from the text sent and received (a call never accepted has none)."""
         if self.responded and not self.usage_reported:
-            self.tokens_in = sum(estimate_tokens(message_text(m)) for m in messages)
-            self.tokens_out = estimate_tokens(reply)
+            self.tokens_in = prompt_tokens(messages)
+            self.tokens_out = text_tokens(reply)
 
     def rest(self) -> list[Piece]:
         """At the stream's end, however it ended: text held back waiting for
         a tag, and tool calls whose arguments never closed."""
         return [*self.think.finish(), *((TOOL_CALL, call) for call in self.tool_calls.rest())]
-
-
-def message_text(message: Message | dict) -> str:
-    """What a model reads of one message, for estimates: its content, as a
-    string or as text parts, and its tool calls' names and arguments. OpenAI's
-    own history has assistant messages with `tool_calls` and no `content`."""
-    content = message.get("content")
-    if isinstance(content, str):
-        text = content
-    elif isinstance(content, list):
-        texts = (part.get("text") for part in content if isinstance(part, dict))
-        text = " ".join(part for part in texts if isinstance(part, str))
-    else:
-        text = ""
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        functions = [call.get("function") for call in calls if isinstance(call, dict)]
-        text += " ".join(f"{f.get('name', '')} {f.get('arguments', '')}" for f in functions if isinstance(f, dict))
-    return text
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token for English text: used only where the
-    upstream reports no usage, and the turn is then marked as estimated."""
-    return tokens_for_chars(len(text))
-
-
-def tokens_for_chars(chars: int) -> int:
-    """estimate_tokens of a text of that length, without the text."""
-    return max(1, round(chars / 4)) if chars else 0
 
 
 class Provider:

@@ -15,9 +15,10 @@ import orjson
 from ..catalogue import ModelEntry
 from ..conf import conf
 from ..files.headings import HEADING
-from .base import MAX_FACTS, Completion, Message, Provider, estimate_tokens, message_text
+from .base import MAX_FACTS, Completion, Message, Provider
 from .demo_files import describe_files
 from .demo_tools import Call, answer_from_results, calls_for, calls_preface, offered_tools
+from .estimates import message_text, piece_chars, prompt_tokens, tokens_for_chars
 from .kinds import REASONING, TEXT, TOOL_CALL, Piece
 
 _WORD = re.compile(r"[\w'-]+")
@@ -74,6 +75,13 @@ def _call_pieces(calls: list[Call], completion: Completion) -> list[Piece]:
     return preface + [(TOOL_CALL, text) for text in completion.tool_calls.feed(fragments)]
 
 
+def _piece_tokens(piece: Piece) -> int:
+    """A word (and the spaces before it) is a token; a tool call, its name
+    and arguments as estimates count them."""
+    kind, text = piece
+    return tokens_for_chars(piece_chars(kind, text)) if kind == TOOL_CALL else 1
+
+
 def _question_text(message: Message) -> str:
     """The user's own words: a message's text parts without its files'."""
     content = message["content"]
@@ -113,15 +121,20 @@ class DemoProvider(Provider):
         )
 
     async def stream(self, messages: list[Message], completion: Completion) -> AsyncGenerator[list[Piece], None]:
-        completion.tokens_in = sum(estimate_tokens(message_text(m)) for m in messages)
+        completion.tokens_in = prompt_tokens(messages)
         completion.responded = True
         calls = self._calls_asked(messages)
-        pieces = _call_pieces(calls, completion) if calls else self._answer(messages, completion)
+        pieces = _call_pieces(calls, completion) if calls else self._answer(messages)
         await asyncio.sleep(self.first_token_delay)
         for index, piece in enumerate(pieces):
             if index:
                 await asyncio.sleep(self.pace)
-            completion.tokens_out = completion.deltas = index + 1
+            # Counted as each piece goes: a cancel leaves counts of what was
+            # sent, the thoughts among the output.
+            completion.deltas = index + 1
+            completion.tokens_out = (completion.tokens_out or 0) + _piece_tokens(piece)
+            if piece[0] == REASONING:
+                completion.tokens_reasoning = (completion.tokens_reasoning or 0) + 1
             yield [piece]
         completion.finish_reason = "tool_calls" if calls else "stop"
         completion.usage_reported = True  # as a server's usage chunk comes last
@@ -133,7 +146,7 @@ class DemoProvider(Provider):
             return []
         return calls_for(message_text(messages[-1]), offered_tools(self.request_options))
 
-    def _answer(self, messages: list[Message], completion: Completion) -> list[Piece]:
+    def _answer(self, messages: list[Message]) -> list[Piece]:
         """The text answer: from the tools' results when the prompt ends with
         them, else from the user's words (thinking aloud first, if it does)."""
         if messages and messages[-1]["role"] == "tool":
@@ -144,9 +157,7 @@ class DemoProvider(Provider):
         answer = files + compose_answer(question) if question or not files else files.rstrip()
         pieces: list[Piece] = [(TEXT, token) for token in split_tokens(answer)]
         if self.reasoning:
-            thoughts = [(REASONING, token) for token in split_tokens(compose_reasoning(question))]
-            completion.tokens_reasoning = len(thoughts)
-            pieces[:0] = thoughts
+            pieces[:0] = [(REASONING, token) for token in split_tokens(compose_reasoning(question))]
         return pieces
 
     @property

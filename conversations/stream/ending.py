@@ -77,7 +77,7 @@ def answer_of(relay: Ended) -> Answer:
 def failed_answer(relay: Ended) -> Answer:
     """The answer as an `internal_error`: the output as the readers saw it,
     and only counts that cannot fail (the prompt's, as estimated when it was
-    built, and one token per delta), so it is still billed."""
+    built, and the output counted as it streamed), so it is still billed."""
     completion = relay.completion
     return Answer(
         **vars(relay.readers.output.parts()),
@@ -88,7 +88,7 @@ def failed_answer(relay: Ended) -> Answer:
         ttft_ms=None,
         duration_ms=relay.figures.duration_ms(time.monotonic()),
         tokens_in=relay.prepared.prompt_tokens if completion.responded else None,
-        tokens_out=completion.deltas if completion.responded else None,
+        tokens_out=completion.output.tokens() if completion.responded else None,
         tokens_estimated=True,
         usage_source="estimated" if completion.responded else "none",
         error_code=AnswerFailed.code,

@@ -442,6 +442,8 @@ class AnswerRelay:
     def _relay_pieces(self, pieces: list[Piece], *, redacted: bool = False) -> None:
         figures, readers = self.figures, self.readers
         for kind, text in pieces:
+            if not redacted:  # the model's own output, before masking: what its server would count
+                self.completion.output.add(kind, text)
             if "\x00" in text:  # a text column cannot hold NUL (PostgreSQL); client and turn get the same
                 text = text.replace("\x00", "\ufffd")
             for kind_out, out in (

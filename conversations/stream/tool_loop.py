@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..providers import STEP, TEXT, TOOL_CALL, TOOL_RESULT, Completion, Message
-from ..providers.base import estimate_tokens, message_text
+from ..providers.estimates import prompt_tokens
 from ..tools import Tool, ToolResult
 from .approvals import Decision
 from .output import Output, saved_output
@@ -197,15 +197,18 @@ def call_usage(completion: Completion, messages: list[Message], *, produced: boo
         source = "estimated"
     else:
         return NO_USAGE
-    tokens_in = completion.tokens_in
-    if tokens_in is None:
-        tokens_in = sum(estimate_tokens(message_text(m)) for m in messages)
-    tokens_out = completion.tokens_out if completion.tokens_out is not None else completion.deltas
+    # A count the server did not give is estimated from what was sent and
+    # what the call wrote (providers/estimates.py), tool calls and reasoning included.
+    tokens_in = completion.tokens_in if completion.tokens_in is not None else prompt_tokens(messages)
+    tokens_out = completion.tokens_out if completion.tokens_out is not None else completion.output.tokens()
+    reasoning = completion.tokens_reasoning
+    if source == "estimated":  # part of the output, never more (a provider's own count included)
+        reasoning = completion.output.reasoning_tokens() if reasoning is None else min(reasoning, tokens_out)
     return {
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "tokens_cached": completion.tokens_cached,
-        "tokens_reasoning": completion.tokens_reasoning,
+        "tokens_reasoning": reasoning,
         "tokens_estimated": source == "estimated" or completion.tokens_out is None or completion.tokens_in is None,
         "usage_source": source,
     }

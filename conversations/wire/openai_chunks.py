@@ -94,7 +94,7 @@ class ChunkWire:
         if self.include_usage:
             usage = data["usage"]
             counts = (usage["tokens_in"], usage["tokens_out"], usage["tokens_cached"], usage["tokens_reasoning"])
-            estimated = usage.get("source") == ESTIMATED
+            estimated = counted_here(usage.get("estimated", False), usage.get("source"))
             chunks.append(
                 _sse({**self.head, "model": self.model, "choices": [], "usage": openai_usage(*counts, estimated)})
             )
@@ -104,6 +104,12 @@ class ChunkWire:
         # `id:` as chatstream's own events have it: a place to resume from.
         payload = orjson.dumps({**self.head, "model": self.model, "choices": [_choice(delta, None)]})
         return b"id: %d\ndata: %b\n\n" % (event_id, payload)
+
+
+def counted_here(tokens_estimated: bool, usage_source: str | None) -> bool:
+    """Whether any count is chatstream's own: the server sent no usage, or
+    left out a count (its usage said `reported`, the turn `tokens_estimated`)."""
+    return usage_source == ESTIMATED or (tokens_estimated and usage_source != "none")
 
 
 def openai_usage(

@@ -18,7 +18,8 @@ export async function call(method, url, body, extra = {}) {
   });
   if (!response.ok) {
     const error = await response.json().catch(() => null);
-    throw new Error(errorMessage(error, response.status));
+    // `param`: the field a 400 names (instructions.js shows the message beside it).
+    throw Object.assign(new Error(errorMessage(error, response.status)), { param: error?.error?.param });
   }
   return response;
 }

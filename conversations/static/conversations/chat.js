@@ -4,6 +4,7 @@
 import { addActions, setHandlers } from "./actions.js";
 import { api, call, conversationUrl, exportUrl, getJSON, openStream, turnUrl } from "./api.js";
 import { clearAttachments, setUpAttachments, uploaded, uploading } from "./attachments.js";
+import { setUpInstructions, showInstructions } from "./instructions.js";
 import { blindModel, conversationModel, loadModels, messageModel, selectModel } from "./models.js";
 import { readOrNull, answerEvents, resume } from "./stream.js";
 import { setErrorHandler } from "./tools.js";
@@ -144,7 +145,11 @@ async function openConversation(id) {
     if (current !== id) return; // another was opened meanwhile
     selectModel(conversation.model);
     showConversation(conversation);
-  } else selectModel(null); // a new chat starts on the default
+    showInstructions(conversation);
+  } else {
+    selectModel(null); // a new chat starts on the default
+    showInstructions(null);
+  }
   input.focus();
 }
 
@@ -326,6 +331,13 @@ async function stop() {
 // --- wiring ----------------------------------------------------------------------
 
 setUpAttachments({ onChange: attachmentsChanged });
+// A new chat's instructions saved: the conversation exists, so it is opened and listed.
+setUpInstructions({
+  onCreated: (id) => {
+    location.hash = id;
+    quietly(loadConversations());
+  },
+});
 setHandlers({
   switchTo: (turnId) => act(switchTo(turnId)),
   regenerate: (turn, item) => act(regenerate(turn, item)),

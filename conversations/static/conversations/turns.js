@@ -179,8 +179,21 @@ const cutFiles = (cuts = []) =>
 // A saved answer's meta line and state (also for a streamed one, once saved).
 export function describeSavedAnswer(item, turn) {
   const status = STOPPED.has(turn.finish_reason) ? "Stopped · " : (ENDED[turn.finish_reason] ?? "");
-  item.querySelector(".meta").textContent = status + cutFiles(turn.file_cuts) + metrics(turn, savedModelLabel(turn));
+  const meta = item.querySelector(".meta");
+  meta.textContent = status + cutFiles(turn.file_cuts) + metrics(turn, savedModelLabel(turn));
+  addOutputBadge(meta, turn.output_valid);
   item.classList.toggle("failed", turn.status === "failed");
+}
+
+// With a response format, whether the answer's text was JSON of it
+// (`output_valid`: true or false; null or absent without one).
+function addOutputBadge(meta, valid) {
+  if (valid == null) return;
+  const badge = document.createElement("span");
+  badge.className = `output-check ${valid ? "valid" : "invalid"}`;
+  badge.textContent = valid ? "✓ valid JSON" : "✗ not valid JSON";
+  badge.title = `The answer ${valid ? "is" : "is not"} JSON of the conversation's response format`;
+  meta.append(" ", badge);
 }
 
 // One answer being streamed into its turn, with its own connection: each has
@@ -276,6 +289,7 @@ export class Answer {
   finished(figures) {
     const seconds = serverThinkingSeconds(figures);
     if (this.thinking && seconds != null) this.thinking.label(seconds);
+    addOutputBadge(this.meta, figures.output_valid);
   }
 
   render() {
