@@ -182,7 +182,9 @@ class ResponseState:
         return self._event("incomplete", response=self.response)
 
     def _failed(self, data: dict[str, Any]) -> dict[str, Any]:
-        self.response.update(status="failed", error={"code": data["code"], "message": data["message"]})
+        # OpenAI's codes are a closed list: chatstream's own goes as the error's `type`.
+        code = "rate_limit_exceeded" if data["code"] == "upstream_rate_limited" else "server_error"
+        self.response.update(status="failed", error={"code": code, "message": data["message"], "type": data["code"]})
         self.response[FINISH_FIELD] = "error"
         return self._event("failed", response=self.response)
 
@@ -201,7 +203,7 @@ def response_usage(
     chat = openai_usage(tokens_in, tokens_out, cached, reasoning, estimated)
     usage = {
         "input_tokens": chat.pop("prompt_tokens"),
-        "input_tokens_details": chat.pop("prompt_tokens_details"),
+        "input_tokens_details": {**chat.pop("prompt_tokens_details"), "cache_write_tokens": 0},  # none known
         "output_tokens": chat.pop("completion_tokens"),
         "output_tokens_details": chat.pop("completion_tokens_details"),
     }
