@@ -263,3 +263,21 @@ def test_a_json_format_goes_on_as_the_response_format(sdk, upstream):
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.responses.create(model="fake-model", input="Where?", text={"format": {"type": "json_schema"}})
     assert refused.value.param == "text.format"
+
+
+def test_a_call_may_go_on_from_an_older_response_with_its_own_format(sdk, upstream):
+    first = sdk.responses.with_raw_response.create(model="fake-model", input="Hi")
+    sdk.responses.create(model="fake-model", previous_response_id=first.parse().id, input="Go on.")
+    upstream.behaviour = Behaviour(text='{"city": "Paris"}')
+    text = {"format": {"type": "json_object"}}
+    forked = sdk.responses.with_raw_response.create(
+        model="fake-model", previous_response_id=first.parse().id, input="As JSON?", text=text
+    )
+    assert _said(upstream.calls[-1]) == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "As JSON?"},
+    ]
+    assert upstream.calls[-1].body["response_format"] == {"type": "json_object"}
+    question = Turn.objects.get(pk=_turn(forked).parent)
+    assert question.parent == _turn(first).pk and _turn(forked).output_valid is True
