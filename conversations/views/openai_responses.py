@@ -29,7 +29,7 @@ from ..instructions import Instructions
 from ..live import LiveAnswer
 from ..models import Turn
 from ..storage.threads import run_db
-from ..wire.openai_responses import ResponseState, ResponseWire, own_output_start, saved_response
+from ..wire.openai_responses import ResponseState, ResponseWire, own_output_start, response_id, saved_response
 from .errors import api_view
 from .openai_compat import door_answer, door_message, failed_response, with_headers
 from .openai_request import PASSED_ON, invalid, last_user_text, text_of
@@ -46,15 +46,16 @@ async def responses(request: HttpRequest, user) -> HttpResponseBase:
     received_at = time.monotonic()
     call = responses_request(request)
     previous = await _answer_turn(user, call.previous_id, "previous_response_id") if call.previous_id else None
-    message_for = _new_exchange(request, call) if previous is None else _following(call, previous)
+    answered = Version(Version.ANSWERED, previous, _results(call, previous)) if previous and call.results else None
+    message_for = _new_exchange(request, call) if previous is None else _following(call, previous, answered)
     conversation_id = previous.conversation_id if previous is not None else None
     answer, conversation_id = await door_answer(
         request, user, call.chat["messages"], received_at, message_for, conversation_id
     )
     names = {"model": call.chat["model"], "conversation": conversation_id}
     if call.chat["stream"]:
-        return _streamed(answer, names, call, previous)
-    return await _whole(answer, names, call)
+        return _streamed(answer, names, call.echo, answered)
+    return await _whole(answer, names, call.echo)
 
 
 @api_view("GET")
@@ -69,7 +70,7 @@ async def _answer_turn(user, turn_id: uuid.UUID, param: str | None) -> Turn:
     answers = Turn.objects.filter(pk=turn_id, conversation__owner_id=user.pk, role=Turn.Role.ASSISTANT)
     turn = await run_db(answers.first)
     if turn is None:
-        raise not_found(f"resp_{turn_id.hex}", param)
+        raise not_found(response_id(turn_id), param)
     return turn
 
 
@@ -86,14 +87,10 @@ def _new_exchange(request: HttpRequest, call: ResponsesCall) -> MessageFor:
     return message
 
 
-def _following(call: ResponsesCall, previous: Turn) -> MessageFor:
-    """What makes the message of a call that goes on from `previous`: a new
-    question after it, or its calls answered (function_call_output)."""
-    messages = [m for m in call.chat["messages"] if m["role"] != "tool"]
-    if call.results and any(m["role"] != "system" for m in messages):
-        raise invalid("input", "After previous_response_id, input is new messages or function_call_output items.")
-    if any(m["role"] not in FOLLOWING_ROLES for m in messages):
-        raise invalid("input", "After previous_response_id, the history is chatstream's: send only new messages.")
+def _following(call: ResponsesCall, previous: Turn, answered: Version | None) -> MessageFor:
+    """What makes the message of a call that goes on from `previous`: its
+    calls answered (function_call_output), or a new question after it."""
+    messages = _new_messages(call)
     system = "\n\n".join(text_of(m) for m in messages if m["role"] == "system") or None
     options = {name: call.chat[name] for name in PASSED_ON if name in call.chat and name != "response_format"}
     base = answering.NewMessage(
@@ -103,10 +100,9 @@ def _following(call: ResponsesCall, previous: Turn) -> MessageFor:
         request_options=options,
         door=True,
     )
-    if call.results:
-        version = Version(Version.ANSWERED, previous, _results(call.results, previous))
-        answered = replace(base, content="\n".join(result["output"] for result in call.results), version=version)
-        return lambda carried: answered
+    if answered is not None:
+        steps = replace(base, content="\n".join(result["output"] for result in call.results), version=answered)
+        return lambda carried: steps
     asked = replace(base, content=_question(messages))
 
     def message(carried: Version | str) -> answering.NewMessage:
@@ -115,6 +111,16 @@ def _following(call: ResponsesCall, previous: Turn) -> MessageFor:
         return replace(asked, idempotency_key=carried, follows=previous.pk)
 
     return message
+
+
+def _new_messages(call: ResponsesCall) -> list[dict]:
+    """The input's messages, all new ones: the history is chatstream's."""
+    messages = [m for m in call.chat["messages"] if m["role"] != "tool"]
+    if call.results and any(m["role"] != "system" for m in messages):
+        raise invalid("input", "After previous_response_id, input is new messages or function_call_output items.")
+    if any(m["role"] not in FOLLOWING_ROLES for m in messages):
+        raise invalid("input", "After previous_response_id, the history is chatstream's: send only new messages.")
+    return messages
 
 
 def _question(messages: list[dict]) -> str:
@@ -129,42 +135,36 @@ def _question(messages: list[dict]) -> str:
     return question
 
 
-def _results(results: list[dict[str, str]], previous: Turn) -> tuple[dict[str, Any], ...]:
+def _results(call: ResponsesCall, previous: Turn) -> tuple[dict[str, Any], ...]:
     """The client's outputs as tool results (ToolResult.event()) of the calls they answer."""
-    names = {call["id"]: call["name"] for call in previous.tool_calls}
-    for result in results:
+    names = {tool_call["id"]: tool_call["name"] for tool_call in previous.tool_calls}
+    for result in call.results:
         if result["call_id"] not in names:
             message = f"function_call_output {result['call_id']!r} answers no call of previous_response_id."
             raise invalid("input", message)
     return tuple(
-        {"id": r["call_id"], "name": names[r["call_id"]], "output": r["output"], "duration_ms": 0} for r in results
+        {"id": r["call_id"], "name": names[r["call_id"]], "output": r["output"], "duration_ms": 0} for r in call.results
     )
 
 
 # --- the answer ------------------------------------------------------------------------
 
 
-def _streamed(answer: LiveAnswer | Turn, names: dict, call: ResponsesCall, previous: Turn | None) -> HttpResponseBase:
+def _streamed(answer: LiveAnswer | Turn, names: dict, echo: dict, answered: Version | None) -> HttpResponseBase:
+    """The answer's own output as Responses events: an answer that carries
+    on from tool calls starts after the output it carries (earlier
+    responses' own)."""
     if isinstance(answer, Turn):
-        state = ResponseState(answer.pk, names["model"], answer.created_at.timestamp(), call.echo)
+        state = ResponseState(answer.pk, names["model"], answer.created_at.timestamp(), echo)
         after = own_output_start(answer)
     else:
-        state = ResponseState(answer.turn_id, names["model"], time.time(), call.echo)
-        after = _carried_length(call, previous)
+        state = ResponseState(answer.turn_id, names["model"], time.time(), echo)
+        after = sum(len(text) for _, text in answering.answered_output(answered)) if answered else 0
     return with_headers(stream_response(answer, ResponseWire(state), after), answer, names)
 
 
-def _carried_length(call: ResponsesCall, previous: Turn | None) -> int:
-    """Where a new answer's own output begins: after the output it carries
-    on from, when it answers `previous`'s calls (earlier responses' output)."""
-    if previous is None or not call.results:
-        return 0
-    version = Version(Version.ANSWERED, previous, _results(call.results, previous))
-    return sum(len(text) for _, text in answering.answered_output(version))
-
-
-async def _whole(answer: LiveAnswer | Turn, names: dict, call: ResponsesCall) -> HttpResponseBase:
+async def _whole(answer: LiveAnswer | Turn, names: dict, echo: dict) -> HttpResponseBase:
     turn = answer if isinstance(answer, Turn) else await finished_turn(answer)
     if turn.status == Turn.Status.FAILED:
         return failed_response(turn, names)
-    return with_headers(JsonResponse(saved_response(turn, names["model"], call.echo)), turn, names)
+    return with_headers(JsonResponse(saved_response(turn, names["model"], echo)), turn, names)

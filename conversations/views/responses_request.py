@@ -21,7 +21,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from ..exceptions import ApiError
-from ..instructions import parameters_problem, response_format_problem
+from ..instructions import PARAMETERS, parameters_problem, response_format_problem
 from ..wire.openai_responses import RESPONSE_PREFIX
 from .openai_request import UNSUPPORTED, checked_chat, invalid, request_json
 from .responses_input import chat_messages, function_results
@@ -41,8 +41,10 @@ REFUSED = {
     "top_logprobs": "The door does not return log probabilities: leave top_logprobs out.",
 }
 # What a response says back of its request (OpenAI's responses do).
-ECHOED = ("instructions", "metadata", "tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p")
-ECHOED_TOO = ("max_output_tokens", "previous_response_id", "reasoning", "text", "store")
+ECHOED = (
+    *("instructions", "metadata", "tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p"),
+    *("max_output_tokens", "previous_response_id", "reasoning", "text", "store"),
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,6 @@ class ResponsesCall:
 
     chat: dict[str, Any]  # model, messages, stream and the options passed on, as the chat door takes them
     previous_id: uuid.UUID | None = None  # previous_response_id's turn
-    instructions: str | None = None
     results: list[dict[str, str]] = field(default_factory=list)  # function_call_output items: call_id, output
     echo: dict[str, Any] = field(default_factory=dict)
 
@@ -69,15 +70,12 @@ def responses_request(request: HttpRequest) -> ResponsesCall:
     options = _options(body)
     chat = {"model": body.get("model"), "stream": bool(body.get("stream")), **options}
     chat["messages"] = [{"role": "system", "content": instructions}, *messages] if instructions else messages
-    echo = {name: body[name] for name in (*ECHOED, *ECHOED_TOO) if body.get(name) is not None}
+    previous = body.get("previous_response_id")
     return ResponsesCall(
         chat=checked_chat(chat),
-        previous_id=turn_id_of(body["previous_response_id"], "previous_response_id")
-        if body.get("previous_response_id") is not None
-        else None,
-        instructions=instructions,
+        previous_id=None if previous is None else turn_id_of(previous, "previous_response_id"),
         results=function_results(messages),
-        echo=echo,
+        echo={name: body[name] for name in ECHOED if body.get(name) is not None},
     )
 
 
@@ -109,8 +107,8 @@ def _refuse_unsupported(body: dict) -> None:
 def _options(body: dict) -> dict[str, Any]:
     """The chat door's options: sampling and bounds, reasoning effort, tools, the format."""
     options = {chat: body[name] for name, chat in RENAMED.items() if body.get(name) is not None}
-    for name, chat in (("temperature", "temperature"), ("top_p", "top_p"), ("max_output_tokens", "max_tokens")):
-        problem = parameters_problem({chat: body[name]}) if body.get(name) is not None else None
+    for name, chat in RENAMED.items():
+        problem = parameters_problem({chat: options[chat]}) if chat in options and chat in PARAMETERS else None
         if problem:
             raise invalid(name, problem[1].replace(chat, name))
     effort = _reasoning_effort(body.get("reasoning"))
