@@ -281,3 +281,61 @@ def test_a_call_may_go_on_from_an_older_response_with_its_own_format(sdk, upstre
     assert upstream.calls[-1].body["response_format"] == {"type": "json_object"}
     question = Turn.objects.get(pk=_turn(forked).parent)
     assert question.parent == _turn(first).pk and _turn(forked).output_valid is True
+
+
+def test_a_tool_loop_of_several_steps_keeps_every_step_in_the_history(sdk, upstream):
+    upstream.next_calls.extend(
+        [
+            tool_calls_behaviour(("call_1", "get_weather", {"city": "Paris"})),
+            tool_calls_behaviour(("call_2", "get_weather", {"city": "Oslo"}), text="Now Oslo."),
+        ]
+    )
+    response = sdk.responses.create(model="fake-model", input="Paris or Oslo?", tools=[WEATHER])
+    for call_id, output in (("call_1", "18°C"), ("call_2", "9°C")):
+        (call,) = [item for item in response.output if item.type == "function_call"]
+        assert call.call_id == call_id  # each response holds its own call only
+        answer = {"type": "function_call_output", "call_id": call_id, "output": output}
+        response = sdk.responses.create(
+            model="fake-model", previous_response_id=response.id, input=[answer], tools=[WEATHER]
+        )
+    said = _said(upstream.calls[-1])
+    assert [(m["role"], m.get("tool_call_id")) for m in said] == [
+        ("user", None),
+        ("assistant", None),
+        ("tool", "call_1"),
+        ("assistant", None),
+        ("tool", "call_2"),
+    ]
+    assert said[3]["content"] == "Now Oslo." and response.output_text == ANSWER
+    turn = Turn.objects.get(pk=response.id.removeprefix("resp_"))
+    assert Turn.objects.filter(conversation_id=turn.conversation_id, role="user").count() == 1
+    assert Turn.objects.filter(conversation_id=turn.conversation_id, role="assistant").count() == 3
+    assert [r["output"] for r in turn.tool_results] == ["18°C", "9°C"]
+
+
+def test_what_cannot_follow_a_previous_response_is_a_400_naming_input(sdk, upstream):
+    upstream.next_calls.append(tool_calls_behaviour(("call_7", "get_weather", {})))
+    asked = sdk.responses.create(model="fake-model", input="Weather?", tools=[WEATHER])
+    calls = len(upstream.calls)
+    wrong = [
+        [{"type": "function_call_output", "call_id": "call_nope", "output": "1"}],
+        [{"role": "assistant", "content": "I said so."}, {"role": "user", "content": "Right?"}],
+        [{"type": "function_call_output", "call_id": "call_7", "output": "1"}, {"role": "user", "content": "And?"}],
+        [{"role": "user", "content": [{"type": "input_image", "image_url": "https://example.com/a.png"}]}],
+    ]
+    for given in wrong:
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.responses.create(model="fake-model", previous_response_id=asked.id, input=given)
+        assert (refused.value.type, refused.value.param) == ("invalid_request_error", "input")
+    assert len(upstream.calls) == calls
+
+
+def test_an_sdks_retry_after_a_previous_response_gets_the_first_attempts_answer(sdk, upstream):
+    first = sdk.responses.create(model="fake-model", input="Hi")
+    body = {"model": "fake-model", "previous_response_id": first.id, "input": "More?"}
+    answered = sdk.responses.create(**body)
+    calls = len(upstream.calls)
+    retried = sdk.responses.create(**body, extra_headers={"X-Stainless-Retry-Count": "1"})
+    assert retried.id == answered.id and len(upstream.calls) == calls
+    conversation = Turn.objects.get(pk=answered.id.removeprefix("resp_")).conversation_id
+    assert Turn.objects.filter(conversation_id=conversation, content="More?").count() == 1
