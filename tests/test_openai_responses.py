@@ -339,3 +339,15 @@ def test_an_sdks_retry_after_a_previous_response_gets_the_first_attempts_answer(
     assert retried.id == answered.id and len(upstream.calls) == calls
     conversation = Turn.objects.get(pk=answered.id.removeprefix("resp_")).conversation_id
     assert Turn.objects.filter(conversation_id=conversation, content="More?").count() == 1
+
+
+def test_an_input_image_goes_on_as_an_image_part(sdk, upstream, settings):
+    settings.LLM_MODELS = {"fake-model": {"model": "fake-model", "vision": True}}
+    image = {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "low"}
+    raw = sdk.responses.with_raw_response.create(
+        model="fake-model", input=[{"role": "user", "content": [{"type": "input_text", "text": "What?"}, image]}]
+    )
+    (sent,) = upstream.calls[-1].body["messages"]
+    assert sent["content"][1] == {"type": "image_url", "image_url": {"url": image["image_url"], "detail": "low"}}
+    asked = Turn.objects.get(conversation_id=raw.headers["X-Chatstream-Conversation"], role="user")
+    assert asked.content == "What?\n[image]"
