@@ -255,6 +255,36 @@ def test_what_the_door_cannot_do_is_refused_naming_the_parameter(sdk, upstream, 
     assert not upstream.calls and not Turn.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"input": []}, "input"),
+        ({"input": [{"role": "robot", "content": "Hi"}]}, "input[0].role"),
+        ({"input": [{"role": "user", "content": [{"type": "input_text"}]}]}, "input[0].content[0].text"),
+        ({"input": [{"type": "function_call_output", "output": "1"}]}, "input[0].call_id"),
+        ({"temperature": 3}, "temperature"),
+        ({"max_output_tokens": 0}, "max_output_tokens"),
+        ({"reasoning": {"effort": "extreme"}}, "reasoning.effort"),
+        ({"tool_choice": {"type": "file_search"}}, "tool_choice"),
+        ({"tools": [{"type": "function", "name": "a b"}]}, "tools[0].name"),
+    ],
+)
+def test_a_malformed_request_is_an_openai_shaped_400_naming_the_field(sdk, upstream, options, param):
+    given = {"model": "fake-model", "input": "Hi", **options}
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.responses.create(**given)
+    assert (refused.value.type, refused.value.param) == ("invalid_request_error", param)
+    assert not upstream.calls and not Turn.objects.exists()
+
+
+def test_the_message_limit_holds_and_names_the_input(sdk, upstream, settings):
+    settings.CHATSTREAM_MAX_MESSAGE_CHARS = 10
+    with pytest.raises(openai.BadRequestError, match="the limit is 10") as refused:
+        sdk.responses.create(model="fake-model", input="x" * 11)
+    assert (refused.value.code, refused.value.param) == ("content_too_long", "input")
+    assert not upstream.calls
+
+
 def test_a_json_format_goes_on_as_the_response_format(sdk, upstream):
     schema = {"type": "object", "properties": {"city": {"type": "string"}}}
     text = {"format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True}}

@@ -14,6 +14,7 @@ a built-in tool is refused, as is anything else that would change what the
 answer means (`background`, a stored `prompt`, OpenAI's `conversation`).
 """
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ RENAMED = {
     "max_output_tokens": "max_tokens",
     "parallel_tool_calls": "parallel_tool_calls",
 }
+CHAT_NAMES = {chat: name for name, chat in RENAMED.items()}
 # Parameters that would change what the answer means, which the door cannot do: refused, never dropped.
 REFUSED = {
     "background": "The door answers while the client waits: leave background out.",
@@ -72,11 +74,25 @@ def responses_request(request: HttpRequest) -> ResponsesCall:
     chat["messages"] = [{"role": "system", "content": instructions}, *messages] if instructions else messages
     previous = body.get("previous_response_id")
     return ResponsesCall(
-        chat=checked_chat(chat),
+        chat=_checked(chat),
         previous_id=None if previous is None else turn_id_of(previous, "previous_response_id"),
         results=function_results(messages),
         echo={name: body[name] for name in ECHOED if body.get(name) is not None},
     )
+
+
+def _checked(chat: dict[str, Any]) -> dict[str, Any]:
+    """The chat door's checks, the field at fault named as this request
+    names it (a message's as `input`: instructions and merged calls move
+    the chat messages' numbers)."""
+    try:
+        return checked_chat(chat)
+    except ApiError as error:
+        param = error.details.get("param")
+        if isinstance(param, str):
+            param = re.sub(r"^tools\[(\d+)\]\.function", r"tools[\1]", param)
+            error.details["param"] = CHAT_NAMES.get(param, re.sub(r"^messages\b.*", "input", param))
+        raise
 
 
 def turn_id_of(given: object, param: str | None = None) -> uuid.UUID:
