@@ -101,8 +101,8 @@ class ResponseState:
         if self.part_kind != kind:
             events += self._close_part()
             self.part_kind = kind
-            self.item["content"].append(dict(part))  # type: ignore[index]
-            events.append(self._event("content_part.added", **self._place(), part=dict(part)))
+            self.item["content"].append(copy.deepcopy(part))  # type: ignore[index]
+            events.append(self._event("content_part.added", **self._place(), part=copy.deepcopy(part)))
         self.text.append(delta)
         extra: dict[str, Any] = {"logprobs": []} if kind == DELTA else {}
         events.append(self._event(f"{event_name}.delta", **self._place(), delta=delta, **extra))
@@ -139,7 +139,7 @@ class ResponseState:
         events = self._close_part()
         item, self.item = self.item, None
         item["status"] = status
-        events.append(self._done(item))
+        events.append(self._done(item, len(self.response["output"]) - 1))  # the open item is the last
         return events
 
     def _call(self, call: dict[str, str]) -> list[dict[str, Any]]:
@@ -152,11 +152,10 @@ class ResponseState:
             added,
             self._event("function_call_arguments.delta", **place, delta=call["arguments"]),
             self._event("function_call_arguments.done", **place, name=call["name"], arguments=call["arguments"]),
-            self._done(item),
+            self._done(item, added["output_index"]),
         ]
 
-    def _done(self, item: dict[str, Any]) -> dict[str, Any]:
-        index = self.response["output"].index(item)
+    def _done(self, item: dict[str, Any], index: int) -> dict[str, Any]:
         return self._event("output_item.done", output_index=index, item=copy.deepcopy(item))
 
     def _place(self) -> dict[str, Any]:
