@@ -72,6 +72,7 @@ class ResponseState:
         self.item: dict[str, Any] | None = None  # the message or reasoning item open, if one is
         self.part_kind = ""  # the kind of its open part
         self.text: list[str] = []  # and that part's text so far
+        self.delta_fields: dict[str, Any] = {}  # what each of its deltas says besides its text
 
     def opening(self) -> list[dict[str, Any]]:
         return [self._event(name, response=copy.deepcopy(self.response)) for name in ("created", "in_progress")]
@@ -94,18 +95,23 @@ class ResponseState:
     # --- items ---------------------------------------------------------------------------
 
     def _text(self, kind: str, delta: str) -> list[dict[str, Any]]:
+        events = [] if self.part_kind == kind else self._open_part(kind)
+        self.text.append(delta)
+        self.sequence += 1  # the hot path: one event built directly
+        return [*events, {**self.delta_fields, "sequence_number": self.sequence - 1, "delta": delta}]
+
+    def _open_part(self, kind: str) -> list[dict[str, Any]]:
+        """The item (a new one if the open one is of another type) and the part `kind`'s text goes in."""
         item_type, part, event_name, _ = _TEXT_KINDS[kind]
         events = []
         if self.item is None or self.item["type"] != item_type:
             events = [*self._close(), self._added({"type": item_type, "status": "in_progress"})]
-        if self.part_kind != kind:
-            events += self._close_part()
-            self.part_kind = kind
-            self.item["content"].append(copy.deepcopy(part))  # type: ignore[index]
-            events.append(self._event("content_part.added", **self._place(), part=copy.deepcopy(part)))
-        self.text.append(delta)
+        events += self._close_part()
+        self.part_kind = kind
+        self.item["content"].append(copy.deepcopy(part))  # type: ignore[index]
+        events.append(self._event("content_part.added", **self._place(), part=copy.deepcopy(part)))
         extra: dict[str, Any] = {"logprobs": []} if kind == DELTA else {}
-        events.append(self._event(f"{event_name}.delta", **self._place(), delta=delta, **extra))
+        self.delta_fields = {"type": f"response.{event_name}.delta", **self._place(), **extra}
         return events
 
     def _added(self, item: dict[str, Any]) -> dict[str, Any]:
