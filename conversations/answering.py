@@ -27,19 +27,20 @@ from .exceptions import ApiError, DuplicateMessage
 from .files import parts, sending
 from .instructions import Instructions, output_check, request_options
 from .live import LiveAnswer, live_answers
-from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest_message_tokens
+from .memory.prompt import Prompt, assemble, carried_on, continuation, given_prompt, largest_message_tokens
 from .models import Conversation, Spend, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
+from .providers.kinds import STEP, TOOL_RESULT
 from .spend import budgets, ledger
 from .spend.limits import close_stream_later, limits
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
 from .stream.answer import Answer, PreparedTurn
-from .stream.output import saved_output
+from .stream.output import result_text, saved_output, step_text
 from .stream.relay import AnswerRelay
-from .stream.tool_loop import Toolbox, answer_messages
+from .stream.tool_loop import Toolbox, answer_messages, output_messages
 from .tool_runs import DatabaseToolRecords
 from .tools import Tool, atools_for
 
@@ -57,12 +58,15 @@ _insert_turn = RowInsert(Turn)
 class Version:
     """A new version of a saved turn: an edited question (EDIT, the message's
     content replaces it), or an answer made again (REGENERATE) or carried on
-    from where it stopped (CONTINUE)."""
+    from where it stopped (CONTINUE), or from its tool calls, which the
+    client ran (ANSWERED: the Responses door's function_call_output, its
+    `results` as ToolResult.event()s)."""
 
-    EDIT, REGENERATE, CONTINUE = "edit", "regenerate", "continue"
+    EDIT, REGENERATE, CONTINUE, ANSWERED = "edit", "regenerate", "continue", "answered"
 
     action: str
     turn: Turn
+    results: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,16 @@ class NewMessage:
     file_ids: tuple[uuid.UUID, ...] = ()  # files uploaded with POST api/files, sent with it
     files: tuple[dict[str, Any], ...] = ()  # those files, checked (files/sending.py): what its turn keeps
     instructions: Instructions = field(default_factory=Instructions)  # over the conversation's, for its answer
+    # The Responses door's previous_response_id: the question follows this
+    # answer (not the shown branch's leaf), and the prompt is chatstream's
+    # history as the API's is; the client's tools and options go with it.
+    follows: uuid.UUID | None = None
+    door: bool = False  # a door's message without a prompt of its own: its tools and options are the client's
+
+    @property
+    def clients_options(self) -> bool:
+        """Its request options are the client's (an OpenAI door's), and no server tool runs."""
+        return self.prompt is not None or self.door
 
     @property
     def has_images(self) -> bool:
@@ -146,7 +160,7 @@ def _start_turn(
                 id=question_id,
                 conversation_id=conversation_id,
                 position=position,
-                parent=leaf if version is None else version.turn.parent,
+                parent=(message.follows or leaf) if version is None else version.turn.parent,
                 role=Turn.Role.USER,
                 content=content,
                 idempotency_key=message.idempotency_key,
@@ -168,6 +182,9 @@ def _start_turn(
     if version is not None and version.action == Version.CONTINUE:
         built = continuation(built, _said(version.turn))
         prefix = [(kind, text) for kind, text, _ in saved_output(version.turn).since(0)]
+    elif version is not None and version.action == Version.ANSWERED:
+        prefix = answered_output(version)
+        built = carried_on(built, output_messages(prefix))
     return PreparedTurn(
         conversation_id=conversation_id,
         owner_id=owner.pk,
@@ -184,7 +201,7 @@ def _start_turn(
         parent_id=question_id,
         prefix=prefix,
         # The OpenAI door's prompt is the client's, tools and all: no server tools there.
-        server_tools=reserved.tools and message.prompt is None,
+        server_tools=reserved.tools and not message.clients_options,
         # The OpenAI door's request options are the client's (its own prompt, its own instructions).
         **({} if message.prompt is not None else _instructed(given, model)),
     )
@@ -194,6 +211,15 @@ def _instructed(given: Instructions, model: ModelEntry) -> dict[str, Any]:
     options = request_options(given.parameters, given.response_format)
     parameters = {**given.parameters, **model.fixed}  # as the call is made (ModelEntry.bounded)
     return {"request_options": options, "response_format": given.response_format, "parameters": parameters}
+
+
+def answered_output(version: Version) -> list[tuple[str, str]]:
+    """What an ANSWERED version starts with: the answer's output, the
+    client's results for its calls, then the step the model call makes."""
+    said = [(kind, text) for kind, text, _ in saved_output(version.turn).since(0)]
+    steps = sum(kind == STEP for kind, _ in said)
+    results = [(TOOL_RESULT, result_text(result)) for result in version.results]
+    return [*said, *results, (STEP, step_text(steps + 2))]  # model calls counted from 1; this is the next
 
 
 def _said(answer: Turn) -> str | list[Message]:
@@ -363,8 +389,9 @@ async def _start_answer(
     except asyncio.CancelledError:
         await answer_abandoned(start, trace_id, received_at)
         raise
-    if message.prompt is not None:  # the OpenAI door: the client's options as it sent them
-        prepared = dataclasses.replace(prepared, request_options=message.request_options)
+    if message.clients_options:  # an OpenAI door: the client's options as it sent them
+        options = {**prepared.request_options, **message.request_options}  # over the conversation's, if any
+        prepared = dataclasses.replace(prepared, request_options=options)
     try:
         prepared = await _with_files_read(prepared)
         tools = await answer_tools(prepared)

@@ -8,7 +8,7 @@ Prometheus' `metrics`.
 from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
-from .views import api, errors, files, openai_compat, pages, prompts, turns, ui_chat
+from .views import api, errors, files, openai_compat, openai_responses, pages, prompts, turns, ui_chat
 
 app_name = "conversations"
 
@@ -42,6 +42,8 @@ api_urlpatterns = [
 # OpenAI's API, as its SDKs call it: base_url = "<where the app is>/v1".
 openai_urlpatterns = [
     path("chat/completions", openai_compat.chat_completions, name="chat-completions"),
+    path("responses", openai_responses.responses, name="responses"),
+    path("responses/<str:response_id>", openai_responses.response, name="response"),
     path("models", openai_compat.models, name="models"),
     path("models/<path:model_id>", openai_compat.model, name="model"),  # a name may hold a slash
     re_path(r"", errors.api_not_found, name="root"),

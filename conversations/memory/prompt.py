@@ -120,6 +120,12 @@ def continuation(prompt: Prompt, partial: str | list[Message]) -> Prompt:
     `partial`: its text, or (a tool loop's answer) its messages, each step's
     calls and results then its last text (tool_loop.answer_messages)."""
     said: list[Message] = [{"role": "assistant", "content": partial}] if isinstance(partial, str) else partial
-    asked: list[Message] = [*said, {"role": "user", "content": CONTINUE_INSTRUCTION}]
-    extra = sum(_cost(message_text(message)) for message in asked)
-    return Prompt(messages=[*prompt.messages, *asked], turns=prompt.turns + 1, tokens=prompt.tokens + extra)
+    return carried_on(prompt, [*said, {"role": "user", "content": CONTINUE_INSTRUCTION}])
+
+
+def carried_on(prompt: Prompt, messages: list[Message]) -> Prompt:
+    """The prompt that asked for an answer, with what the answer has said
+    since (and what it was told: a continuation's request, a client's tool
+    results) after it."""
+    extra = sum(_cost(message_text(message)) for message in messages)
+    return Prompt(messages=[*prompt.messages, *messages], turns=prompt.turns + 1, tokens=prompt.tokens + extra)

@@ -13,7 +13,7 @@ and says whether the budgets allow another model call, through the
 ToolRecords answering.py makes (tool_runs.py, on the database threads).
 """
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Protocol
@@ -124,11 +124,8 @@ def tool_message(call_id: str, content: str) -> Message:
 def answer_messages(
     content: str, *, tool_calls: list[dict], tool_results: list[dict], output_runs: list[list[Any]]
 ) -> list[Message]:
-    """A saved answer whose tools ran, as the messages a later prompt carries:
-    each step's assistant message (text and calls) and its `tool` messages,
-    then the last step's text. A call without a result (the answer stopped
-    while it ran) is left out: OpenAI refuses a call that no `tool` message
-    answers."""
+    """A saved answer whose tools ran, as the messages a later prompt carries
+    (output_messages)."""
     saved = SimpleNamespace(
         content=content,
         reasoning="",
@@ -137,6 +134,15 @@ def answer_messages(
         tool_results=tool_results,
         output_runs=output_runs,
     )
+    return output_messages((kind, piece) for kind, piece, _ in saved_output(saved).since(0))
+
+
+def output_messages(pieces: Iterable[tuple[str, str]]) -> list[Message]:
+    """An answer's output, (kind, text) in order, as the messages a prompt
+    carries: each step's assistant message (text and calls) and its `tool`
+    messages, then the last step's text. A call without a result (the
+    answer stopped while it ran) is left out: OpenAI refuses a call that no
+    `tool` message answers."""
     messages: list[Message] = []
     text: list[str] = []
     calls: list[dict] = []
@@ -154,7 +160,7 @@ def answer_messages(
         calls.clear()
         results.clear()
 
-    for kind, piece, _ in saved_output(saved).since(0):
+    for kind, piece in pieces:
         if kind == TEXT:
             text.append(piece)
         elif kind == TOOL_CALL:

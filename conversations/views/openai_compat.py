@@ -15,6 +15,7 @@ written by wire/openai_chunks.py.
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -26,7 +27,7 @@ from ..exceptions import ApiError
 from ..live import LiveAnswer
 from ..models import Conversation, Turn
 from ..storage.threads import run_db
-from ..wire.openai_chunks import FINISH_REASONS, ChunkWire, counted_here, openai_usage
+from ..wire.openai_chunks import FINISH_REASONS, ChunkWire, openai_usage
 from . import openai_followups as followups
 from .bodies import idempotency_key
 from .errors import api_view, parse_id
@@ -63,24 +64,40 @@ async def chat_completions(request: HttpRequest, user) -> HttpResponseBase:
     received_at = time.monotonic()
     body = chat_request(request)
     question = last_user_text(body["messages"])
-    key = idempotency_key(request)
-    # The question keeps the client's key, or one of the request's, for its retries to find.
-    own_key = key or followups.request_key(request, user)
-    conversation_id = await _conversation(request, user, key, own_key, body["messages"])
+    answer, conversation_id = await door_answer(
+        request, user, body["messages"], received_at, lambda carried: door_message(request, body, question, carried)
+    )
     names = {"model": body["model"], "conversation": conversation_id}
-    carried = await followups.find(request, user, conversation_id, body["messages"], own_key)
-    if isinstance(carried, Turn):
-        answer: LiveAnswer | Turn = carried  # a retry's earlier attempt's answer, complete
-    else:
-        message = _message(request, body, question, carried)
-        answer = await _send(request, user, conversation_id, message, received_at)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return _streamed(answer, names, include_usage)
     return await _whole(answer, names)
 
 
-def _message(request: HttpRequest, body: dict, question: str, carried: Version | str) -> answering.NewMessage:
+async def door_answer(
+    request: HttpRequest,
+    user,
+    messages: list[dict],
+    received_at: float,
+    message_for: Callable[[Version | str], answering.NewMessage],
+    conversation_id: uuid.UUID | None = None,
+) -> tuple[LiveAnswer | Turn, uuid.UUID]:
+    """A door call's answer, and its conversation (this one, else the one
+    the call names or makes): an earlier attempt's (a retry's, complete),
+    else a new one to the message `message_for` makes of what the call
+    carries on (openai_followups.py)."""
+    key = idempotency_key(request)
+    # The question keeps the client's key, or one of the request's, for its retries to find.
+    own_key = key or followups.request_key(request, user)
+    if conversation_id is None:
+        conversation_id = await _conversation(request, user, key, own_key, messages)
+    carried = await followups.find(request, user, conversation_id, messages, own_key)
+    if isinstance(carried, Turn):
+        return carried, conversation_id  # a retry's earlier attempt's answer, complete
+    return await _send(request, user, conversation_id, message_for(carried), received_at), conversation_id
+
+
+def door_message(request: HttpRequest, body: dict, question: str, carried: Version | str) -> answering.NewMessage:
     """The client's prompt as the message to answer: a new version of the
     answer it carries on, or a new question with its key (openai_followups.py)."""
     version = carried if isinstance(carried, Version) else None
@@ -140,10 +157,10 @@ def _streamed(answer: LiveAnswer | Turn, names: dict, include_usage: bool) -> Ht
     the first one's answer, saved or still streaming."""
     turn_id = answer.pk if isinstance(answer, Turn) else answer.turn_id
     wire = ChunkWire(turn_id, names["model"], include_usage)
-    return _with_headers(stream_response(answer, wire), answer, names)
+    return with_headers(stream_response(answer, wire), answer, names)
 
 
-def _with_headers(response: HttpResponseBase, answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
+def with_headers(response: HttpResponseBase, answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
     response["X-Request-ID"] = answer.trace_id
     response[CONVERSATION_HEADER] = str(names["conversation"])
     response["X-Chatstream-Turn"] = str(answer.pk if isinstance(answer, Turn) else answer.turn_id)
@@ -153,11 +170,17 @@ def _with_headers(response: HttpResponseBase, answer: LiveAnswer | Turn, names: 
 # --- one JSON object ------------------------------------------------------------------
 
 
+def failed_response(turn: Turn, names: dict) -> HttpResponseBase:
+    """A failed answer, for a client that waited for the whole of it: an
+    error the SDKs raise, with the status of what went wrong."""
+    error = {"code": turn.error_code, "message": turn.error_detail, "type": "upstream_error"}
+    return with_headers(JsonResponse({"error": error}, status=ERROR_STATUS.get(turn.error_code, 502)), turn, names)
+
+
 async def _whole(answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
     turn = answer if isinstance(answer, Turn) else await finished_turn(answer)
     if turn.status == Turn.Status.FAILED:
-        error = {"code": turn.error_code, "message": turn.error_detail, "type": "upstream_error"}
-        return _with_headers(JsonResponse({"error": error}, status=ERROR_STATUS.get(turn.error_code, 502)), turn, names)
+        return failed_response(turn, names)
     message: dict[str, Any] = {"role": "assistant", "content": turn.content or None}
     if turn.reasoning:
         message["reasoning_content"] = turn.reasoning
@@ -186,7 +209,7 @@ async def _whole(answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
             turn.tokens_out,
             turn.tokens_cached,
             turn.tokens_reasoning,
-            counted_here(turn.tokens_estimated, turn.usage_source),
+            turn.usage_source == Turn.UsageSource.ESTIMATED,
         ),
     }
-    return _with_headers(JsonResponse(completion), turn, names)
+    return with_headers(JsonResponse(completion), turn, names)

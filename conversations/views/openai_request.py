@@ -47,12 +47,21 @@ def invalid(param: str, message: str, code: str = "invalid_request") -> ApiError
     return ApiError(400, code, message, details={"type": "invalid_request_error", "param": param})
 
 
-def chat_request(request: HttpRequest) -> dict[str, Any]:
-    """The body, its messages, model and passed-on options checked."""
+def request_json(request: HttpRequest) -> Any:
     try:
-        body = orjson.loads(request.body or b"{}")
+        return orjson.loads(request.body or b"{}")
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+
+
+def chat_request(request: HttpRequest) -> dict[str, Any]:
+    """The body, its messages, model and passed-on options checked."""
+    return checked_chat(request_json(request))
+
+
+def checked_chat(body: Any) -> dict[str, Any]:
+    """A chat completion request's messages, model and passed-on options
+    checked (the Responses door's too, once made one: responses_request.py)."""
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise ApiError(400, "invalid_messages", "Send `messages`: a non-empty list of {role, content}.")
