@@ -27,7 +27,7 @@ from ..exceptions import ApiError
 from ..live import LiveAnswer
 from ..models import Conversation, Turn
 from ..storage.threads import run_db
-from ..wire.openai_chunks import FINISH_REASONS, ChunkWire, openai_usage
+from ..wire.openai_chunks import FINISH_REASONS, ChunkWire, counted_here, openai_usage
 from . import openai_followups as followups
 from .bodies import idempotency_key
 from .errors import api_view, parse_id
@@ -209,7 +209,7 @@ async def _whole(answer: LiveAnswer | Turn, names: dict) -> HttpResponseBase:
             turn.tokens_out,
             turn.tokens_cached,
             turn.tokens_reasoning,
-            turn.usage_source == Turn.UsageSource.ESTIMATED,
+            counted_here(turn.tokens_estimated, turn.usage_source),
         ),
     }
     return with_headers(JsonResponse(completion), turn, names)
