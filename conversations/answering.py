@@ -23,7 +23,7 @@ from . import recovery, routing, selectors, services
 from .access.api_keys import key_id_of
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
-from .exceptions import ApiError, DuplicateMessage
+from .exceptions import ApiError, DuplicateMessage, NotItsTurn
 from .files import parts, sending
 from .instructions import Instructions, output_check, request_options
 from .live import LiveAnswer, live_answers
@@ -31,6 +31,8 @@ from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest
 from .models import Conversation, Spend, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
+from .queued import ends
+from .queued import rows as queue_rows
 from .spend import budgets, ledger
 from .spend.limits import close_stream_later, limits
 from .storage import sql
@@ -79,6 +81,10 @@ class NewMessage:
     file_ids: tuple[uuid.UUID, ...] = ()  # files uploaded with POST api/files, sent with it
     files: tuple[dict[str, Any], ...] = ()  # those files, checked (files/sending.py): what its turn keeps
     instructions: Instructions = field(default_factory=Instructions)  # over the conversation's, for its answer
+    # A queued message starting (queued/): the ids it was given when queued;
+    # start_turn's transaction claims its row.
+    turn_id: uuid.UUID | None = None
+    answer_turn_id: uuid.UUID | None = None
 
     @property
     def has_images(self) -> bool:
@@ -123,7 +129,7 @@ def _start_turn(
     owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, route: dict[str, str] | None
 ) -> PreparedTurn:
     content, version = message.content, message.version
-    answer_turn_id = uuid.uuid4()
+    answer_turn_id = message.answer_turn_id or uuid.uuid4()
     with connection.cursor() as cursor:
         reserved = sql.reserve_positions(
             cursor, conversation_id=conversation_id, owner_id=owner.pk, title=_title_from(content)
@@ -131,6 +137,8 @@ def _start_turn(
         if reserved is None:
             raise Conversation.DoesNotExist
         position, leaf = reserved.position, reserved.leaf
+        if message.turn_id is not None:  # a queued message: its row, under the conversation's lock
+            queue_rows.claim(conversation_id=conversation_id, message_id=message.turn_id, leaf=leaf)
         model = _model_for(message.model_name or reserved.model)
         given = message.instructions.over(reserved.instructions)
         if message.prompt is None:  # (the OpenAI door's prompt and options are the client's own)
@@ -140,7 +148,7 @@ def _start_turn(
             sending.claim(owner_id=owner.pk, conversation_id=conversation_id, files=message.files)
         if version is None or version.action == Version.EDIT:
             # A message follows the branch shown; an edited one stands beside the original.
-            question_id = uuid.uuid4()
+            question_id = message.turn_id or uuid.uuid4()
             _insert_turn(
                 cursor,
                 id=question_id,
@@ -333,8 +341,9 @@ async def send_message(
     if not isinstance(answer, AnswerRelay):
         await limits().close_stream(owner.pk, slot)
         return answer  # a repeated message: the first one's answer
-    owner_id = owner.pk  # not the user object: it would live as long as the stream
+    owner_id, turn_id = owner.pk, answer.turn_id  # not the user object: it would live as long as the stream
     answer.add_done_callback(lambda: close_stream_later(owner_id, slot))
+    answer.add_done_callback(lambda: ends.answer_ended(conversation_id, turn_id))  # the queue's next may start
     return answer
 
 
@@ -433,7 +442,7 @@ async def answer_abandoned(start: asyncio.Future, trace_id: str, received_at: fl
     doing, without calling the model."""
     try:
         prepared = await start
-    except (Conversation.DoesNotExist, DuplicateMessage, ApiError):
+    except (Conversation.DoesNotExist, DuplicateMessage, NotItsTurn, ApiError):
         return
     await _abandon(prepared, trace_id, received_at)
 

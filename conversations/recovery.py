@@ -30,6 +30,7 @@ from .live.leases import PROCESS_LOST, when_an_answer_is_lost
 from .memory.tasks import enqueue_update
 from .models import AnswerStep, Conversation, Spend, Turn
 from .providers.base import estimate_tokens
+from .queued import ends
 from .spend import ledger
 from .storage.threads import run_db
 from .stream.output import Output, Parts
@@ -230,7 +231,10 @@ def _lost_usage(parts: Parts, steps: EndedSteps) -> dict[str, Any]:
 
 
 async def _save_lost_answer(turn_id: str, row: dict[str, Any], parts: Parts) -> bool:
-    return await run_db(save_lost_answer, turn_id=turn_id, row=row, parts=parts)
+    saved = await run_db(save_lost_answer, turn_id=turn_id, row=row, parts=parts)
+    if saved:  # its conversation's next queued message may start (queued/starting.py)
+        ends.answer_ended(uuid.UUID(row["conversation"]), uuid.UUID(turn_id))
+    return saved
 
 
 when_an_answer_is_lost(_save_lost_answer)
