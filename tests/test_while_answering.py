@@ -5,15 +5,20 @@ with DELETE), interrupting it, refused, or (the default) answered beside it.
 Against the app under a real ASGI server and the fake upstream, slowed so
 that the first answer is still streaming."""
 
+import asyncio
+
 import pytest
 
 from conversations.conf import conf
 from conversations.models import Budget, QueuedMessage, Turn
+from conversations.queued import rows
+from conversations.queued.starting import start_next
 from harness.fake_upstream import Behaviour
 
 from .helpers import (
     ApiUser,
     events_of,
+    races,
     read_events,
     read_until_deltas,
     send,
@@ -248,3 +253,26 @@ def test_a_queued_message_is_checked_when_it_is_sent(alice, upstream, body):
         list(events)
     expected = 202 if "model" not in body else 404
     assert response.status_code == expected, response.text
+
+
+@pytest.mark.parametrize("attempt", races(5))
+def test_starts_racing_for_one_queued_message_start_it_once(alice, live, upstream, attempt):
+    conversation_id = alice.new_conversation()
+    queued = rows.enqueue(
+        owner=alice.user,
+        conversation_id=conversation_id,
+        content="Queued",
+        model_name="",
+        instructions={},
+        file_ids=[],
+        idempotency_key="",
+        trace_id="race",
+    )
+
+    async def several_at_once() -> None:
+        await asyncio.gather(*(start_next(queued.conversation_id) for _ in range(4)))
+
+    live.run(several_at_once())  # nothing in progress: each finds the message and tries to claim it
+    assert answer_of(str(queued.answer_id)).finish_reason == "stop"
+    assert asked(upstream) == ["Queued"]
+    assert Turn.objects.filter(conversation_id=conversation_id).count() == 2
