@@ -208,6 +208,8 @@ export class Answer {
     this.refusal = null; // the refusal's text, once one arrives
     this.asked = asked;
     this.model = ""; // named in the meta line, once `start` says which model answers
+    this.waiting = false; // queued behind the answer in progress (queue.js)
+    this.onStart = null; // called at its `start` event (queue.js: the wait is over)
     this.item.classList.add("streaming");
   }
 
@@ -215,6 +217,7 @@ export class Answer {
     this.turnId = turn_id;
     this.item.dataset.turn = turn_id;
     this.model = liveModelLabel(this.asked, model);
+    this.onStart?.();
   }
 
   append(text) {
