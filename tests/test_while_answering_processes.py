@@ -1,7 +1,9 @@
-"""Queued messages across two real server processes (uvicorn) sharing Redis
-and the test database: one whose conversation's answer dies with its process
-is answered once the other has saved that answer; two answers ending at once
-on two processes start the queued one once."""
+"""Queued messages across real server processes (uvicorn): two sharing Redis
+and the test database, where one whose conversation's answer dies with its
+process is answered once the other has saved that answer, and two answers
+ending at once on two processes start the queued one once; and one process
+without Redis, killed and started again, which answers the queued message
+once it has saved the lost answer."""
 
 import os
 import signal
@@ -10,10 +12,13 @@ import threading
 import pytest
 
 from conversations.models import QueuedMessage, Turn
+from harness import stacks
 from harness.fake_upstream import Behaviour
+from harness.servers import PYTHON, Service, free_port
 
 from .helpers import (
     make_api_user,
+    process_env,
     races,
     read_events,
     send,
@@ -96,3 +101,33 @@ def test_two_answers_ending_at_once_on_two_processes_start_the_queued_one_once(s
     assert Turn.objects.filter(conversation_id=conversation_id, content="Queued").count() == 1
     for api_user in on.values():
         api_user.client.close()
+
+
+@pytest.mark.parametrize("woken_by", ["a request", "the start-up"])
+def test_a_queued_message_outlives_its_process_without_redis(
+    tmp_path, upstream_server, upstream, transactional_db, settings, woken_by
+):
+    if woken_by == "the start-up" and not stacks.uses_opt_in_handler(settings.STACK):
+        pytest.skip("Django's own handler has no lifespan: the first request looks at the queue")
+    port = free_port()
+    argv = [PYTHON, "-m", "uvicorn", "harness.asgi:application", "--port", str(port), "--lifespan", "off"]
+    env = process_env(upstream_server.url, REDIS_URL="")
+    ann = make_api_user(f"http://127.0.0.1:{port}", "ann")
+    upstream.next_calls.extend([Behaviour(tokens=2000, pace=0.01), Behaviour(tokens=10)])
+    with Service("server", argv, port, log_dir=tmp_path, env=env) as server:
+        conversation_id = ann.new_conversation()
+        with stream(ann, conversation_id, "Long") as first:
+            events = sse_events(first)
+            first_id = start_event_and_a_delta(events)
+            queued = send(ann, conversation_id, "Queued", while_answering="queue").json()
+            os.kill(server.pid, signal.SIGKILL)  # no end will come for the first answer
+
+    argv[-1] = "on" if woken_by == "the start-up" else "off"
+    with Service("server again", argv, port, log_dir=tmp_path, env=env):
+        if woken_by == "a request":  # the page reloaded: its first request finds the message waiting
+            followed = read_events(ann.client.get(f"/api/turns/{queued['answer_turn_id']}/events"))
+            assert followed[-1]["data"]["finish_reason"] == "stop"
+        answer = answer_of(queued["answer_turn_id"])
+        assert Turn.objects.get(pk=first_id).error_code == "process_lost"
+        assert answer.finish_reason == "stop" and asked(upstream) == ["Long", "Queued"]
+    ann.client.close()
