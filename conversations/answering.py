@@ -342,8 +342,10 @@ async def send_message(
         await limits().close_stream(owner.pk, slot)
         return answer  # a repeated message: the first one's answer
     owner_id, turn_id = owner.pk, answer.turn_id  # not the user object: it would live as long as the stream
-    answer.add_done_callback(lambda: close_stream_later(owner_id, slot))
-    answer.add_done_callback(lambda: ends.answer_ended(conversation_id, turn_id))  # the queue's next may start
+    # Its slot given back first: the conversation's next queued message (queued/) may start and take it.
+    answer.add_done_callback(
+        lambda: close_stream_later(owner_id, slot, then=lambda: ends.answer_ended(conversation_id, turn_id))
+    )
     return answer
 
 

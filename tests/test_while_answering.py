@@ -276,3 +276,15 @@ def test_starts_racing_for_one_queued_message_start_it_once(alice, live, upstrea
     assert answer_of(str(queued.answer_id)).finish_reason == "stop"
     assert asked(upstream) == ["Queued"]
     assert Turn.objects.filter(conversation_id=conversation_id).count() == 2
+
+
+def test_a_queued_message_takes_the_slot_the_answer_before_it_gave_back(alice, upstream, settings):
+    settings.CHATSTREAM_MAX_CONCURRENT_STREAMS = 1  # the one answer at once the user may have
+    upstream.next_calls.append(SLOW)
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id, "First") as first:
+        events = sse_events(first)
+        start_event_and_a_delta(events)
+        queued = queue(alice, conversation_id, "Second")
+        list(events)
+    assert answer_of(queued["answer_turn_id"]).finish_reason == "stop"  # not `too_many_streams`

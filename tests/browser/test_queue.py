@@ -12,7 +12,7 @@ from conversations.models import QueuedMessage, Turn
 from harness.fake_upstream import Behaviour
 
 from ..helpers import wait_for
-from .helpers import answers, ready, screenshot, send
+from .helpers import answers, ready, reload, screenshot, send
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def queued(page: Page):
 
 
 def test_a_message_sent_from_a_second_tab_waits_then_streams_in(page, upstream):
-    upstream.next_calls.append(Behaviour(pace=0.04, tokens=80))  # the first answer: about 3 s
+    upstream.next_calls.append(Behaviour(pace=0.04, tokens=120))  # the first answer: about 5 s
     upstream.behaviour = Behaviour(tokens=5)
     send(page, "First tab's question")
     first = answers(page).first
@@ -51,6 +51,9 @@ def test_a_message_sent_from_a_second_tab_waits_then_streams_in(page, upstream):
     assert len(upstream.calls) == 1
     other.screenshot(path="/tmp/h_queue-queued.png")
     screenshot(other, "queue-waiting.png", animations="disabled")
+    reload(other)  # the server keeps it: a reload shows it queued again, under the answer it follows
+    expect(queued(other).get_by_role("button", name="Cancel")).to_be_visible()
+    expect(other.locator("#turns > li:visible").last).to_have_class(re.compile("queued"))
 
     # Its turn comes when the first answer ends: it streams in, in both tabs' order.
     expect(queued(other)).to_have_count(0, timeout=10_000)
