@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from .models import Conversation, ConversationMemory, Feedback, StoredFile, ToolRun, Turn
+from .models import Conversation, ConversationMemory, Feedback, QueuedMessage, StoredFile, ToolRun, Turn
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
@@ -18,6 +18,19 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
         "prompt": conversation.prompt_id,  # the staff's prompt it was started from, by name
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def queued_json(queued: QueuedMessage) -> dict[str, Any]:
+    """A message waiting for the answer in progress (the 202, the conversation's `queued`)."""
+    return {
+        "turn_id": str(queued.pk),  # its turn's, once it is answered
+        "answer_turn_id": str(queued.answer_id),  # follow GET api/turns/<it>/events
+        "conversation_id": str(queued.conversation_id),
+        "content": queued.content,
+        "files": queued.file_ids,
+        "status": "queued",
+        "created_at": queued.created_at.isoformat(),
     }
 
 

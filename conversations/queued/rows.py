@@ -75,22 +75,9 @@ def enqueue(
     )
 
 
-def queued_json(queued: QueuedMessage) -> dict[str, Any]:
-    """A queued message, as the API shows it (the 202, the conversation's `queued`)."""
-    return {
-        "turn_id": str(queued.pk),
-        "answer_turn_id": str(queued.answer_id),
-        "conversation_id": str(queued.conversation_id),
-        "content": queued.content,
-        "files": queued.file_ids,
-        "status": "queued",
-        "created_at": queued.created_at.isoformat(),
-    }
-
-
-def listed(*, conversation_id: uuid.UUID) -> list[dict[str, Any]]:
+def listed(*, conversation_id: uuid.UUID) -> list[QueuedMessage]:
     """The conversation's queued messages, in the order they will be answered."""
-    return [queued_json(queued) for queued in QueuedMessage.objects.filter(conversation_id=conversation_id)]
+    return list(QueuedMessage.objects.filter(conversation_id=conversation_id))
 
 
 def cancel(*, owner: AbstractBaseUser, turn_id: uuid.UUID) -> None:

@@ -18,7 +18,7 @@ from ..models import Conversation, Prompt, QueuedMessage, Turn
 from ..queued import choice, rows, starting
 from ..queued.following import QueuedAnswer
 from ..routing import router
-from ..serializers import conversation_detail_json, conversation_json
+from ..serializers import conversation_detail_json, conversation_json, queued_json
 from ..storage.threads import run_db
 from ..stream.output import saved_output
 from ..tools import atools_for
@@ -178,7 +178,8 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
         # Answers still being generated have no row yet: a page opened now
         # (a reload, a second tab) follows them with GET .../turns/<id>/events.
         detail["generating"] = await live_answers().generating_in(pk)
-        detail["queued"] = await run_db(rows.listed, conversation_id=pk)  # answered in this order (queued/)
+        queued = await run_db(rows.listed, conversation_id=pk)
+        detail["queued"] = [queued_json(message) for message in queued]  # answered in this order (queued/)
         await starting.start_waiting_once()
         return JsonResponse(detail)
     except Conversation.DoesNotExist:
@@ -236,7 +237,7 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
     except Conversation.DoesNotExist:
         raise not_found() from None
     if isinstance(answer, QueuedMessage):  # followed at api/turns/<answer_turn_id>/events
-        return JsonResponse(rows.queued_json(answer), status=202)
+        return JsonResponse(queued_json(answer), status=202)
     if wants_whole_answer(request):
         return await whole_answer_response(answer)
     return answer_response(request, answer)
