@@ -74,13 +74,23 @@ def test_cancel_takes_a_queued_message_back(page, upstream):
     send(page, "A long answer")
     expect(answers(page).first.locator(".body")).to_contain_text("t2", timeout=5000)
     send(page, "Never mind this one")  # the same tab: queued behind its own answer
+    other, errors = second_tab(page)
+    send(other, "Nor this one")  # and one from the second tab
     expect(queued(page)).to_have_count(1)
+    expect(queued(other)).to_have_count(2)  # its own, and the first tab's, listed by the server
+
+    queued(other).filter(has_text="Nor this one").get_by_role("button", name="Cancel").click()
     queued(page).get_by_role("button", name="Cancel").click()
     expect(queued(page)).to_have_count(0)
+    expect(queued(other).filter(has_text="Nor this one")).to_have_count(0)
     expect(page.locator("#turns > li.user")).to_have_count(1)
-    assert not QueuedMessage.objects.exists()
+    wait_for(lambda: not QueuedMessage.objects.exists(), 5, "the queue emptied")
 
     expect(answers(page).first.locator(".meta")).to_contain_text("tokens", timeout=10_000)  # the first ends as it would
     wait_for(lambda: Turn.objects.filter(role="assistant").count() == 1, 5, "the first answer saved")
-    assert len(upstream.calls) == 1 and Turn.objects.count() == 2  # nothing answered for the one taken back
+    assert len(upstream.calls) == 1 and Turn.objects.count() == 2  # nothing answered for those taken back
     expect(page.locator("#turns > li")).to_have_count(2)
+    expect(queued(other)).to_have_count(0)  # the first tab's, taken back there, is gone here too
+    expect(other.locator("#turns > li")).to_have_count(2)
+    other.close()
+    assert not errors, errors

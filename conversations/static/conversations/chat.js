@@ -278,7 +278,7 @@ async function streamInto(answer, open, retry) {
     final = await readOrNull(response, answer);
     if (final === null && answer.turnId) final = await resume(answer);
     if (final === null) answer.end("The connection was cut before the answer ended.", { failed: true, retry });
-    else if (final.type === "error") answer.end(`Error: ${final.data.message}`, { failed: true, retry });
+    else if (final.type === "error") answer.end(`Error: ${final.data.message}`, { failed: true, retry, code: final.data.code });
     else {
       const figures = { ...final.data, tokens_out: final.data.usage.tokens_out };
       answer.end((STOPPED.has(final.data.finish_reason) ? "Stopped · " : "") + metrics(figures, answer.model));

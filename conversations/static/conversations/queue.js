@@ -69,6 +69,7 @@ function wait(queued, message, answer) {
   answer.waiting = true; // Stop passes it by: there is nothing to stop yet
   answer.item.hidden = true;
   answer.onStart = () => started(message, answer);
+  answer.onEnd = (code) => code === "message_cancelled" && takenBack(message, answer); // from another tab
   waiting.set(answer.item, message);
 }
 
@@ -85,8 +86,12 @@ function started(message, answer) {
 // page stops waiting for it.
 async function takeBack(queued, message, answer) {
   await call("DELETE", queuedUrl(queued.turn_id));
-  waiting.delete(answer.item);
   answer.controller.abort();
+  takenBack(message, answer);
+}
+
+function takenBack(message, answer) {
+  waiting.delete(answer.item);
   message.remove();
   answer.item.remove();
 }
