@@ -288,3 +288,15 @@ def test_a_queued_message_takes_the_slot_the_answer_before_it_gave_back(alice, u
         queued = queue(alice, conversation_id, "Second")
         list(events)
     assert answer_of(queued["answer_turn_id"]).finish_reason == "stop"  # not `too_many_streams`
+
+
+def test_only_an_answer_in_the_same_conversation_counts(alice, upstream):
+    upstream.next_calls.append(SLOW)
+    streaming, other = alice.new_conversation(), alice.new_conversation()
+    with stream(alice, streaming, "First") as first:
+        events = sse_events(first)
+        start_event_and_a_delta(events)
+        elsewhere = send(alice, other, "Elsewhere", while_answering="reject")
+        assert elsewhere.status_code == 200 and read_events(elsewhere)[-1]["data"]["finish_reason"] == "stop"
+        list(events)
+    assert asked(upstream) == ["First", "Elsewhere"]
