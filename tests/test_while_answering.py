@@ -17,6 +17,8 @@ from harness.fake_upstream import Behaviour
 
 from .helpers import (
     ApiUser,
+    answer_of,
+    asked,
     events_of,
     races,
     read_events,
@@ -46,19 +48,6 @@ def queue(api_user: ApiUser, conversation_id: str, content: str, **body) -> dict
     response = send(api_user, conversation_id, content, while_answering="queue", **body)
     assert response.status_code == 202, response.text
     return response.json()
-
-
-def answer_of(turn_id: str, timeout: float = 10.0) -> Turn:
-    """The answer's row, once written."""
-    wait_for(lambda: Turn.objects.filter(pk=turn_id).exists(), timeout, f"the answer {turn_id} saved")
-    return Turn.objects.get(pk=turn_id)
-
-
-def asked(upstream) -> list[str]:
-    """The last user message of each model call, in the order they were made."""
-    return [
-        next(m["content"] for m in reversed(call.body["messages"]) if m["role"] == "user") for call in upstream.calls
-    ]
 
 
 def test_a_queued_message_is_answered_after_the_answer_in_progress_in_order(alice, upstream):

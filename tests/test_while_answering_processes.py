@@ -17,6 +17,8 @@ from harness.fake_upstream import Behaviour
 from harness.servers import PYTHON, Service, free_port
 
 from .helpers import (
+    answer_of,
+    asked,
     make_api_user,
     process_env,
     races,
@@ -29,7 +31,6 @@ from .helpers import (
     wait_for,
     wait_until_every_answer_is_saved,
 )
-from .test_while_answering import answer_of, asked
 
 # End to end: run on one CI leg, not on the legs that vary Django, the stack or the database.
 pytestmark = pytest.mark.e2e
