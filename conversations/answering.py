@@ -31,13 +31,12 @@ from .memory.prompt import Prompt, assemble, continuation, given_prompt, largest
 from .models import Conversation, Spend, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
-from .queued import ends
-from .queued import rows as queue_rows
 from .spend import budgets, ledger
 from .spend.limits import close_stream_later, limits
-from .storage import sql
+from .storage import queue_claims, sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
+from .stream import ends
 from .stream.answer import Answer, PreparedTurn
 from .stream.output import saved_output
 from .stream.relay import AnswerRelay
@@ -138,7 +137,7 @@ def _start_turn(
             raise Conversation.DoesNotExist
         position, leaf = reserved.position, reserved.leaf
         if message.turn_id is not None:  # a queued message: its row, under the conversation's lock
-            queue_rows.claim(conversation_id=conversation_id, message_id=message.turn_id, leaf=leaf)
+            queue_claims.claim(conversation_id=conversation_id, message_id=message.turn_id, leaf=leaf)
         model = _model_for(message.model_name or reserved.model)
         given = message.instructions.over(reserved.instructions)
         if message.prompt is None:  # (the OpenAI door's prompt and options are the client's own)

@@ -30,9 +30,9 @@ from .live.leases import PROCESS_LOST, when_an_answer_is_lost
 from .memory.tasks import enqueue_update
 from .models import AnswerStep, Conversation, Spend, Turn
 from .providers.base import estimate_tokens
-from .queued import ends
 from .spend import ledger
 from .storage.threads import run_db
+from .stream import ends
 from .stream.output import Output, Parts
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,9 @@ conversation ("while_answering" in its body, else CHATSTREAM_WHILE_ANSWERING):
 - `interrupt`: the answers in progress are stopped (`cancelled`), then it is answered;
 - `reject`: 409 `answer_in_progress`, nothing saved.
 
-choice.py applies the choice, rows.py holds the queue's database work,
-ends.py carries "an answer ended" from where it is known to starting.py.
+choice.py applies the choice, rows.py holds the queue's database work
+(the claim that starts a message once is storage/queue_claims.py, which
+answering uses); stream/ends.py carries "an answer ended" to starting.py.
 """
 
 PARALLEL, QUEUE, INTERRUPT, REJECT = "parallel", "queue", "interrupt", "reject"

@@ -20,6 +20,7 @@ from django.utils import timezone
 from ..access.api_keys import key_id_of
 from ..exceptions import ApiError, DuplicateMessage, NotItsTurn
 from ..models import Conversation, QueuedMessage, Turn
+from ..storage.queue_claims import awaited, claim
 
 # A conversation's queue holds this many messages at most (429 `queue_full`).
 MAX_QUEUED = 20
@@ -30,11 +31,6 @@ def answering_in(*, owner: AbstractBaseUser, conversation_id: uuid.UUID) -> bool
     not written yet)? Conversation.DoesNotExist for another's."""
     leaf = Conversation.objects.filter(pk=conversation_id, owner_id=owner.pk).values_list("leaf", flat=True).get()
     return awaited(leaf)
-
-
-def awaited(leaf: uuid.UUID | None) -> bool:
-    """Is `leaf` an answer whose row is not written yet (being generated, or lost with its process)?"""
-    return leaf is not None and not Turn.objects.filter(pk=leaf).exists()
 
 
 @transaction.atomic
@@ -109,18 +105,6 @@ def conversations_waiting(limit: int = 500) -> list[uuid.UUID]:
     """Conversations with queued messages (a process starting looks at them)."""
     ids = QueuedMessage.objects.order_by("conversation_id").values_list("conversation_id", flat=True).distinct()
     return list(ids[:limit])
-
-
-def claim(*, conversation_id: uuid.UUID, message_id: uuid.UUID, leaf: uuid.UUID | None) -> None:
-    """In the transaction that saves a queued message as a turn, once the
-    conversation's row is locked (`leaf` read under that lock): its row
-    deleted, so no other start can have it. NotItsTurn if an answer is
-    still in progress there, or the row is gone (started, cancelled)."""
-    if awaited(leaf):
-        raise NotItsTurn(message_id)
-    deleted, _ = QueuedMessage.objects.filter(pk=message_id, conversation_id=conversation_id).delete()
-    if not deleted:
-        raise NotItsTurn(message_id)
 
 
 @transaction.atomic

@@ -1,6 +1,6 @@
 """A queued message's answer started when its turn comes: when an answer in
 its conversation ends (on the process that generated it, or on the one that
-saved it after its process died: ends.py), when a process starts serving
+saved it after its process died: stream/ends.py), when a process starts serving
 (`start_waiting_once`), and now and then while a client waits for it
 (following.py). Whoever tries, the row is claimed in the transaction that
 saves the message as a turn (rows.claim), so it starts once.
@@ -21,8 +21,8 @@ from ..instructions import Instructions
 from ..live import live_answers
 from ..models import Conversation, QueuedMessage
 from ..storage.threads import run_db
-from ..stream import background
-from . import ends, rows
+from ..stream import background, ends
+from . import rows
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,14 @@
-"""An answer ended: told from where that is known (answering's relays, in the
-process that generated them; recovery's lost answers, saved by another) to
-whoever waits for it (starting.py: the conversation's next queued message).
-A registry, so that answering and recovery stay below the queue."""
+"""An answer's turn is saved: told from where that is known (answering's
+relays, in the process that generated them; recovery's lost answers, saved
+by another) to whoever waits for it (queued/starting.py: the conversation's
+next queued message). A registry, so that answering and recovery stay below
+the queue."""
 
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
-from ..stream import background
+from . import background
 
 Listener = Callable[[uuid.UUID, uuid.UUID], Awaitable[None]]
 _listeners: list[Listener] = []
