@@ -23,7 +23,7 @@ from . import recovery, routing, selectors, services
 from .access.api_keys import key_id_of
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
-from .exceptions import ApiError, DuplicateMessage
+from .exceptions import ApiError, DuplicateMessage, NotItsTurn
 from .files import parts, sending
 from .instructions import Instructions, output_check, request_options
 from .live import LiveAnswer, live_answers
@@ -34,9 +34,10 @@ from .providers import Message, Provider, provider_for
 from .providers.kinds import STEP, TOOL_RESULT
 from .spend import budgets, ledger
 from .spend.limits import close_stream_later, limits
-from .storage import sql
+from .storage import queue_claims, sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
+from .stream import ends
 from .stream.answer import Answer, PreparedTurn
 from .stream.output import result_text, saved_output, step_text
 from .stream.relay import AnswerRelay
@@ -94,6 +95,11 @@ class NewMessage:
         """Its request options are the client's (an OpenAI door's), and no server tool runs."""
         return self.prompt is not None or self.door
 
+    # A queued message starting (queued/): the ids it was given when queued;
+    # start_turn's transaction claims its row.
+    turn_id: uuid.UUID | None = None
+    answer_turn_id: uuid.UUID | None = None
+
     @property
     def has_images(self) -> bool:
         return sending.sends_images(self.files) or parts.client_sends_images(self.prompt or [])
@@ -137,7 +143,7 @@ def _start_turn(
     owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage, route: dict[str, str] | None
 ) -> PreparedTurn:
     content, version = message.content, message.version
-    answer_turn_id = uuid.uuid4()
+    answer_turn_id = message.answer_turn_id or uuid.uuid4()
     with connection.cursor() as cursor:
         reserved = sql.reserve_positions(
             cursor, conversation_id=conversation_id, owner_id=owner.pk, title=_title_from(content)
@@ -145,6 +151,8 @@ def _start_turn(
         if reserved is None:
             raise Conversation.DoesNotExist
         position, leaf = reserved.position, reserved.leaf
+        if message.turn_id is not None:  # a queued message: its row, under the conversation's lock
+            queue_claims.claim(conversation_id=conversation_id, message_id=message.turn_id, leaf=leaf)
         model = _model_for(message.model_name or reserved.model)
         given = message.instructions.over(reserved.instructions)
         if message.prompt is None:  # (the OpenAI door's prompt and options are the client's own)
@@ -154,7 +162,7 @@ def _start_turn(
             sending.claim(owner_id=owner.pk, conversation_id=conversation_id, files=message.files)
         if version is None or version.action == Version.EDIT:
             # A message follows the branch shown; an edited one stands beside the original.
-            question_id = uuid.uuid4()
+            question_id = message.turn_id or uuid.uuid4()
             _insert_turn(
                 cursor,
                 id=question_id,
@@ -359,8 +367,11 @@ async def send_message(
     if not isinstance(answer, AnswerRelay):
         await limits().close_stream(owner.pk, slot)
         return answer  # a repeated message: the first one's answer
-    owner_id = owner.pk  # not the user object: it would live as long as the stream
-    answer.add_done_callback(lambda: close_stream_later(owner_id, slot))
+    owner_id, turn_id = owner.pk, answer.turn_id  # not the user object: it would live as long as the stream
+    # Its slot given back first: the conversation's next queued message (queued/) may start and take it.
+    answer.add_done_callback(
+        lambda: close_stream_later(owner_id, slot, then=lambda: ends.answer_ended(conversation_id, turn_id))
+    )
     return answer
 
 
@@ -460,7 +471,7 @@ async def answer_abandoned(start: asyncio.Future, trace_id: str, received_at: fl
     doing, without calling the model."""
     try:
         prepared = await start
-    except (Conversation.DoesNotExist, DuplicateMessage, ApiError):
+    except (Conversation.DoesNotExist, DuplicateMessage, NotItsTurn, ApiError):
         return
     await _abandon(prepared, trace_id, received_at)
 

@@ -12,6 +12,7 @@ class ConversationsConfig(AppConfig):
         from . import checks, state  # noqa: F401  (register the system checks)
         from .access import logins  # noqa: F401  (count failed logins)
         from .files import cleanup  # noqa: F401  (files' bytes deleted after their rows)
+        from .queued import starting  # noqa: F401  (a queued message starts when an answer ends)
 
         setting_changed.connect(state.setting_changed, dispatch_uid="chatstream-state")
 

@@ -245,12 +245,17 @@ class ChatstreamASGIHandler(ASGIHandler):
         return _under_api(scope, self._api_prefixes)
 
     async def lifespan(self, receive, send) -> None:
-        """Start-up: watch for the signal to stop. Shut-down (the server has
-        closed its connections): save whatever answers are still running."""
+        """Start-up: watch for the signal to stop, and start the queued
+        messages nothing is answering any more (a restart). Shut-down (the
+        server has closed its connections): save whatever answers are still
+        running."""
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 shutdown.watch_signals()
+                from .queued import starting  # models: only once the apps are loaded, as they are by now
+
+                await starting.start_waiting_once()  # in a task of its own: start-up does not wait for it
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await shutdown.interrupt_all()

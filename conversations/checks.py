@@ -11,6 +11,7 @@ from .catalogue import CatalogueError, catalogue, default_entry
 from .conf import conf
 from .exceptions import McpServersError, NotATool, ToolDefinitionError, ToolImportError
 from .providers import PROVIDERS, load_provider_class
+from .queued import WHILE_ANSWERING
 from .routing import RouterError, router
 from .spend.pricing import settings_prices
 from .tools.definition import Tool
@@ -85,6 +86,14 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 f"CHATSTREAM_ON_DISCONNECT {conf.CHATSTREAM_ON_DISCONNECT!r} is not a policy.",
                 hint='Use "cancel" (stop the model when the client goes) or "continue" (wait for it to come back).',
                 id="conversations.E007",
+            )
+        )
+    if conf.CHATSTREAM_WHILE_ANSWERING not in WHILE_ANSWERING:
+        errors.append(
+            Error(
+                f"CHATSTREAM_WHILE_ANSWERING {conf.CHATSTREAM_WHILE_ANSWERING!r} is not a choice.",
+                hint=f"Use one of {', '.join(WHILE_ANSWERING)}.",
+                id="conversations.E024",
             )
         )
     if conf.REDIS_URL and urlsplit(conf.REDIS_URL).scheme not in ("redis", "rediss", "unix"):

@@ -196,6 +196,12 @@ class Settings:
         "when an answer's last reader goes: `cancel` stops the model at once; `continue` keeps generating "
         "for CHATSTREAM_RESUME_GRACE_SECONDS so the client can resume, then cancels",
     )
+    CHATSTREAM_WHILE_ANSWERING = Setting(
+        "parallel",
+        "a message sent while an answer streams in its conversation (unless it says, `while_answering`): "
+        "`parallel` answers it beside that one; `queue` answers it when that one ends (202); `interrupt` "
+        "stops that one (`cancelled`) and answers it; `reject` refuses it (409 `answer_in_progress`)",
+    )
     CHATSTREAM_READER_STALL_SECONDS = Setting(
         60.0, "a reader that takes no output this long while the model waits on it ends the answer (`client_stalled`)"
     )

@@ -4,6 +4,7 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     ChatstreamError
     ├── ApiError                  - a request the API refuses (JSON error, status)
     ├── DuplicateMessage          - a message's Idempotency-Key was used already: its answer is replayed
+    ├── NotItsTurn                - a queued message may not start: started, cancelled, or still waiting
     ├── SettingsError             - a setting cannot be used (also a ValueError); names the fix
     │   ├── CatalogueError        - LLM_MODELS or LLM_DEFAULT_MODEL
     │   ├── RouterError           - LLM_ROUTER
@@ -64,6 +65,11 @@ class DuplicateMessage(ChatstreamError):
     def __init__(self, reply_id: uuid.UUID) -> None:
         super().__init__(reply_id)
         self.reply_id = reply_id
+
+
+class NotItsTurn(ChatstreamError):
+    """A queued message that may not start now: another start claimed it, it
+    was cancelled, or an answer is still in progress in its conversation."""
 
 
 class SettingsError(ChatstreamError, ValueError):

@@ -32,6 +32,7 @@ from .models import AnswerStep, Conversation, Spend, Turn
 from .providers.estimates import text_tokens
 from .spend import ledger
 from .storage.threads import run_db
+from .stream import ends
 from .stream.output import Output, Parts
 
 logger = logging.getLogger(__name__)
@@ -230,7 +231,10 @@ def _lost_usage(parts: Parts, steps: EndedSteps) -> dict[str, Any]:
 
 
 async def _save_lost_answer(turn_id: str, row: dict[str, Any], parts: Parts) -> bool:
-    return await run_db(save_lost_answer, turn_id=turn_id, row=row, parts=parts)
+    saved = await run_db(save_lost_answer, turn_id=turn_id, row=row, parts=parts)
+    if saved:  # its conversation's next queued message may start (queued/starting.py)
+        ends.answer_ended(uuid.UUID(row["conversation"]), uuid.UUID(turn_id))
+    return saved
 
 
 when_an_answer_is_lost(_save_lost_answer)

@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from .models import Conversation, ConversationMemory, Feedback, Prompt, StoredFile, ToolRun, Turn
+from .models import Conversation, ConversationMemory, Feedback, Prompt, QueuedMessage, StoredFile, ToolRun, Turn
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
@@ -35,6 +35,19 @@ def prompt_json(prompt: Prompt) -> dict[str, Any]:
         "description": first_line,
         "parameters": prompt.parameters,
         "response_format": prompt.response_format,
+    }
+
+
+def queued_json(queued: QueuedMessage) -> dict[str, Any]:
+    """A message waiting for the answer in progress (the 202, the conversation's `queued`)."""
+    return {
+        "turn_id": str(queued.pk),  # its turn's, once it is answered
+        "answer_turn_id": str(queued.answer_id),  # follow GET api/turns/<it>/events
+        "conversation_id": str(queued.conversation_id),
+        "content": queued.content,
+        "files": queued.file_ids,
+        "status": "queued",
+        "created_at": queued.created_at.isoformat(),
     }
 
 

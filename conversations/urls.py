@@ -17,6 +17,7 @@ api_urlpatterns = [
     path("conversations/<str:conversation_id>", api.conversation, name="conversation"),
     path("conversations/<str:conversation_id>/messages", api.messages, name="messages"),
     path("conversations/<str:conversation_id>/export", api.export, name="export"),
+    path("turns/<str:turn_id>", api.turn, name="turn"),
     path("turns/<str:turn_id>/events", api.turn_events, name="turn-events"),
     path("turns/<str:turn_id>/cancel", api.cancel_turn, name="cancel-turn"),
     path("turns/<str:turn_id>/regenerate", turns.regenerate, name="regenerate"),

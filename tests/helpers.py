@@ -358,6 +358,19 @@ def wait_for_answer(conversation_id: str, timeout: float = 5.0) -> Turn:
     raise AssertionError(f"no answer saved for {conversation_id} within {timeout} s")
 
 
+def answer_of(turn_id: str, timeout: float = 10.0) -> Turn:
+    """The answer with this id, once the server has written its row."""
+    wait_for(lambda: Turn.objects.filter(pk=turn_id).exists(), timeout, f"the answer {turn_id} saved")
+    return Turn.objects.get(pk=turn_id)
+
+
+def asked(upstream) -> list[str]:
+    """The last user message of each model call the fake upstream took, in order."""
+    return [
+        next(m["content"] for m in reversed(call.body["messages"]) if m["role"] == "user") for call in upstream.calls
+    ]
+
+
 def process_env(upstream_url: str, **settings: str) -> dict[str, str]:
     """The environment of an app or worker process a test starts: the test
     settings and database, the fake upstream's model, then `settings`."""

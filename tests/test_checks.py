@@ -67,6 +67,12 @@ def test_redis_url_must_be_a_redis_url(settings):
     assert check_llm_settings(None) == []
 
 
+def test_while_answering_must_be_a_choice(settings):
+    settings.CHATSTREAM_WHILE_ANSWERING = "later"
+    errors = check_llm_settings(None)
+    assert ids(errors) == ["conversations.E024"] and '"queue"' not in errors[0].hint and "queue" in errors[0].hint
+
+
 def test_check_deploy_is_clean_with_production_settings():
     env = {
         **os.environ,

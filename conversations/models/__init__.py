@@ -5,6 +5,7 @@ from .access import ApiKey
 from .conversations import Conversation, Feedback, Prompt, ReviewItem, Turn
 from .files import StoredFile
 from .memory import ConversationMemory, TaskLease
+from .queued import QueuedMessage
 from .spend import Budget, ModelPrice, Spend
 from .tools import AnswerStep, ToolRun
 
@@ -17,6 +18,7 @@ __all__ = [
     "Feedback",
     "ModelPrice",
     "Prompt",
+    "QueuedMessage",
     "ReviewItem",
     "Spend",
     "StoredFile",

@@ -13,6 +13,7 @@ import math
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
@@ -184,6 +185,15 @@ def limits() -> LocalLimits | RedisLimits:
     return RedisLimits() if conf.REDIS_URL else LocalLimits()
 
 
-def close_stream_later(user_id: int, stream_id: uuid.UUID) -> None:
-    """Give a slot back from a callback (an answer's task has ended)."""
-    background.keep(asyncio.ensure_future(limits().close_stream(user_id, stream_id)))
+def close_stream_later(user_id: int, stream_id: uuid.UUID, then: Callable[[], None] | None = None) -> None:
+    """Give a slot back from a callback (an answer's task has ended); then
+    call `then` (the queue's next message, which may want that slot)."""
+
+    async def close() -> None:
+        try:
+            await limits().close_stream(user_id, stream_id)
+        finally:
+            if then is not None:
+                then()
+
+    background.keep(asyncio.ensure_future(close()))

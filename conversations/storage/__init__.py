@@ -5,4 +5,5 @@ statements every message runs.
     calls.py     a call on one of them, broken off when the database hangs
     rows.py      the turn INSERT, built once per database instead of per row
     sql.py       the hot path's other statements, written out
+    queue_claims.py  a queued message claimed by the transaction that saves it
 """

@@ -14,13 +14,15 @@ from ..catalogue import ModelEntry, catalogue, chosen_model, default_entry
 from ..exceptions import ApiError
 from ..instructions import checked_parameters, checked_response_format, checked_system_prompt, instructions_in
 from ..live import live_answers
-from ..models import Conversation, Prompt, Turn
+from ..models import Conversation, Prompt, QueuedMessage, Turn
+from ..queued import choice, rows, starting
+from ..queued.following import QueuedAnswer
 from ..routing import router
-from ..serializers import conversation_detail_json, conversation_json
+from ..serializers import conversation_detail_json, conversation_json, queued_json
 from ..storage.threads import run_db
 from ..stream.output import saved_output
 from ..tools import atools_for
-from .bodies import idempotency_key, json_body, message_content, message_files
+from .bodies import idempotency_key, json_body, message_content, message_files, while_answering
 from .errors import api_view, error_response, not_found, parse_id
 from .streaming import answer_response, trace_id_for
 from .whole import wants_whole_answer, whole_answer_response
@@ -176,6 +178,9 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
         # Answers still being generated have no row yet: a page opened now
         # (a reload, a second tab) follows them with GET .../turns/<id>/events.
         detail["generating"] = await live_answers().generating_in(pk)
+        queued = await run_db(rows.listed, conversation_id=pk)
+        detail["queued"] = [queued_json(message) for message in queued]  # answered in this order (queued/)
+        await starting.start_waiting_once()
         return JsonResponse(detail)
     except Conversation.DoesNotExist:
         raise not_found() from None
@@ -206,9 +211,12 @@ async def export(request: HttpRequest, user, conversation_id: str) -> HttpRespon
 @api_view("POST")
 async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResponseBase:
     """Save the user's message, then stream the model's answer (or, with
-    `Accept: application/json`, answer with the whole turn once it ends)."""
+    `Accept: application/json`, answer with the whole turn once it ends).
+    While an answer is in progress in the conversation, `while_answering`
+    may queue it instead (202), stop that answer first, or refuse it (409)."""
     received_at = time.monotonic()
     pk = parse_id(conversation_id)
+    await starting.start_waiting_once()
     try:
         file_ids = message_files(request) or ()
         message = answering.NewMessage(
@@ -218,11 +226,18 @@ async def messages(request: HttpRequest, user, conversation_id: str) -> HttpResp
             model_name=chosen_model(json_body(request).get("model", ""), auto=True),
             instructions=instructions_in(json_body(request)),
         )
-        answer = await answering.send_message(
-            owner=user, conversation_id=pk, message=message, trace_id=trace_id_for(request), received_at=received_at
+        answer = await choice.send(
+            owner=user,
+            conversation_id=pk,
+            message=message,
+            trace_id=trace_id_for(request),
+            received_at=received_at,
+            while_answering=while_answering(request),
         )
     except Conversation.DoesNotExist:
         raise not_found() from None
+    if isinstance(answer, QueuedMessage):  # followed at api/turns/<answer_turn_id>/events
+        return JsonResponse(queued_json(answer), status=202)
     if wants_whole_answer(request):
         return await whole_answer_response(answer)
     return answer_response(request, answer)
@@ -236,12 +251,29 @@ async def turn_events(request: HttpRequest, user, turn_id: str) -> HttpResponseB
     after = _resume_offset(request)
     answer = await selectors.find_answer(owner=user, turn_id=pk)
     if answer is None:
-        raise not_found("turn")
+        answer = await _queued_answer(user, pk)
     if isinstance(answer, Turn) and "Last-Event-ID" in request.headers and after >= saved_output(answer).length:
         # An EventSource reconnects whenever a stream closes, even after
         # `done`; the HTML standard's 204 tells it to stop.
         return HttpResponse(status=204)
     return answer_response(request, answer, after)
+
+
+async def _queued_answer(user, answer_id: uuid.UUID) -> QueuedAnswer:
+    """A queued message's answer, followed through its wait (queued/following.py)."""
+    await starting.start_waiting_once()
+    queued = await run_db(rows.waiting, owner=user, answer_id=answer_id)
+    if queued is None:
+        raise not_found("turn")
+    return QueuedAnswer(owner=user, queued=queued)
+
+
+@api_view("DELETE")
+async def turn(request: HttpRequest, user, turn_id: str) -> HttpResponse:
+    """Take a queued message out of the queue (by its turn id or its
+    answer's): 409 once its answer has started."""
+    await run_db(rows.cancel, owner=user, turn_id=parse_id(turn_id, "turn"))
+    return HttpResponse(status=204)
 
 
 @api_view("POST")

@@ -8,6 +8,7 @@ from django.http import HttpRequest
 
 from ..conf import conf
 from ..exceptions import ApiError
+from ..queued import WHILE_ANSWERING
 
 
 def json_body(request: HttpRequest) -> dict:
@@ -64,3 +65,13 @@ def idempotency_key(request: HttpRequest) -> str:
     if len(key) > 200:
         raise ApiError(400, "invalid_idempotency_key", "The Idempotency-Key header is longer than 200 characters.")
     return key
+
+
+def while_answering(request: HttpRequest) -> str:
+    """What to do with the message if an answer is in progress in its
+    conversation (queued/): the body's `while_answering`, else the setting."""
+    given = json_body(request).get("while_answering", conf.CHATSTREAM_WHILE_ANSWERING)
+    if given not in WHILE_ANSWERING:
+        choices = ", ".join(f'"{choice}"' for choice in WHILE_ANSWERING)
+        raise ApiError(400, "invalid_while_answering", f"while_answering must be one of {choices}.")
+    return given

@@ -6,6 +6,7 @@ import { api, call, conversationUrl, exportUrl, getJSON, openStream, turnUrl } f
 import { clearAttachments, setUpAttachments, uploaded, uploading } from "./attachments.js";
 import { setUpInstructions, showInstructions } from "./instructions.js";
 import { blindModel, conversationModel, loadModels, messageModel, selectModel } from "./models.js";
+import { WHILE_ANSWERING, sentWhileAnswering, setUpQueue, showQueued, withQueued } from "./queue.js";
 import { readOrNull, answerEvents, resume } from "./stream.js";
 import { setErrorHandler } from "./tools.js";
 import { Answer, STOPPED, describeSavedAnswer, metrics, showSavedAnswer, showUser, shownText } from "./turns.js";
@@ -169,10 +170,11 @@ function showConversation(conversation) {
     addActions(item, turn);
     return item;
   });
-  placeInOrder([...items, ...live]);
+  placeInOrder(withQueued([...items, ...live]));
   empty.hidden = turns.children.length > 0;
   const read = new Set([...streams].map((answer) => answer.turnId));
   for (const answer of conversation.generating ?? []) if (!read.has(answer.turn_id)) follow(answer.turn_id);
+  showQueued(conversation.queued ?? [], read);
 }
 
 // The turns list becomes `items`, moving only what is out of place: taking a
@@ -219,11 +221,13 @@ async function send(content, files = []) {
     history.replaceState(null, "", `#${current}`);
     showHeader(created);
   }
-  showUser(content, null, files);
+  const message = showUser(content, null, files);
+  const answer = new Answer({ asked: model, own: true });
   const url = `${conversationUrl(current)}/messages`;
   const body = files.length ? { content, model, files: files.map((file) => file.id) } : { content, model };
-  const open = (signal) => openStream(url, body, signal);
-  await streamInto(new Answer({ asked: model, own: true }), open, () => send(content, files));
+  body.while_answering = WHILE_ANSWERING; // sent while an answer streams: queued behind it (queue.js)
+  const open = async (signal) => sentWhileAnswering(await openStream(url, body, signal), message, answer, signal);
+  await streamInto(answer, open, () => send(content, files));
 }
 
 async function regenerate(turn, item) {
@@ -279,7 +283,7 @@ async function streamInto(answer, open, retry) {
     final = await readOrNull(response, answer);
     if (final === null && answer.turnId) final = await resume(answer);
     if (final === null) answer.end("The connection was cut before the answer ended.", { failed: true, retry });
-    else if (final.type === "error") answer.end(`Error: ${final.data.message}`, { failed: true, retry });
+    else if (final.type === "error") answer.end(`Error: ${final.data.message}`, { failed: true, retry, code: final.data.code });
     else {
       const figures = { ...final.data, tokens_out: final.data.usage.tokens_out };
       answer.end((STOPPED.has(final.data.finish_reason) ? "Stopped · " : "") + metrics(figures, answer.model));
@@ -298,11 +302,11 @@ async function streamInto(answer, open, retry) {
   }
 }
 
-// Send waits for this tab's own answer and for uploads; Stop shows while any
-// answer is read.
+// Send waits for uploads (a message sent while an answer streams is queued);
+// Stop shows while any answer is read.
 function setStreaming() {
   stopButton.hidden = streams.size === 0;
-  sendButton.disabled = ownAnswer() || uploading();
+  sendButton.disabled = uploading();
   sendButton.title = uploading() ? "Waiting for the files to upload" : "";
 }
 
@@ -317,7 +321,7 @@ function attachmentsChanged() {
 // the stream ends with `cancelled`); before the turn has an id, or if that
 // fails, dropping the connection stops it too.
 async function stop() {
-  const reading = [...streams];
+  const reading = [...streams].filter((each) => !each.waiting); // a queued one has nothing to stop yet
   const answer = reading.findLast((each) => each.own) ?? reading.at(-1);
   if (!answer) return;
   if (!answer.turnId) return answer.controller.abort();
@@ -338,6 +342,7 @@ setUpInstructions({
     quietly(loadConversations());
   },
 });
+setUpQueue({ streamInto: (answer, open) => act(streamInto(answer, open, null)), act });
 setHandlers({
   switchTo: (turnId) => act(switchTo(turnId)),
   regenerate: (turn, item) => act(regenerate(turn, item)),
@@ -351,7 +356,7 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   const content = input.value.trim();
   const files = uploaded();
-  if ((!content && !files.length) || ownAnswer() || uploading()) return;
+  if ((!content && !files.length) || uploading()) return;
   const blind = files.some((file) => file.kind === "image") && blindModel();
   if (blind) {
     showError(new Error(`${blind} cannot see images: choose another model, or remove the images.`));

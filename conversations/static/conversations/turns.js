@@ -221,6 +221,9 @@ export class Answer {
     this.refusal = null; // the refusal's text, once one arrives
     this.asked = asked;
     this.model = ""; // named in the meta line, once `start` says which model answers
+    this.waiting = false; // queued behind the answer in progress (queue.js)
+    this.onStart = null; // called at its `start` event (queue.js: the wait is over)
+    this.onEnd = null; // called as it ends, with the error's code if any (queue.js: taken back meanwhile)
     this.item.classList.add("streaming");
   }
 
@@ -228,6 +231,7 @@ export class Answer {
     this.turnId = turn_id;
     this.item.dataset.turn = turn_id;
     this.model = liveModelLabel(this.asked, model);
+    this.onStart?.();
   }
 
   append(text) {
@@ -297,7 +301,9 @@ export class Answer {
     this.markdown?.render(this.partText);
   }
 
-  end(status, { failed = false, retry = null } = {}) {
+  // `code`: the error's, when it ended with one.
+  end(status, { failed = false, retry = null, code = null } = {}) {
+    this.onEnd?.(code);
     this.thinking?.fold();
     this.settleText();
     for (const card of this.cards.values()) card.notRun();
