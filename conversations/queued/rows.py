@@ -51,13 +51,13 @@ def enqueue(
     DuplicateMessage; ApiError 429 when the queue is full."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation_id, owner_id=owner.pk)
     if idempotency_key:
-        earlier = conversation.queued.filter(idempotency_key=idempotency_key).first()
+        earlier = QueuedMessage.objects.filter(conversation=conversation, idempotency_key=idempotency_key).first()
         if earlier is not None:
             return earlier
         started = conversation.turns.filter(idempotency_key=idempotency_key).values_list("reply_id", flat=True)
         if (reply_id := started.first()) is not None:
             raise DuplicateMessage(reply_id)
-    if conversation.queued.count() >= MAX_QUEUED:
+    if QueuedMessage.objects.filter(conversation=conversation).count() >= MAX_QUEUED:
         raise ApiError(429, "queue_full", f"{MAX_QUEUED} messages wait already; send this one once they are answered.")
     return QueuedMessage.objects.create(
         conversation=conversation,
