@@ -5,6 +5,7 @@ from .access import ApiKey
 from .conversations import Conversation, Feedback, Prompt, ReviewItem, Turn
 from .files import StoredFile
 from .memory import ConversationMemory, TaskLease
+from .sharing import SharedLink
 from .spend import Budget, ModelPrice, Spend
 from .tools import AnswerStep, ToolRun
 
@@ -18,6 +19,7 @@ __all__ = [
     "ModelPrice",
     "Prompt",
     "ReviewItem",
+    "SharedLink",
     "Spend",
     "StoredFile",
     "TaskLease",

@@ -17,11 +17,13 @@ from ..live import live_answers
 from ..models import Conversation, Prompt, Turn
 from ..routing import router
 from ..serializers import conversation_detail_json, conversation_json
+from ..sharing.links import links_of
 from ..storage.threads import run_db
 from ..stream.output import saved_output
 from ..tools import atools_for
 from .bodies import idempotency_key, json_body, message_content, message_files
 from .errors import api_view, error_response, not_found, parse_id
+from .sharing import shared_link_json
 from .streaming import answer_response, trace_id_for
 from .whole import wants_whole_answer, whole_answer_response
 
@@ -176,6 +178,7 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
         # Answers still being generated have no row yet: a page opened now
         # (a reload, a second tab) follows them with GET .../turns/<id>/events.
         detail["generating"] = await live_answers().generating_in(pk)
+        detail["shared_links"] = [shared_link_json(request, link) for link in await run_db(links_of, pk)]
         return JsonResponse(detail)
     except Conversation.DoesNotExist:
         raise not_found() from None
