@@ -8,7 +8,8 @@ Prometheus' `metrics`.
 from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
-from .views import api, errors, files, openai_compat, openai_responses, pages, prompts, turns, ui_chat
+from .sharing.page import shared_page
+from .views import api, errors, files, openai_compat, openai_responses, pages, prompts, sharing, turns, ui_chat
 
 app_name = "conversations"
 
@@ -18,6 +19,7 @@ api_urlpatterns = [
     path("conversations/<str:conversation_id>/messages", api.messages, name="messages"),
     path("conversations/<str:conversation_id>/export", api.export, name="export"),
     path("turns/<str:turn_id>", api.turn, name="turn"),
+    path("conversations/<str:conversation_id>/share", sharing.share, name="share"),
     path("turns/<str:turn_id>/events", api.turn_events, name="turn-events"),
     path("turns/<str:turn_id>/cancel", api.cancel_turn, name="cancel-turn"),
     path("turns/<str:turn_id>/regenerate", turns.regenerate, name="regenerate"),
@@ -54,5 +56,6 @@ urlpatterns = [
     path("", pages.chat, name="chat"),
     path("api/", include((api_urlpatterns, "api"))),
     path("v1/", include((openai_urlpatterns, "openai"))),
+    path("shared/<str:token>", shared_page, name="shared"),  # a share link's page, for anyone holding it
     path("metrics", metrics_view, name="metrics"),
 ]

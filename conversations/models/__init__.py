@@ -6,6 +6,7 @@ from .conversations import Conversation, Feedback, Prompt, ReviewItem, Turn
 from .files import StoredFile
 from .memory import ConversationMemory, TaskLease
 from .queued import QueuedMessage
+from .sharing import SharedLink
 from .spend import Budget, ModelPrice, Spend
 from .tools import AnswerStep, ToolRun
 
@@ -20,6 +21,7 @@ __all__ = [
     "Prompt",
     "QueuedMessage",
     "ReviewItem",
+    "SharedLink",
     "Spend",
     "StoredFile",
     "TaskLease",

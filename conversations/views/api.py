@@ -19,11 +19,13 @@ from ..queued import choice, rows, starting
 from ..queued.following import QueuedAnswer
 from ..routing import router
 from ..serializers import conversation_detail_json, conversation_json, queued_json
+from ..sharing.links import links_of
 from ..storage.threads import run_db
 from ..stream.output import saved_output
 from ..tools import atools_for
 from .bodies import idempotency_key, json_body, message_content, message_files, while_answering
 from .errors import api_view, error_response, not_found, parse_id
+from .sharing import shared_link_json
 from .streaming import answer_response, trace_id_for
 from .whole import wants_whole_answer, whole_answer_response
 
@@ -181,6 +183,7 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
         queued = await run_db(rows.listed, conversation_id=pk)
         detail["queued"] = [queued_json(message) for message in queued]  # answered in this order (queued/)
         await starting.start_waiting_once()
+        detail["shared_links"] = [shared_link_json(request, link) for link in await run_db(links_of, pk)]
         return JsonResponse(detail)
     except Conversation.DoesNotExist:
         raise not_found() from None
