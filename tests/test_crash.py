@@ -4,8 +4,11 @@ lapses, saves the turn with everything the journal holds, and its readers
 get the error at once. Mid tool loop, every step that had ended is saved,
 and no tool runs again."""
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -71,6 +74,48 @@ def test_an_answer_whose_process_is_killed_is_saved_by_the_other(doomed_pair, up
     slots.close()
     for client in (on_a, on_b):
         client.close()
+
+
+def test_what_the_killed_process_own_clients_saw_is_saved(doomed_pair, upstream):
+    """Its own readers are given only what the journal holds, so no race
+    can lose text a client here saw: the cores kept busy meanwhile, as
+    when the loss was seen (1 answer in 39), and three answers at once."""
+    a, b = doomed_pair
+    kim = make_api_user(f"http://127.0.0.1:{a.port}", "kim")
+    upstream.behaviour = Behaviour(tokens=2000, pace=0.005)
+    seen: dict[str, str] = {}
+    with busy_cores(), contextlib.ExitStack() as streams:
+        for n in range(3):
+            conversation_id = kim.client.post("/api/conversations", json={}).json()["id"]
+            response = streams.enter_context(
+                kim.client.stream("POST", f"/api/conversations/{conversation_id}/messages", json={"content": f"{n}"})
+            )
+            events = sse_events(response)
+            turn_id = next(events)["data"]["turn_id"]
+            seen[turn_id] = "".join(e["data"]["text"] for _, e in zip(range(3), _deltas(events), strict=False))
+        os.kill(a.pid, signal.SIGKILL)
+        streams.pop_all()  # their connections died with the process
+    on_b = kim.on(f"http://127.0.0.1:{b.port}").client
+    for turn_id in seen:  # the other process follows each to its end: saved as lost
+        with on_b.stream("GET", f"/api/turns/{turn_id}/events") as follower:
+            assert list(sse_events(follower))[-1]["data"]["code"] == "process_lost"
+    for turn in Turn.objects.filter(pk__in=seen):
+        assert seen[str(turn.pk)] and turn.content.startswith(seen[str(turn.pk)]), (seen[str(turn.pk)], turn.content)
+    assert Turn.objects.filter(pk__in=seen).count() == 3
+    for client in (kim.client, on_b):
+        client.close()
+
+
+@contextlib.contextmanager
+def busy_cores():
+    """A process per core spinning, for as long as the block runs."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 def test_a_loop_whose_process_is_killed_keeps_every_ended_step(doomed_pair, upstream):

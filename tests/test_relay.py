@@ -12,6 +12,7 @@ from conversations.providers import TEXT, Completion, Message, Piece, Provider
 from conversations.storage.threads import run_db
 from conversations.stream.answer import PreparedTurn
 from conversations.stream.events import DELTA, DONE, HEARTBEAT, START
+from conversations.stream.readers import Readers
 from conversations.stream.relay import AnswerRelay
 from conversations.views.streaming import AnswerStreamResponse
 
@@ -205,3 +206,26 @@ def test_a_reader_cancelled_mid_wait_does_not_disturb_another(prepared, attempt)
     events = asyncio.run(scenario())
     text = "".join(data for kind, data, _ in events if kind == DELTA)
     assert events[-1][0] == DONE and text == saved_answers(prepared)[0].content == "".join(f"w{i} " for i in range(40))
+
+
+def test_readers_here_get_only_what_the_journal_holds():
+    """With Redis, a client in the generating process is given text only
+    once the journal holds it: a process killed then loses nothing it saw."""
+
+    async def scenario() -> None:
+        readers = Readers(start=("start", {}, 0), on_attach=lambda: None)
+        readers.hold_until_journaled()
+        follower = readers.follow(None)
+        assert (await anext(follower))[0] == "start"
+        readers.append("Hello, ")
+        readers.append("world")
+        waiting = asyncio.ensure_future(anext(follower))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # nothing journaled yet
+        readers.journaled(5)
+        assert await waiting == (DELTA, "Hello", 5)
+        readers.journaled(None)  # the journal failed: the hold is lifted
+        assert await anext(follower) == (DELTA, ", world", 12)
+        await follower.aclose()
+
+    asyncio.run(scenario())

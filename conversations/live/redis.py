@@ -110,6 +110,8 @@ class RedisAnswers(LocalAnswers):
             await process.close()
 
     async def publish(self, relay: AnswerRelay) -> None:
+        # Before its client reads: what a client here is given, the journal holds first.
+        relay.readers.hold_until_journaled()
         try:
             process = await self._process()
             await process.announce(relay)
@@ -117,7 +119,11 @@ class RedisAnswers(LocalAnswers):
             # The answer still streams to its client; only other processes
             # cannot see it.
             redis_trouble("sharing an answer", exc)
+            relay.readers.journaled(None)
             return
+        except BaseException:
+            relay.readers.journaled(None)
+            raise
         background.keep(asyncio.create_task(process.publish(relay), name=f"journal {relay.turn_id}"))
 
     async def find(self, turn_id: uuid.UUID) -> LiveAnswer | None:
@@ -227,9 +233,11 @@ class Process:
                     }
                     written = event_id
                     refreshed_at = await self._send(turn, kind, entry, refreshed_at)
+                    relay.readers.journaled(None if turn in self._unlisted else event_id)
         except Exception:
             logger.exception("could not journal answer trace_id=%s turn=%s", relay.trace_id, turn)
         finally:
+            relay.readers.journaled(None)  # whatever ended the journal, readers here go on
             self._remote_readers.pop(turn, None)
             self._published.pop(turn, None)
             self._unlisted.discard(turn)

@@ -15,6 +15,12 @@ and goes out with whatever else came meanwhile. No screen redraws faster, and
 a model that streams 1,000 tokens a second would otherwise cost an event, an
 encode and a write per token per reader. The first output, and output slower
 than a frame, go out at once.
+
+With Redis, the readers in this process are given only what the answer's
+journal holds (`hold_until_journaled`, then `journaled` after each write):
+killed with -9, the process leaves in Redis everything its own clients saw,
+and the process that saves the answer saves at least that. A write that
+fails lifts the hold (the answer goes on without Redis, as before).
 """
 
 import asyncio
@@ -23,7 +29,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from ..providers.kinds import TEXT
 from .events import HEARTBEAT, Event
-from .output import Output
+from .output import Output, Segment
 from .watchdog import Watchdog
 
 # Text the model produced that no reader has taken yet, before the task waits.
@@ -48,6 +54,7 @@ class Readers:
         "_news_at",
         "_news_due",
         "_news_length",
+        "_journaled",
     )
 
     def __init__(self, *, start: Event, on_attach: Callable[[], None], frame: float = 0.0) -> None:
@@ -64,6 +71,7 @@ class Readers:
         self._news_at = float("-inf")  # when the readers last heard of output
         self._news_due: asyncio.TimerHandle | None = None  # the frame's end, when output waits for it
         self._news_length = 0  # the output's length the readers last heard of
+        self._journaled: int | None = None  # with a journal: the output it holds, all readers here may have
 
     @property
     def length(self) -> int:
@@ -108,6 +116,22 @@ class Readers:
             await self._producer_waiter
         finally:
             self._producer_waiter = None
+
+    def hold_until_journaled(self) -> None:
+        """From now on, readers here get only what the journal holds."""
+        self._journaled = 0
+
+    def journaled(self, length: int | None) -> None:
+        """The journal holds the first `length` characters (None: the hold
+        is lifted, the journal cannot be written)."""
+        self._journaled = None if length is None else max(length, self._journaled or 0)
+        self.wake()
+
+    def _visible(self, reader: bool) -> int:
+        """How far a follower may read: a client's reader, as far as the journal holds."""
+        if not reader or self._journaled is None or self._final is not None:
+            return self.length
+        return min(self.length, self._journaled)
 
     def end(self, final: Event) -> None:
         """The turn is saved: every reader gets the rest, then `final`."""
@@ -162,9 +186,11 @@ class Readers:
             self.attach()
         try:
             while True:
-                if sent < self.length:
+                if sent < (visible := self._visible(reader)):
                     segments = self.output.since(sent)
-                    sent = self.length
+                    if visible < self.length:
+                        segments = _up_to(segments, visible)
+                    sent = visible
                     # The journal's publisher (not a reader) takes everything
                     # at once: it paces the model only while it stands for
                     # readers in other processes, so a stalled client here
@@ -201,6 +227,18 @@ class Readers:
     def _wake_producer(self) -> None:
         if self._producer_waiter is not None and not self._producer_waiter.done():
             self._producer_waiter.set_result(None)
+
+
+def _up_to(segments: list[Segment], length: int) -> list[Segment]:
+    """The segments cut at character `length` (the journal's entries end
+    where segments ended, so a tool call or a result is never cut)."""
+    kept: list[Segment] = []
+    for kind, text, end in segments:
+        start = end - len(text)
+        if start >= length:
+            break
+        kept.append((kind, text[: length - start], min(end, length)))
+    return kept
 
 
 def _nothing() -> None:
