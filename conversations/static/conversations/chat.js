@@ -8,6 +8,7 @@ import { setUpInstructions, showInstructions } from "./instructions.js";
 import { blindModel, conversationModel, loadModels, messageModel, selectModel } from "./models.js";
 import { WHILE_ANSWERING, sentWhileAnswering, setUpQueue, showQueued, withQueued } from "./queue.js";
 import { readOrNull, answerEvents, resume } from "./stream.js";
+import { setUpSharing, showSharing } from "./sharing.js";
 import { setErrorHandler } from "./tools.js";
 import { Answer, STOPPED, describeSavedAnswer, metrics, showSavedAnswer, showUser, shownText } from "./turns.js";
 
@@ -125,6 +126,7 @@ async function modelChanged() {
 
 function showHeader(conversation) {
   title.textContent = conversation ? conversation.title || "New conversation" : "";
+  showSharing(conversation);
   for (const link of document.querySelectorAll("[data-export]")) {
     link.hidden = !conversation;
     if (conversation) link.href = exportUrl(conversation.id, link.dataset.export);
@@ -342,6 +344,7 @@ setUpInstructions({
     quietly(loadConversations());
   },
 });
+setUpSharing({ act });
 setUpQueue({ streamInto: (answer, open) => act(streamInto(answer, open, null)), act });
 setHandlers({
   switchTo: (turnId) => act(switchTo(turnId)),
