@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import admin_prompts, admin_review  # noqa: F401  (the prompts and the review queue register themselves)
 from .access import api_keys
+from .admin_data import record_view
 from .admin_files import FILES_CSS, StoredFileAdmin, files_fieldsets, render_file_cuts, render_turn_files
 from .admin_timeline import STEPS_CSS, STEPS_FIELDSET, render_steps, uses_tools
 from .catalogue import catalogue, default_entry
@@ -151,6 +152,14 @@ class ConversationAdmin(admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         queryset, _ = super().get_search_results(request, queryset, search_term)
         return queryset.distinct(), False  # a search through turns must not repeat conversations
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """A user's conversation read by staff: recorded in the audit (admin_data.py)."""
+        response = super().change_view(request, object_id, form_url, extra_context)
+        conversation = (getattr(response, "context_data", None) or {}).get("original")
+        if request.method == "GET" and conversation is not None:
+            record_view(request, conversation)
+        return response
 
 
 @admin.register(Turn)
