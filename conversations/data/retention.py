@@ -96,14 +96,19 @@ def keep_scheduled() -> None:
             sweep.enqueue()
     except DatabaseError:  # the database away at the start: the next start tries again
         logger.exception("retention: the sweep could not be queued")
-    finally:
-        close_old_connections()
 
 
 def keep_scheduled_soon() -> None:
     """keep_scheduled on a thread of its own: the worker's start is in
     AppConfig.ready, where Django warns against using the database."""
-    threading.Thread(target=keep_scheduled, name="retention-schedule", daemon=True).start()
+
+    def schedule() -> None:
+        try:
+            keep_scheduled()
+        finally:
+            close_old_connections()  # the thread's own connection
+
+    threading.Thread(target=schedule, name="retention-schedule", daemon=True).start()
 
 
 def _waiting() -> bool:
