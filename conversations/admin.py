@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import admin_prompts, admin_review  # noqa: F401  (the prompts and the review queue register themselves)
 from .access import api_keys
-from .admin_data import record_view
+from .admin_data import AuditedAdmin
 from .admin_files import FILES_CSS, StoredFileAdmin, files_fieldsets, render_file_cuts, render_turn_files
 from .admin_timeline import STEPS_CSS, STEPS_FIELDSET, render_steps, uses_tools
 from .catalogue import catalogue, default_entry
@@ -119,7 +119,7 @@ def _enqueue_updates(model_admin: admin.ModelAdmin, request, conversation_ids) -
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(AuditedAdmin):
     list_display = ("__str__", "owner", "turn_count", "spend", "memory_status", "created_at", "updated_at")
     list_filter = ("turns__finish_reason", "turns__model", "created_at")
     search_fields = ("title", OWNER_LOGIN, "turns__content", "=client_id")
@@ -153,17 +153,9 @@ class ConversationAdmin(admin.ModelAdmin):
         queryset, _ = super().get_search_results(request, queryset, search_term)
         return queryset.distinct(), False  # a search through turns must not repeat conversations
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        """A user's conversation read by staff: recorded in the audit (admin_data.py)."""
-        response = super().change_view(request, object_id, form_url, extra_context)
-        conversation = (getattr(response, "context_data", None) or {}).get("original")
-        if request.method == "GET" and conversation is not None:
-            record_view(request, conversation)
-        return response
-
 
 @admin.register(Turn)
-class TurnAdmin(admin.ModelAdmin):
+class TurnAdmin(AuditedAdmin):
     list_display = ("__str__", "role", "status", "finish_reason", "model", *TURN_METRICS, "created_at")
     list_filter = ("role", "status", "finish_reason", "model_name", "model", "provider", "usage_source", "created_at")
     search_fields = ("content", "reasoning", "trace_id", f"conversation__{OWNER_LOGIN}")

@@ -63,14 +63,23 @@ def add_erase_action(site: admin.AdminSite = admin.site) -> bool:
     return True
 
 
-def record_view(request, conversation) -> None:
-    """Staff opened a conversation's page: who, whose, which."""
-    audit.record(
-        audit.Action.ADMIN_VIEW_CONVERSATION,
-        actor=request.user,
-        subject=conversation.owner,
-        conversation_id=conversation.pk,
-    )
+class AuditedAdmin(admin.ModelAdmin):
+    """An admin whose change page shows a user's conversation (a
+    conversation, a turn, an answer in the review queue): each time staff
+    open one, an `admin_view_conversation` audit row says who, whose, which."""
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        shown = (getattr(response, "context_data", None) or {}).get("original")
+        if request.method == "GET" and shown is not None:
+            conversation = getattr(shown, "conversation", shown)  # a turn's, or the conversation itself
+            audit.record(
+                audit.Action.ADMIN_VIEW_CONVERSATION,
+                actor=request.user,
+                subject=conversation.owner,
+                conversation_id=conversation.pk,
+            )
+        return response
 
 
 add_erase_action()

@@ -112,6 +112,10 @@ def test_staff_opening_a_conversation_is_recorded(staff_client):
     assert event.subject == owner and event.conversation_id == conversation.pk and event.counts == {}
     assert staff_client.get(reverse("admin:conversations_conversation_changelist")).status_code == 200
     assert DataEvent.objects.count() == 1  # the list is not a conversation opened
+    answer = Turn.objects.get(conversation=conversation, role="assistant")
+    for admin_page in ("admin:conversations_turn_change", "admin:conversations_reviewitem_change"):
+        assert staff_client.get(reverse(admin_page, args=[answer.pk])).status_code == 200
+    assert DataEvent.objects.filter(conversation_id=conversation.pk, subject=owner).count() == 3
     audit_page = staff_client.get(reverse("admin:conversations_dataevent_change", args=[event.pk]))
     assert audit_page.status_code == 200 and b'name="_save"' not in audit_page.content  # read only
     flush_redis()
