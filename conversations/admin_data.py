@@ -44,7 +44,7 @@ def erase_user_data(model_admin: admin.ModelAdmin, request, queryset) -> None:
     """Each chosen user's answers stopped, then what they own erased, as
     `DELETE api/me/data` does; recorded in the audit with staff as the actor."""
     for user in queryset:
-        stopped = async_to_sync(erase.stop_answers_in)(user, erase.conversations_of(user))
+        stopped = async_to_sync(erase.stop_answers_in)(user.pk, erase.conversations_of(user))
         counts = erase.erase_owned(actor=request.user, subject=user, account=False)
         shown = ", ".join(f"{n} {name}" for name, n in counts.items() if name != "account" and n) or "nothing"
         stopped_note = f" ({stopped} answers stopped)" if stopped else ""

@@ -6,12 +6,13 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from conversations.models import Conversation, DataEvent, Spend, StoredFile, Turn
+from conversations.models import Conversation, DataEvent, QueuedMessage, Spend, StoredFile, Turn
+from conversations.stream import registry
 from harness.fake_upstream import Behaviour
 
 from .data_owned import conversation_with_everything, flush_redis, nothing, redis_keys, rows_of
 from .files import error_code, on_disk, upload
-from .helpers import redis_url, sse_events, start_event_and_a_delta, stream
+from .helpers import redis_url, send, sse_events, start_event_and_a_delta, stream, wait_for
 from .test_memory import run_worker
 
 
@@ -65,6 +66,24 @@ def test_erase_stops_a_streaming_answer_then_leaves_nothing(alice, bob, upstream
     event = DataEvent.objects.get(action="erase")
     assert event.actor_id == event.subject_id == alice.user.pk and event.counts["conversations"] == 2
     assert "story" not in str(event.counts)
+
+
+def test_a_queued_message_is_not_answered_after_the_erase(alice, upstream):
+    """Stopping the answer takes up the message queued behind it: erase
+    stops that one too, or its claim finds the conversation gone."""
+    upstream.behaviour = Behaviour(pace=0.05, tokens=400)
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id, "First") as response:
+        events = sse_events(response)
+        start_event_and_a_delta(events)
+        queued = send(alice, conversation_id, "Second", while_answering="queue")
+        assert queued.status_code == 202, queued.text
+        erased = erase(alice, confirm="alice")
+        assert erased.status_code == 200, erased.text
+        list(events)
+    wait_for(lambda: not registry.all_answers(), 10, "every answer of alice's stopped")
+    assert nothing(rows_of(alice.user)) and not QueuedMessage.objects.exists()
+    assert not Spend.objects.exclude(conversation_id=None).exists()
 
 
 def test_erase_needs_the_username_to_confirm(alice, upstream):

@@ -19,9 +19,15 @@ logger = logging.getLogger(__name__)
 
 async def erase_user_data(*, actor: AbstractBaseUser, subject: AbstractBaseUser, account: bool = False) -> dict:
     """Stop the subject's answers, erase what they own; the counts."""
-    conversation_ids = await run_db(conversations_of, subject)
-    stopped = await stop_answers_in(subject, conversation_ids)
+    subject_id, conversation_ids = subject.pk, await run_db(conversations_of, subject)
+    stopped = await stop_answers_in(subject_id, conversation_ids)
     counts = await run_db(erase_owned, actor=actor, subject=subject, account=account)
+    # One that started meanwhile (a queued message, taken up when the answer
+    # before it was stopped) is stopped now: its turn has nowhere to go, and
+    # its cost's row is unlinked like the others.
+    if late := await stop_answers_in(subject_id, conversation_ids):
+        stopped += late
+        await run_db(erasing.unlink_spend, Spend.objects.filter(conversation_id__in=conversation_ids))
     return {**counts, "answers_stopped": stopped}
 
 
@@ -29,7 +35,7 @@ def conversations_of(user: AbstractBaseUser) -> list[uuid.UUID]:
     return list(Conversation.objects.filter(owner_id=user.pk).values_list("pk", flat=True))
 
 
-async def stop_answers_in(user: AbstractBaseUser, conversation_ids: list[uuid.UUID]) -> int:
+async def stop_answers_in(owner_id: object, conversation_ids: list[uuid.UUID]) -> int:
     """Every answer of the user's being generated in these conversations,
     here or in another process, stopped and saved (to be erased with the
     rest); how many."""
@@ -37,7 +43,7 @@ async def stop_answers_in(user: AbstractBaseUser, conversation_ids: list[uuid.UU
     for conversation_id in conversation_ids:
         for generating in await live_answers().generating_in(conversation_id):
             answer = await live_answers().find(uuid.UUID(generating["turn_id"]))
-            if answer is not None and answer.owner_id == user.pk:
+            if answer is not None and answer.owner_id == owner_id:
                 await answer.stop()
                 stopped += 1
     return stopped
