@@ -6,7 +6,7 @@ import json
 import zipfile
 
 from conversations.data import export
-from conversations.models import DataEvent, Turn
+from conversations.models import DataEvent, StoredFile, Turn
 
 from .files import png, upload
 from .helpers import send
@@ -98,3 +98,13 @@ def test_the_pipe_holds_only_what_was_written_since_it_was_drained():
     whole = b"".join(drained)
     assert zipfile.ZipFile(io.BytesIO(whole)).read("big") == bytes(range(256)) * 256 * 40
     assert max(map(len, drained)) < 70_000  # never more than about a write at once
+
+
+def test_a_file_whose_bytes_are_lost_is_left_out_and_counted(alice, stored_in):
+    kept = upload(alice, "kept.txt", b"still here\n").json()["id"]
+    lost = upload(alice, "lost.txt", b"gone\n").json()["id"]
+    (stored_in / StoredFile.objects.get(pk=lost).path).unlink()
+    archive = exported(alice)
+    assert archive.testzip() is None and archive.read(f"files/{kept}-kept.txt") == b"still here\n"
+    assert not [name for name in archive.namelist() if lost in name]
+    assert DataEvent.objects.get(action="export").counts["files_missing"] == 1

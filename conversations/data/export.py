@@ -20,6 +20,7 @@ is held while the response streams.
 
 import asyncio
 import json
+import logging
 import re
 import zipfile
 from collections.abc import AsyncIterator
@@ -34,6 +35,8 @@ from ..files.storage import file_storage
 from ..models import ApiKey, Conversation, Feedback, Spend, StoredFile
 from ..storage.threads import run_db
 from . import audit
+
+logger = logging.getLogger(__name__)
 
 SPEND_ROWS_PER_READ = 1000
 
@@ -93,7 +96,12 @@ class ExportZip:
         self.zip.writestr(name, text.encode())
 
     async def _file(self, stored: StoredFile) -> AsyncIterator[bytes]:
-        opened = await asyncio.to_thread(file_storage().open, stored.path, "rb")
+        try:
+            opened = await asyncio.to_thread(file_storage().open, stored.path, "rb")
+        except OSError:  # its bytes lost from storage: the rest of the zip still comes
+            logger.warning("export: the bytes of file %s are missing from storage", stored.pk)
+            self.counts["files_missing"] = self.counts.get("files_missing", 0) + 1
+            return
         try:
             info = zipfile.ZipInfo(f"files/{stored.pk}-{_safe(stored.name)}", _zip_time(stored.created_at))
             info.compress_type = zipfile.ZIP_DEFLATED
