@@ -114,6 +114,8 @@ def test_the_admin_and_the_command_say_what_is_due(staff_client, kept_for_30_day
     owner = a_user("owner")
     old, recent = conversation_with_everything(owner), conversation_with_everything(owner)
     age(old, 31)
+    events = staff_client.get(reverse("admin:conversations_dataevent_changelist"))
+    assert reverse("admin:conversations_dataevent_retention").encode() in events.content
     page = staff_client.get(reverse("admin:conversations_dataevent_retention"))
     assert page.status_code == 200
     assert page.context["conversations"] == 1 and page.context["turns"] == 2 and page.context["files"] == 1
