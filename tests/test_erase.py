@@ -2,11 +2,15 @@
 still streaming stopped first, then nothing of theirs left in any table, the
 storage or Redis, another user's data untouched, and an audit row for each."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
 from conversations.models import Conversation, DataEvent, QueuedMessage, Spend, StoredFile, Turn
+from conversations.spend import budgets
 from conversations.stream import registry
 from harness.fake_upstream import Behaviour
 
@@ -110,6 +114,9 @@ def test_staff_erase_a_users_data_from_the_admin(staff_client, stored_in):
     carol, dave = User.objects.create_user("carol"), User.objects.create_user("dave")
     conversation_with_everything(carol), conversation_with_everything(dave)
     daves = rows_of(dave)
+    since = timezone.now() - timedelta(days=1)
+    carols_spend = budgets.spent(user_id=carol.pk, api_key_id=None, since=since)
+    assert carols_spend[1] > 0
     changelist = reverse(f"admin:{User._meta.app_label}_{User._meta.model_name}_changelist")
     page = staff_client.post(changelist, {"action": "erase_user_data", "_selected_action": [carol.pk]}, follow=True)
     assert page.status_code == 200
@@ -117,6 +124,8 @@ def test_staff_erase_a_users_data_from_the_admin(staff_client, stored_in):
     assert message.startswith("carol: erased ") and "1 conversations, 1 feedback, 1 files" in message
     assert nothing(rows_of(carol)) and rows_of(dave) == daves and User.objects.filter(pk=carol.pk).exists()
     assert not StoredFile.objects.filter(owner=carol).exists()
+    # The ledger still counts what carol spent: her budget is not reset by the erase.
+    assert budgets.spent(user_id=carol.pk, api_key_id=None, since=since) == carols_spend
     event = DataEvent.objects.get(action="erase")
     assert event.actor.get_username() == "root" and event.subject == carol and event.counts["turns"] == 2
     flush_redis()
