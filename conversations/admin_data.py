@@ -5,6 +5,7 @@ replacing it."""
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -40,15 +41,26 @@ class DataEventAdmin(admin.ModelAdmin):
 
 
 @admin.action(description="Erase their data (conversations, files, API keys; the account stays)")
-def erase_user_data(model_admin: admin.ModelAdmin, request, queryset) -> None:
-    """Each chosen user's answers stopped, then what they own erased, as
-    `DELETE api/me/data` does; recorded in the audit with staff as the actor."""
+def erase_user_data(model_admin: admin.ModelAdmin, request, queryset) -> TemplateResponse | None:
+    """Once staff confirm, each chosen user's answers stopped, then what they
+    own erased, as `DELETE api/me/data` does; recorded in the audit with staff
+    as the actor."""
+    if request.POST.get("post") != "yes":  # first, a page that says what will go, as deleting does
+        context = {
+            **model_admin.admin_site.each_context(request),
+            "title": "Erase these users' data?",
+            "users": list(queryset),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": model_admin.model._meta,
+        }
+        return TemplateResponse(request, "admin/conversations/erase_confirmation.html", context)
     for user in queryset:
         stopped = async_to_sync(erase.stop_answers_in)(user.pk, erase.conversations_of(user))
         counts = erase.erase_owned(actor=request.user, subject=user, account=False)
         shown = ", ".join(f"{n} {name}" for name, n in counts.items() if name != "account" and n) or "nothing"
         stopped_note = f" ({stopped} answers stopped)" if stopped else ""
         model_admin.message_user(request, f"{user}: erased {shown}{stopped_note}.", messages.SUCCESS)
+    return None
 
 
 def add_erase_action(site: admin.AdminSite = admin.site) -> bool:

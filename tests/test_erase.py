@@ -118,7 +118,11 @@ def test_staff_erase_a_users_data_from_the_admin(staff_client, stored_in):
     carols_spend = budgets.spent(user_id=carol.pk, api_key_id=None, since=since)
     assert carols_spend[1] > 0
     changelist = reverse(f"admin:{User._meta.app_label}_{User._meta.model_name}_changelist")
-    page = staff_client.post(changelist, {"action": "erase_user_data", "_selected_action": [carol.pk]}, follow=True)
+    chosen = {"action": "erase_user_data", "_selected_action": [carol.pk]}
+    asked = staff_client.post(changelist, chosen)
+    assert asked.status_code == 200 and b"Yes, erase their data" in asked.content
+    assert rows_of(carol)["conversations"] == 1 and not DataEvent.objects.exists()  # nothing until confirmed
+    page = staff_client.post(changelist, {**chosen, "post": "yes"}, follow=True)
     assert page.status_code == 200
     [message] = [str(message) for message in page.context["messages"]]
     assert message.startswith("carol: erased ") and "1 conversations, 1 feedback, 1 files" in message
