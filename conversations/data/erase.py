@@ -5,6 +5,7 @@ ledger's links to content; the account too if asked. Recorded in the audit."""
 
 import logging
 import uuid
+from collections import Counter
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -21,7 +22,11 @@ async def erase_user_data(*, actor: AbstractBaseUser, subject: AbstractBaseUser,
     """Stop the subject's answers, erase what they own; the counts."""
     subject_id, conversation_ids = subject.pk, await run_db(conversations_of, subject)
     stopped = await stop_answers_in(subject_id, conversation_ids)
-    counts = await run_db(erase_owned, actor=actor, subject=subject, account=account)
+    owned = Conversation.objects.filter(owner_id=subject_id)
+    erased: Counter = Counter()
+    while batch := await run_db(erasing.erase_next_batch, owned):  # each batch a call of its own
+        erased += batch
+    counts = await run_db(erase_the_rest, actor=actor, subject=subject, account=account, counts=erased)
     # One that started meanwhile (a queued message, taken up when the answer
     # before it was stopped) is stopped now: its turn has nowhere to go, and
     # its cost's row is unlinked like the others.
@@ -50,10 +55,16 @@ async def stop_answers_in(owner_id: object, conversation_ids: list[uuid.UUID]) -
 
 
 def erase_owned(*, actor: AbstractBaseUser, subject: AbstractBaseUser, account: bool) -> dict:
-    """The rows: conversations in batches (erasing.py), then in one
-    transaction the rest, the audit row, and the account if asked."""
+    """The rows, in one sync call (the admin's): conversations in batches
+    (erasing.py), then the rest."""
+    counts = erasing.erase_conversations(Conversation.objects.filter(owner_id=subject.pk))
+    return erase_the_rest(actor=actor, subject=subject, account=account, counts=counts)
+
+
+def erase_the_rest(*, actor: AbstractBaseUser, subject: AbstractBaseUser, account: bool, counts: Counter) -> dict:
+    """In one transaction, once the conversations are gone: uploads, API
+    keys, the ledger's links, the audit row, and the account if asked."""
     subject_id = subject.pk
-    counts = erasing.erase_conversations(Conversation.objects.filter(owner_id=subject_id))
     with transaction.atomic():
         # Uploads no message named yet: their bytes follow after the commit.
         counts += erasing.counted(StoredFile.objects.filter(owner_id=subject.pk).delete()[1])

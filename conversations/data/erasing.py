@@ -19,7 +19,9 @@ from django.db.models import QuerySet
 from ..models import Conversation, QueuedMessage, Spend, Turn
 from . import journals
 
-BATCH = 50
+# Small enough that a batch of long conversations (its turns are read to
+# cascade their feedback) stays one short transaction.
+BATCH = 20
 
 # What Django's delete() names each model by, and what the counts call it.
 COUNTED = {
@@ -41,16 +43,26 @@ def counted(deleted: dict[str, int]) -> Counter:
 
 
 def erase_conversations(due: QuerySet[Conversation]) -> Counter:
-    """Every conversation of `due` erased, BATCH at a time; the counts. Each
-    batch is read again under lock with the same filter, so a conversation
-    touched meanwhile (a new message) is left alone."""
+    """Every conversation of `due` erased, BATCH at a time; the counts."""
     counts: Counter = Counter()
-    while batch := list(due.order_by("pk").values_list("pk", flat=True)[:BATCH]):
-        erased = erase_batch(due, batch)
+    while erased := erase_next_batch(due):
         counts += erased
-        if not erased["conversations"]:
-            break  # every one of them was touched meanwhile: it no longer matches
     return counts
+
+
+def erase_next_batch(due: QuerySet[Conversation]) -> Counter:
+    """Up to BATCH conversations of `due` erased in one transaction; the
+    counts, empty once none is left. The batch is read again under lock with
+    the same filter, so a conversation touched meanwhile (a new message) is
+    left alone. One call is one short database call: async callers make one
+    run_db call each, within CHATSTREAM_DB_TIMEOUT_SECONDS."""
+    batch = list(due.order_by("pk").values_list("pk", flat=True)[:BATCH])
+    if not batch:
+        return Counter()
+    erased = erase_batch(due, batch)
+    # Every one of them touched meanwhile: it no longer matches, and the
+    # next batch is read afresh (an empty count would end the loop early).
+    return erased if erased["conversations"] else erase_next_batch(due)
 
 
 def erase_batch(due: QuerySet[Conversation], ids: Sequence[uuid.UUID]) -> Counter:
