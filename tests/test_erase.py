@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
+from conversations.data import erasing
 from conversations.models import Conversation, DataEvent, QueuedMessage, Spend, StoredFile, Turn
 from conversations.spend import budgets
 from conversations.stream import registry
@@ -88,6 +89,20 @@ def test_a_queued_message_is_not_answered_after_the_erase(alice, upstream):
     wait_for(lambda: not registry.all_answers(), 10, "every answer of alice's stopped")
     assert nothing(rows_of(alice.user)) and not QueuedMessage.objects.exists()
     assert not Spend.objects.exclude(conversation_id=None).exists()
+
+
+def test_erase_goes_batch_by_batch(alice, bob, upstream, monkeypatch):
+    monkeypatch.setattr(erasing, "BATCH", 2)
+    batches = []
+    real_batch = erasing.erase_batch
+    monkeypatch.setattr(erasing, "erase_batch", lambda due, ids: batches.append(len(ids)) or real_batch(due, ids))
+    for _ in range(5):
+        conversation_with_everything(alice.user, queued=False)
+    bobs = conversation_with_everything(bob.user, queued=False)
+    erased = erase(alice, confirm="alice")
+    assert erased.status_code == 200 and erased.json()["erased"]["conversations"] == 5
+    assert batches == [2, 2, 1] and list(Conversation.objects.values_list("pk", flat=True)) == [bobs.pk]
+    flush_redis()
 
 
 def test_erase_needs_the_username_to_confirm(alice, upstream):
