@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import admin_prompts, admin_review  # noqa: F401  (the prompts and the review queue register themselves)
 from .access import api_keys
+from .admin_data import AuditedAdmin
 from .admin_files import FILES_CSS, StoredFileAdmin, files_fieldsets, render_file_cuts, render_turn_files
 from .admin_timeline import STEPS_CSS, STEPS_FIELDSET, render_steps, uses_tools
 from .catalogue import catalogue, default_entry
@@ -118,7 +119,7 @@ def _enqueue_updates(model_admin: admin.ModelAdmin, request, conversation_ids) -
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(AuditedAdmin):
     list_display = ("__str__", "owner", "turn_count", "spend", "memory_status", "created_at", "updated_at")
     list_filter = ("turns__finish_reason", "turns__model", "created_at")
     search_fields = ("title", OWNER_LOGIN, "turns__content", "=client_id")
@@ -154,7 +155,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Turn)
-class TurnAdmin(admin.ModelAdmin):
+class TurnAdmin(AuditedAdmin):
     list_display = ("__str__", "role", "status", "finish_reason", "model", *TURN_METRICS, "created_at")
     list_filter = ("role", "status", "finish_reason", "model_name", "model", "provider", "usage_source", "created_at")
     search_fields = ("content", "reasoning", "trace_id", f"conversation__{OWNER_LOGIN}")

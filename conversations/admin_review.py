@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from .admin_data import AuditedAdmin
 from .admin_timeline import STEPS_CSS, render_steps, uses_tools
 from .models import Feedback, ReviewItem, ToolRun, Turn
 
@@ -83,7 +84,7 @@ class OwnerFilter(admin.SimpleListFilter):
 
 
 @admin.register(ReviewItem)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(AuditedAdmin):
     list_display = ("answer", "why", "feedback_rating", "feedback_comment", "model_name", "owner", "review_status")
     list_display_links = ("answer",)
     list_editable = ("review_status",)

@@ -18,6 +18,8 @@ class ConversationsConfig(AppConfig):
 
         # The tasks API has no signal for a worker's start: its command line says.
         if sys.argv[1:2] == ["db_worker"]:
+            from .data.retention import keep_scheduled_soon
             from .memory.leases import LeaseKeeper
 
             LeaseKeeper().start()
+            keep_scheduled_soon()  # the retention sweep, which then queues its own next run

@@ -178,6 +178,18 @@ class Settings:
     CHATSTREAM_PDF_TIMEOUT_SECONDS = Setting(
         30.0, "how long reading a PDF's text may take before the upload is refused (the reader is killed)"
     )
+    # --- users' data (conversations/data/, docs/data.md) ----------------------------------
+    CHATSTREAM_RETENTION_DAYS = Setting(
+        0,
+        "conversations not touched for this many days are deleted by the worker, with everything that "
+        "belongs to them; 0: kept for ever",
+    )
+    CHATSTREAM_RETENTION_KEEP_REVIEWED = Setting(
+        True, "the retention sweep keeps conversations with an answer under review (thumbs down or flagged)"
+    )
+    CHATSTREAM_RETENTION_SWEEP_HOURS = Setting(
+        1.0, "how often the worker runs the retention sweep (with CHATSTREAM_RETENTION_DAYS set)"
+    )
     # --- the stream --------------------------------------------------------------------
     CHATSTREAM_HEARTBEAT_SECONDS = Setting(15.0, "a `: heartbeat` comment after this much silence")
     CHATSTREAM_FRAME_SECONDS = Setting(

@@ -9,7 +9,7 @@ from django.urls import include, path, re_path
 
 from .ops.metrics import metrics_view
 from .sharing.page import shared_page
-from .views import api, errors, files, openai_compat, openai_responses, pages, prompts, sharing, turns, ui_chat
+from .views import api, data, errors, files, openai_compat, openai_responses, pages, prompts, sharing, turns, ui_chat
 
 app_name = "conversations"
 
@@ -34,6 +34,8 @@ api_urlpatterns = [
     path("ui/chat", ui_chat.chat, name="ui-chat"),
     path("ui/chat/<str:chat_id>/stream", ui_chat.chat_stream, name="ui-chat-stream"),
     path("ui/chat/<str:chat_id>/messages", ui_chat.chat_messages, name="ui-chat-messages"),
+    path("me/export", data.export, name="me-export"),
+    path("me/data", data.erase, name="me-data"),
     path("models", api.models, name="models"),
     path("prompts", prompts.prompts, name="prompts"),
     path("openapi.yaml", api.openapi_description, name="openapi"),

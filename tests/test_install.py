@@ -133,3 +133,5 @@ def test_the_chat_page_and_the_admin_in_the_host_project(host, upstream, tmp_pat
         dashboard = browser.get("/admin/conversations/turn/dashboard/")
         assert dashboard.status_code == 200 and "Streams" in dashboard.text
         assert browser.get(f"/admin/conversations/conversation/{made.json()['id']}/change/").status_code == 200
+        retention = browser.get("/admin/conversations/dataevent/retention/")  # its template came in the wheel
+        assert retention.status_code == 200 and "CHATSTREAM_RETENTION_DAYS" in retention.text

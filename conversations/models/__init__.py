@@ -3,6 +3,7 @@ import name them from here (`conversations.models`)."""
 
 from .access import ApiKey
 from .conversations import Conversation, Feedback, Prompt, ReviewItem, Turn
+from .data import DataEvent
 from .files import StoredFile
 from .memory import ConversationMemory, TaskLease
 from .queued import QueuedMessage
@@ -16,6 +17,7 @@ __all__ = [
     "Budget",
     "Conversation",
     "ConversationMemory",
+    "DataEvent",
     "Feedback",
     "ModelPrice",
     "Prompt",
