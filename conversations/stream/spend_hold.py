@@ -1,0 +1,26 @@
+"""What the relay asks of an answer's reservation against the budgets
+(spend/holds.py's AnswerHold, made by answering.py): the relay never reads
+the budgets itself."""
+
+from typing import Protocol
+
+from ..providers import Message
+from ..providers.estimates import OutputCount
+from .tool_loop import Step
+
+
+class SpendHold(Protocol):
+    def begin(self) -> None:
+        """The answer has started: keep its reservation from lapsing."""
+
+    def end(self) -> None:
+        """The answer has ended (saved, which settles the reservation)."""
+
+    def outgrown(self, output: OutputCount) -> bool:
+        """Has this model call's output come near what is reserved for it?"""
+
+    async def extend(self, output: OutputCount) -> bool:
+        """Reserve more for this call; False: the budgets are spent, cut the answer."""
+
+    async def next_call(self, steps: list[Step], messages: list[Message]) -> bool:
+        """Reserve the tool loop's next call (these steps' cost counted); False: it does not fit."""
