@@ -15,7 +15,7 @@ from typing import Any
 
 from ..conf import conf
 from ..providers import Message
-from ..providers.estimates import OutputCount, prompt_tokens
+from ..providers.estimates import CHARS_PER_TOKEN, OutputCount, prompt_tokens, tokens_for_chars
 from ..storage.threads import run_db
 from ..stream.answer import PreparedTurn
 from ..stream.tool_loop import Step
@@ -24,21 +24,16 @@ from .reservations import Holder
 
 logger = logging.getLogger(__name__)
 
-# The answer is cut this many tokens (or a quarter of a small reservation)
-# before its reservation is used up: a piece of output arrives whole, and the
-# one that crosses the line must still be paid for within it (a streamed
-# piece is a token or a few).
-CUT_MARGIN_TOKENS = 32
 OUTPUT_BOUNDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
 def output_tokens_for(options: Mapping[str, Any]) -> int:
-    """The output a call may write, as reserved: its own bound (and the
-    margin), or else CHATSTREAM_RESERVE_TOKENS."""
+    """The output a call may write, as reserved: its own bound (a token
+    more: estimates round), or else CHATSTREAM_RESERVE_TOKENS."""
     for name in OUTPUT_BOUNDS:
         bound = options.get(name)
         if isinstance(bound, int) and bound > 0:
-            return bound + CUT_MARGIN_TOKENS
+            return bound + 1
     return conf.CHATSTREAM_RESERVE_TOKENS
 
 
@@ -74,19 +69,18 @@ class AnswerHold:
         save failed, it lapses)."""
         _renewed.discard(self.holder.turn_id)
 
-    def outgrown(self, output: OutputCount) -> bool:
-        return output.tokens() >= self.covered - min(CUT_MARGIN_TOKENS, self.covered // 4)
+    def room(self, output: OutputCount) -> int:
+        # A token short of what is covered: estimates round half up.
+        return max(0, (self.covered - 1) * CHARS_PER_TOKEN - output.chars)
 
-    async def extend(self, output: OutputCount) -> bool:
-        """Reserve more output for the call (CHATSTREAM_RESERVE_TOKENS, or
-        what the budgets have left): False if it is still outgrown (cut it)."""
-        granted = await run_db(self._extend)
-        self.covered += granted
-        return not self.outgrown(output)
+    async def extend(self, chars: int) -> None:
+        """Reserve CHATSTREAM_RESERVE_TOKENS more output (or enough for
+        `chars`), or what the budgets have left."""
+        wanted = max(conf.CHATSTREAM_RESERVE_TOKENS, tokens_for_chars(chars) + 1)
+        self.covered += await run_db(self._extend, wanted)
 
-    def _extend(self) -> int:
-        rates = reservations.rates_for(self.models)
-        return reservations.extend(self.holder, tokens_out=conf.CHATSTREAM_RESERVE_TOKENS, rates=rates)
+    def _extend(self, tokens: int) -> int:
+        return reservations.extend(self.holder, tokens_out=tokens, rates=reservations.rates_for(self.models))
 
     async def next_call(self, steps: list[Step], messages: list[Message]) -> bool:
         """Does the tool loop's next call fit: the steps' cost so far and that call's most?"""

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..conf import conf
 from ..exceptions import AnswerEnded, AnswerFailed, BudgetReached, ServerShutdown, UpstreamError, UpstreamTimeout
-from ..providers import APPROVAL, STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
+from ..providers import APPROVAL, REASONING, STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
 from ..providers.tool_calls import ToolCalls
 from ..tools import ToolContext, ToolResult, run_calls
 from . import background, ending, registry, retries, shutdown, telemetry
@@ -431,19 +431,29 @@ class AnswerRelay:
                 figures.heard_from_model = True
                 silence.restart(conf.LLM_IDLE_TIMEOUT)
             silence.touch()
-            if pieces:
+            if pieces and self.hold is not None:
+                await self._relay_within_hold(pieces)
+            elif pieces:
                 self._relay_pieces(pieces)
-                if self.hold is not None and self.hold.outgrown(self.completion.output):
-                    await self._reserve_more()
             if readers.behind():
                 await self._wait_for_reader()
                 silence.touch()
 
-    async def _reserve_more(self) -> None:
-        """The call's output nears what was reserved for it: reserve more, or
-        end the answer here (`budget_exceeded`) when the budgets are spent."""
-        if not await self.hold.extend(self.completion.output):  # type: ignore[union-attr]
-            raise BudgetReached
+    async def _relay_within_hold(self, pieces: list[Piece]) -> None:
+        """Only the output the budgets have reserved for: a piece past it
+        reserves more first; what still does not fit is cut there (text to
+        the character, a tool call whole) and the answer ends `budget_exceeded`."""
+        hold = self.hold
+        assert hold is not None
+        for kind, text in pieces:
+            if len(text) > hold.room(self.completion.output):
+                await hold.extend(len(text))
+            room = hold.room(self.completion.output)
+            if len(text) > room:
+                if kind in (TEXT, REASONING) and room > 0:
+                    self._relay_pieces([(kind, text[:room])])
+                raise BudgetReached
+            self._relay_pieces([(kind, text)])
 
     async def _wait_for_reader(self) -> None:
         """Hold the model back until a reader takes some of the backlog; a

@@ -16,11 +16,12 @@ class SpendHold(Protocol):
     def end(self) -> None:
         """The answer has ended (saved, which settles the reservation)."""
 
-    def outgrown(self, output: OutputCount) -> bool:
-        """Has this model call's output come near what is reserved for it?"""
+    def room(self, output: OutputCount) -> int:
+        """Characters of output this model call may still write within its reservation."""
 
-    async def extend(self, output: OutputCount) -> bool:
-        """Reserve more for this call; False: the budgets are spent, cut the answer."""
+    async def extend(self, chars: int) -> None:
+        """Reserve more output for this call, for `chars` more characters at
+        least, as far as the budgets allow (maybe none)."""
 
     async def next_call(self, steps: list[Step], messages: list[Message]) -> bool:
         """Reserve the tool loop's next call (these steps' cost counted); False: it does not fit."""
