@@ -94,7 +94,9 @@ def test_messages_sent_at_once_never_spend_past_the_budget(alice, priced, settin
 
 def test_an_answer_that_reaches_the_cap_while_streaming_is_cut(alice, priced, settings):
     settings.CHATSTREAM_DAILY_BUDGET = "0.1"  # 100 tokens: the prompt, 20 reserved, then more as it streams
-    priced.behaviour = Behaviour(tokens=400)
+    # Paced as a model writes: cut, its stream is closed before the server
+    # has sent (and reported) the rest. All sent at once, the server would bill it all.
+    priced.behaviour = Behaviour(tokens=400, pace=0.002)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id, "Write at length") as response:
         events = list(sse_events(response))

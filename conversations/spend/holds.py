@@ -7,12 +7,14 @@ process streaming an answer renews its reservation once per answer lease
 """
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from .. import state
 from ..conf import conf
 from ..providers import Message
 from ..providers.estimates import CHARS_PER_TOKEN, OutputCount, prompt_tokens, tokens_for_chars
@@ -120,6 +122,17 @@ def _ensure_renewer() -> None:
     global _renewer
     if _renewer is None or _renewer.done():
         _renewer = asyncio.create_task(_renew(), name="chatstream reservations")
+
+
+@state.forgotten_when("CHATSTREAM_ANSWER_LEASE_SECONDS")
+def forget_renewer() -> None:
+    """A new lease length (a test): the renewer, maybe asleep for the old
+    one, stops, and the next reservation starts one at the new pace."""
+    global _renewer
+    if _renewer is not None and not _renewer.done():
+        with contextlib.suppress(RuntimeError):  # its loop is closed: so is the task
+            _renewer.get_loop().call_soon_threadsafe(_renewer.cancel)
+    _renewer = None
 
 
 async def _renew() -> None:
