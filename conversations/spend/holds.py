@@ -39,9 +39,7 @@ def output_tokens_for(options: Mapping[str, Any]) -> int:
     return conf.CHATSTREAM_RESERVE_TOKENS
 
 
-def reserve_first_call(
-    holder: Holder, *, models: list[str], prompt: int, options: Mapping[str, Any], before: Decimal = Decimal(0)
-) -> int:
+def reserve_first_call(holder: Holder, *, models: list[str], prompt: int, options: Mapping[str, Any]) -> int:
     """Reserve an answer's first model call (in start_turn's transaction:
     429 `budget_exceeded` undoes the message). The output tokens covered; 0
     when no budget applies (nothing reserved)."""
@@ -49,7 +47,7 @@ def reserve_first_call(
         return 0
     out = output_tokens_for(options)
     rates = reservations.rates_for(models)
-    cost = before + (rates.cost(tokens_in=prompt, tokens_out=out) if rates is not None else Decimal(0))
+    cost = rates.cost(tokens_in=prompt, tokens_out=out) if rates is not None else Decimal(0)
     return out if reservations.reserve(holder, cost=cost, tokens=prompt + out) else 0
 
 
