@@ -32,8 +32,9 @@ from .models import Conversation, Spend, Turn
 from .ops import metrics
 from .providers import Message, Provider, provider_for
 from .providers.kinds import STEP, TOOL_RESULT
-from .spend import budgets, ledger
+from .spend import budgets, holds, ledger
 from .spend.limits import close_stream_later, limits
+from .spend.reservations import Holder
 from .storage import queue_claims, sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
@@ -193,6 +194,13 @@ def _start_turn(
     elif version is not None and version.action == Version.ANSWERED:
         prefix = answered_output(version)
         built = carried_on(built, output_messages(prefix))
+    # Last, in this transaction: a reservation that does not fit undoes the message.
+    reserved_out = holds.reserve_first_call(
+        Holder(answer_turn_id, owner.pk, key_id_of(owner)),
+        models=_models_called(model),
+        prompt=built.tokens,
+        options={**given.parameters, **model.fixed, **message.request_options},
+    )
     return PreparedTurn(
         conversation_id=conversation_id,
         owner_id=owner.pk,
@@ -210,9 +218,15 @@ def _start_turn(
         prefix=prefix,
         # The OpenAI door's prompt is the client's, tools and all: no server tools there.
         server_tools=reserved.tools and not message.clients_options,
+        reserved_out=reserved_out,
         # The OpenAI door's request options are the client's (its own prompt, its own instructions).
         **({} if message.prompt is not None else _instructed(given, model)),
     )
+
+
+def _models_called(model: ModelEntry) -> list[str]:
+    """The upstream models an answer may call: its own, then the fallbacks."""
+    return [model.model, *conf.LLM_FALLBACK_MODELS]
 
 
 def _instructed(given: Instructions, model: ModelEntry) -> dict[str, Any]:
@@ -322,7 +336,7 @@ def answer_relay(
             answer = dataclasses.replace(answer, output_valid=valid)
         return await run_db(services.record_answer, prepared=prepared, answer=answer) or answer
 
-    toolbox = None
+    toolbox, hold = None, None
     if provider is None:
         entry = _model_for(prepared.model_name)
         provider = provider_for(entry)
@@ -330,8 +344,16 @@ def answer_relay(
         toolbox = _toolbox(prepared, tools or [])
         if toolbox is not None:
             provider.request_options["tools"] = toolbox.specs()
+        if prepared.reserved_out:
+            hold = holds.AnswerHold(prepared, _models_called(entry))
     return AnswerRelay(
-        prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save, toolbox=toolbox
+        prepared=prepared,
+        provider=provider,
+        trace_id=trace_id,
+        received_at=received_at,
+        save=save,
+        toolbox=toolbox,
+        hold=hold,
     )
 
 

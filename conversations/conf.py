@@ -234,6 +234,11 @@ class Settings:
         "", "per user: spend allowed in a UTC day, in LLM_PRICES' currency (empty: none; the admin's budgets override)"
     )
     CHATSTREAM_MONTHLY_BUDGET = Setting("", "per user: spend allowed in a UTC calendar month (empty: none)")
+    CHATSTREAM_RESERVE_TOKENS = Setting(
+        4096,
+        "output tokens reserved against the budgets for a model call that sets no max_tokens; an answer that "
+        "outgrows them reserves as many again, or is cut with `budget_exceeded` (docs/models.md)",
+    )
     CHATSTREAM_AUTH_FAILURES = Setting(
         20,
         "failed logins or API keys allowed from one client address in 15 minutes, whatever the account; past "

@@ -20,7 +20,7 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     ├── ServerShutdown            - the process stopped before the answer ended
     ├── AnswerEnded               - the tool loop ends an answer early; `finish_reason` says why
     │   ├── ApprovalTimedOut      - no decision on a call within CHATSTREAM_APPROVAL_TIMEOUT_SECONDS
-    │   └── BudgetReached         - a budget was reached between two model calls
+    │   └── BudgetReached         - a budget was reached while answering
     ├── AnswerFailed              - chatstream itself failed while answering
     └── UpstreamError             - the model call failed; `code` goes to the client
         ├── UpstreamUnavailable   - connection refused, reset, DNS, TLS
@@ -205,7 +205,7 @@ class ApprovalTimedOut(AnswerEnded):
 
 
 class BudgetReached(AnswerEnded):
-    """A budget of the user's or the key's was reached between two model
-    calls of a tool loop: the next call is not made."""
+    """A budget of the user's or the key's has no room for more: the
+    answer is cut as it streams, or a tool loop's next call is not made."""
 
     finish_reason = "budget_exceeded"

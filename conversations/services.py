@@ -26,7 +26,7 @@ from .instructions import Instructions
 from .live import live_answers
 from .memory.tasks import enqueue_update
 from .models import Conversation, Feedback, Prompt, Turn
-from .spend import ledger
+from .spend import budgets, ledger, reservations
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
@@ -207,6 +207,10 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
         # locks in the order every other does (a TRUNCATE deadlocked with it).
         kept = sql.touch_conversation(cursor, prepared.conversation_id)
         ledger.record_answer(prepared, answer)
+        # Settled: the ledger's row counts now what the reservation held (an
+        # answer saved from its journal by another process included).
+        if prepared.reserved_out or not budgets.none_apply():
+            reservations.settle(prepared.answer_turn_id)
         if answer.tool_calls:  # (a query an answer without tools does not pay for)
             tool_runs.record_results(prepared.answer_turn_id, answer.tool_results)  # a stopped step's
             tool_runs.close_pending(prepared.answer_turn_id)  # before the decisions are read: none comes after

@@ -168,7 +168,10 @@ def test_each_step_is_saved_when_its_tools_have_run(alice, upstream):
 
 def test_a_budget_reached_between_steps_ends_the_answer(alice, upstream, settings, fresh_prices):
     settings.LLM_PRICES = {"fake-model": {"input": "1000", "output": "1000"}}  # 18 tokens: 0.018 a call
-    settings.CHATSTREAM_DAILY_BUDGET = "0.01"
+    # The first call's reservation (its prompt, about 22 tokens estimated,
+    # and 20 out: 0.042) fits; the second's, with the first call's 0.013 spent, does not.
+    settings.CHATSTREAM_DAILY_BUDGET = "0.05"
+    settings.CHATSTREAM_RESERVE_TOKENS = 20
     answer_with(upstream, tool_calls_behaviour(("c1", "add", {"a": 1, "b": 1})), Behaviour(text="Never."))
     conversation_id, events = loop_answer(alice)
     assert kinds(events) == ["start", "tool_call", "tool_result", "done"]

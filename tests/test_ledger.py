@@ -35,7 +35,6 @@ def refused_for_budget(api_user) -> bool:
 
 
 def test_deleting_a_conversation_mid_answer_stops_the_model_and_keeps_the_cost(alice, expensive, settings):
-    settings.CHATSTREAM_DAILY_BUDGET = "0.0001"
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id) as response:
         events = sse_events(response)  # held: the client stays connected
@@ -47,11 +46,11 @@ def test_deleting_a_conversation_mid_answer_stops_the_model_and_keeps_the_cost(a
     assert spend.kind == "answer" and spend.user_id == alice.user.pk and spend.api_key_id is not None
     assert spend.tokens_out and spend.tokens_out < 2000 and spend.cost and spend.cost > 0
     assert not Turn.objects.filter(conversation_id=conversation_id).exists()
+    settings.CHATSTREAM_DAILY_BUDGET = str(spend.cost)  # what the deleted conversation cost: all there was
     assert refused_for_budget(alice)
 
 
 def test_deleting_the_doors_conversation_mid_answer_keeps_the_cost(alice, expensive, sdk, settings):
-    settings.CHATSTREAM_DAILY_BUDGET = "0.0001"
     messages = [{"role": "user", "content": "Write at length"}]
     with sdk.chat.completions.with_streaming_response.create(
         model="fake-model", messages=messages, stream=True
@@ -59,7 +58,9 @@ def test_deleting_the_doors_conversation_mid_answer_keeps_the_cost(alice, expens
         conversation_id, lines = door_stream_until_text(response)
         assert alice.client.delete(f"/api/conversations/{conversation_id}").status_code == 204
         assert expensive.closed_within(2.0)
-    assert Spend.objects.get(conversation_id=conversation_id).cost > 0
+    cost = Spend.objects.get(conversation_id=conversation_id).cost
+    assert cost > 0
+    settings.CHATSTREAM_DAILY_BUDGET = str(cost)
     with pytest.raises(openai.RateLimitError):
         sdk.chat.completions.create(model="fake-model", messages=messages)
 

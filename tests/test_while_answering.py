@@ -134,14 +134,19 @@ def test_a_queued_message_that_has_started_cannot_be_taken_back(alice, upstream)
     assert answer_of(queued["answer_turn_id"]).finish_reason == "stop"
 
 
-def test_a_queued_message_whose_budget_was_spent_meanwhile_gets_an_error_answer(alice, upstream, fresh_prices):
-    Budget.objects.create(user=alice.user, period=Budget.Period.DAY, max_tokens=5)
+def test_a_queued_message_whose_budget_was_spent_meanwhile_gets_an_error_answer(
+    alice, upstream, fresh_prices, settings
+):
+    # The first message's reservation (its prompt and 10 tokens out) fits; once it is
+    # saved, what it used leaves no room for the second's.
+    settings.CHATSTREAM_RESERVE_TOKENS = 10
+    Budget.objects.create(user=alice.user, period=Budget.Period.DAY, max_tokens=40)
     upstream.next_calls.append(SLOW)
     conversation_id = alice.new_conversation()
     with stream(alice, conversation_id, "First") as first:
         events = sse_events(first)
         start_event_and_a_delta(events)
-        queued = queue(alice, conversation_id, "Second")  # nothing spent yet: the first is not saved
+        queued = queue(alice, conversation_id, "Second")  # the first is not saved yet: only reserved
         list(events)
 
     answer = answer_of(queued["answer_turn_id"])

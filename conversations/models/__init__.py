@@ -8,7 +8,7 @@ from .files import StoredFile
 from .memory import ConversationMemory, TaskLease
 from .queued import QueuedMessage
 from .sharing import SharedLink
-from .spend import Budget, ModelPrice, Spend
+from .spend import Budget, ModelPrice, Reservation, Spend
 from .tools import AnswerStep, ToolRun
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ModelPrice",
     "Prompt",
     "QueuedMessage",
+    "Reservation",
     "ReviewItem",
     "SharedLink",
     "Spend",

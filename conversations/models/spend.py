@@ -108,3 +108,27 @@ class Spend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.model}: {self.cost if self.cost is not None else 'unpriced'}"
+
+
+class Reservation(models.Model):
+    """The most an answer's model call may still cost, held against the
+    budgets while it streams (spend/reservations.py): settled when the
+    answer's ledger row is written (in the same transaction), and lapsing
+    at `expires_at` unless the process streaming it renews it, so a crashed
+    process holds no budget for long. One per answer."""
+
+    turn_id = models.UUIDField(primary_key=True, help_text="The answer's turn")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cost = models.DecimalField(
+        max_digits=18, decimal_places=10, default=0, help_text="Reserved, in the prices' currency (0: no price)"
+    )
+    tokens = models.PositiveIntegerField(default=0, help_text="Reserved, prompt and output")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expires_at"], name="reservation_user_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.cost} and {self.tokens} tokens reserved for {self.turn_id}"

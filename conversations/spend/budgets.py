@@ -2,19 +2,21 @@
 
 A user's budgets come from CHATSTREAM_DAILY_BUDGET / CHATSTREAM_MONTHLY_BUDGET
 unless the admin gives them their own (a Budget row); an API key has budgets
-only in the admin. A message is refused (429 `budget_exceeded`, nothing saved,
-no model call) once what was spent in the period reaches a budget. What was
-spent is read from the spend ledger (ledger.py: every model call, answers,
-the router's classifier and memory updates, kept when a conversation is
-deleted), so every process counts the same; an answer still streaming
-counts once it is saved (the user's stream limit bounds how far that can
-overshoot).
+only in the admin. What a budget has used is what the spend ledger holds
+(ledger.py: every model call, answers, the router's classifier and memory
+updates, kept when a conversation is deleted) and what the model calls still
+streaming have reserved (reservations.py: the most each may cost), so every
+process counts the same and answers streaming at once cannot together pass
+a budget. A message is refused (429 `budget_exceeded`, nothing saved, no
+model call) once a budget is used up, or when its call's reservation does
+not fit (reservations.py).
 """
 
 import calendar
 import math
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,11 +27,39 @@ from django.db.models.functions import Coalesce
 from .. import state
 from ..conf import conf
 from ..exceptions import ApiError
-from ..models import Budget, Spend
+from ..models import Budget, Reservation, Spend
 
 # Whether any Budget row exists is read at most this often: with no budgets
 # anywhere, a message costs no query here.
 ROWS_CACHE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a budget has used: spent (the ledger) and reserved (calls streaming)."""
+
+    spend: Decimal
+    tokens: int
+    held_spend: Decimal
+    held_tokens: int
+
+    @property
+    def total_spend(self) -> Decimal:
+        return self.spend + self.held_spend
+
+    @property
+    def total_tokens(self) -> int:
+        return self.tokens + self.held_tokens
+
+    def described(self, limit: "Limit", *, tokens: bool) -> str:
+        """What was used, as a refusal says it (`tokens`: of a token budget)."""
+        if tokens:
+            said, held = f"{self.tokens} of {limit.max_tokens} tokens used", f"{self.held_tokens} tokens"
+        else:
+            said, held = f"{self.spend:.4f} of {limit.max_spend:.4f} spent", f"{self.held_spend:.4f}"
+        if not (self.held_tokens if tokens else self.held_spend):
+            return said
+        return f"{said}, {held} more reserved by answers being written"
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,30 @@ def spent(*, user_id: int | None, api_key_id: int | None, since: datetime) -> tu
     return totals["spend"], totals["tokens"]
 
 
+def reserved(
+    *, user_id: int, api_key_id: int | None, now: datetime, excluding: uuid.UUID | None = None
+) -> tuple[Decimal, int]:
+    """Spend and tokens the model calls still streaming hold (their
+    reservations not lapsed), but for the answer `excluding`'s own."""
+    holds = Reservation.objects.filter(expires_at__gt=now)
+    holds = holds.filter(api_key_id=api_key_id) if api_key_id else holds.filter(user_id=user_id)
+    if excluding is not None:
+        holds = holds.exclude(turn_id=excluding)
+    totals = holds.aggregate(spend=Coalesce(Sum("cost"), Decimal(0)), tokens=Coalesce(Sum("tokens"), 0))
+    return totals["spend"], totals["tokens"]
+
+
+def used(
+    limit: Limit, *, user_id: int, api_key_id: int | None, now: datetime, excluding: uuid.UUID | None = None
+) -> Usage:
+    """What `limit` has used in its period: the ledger's calls and the live reservations."""
+    start, _ = period_bounds(limit.period, now)
+    key = api_key_id if limit.owner == "API key" else None
+    spend, tokens = spent(user_id=user_id, api_key_id=key, since=start)
+    held_spend, held_tokens = reserved(user_id=user_id, api_key_id=key, now=now, excluding=excluding)
+    return Usage(spend, tokens, held_spend, held_tokens)
+
+
 def check(
     *,
     user_id: int,
@@ -128,24 +182,24 @@ def check(
     unrecorded: tuple[Decimal, int] = (Decimal(0), 0),
 ) -> None:
     """Raise 429 `budget_exceeded` if any of the user's or the key's budgets
-    is spent, counting `unrecorded` spend and tokens beside the ledger's (a
-    tool loop's steps before its answer is saved). Runs on a database thread."""
+    is used up, spent and reserved counted, and `unrecorded` spend and tokens
+    beside them (a tool loop's steps before its answer is saved). Runs on a
+    database thread."""
     limits = limits_for(user_id, api_key_id)
     if not limits:
         return
     now = now or datetime.now(UTC)
     for limit in limits:
-        start, end = period_bounds(limit.period, now)
-        key = api_key_id if limit.owner == "API key" else None
-        spend, tokens = spent(user_id=user_id, api_key_id=key, since=start)
-        spend, tokens = spend + unrecorded[0], tokens + unrecorded[1]
-        if limit.max_spend is not None and spend >= limit.max_spend:
-            raise _exceeded(limit, f"{spend:.4f} of {limit.max_spend:.4f} spent", end, now)
-        if limit.max_tokens is not None and tokens >= limit.max_tokens:
-            raise _exceeded(limit, f"{tokens} of {limit.max_tokens} tokens used", end, now)
+        usage = used(limit, user_id=user_id, api_key_id=api_key_id, now=now)
+        usage = Usage(usage.spend + unrecorded[0], usage.tokens + unrecorded[1], usage.held_spend, usage.held_tokens)
+        if limit.max_spend is not None and usage.total_spend >= limit.max_spend:
+            raise exceeded(limit, usage.described(limit, tokens=False), now)
+        if limit.max_tokens is not None and usage.total_tokens >= limit.max_tokens:
+            raise exceeded(limit, usage.described(limit, tokens=True), now)
 
 
-def _exceeded(limit: Limit, used: str, resets_at: datetime, now: datetime) -> ApiError:
+def exceeded(limit: Limit, used: str, now: datetime) -> ApiError:
+    _, resets_at = period_bounds(limit.period, now)
     period = "daily" if limit.period == Budget.Period.DAY else "monthly"
     reset = resets_at.isoformat().replace("+00:00", "Z")
     return ApiError(

@@ -11,6 +11,7 @@
     text.py, watchdog.py, retries.py, redaction.py    parts of the relay
     registry.py, shutdown.py, background.py           this process's answers
     ends.py       who is told when an answer's turn is saved (the queue's next message)
+    spend_hold.py what the relay asks of the answer's reservation against the budgets
 
 Nothing here touches the database: the relay is handed the function that
 saves its turn (services.py), so the stream's life reads apart from storage.

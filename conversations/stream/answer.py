@@ -34,6 +34,9 @@ class PreparedTurn:
     file_cuts: list[dict[str, Any]] = field(default_factory=list)  # documents the prompt could not carry whole
     response_format: dict[str, Any] | None = None  # the JSON the answer must be (instructions.py)
     parameters: dict[str, Any] = field(default_factory=dict)  # the conversation's and message's, the model's fixed
+    # Output tokens of the first model call reserved against the budgets
+    # (spend/reservations.py); 0: no budget applied, nothing reserved.
+    reserved_out: int = 0
 
 
 @dataclass(frozen=True)

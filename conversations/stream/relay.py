@@ -30,7 +30,7 @@ from typing import Any
 
 from ..conf import conf
 from ..exceptions import AnswerEnded, AnswerFailed, BudgetReached, ServerShutdown, UpstreamError, UpstreamTimeout
-from ..providers import APPROVAL, STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
+from ..providers import APPROVAL, REASONING, STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
 from ..providers.tool_calls import ToolCalls
 from ..tools import ToolContext, ToolResult, run_calls
 from . import background, ending, registry, retries, shutdown, telemetry
@@ -42,6 +42,7 @@ from .output import approval_text, result_text, step_text
 from .presence import Presence
 from .readers import Readers
 from .redaction import OutputRedactor
+from .spend_hold import SpendHold
 from .tool_loop import Step, Toolbox, call_usage, step_messages, step_output
 from .watchdog import Watchdog
 
@@ -60,6 +61,7 @@ class AnswerRelay:
         received_at: float,
         save: SaveAnswer,
         toolbox: Toolbox | None = None,
+        hold: SpendHold | None = None,
     ) -> None:
         self.prepared = prepared
         self.provider = provider
@@ -78,6 +80,7 @@ class AnswerRelay:
             self.readers.output.append(text, kind)
         self._prefix_length = self.readers.length  # where this model call's output begins
         self.toolbox = toolbox  # None: no tools run (none given, turned off, or the OpenAI door)
+        self.hold = hold  # what the budgets reserved for its model calls; None: no budget applies
         self.messages: list[Message] = prepared.messages  # the prompt of the model call being made
         # The model call being made, counted from 1 (a continued answer's own steps counted too).
         self.step = 1 + sum(kind == STEP for kind, _ in prepared.prefix)
@@ -142,6 +145,9 @@ class AnswerRelay:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name=f"answer {self.prepared.answer_turn_id}")
         background.keep(self._task)
+        if (hold := self.hold) is not None:
+            hold.begin()
+            self._task.add_done_callback(lambda _: hold.end())
         registry.add(self)
         shutdown.watch_signals()
         telemetry.stream_started(self)
@@ -321,7 +327,7 @@ class AnswerRelay:
         )
         self.messages = [*self.messages, *step_messages(text, calls, results)]
         self._save_step(spent, results)
-        if not await toolbox.records.within_budget(self.steps):
+        if not await self._may_call_again():
             raise BudgetReached
         self.step += 1
         self._step_start = self.length
@@ -330,6 +336,12 @@ class AnswerRelay:
         self.spent.append(spent)  # with no await since: a cancel from here on counts the next call
         self._prefix_length = self.length
         await self._try_model(self.completion.model)
+
+    async def _may_call_again(self) -> bool:
+        """Do the budgets allow the loop's next model call (reserved, with a hold)?"""
+        if self.hold is not None:
+            return await self.hold.next_call(self.steps, self.messages)
+        return await self.toolbox.records.within_budget(self.steps)  # type: ignore[union-attr]
 
     async def _ask(self, call: Mapping[str, Any]) -> Decision:
         """Ask the user to approve a call, and wait for their decision
@@ -419,11 +431,29 @@ class AnswerRelay:
                 figures.heard_from_model = True
                 silence.restart(conf.LLM_IDLE_TIMEOUT)
             silence.touch()
-            if pieces:
+            if pieces and self.hold is not None:
+                await self._relay_within_hold(pieces)
+            elif pieces:
                 self._relay_pieces(pieces)
             if readers.behind():
                 await self._wait_for_reader()
                 silence.touch()
+
+    async def _relay_within_hold(self, pieces: list[Piece]) -> None:
+        """Only the output the budgets have reserved for: a piece past it
+        reserves more first; what still does not fit is cut there (text to
+        the character, a tool call whole) and the answer ends `budget_exceeded`."""
+        hold = self.hold
+        assert hold is not None
+        for kind, text in pieces:
+            if len(text) > hold.room(self.completion.output):
+                await hold.extend(len(text))
+            room = hold.room(self.completion.output)
+            if len(text) > room:
+                if kind in (TEXT, REASONING) and room > 0:
+                    self._relay_pieces([(kind, text[:room])])
+                raise BudgetReached
+            self._relay_pieces([(kind, text)])
 
     async def _wait_for_reader(self) -> None:
         """Hold the model back until a reader takes some of the backlog; a
