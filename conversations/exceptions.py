@@ -122,9 +122,15 @@ class WorkerLost(MemoryUpdateFailed):
 
 
 class UpstreamError(ChatstreamError):
-    """The model call failed."""
+    """The model call failed. Its message is a plain sentence for the client
+    and the turn; `detail` (the library's exception, a response body) is for
+    the log alone."""
 
     code = "upstream_error"
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -138,8 +144,8 @@ class UpstreamStatusError(UpstreamError):
 
     code = "upstream_status"
 
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, status: int, detail: str = "") -> None:
+        super().__init__(message, detail=detail)
         self.status = status
 
 
@@ -148,8 +154,8 @@ class UpstreamRateLimited(UpstreamStatusError):
 
     code = "upstream_rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message, status=429)
+    def __init__(self, message: str, *, retry_after: float | None = None, detail: str = "") -> None:
+        super().__init__(message, status=429, detail=detail)
         self.retry_after = retry_after
 
 

@@ -403,8 +403,13 @@ class AnswerRelay:
                     silence.cancel()
         except TimeoutError as exc:
             if not self.figures.heard_from_model:
-                raise UpstreamTimeout(f"No first token within {conf.LLM_FIRST_TOKEN_TIMEOUT:g} s.") from exc
-            raise UpstreamTimeout(f"The model was silent for more than {conf.LLM_IDLE_TIMEOUT:g} s.") from exc
+                raise UpstreamTimeout(
+                    "The model did not start answering in time.",
+                    detail=f"LLM_FIRST_TOKEN_TIMEOUT={conf.LLM_FIRST_TOKEN_TIMEOUT:g}",
+                ) from exc
+            raise UpstreamTimeout(
+                "The model stopped answering partway through.", detail=f"LLM_IDLE_TIMEOUT={conf.LLM_IDLE_TIMEOUT:g}"
+            ) from exc
         finally:
             # aclosing has closed the provider's stream: for a cancel, this is
             # when the upstream learned of it.
