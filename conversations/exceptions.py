@@ -12,6 +12,7 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     │       ├── ToolImportError   - a path that does not import
     │       ├── NotATool          - a path naming something @tool did not make
     │       └── McpServersError   - CHATSTREAM_MCP_SERVERS
+    │   └── GuardrailsError       - CHATSTREAM_GUARDRAILS: a path that does not import, or no hook
     ├── ToolDefinitionError       - a function @tool cannot make a tool of (its name, its schema)
     ├── ToolCallFailed            - a call failed and its message says all (the model is told, no traceback)
     │   └── McpUnreachable        - an MCP server that could not be reached, or could not list its tools
@@ -20,7 +21,9 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     ├── ServerShutdown            - the process stopped before the answer ended
     ├── AnswerEnded               - the tool loop ends an answer early; `finish_reason` says why
     │   ├── ApprovalTimedOut      - no decision on a call within CHATSTREAM_APPROVAL_TIMEOUT_SECONDS
-    │   └── BudgetReached         - a budget was reached between two model calls
+    │   ├── BudgetReached         - a budget was reached between two model calls
+    │   └── GuardrailStopped      - a guardrail's on_output stopped the answer
+    ├── GuardrailRefused          - a guardrail's before() refused the message (422 guardrail_refused)
     ├── AnswerFailed              - chatstream itself failed while answering
     └── UpstreamError             - the model call failed; `code` goes to the client
         ├── UpstreamUnavailable   - connection refused, reset, DNS, TLS
@@ -98,6 +101,10 @@ class NotATool(ToolsError):
 
 class McpServersError(ToolsError):
     """CHATSTREAM_MCP_SERVERS cannot be used; the message names the fix."""
+
+
+class GuardrailsError(SettingsError):
+    """A CHATSTREAM_GUARDRAILS path does not import, or names no guardrail."""
 
 
 class ToolDefinitionError(ChatstreamError):
@@ -215,3 +222,13 @@ class BudgetReached(AnswerEnded):
     calls of a tool loop: the next call is not made."""
 
     finish_reason = "budget_exceeded"
+
+
+class GuardrailStopped(AnswerEnded):
+    """A guardrail's on_output stopped the answer; the message is its reason."""
+
+    finish_reason = "guardrail_stopped"
+
+
+class GuardrailRefused(ChatstreamError):
+    """A guardrail's before() refused the message; the message is its reason."""
