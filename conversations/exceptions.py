@@ -232,3 +232,5 @@ class GuardrailStopped(AnswerEnded):
 
 class GuardrailRefused(ChatstreamError):
     """A guardrail's before() refused the message; the message is its reason."""
+
+    code = "guardrail_refused"  # the API error's, and the refused question's error_code

@@ -17,7 +17,7 @@ from conversations.live.keys import journal_key
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, redis_url, saved_answer, send, text_of, wait_for
+from .helpers import post_and_read, read_events, redis_url, saved_answer, send, stream, text_of, wait_for
 
 HERE = "tests.test_guardrails"
 RELEASE = threading.Event()  # lets the slow sync hooks' threads go at the end of each test
@@ -116,6 +116,21 @@ def test_a_refused_message_is_saved_with_the_reason_and_no_model_is_called(alice
     answer = Turn.objects.get(conversation_id=conversation_id, role="assistant")
     assert (answer.status, answer.error_code, answer.error_detail) == ("failed", REFUSED, reason)
     assert (answer.cost, answer.tokens_in, answer.usage_source) == (None, None, "none")  # nothing paid for
+
+
+class RefusesRain:
+    def before(self, prompt):
+        return {"refuse": "No weather."} if "rain" in prompt[-1]["content"] else None
+
+
+def test_a_refused_question_is_never_sent_with_a_later_one(alice, upstream, settings):
+    guarded(settings, "RefusesRain")
+    conversation_id = alice.new_conversation()
+    refused(send(alice, conversation_id, "Will it rain?"), "No weather.")
+    with stream(alice, conversation_id, "What is 2 + 2?") as response:
+        assert read_events(response)[-1]["event"] == "done"
+    sent = [message["content"] for message in upstream.calls[0].body["messages"] if message["role"] == "user"]
+    assert sent == ["What is 2 + 2?"]
 
 
 def test_a_rewritten_prompt_is_what_the_model_gets(alice, upstream, settings):

@@ -6,13 +6,14 @@ and no memory update is queued: nothing is paid for."""
 
 from django.db import connection, transaction
 
+from ..exceptions import GuardrailRefused
 from ..models import Turn
 from ..storage import sql
 from ..storage.rows import RowInsert
 from ..stream.answer import PreparedTurn
 from ..stream.events import FinishReason
 
-CODE = "guardrail_refused"
+CODE = GuardrailRefused.code
 
 _insert_turn = RowInsert(Turn)
 
