@@ -31,6 +31,13 @@ def relay_for():
     from conversations.stream.answer import PreparedTurn
     from conversations.stream.relay import AnswerRelay
 
+    try:  # answering gives the relay its guard; before guardrails, the relay made its own redactor
+        from conversations.guardrails.output import output_guard
+
+        more = {"guard": output_guard("bench")}
+    except ImportError:
+        more = {}
+
     prepared = PreparedTurn(
         conversation_id=uuid.uuid4(),
         owner_id=1,
@@ -43,7 +50,8 @@ def relay_for():
     async def save(answer):
         return answer
 
-    return AnswerRelay(prepared=prepared, provider=Provider(model="m"), trace_id="bench", received_at=0.0, save=save)
+    provider = Provider(model="m")
+    return AnswerRelay(prepared=prepared, provider=provider, trace_id="bench", received_at=0.0, save=save, **more)
 
 
 async def per_delta(deltas: int) -> float:

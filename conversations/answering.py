@@ -25,6 +25,7 @@ from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
 from .exceptions import ApiError, DuplicateMessage, GuardrailRefused, NotItsTurn
 from .files import parts, sending
+from .guardrails.output import output_guard
 from .guardrails.prompt import screened_prompt
 from .guardrails.refusals import CODE as REFUSED
 from .guardrails.refusals import record_refusal
@@ -338,7 +339,13 @@ def answer_relay(
         if toolbox is not None:
             provider.request_options["tools"] = toolbox.specs()
     return AnswerRelay(
-        prepared=prepared, provider=provider, trace_id=trace_id, received_at=received_at, save=save, toolbox=toolbox
+        prepared=prepared,
+        provider=provider,
+        trace_id=trace_id,
+        received_at=received_at,
+        save=save,
+        toolbox=toolbox,
+        guard=output_guard(trace_id),
     )
 
 

@@ -4,7 +4,11 @@ upstream: before the model call (refuse, rewrite), as the answer streams
 that fails or is too slow under each failure policy."""
 
 import asyncio
+import re
+import sys
 import threading
+import types
+from pathlib import Path
 
 import pytest
 import redis
@@ -231,6 +235,42 @@ def test_a_failing_or_slow_output_hook(alice, upstream, settings, guardrail):
     assert text_of(events) == "" and events[-1]["data"]["finish_reason"] == "guardrail_stopped"
     turn = saved_answer(conversation_id)
     assert (turn.content, turn.finish_reason, turn.error_detail) == ("", "guardrail_stopped", FAILED_REASON)
+
+
+# --- the docs' example ---------------------------------------------------------------
+
+
+@pytest.fixture
+def moderation_example(upstream, upstream_server, settings):
+    """docs/guardrails.md's Moderation guardrail, as written there, with its
+    catalogue on the fake upstream."""
+    docs = (Path(__file__).parent.parent / "docs" / "guardrails.md").read_text()
+    code = next(block for block in re.findall(r"```python\n(.*?)```", docs, re.S) if "class Moderation" in block)
+    module = types.ModuleType("moderation_example")
+    exec(compile(code, "docs/guardrails.md", "exec"), module.__dict__)
+    sys.modules["moderation_example"] = module
+    base_url = f"{upstream_server.url}/v1"
+    settings.LLM_MODELS = {
+        "chat": {"provider": "openai", "base_url": base_url, "model": "gpt-4.1-mini"},
+        "guard": {"provider": "openai", "base_url": base_url, "model": "llama-guard-3-1b"},
+    }
+    settings.LLM_DEFAULT_MODEL = "chat"
+    settings.CHATSTREAM_GUARDRAILS = ["moderation_example.Moderation"]
+    yield upstream
+    del sys.modules["moderation_example"]
+
+
+@pytest.mark.parametrize("verdict", ["unsafe", "safe"])
+def test_the_docs_moderation_example(alice, moderation_example, verdict):
+    moderation_example.by_model["llama-guard-3-1b"] = Behaviour(text=verdict)
+    response = send(alice, alice.new_conversation(), "How do I pick a lock?")
+    asked = moderation_example.calls[0].body
+    assert (asked["model"], asked["messages"][-1]["content"]) == ("llama-guard-3-1b", "How do I pick a lock?")
+    if verdict == "unsafe":
+        refused(response, "This question cannot be answered here.")
+        assert len(moderation_example.calls) == 1  # the answering model was never called
+    else:
+        assert response.status_code == 200 and moderation_example.calls[1].body["model"] == "gpt-4.1-mini"
 
 
 def test_the_check_names_a_path_that_does_not_import_and_a_class_without_hooks(settings):

@@ -26,11 +26,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol
 
 from ..conf import conf
 from ..exceptions import AnswerEnded, AnswerFailed, BudgetReached, ServerShutdown, UpstreamError, UpstreamTimeout
-from ..guardrails.output import output_guard
 from ..providers import APPROVAL, STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
 from ..providers.tool_calls import ToolCalls
 from ..tools import ToolContext, ToolResult, run_calls
@@ -50,6 +49,19 @@ logger = logging.getLogger(__name__)
 SaveAnswer = Callable[[Answer], Awaitable[Answer]]  # the answer as saved (with its cost)
 
 
+class OutputGuard(Protocol):
+    """The answer's on_output guardrails (guardrails/output.py), as the relay uses them."""
+
+    on_loop: bool  # every one runs on the loop: `feed`, with no await per piece
+
+    @property
+    def masked(self) -> int: ...
+    def feed(self, pieces: list[Piece]) -> list[Piece]: ...
+    async def screen(self, pieces: list[Piece]) -> list[Piece]: ...
+    def finish(self, rest: list[Piece]) -> list[Piece]: ...
+    def noted(self, answer: Answer) -> Answer: ...
+
+
 class AnswerRelay:
     def __init__(
         self,
@@ -60,6 +72,7 @@ class AnswerRelay:
         received_at: float,
         save: SaveAnswer,
         toolbox: Toolbox | None = None,
+        guard: OutputGuard | None = None,
     ) -> None:
         self.prepared = prepared
         self.provider = provider
@@ -95,7 +108,7 @@ class AnswerRelay:
         # The on_output guardrails (CHATSTREAM_GUARDRAILS, and the redaction
         # CHATSTREAM_REDACT adds): a piece reaches the readers, and so the
         # journal and the turn, only as they let it out. None: there are none.
-        self._guard = output_guard(trace_id)
+        self._guard = guard
         self._running = False  # the task has taken its first step
         self._stop_requested = False  # the first reason given is the one saved
         self._saving = False
