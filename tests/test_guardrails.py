@@ -21,7 +21,20 @@ from conversations.live.keys import journal_key
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
 
-from .helpers import post_and_read, read_events, redis_url, saved_answer, send, stream, text_of, wait_for
+from .helpers import (
+    answer_of,
+    asked,
+    post_and_read,
+    read_events,
+    redis_url,
+    saved_answer,
+    send,
+    sse_events,
+    start_event_and_a_delta,
+    stream,
+    text_of,
+    wait_for,
+)
 
 HERE = "tests.test_guardrails"
 RELEASE = threading.Event()  # lets the slow sync hooks' threads go at the end of each test
@@ -135,6 +148,24 @@ def test_a_refused_question_is_never_sent_with_a_later_one(alice, upstream, sett
         assert read_events(response)[-1]["event"] == "done"
     sent = [message["content"] for message in upstream.calls[0].body["messages"] if message["role"] == "user"]
     assert sent == ["What is 2 + 2?"]
+
+
+def test_a_queued_message_a_guardrail_refuses_lets_the_next_one_go(alice, upstream, settings):
+    guarded(settings, "RefusesRain")
+    upstream.next_calls.append(Behaviour(pace=0.02, tokens=40))  # the answer in progress
+    conversation_id = alice.new_conversation()
+    with stream(alice, conversation_id, "First") as first:
+        events = sse_events(first)
+        start_event_and_a_delta(events)
+        rain, after = (
+            send(alice, conversation_id, content, while_answering="queue").json() for content in ("rain?", "Then?")
+        )
+        list(events)
+    answer = answer_of(after["answer_turn_id"])
+    assert answer.finish_reason == "stop" and asked(upstream) == ["First", "Then?"]
+    refused_answer = Turn.objects.get(pk=rain["answer_turn_id"])
+    assert (refused_answer.error_code, refused_answer.error_detail) == (REFUSED, "No weather.")
+    assert Turn.objects.get(pk=rain["turn_id"]).error_code == REFUSED
 
 
 def test_a_rewritten_prompt_is_what_the_model_gets(alice, upstream, settings):
