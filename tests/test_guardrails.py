@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from conversations.guardrails.hooks import FAILED_REASON
 from conversations.guardrails.refusals import CODE as REFUSED
+from conversations.guardrails.review import FAILED_FLAG
 from conversations.live.keys import journal_key
 from conversations.models import Turn
 from harness.fake_upstream import Behaviour
@@ -101,6 +102,11 @@ class RaisesOutput:
 class SlowOutput:
     async def on_output(self, kind, text):
         await asyncio.Event().wait()  # async: cancelled at the time limit
+
+
+class SlowAfter:
+    async def after(self, turn):
+        await asyncio.Event().wait()
 
 
 class NoHooks:
@@ -266,6 +272,17 @@ def test_a_failing_or_slow_output_hook(alice, upstream, settings, guardrail):
     assert text_of(events) == "" and events[-1]["data"]["finish_reason"] == "guardrail_stopped"
     turn = saved_answer(conversation_id)
     assert (turn.content, turn.finish_reason, turn.error_detail) == ("", "guardrail_stopped", FAILED_REASON)
+
+
+@pytest.mark.parametrize("failure", ["open", "closed"])
+def test_a_slow_after_hook(alice, upstream, settings, failure):
+    guarded(settings, "SlowAfter", "Flags", failure=failure)
+    conversation_id, _, _ = post_and_read(alice)
+    answer = saved_answer(conversation_id)
+    said = f"Said {len(answer.content)} characters."
+    expected = said if failure == "open" else f"{FAILED_FLAG}; {said}"
+    wait_for(lambda: Turn.objects.get(pk=answer.pk).review_flag, 5, "the flag")
+    assert Turn.objects.get(pk=answer.pk).review_flag == expected
 
 
 # --- the docs' example ---------------------------------------------------------------
