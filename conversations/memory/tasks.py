@@ -174,13 +174,24 @@ def _attempt_failed(conversation_id: str, snapshot: Snapshot, attempt: int, exc:
         status=status, error=f"{exc.code}: {exc}", failed_attempts=attempt, updated_at=timezone.now()
     )
     if final:
-        logger.error("memory update failed conversation=%s attempts=%s error=%s", conversation_id, attempt, exc)
+        logger.error(
+            "memory update failed conversation=%s attempts=%s error=%s detail=%s",
+            conversation_id,
+            attempt,
+            exc,
+            exc.detail,  # what the error's plain text leaves out
+        )
         raise MemoryUpdateFailed(f"{attempt} attempts failed; the last: {exc}") from exc
     delay = conf.CHATSTREAM_MEMORY_BACKOFF_SECONDS * 2 ** (attempt - 1)
     if isinstance(exc, UpstreamRateLimited) and exc.retry_after:
         delay = max(delay, exc.retry_after)
     update_memory.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(conversation_id, attempt + 1)
     logger.warning(
-        "memory update retrying conversation=%s attempt=%s in=%.1fs error=%s", conversation_id, attempt, delay, exc
+        "memory update retrying conversation=%s attempt=%s in=%.1fs error=%s detail=%s",
+        conversation_id,
+        attempt,
+        delay,
+        exc,
+        exc.detail,
     )
     return {"outcome": "retrying", "attempt": attempt, "retry_in_s": delay}
