@@ -448,6 +448,7 @@ class AnswerRelay:
                     self._relay_pieces(pieces)
                 else:
                     await self._relay_screened(pieces)
+                    silence.touch()  # time in a guardrail is not the model's silence
             if readers.behind():
                 await self._wait_for_reader()
                 silence.touch()
