@@ -34,6 +34,12 @@ def failed_call_logged(caplog, trace_id: str) -> logging.LogRecord:
             "without a finish_reason",
         ),
         (
+            Behaviour(tokens=3, malformed_at=(0, 1, 2), finish_reason=None),  # unreadable chunks, then no end
+            "upstream_incomplete",
+            "The model server ended the stream before the answer was finished.",
+            "(3 unreadable chunks skipped)",
+        ),
+        (
             Behaviour(status=500),
             "upstream_status",
             "The model server answered 500: fake failure 500",
@@ -46,7 +52,7 @@ def failed_call_logged(caplog, trace_id: str) -> logging.LogRecord:
             "text/plain",
         ),
     ],
-    ids=["cut", "no-finish-reason", "status-with-message", "content-type"],
+    ids=["cut", "no-finish-reason", "malformed", "status-with-message", "content-type"],
 )
 def test_upstream_failures_read_plainly(alice, upstream, caplog, behaviour, code, message, in_the_log):
     upstream.behaviour = behaviour

@@ -238,7 +238,10 @@ class OpenAIProvider(Provider):
             else:
                 response.close()
         if completion.finish_reason is None:
-            raise UpstreamIncomplete(ENDED_EARLY, detail="the stream ended without a finish_reason")
+            skipped = completion.malformed_chunks
+            raise UpstreamIncomplete(
+                ENDED_EARLY, detail=f"the stream ended without a finish_reason ({skipped} unreadable chunks skipped)"
+            )
 
     async def complete(
         self, messages: list[Message], *, model: str, completion: Completion | None = None, max_tokens: int = 0
