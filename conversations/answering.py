@@ -420,7 +420,9 @@ async def _start_answer(
     try:
         prepared = await _with_files_read(prepared)
         tools = await answer_tools(prepared)
-        prepared = await _screened(prepared, trace_id)
+        prepared = await _screened(
+            prepared, trace_id, asks=message.version is None or message.version.action == Version.EDIT
+        )
     except asyncio.CancelledError:  # the client left while files were read, tools listed or guardrails asked
         await _abandon(prepared, trace_id, received_at)
         raise
@@ -442,15 +444,16 @@ async def _with_files_read(prepared: PreparedTurn) -> PreparedTurn:
     return dataclasses.replace(prepared, messages=await asyncio.to_thread(parts.resolve, prepared.messages))
 
 
-async def _screened(prepared: PreparedTurn, trace_id: str) -> PreparedTurn:
+async def _screened(prepared: PreparedTurn, trace_id: str, *, asks: bool) -> PreparedTurn:
     """The prompt as the before() guardrails let it go (guardrails/prompt.py).
     A refused message is saved with the reason and answered 422, before any
-    model is called."""
+    model is called. `asks`: the question is new (a message, an edit), not
+    one asked again (regenerate, continue), which keeps its other answers."""
     try:
         messages = await screened_prompt(prepared.messages, trace_id=trace_id)
     except GuardrailRefused as refused:
         reason = str(refused)
-        await run_db(record_refusal, prepared=prepared, reason=reason, trace_id=trace_id)
+        await run_db(record_refusal, prepared=prepared, reason=reason, trace_id=trace_id, question=asks)
         raise ApiError(422, REFUSED, reason) from None
     return prepared if messages is prepared.messages else dataclasses.replace(prepared, messages=messages)
 

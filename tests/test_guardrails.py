@@ -156,6 +156,17 @@ def test_a_refused_question_is_never_sent_with_a_later_one(alice, upstream, sett
     assert sent == ["What is 2 + 2?"]
 
 
+def test_an_answer_made_again_and_refused_leaves_its_question_as_it_was(alice, upstream, settings):
+    conversation_id, _, _ = post_and_read(alice, "Will it rain?")
+    first = saved_answer(conversation_id)
+    guarded(settings, "RefusesRain")
+    refused(alice.client.post(f"/api/turns/{first.pk}/regenerate", json={}), "No weather.")
+    question = Turn.objects.get(conversation_id=conversation_id, role="user")
+    assert (question.error_code, question.error_detail) == ("", "")  # its first answer still stands
+    versions = Turn.objects.filter(conversation_id=conversation_id, role="assistant").order_by("position")
+    assert [answer.error_code for answer in versions] == ["", REFUSED] and len(upstream.calls) == 1
+
+
 def test_a_queued_message_a_guardrail_refuses_lets_the_next_one_go(alice, upstream, settings):
     guarded(settings, "RefusesRain")
     upstream.next_calls.append(Behaviour(pace=0.02, tokens=40))  # the answer in progress

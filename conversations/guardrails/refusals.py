@@ -19,8 +19,11 @@ _insert_turn = RowInsert(Turn)
 
 
 @transaction.atomic
-def record_refusal(*, prepared: PreparedTurn, reason: str, trace_id: str) -> None:
-    Turn.objects.filter(pk=prepared.user_turn_id).update(error_code=CODE, error_detail=reason)
+def record_refusal(*, prepared: PreparedTurn, reason: str, trace_id: str, question: bool = True) -> None:
+    """`question`: mark the question refused too (a new one; a question asked
+    again keeps its earlier answers, and so its place in later prompts)."""
+    if question:
+        Turn.objects.filter(pk=prepared.user_turn_id).update(error_code=CODE, error_detail=reason)
     with connection.cursor() as cursor:
         if not sql.touch_conversation(cursor, prepared.conversation_id):
             return  # deleted meanwhile
