@@ -1,6 +1,7 @@
 """The admin's review queue: every answer, those that most need a look first
-(a user's thumbs down, an error, something masked), with what the user said
-and where staff record their verdict and notes."""
+(a guardrail's flag first of all, then a user's thumbs down, an error,
+something masked), with what the user said and where staff record their
+verdict and notes."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -13,6 +14,7 @@ from .admin_data import AuditedAdmin
 from .admin_timeline import STEPS_CSS, render_steps, uses_tools
 from .models import Feedback, ReviewItem, ToolRun, Turn
 
+FLAGGED = ~Q(review_flag="")  # by a guardrail's after() (guardrails/review.py)
 NEEDS_A_LOOK = Q(feedback__rating=Feedback.Rating.DOWN) | Q(status=Turn.Status.FAILED) | Q(redactions__gt=0)
 
 
@@ -103,6 +105,7 @@ class ReviewAdmin(AuditedAdmin):
         "finish_reason",
         "error_code",
         "error_detail",
+        "review_flag",
         "redactions",
         "model_name",
         "created_at",
@@ -113,9 +116,20 @@ class ReviewAdmin(AuditedAdmin):
         css = STEPS_CSS
 
     def get_queryset(self, request) -> QuerySet:
-        first = Case(When(NEEDS_A_LOOK, then=Value(0)), default=Value(1), output_field=IntegerField())
-        answers = super().get_queryset(request).filter(role=Turn.Role.ASSISTANT)
-        return answers.annotate(needs_a_look=first).order_by("needs_a_look", "-created_at")
+        first = Case(
+            When(FLAGGED, then=Value(0)),
+            When(NEEDS_A_LOOK, then=Value(1)),
+            default=Value(2),
+            output_field=IntegerField(),
+        )
+        # Annotated before it is ordered: ModelAdmin.get_queryset orders by get_ordering() first.
+        answers = self.model._default_manager.filter(role=Turn.Role.ASSISTANT).annotate(needs_a_look=first)
+        return answers.order_by(*self.get_ordering(request))
+
+    def get_ordering(self, request):
+        # The changelist orders by this before the queryset's own order
+        # (which would otherwise come after Turn's Meta.ordering, and so never count).
+        return ["needs_a_look", "-created_at"]
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
@@ -137,6 +151,8 @@ class ReviewAdmin(AuditedAdmin):
     @admin.display(description="Why first", ordering="needs_a_look")
     def why(self, turn: Turn) -> str:
         reasons, feedback = [], _feedback(turn)
+        if turn.review_flag:
+            reasons.append(f"flagged: {turn.review_flag}")
         if feedback is not None and feedback.rating == Feedback.Rating.DOWN:
             reasons.append("bad answer")
         if turn.status == Turn.Status.FAILED:

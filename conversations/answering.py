@@ -23,8 +23,13 @@ from . import recovery, routing, selectors, services
 from .access.api_keys import key_id_of
 from .catalogue import AUTO, ModelEntry, default_entry, entry_named
 from .conf import conf
-from .exceptions import ApiError, DuplicateMessage, NotItsTurn
+from .exceptions import ApiError, DuplicateMessage, GuardrailRefused, NotItsTurn
 from .files import parts, sending
+from .guardrails.output import output_guard
+from .guardrails.prompt import screened_prompt
+from .guardrails.refusals import CODE as REFUSED
+from .guardrails.refusals import record_refusal
+from .guardrails.review import review_later
 from .instructions import Instructions, output_check, request_options
 from .live import LiveAnswer, live_answers
 from .memory.prompt import Prompt, assemble, carried_on, continuation, given_prompt, largest_message_tokens
@@ -334,7 +339,10 @@ def answer_relay(
         if prepared.response_format is not None:
             valid, _ = output_check(answer.content, prepared.response_format)
             answer = dataclasses.replace(answer, output_valid=valid)
-        return await run_db(services.record_answer, prepared=prepared, answer=answer) or answer
+        saved = await run_db(services.record_answer, prepared=prepared, answer=answer)
+        if saved is not None:
+            review_later(prepared.answer_turn_id, trace_id)  # the after() guardrails, beside the stream
+        return saved or answer
 
     toolbox, hold = None, None
     if provider is None:
@@ -354,6 +362,7 @@ def answer_relay(
         save=save,
         toolbox=toolbox,
         hold=hold,
+        guard=output_guard(trace_id),
     )
 
 
@@ -428,7 +437,10 @@ async def _start_answer(
     try:
         prepared = await _with_files_read(prepared)
         tools = await answer_tools(prepared)
-    except asyncio.CancelledError:  # the client left while files were read or tools listed: the message is saved
+        prepared = await _screened(
+            prepared, trace_id, asks=message.version is None or message.version.action == Version.EDIT
+        )
+    except asyncio.CancelledError:  # the client left while files were read, tools listed or guardrails asked
         await _abandon(prepared, trace_id, received_at)
         raise
     relay = answer_relay(prepared, trace_id=trace_id, received_at=received_at, tools=tools)
@@ -447,6 +459,20 @@ async def _with_files_read(prepared: PreparedTurn) -> PreparedTurn:
     if not any(parts.placeholders(message) for message in prepared.messages):
         return prepared
     return dataclasses.replace(prepared, messages=await asyncio.to_thread(parts.resolve, prepared.messages))
+
+
+async def _screened(prepared: PreparedTurn, trace_id: str, *, asks: bool) -> PreparedTurn:
+    """The prompt as the before() guardrails let it go (guardrails/prompt.py).
+    A refused message is saved with the reason and answered 422, before any
+    model is called. `asks`: the question is new (a message, an edit), not
+    one asked again (regenerate, continue), which keeps its other answers."""
+    try:
+        messages = await screened_prompt(prepared.messages, trace_id=trace_id)
+    except GuardrailRefused as refused:
+        reason = str(refused)
+        await run_db(record_refusal, prepared=prepared, reason=reason, trace_id=trace_id, question=asks)
+        raise ApiError(422, REFUSED, reason) from None
+    return prepared if messages is prepared.messages else dataclasses.replace(prepared, messages=messages)
 
 
 async def _route(owner: AbstractBaseUser, conversation_id: uuid.UUID, message: NewMessage) -> routing.Route:

@@ -9,7 +9,8 @@ from django.core.checks import Error, Tags, Warning, register
 
 from .catalogue import CatalogueError, catalogue, default_entry
 from .conf import conf
-from .exceptions import McpServersError, NotATool, ToolDefinitionError, ToolImportError
+from .exceptions import GuardrailsError, McpServersError, NotATool, ToolDefinitionError, ToolImportError
+from .guardrails.loading import guardrail_paths, load_guardrail
 from .providers import PROVIDERS, load_provider_class
 from .queued import WHILE_ANSWERING
 from .routing import RouterError, router
@@ -55,6 +56,7 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
         "CHATSTREAM_TOOL_TIMEOUT_SECONDS",
         "CHATSTREAM_APPROVAL_TIMEOUT_SECONDS",
         "CHATSTREAM_PDF_TIMEOUT_SECONDS",
+        "CHATSTREAM_GUARDRAIL_TIMEOUT_SECONDS",
     ):
         if getattr(conf, name) <= 0:
             errors.append(Error(f"{name} must be a positive number of seconds.", id="conversations.E004"))
@@ -104,7 +106,27 @@ def check_llm_settings(app_configs, **kwargs) -> list[Error]:
                 id="conversations.E008",
             )
         )
+    errors += _guardrail_errors()
     return errors + _catalogue_errors() + _router_errors() + _money_errors() + _tool_errors() + _mcp_errors()
+
+
+def _guardrail_errors() -> list[Error]:
+    """CHATSTREAM_GUARDRAILS: each path a class with a hook; the failure policy a policy."""
+    errors = []
+    for path in guardrail_paths():
+        try:
+            load_guardrail(path)
+        except GuardrailsError as exc:
+            errors.append(Error(str(exc), hint="See docs/guardrails.md.", id="conversations.E030"))
+    if conf.CHATSTREAM_GUARDRAIL_FAILURE not in ("open", "closed"):
+        errors.append(
+            Error(
+                f"CHATSTREAM_GUARDRAIL_FAILURE {conf.CHATSTREAM_GUARDRAIL_FAILURE!r} is not a policy.",
+                hint='Use "open" (a failed guardrail lets things through) or "closed" (it refuses or stops them).',
+                id="conversations.E031",
+            )
+        )
+    return errors
 
 
 def _router_errors() -> list[Error]:

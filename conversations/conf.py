@@ -226,7 +226,22 @@ class Settings:
     CHATSTREAM_REDACT = Setting(
         False,
         "mask e-mail addresses, phone numbers and card numbers (Luhn-checked) in answers as they stream; "
-        "the saved turn holds what the client saw",
+        "the saved turn holds what the client saw (the built-in guardrail "
+        "`conversations.guardrails.redaction.Redaction`, run after CHATSTREAM_GUARDRAILS' own)",
+    )
+    # --- guardrails (conversations/guardrails/, docs/guardrails.md) ------------------------
+    CHATSTREAM_GUARDRAILS = Setting[list[str]](
+        [],
+        "comma-separated dotted paths of guardrail classes, run in this order, each with any of `before(prompt)`, "
+        "`on_output(kind, text)` and `after(turn)` (sync or async)",
+    )
+    CHATSTREAM_GUARDRAIL_TIMEOUT_SECONDS = Setting(
+        5.0, "how long one guardrail hook may take before it counts as failed"
+    )
+    CHATSTREAM_GUARDRAIL_FAILURE = Setting(
+        "open",
+        "a guardrail hook that raises or outlasts its time: `open` lets the message or the output through, "
+        "`closed` refuses the message (422 `guardrail_refused`) or stops the answer (`guardrail_stopped`)",
     )
     CHATSTREAM_MAX_CONCURRENT_STREAMS = Setting(3, "per user: answers being written at once (0: no limit)")
     CHATSTREAM_MESSAGES_PER_MINUTE = Setting(20, "per user: messages in any 60 seconds (0: no limit)")

@@ -12,6 +12,7 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     │       ├── ToolImportError   - a path that does not import
     │       ├── NotATool          - a path naming something @tool did not make
     │       └── McpServersError   - CHATSTREAM_MCP_SERVERS
+    │   └── GuardrailsError       - CHATSTREAM_GUARDRAILS: a path that does not import, or no hook
     ├── ToolDefinitionError       - a function @tool cannot make a tool of (its name, its schema)
     ├── ToolCallFailed            - a call failed and its message says all (the model is told, no traceback)
     │   └── McpUnreachable        - an MCP server that could not be reached, or could not list its tools
@@ -20,7 +21,9 @@ edge (`raise Mapped(...) from exc`), so the relay and the views see only these.
     ├── ServerShutdown            - the process stopped before the answer ended
     ├── AnswerEnded               - the tool loop ends an answer early; `finish_reason` says why
     │   ├── ApprovalTimedOut      - no decision on a call within CHATSTREAM_APPROVAL_TIMEOUT_SECONDS
-    │   └── BudgetReached         - a budget was reached while answering
+    │   ├── BudgetReached         - a budget was reached while answering
+    │   └── GuardrailStopped      - a guardrail's on_output stopped the answer
+    ├── GuardrailRefused          - a guardrail's before() refused the message (422 guardrail_refused)
     ├── AnswerFailed              - chatstream itself failed while answering
     └── UpstreamError             - the model call failed; `code` goes to the client
         ├── UpstreamUnavailable   - connection refused, reset, DNS, TLS
@@ -100,6 +103,10 @@ class McpServersError(ToolsError):
     """CHATSTREAM_MCP_SERVERS cannot be used; the message names the fix."""
 
 
+class GuardrailsError(SettingsError):
+    """A CHATSTREAM_GUARDRAILS path does not import, or names no guardrail."""
+
+
 class ToolDefinitionError(ChatstreamError):
     """@tool cannot make a tool of a function: its name, or a schema of its type hints."""
 
@@ -122,9 +129,15 @@ class WorkerLost(MemoryUpdateFailed):
 
 
 class UpstreamError(ChatstreamError):
-    """The model call failed."""
+    """The model call failed. Its message is a plain sentence for the client
+    and the turn; `detail` (the library's exception, a response body) is for
+    the log alone."""
 
     code = "upstream_error"
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -138,8 +151,8 @@ class UpstreamStatusError(UpstreamError):
 
     code = "upstream_status"
 
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, status: int, detail: str = "") -> None:
+        super().__init__(message, detail=detail)
         self.status = status
 
 
@@ -148,8 +161,8 @@ class UpstreamRateLimited(UpstreamStatusError):
 
     code = "upstream_rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message, status=429)
+    def __init__(self, message: str, *, retry_after: float | None = None, detail: str = "") -> None:
+        super().__init__(message, status=429, detail=detail)
         self.retry_after = retry_after
 
 
@@ -209,3 +222,15 @@ class BudgetReached(AnswerEnded):
     answer is cut as it streams, or a tool loop's next call is not made."""
 
     finish_reason = "budget_exceeded"
+
+
+class GuardrailStopped(AnswerEnded):
+    """A guardrail's on_output stopped the answer; the message is its reason."""
+
+    finish_reason = "guardrail_stopped"
+
+
+class GuardrailRefused(ChatstreamError):
+    """A guardrail's before() refused the message; the message is its reason."""
+
+    code = "guardrail_refused"  # the API error's, and the refused question's error_code

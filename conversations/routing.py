@@ -113,7 +113,7 @@ class Router:
                     messages, model=small.model, completion=call, max_tokens=CLASSIFY_MAX_TOKENS
                 )
         except Exception as exc:  # a timeout, an unreachable server: routing must not fail the message
-            logger.warning("routing classifier failed: %r", exc)
+            logger.warning("routing classifier failed: %r detail=%s", exc, getattr(exc, "detail", ""))
             chosen, reason = self.small, f"classifier failed ({type(exc).__name__}): default"
         else:
             chosen, reason = self._verdict(word)

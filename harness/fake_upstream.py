@@ -35,6 +35,7 @@ class Behaviour:
     retry_after: str | None = None
     echo_authorization: bool = False  # an error message that repeats the request's API key
     fail_first: int = 0  # with `status`: only the first this many calls fail (0: all)
+    error_page: str = ""  # with `status`: this text/html body instead of an OpenAI-style error (a proxy's page)
     cut_after: int | None = None  # drop the connection after this many tokens
     malformed_at: tuple[int, ...] = ()  # send an unreadable chunk before these tokens
     content_type: str = "text/event-stream"
@@ -114,6 +115,9 @@ class FakeUpstream:
             behaviour = _tool_loop_turn(call, behaviour, len(self.calls))
         if behaviour.status != 200 and (not behaviour.fail_first or len(self.calls) <= behaviour.fail_first):
             headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
+            if behaviour.error_page:
+                await _send_page(send, behaviour.status, behaviour.error_page)
+                return
             await _send_json(
                 send,
                 behaviour.status,
@@ -353,6 +357,11 @@ async def _send_json(send, status: int, payload: dict, headers: list | None = No
         }
     )
     await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
+async def _send_page(send, status: int, page: str) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/html")]})
+    await send({"type": "http.response.body", "body": page.encode()})
 
 
 def _failure_message(scope, behaviour: Behaviour) -> str:

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django_tasks_db.models import DBTaskResult
 
 from conversations import services
+from conversations.guardrails.refusals import record_refusal
 from conversations.memory import update_memory
 from conversations.memory.leases import take_up_lost_jobs
 from conversations.models import Conversation, ConversationMemory, Spend, TaskLease, Turn
@@ -153,6 +154,17 @@ def test_model_failures_are_retried_with_backoff_then_recorded(owner, conversati
         3,
     )
     assert memory.model == "fake-model"
+
+
+def test_a_question_a_guardrail_refused_is_not_remembered(owner, conversation, upstream):
+    refused = start_turn(owner=owner, conversation_id=conversation.pk, content="Will it rain on Tuesday?")
+    record_refusal(prepared=refused, reason="No weather.", trace_id="t")
+    upstream.behaviour = Behaviour(text='{"summary": "Sums.", "facts": []}')
+    exchange(owner, conversation, "What is 2 + 2?")
+    run_worker()
+    assert memory_of(conversation).summary == "Sums."
+    sent = orjson.dumps(upstream.calls[-1].body["messages"]).decode()
+    assert "What is 2 + 2?" in sent and "Tuesday" not in sent
 
 
 def test_a_reply_without_json_fails_the_attempt(owner, conversation, upstream, settings):

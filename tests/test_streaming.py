@@ -226,7 +226,6 @@ def test_an_event_over_the_limit_ends_in_an_error_event_and_a_saved_turn(alice, 
     upstream.behaviour = Behaviour(tokens=3, huge_event=16 * 1024 * 1024)  # more than the sockets' buffers hold
     conversation_id, events, _ = post_and_read(alice)
     assert events[-1]["event"] == "error" and events[-1]["data"]["code"] == "upstream_event_too_large"
-    assert "LLM_MAX_EVENT_BYTES" in events[-1]["data"]["message"]
     assert upstream.closed_within(1.0)  # the rest of the event is never read
     turn = saved_answer(conversation_id)
     assert (turn.status, turn.error_code, turn.content) == ("failed", "upstream_event_too_large", "t0 t1 t2 ")
@@ -250,7 +249,7 @@ def test_no_first_token_in_time(alice, upstream, settings):
     settings.LLM_FIRST_TOKEN_TIMEOUT = 0.2
     upstream.behaviour = Behaviour(first_token_delay=5)
     conversation_id, events, _ = post_and_read(alice)
-    assert events[-1]["data"]["code"] == "upstream_timeout" and "first token" in events[-1]["data"]["message"]
+    assert events[-1]["data"]["code"] == "upstream_timeout"
     assert upstream.closed_within(1.0)
     assert saved_answer(conversation_id).error_code == "upstream_timeout"
 
@@ -259,7 +258,7 @@ def test_silence_between_tokens(alice, upstream, settings):
     settings.LLM_IDLE_TIMEOUT = 0.2
     upstream.behaviour = Behaviour(pace=5, tokens=3)
     conversation_id, events, _ = post_and_read(alice)
-    assert events[-1]["data"]["code"] == "upstream_timeout" and "silent" in events[-1]["data"]["message"]
+    assert events[-1]["data"]["code"] == "upstream_timeout"
     assert saved_answer(conversation_id).content == "t0 "
 
 

@@ -81,7 +81,9 @@ def parse_memory_reply(reply: str) -> tuple[str, list[str]]:
     except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("summary"), str):
-        raise UpstreamProtocolError(f"The memory model did not answer with the expected JSON: {reply[:200]!r}")
+        raise UpstreamProtocolError(
+            "The memory model did not answer with the expected JSON.", detail=f"its reply: {reply[:200]!r}"
+        )
     facts = [str(fact) for fact in data.get("facts") or [] if str(fact).strip()]
     return data["summary"][:MAX_SUMMARY_CHARS], facts[:MAX_FACTS]
 

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from ..branches import Branches
 from ..conf import conf
-from ..exceptions import MemoryUpdateFailed, UpstreamError, UpstreamRateLimited
+from ..exceptions import GuardrailRefused, MemoryUpdateFailed, UpstreamError, UpstreamRateLimited
 from ..models import Conversation, ConversationMemory, Spend, Turn
 from ..providers import Completion, get_provider
 from ..spend import ledger
@@ -58,6 +58,14 @@ class Snapshot:
     summary: str
     facts: list[str]
     turns: list[Turn]  # the next turns to cover, in order, without gaps
+
+
+def _remembered(turn: Turn) -> str:
+    """What the memory model reads of a turn; nothing of a question a
+    guardrail refused (it was never sent to a model, and never will be)."""
+    if turn.error_code == GuardrailRefused.code and turn.role == Turn.Role.USER:
+        return ""
+    return _with_file_names(turn, transcript_text(turn.content, turn.tool_results))
 
 
 def _with_file_names(turn: Turn, text: str) -> str:
@@ -86,10 +94,7 @@ def update_memory(conversation_id: str, attempt: int = 1) -> dict[str, Any]:
         messages = fit_turns(
             snapshot.summary,
             snapshot.facts,
-            [
-                {"role": turn.role, "content": _with_file_names(turn, transcript_text(turn.content, turn.tool_results))}
-                for turn in snapshot.turns
-            ],
+            [{"role": turn.role, "content": _remembered(turn)} for turn in snapshot.turns],
             memory_context_tokens(provider.memory_model),
         )
         snapshot = dataclasses.replace(snapshot, turns=snapshot.turns[: len(messages)])
@@ -169,13 +174,24 @@ def _attempt_failed(conversation_id: str, snapshot: Snapshot, attempt: int, exc:
         status=status, error=f"{exc.code}: {exc}", failed_attempts=attempt, updated_at=timezone.now()
     )
     if final:
-        logger.error("memory update failed conversation=%s attempts=%s error=%s", conversation_id, attempt, exc)
+        logger.error(
+            "memory update failed conversation=%s attempts=%s error=%s detail=%s",
+            conversation_id,
+            attempt,
+            exc,
+            exc.detail,  # what the error's plain text leaves out
+        )
         raise MemoryUpdateFailed(f"{attempt} attempts failed; the last: {exc}") from exc
     delay = conf.CHATSTREAM_MEMORY_BACKOFF_SECONDS * 2 ** (attempt - 1)
     if isinstance(exc, UpstreamRateLimited) and exc.retry_after:
         delay = max(delay, exc.retry_after)
     update_memory.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(conversation_id, attempt + 1)
     logger.warning(
-        "memory update retrying conversation=%s attempt=%s in=%.1fs error=%s", conversation_id, attempt, delay, exc
+        "memory update retrying conversation=%s attempt=%s in=%.1fs error=%s detail=%s",
+        conversation_id,
+        attempt,
+        delay,
+        exc,
+        exc.detail,
     )
     return {"outcome": "retrying", "attempt": attempt, "retry_in_s": delay}

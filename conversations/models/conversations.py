@@ -208,6 +208,9 @@ class Turn(models.Model):
     )
     review_status = models.CharField(max_length=16, choices=Review.choices, blank=True, default=Review.OPEN)
     review_notes = models.TextField(blank=True, help_text="Staff's notes on this answer")
+    review_flag = models.CharField(
+        max_length=500, blank=True, help_text="Why a guardrail's after() flagged it: first in the review queue"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

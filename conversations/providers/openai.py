@@ -40,6 +40,14 @@ FINISH_REASONS = {
 }
 DONE = b"[DONE]"
 COMPLETE_TIMEOUT_SECONDS = 120  # a whole non-streamed answer (memory updates)
+MAX_SAID_CHARS = 300  # of a server's own error message, as the client is shown it
+
+# What clients and turns are told; the library's exception goes to the log (UpstreamError.detail).
+UNREACHABLE = "The model server could not be reached."
+NOT_A_STREAM = "The model server did not answer with an event stream."
+NO_COMPLETION = "The model server's answer could not be read."
+CUT = "The model server closed the stream before the answer ended."
+ENDED_EARLY = "The model server ended the stream before the answer was finished."
 
 # One session, and so one connection pool, per event loop: a session's
 # connections belong to the loop that opened them.
@@ -74,19 +82,23 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 async def _error_for_status(response: aiohttp.ClientResponse, api_key: str) -> UpstreamError:
-    body = await response.content.read(2000)
+    """The server's own error message, written for API clients, reaches the
+    client and the turn; any other body (an HTML page, a proxy's trace)
+    only the log."""
+    body = (await response.content.read(2000)).decode(errors="replace").strip()
     try:
-        detail = str(orjson.loads(body)["error"]["message"])
+        said = str(orjson.loads(body)["error"]["message"]).strip()[:MAX_SAID_CHARS]
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        detail = body.decode(errors="replace").strip() or response.reason or ""
+        said = ""
     if api_key:
-        # Some servers repeat the key they refused; this text reaches the
-        # client, the turn and the logs.
-        detail = detail.replace(api_key, "[API key]")
-    message = f"The model server answered {response.status}: {detail}"
-    if response.status == 429:
-        return UpstreamRateLimited(message, retry_after=_parse_retry_after(response.headers.get("Retry-After")))
-    return UpstreamStatusError(message, status=response.status)
+        # Some servers repeat the key they refused: never in the client's text, nor the log.
+        said, body = said.replace(api_key, "[API key]"), body.replace(api_key, "[API key]")
+    status = response.status
+    message = f"The model server answered {status}: {said}" if said else f"The model server answered {status}."
+    if status == 429:
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        return UpstreamRateLimited(message, retry_after=retry_after, detail=body)
+    return UpstreamStatusError(message, status=status, detail=body)
 
 
 class ChunkReader:
@@ -208,12 +220,12 @@ class OpenAIProvider(Provider):
                 self.url, data=self._body(messages, completion.model), headers=self.headers
             )
         except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"Could not reach the model server at {self.url}: {exc!r}") from exc
+            raise UpstreamUnavailable(UNREACHABLE, detail=f"{self.url}: {exc!r}") from exc
         try:
             if response.status >= 400:
                 raise await _error_for_status(response, self.api_key)
             if response.content_type != "text/event-stream":
-                raise UpstreamProtocolError(f"The model server sent {response.content_type!r}, not an event stream.")
+                raise UpstreamProtocolError(NOT_A_STREAM, detail=f"Content-Type: {response.content_type!r}")
             completion.responded = True
             async for pieces in self._pieces(response, completion):
                 yield pieces
@@ -226,7 +238,10 @@ class OpenAIProvider(Provider):
             else:
                 response.close()
         if completion.finish_reason is None:
-            raise UpstreamIncomplete("The model's stream ended before it gave a finish reason.")
+            skipped = completion.malformed_chunks
+            raise UpstreamIncomplete(
+                ENDED_EARLY, detail=f"the stream ended without a finish_reason ({skipped} unreadable chunks skipped)"
+            )
 
     async def complete(
         self, messages: list[Message], *, model: str, completion: Completion | None = None, max_tokens: int = 0
@@ -251,14 +266,14 @@ class OpenAIProvider(Provider):
                 completion.responded = True
                 payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamUnavailable(f"Could not get an answer from {self.url}: {exc!r}") from exc
+            raise UpstreamUnavailable(UNREACHABLE, detail=f"{self.url}: {exc!r}") from exc
         try:
             data = orjson.loads(payload)
             if isinstance(data.get("usage"), dict):
                 _read_usage(data["usage"], completion)
             return data["choices"][0]["message"]["content"] or ""
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise UpstreamProtocolError(f"The model server sent no chat completion: {payload[:200]!r}") from exc
+            raise UpstreamProtocolError(NO_COMPLETION, detail=f"not a chat completion: {payload[:200]!r}") from exc
 
     async def _pieces(
         self, response: aiohttp.ClientResponse, completion: Completion
@@ -269,5 +284,5 @@ class OpenAIProvider(Provider):
                 yield reader.pieces(parser.feed(chunk))
         except aiohttp.ClientError as exc:
             if completion.finish_reason is None:
-                raise UpstreamIncomplete(f"The model's stream was cut: {exc!r}") from exc
+                raise UpstreamIncomplete(CUT, detail=repr(exc)) from exc
             # The answer was complete; only the trailer was lost.

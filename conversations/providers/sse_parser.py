@@ -73,8 +73,8 @@ class SSEParser:
     def _check_size(self, size: int) -> None:
         if self._max_event_bytes and size > self._max_event_bytes:
             raise UpstreamEventTooLarge(
-                f"The model server sent an event of more than {self._max_event_bytes:,} bytes "
-                "(LLM_MAX_EVENT_BYTES); the call was stopped."
+                "The model server sent a part of the answer too large to read; the answer was stopped.",
+                detail=f"an event of more than {self._max_event_bytes:,} bytes (LLM_MAX_EVENT_BYTES)",
             )
 
 

@@ -16,7 +16,7 @@ import time
 import uuid
 
 from .. import answering, recovery
-from ..exceptions import ApiError, NotItsTurn
+from ..exceptions import ApiError, GuardrailRefused, NotItsTurn
 from ..instructions import Instructions
 from ..live import live_answers
 from ..models import Conversation, QueuedMessage
@@ -60,6 +60,8 @@ async def _start(queued: QueuedMessage) -> bool:
     except (NotItsTurn, Conversation.DoesNotExist):
         return False  # started by another, cancelled, or an answer is in progress again
     except ApiError as refused:
+        if refused.code == GuardrailRefused.code:
+            return True  # saved already, question and answer (guardrails/refusals.py): the next may go
         try:
             await run_db(rows.refuse, message_id=queued.pk, error=refused)
         except NotItsTurn:

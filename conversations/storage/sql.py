@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
+from ..exceptions import GuardrailRefused
 from ..files.parts import with_files
 from ..instructions import Instructions
 from ..models import ApiKey, Conversation, ConversationMemory, Turn
@@ -42,7 +43,8 @@ _TURN = Turn._meta.db_table
 # position): a branch is read from them by following parents, which always
 # sit at lower positions, so the prompt reads only as far back as it needs.
 _TURNS_NEWEST_FIRST = f"""
-    SELECT id, parent, reply_id, role, content, '', tool_results, tool_calls, output_runs, files FROM {_TURN}
+    SELECT id, parent, reply_id, role, content, '', tool_results, tool_calls, output_runs, files, error_code
+    FROM {_TURN}
     WHERE conversation_id = %s
     ORDER BY position DESC
 """
@@ -134,7 +136,9 @@ def branch_newest_first(
     has a placeholder part for each (files/parts.py)."""
     statement = _TURNS_NEWEST_FIRST_WITH_REASONING if with_reasoning else _TURNS_NEWEST_FIRST
     cursor.execute(statement, [_db_id(conversation_id)])
-    for _, role, content, reasoning, *tools in _on_branch_only(cursor, last_turn_id, batch):
+    for index, (_, role, content, reasoning, *tools) in enumerate(_on_branch_only(cursor, last_turn_id, batch)):
+        if index and tools[4] == GuardrailRefused.code:
+            continue  # an earlier question a guardrail refused: never sent to a model (its answer is empty)
         results = _json(tools[0])
         if results:
             yield answer_messages(

@@ -50,6 +50,7 @@ class FinishReason(TextChoices):
     ERROR = "error"
     APPROVAL_TIMEOUT = "approval_timeout"  # a tool's approval did not come within CHATSTREAM_APPROVAL_TIMEOUT_SECONDS
     BUDGET_EXCEEDED = "budget_exceeded"  # a budget was reached between two model calls of a tool loop
+    GUARDRAIL_STOPPED = "guardrail_stopped"  # a guardrail's on_output stopped it (guardrails/output.py)
 
 
 def start_event(*, turn_id: object, conversation_id: object, trace_id: str, model: str) -> Event:

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol
 
 from ..conf import conf
 from ..exceptions import AnswerEnded, AnswerFailed, BudgetReached, ServerShutdown, UpstreamError, UpstreamTimeout
@@ -41,7 +41,6 @@ from .figures import Figures
 from .output import approval_text, result_text, step_text
 from .presence import Presence
 from .readers import Readers
-from .redaction import OutputRedactor
 from .spend_hold import SpendHold
 from .tool_loop import Step, Toolbox, call_usage, step_messages, step_output
 from .watchdog import Watchdog
@@ -49,6 +48,19 @@ from .watchdog import Watchdog
 logger = logging.getLogger(__name__)
 
 SaveAnswer = Callable[[Answer], Awaitable[Answer]]  # the answer as saved (with its cost)
+
+
+class OutputGuard(Protocol):
+    """The answer's on_output guardrails (guardrails/output.py), as the relay uses them."""
+
+    on_loop: bool  # every one runs on the loop: `feed`, with no await per piece
+
+    @property
+    def masked(self) -> int: ...
+    def feed(self, pieces: list[Piece]) -> list[Piece]: ...
+    async def screen(self, pieces: list[Piece]) -> list[Piece]: ...
+    def finish(self, rest: list[Piece]) -> list[Piece]: ...
+    def noted(self, answer: Answer) -> Answer: ...
 
 
 class AnswerRelay:
@@ -62,6 +74,7 @@ class AnswerRelay:
         save: SaveAnswer,
         toolbox: Toolbox | None = None,
         hold: SpendHold | None = None,
+        guard: OutputGuard | None = None,
     ) -> None:
         self.prepared = prepared
         self.provider = provider
@@ -95,9 +108,10 @@ class AnswerRelay:
         self.error: UpstreamError | ServerShutdown | AnswerFailed | None = None
         self.attempts: list[dict[str, str]] = []  # failed model calls, for the turn
         self._save_answer = save
-        # CHATSTREAM_REDACT: masks e-mail addresses, phone and card numbers as
-        # they stream; the turn is saved with the same text the client saw.
-        self._redactor = OutputRedactor() if conf.CHATSTREAM_REDACT else None
+        # The on_output guardrails (CHATSTREAM_GUARDRAILS, and the redaction
+        # CHATSTREAM_REDACT adds): a piece reaches the readers, and so the
+        # journal and the turn, only as they let it out. None: there are none.
+        self._guard = guard
         self._running = False  # the task has taken its first step
         self._stop_requested = False  # the first reason given is the one saved
         self._saving = False
@@ -130,8 +144,8 @@ class AnswerRelay:
 
     @property
     def redactions(self) -> int:
-        """Characters masked as they streamed (CHATSTREAM_REDACT)."""
-        return self._redactor.masked if self._redactor is not None else 0
+        """Matches masked as they streamed (CHATSTREAM_REDACT)."""
+        return self._guard.masked if self._guard is not None else 0
 
     @property
     def produced(self) -> bool:
@@ -261,10 +275,9 @@ class AnswerRelay:
         try:
             # What was held back (an unfinished tag, a tool call whose arguments
             # never closed, a tail that might have been masked), however it ended.
-            self._relay_pieces(self.completion.rest())
-            if self._redactor is not None:
-                self._relay_pieces(self._redactor.finish(), redacted=True)
-            return ending.answer_of(self)
+            self._relay_rest()
+            answer = ending.answer_of(self)
+            return self._guard.noted(answer) if self._guard is not None else answer
         except Exception:
             logger.exception("could not build the answer trace_id=%s", self.trace_id)
             return ending.failed_answer(self)
@@ -385,9 +398,15 @@ class AnswerRelay:
     def _relay_held(self) -> None:
         """What the model call's output held back (an unfinished tag, a tail
         that might be masked) goes out before the tools' results."""
-        self._relay_pieces(self.completion.rest())
-        if self._redactor is not None:
-            self._relay_pieces(self._redactor.finish(), redacted=True)
+        self._relay_rest()
+
+    def _relay_rest(self) -> None:
+        rest = self.completion.rest()
+        if self._guard is None:
+            self._relay_pieces(rest)
+            return
+        self._count(rest)
+        self._relay_pieces(self._guard.finish(rest), screened=True)
 
     async def _try_model(self, model: str) -> None:
         self.malformed_before += self.completion.malformed_chunks
@@ -415,8 +434,13 @@ class AnswerRelay:
                     silence.cancel()
         except TimeoutError as exc:
             if not self.figures.heard_from_model:
-                raise UpstreamTimeout(f"No first token within {conf.LLM_FIRST_TOKEN_TIMEOUT:g} s.") from exc
-            raise UpstreamTimeout(f"The model was silent for more than {conf.LLM_IDLE_TIMEOUT:g} s.") from exc
+                raise UpstreamTimeout(
+                    "The model did not start answering in time.",
+                    detail=f"LLM_FIRST_TOKEN_TIMEOUT={conf.LLM_FIRST_TOKEN_TIMEOUT:g}",
+                ) from exc
+            raise UpstreamTimeout(
+                "The model stopped answering partway through.", detail=f"LLM_IDLE_TIMEOUT={conf.LLM_IDLE_TIMEOUT:g}"
+            ) from exc
         finally:
             # aclosing has closed the provider's stream: for a cancel, this is
             # when the upstream learned of it.
@@ -431,10 +455,12 @@ class AnswerRelay:
                 figures.heard_from_model = True
                 silence.restart(conf.LLM_IDLE_TIMEOUT)
             silence.touch()
-            if pieces and self.hold is not None:
-                await self._relay_within_hold(pieces)
-            elif pieces:
-                self._relay_pieces(pieces)
+            if pieces:
+                if self.hold is not None:
+                    await self._relay_within_hold(pieces)
+                else:
+                    await self._relay_checked(pieces)
+                silence.touch()  # time in a guardrail or reserving is not the model's silence
             if readers.behind():
                 await self._wait_for_reader()
                 silence.touch()
@@ -451,9 +477,16 @@ class AnswerRelay:
             room = hold.room(self.completion.output)
             if len(text) > room:
                 if kind in (TEXT, REASONING) and room > 0:
-                    self._relay_pieces([(kind, text[:room])])
+                    await self._relay_checked([(kind, text[:room])])
                 raise BudgetReached
-            self._relay_pieces([(kind, text)])
+            await self._relay_checked([(kind, text)])
+
+    async def _relay_checked(self, pieces: list[Piece]) -> None:
+        """The model's pieces out to the readers, through the guardrails if any."""
+        if self._guard is None:
+            self._relay_pieces(pieces)
+        else:
+            await self._relay_screened(pieces)
 
     async def _wait_for_reader(self) -> None:
         """Hold the model back until a reader takes some of the backlog; a
@@ -469,26 +502,34 @@ class AnswerRelay:
             self.figures.cancelled(self.completion.deltas)
             raise asyncio.CancelledError from None  # ends the call as a cancel does, with this reason
 
-    def _relay_pieces(self, pieces: list[Piece], *, redacted: bool = False) -> None:
+    async def _relay_screened(self, pieces: list[Piece]) -> None:
+        """The model's pieces counted as it wrote them, then relayed as the guardrails let them out."""
+        self._count(pieces)
+        guard = self._guard
+        assert guard is not None
+        self._relay_pieces(guard.feed(pieces) if guard.on_loop else await guard.screen(pieces), screened=True)
+
+    def _count(self, pieces: list[Piece]) -> None:
+        for kind, text in pieces:  # the model's own output, before masking: what its server would count
+            self.completion.output.add(kind, text)
+
+    def _relay_pieces(self, pieces: list[Piece], *, screened: bool = False) -> None:
         figures, readers = self.figures, self.readers
         for kind, text in pieces:
-            if not redacted:  # the model's own output, before masking: what its server would count
+            if not screened:
                 self.completion.output.add(kind, text)
+            if not text:
+                continue
             if "\x00" in text:  # a text column cannot hold NUL (PostgreSQL); client and turn get the same
                 text = text.replace("\x00", "\ufffd")
-            for kind_out, out in (
-                self._redactor.feed(kind, text) if self._redactor is not None and not redacted else ((kind, text),)
-            ):
-                if not out:
-                    continue
-                now = time.monotonic()
-                if figures.first_token_at is None:
-                    figures.first_token_at = now
-                    telemetry.first_token(self, now - figures.received_at)
-                if kind_out == TEXT and figures.first_answer_at is None:
-                    figures.first_answer_at = now
-                figures.arrived(now)
-                readers.append(out, kind_out)
+            now = time.monotonic()
+            if figures.first_token_at is None:
+                figures.first_token_at = now
+                telemetry.first_token(self, now - figures.received_at)
+            if kind == TEXT and figures.first_answer_at is None:
+                figures.first_answer_at = now
+            figures.arrived(now)
+            readers.append(text, kind)
 
     def _model_silent(self, deadline: asyncio.Timeout) -> None:
         # Waiting on our own reader is not the model's silence.

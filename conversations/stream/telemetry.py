@@ -68,7 +68,14 @@ def model_call_failed(relay: Stream, model: str, exc: UpstreamError) -> None:
     metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
     logger.warning(
         "stream.model_call_failed",
-        extra={**_ids(relay), "event": "model_call_failed", "model": model, "code": exc.code, "error": str(exc)},
+        extra={
+            **_ids(relay),
+            "event": "model_call_failed",
+            "model": model,
+            "code": exc.code,
+            "error": str(exc),
+            "detail": exc.detail,  # what the client is not shown: the library's exception, the body
+        },
     )
 
 

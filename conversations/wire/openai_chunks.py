@@ -32,6 +32,7 @@ FINISH_REASONS = {
     "client_stalled": "stop",
     "approval_timeout": "stop",
     "budget_exceeded": "stop",
+    "guardrail_stopped": "content_filter",  # a guardrail's on_output: as a provider's own filter would end it
 }
 
 ESTIMATED = "estimated"  # a usage_source: counted here, the server sent none

@@ -30,7 +30,11 @@ from .openai_chunks import OPENING, counted_here, openai_usage
 
 RESPONSE_PREFIX = "resp_"
 COMPLETE_ENDINGS = frozenset({"stop", "tool_calls"})
-INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+INCOMPLETE_REASONS = {
+    "length": "max_output_tokens",
+    "content_filter": "content_filter",
+    "guardrail_stopped": "content_filter",
+}
 FINISH_FIELD = "chatstream_finish_reason"
 # What a response says of its request when the request is not at hand (a saved one asked for later).
 DEFAULT_ECHO: dict[str, Any] = {"tools": [], "tool_choice": "auto", "parallel_tool_calls": True, "metadata": {}}

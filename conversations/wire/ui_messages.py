@@ -49,6 +49,7 @@ FINISH_REASONS = {
     FinishReason.TOOL_CALLS: "tool-calls",
     FinishReason.APPROVAL_TIMEOUT: "other",
     FinishReason.BUDGET_EXCEEDED: "other",
+    FinishReason.GUARDRAIL_STOPPED: "content-filter",
 }
 _PART_EVENTS = {DELTA: "text", REASONING: "reasoning"}
 
