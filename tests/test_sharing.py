@@ -26,7 +26,7 @@ def share(api_user, conversation_id: str, **body) -> httpx.Response:
 def page(live, url: str) -> httpx.Response:
     """The link as someone without an account opens it."""
     with httpx.Client(base_url=live.url) as anonymous:
-        return anonymous.get(httpx.URL(url).path)
+        return anonymous.get(httpx.URL(url).raw_path.decode())
 
 
 def test_a_link_shows_the_branch_to_anyone_without_the_owner(live, alice, shared_conversation):
@@ -72,8 +72,12 @@ def test_revoking_makes_the_page_404_at_once(live, alice, shared_conversation):
 
 def test_a_guessed_or_mangled_token_is_404(live, alice, shared_conversation):
     token = share(alice, shared_conversation).json()["token"]
-    for guess in ("x" * len(token), token[:-1], token + "a", token.upper()):
+    for guess in ("x" * len(token), token[:-1], token + "a", token.upper(), "%00"):
         assert page(live, f"/shared/{guess}").status_code == 404
+    for guess in ("x" * len(token), "\x00"):
+        url = f"/api/conversations/{shared_conversation}/share"
+        revoked = alice.client.request("DELETE", url, json={"token": guess})
+        assert (revoked.status_code, error_code(revoked)) == (404, "link_not_found")
 
 
 def test_only_the_owner_shares_or_revokes(alice, bob, shared_conversation):

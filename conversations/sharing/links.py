@@ -7,6 +7,7 @@ no timing says how much of a guess was right.
 """
 
 import hmac
+import re
 import secrets
 import uuid
 from typing import Any
@@ -17,6 +18,8 @@ from .. import selectors
 from ..models import SharedLink, Turn
 
 DISPLAY_NAME_MAX_CHARS = 100
+# What secrets.token_urlsafe makes: base64url, 43 characters for 32 bytes.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def share(
@@ -52,6 +55,10 @@ def _shared_turn(turn: Turn, include_reasoning: bool) -> dict[str, Any]:
     return shared
 
 
+def is_token(text: str) -> bool:
+    return _TOKEN.fullmatch(text) is not None
+
+
 def links_of(conversation_id: uuid.UUID) -> list[SharedLink]:
     return list(SharedLink.objects.filter(conversation_id=conversation_id))
 
@@ -67,6 +74,8 @@ def revoke(*, owner: AbstractBaseUser, conversation_id: uuid.UUID, token: str | 
 
 
 def shared_by_token(token: str) -> SharedLink | None:
+    if not is_token(token):  # nothing was ever made so: no query (a NUL would not even reach the database)
+        return None
     link = SharedLink.objects.filter(token=token).first()
     if link is None or not hmac.compare_digest(link.token.encode(), token.encode()):
         return None

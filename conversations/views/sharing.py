@@ -50,6 +50,8 @@ def shared_link_json(request: HttpRequest, link: SharedLink) -> dict:
 def _revoke(user, conversation_id, token: str | None) -> None:
     if not Conversation.objects.filter(pk=conversation_id, owner_id=user.pk).exists():
         raise Conversation.DoesNotExist
+    if token is not None and not links.is_token(token):
+        raise not_found("link")  # no link was ever made with it
     if not links.revoke(owner=user, conversation_id=conversation_id, token=token) and token is not None:
         raise not_found("link")
 
