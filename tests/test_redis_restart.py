@@ -4,12 +4,14 @@ again; a reader in the other process follows it to its end, and a Stop
 sent there meanwhile is told to try again (503), not that there is no such
 answer (404). On a Redis server of the test's own, never the machine's."""
 
+import asyncio
 import threading
 import time
 
 import httpx
 import pytest
 
+from conversations.live.redis import Process
 from harness.fake_upstream import Behaviour
 from harness.servers import Service, free_port
 
@@ -127,3 +129,25 @@ def test_after_a_redis_restart_a_stop_on_b_reaches_the_answer_on_a(on, upstream,
     assert stopped.json()["finish_reason"] == "cancelled"
     assert rest[-1]["event"] == "done" and rest[-1]["data"]["finish_reason"] == "cancelled"
     assert saved_answer(conversation_id).finish_reason == "cancelled"
+
+
+def test_a_stop_sent_just_after_a_redis_restart_is_not_lost(own_redis, settings):
+    """The channel layer's pool hands out a connection the old Redis had open
+    (its first send fails: "Connection closed by server"); a cancel is sent
+    once more rather than lost, which left a Stop waiting 10 s for nothing."""
+    settings.REDIS_URL = own_redis.url
+
+    async def scenario() -> None:
+        process = Process()
+        channel = await process.layer.new_channel()
+        await process.tell(channel, "answer.cancel", "before")  # the pool now holds a connection
+        assert (await process.layer.receive(channel))["turn"] == "before"
+        own_redis.kill()
+        own_redis.start()
+        await process.tell(channel, "answer.cancel", "after")
+        async with asyncio.timeout(5):
+            assert (await process.layer.receive(channel))["turn"] == "after"
+        await process.layer.close_pools()
+        await process.redis.aclose()
+
+    asyncio.run(scenario())

@@ -53,6 +53,9 @@ from .remote import Inbox, RemoteAnswer
 
 logger = logging.getLogger(__name__)
 
+# Control messages a process may get twice without harm.
+_IDEMPOTENT = frozenset({"answer.cancel", "answer.decided"})
+
 # The journal outlives its answer this long, for readers that found the
 # answer just before it ended; later ones replay the saved row.
 KEEP_AFTER_END_SECONDS = 60
@@ -331,11 +334,18 @@ class Process:
         return [fields for _, fields in entries or ()]  # type: ignore[misc]
 
     async def tell(self, channel: str, kind: str, turn: str, **fields: str) -> None:
-        """A control message to the process generating `turn`."""
-        try:
-            await self.layer.send(channel, {"type": kind, "turn": turn, **fields})
-        except (ChannelFull, RedisError, OSError):
-            logger.exception("could not send %s turn=%s", kind, turn)
+        """A control message to the process generating `turn`. A cancel or a
+        decision is sent once more if the first send fails: after a Redis
+        restart the layer's pool may hand out a connection Redis has closed,
+        and the message would be lost (sending either twice does no harm; a
+        reader's coming or going, counted, is not sent twice)."""
+        message = {"type": kind, "turn": turn, **fields}
+        for attempt in range(2 if kind in _IDEMPOTENT else 1):
+            try:
+                await self.layer.send(channel, message)
+                return
+            except (ChannelFull, RedisError, OSError):
+                logger.exception("could not send %s turn=%s (attempt %d)", kind, turn, attempt + 1)
 
     # --- this process's channel -------------------------------------------------
 
