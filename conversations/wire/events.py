@@ -46,6 +46,12 @@ def encode_sse(event: str, data: dict, id: int | str | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
+def sse_data(payload: dict) -> bytes:
+    """One JSON object as an SSE event of a `data:` line alone: what OpenAI's
+    chunks and the AI SDK's UI message stream are (orjson writes no newline)."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
 def encode_ndjson(event: str, data: dict, id: int | str | None = None) -> bytes:
     """The same event as one JSON object on one line, with `type` and `id`."""
     return orjson.dumps({"type": event, "id": id, **data}) + b"\n"

@@ -23,7 +23,7 @@ from ..stream.events import (
     TOOL_RESULT,
     Event,
 )
-from .events import SSE_CONTENT_TYPE, SSE_HEARTBEAT
+from .events import SSE_CONTENT_TYPE, SSE_HEARTBEAT, sse_data
 
 # chatstream's endings that OpenAI's vocabulary lacks: the answer stopped early.
 FINISH_REASONS = {
@@ -73,7 +73,7 @@ class ChunkWire:
         if kind in (TOOL_RESULT, STEP, APPROVAL):  # the server's tool loop: never on this door
             return b""
         if kind == ERROR:  # a chunk that carries it: the SDKs raise on one
-            return _sse({"error": {"message": data["message"], "type": "upstream_error", "code": data["code"]}})
+            return sse_data({"error": {"message": data["message"], "type": "upstream_error", "code": data["code"]}})
         assert kind == DONE
         return self._ending(data)
 
@@ -91,13 +91,13 @@ class ChunkWire:
     def _ending(self, data: dict) -> bytes:
         """The finish chunk, the usage chunk if asked, `[DONE]`."""
         reason = FINISH_REASONS.get(data["finish_reason"], data["finish_reason"])
-        chunks = [_sse({**self.head, "model": self.model, "choices": [_choice({}, reason)]})]
+        chunks = [sse_data({**self.head, "model": self.model, "choices": [_choice({}, reason)]})]
         if self.include_usage:
             usage = data["usage"]
             counts = (usage["tokens_in"], usage["tokens_out"], usage["tokens_cached"], usage["tokens_reasoning"])
             estimated = counted_here(usage.get("estimated", False), usage.get("source"))
             chunks.append(
-                _sse({**self.head, "model": self.model, "choices": [], "usage": openai_usage(*counts, estimated)})
+                sse_data({**self.head, "model": self.model, "choices": [], "usage": openai_usage(*counts, estimated)})
             )
         return b"".join(chunks) + b"data: [DONE]\n\n"
 
@@ -134,7 +134,3 @@ def openai_usage(
 
 def _choice(delta: dict, finish_reason: str | None) -> dict:
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-
-
-def _sse(payload: dict) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"

@@ -33,7 +33,7 @@ from ..stream.events import (
     Event,
     FinishReason,
 )
-from .events import SSE_CONTENT_TYPE, SSE_HEARTBEAT
+from .events import SSE_CONTENT_TYPE, SSE_HEARTBEAT, sse_data
 
 HEADER = ("x-vercel-ai-ui-message-stream", "v1")
 # A comment: the SDK's parser skips it, proxies see a first byte at once.
@@ -170,4 +170,4 @@ def json_or_text(text: str | None) -> Any:
 
 
 def _chunks(*chunks: dict) -> bytes:
-    return b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks)
+    return b"".join(map(sse_data, chunks))
