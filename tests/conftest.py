@@ -10,7 +10,7 @@ from conversations.models import Conversation
 from conversations.providers.openai import OpenAIProvider, close_shared_session
 from conversations.storage import calls
 from conversations.storage.threads import close_worker_connections
-from conversations.stream import registry
+from conversations.stream import background, registry
 from conversations.stream.shutdown import SAVE_WAIT_SECONDS, interrupt_all
 from harness.fake_upstream import Behaviour, FakeUpstream
 from harness.servers import ServerThread
@@ -96,6 +96,10 @@ def live(app_server, transactional_db):
     yield app_server
     if registry.all_answers():
         app_server.run(interrupt_all(), timeout=SAVE_WAIT_SECONDS + 1)
+    # What an answer's end starts writes too (the conversation's next queued
+    # message, a guardrail's after(), a stream slot given back): settled
+    # before the flush, which a write in flight deadlocks on PostgreSQL.
+    app_server.run(background.settle(SAVE_WAIT_SECONDS), timeout=SAVE_WAIT_SECONDS + 1)
 
 
 @pytest.fixture
