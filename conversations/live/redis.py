@@ -47,6 +47,7 @@ from ..stream.relay import AnswerRelay
 from . import keys
 from .base import LiveAnswer
 from .client import REDIS_POOL_WAIT_SECONDS, redis_client, redis_trouble
+from .journal_writer import JournalWriter
 from .leases import Leases
 from .local import LocalAnswers
 from .remote import Inbox, RemoteAnswer
@@ -162,6 +163,7 @@ class Process:
 
     def __init__(self) -> None:
         self.redis = redis_client()
+        self.journal_writer = JournalWriter(self.redis)
         self.layer = channel_layer()
         self.channel = ""
         self._inboxes: dict[str, set[Inbox]] = {}
@@ -178,6 +180,7 @@ class Process:
             await asyncio.gather(self._receiver, return_exceptions=True)
         if self.leases is not None:
             await self.leases.stop()
+        await self.journal_writer.close()
         await self.layer.close_pools()
 
     async def ready(self) -> None:
@@ -222,7 +225,7 @@ class Process:
         answers (`relist`)."""
         turn = str(relay.turn_id)
         self._published[turn] = relay
-        written, refreshed_at = 0, 0.0
+        written, refreshed_at, refresh_every = 0, 0.0, keys.alive_seconds() / 4
         try:
             async with aclosing(relay.follow(None, reader=False)) as events:
                 async for kind, data, event_id in events:
@@ -235,7 +238,7 @@ class Process:
                         "d": data if kind in OUTPUT_EVENTS else _json(data),
                     }
                     written = event_id
-                    refreshed_at = await self._send(turn, kind, entry, refreshed_at)
+                    refreshed_at = await self._send(turn, kind, entry, refreshed_at, refresh_every)
                     relay.readers.journaled(None if turn in self._unlisted else event_id)
         except Exception:
             logger.exception("could not journal answer trace_id=%s turn=%s", relay.trace_id, turn)
@@ -246,12 +249,17 @@ class Process:
             self._unlisted.discard(turn)
             await self._forget(relay)
 
-    async def _send(self, turn: str, kind: str, entry: dict, refreshed_at: float) -> float:
-        """One entry to the journal and, if anyone elsewhere reads, the group."""
+    async def _send(self, turn: str, kind: str, entry: dict, refreshed_at: float, refresh_every: float) -> float:
+        """One entry to the journal and, if anyone elsewhere reads, the group;
+        the answer's keys' expiry pushed back now and then (`refresh_every`
+        seconds, a quarter of their life), not at every entry."""
         try:
             if turn in self._unlisted:
                 await self.relist(turn)  # the journal now holds this entry's output too
-            refreshed_at = await self._write_journal(turn, entry, refreshed_at)
+            now = asyncio.get_running_loop().time()
+            refresh = now - refreshed_at >= refresh_every
+            await self.journal_writer.write(turn, entry, refresh=refresh)
+            refreshed_at = now if refresh else refreshed_at
             # Output goes out live only while someone elsewhere reads; the end
             # always does (a Stop elsewhere waits for it). A reader that
             # missed some takes them from the journal.
@@ -281,22 +289,6 @@ class Process:
             await pipe.execute()
         self._unlisted.discard(turn)
         logger.warning("wrote answer turn=%s to Redis again (%d characters so far)", turn, start)
-
-    async def _write_journal(self, turn: str, entry: dict, refreshed_at: float) -> float:
-        """Append one entry; push the keys' expiry back now and then (a
-        quarter of their life), not at every entry."""
-        loop_time, alive = asyncio.get_running_loop().time(), keys.alive_seconds()
-        journal = keys.journal_key(turn)
-        maxlen = conf.CHATSTREAM_JOURNAL_MAX_ENTRIES
-        if loop_time - refreshed_at < alive / 4:
-            await self.redis.xadd(journal, entry, maxlen=maxlen, approximate=True)
-            return refreshed_at
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(journal, entry, maxlen=maxlen, approximate=True)
-            pipe.expire(journal, alive)
-            pipe.expire(keys.meta_key(turn), alive)
-            await pipe.execute()
-        return loop_time
 
     async def _forget(self, relay: AnswerRelay) -> None:
         """The answer is saved: new readers go to its row."""

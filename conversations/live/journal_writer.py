@@ -1,0 +1,92 @@
+"""This process's writes to its answers' journals, all answers together.
+
+Each answer's publisher (redis.py) hands its next entry here and waits until
+Redis has it. What every publisher hands over while a write is on its way
+goes together in the next one: one pipeline, one round trip and one
+connection for all of them, instead of a command, a round trip and a turn
+of the connection pool per entry. Under load the batches grow by themselves
+(the publishers' own text gathers while they wait), so a busy Redis gets
+fewer, larger writes rather than falling behind.
+
+bench.scale, 100 streams of 200 tokens on one core: one XADD awaited per
+entry spent about 40 % of the process's CPU in redis-py (its pool, its
+timeouts, a response read per command).
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from ..conf import conf
+from ..stream import background
+from . import keys
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Entry:
+    turn: str
+    fields: dict
+    refresh: bool  # push the answer's keys' expiry back too
+    written: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class JournalWriter:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._waiting: list[Entry] = []
+        self._task: asyncio.Task | None = None
+
+    async def write(self, turn: str, fields: dict, *, refresh: bool = False) -> None:
+        """Append `fields` to the turn's journal; RedisError or OSError if
+        the write failed (the whole batch fails together)."""
+        entry = Entry(turn, fields, refresh)
+        self._waiting.append(entry)
+        if self._task is None:
+            self._task = asyncio.create_task(self._write_all(), name="chatstream journal")
+            background.keep(self._task)
+        await asyncio.shield(entry.written)  # a cancelled publisher's entry is written all the same
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._write(batch)
+        finally:
+            self._task = None
+            for entry in _unsettled(self._waiting):  # cancelled (the loop is closing): nobody waits in vain
+                entry.written.cancel()
+
+    async def _write(self, batch: list[Entry]) -> None:
+        maxlen, alive = conf.CHATSTREAM_JOURNAL_MAX_ENTRIES, keys.alive_seconds()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for entry in batch:
+                    journal = keys.journal_key(entry.turn)
+                    pipe.xadd(journal, entry.fields, maxlen=maxlen, approximate=True)
+                    if entry.refresh:
+                        pipe.expire(journal, alive)
+                        pipe.expire(keys.meta_key(entry.turn), alive)
+                await pipe.execute()
+        except Exception as exc:
+            for entry in _unsettled(batch):
+                entry.written.set_exception(exc)
+        except BaseException:  # cancelled: the loop is closing
+            for entry in _unsettled(batch):
+                entry.written.cancel()
+            raise
+        else:
+            for entry in _unsettled(batch):
+                entry.written.set_result(None)
+
+
+def _unsettled(batch: list[Entry]) -> list[Entry]:
+    return [entry for entry in batch if not entry.written.done()]
