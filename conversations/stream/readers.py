@@ -49,6 +49,7 @@ class Readers:
         "_final",
         "_delivered",
         "_waiting",
+        "_publisher_waiting",
         "_producer_waiter",
         "_frame",
         "_news_at",
@@ -66,6 +67,7 @@ class Readers:
         self._final: Event | None = None  # set once the turn is saved
         self._delivered = 0  # characters the furthest reader has taken
         self._waiting: list[asyncio.Future] = []  # readers waiting for news
+        self._publisher_waiting: list[asyncio.Future] = []  # the journal's publisher (a follower, not a reader)
         self._producer_waiter: asyncio.Future | None = None
         self._frame = frame
         self._news_at = float("-inf")  # when the readers last heard of output
@@ -105,7 +107,11 @@ class Readers:
             self._news_due.cancel()
             self._news_due = None
         self._news_at, self._news_length = now or time.monotonic(), self.output.length
-        self.wake()
+        if self._journaled is None:
+            self.wake()
+        else:  # readers here see it once journaled (then `journaled` wakes them): one wake per event, not two
+            self._wake(self._publisher_waiting)
+            self._publisher_waiting = []
 
     def behind(self) -> bool:
         return self.length - self._delivered > MAX_BACKLOG_CHARS
@@ -146,6 +152,12 @@ class Readers:
 
     def wake(self) -> None:
         waiting, self._waiting = self._waiting, []
+        self._wake(waiting)
+        self._wake(self._publisher_waiting)
+        self._publisher_waiting = []
+
+    @staticmethod
+    def _wake(waiting: list[asyncio.Future]) -> None:
         for waiter in waiting:
             if not waiter.done():  # a cancelled reader's
                 waiter.set_result(None)
@@ -209,7 +221,7 @@ class Readers:
                     beat_due = False
                     yield HEARTBEAT, None, self.length
                 else:
-                    await self._wait_for_news()
+                    await self._wait_for_news(reader)
         finally:
             if reader:
                 self.followers -= 1
@@ -217,11 +229,11 @@ class Readers:
             if quiet is not None:
                 quiet.cancel()
 
-    async def _wait_for_news(self) -> None:
+    async def _wait_for_news(self, reader: bool = True) -> None:
         """Wait for text, the end, or a heartbeat that is due. Each reader
         waits on a future of its own, so cancelling one touches no other."""
         waiter = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
+        (self._waiting if reader else self._publisher_waiting).append(waiter)
         await waiter
 
     def _wake_producer(self) -> None:
