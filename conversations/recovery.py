@@ -233,7 +233,9 @@ def _lost_usage(parts: Parts, steps: EndedSteps) -> dict[str, Any]:
 async def _save_lost_answer(turn_id: str, row: dict[str, Any], parts: Parts) -> bool:
     saved = await run_db(save_lost_answer, turn_id=turn_id, row=row, parts=parts)
     if saved:  # its conversation's next queued message may start (queued/starting.py)
-        ends.answer_ended(uuid.UUID(row["conversation"]), uuid.UUID(turn_id))
+        conversation_id = uuid.UUID(row["conversation"])
+        ends.queue_waits(conversation_id)  # not looked at by this save: rare enough to look each time
+        ends.answer_ended(conversation_id, uuid.UUID(turn_id))
     return saved
 
 

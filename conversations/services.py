@@ -30,6 +30,7 @@ from .spend import budgets, ledger, reservations
 from .storage import sql
 from .storage.rows import RowInsert
 from .storage.threads import run_db
+from .stream import ends
 from .stream.answer import Answer, PreparedTurn
 
 logger = logging.getLogger(__name__)
@@ -220,6 +221,12 @@ def record_answer(*, prepared: PreparedTurn, answer: Answer) -> Answer | None:
         if not kept:
             logger.info("conversation %s was deleted while answering; its cost is kept", prepared.conversation_id)
             return None
+        # Read under the conversation's lock: a message queued after this
+        # commit starts itself (queued/choice.py), so the answer's end looks
+        # for the next one only when this saw one (a query and a database
+        # thread's turn per answer otherwise: 5 % of the CPU in bench.scale).
+        if sql.has_queued(cursor, prepared.conversation_id):
+            transaction.on_commit(functools.partial(ends.queue_waits, prepared.conversation_id))
         _insert_turn(
             cursor,
             id=prepared.answer_turn_id,

@@ -102,7 +102,8 @@ async def _start_next_logged(conversation_id: uuid.UUID, ended: uuid.UUID | None
 
 
 async def _answer_ended(conversation_id: uuid.UUID, turn_id: uuid.UUID) -> None:
-    await _start_next_logged(conversation_id, turn_id)
+    if ends.queue_waited(conversation_id):  # its save saw a message queued
+        await _start_next_logged(conversation_id, turn_id)
 
 
 ends.when_an_answer_ends(_answer_ended)

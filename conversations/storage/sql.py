@@ -17,7 +17,7 @@ from django.utils import timezone
 from ..exceptions import GuardrailRefused
 from ..files.parts import with_files
 from ..instructions import Instructions
-from ..models import ApiKey, Conversation, ConversationMemory, Turn
+from ..models import ApiKey, Conversation, ConversationMemory, QueuedMessage, Turn
 from ..providers import Message
 from ..stream.tool_loop import answer_messages
 
@@ -34,6 +34,7 @@ _RESERVE_POSITIONS = f"""
 """
 _SET_LEAF = f"UPDATE {_CONVERSATION} SET leaf = %s WHERE id = %s"
 _TOUCH_CONVERSATION = f"UPDATE {_CONVERSATION} SET updated_at = %s WHERE id = %s"
+_HAS_QUEUED = f"SELECT 1 FROM {QueuedMessage._meta.db_table} WHERE conversation_id = %s LIMIT 1"
 _MEMORY = f"""
     SELECT summary, facts, covers_turn_id, covers_position FROM {ConversationMemory._meta.db_table}
     WHERE conversation_id = %s
@@ -114,6 +115,12 @@ def touch_conversation(cursor, conversation_id: uuid.UUID) -> bool:
     """Mark the conversation as just used (and lock its row); False if it is gone."""
     cursor.execute(_TOUCH_CONVERSATION, [_db_now(), _db_id(conversation_id)])
     return bool(cursor.rowcount)
+
+
+def has_queued(cursor, conversation_id: uuid.UUID) -> bool:
+    """Are messages queued in the conversation (queued/)?"""
+    cursor.execute(_HAS_QUEUED, [_db_id(conversation_id)])
+    return cursor.fetchone() is not None
 
 
 def memory_of(cursor, conversation_id: uuid.UUID) -> tuple[str, list[str], uuid.UUID | None, int]:
