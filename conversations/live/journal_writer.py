@@ -14,6 +14,7 @@ timeouts, a response read per command).
 """
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ class JournalWriter:
 
     async def write(self, turn: str, fields: dict, *, refresh: bool = False) -> None:
         """Append `fields` to the turn's journal; RedisError or OSError if
-        the write failed (the whole batch fails together)."""
+        Redis refused it or could not be reached."""
         entry = Entry(turn, fields, refresh)
         self._waiting.append(entry)
         if self._task is None:
@@ -75,17 +76,24 @@ class JournalWriter:
                     if entry.refresh:
                         pipe.expire(journal, alive)
                         pipe.expire(keys.meta_key(entry.turn), alive)
-                await pipe.execute()
-        except Exception as exc:
+                replies = iter(await pipe.execute(raise_on_error=False))
+        except Exception as exc:  # Redis unreachable: every entry failed
             for entry in _unsettled(batch):
                 entry.written.set_exception(exc)
         except BaseException:  # cancelled: the loop is closing
             for entry in _unsettled(batch):
                 entry.written.cancel()
             raise
-        else:
-            for entry in _unsettled(batch):
-                entry.written.set_result(None)
+        else:  # each entry by its own commands' replies: one answer's failure is not another's
+            for entry in batch:
+                own = itertools.islice(replies, 3 if entry.refresh else 1)
+                failed = [reply for reply in own if isinstance(reply, Exception)]
+                if entry.written.done():
+                    continue
+                if failed:
+                    entry.written.set_exception(failed[0])
+                else:
+                    entry.written.set_result(None)
 
 
 def _unsettled(batch: list[Entry]) -> list[Entry]:
