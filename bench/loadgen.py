@@ -131,6 +131,7 @@ class Stream:
     delays: list[float] = field(default_factory=list)  # their send-to-receipt delays, in ms
     done: bool = False
     error: str | None = None
+    follower: bool = False  # following an answer another client started (bench/spread.py)
 
 
 def _data_json(event: bytes) -> dict:
@@ -154,14 +155,20 @@ def _note_event(stream: Stream, event: bytes, now: float, marker: bytes, kind: s
         stream.done = True
 
 
-async def one_stream(spec: dict, request: bytes, stream: Stream) -> None:
+async def one_stream(
+    spec: dict, request: bytes, stream: Stream, port: int | None = None, follow: tuple | None = None
+) -> None:
     """Send one request and note when each token event arrives. The clock
-    starts before connecting: accepting the connection is the server's work too."""
+    starts before connecting: accepting the connection is the server's work too.
+    `follow` = (port, streams): once the answer's `start` event names its
+    turn, another client follows it from that port (GET .../events), a
+    Stream of its own appended to `streams` (bench/spread.py)."""
     marker, kind = MARKERS[spec["kind"]], spec["kind"]
     end = EVENT_ENDS.get(kind, b"\n\n")
     stream.started = time.perf_counter()
+    followers: list[asyncio.Task] = []
     try:
-        reader, writer = await asyncio.open_connection(spec["host"], spec["port"])
+        reader, writer = await asyncio.open_connection(spec["host"], port or spec["port"])
         try:
             writer.write(request)
             async with aclosing(read_events(reader, end)) as batches:
@@ -169,7 +176,10 @@ async def one_stream(spec: dict, request: bytes, stream: Stream) -> None:
                     if stream.head is None:
                         stream.head = now
                     for event in events:
+                        if follow and not followers and event.startswith(b"event: start"):
+                            followers.append(asyncio.create_task(_follow(spec, event, *follow)))
                         _note_event(stream, event, now, marker, kind)
+            await asyncio.gather(*followers)
             if not stream.done and stream.error is None:
                 stream.error = "stream ended without its final event"
         finally:
@@ -179,17 +189,39 @@ async def one_stream(spec: dict, request: bytes, stream: Stream) -> None:
     stream.ended = time.perf_counter()
 
 
-async def worker(spec: dict, requests: list[bytes], start: float, stop_at: float, streams: list[Stream]) -> None:
+async def _follow(spec: dict, start: bytes, port: int, streams: list[Stream]) -> None:
+    """Read the answer `start` names from another app process, from its beginning."""
+    turn_id = _data_json(start)["turn_id"]
+    lines = [
+        f"GET /api/turns/{turn_id}/events HTTP/1.1",
+        f"Host: {spec['host']}:{port}",
+        "Accept: text/event-stream",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in spec.get("headers", {}).items()),
+    ]
+    follower = Stream(follower=True)
+    streams.append(follower)
+    await one_stream(spec, ("\r\n".join(lines) + "\r\n\r\n").encode(), follower, port=port)
+
+
+async def worker(
+    spec: dict, requests: list[bytes], start: float, stop_at: float, streams: list[Stream], index: int = 0
+) -> None:
     """A closed loop: one stream at a time, back to back, cycling through this
-    worker's requests, until `streams_per_worker` or no new start after `stop_at`."""
+    worker's requests, until `streams_per_worker` or no new start after `stop_at`.
+    spec["ports"] and spec["follow_ports"], if given, say per worker which
+    port it sends to and from which another client follows each answer."""
     await asyncio.sleep(max(0.0, start - time.perf_counter()))
     limit = spec.get("streams_per_worker")
+    port = spec["ports"][index] if "ports" in spec else None
+    follow_port = spec["follow_ports"][index] if "follow_ports" in spec else None
     for count in range(limit or 1 << 30):
         if time.perf_counter() >= stop_at:
             return
         stream = Stream()
         streams.append(stream)
-        await one_stream(spec, requests[count % len(requests)], stream)
+        follow = (follow_port, streams) if follow_port else None
+        await one_stream(spec, requests[count % len(requests)], stream, port=port, follow=follow)
         await asyncio.sleep(spec.get("pause", 0.0))
 
 
@@ -197,7 +229,11 @@ async def run(spec: dict) -> tuple[list[Stream], float]:
     """Start the workers spread evenly over spec["stagger"] seconds, so that
     arrivals are steady from the start; return the streams and the start time."""
     host, port, headers = spec["host"], spec["port"], spec.get("headers", {})
-    workers = [[build_request(host, port, path, body.encode(), headers) for path, body in w] for w in spec["workers"]]
+    ports = spec.get("ports") or [port] * len(spec["workers"])
+    workers = [
+        [build_request(host, ports[i], path, body.encode(), headers) for path, body in w]
+        for i, w in enumerate(spec["workers"])
+    ]
     step = spec.get("stagger", 0.0) / len(workers)
     t0 = time.perf_counter() + 0.05
     stop_at = t0 + spec["run_for"] if spec.get("run_for") else float("inf")
@@ -205,7 +241,7 @@ async def run(spec: dict) -> tuple[list[Stream], float]:
     try:
         async with asyncio.timeout(spec["timeout"]):
             await asyncio.gather(
-                *(worker(spec, reqs, t0 + i * step, stop_at, streams) for i, reqs in enumerate(workers))
+                *(worker(spec, reqs, t0 + i * step, stop_at, streams, i) for i, reqs in enumerate(workers))
             )
     except TimeoutError:
         for stream in streams:
@@ -248,6 +284,9 @@ def result(streams: list[Stream], t0: float, window: list[float] | None, cpu_s: 
             if len(s.arrivals) > 1 and s.arrivals[-1] > s.arrivals[0] and start <= s.started <= end
         ],
         "events": sum(len(s.arrivals) for s in ok),
+        "followers": sum(s.follower for s in streams),
+        "followers_ok": sum(s.follower for s in ok),
+        "follower_tokens": sum(s.tokens for s in ok if s.follower),
         "cpu_s": cpu_s,
         "wall_s": wall_s,
     }

@@ -190,12 +190,15 @@ class Rig(procs.Started):
             procs.Service(f"floor relay {port}", argv, port, log_dir=self.work_dir, cpus=self.layout["measured"])
         )
 
-    def _servers(self, kind: str, ttft: bool) -> tuple[procs.Service | None, procs.Service]:
-        """The relay a round measures (None for a direct round) and the upstream behind it."""
+    def _servers(
+        self, kind: str, ttft: bool, app: procs.Service | None = None
+    ) -> tuple[procs.Service | None, procs.Service]:
+        """The relay a round measures (None for a direct round) and the upstream
+        behind it; `app` stands in for the main app (bench/scale.py's others)."""
         if ttft:
             relays, upstream = {"relay": self.ttft_app, **self.ttft_peers}, self.short_upstream
         else:
-            relays, upstream = {"relay": self.app, **self.peers}, self.upstream
+            relays, upstream = {"relay": app or self.app, **self.peers}, self.upstream
         return relays.get(kind), upstream
 
     # --- setup outside the timed part ------------------------------------------
@@ -226,16 +229,17 @@ class Rig(procs.Started):
     def stream_seconds(self, tokens: int) -> float:
         return self.size.get("first_token_delay", FIRST_TOKEN_DELAY) + tokens * self.size.get("pace", PACE)
 
-    def steady(self, kind: str, streams: int) -> dict:
-        """`streams` workers in closed loops against the main app (or the
-        plain relay, or the upstream), starts staggered over one stream's
-        length so arrivals are steady; figures from the next `window_streams`
-        stream lengths."""
+    def steady(self, kind: str, streams: int, app: procs.Service | None = None) -> dict:
+        """`streams` workers in closed loops against the main app (or `app`,
+        or the plain relay, or the upstream), starts staggered over one
+        stream's length so arrivals are steady; figures from the next
+        `window_streams` stream lengths."""
         length = self.stream_seconds(self.size["tokens"])
         window = [length, length * (1 + self.size["window_streams"])]
         spec = {"stagger": length, "run_for": window[1], "window": window}
         timeout = 20 + window[1] + 3 * length + streams * 0.02
-        return self._round(kind, self._workers(kind, self.app, streams, 1), spec, timeout, ttft=False)
+        workers = self._workers(kind, app or self.app, streams, 1)
+        return self._round(kind, workers, spec, timeout, ttft=False, app=app)
 
     def sequential(self, kind: str, samples: int) -> dict:
         """One short stream at a time through the TTFT app, plain relay or
@@ -244,9 +248,11 @@ class Rig(procs.Started):
         timeout = 20 + samples * (self.stream_seconds(TTFT_TOKENS) + 0.05) * 3
         return self._round(kind, self._workers(kind, self.ttft_app, 1, samples), spec, timeout, ttft=True)
 
-    def _round(self, kind: str, workers: list, spec: dict, timeout: float, *, ttft: bool) -> dict:
+    def _round(
+        self, kind: str, workers: list, spec: dict, timeout: float, *, ttft: bool, app: procs.Service | None = None
+    ) -> dict:
         """Run the load client once, with the servers' CPU time and peak RSS."""
-        relay, upstream = self._servers(kind, ttft)
+        relay, upstream = self._servers(kind, ttft, app)
         spec |= {
             "host": procs.HOST,
             "port": (relay or upstream).port,
