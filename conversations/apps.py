@@ -16,6 +16,15 @@ class ConversationsConfig(AppConfig):
 
         setting_changed.connect(state.setting_changed, dispatch_uid="chatstream-state")
 
+        from .conf import conf
+
+        # redis-py is imported where it is used (live/client.py), so a process
+        # without REDIS_URL never loads it; with it, the first request needs
+        # it, and importing it then (about a second on a busy machine) would
+        # hold the event loop.
+        if conf.REDIS_URL:
+            import redis.asyncio  # noqa: F401
+
         # The tasks API has no signal for a worker's start: its command line says.
         if sys.argv[1:2] == ["db_worker"]:
             from .data.retention import keep_scheduled_soon
