@@ -156,7 +156,7 @@ def response_format_problem(given: Any) -> str | None:
         return "response_format.json_schema.strict is true or false, and its description a string."
     if not isinstance(spec["schema"], dict):
         return "response_format.json_schema.schema must be a JSON Schema object."
-    import jsonschema  # only for a request with a schema: ~5 MiB no other request needs
+    import jsonschema  # here: loaded by the first request with a schema, not by every process
 
     try:
         jsonschema.validators.validator_for(spec["schema"]).check_schema(spec["schema"])

@@ -34,7 +34,7 @@ def redis_client() -> "aioredis.Redis":
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        import redis.asyncio as aioredis  # only with REDIS_URL set: redis-py is ~10 MiB of the process
+        import redis.asyncio as aioredis  # here: a process without REDIS_URL never loads redis-py
 
         pool = aioredis.BlockingConnectionPool.from_url(
             conf.REDIS_URL,

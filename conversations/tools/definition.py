@@ -126,7 +126,7 @@ def tool(
 def arguments_model(func: Callable[..., Any], name: str) -> tuple[type["pydantic.BaseModel"], str | None]:
     """A pydantic model of `func`'s parameters (but the ToolContext one, whose
     name comes second, or None)."""
-    import pydantic  # imported by the first tool, not by every process (~8 MiB)
+    import pydantic  # here: loaded by the first tool, not by every process
 
     try:
         hints = typing.get_type_hints(func, include_extras=True)
