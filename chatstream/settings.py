@@ -53,7 +53,9 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 CHATSTREAM_SIGNUP = env.bool("CHATSTREAM_SIGNUP", default=DEBUG)
 
 INSTALLED_APPS = [
-    "daphne",  # before staticfiles: makes `runserver` serve ASGI, so answers stream
+    # Before staticfiles: `runserver` serves ASGI (daphne), so answers stream;
+    # daphne itself is imported only by that command (chatstream/devserver).
+    "chatstream.devserver",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -1,6 +1,7 @@
 import sys
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.core.signals import setting_changed
 
 
@@ -15,6 +16,15 @@ class ConversationsConfig(AppConfig):
         from .queued import starting  # noqa: F401  (a queued message starts when an answer ends)
 
         setting_changed.connect(state.setting_changed, dispatch_uid="chatstream-state")
+
+        # redis-py is imported where it is used (live/client.py), so a process
+        # without REDIS_URL never loads it; with it, the first request needs
+        # it, and importing it then (about a second on a busy machine) would
+        # hold the event loop. Only a module is loaded here, no state is
+        # built from the setting (state.py builds the clients at first use),
+        # so it is read from Django's settings and not through conf.
+        if getattr(settings, "REDIS_URL", ""):
+            import redis.asyncio  # noqa: F401
 
         # The tasks API has no signal for a worker's start: its command line says.
         if sys.argv[1:2] == ["db_worker"]:

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
 import orjson
 
 from .conf import conf
@@ -157,6 +156,8 @@ def response_format_problem(given: Any) -> str | None:
         return "response_format.json_schema.strict is true or false, and its description a string."
     if not isinstance(spec["schema"], dict):
         return "response_format.json_schema.schema must be a JSON Schema object."
+    import jsonschema  # here: loaded by the first request with a schema, not by every process
+
     try:
         jsonschema.validators.validator_for(spec["schema"]).check_schema(spec["schema"])
     except jsonschema.SchemaError as exc:
@@ -201,6 +202,8 @@ def output_check(text: str, response_format: dict[str, Any]) -> tuple[bool, Any]
         return False, None
     if response_format["type"] == "json_object":
         return isinstance(output, dict), output
+    import jsonschema  # as above
+
     schema = response_format["json_schema"]["schema"]
     valid = jsonschema.validators.validator_for(schema)(schema).is_valid(output)
     return valid, output

@@ -19,12 +19,11 @@ import time
 from collections import defaultdict, deque
 
 from asgiref.sync import async_to_sync
-from redis.exceptions import RedisError
 
 from .. import state
 from ..conf import conf
 from ..exceptions import ApiError
-from ..live.client import redis_client, redis_trouble
+from ..live.client import redis_client, redis_errors, redis_trouble
 
 AUTH_WINDOW_SECONDS = 900.0
 
@@ -88,7 +87,7 @@ class RedisThrottle:
         window = self._window()
         try:
             counts = await redis_client().mget([self._key(name, window) for name, _ in bars])
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             redis_trouble("checking failed logins", exc)
             return await self._here.refuse_if_blocked(*bars)
         if any(limit and int(count or 0) >= limit for (_, limit), count in zip(bars, counts, strict=True)):
@@ -102,7 +101,7 @@ class RedisThrottle:
                     pipe.incr(self._key(name, window))
                     pipe.expire(self._key(name, window), int(AUTH_WINDOW_SECONDS))
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             redis_trouble("counting a failed login", exc)
             await self._here.failed(*names)
 

@@ -9,8 +9,6 @@ one of these keys expires by itself (live/keys.alive_seconds)."""
 import logging
 from collections.abc import Iterable
 
-import redis
-
 from ..conf import conf
 from ..live import keys
 
@@ -28,6 +26,8 @@ def forget_answers(turn_ids: Iterable[object], conversation_ids: Iterable[object
     """Delete the Redis keys of these turns and conversations; how many existed."""
     if not conf.REDIS_URL:
         return 0
+    import redis  # only with REDIS_URL set
+
     names = answer_keys(turn_ids, conversation_ids)
     client = redis.Redis.from_url(conf.REDIS_URL, socket_timeout=5)
     try:

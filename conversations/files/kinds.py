@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import IO
 
-from PIL import Image, UnidentifiedImageError
-
 from ..models import StoredFile
 
 HEAD_BYTES = 64 * 1024  # how much of a file is read to tell text from binary
@@ -79,6 +77,8 @@ def _image_type(head: bytes) -> str | None:
 def _image(upload: IO[bytes], content_type: str) -> FileKind | None:
     """An image Pillow can open as the format its signature claims (its
     header only: the pixels are the model's business), with its size."""
+    from PIL import Image, UnidentifiedImageError  # imported by the first image, not by every process
+
     try:
         with Image.open(upload, formats=[PILLOW_FORMATS[content_type]]) as image:
             width, height = image.size

@@ -14,10 +14,12 @@ import asyncio
 import logging
 import time
 import weakref
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING
 
 from ..conf import conf
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +30,12 @@ _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]"
 _last_logged: dict[str, float] = {}
 
 
-def redis_client() -> aioredis.Redis:
+def redis_client() -> "aioredis.Redis":
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
+        import redis.asyncio as aioredis  # here: a process without REDIS_URL never loads redis-py
+
         pool = aioredis.BlockingConnectionPool.from_url(
             conf.REDIS_URL,
             max_connections=conf.CHATSTREAM_REDIS_MAX_CONNECTIONS,
@@ -40,6 +44,15 @@ def redis_client() -> aioredis.Redis:
         )
         client = _clients[loop] = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
     return client
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """What a call to Redis raises when Redis fails, for an `except` clause,
+    which evaluates it only once something is raised: redis-py stays
+    unimported in a process without REDIS_URL."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
 
 
 def loops() -> list[asyncio.AbstractEventLoop]:

@@ -21,14 +21,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from redis.exceptions import RedisError
 
 from ..conf import conf
 from ..stream.events import ERROR, FinishReason
 from ..stream.output import Output, Parts
 from ..stream.relay import AnswerRelay
 from . import keys
-from .client import redis_trouble
+from .client import redis_errors, redis_trouble
 from .remote import Cursor
 
 if TYPE_CHECKING:  # services imports this module: no Channels import for a process without Redis
@@ -108,7 +107,7 @@ class Leases:
             try:
                 await self._renew()
                 await self._look_for_lapsed()
-            except (RedisError, OSError) as exc:
+            except redis_errors() as exc:
                 redis_trouble("renewing answer leases", exc)
             except Exception:
                 logger.exception("could not look for answers lost with their process")

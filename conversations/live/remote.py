@@ -12,11 +12,9 @@ import sys
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ..conf import conf
 from ..models import Turn
@@ -34,7 +32,10 @@ from ..stream.events import (
     start_event,
 )
 from . import keys
-from .client import redis_trouble
+from .client import redis_errors, redis_trouble
+
+if TYPE_CHECKING:  # redis-py is imported only with REDIS_URL set (client.py)
+    from redis.asyncio import Redis
 
 # Live events queued for one remote reader. A reader that falls further
 # behind loses the newest and reads them back from the journal.
@@ -50,7 +51,7 @@ class Link(Protocol):
     """What a remote reader needs of this process's link to Redis
     (redis.Process): the journal, the answer's group, and control messages."""
 
-    redis: Redis
+    redis: "Redis"
 
     async def subscribe(self, turn: str) -> "Inbox": ...
 
@@ -137,7 +138,7 @@ class Watch:
         """The journal's entries; none while Redis is down."""
         try:
             return await self._process.journal(self._turn)
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             self._trouble(exc)
             return []
 
@@ -165,7 +166,7 @@ class Watch:
                 return True
             await self._process.rejoin(self._turn)
             return False
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             self._trouble(exc)
             return None
 

@@ -6,21 +6,41 @@ events as `chatstream.trace_id`.
 Only OpenTelemetry's API is used here: until a project installs an SDK
 tracer provider (chatstream's own does when OTEL_EXPORTER_OTLP_ENDPOINT is
 set: chatstream/tracing.py) every call is a no-op and no span is made.
+
+A project that installs one has imported OpenTelemetry to do so (or
+`opentelemetry-instrument` has), so until something has, this module does
+not import it either: a process without tracing keeps the API's ~5 MiB.
 """
 
+import sys
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
 
-_tracer = trace.get_tracer("conversations")
+_tracer: "Tracer | None" = None
 _spans: "weakref.WeakKeyDictionary[Any, Span]" = weakref.WeakKeyDictionary()
 
 
+def tracer() -> "Tracer | None":
+    """The app's tracer, or None while nothing has imported OpenTelemetry."""
+    global _tracer
+    if _tracer is None and "opentelemetry.trace" in sys.modules:
+        from opentelemetry import trace
+
+        _tracer = trace.get_tracer("conversations")
+    return _tracer
+
+
 def answer_started(relay: Any) -> None:
+    app_tracer = tracer()
+    if app_tracer is None:
+        return
+    from opentelemetry.trace import SpanKind
+
     model = relay.provider.model
-    span = _tracer.start_span(
+    span = app_tracer.start_span(
         f"chat {model}",
         kind=SpanKind.CLIENT,
         attributes={
@@ -67,6 +87,8 @@ def answer_ended(relay: Any, answer: Any) -> None:
     }
     span.set_attributes({name: value for name, value in attributes.items() if value is not None})
     if answer.error_code:
+        from opentelemetry.trace import Status, StatusCode
+
         span.set_attribute("error.type", answer.error_code)
         span.set_status(Status(StatusCode.ERROR, answer.error_detail[:500]))
     span.end()

@@ -4,14 +4,17 @@ name they chose. Answers are markdown rendered without raw HTML (markdown-it
 escapes it, and refuses javascript: links); questions are shown as typed."""
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
-from markdown_it import MarkdownIt
 
 from ..storage.threads import run_db
 from .links import shared_by_token
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 # No script at all, styles from the app, images only from the app (none are
 # shown yet), and nothing that could carry the token elsewhere.
@@ -21,7 +24,9 @@ CONTENT_SECURITY_POLICY = (
 
 
 @cache
-def _markdown() -> MarkdownIt:
+def _markdown() -> "MarkdownIt":
+    from markdown_it import MarkdownIt  # imported by the first shared page, not by every process
+
     return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
 

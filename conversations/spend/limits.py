@@ -15,12 +15,10 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
 from .. import state
 from ..conf import conf
 from ..exceptions import ApiError
-from ..live.client import redis_client, redis_trouble
+from ..live.client import redis_client, redis_errors, redis_trouble
 from ..stream import background
 
 WINDOW_SECONDS = 60.0
@@ -129,7 +127,7 @@ class RedisLimits:
         args: list[float | str] = [time.time(), WINDOW_SECONDS, limit, uuid.uuid4().hex]
         try:
             retry_after = await script(keys=[f"chatstream:messages:{user_id}"], args=args)
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             redis_trouble("counting messages", exc)
             return await self._here.count_message(user_id)
         if retry_after is not None:
@@ -143,7 +141,7 @@ class RedisLimits:
         args: list[float | str] = [time.time(), slot_lease_seconds(), limit, str(stream_id)]  # lapses unless renewed
         try:
             opened = await script(keys=[f"chatstream:streams:{user_id}"], args=args)
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             redis_trouble("taking a stream slot", exc)
             return await self._here.open_stream(user_id, stream_id)
         if not opened:
@@ -167,7 +165,7 @@ class RedisLimits:
                         pipe.zadd(key, {str(stream_id): lapse}, xx=True)
                         pipe.expire(key, slot_lease_seconds())
                     await pipe.execute()
-            except (RedisError, OSError) as exc:
+            except redis_errors() as exc:
                 redis_trouble("renewing stream slots", exc)
 
     async def close_stream(self, user_id: int, stream_id: uuid.UUID) -> None:
@@ -175,7 +173,7 @@ class RedisLimits:
         await self._here.close_stream(user_id, stream_id)  # taken here while Redis was away, if at all
         try:
             await redis_client().zrem(f"chatstream:streams:{user_id}", str(stream_id))
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             redis_trouble("giving a stream slot back", exc)
 
 

@@ -12,12 +12,13 @@ import inspect
 import re
 import typing
 from collections.abc import Callable
-from typing import Any, overload
-
-import pydantic
+from typing import TYPE_CHECKING, Any, overload
 
 from ..exceptions import ToolDefinitionError
 from .context import ToolContext
+
+if TYPE_CHECKING:
+    import pydantic
 
 # What OpenAI (and the servers copying it) allow as a function's name.
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -55,17 +56,19 @@ class Tool:
         return f"<Tool {self.name}>"
 
     @functools.cached_property
-    def _signature(self) -> tuple[type[pydantic.BaseModel], str | None]:
+    def _signature(self) -> tuple[type["pydantic.BaseModel"], str | None]:
         return arguments_model(self.func, self.name)
 
     @property
-    def arguments(self) -> type[pydantic.BaseModel]:
+    def arguments(self) -> type["pydantic.BaseModel"]:
         """The pydantic model of the arguments (ToolDefinitionError if it cannot be built)."""
         return self._signature[0]
 
     @functools.cached_property
     def parameters(self) -> dict[str, Any]:
         """The arguments' JSON schema, as a function spec's `parameters`."""
+        import pydantic
+
         try:
             schema = self.arguments.model_json_schema()
         except pydantic.PydanticUserError as exc:  # a type JSON schema cannot express
@@ -120,9 +123,11 @@ def tool(
     return make(func) if func is not None else make
 
 
-def arguments_model(func: Callable[..., Any], name: str) -> tuple[type[pydantic.BaseModel], str | None]:
+def arguments_model(func: Callable[..., Any], name: str) -> tuple[type["pydantic.BaseModel"], str | None]:
     """A pydantic model of `func`'s parameters (but the ToolContext one, whose
     name comes second, or None)."""
+    import pydantic  # here: loaded by the first tool, not by every process
+
     try:
         hints = typing.get_type_hints(func, include_extras=True)
     except Exception as exc:  # NameError for a name never defined, and whatever a hint's own code raises

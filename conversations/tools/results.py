@@ -5,7 +5,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-import pydantic
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,8 @@ def output_text(value: Any) -> str:
 
 def _jsonable(value: Any) -> Any:
     # orjson knows dataclasses, datetimes, UUIDs and enums itself.
+    import pydantic  # imported already: the call's arguments were validated with it
+
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, Decimal):

@@ -21,10 +21,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pydantic
 from django.db import connections
 
 from .. import state
@@ -33,6 +32,9 @@ from ..exceptions import ToolCallFailed
 from .context import ToolContext
 from .definition import Tool
 from .results import ToolResult, cut, output_text
+
+if TYPE_CHECKING:
+    import pydantic
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +138,8 @@ async def run_calls(
 async def _run(tool: Tool | None, call: Mapping[str, Any], context: ToolContext) -> str:
     if tool is None:
         raise CallError(f"There is no tool named {call.get('name')!r}.")
+    import pydantic  # imported already: the tool's arguments model is pydantic's
+
     try:
         arguments = tool.keyword_arguments(_parsed(call.get("arguments")), context)
     except pydantic.ValidationError as exc:
@@ -188,7 +192,7 @@ def _parsed(arguments: object) -> dict[str, Any]:
     return parsed
 
 
-def _summary(exc: pydantic.ValidationError) -> str:
+def _summary(exc: "pydantic.ValidationError") -> str:
     """Each problem as `where: what`, e.g. `items.0.quantity: Input should be a valid integer`."""
     problems = (f"{'.'.join(map(str, error['loc'])) or 'arguments'}: {error['msg']}" for error in exc.errors())
     return "; ".join(problems)
