@@ -159,6 +159,22 @@ function lastSettledBoundary(tokens, text) {
   return null;
 }
 
+// After the last top-level fence, if it is closed and its closing line ended:
+// {index, chars} as lastSettledBoundary gives them. Nothing after a closed
+// fence can change it. (An unclosed fence's last line is never a closing one:
+// markdown-it would have closed it there.)
+function closedFence(tokens, text) {
+  const index = tokens.findLastIndex((token) => token.type === "fence" && token.level === 0);
+  const fence = tokens[index];
+  if (!fence || fence.map[1] - 1 === fence.map[0]) return null;
+  const starts = lineStarts(text);
+  const close = text.slice(starts[fence.map[1] - 1], starts[fence.map[1]]);
+  const closing = new RegExp(`^ {0,3}${fence.markup[0]}{${fence.markup.length},}[ \\t]*\\n$`);
+  return starts[fence.map[1]] !== undefined && closing.test(close) ? { index: index + 1, chars: starts[fence.map[1]] } : null;
+}
+
+const later = (a, b) => ((a?.chars ?? -1) >= (b?.chars ?? -1) ? a : b);
+
 // markdown-it's parse of `src`, its core rules in their order, with `cut`
 // given the block tokens before their text is parsed inline. (The rule list is
 // markdown-it's own, read from the vendored, pinned 15.0.)
@@ -292,15 +308,17 @@ function settles(text, env) {
 // An open fence (a code block whose closing line has not come yet) at the
 // top level and the start of its line: its lines are its code's text as they
 // are, so what is appended to the answer is appended to its code (its last
-// block of lines), with no parse or sanitize: a frame costs what came, not
-// the block (a model writing a 5,000-line file). A line that could close it (its marker
-// at the start, after up to 3 spaces), or a CR or NUL (which markdown-it
-// rewrites), sends the frame the whole way again.
+// block of lines), with no parse or sanitize: a frame costs what came, not the
+// block (a model writing a 5,000-line file). Its closing line, once whole,
+// settles it where it is: nothing after a closed fence changes it. A last
+// line that could still become a closing one waits for its line break; a CR
+// or NUL (which markdown-it rewrites) sends the frame the whole way again.
 class OpenFence {
   constructor() {
     this.code = null; // the code's element, while the fence is followed
     this.shown = 0; // how much of the answer's text it shows
-    this.marker = null; // a line that could close the fence, as a RegExp
+    this.closing = null; // a closing line, as a RegExp
+    this.marker = null; // a line that starts as one could
   }
 
   // After a render: follow the fence if the open blocks end in one.
@@ -313,32 +331,41 @@ class OpenFence {
     const code = starts[fence.map[0] + 1];
     if (!opening.startsWith(fence.markup) || code === undefined) return; // indented, or its info still coming
     const char = fence.markup[0] === "`" ? "`" : "~";
-    const closing = new RegExp(`^ {0,3}${char}{${fence.markup.length},}[ \\t]*$`, "m");
-    if (closing.test(tail.slice(code))) return;
+    this.closing = new RegExp(`^ {0,3}${char}{${fence.markup.length},}[ \\t]*$`, "m");
+    this.marker = new RegExp(`^ {0,3}${char}`);
+    if (this.closing.test(tail.slice(code)) || this.marker.test(lastLine(text))) return;
     this.code = elements(shown).at(-1).querySelector("code");
     this.shown = codeEnd(text);
-    this.marker = new RegExp(`^ {0,3}${char}|[\\r\\0]`, "m");
   }
 
-  // `text` shown by appending to the code, if it can be: whether it was.
+  // `text` shown by appending to the code, if it can be: true when it was
+  // (no parse needed), the length of the text up to the closing line's end
+  // when the fence closed (the rest is to be rendered), false when not.
   append(text) {
     if (!this.code) return false;
     const line = text.lastIndexOf("\n", this.shown - 1) + 1;
-    if (this.marker.test(text.slice(line))) {
+    const segment = text.slice(line);
+    const closing = this.closing.exec(segment);
+    const closed = closing && segment[closing.index + closing[0].length] === "\n";
+    if (/[\r\0]/.test(segment) || (!closed && this.marker.test(lastLine(text)))) {
       this.code = null;
       return false;
     }
-    const end = codeEnd(text);
+    const end = closed ? line + closing.index : codeEnd(text);
     appendCode(this.code, text.slice(this.shown, end));
     this.shown = end;
-    return true;
+    if (!closed) return true;
+    this.code = null;
+    return end + closing[0].length + 1;
   }
 }
+
+const lastLine = (text) => text.slice(text.lastIndexOf("\n") + 1);
 
 // Where an open fence's code ends in `text`: markdown-it leaves out a last
 // line that is only spaces and tabs so far.
 function codeEnd(text) {
-  const last = text.slice(text.lastIndexOf("\n") + 1);
+  const last = lastLine(text);
   return /^[ \t]*$/.test(last) ? text.length - last.length : text.length;
 }
 
@@ -364,10 +391,12 @@ export class LiveMarkdown {
   // `text`: the whole answer so far; `final`: no more will come, so all of it
   // settles.
   render(text, { final = false } = {}) {
-    if (!final && this.fence.append(text)) return;
+    const fence = this.fence.append(text);
+    if (fence === true && !final) return;
+    if (typeof fence === "number") this.settleAll(fence);
     const tail = text.slice(this.settledChars);
     const tokens = parseTail(tail, this.env, (blocks, env) => this.paragraph.shorten(blocks, this.open, env));
-    const boundary = final ? null : lastSettledBoundary(tokens, tail);
+    const boundary = final ? null : later(lastSettledBoundary(tokens, tail), closedFence(tokens, tail));
     const settled = boundary ? [...nodes(tokens.slice(0, boundary.index), this.env).childNodes] : [];
     const fresh = settled.concat([...nodes(boundary ? tokens.slice(boundary.index) : tokens, this.env).childNodes]);
     this.paragraph.prepend(fresh);
@@ -379,6 +408,13 @@ export class LiveMarkdown {
     // A link reference defined late applies to blocks settled before it: the
     // one case where pieces differ from the whole, so the whole is rendered.
     if (final && Object.keys(this.env.references ?? {}).length) renderMarkdown(this.body, text);
+  }
+
+  // All that is shown settled, as the first `chars` of the text.
+  settleAll(chars) {
+    this.settledChars = chars;
+    this.open = [];
+    this.paragraph.forget();
   }
 
   // The open blocks as shown made equal to `fresh`, node by node where the
