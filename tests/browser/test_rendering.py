@@ -299,7 +299,7 @@ def long_paragraph(chars: int) -> str:
 
 def long_code_block(lines: int) -> str:
     """A model writing a whole file: one ```python fence of `lines` lines."""
-    body = "".join(f"    value_{i} = lookup(cache, key_{i % 97})\n" for i in range(lines))
+    body = "".join(f"    value_{i:04} = lookup(cache, key_{i % 997:03})\n" for i in range(lines))
     return f"Here is the file:\n\n```python\ndef load(cache):\n{body}```\n"
 
 
