@@ -26,7 +26,7 @@ from . import procs
 
 TEST = "tests/browser/test_rendering.py::test_a_long_answer_streams_without_long_tasks"
 ARTIFACTS = procs.ROOT / "tests" / "artifacts"
-KINDS = ("blocks", "paragraph", "code")  # the test's LONG_ANSWERS
+KINDS = ("paragraph", "code")  # the test's LONG_ANSWERS
 SPIN = "while True: pass"
 
 
