@@ -5,6 +5,8 @@
                    token, CPU and memory per stream, and how many concurrent
                    streams it carries before token gaps grow, also against a
                    plain Django relay (bench/plain_relay.py)
+    bench.page     the chat page on long blocks in Chromium: main-thread
+                   tasks over 50 ms (run on its own: `python -m bench.page`)
 
 Every figure is printed next to a baseline measured in the same run, so the
 numbers compare like with like on whatever machine runs them. Results are
