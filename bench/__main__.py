@@ -2,21 +2,22 @@
 client comparison; the relay benchmark under each server (TTFT, gaps, cancel
 propagation, CPU, memory, concurrency ramp, a fast model) against the client
 reading the upstream directly, a FastAPI relay, a plain Django relay and the
-floor, ending with the targets as ratios to them (bench/targets.py); a
-stalled reader's cost under each server (10 MB answers); what the opt-in
-handler and middleware each save (bench.stacks); reasoning tokens against
-answer tokens (bench.reasoning); the tool loop's own time between model
-calls (bench.tool_loop); the database writes per turn; and what a 20 MB
-upload and a message with a 10 MB PDF cost, beside a plain Django upload
-view (bench.files, on PostgreSQL). Prints
-the tables and saves one JSON file under bench/results/. About 20 minutes;
---quick about 5."""
+floor, ending with the targets as ratios to them (bench/targets.py); what
+REDIS_URL costs, and two processes on one Redis (bench.scale: Redis database
+11 emptied first); a stalled reader's cost under each server (10 MB
+answers); what the opt-in handler and middleware each save (bench.stacks);
+reasoning tokens against answer tokens (bench.reasoning); the tool loop's
+own time between model calls (bench.tool_loop); the database writes per
+turn; and what a 20 MB upload and a message with a 10 MB PDF cost, beside a
+plain Django upload view (bench.files, on PostgreSQL). Prints the tables
+and saves one JSON file under bench/results/. About 35 minutes; --quick
+about 8. The chat page's figures: `python -m bench.page`."""
 
 import argparse
 import sys
 import time
 
-from . import clients, files, reasoning, relay, report, stacks, stalled, tool_loop, writes
+from . import clients, files, reasoning, relay, report, scale, stacks, stalled, tool_loop, writes
 
 
 def main() -> None:
@@ -25,7 +26,7 @@ def main() -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
     parser.add_argument(
         "--only",
-        choices=("clients", "relay", "stacks", "reasoning", "stalled", "tool_loop", "writes", "files"),
+        choices=("clients", "relay", "scale", "stacks", "reasoning", "stalled", "tool_loop", "writes", "files"),
         help="run one of the benchmarks",
     )
     parser.add_argument("--tokens", type=int, help="relay: tokens per answer (default 200; --quick 50)")
@@ -44,6 +45,10 @@ def main() -> None:
             print(f"\nrunning bench.relay under {server} ...", file=sys.stderr, flush=True)
             results[f"relay-{server}"] = relay.run(quick=args.quick, pin=args.pin, tokens=args.tokens, server=server)
             report.print_relay(results[f"relay-{server}"])
+    if args.only in (None, "scale"):
+        print("\nrunning bench.scale ...", file=sys.stderr, flush=True)
+        results["scale"] = scale.run(runs=1 if args.quick else 2, pin=args.pin, spread_too=not args.quick)
+        scale.print_results(results["scale"])
     if args.only in (None, "stacks"):
         print("\nrunning bench.stacks ...", file=sys.stderr, flush=True)
         results["stacks"] = stacks.run(quick=args.quick, pin=args.pin)

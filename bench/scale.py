@@ -26,6 +26,7 @@ from .relay import SIZES
 from .rig import Rig, app_env
 
 RSS_STREAMS = 50
+REDIS_URL = "redis://127.0.0.1:6379/11"  # emptied first: nothing else may use it meanwhile
 
 
 def redis_counters(client: redis.Redis) -> dict[str, float]:
@@ -132,19 +133,24 @@ def print_results(results: dict) -> None:
         spread.print_results(results["two_processes"])
 
 
+def run(*, runs: int = 2, streams: int = 100, redis_url: str = REDIS_URL, pin: bool = True, spread_too: bool = True):
+    results = {"one_process": one_process(runs=runs, streams=streams, redis_url=redis_url, pin=pin)}
+    if spread_too:
+        from . import spread
+
+        results["two_processes"] = spread.run(redis_url=redis_url)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--streams", type=int, default=100)
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/11")
+    parser.add_argument("--redis", default=REDIS_URL)
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--one", action="store_true", help="one process only, not the two-process figure")
     args = parser.parse_args()
-    results = {"one_process": one_process(runs=args.runs, streams=args.streams, redis_url=args.redis, pin=args.pin)}
-    if not args.one:
-        from . import spread
-
-        results["two_processes"] = spread.run(redis_url=args.redis)
+    results = run(runs=args.runs, streams=args.streams, redis_url=args.redis, pin=args.pin, spread_too=not args.one)
     print_results(results)
     print(f"\nresults: {report.save(results, 'scale')}")
 
