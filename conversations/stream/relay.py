@@ -26,11 +26,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import Any
 
 from ..conf import conf
 from ..exceptions import AnswerEnded, AnswerFailed, BudgetReached, ServerShutdown, UpstreamError, UpstreamTimeout
-from ..providers import APPROVAL, REASONING, STEP, TEXT, TOOL_RESULT, Completion, Message, Piece, Provider
+from ..providers import APPROVAL, STEP, TOOL_RESULT, Completion, Message, Piece, Provider
 from ..providers.tool_calls import ToolCalls
 from ..tools import ToolContext, ToolResult, run_calls
 from . import background, ending, registry, retries, shutdown, telemetry
@@ -39,6 +39,7 @@ from .approvals import Approvals, Decision
 from .events import FinishReason, start_event
 from .figures import Figures
 from .output import approval_text, result_text, step_text
+from .pieces import OutputGuard, PieceRelay
 from .presence import Presence
 from .readers import Readers
 from .spend_hold import SpendHold
@@ -50,20 +51,7 @@ logger = logging.getLogger(__name__)
 SaveAnswer = Callable[[Answer], Awaitable[Answer]]  # the answer as saved (with its cost)
 
 
-class OutputGuard(Protocol):
-    """The answer's on_output guardrails (guardrails/output.py), as the relay uses them."""
-
-    on_loop: bool  # every one runs on the loop: `feed`, with no await per piece
-
-    @property
-    def masked(self) -> int: ...
-    def feed(self, pieces: list[Piece]) -> list[Piece]: ...
-    async def screen(self, pieces: list[Piece]) -> list[Piece]: ...
-    def finish(self, rest: list[Piece]) -> list[Piece]: ...
-    def noted(self, answer: Answer) -> Answer: ...
-
-
-class AnswerRelay:
+class AnswerRelay(PieceRelay):
     def __init__(
         self,
         *,
@@ -400,14 +388,6 @@ class AnswerRelay:
         that might be masked) goes out before the tools' results."""
         self._relay_rest()
 
-    def _relay_rest(self) -> None:
-        rest = self.completion.rest()
-        if self._guard is None:
-            self._relay_pieces(rest)
-            return
-        self._count(rest)
-        self._relay_pieces(self._guard.finish(rest), screened=True)
-
     async def _try_model(self, model: str) -> None:
         self.malformed_before += self.completion.malformed_chunks
         self.figures.call_began()
@@ -465,29 +445,6 @@ class AnswerRelay:
                 await self._wait_for_reader()
                 silence.touch()
 
-    async def _relay_within_hold(self, pieces: list[Piece]) -> None:
-        """Only the output the budgets have reserved for: a piece past it
-        reserves more first; what still does not fit is cut there (text to
-        the character, a tool call whole) and the answer ends `budget_exceeded`."""
-        hold = self.hold
-        assert hold is not None
-        for kind, text in pieces:
-            if len(text) > hold.room(self.completion.output):
-                await hold.extend(len(text))
-            room = hold.room(self.completion.output)
-            if len(text) > room:
-                if kind in (TEXT, REASONING) and room > 0:
-                    await self._relay_checked([(kind, text[:room])])
-                raise BudgetReached
-            await self._relay_checked([(kind, text)])
-
-    async def _relay_checked(self, pieces: list[Piece]) -> None:
-        """The model's pieces out to the readers, through the guardrails if any."""
-        if self._guard is None:
-            self._relay_pieces(pieces)
-        else:
-            await self._relay_screened(pieces)
-
     async def _wait_for_reader(self) -> None:
         """Hold the model back until a reader takes some of the backlog; a
         reader that takes nothing for CHATSTREAM_READER_STALL_SECONDS (a
@@ -502,34 +459,8 @@ class AnswerRelay:
             self.figures.cancelled(self.completion.deltas)
             raise asyncio.CancelledError from None  # ends the call as a cancel does, with this reason
 
-    async def _relay_screened(self, pieces: list[Piece]) -> None:
-        """The model's pieces counted as it wrote them, then relayed as the guardrails let them out."""
-        self._count(pieces)
-        guard = self._guard
-        assert guard is not None
-        self._relay_pieces(guard.feed(pieces) if guard.on_loop else await guard.screen(pieces), screened=True)
-
-    def _count(self, pieces: list[Piece]) -> None:
-        for kind, text in pieces:  # the model's own output, before masking: what its server would count
-            self.completion.output.add(kind, text)
-
-    def _relay_pieces(self, pieces: list[Piece], *, screened: bool = False) -> None:
-        figures, readers = self.figures, self.readers
-        for kind, text in pieces:
-            if not screened:
-                self.completion.output.add(kind, text)
-            if not text:
-                continue
-            if "\x00" in text:  # a text column cannot hold NUL (PostgreSQL); client and turn get the same
-                text = text.replace("\x00", "\ufffd")
-            now = time.monotonic()
-            if figures.first_token_at is None:
-                figures.first_token_at = now
-                telemetry.first_token(self, now - figures.received_at)
-            if kind == TEXT and figures.first_answer_at is None:
-                figures.first_answer_at = now
-            figures.arrived(now)
-            readers.append(text, kind)
+    def _first_output(self, ttft_s: float) -> None:
+        telemetry.first_token(self, ttft_s)
 
     def _model_silent(self, deadline: asyncio.Timeout) -> None:
         # Waiting on our own reader is not the model's silence.
