@@ -264,7 +264,11 @@ def result(streams: list[Stream], t0: float, window: list[float] | None, cpu_s: 
         "streams": len(streams),
         "ok": len(ok),
         "errors": sorted({s.error for s in streams if s.error})[:5],
-        "ttft_ms": [(s.arrivals[0] - s.started) * 1000 for s in ok if s.arrivals and start <= s.started <= end],
+        "ttft_ms": [
+            (s.arrivals[0] - s.started) * 1000
+            for s in ok
+            if s.arrivals and start <= s.started <= end and not s.follower
+        ],
         "gaps_ms": [(b - a) * 1000 for s in ok for a, b in pairwise(s.arrivals) if start <= b <= end],
         # Streams in flight (request sent, not ended) and streaming (between
         # their first and last token): a server that queues requests keeps
@@ -276,7 +280,9 @@ def result(streams: list[Stream], t0: float, window: list[float] | None, cpu_s: 
         "head_ms": [(s.head - s.started) * 1000 for s in ok if s.head and start <= s.started <= end],
         "tokens": sum(s.tokens for s in ok),
         "stamped": sum(s.stamped for s in ok),
-        "delays_ms": [d for s in ok if start <= s.started <= end for d in s.delays],
+        # A follower replays the answer from its start: its first tokens were
+        # sent before it came, so their delays say nothing of the relay's.
+        "delays_ms": [d for s in ok if start <= s.started <= end and not s.follower for d in s.delays],
         # Events a second per stream, over each stream's first to last token.
         "event_rates": [
             (len(s.arrivals) - 1) / (s.arrivals[-1] - s.arrivals[0])
