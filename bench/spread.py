@@ -27,6 +27,7 @@ import redis
 from harness import fake_upstream
 
 from . import procs, report
+from .files import fresh_database
 from .rig import FIRST_TOKEN_DELAY, PACE, PROMPT, app_env, app_server, prepare_database
 
 TOKENS = 200
@@ -34,13 +35,6 @@ LEVELS = [25, 50, 100, 150, 200, 300]
 FOLLOW_EVERY = 5  # a fifth of the answers get a reader on the other process
 BOUND_MS = 2 * PACE * 1000  # p99 gap and send-to-receipt delay under twice the pace
 APP = "chatstream.asgi:application"
-
-
-def _fresh_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
 
 
 class Spread(procs.Started):
@@ -191,7 +185,7 @@ def ramp(rig: Spread, *, spread: bool, levels: list[int]) -> list[dict]:
 
 
 def run(*, redis_url: str, database_url: str = "postgres://postgres@127.0.0.1:5432/bench_spread") -> dict:
-    _fresh_database(database_url)
+    fresh_database(database_url)
     subprocess.run(["redis-cli", "-u", redis_url, "flushdb"], check=True, capture_output=True)
     with tempfile.TemporaryDirectory(prefix="bench-spread-") as tmp, Spread(Path(tmp), redis_url, database_url) as rig:
         for spread in (False, True):  # warm both processes up
