@@ -25,12 +25,22 @@ HOST = "127.0.0.1"
 
 _PR_SET_PDEATHSIG = 1
 
+# Ports free_port has handed out: the kernel may pick the same free port
+# twice, and two servers started on it leave the second's port answered by
+# the first (a test then talks to the wrong process).
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    """A port nothing listens on now (the kernel picks it for port 0)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now (the kernel picks it for port 0), never
+    one this process was given before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _child_setup(cpus: set[int] | None):
