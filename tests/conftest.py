@@ -18,6 +18,18 @@ from harness.servers import ServerThread
 from .helpers import make_api_user, redis_url, wait_until_every_answer_is_saved
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that ran on two server processes (`pair`) reports the
+    end of each one's log: what they did is most of what went wrong."""
+    report = yield
+    pair = getattr(item, "funcargs", {}).get("pair")
+    if report.failed and pair is not None:
+        for server in pair.servers:
+            report.sections.append((f"{server.name} log (last 60 lines)", server.log_tail(60)))
+    return report
+
+
 @pytest.fixture(scope="session", autouse=True)
 def database_threads(django_db_setup, django_db_blocker):
     """The app's database threads keep their connections open; close them

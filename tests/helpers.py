@@ -404,6 +404,11 @@ PAIR_MAX_STREAMS = 3  # per user, counted in Redis across both processes
 class Pair:
     a: str  # the base URLs of the two processes
     b: str
+    servers: tuple[Service, ...] = ()  # their logs go into a failed test's report (conftest.py)
+
+    @classmethod
+    def of(cls, a: Service, b: Service) -> "Pair":
+        return cls(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}", (a, b))
 
 
 def start_pair(tmp_path_factory, upstream_url: str, policy: str, redis: str = "", **more_env: str) -> list[Service]:

@@ -158,7 +158,7 @@ def pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready):
     that left (`continue`): the reload of a page, then its resume."""
     a, b = start_pair(tmp_path_factory, upstream_server.url, "continue")
     with a, b:
-        yield Pair(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}")
+        yield Pair.of(a, b)
 
 
 def test_resume_after_a_cut_reads_the_whole_answer_on_another_process(on, pair, upstream):

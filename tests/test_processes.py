@@ -34,7 +34,7 @@ from .helpers import (
 def pair(request, tmp_path_factory, upstream_server, django_db_setup, redis_ready):
     a, b = start_pair(tmp_path_factory, upstream_server.url, request.param)
     with a, b:
-        yield Pair(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}")
+        yield Pair.of(a, b)
 
 
 @pytest.mark.parametrize("dropped_after", [1, 4, 12])

@@ -58,7 +58,7 @@ def pair(tmp_path_factory, upstream_server, django_db_setup, own_redis):
     more = {"CHATSTREAM_ANSWER_LEASE_SECONDS": str(LEASE_SECONDS), "CHATSTREAM_HEARTBEAT_SECONDS": "0.5"}
     a, b = start_pair(tmp_path_factory, upstream_server.url, "cancel", redis=own_redis.url, **more)
     with a, b:
-        yield Pair(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}")
+        yield Pair.of(a, b)
 
 
 def follow_in_a_thread(api_user, turn_id: str) -> tuple[threading.Thread, threading.Event, list[dict]]:

@@ -18,7 +18,7 @@ def pair(tmp_path_factory, upstream_server, django_db_setup, redis_ready):
     tools = "tests.test_tool_loop.add,tests.test_tool_loop.overlapping,tests.test_tool_loop.guarded"
     a, b = start_pair(tmp_path_factory, upstream_server.url, "continue", CHATSTREAM_TOOLS=tools)
     with a, b:
-        yield Pair(f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}")
+        yield Pair.of(a, b)
 
 
 def test_a_reader_on_b_resumes_mid_loop(on, upstream):

@@ -265,7 +265,10 @@ class Process:
             # missed some takes them from the journal.
             if kind not in OUTPUT_EVENTS or self._remote_readers[turn]:
                 await self.layer.group_send(keys.group(turn), {"type": "answer.event", "turn": turn, **entry})
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # Redis's failure, or an unexpected one on the way
+            # The answer goes on, written whole again at its next event: a
+            # publisher that gave up would take the answer's keys out of Redis
+            # while it lives, and readers elsewhere would call it lost.
             redis_trouble("journaling an answer", exc)
             self._unlisted.add(turn)
         return refreshed_at

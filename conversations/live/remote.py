@@ -126,32 +126,41 @@ class Watch:
     on in its process, which writes its keys again once it notices, so a
     reader waits through that rather than calling the answer lost. It looks
     at the saved row meanwhile, and calls the answer lost only when neither
-    the keys nor the row have come back within a lease
-    (CHATSTREAM_ANSWER_LEASE_SECONDS)."""
+    the keys nor the row have come back, nor the journal grown, within a
+    lease (CHATSTREAM_ANSWER_LEASE_SECONDS)."""
 
     def __init__(self, process: Link, turn: str) -> None:
         self._process, self._turn = process, turn
         self.troubled = False  # Redis failed while this reader followed: the end may be missing
         self._gone_since: float | None = None
+        self._journal_end: tuple[int, str] = (0, "")  # entries and last event id, at the last look
+        self._journal_end_seen = self._journal_end  # ... at the last look for an end
 
     async def journal(self) -> list[dict[str, str]]:
         """The journal's entries; none while Redis is down."""
         try:
-            return await self._process.journal(self._turn)
+            entries = await self._process.journal(self._turn)
         except redis_errors() as exc:
             self._trouble(exc)
             return []
+        if entries:
+            self._journal_end = (len(entries), entries[-1]["e"])
+        return entries
 
     async def ended(self, turn_id: uuid.UUID) -> bool:
         """Whether to end from the saved row (or as lost): the row is there,
         or Redis has answered without the answer for a lease. While Redis
-        does not answer at all, nothing is known: only the row can end it."""
+        does not answer at all, nothing is known: only the row can end it.
+        A journal that grew since the last look was written by the answer's
+        process, alive, which has yet to write the rest of its keys again:
+        the lease is counted from then."""
         listed, now = await self._listed(), asyncio.get_running_loop().time()
+        written, self._journal_end_seen = self._journal_end != self._journal_end_seen, self._journal_end
         if listed:
             self._gone_since = None
             if not self.troubled:
                 return False
-        elif listed is False and self._gone_since is None:
+        elif listed is False and (self._gone_since is None or written):
             self._gone_since = now
         if await run_db(Turn.objects.filter(pk=turn_id).exists):
             return True
