@@ -26,14 +26,21 @@ RUNTIME := requirements/base.txt requirements/django-$(DJANGO).txt
 
 .PHONY: run test lint docs bench clean
 
+# uv installs the pinned requirements: a venv with everything the tests
+# need took 43 s with pip and 8 s with uv here (CI makes three). pip stays
+# in the venv, current, for what runs it (tests/test_install.py).
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.10
+PIP_VERSION := 26.3
+
 $(VENV)/.installed-run: $(RUNTIME)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(addprefix -r ,$(RUNTIME))
+	test -x $(UV) || $(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(UV) pip install --quiet --python $(PY) pip==$(PIP_VERSION) $(addprefix -r ,$(RUNTIME))
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt
 	touch $@
 
 # A development .env on first run: DEBUG on and a secret key of its own, so
