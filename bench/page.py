@@ -40,7 +40,7 @@ def stream(kinds: list[str]) -> dict[str, dict]:
     for kind in kinds:
         (ARTIFACTS / artifact(kind)).unlink(missing_ok=True)
     load = os.getloadavg()[0]
-    env = {**os.environ, "CHATSTREAM_LONG_ANSWER_TRIES": "1"}
+    env = {**os.environ, "CHATSTREAM_LONG_ANSWER_TRIES": "1", "CHATSTREAM_LONG_ANSWER_RATE": "1000"}
     argv = [procs.PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", TEST, "-k", " or ".join(kinds)]
     done = subprocess.run(argv, cwd=procs.ROOT, env=env, capture_output=True, text=True, timeout=300 * len(kinds))
     if not all((ARTIFACTS / artifact(kind)).exists() for kind in kinds):

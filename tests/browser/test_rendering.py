@@ -1,6 +1,7 @@
 """How an answer shows: markdown with an injected `<script>` shown as text,
 the model's thinking, tool calls and a refusal; the page's incremental render
-against a whole one (open code blocks and long paragraphs too), and two
+against a whole one (open code blocks and long paragraphs too), a frame's
+cost at the end of a long block against a whole render, and two
 50,000-token answers, one ending in a 100 KB paragraph and one a 5,000-line
 code block, with no main-thread task over 50 ms."""
 
@@ -306,26 +307,38 @@ def long_code_block(lines: int) -> str:
     return f"Here is the file:\n\n```python\ndef load(cache):\n{body}```\n"
 
 
-# Each 50,000 tokens of 4 characters at 1,000 a second: an answer as many
-# blocks (100 KB, for the parts they fill) that ends in one paragraph of 100
-# KB with no line break, and one fenced code block of 5,000 lines (a model
-# writing a whole file, 200 KB).
+# Each 50,000 tokens of 4 characters: an answer as many blocks (100 KB, for
+# the parts they fill) that ends in one paragraph of 100 KB with no line
+# break, and one fenced code block of 5,000 lines (a model writing a whole
+# file, 200 KB).
 LONG_ANSWERS = {
     "paragraph": long_markdown(100_000) + long_paragraph(100_000),
     "code": long_code_block(5000),
 }
 
 
+# Tokens a second. These two tests check the whole path at size (the app's
+# stream into the page, no main-thread task over 50 ms, the final DOM a
+# whole render); whether they see a frame that grows with its block depends
+# on the machine's speed: the page before issue 29, whose frames parse the
+# open block again, passed both at 1,000 and 5,000 tokens a second on a fast
+# day (2026-12-07) and failed at 1,000 on a slow one. What holds on any
+# machine is the test below, so CI streams at 5,000 (10 s an answer, not
+# 50), and bench/page.py at 1,000, issue 29's rate.
+LONG_ANSWER_RATE = int(os.environ.get("CHATSTREAM_LONG_ANSWER_RATE", "5000"))
+
+
 @pytest.mark.parametrize("kind", LONG_ANSWERS)
 def test_a_long_answer_streams_without_long_tasks(page, upstream, kind):
-    # 50,000 tokens at 1,000 a second (10 a chunk, ~100 chunks a second).
+    # 50,000 tokens, a chunk every 9 ms (~100 chunks a second).
     text = LONG_ANSWERS[kind]
-    upstream.behaviour = Behaviour(text=text, piece_chars=4, tokens_per_chunk=10, pace=0.009)
+    tokens_per_chunk = LONG_ANSWER_RATE // 100
+    upstream.behaviour = Behaviour(text=text, piece_chars=4, tokens_per_chunk=tokens_per_chunk, pace=0.009)
     tokens = len(upstream.behaviour.pieces())
     runs = []
     for _ in range(LONG_ANSWER_TRIES):
         saved, seconds, long_tasks, frames = stream_a_long_answer(page, text)
-        run = {"kind": kind, "tokens": tokens, "seconds": round(seconds, 1), "frames": frames}
+        run = {"kind": kind, "tokens": tokens, "rate": LONG_ANSWER_RATE, "seconds": round(seconds, 1), "frames": frames}
         runs.append({**run, "long_tasks_ms": long_tasks, "long_tasks_at_s": page.evaluate("window.longTaskStarts")})
         if not long_tasks:
             break
@@ -335,8 +348,47 @@ def test_a_long_answer_streams_without_long_tasks(page, upstream, kind):
     assert saved.content == text
     same, shown, whole = page.evaluate(SAME_AS_WHOLE_RENDER, ["#turns > li.assistant .body", saved.content])
     assert same, (shown, whole)
-    assert tokens >= 50_000 and tokens / seconds >= 800, (tokens, seconds)  # about 1,000 a second
+    assert tokens >= 50_000 and tokens / seconds >= 0.8 * LONG_ANSWER_RATE, (tokens, seconds)
     assert max(long_tasks, default=0) <= 50, runs
+
+
+# A frame's render at the end of a long block, against a render of the
+# whole text: the block taken in up to each point in large steps (out of the
+# timing), then the next few characters rendered as frames do, and timed;
+# the median of the last tenth of the text, and of five whole renders, in ms.
+FRAME_AND_WHOLE_COST = """async ([text, step, frame]) => {
+    const src = document.querySelector("script[type=module]").src.replace("chat.js", "render.js");
+    const { LiveMarkdown, renderMarkdown } = await import(src);
+    const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const live = new LiveMarkdown(document.createElement("div"));
+    const frames = [];
+    for (let end = step; end + 20 * frame < text.length; end += step) {
+        live.render(text.slice(0, end));
+        const started = performance.now();
+        for (let i = 1; i <= 20; i++) live.render(text.slice(0, end + i * frame));
+        frames.push((performance.now() - started) / 20);
+    }
+    const wholes = [];
+    for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        renderMarkdown(document.createElement("div"), text);
+        wholes.push(performance.now() - started);
+    }
+    return [median(frames.slice(-Math.ceil(frames.length / 10))), median(wholes)];
+}"""
+
+
+@pytest.mark.parametrize("kind", LONG_ANSWERS)
+def test_a_frame_at_the_end_of_a_long_block_costs_a_fraction_of_a_whole_render(page, kind):
+    # What keeps the long answers' frames short on any machine: a frame's
+    # work is the text it adds, not the block it adds to. Parsing the open
+    # block again on each frame (the page before issue 29) cost as much as
+    # rendering the whole text, and over 50 ms a frame on a slow day.
+    page.goto("/")
+    ready(page)
+    frame, whole = page.evaluate(FRAME_AND_WHOLE_COST, [LONG_ANSWERS[kind], 2000, 68])  # a frame at 1,000 tokens/s
+    print(f"{kind}: a frame at the end {frame:.3f} ms, the whole text {whole:.1f} ms")
+    assert frame <= whole / 10, (frame, whole)
 
 
 def stream_a_long_answer(page: Page, text: str) -> tuple[Turn, float, list[float], int]:
