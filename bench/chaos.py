@@ -31,7 +31,7 @@ import httpx
 from harness import fake_upstream
 
 from . import procs, report
-from .rig import app_env, manage
+from .rig import app_env, fresh_database, manage
 
 USERS = 10
 STREAMS_PER_USER = 3  # CHATSTREAM_MAX_CONCURRENT_STREAMS
@@ -162,13 +162,6 @@ for index in range({USERS}):
 """
 
 
-def _fresh_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    server = url.rsplit("/", 1)[0] + "/postgres"
-    for statement in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
-        subprocess.run(["psql", server, "-q", "-c", statement], check=True, capture_output=True)
-
-
 def _limits_free(bases: list[str], keys: list[str]) -> int:
     """Users whose next message is refused as over a limit."""
     refused = 0
@@ -195,7 +188,7 @@ def run(*, streams: int, seconds: float, kill_every: float, database: str, redis
             "CHATSTREAM_ANSWER_LEASE_SECONDS": str(LEASE_SECONDS),
             "CHATSTREAM_ON_DISCONNECT": "cancel",
         }
-        _fresh_database(database)
+        fresh_database(database)
         manage(env, "migrate", "--noinput")
         keys = [word for word in manage(env, "shell", "-c", MAKE_USERS).split() if word.startswith("cs_")]
         with upstream:

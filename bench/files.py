@@ -47,7 +47,7 @@ from harness import fake_upstream
 from tests.pdfs import make_pdf
 
 from . import procs, report
-from .rig import app_env, app_server, prepare_database
+from .rig import app_env, app_server, fresh_database, prepare_database
 
 MIB = 1024 * 1024
 FILE_BYTES = 20 * MIB - 4096  # just under CHATSTREAM_MAX_FILE_BYTES (20 MiB)
@@ -205,13 +205,6 @@ def _multipart_chunks(path: Path, boundary: str) -> Iterator[bytes]:
 
 
 # --- the run ---------------------------------------------------------------------------------------
-
-
-def fresh_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
 
 
 class Servers(procs.Started):

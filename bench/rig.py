@@ -85,6 +85,16 @@ def manage(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+def fresh_database(url: str) -> None:
+    """An empty PostgreSQL database at `url`, whatever was there."""
+    import psycopg  # here: the runs on SQLite never load it
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+
 def prepare_database(env: dict[str, str]) -> str:
     """Migrate, make a user, and return a fresh API key for it."""
     manage(env, "migrate", "--noinput")

@@ -27,8 +27,7 @@ import redis
 from harness import fake_upstream
 
 from . import procs, report
-from .files import fresh_database
-from .rig import FIRST_TOKEN_DELAY, PACE, PROMPT, app_env, app_server, prepare_database
+from .rig import FIRST_TOKEN_DELAY, PACE, PROMPT, app_env, app_server, fresh_database, prepare_database
 
 TOKENS = 200
 LEVELS = [25, 50, 100, 150, 200, 300]
