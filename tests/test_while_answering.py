@@ -13,6 +13,7 @@ from conversations.conf import conf
 from conversations.models import Budget, QueuedMessage, Turn
 from conversations.queued import rows
 from conversations.queued.starting import start_next
+from conversations.views import api
 from harness.fake_upstream import Behaviour
 
 from .helpers import (
@@ -294,3 +295,36 @@ def test_only_an_answer_in_the_same_conversation_counts(alice, upstream):
         assert elsewhere.status_code == 200 and read_events(elsewhere)[-1]["data"]["finish_reason"] == "stop"
         list(events)
     assert asked(upstream) == ["First", "Elsewhere"]
+
+
+def test_a_conversation_read_as_its_queued_message_starts_shows_the_message(alice, upstream, monkeypatch):
+    # The message starts after the page's read of the turns and before its
+    # read of the queue, as when a tab refreshes because the answer before
+    # it ended: it must show in one of them, never in neither.
+    upstream.behaviour = Behaviour(pace=0.05, tokens=20)
+    conversation_id = alice.new_conversation()
+    queued = rows.enqueue(
+        owner=alice.user,
+        conversation_id=conversation_id,
+        content="Queued",
+        model_name="",
+        instructions={},
+        file_ids=[],
+        idempotency_key="",
+        trace_id="between-reads",
+    )
+    answers = api.live_answers()
+
+    class StartingWhileRead:
+        async def generating_in(self, conversation):
+            await start_next(conversation)  # between the turns and the queue
+            return await answers.generating_in(conversation)
+
+    monkeypatch.setattr(api, "live_answers", StartingWhileRead)
+    detail = alice.client.get(f"/api/conversations/{conversation_id}").json()
+    monkeypatch.undo()
+
+    questions = [turn["content"] for turn in detail["turns"] if turn["role"] == "user"]
+    assert questions == ["Queued"] and not detail["queued"], detail
+    assert [answer["turn_id"] for answer in detail["generating"]] == [str(queued.answer_id)]
+    assert answer_of(str(queued.answer_id)).finish_reason == "stop"

@@ -98,6 +98,24 @@ def _detail(user, conversation_id) -> dict:
     return conversation_detail_json(conversation, turns)
 
 
+async def _conversation_now(user, conversation_id: uuid.UUID) -> dict:
+    """The conversation's turns, its answers still being generated (no row
+    yet: a page opened now, a reload or a second tab, follows them with GET
+    .../turns/<id>/events) and its queued messages, in the order they will be
+    answered. A queued message may start while these are read, at the moment
+    a page refreshes because an answer ended: between the queue read before
+    it and the turns read after it, neither would hold it. So the queue is
+    read before and after the rest, and all again if it changed."""
+    for _ in range(3):
+        queued = await run_db(rows.listed, conversation_id=conversation_id)
+        detail = await run_db(_detail, user, conversation_id)
+        detail["generating"] = await live_answers().generating_in(conversation_id)
+        if await run_db(rows.listed, conversation_id=conversation_id) == queued:
+            break
+    detail["queued"] = [queued_json(message) for message in queued]
+    return detail
+
+
 def _update(user, conversation_id, changes: dict) -> dict:
     """PATCH: a new title, model, tools or instructions answers with the conversation; a branch
     chosen (`leaf`) with the conversation and the turns it now shows."""
@@ -176,12 +194,7 @@ async def conversation(request: HttpRequest, user, conversation_id: str) -> Http
             return HttpResponse(status=204)
         if request.method == "PATCH":
             return JsonResponse(await run_db(_update, user, pk, _conversation_changes(request)))
-        detail = await run_db(_detail, user, pk)
-        # Answers still being generated have no row yet: a page opened now
-        # (a reload, a second tab) follows them with GET .../turns/<id>/events.
-        detail["generating"] = await live_answers().generating_in(pk)
-        queued = await run_db(rows.listed, conversation_id=pk)
-        detail["queued"] = [queued_json(message) for message in queued]  # answered in this order (queued/)
+        detail = await _conversation_now(user, pk)
         await starting.start_waiting_once()
         detail["shared_links"] = [shared_link_json(request, link) for link in await run_db(links_of, pk)]
         return JsonResponse(detail)
