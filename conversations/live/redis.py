@@ -46,7 +46,7 @@ from ..stream.events import OUTPUT_EVENTS, START, FinishReason
 from ..stream.relay import AnswerRelay
 from . import keys
 from .base import LiveAnswer
-from .client import REDIS_POOL_WAIT_SECONDS, redis_client, redis_trouble
+from .client import REDIS_POOL_WAIT_SECONDS, packing_in_c, redis_client, redis_trouble
 from .journal_writer import JournalWriter
 from .leases import Leases
 from .local import LocalAnswers
@@ -84,12 +84,13 @@ class WaitingChannelLayer(RedisChannelLayer):
 
     def create_pool(self, index: int) -> aioredis.BlockingConnectionPool:
         host = dict(self.hosts[index])
-        return aioredis.BlockingConnectionPool.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             host.pop("address"),
             max_connections=conf.CHATSTREAM_REDIS_MAX_CONNECTIONS,
             timeout=REDIS_POOL_WAIT_SECONDS,
             **host,
         )
+        return packing_in_c(pool)
 
 
 class RedisAnswers(LocalAnswers):
