@@ -51,6 +51,21 @@ def queue(api_user: ApiUser, conversation_id: str, content: str, **body) -> dict
     return response.json()
 
 
+def queued_directly(api_user: ApiUser, conversation_id: str, *, trace_id: str) -> QueuedMessage:
+    """A message "Queued" put in the queue as a message sent while an answer
+    streams is, with nothing started to answer it."""
+    return rows.enqueue(
+        owner=api_user.user,
+        conversation_id=conversation_id,
+        content="Queued",
+        model_name="",
+        instructions={},
+        file_ids=[],
+        idempotency_key="",
+        trace_id=trace_id,
+    )
+
+
 def test_a_queued_message_is_answered_after_the_answer_in_progress_in_order(alice, upstream):
     upstream.next_calls.append(SLOW)
     conversation_id = alice.new_conversation()
@@ -253,16 +268,7 @@ def test_a_queued_message_is_checked_when_it_is_sent(alice, upstream, body):
 @pytest.mark.parametrize("attempt", races(5))
 def test_starts_racing_for_one_queued_message_start_it_once(alice, live, upstream, attempt):
     conversation_id = alice.new_conversation()
-    queued = rows.enqueue(
-        owner=alice.user,
-        conversation_id=conversation_id,
-        content="Queued",
-        model_name="",
-        instructions={},
-        file_ids=[],
-        idempotency_key="",
-        trace_id="race",
-    )
+    queued = queued_directly(alice, conversation_id, trace_id="race")
 
     async def several_at_once() -> None:
         await asyncio.gather(*(start_next(queued.conversation_id) for _ in range(4)))
@@ -303,16 +309,7 @@ def test_a_conversation_read_as_its_queued_message_starts_shows_the_message(alic
     # it ended: it must show in one of them, never in neither.
     upstream.behaviour = Behaviour(pace=0.05, tokens=20)
     conversation_id = alice.new_conversation()
-    queued = rows.enqueue(
-        owner=alice.user,
-        conversation_id=conversation_id,
-        content="Queued",
-        model_name="",
-        instructions={},
-        file_ids=[],
-        idempotency_key="",
-        trace_id="between-reads",
-    )
+    queued = queued_directly(alice, conversation_id, trace_id="between-reads")
     answers = api.live_answers()
 
     class StartingWhileRead:
