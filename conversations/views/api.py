@@ -106,11 +106,13 @@ async def _conversation_now(user, conversation_id: uuid.UUID) -> dict:
     a page refreshes because an answer ended: between the queue read before
     it and the turns read after it, neither would hold it. So the queue is
     read before and after the rest, and all again if it changed."""
+    after = await run_db(rows.listed, conversation_id=conversation_id)
     for _ in range(3):
-        queued = await run_db(rows.listed, conversation_id=conversation_id)
+        queued = after  # the queue as it was before the turns were read
         detail = await run_db(_detail, user, conversation_id)
         detail["generating"] = await live_answers().generating_in(conversation_id)
-        if await run_db(rows.listed, conversation_id=conversation_id) == queued:
+        after = await run_db(rows.listed, conversation_id=conversation_id)
+        if after == queued:
             break
     detail["queued"] = [queued_json(message) for message in queued]
     return detail
